@@ -1,0 +1,647 @@
+/*
+ * config.c: loads the Lua configuration file and checks every key in it.
+ *
+ * The file is a Lua chunk run in an environment of its own: the globals it sets (server,
+ * routes, ...) are the settings, and the standard library stays readable through __index.
+ * Each setting is then read into struct config, key by key, against a fixed list of known keys
+ * with their types and bounds. Nothing stops at the first problem: every unknown key, wrong
+ * type and bad value is collected as "FILE:LINE: message". Lua records no line for a key inside
+ * a table constructor, so the line is found by scanning the source for the key's assignment.
+ */
+#include "autoconfig.h"
+
+#include "config.h"
+
+#include <errno.h>
+#include <glob.h>
+#include <lauxlib.h>
+#include <libgen.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "listen.h"
+
+#define MAX_WORKERS 128
+#define MAX_THREADS 64
+
+struct loader {
+	lua_State *L;
+	struct config *cfg;
+	struct config_errors *errs;
+	char *src; /* the file's text, to find lines in */
+};
+
+static const char *const top_keys[] = { "server", "routes", NULL };
+static const char *const server_keys[] = { "listen",	   "workers",	  "threads",
+					   "max_body",	   "max_header",  "timeout",
+					   "keepalive",	   "shutdown_timeout", "debug",
+					   "access_log",   "log_level",	  "handler_instructions",
+					   "lua_memory",   "json_depth",  NULL };
+
+void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	char **grown = realloc(errs->msg, (errs->n + 1) * sizeof(*grown));
+	char *copy = strdup(buf);
+	if (grown == NULL || copy == NULL) {
+		free(copy);
+		if (grown != NULL)
+			errs->msg = grown;
+		return;
+	}
+	errs->msg = grown;
+	errs->msg[errs->n++] = copy;
+}
+
+void config_errors_free(struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		free(errs->msg[i]);
+	free(errs->msg);
+	errs->msg = NULL;
+	errs->n = 0;
+}
+
+/* ---- finding the line of a key ---- */
+
+static bool is_name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Is name, at p, a whole word followed by an assignment ("name =", not "name ==")? */
+static bool assigns_at(const char *line, const char *p, const char *name, size_t len)
+{
+	if (p > line && (is_name_char(p[-1])))
+		return false;
+	const char *q = p + len;
+	if (p > line && p[-1] == '"' && *q == '"') /* ["name"] = */
+		q += 2;
+	while (*q == ' ' || *q == '\t')
+		q++;
+	return q[0] == '=' && q[1] != '=';
+}
+
+static bool line_assigns(const char *line, const char *name)
+{
+	size_t len = strlen(name);
+	for (const char *p = strstr(line, name); p != NULL; p = strstr(p + 1, name)) {
+		if (assigns_at(line, p, name, len))
+			return true;
+	}
+	return false;
+}
+
+int config_find_line(const char *src, const char *keypath)
+{
+	char parts[4][64];
+	size_t nparts = 0;
+	for (const char *k = keypath; *k != '\0' && nparts < 4;) {
+		size_t len = strcspn(k, ".");
+		if (len >= sizeof(parts[0]))
+			return 0;
+		memcpy(parts[nparts], k, len);
+		parts[nparts++][len] = '\0';
+		k += len;
+		if (*k == '.')
+			k++;
+	}
+
+	size_t want = 0;
+	int found = 0, lineno = 0;
+	char line[4096];
+	for (const char *p = src; *p != '\0' && want < nparts;) {
+		size_t len = strcspn(p, "\n");
+		size_t copy = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+		memcpy(line, p, copy);
+		line[copy] = '\0';
+		char *comment = strstr(line, "--");
+		if (comment != NULL)
+			*comment = '\0';
+		lineno++;
+		/* Several parts of the path may sit on one line: "server = { workers = 4 }". */
+		while (want < nparts && line_assigns(line, parts[want])) {
+			found = lineno;
+			want++;
+		}
+		p += len;
+		if (*p == '\n')
+			p++;
+	}
+	return want == nparts ? found : 0;
+}
+
+static void fail(struct loader *ld, const char *keypath, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(struct loader *ld, const char *keypath, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	int line = ld->src != NULL ? config_find_line(ld->src, keypath) : 0;
+	if (line == 0 && ld->src != NULL) {
+		char top[64];
+		snprintf(top, sizeof(top), "%.*s", (int)strcspn(keypath, "."), keypath);
+		line = config_find_line(ld->src, top);
+	}
+	config_errors_add(ld->errs, "%s:%d: %s: %s", ld->cfg->path, line > 0 ? line : 1, keypath,
+			  msg);
+}
+
+/* ---- reading values ---- */
+
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 32 || lb > 32)
+		return 99;
+	size_t d[33][33];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			if (d[i - 1][j] + 1 < best)
+				best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb];
+}
+
+static void unknown_key(struct loader *ld, const char *prefix, const char *key,
+			const char *const *known)
+{
+	char path[160];
+	snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
+	for (const char *const *k = known; *k != NULL; k++) {
+		if (edit_distance(key, *k) <= 2) {
+			fail(ld, path, "unknown key (did you mean '%s'?)", *k);
+			return;
+		}
+	}
+	fail(ld, path, "unknown key");
+}
+
+/* Reports every key of the table at idx that is not in known. */
+static void check_keys(struct loader *ld, int idx, const char *prefix, const char *const *known)
+{
+	lua_State *L = ld->L;
+	idx = lua_absindex(L, idx);
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING) {
+			fail(ld, prefix, "keys must be names, found a %s key", luaL_typename(L, -1));
+			continue;
+		}
+		const char *key = lua_tostring(L, -1);
+		bool ok = false;
+		for (const char *const *k = known; *k != NULL && !ok; k++)
+			ok = strcmp(*k, key) == 0;
+		if (!ok)
+			unknown_key(ld, prefix, key, known);
+	}
+}
+
+/* Pushes server[key] and returns its type, LUA_TNIL when unset. */
+static int field(struct loader *ld, int tbl, const char *key)
+{
+	return lua_getfield(ld->L, tbl, key);
+}
+
+static void read_int(struct loader *ld, int tbl, const char *section, const char *key,
+		     long min, long max, long *out)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "%s.%s", section, key);
+	int t = field(ld, tbl, key);
+	if (t != LUA_TNIL) {
+		int isint = 0;
+		lua_Integer v = lua_tointegerx(ld->L, -1, &isint);
+		if (t != LUA_TNUMBER || !isint)
+			fail(ld, path, "expected a whole number, found %s", luaL_typename(ld->L, -1));
+		else if (v < min || v > max)
+			fail(ld, path, "%lld is out of range (%ld to %ld)", (long long)v, min, max);
+		else
+			*out = (long)v;
+	}
+	lua_pop(ld->L, 1);
+}
+
+static void read_bool(struct loader *ld, int tbl, const char *section, const char *key, bool *out)
+{
+	char path[96];
+	snprintf(path, sizeof(path), "%s.%s", section, key);
+	int t = field(ld, tbl, key);
+	if (t == LUA_TBOOLEAN)
+		*out = lua_toboolean(ld->L, -1);
+	else if (t != LUA_TNIL)
+		fail(ld, path, "expected true or false, found %s", luaL_typename(ld->L, -1));
+	lua_pop(ld->L, 1);
+}
+
+static char *resolve_path(const struct config *cfg, const char *p)
+{
+	if (p[0] == '/')
+		return strdup(p);
+	size_t n = strlen(cfg->dir) + strlen(p) + 2;
+	char *out = malloc(n);
+	if (out != NULL)
+		snprintf(out, n, "%s/%s", cfg->dir, p);
+	return out;
+}
+
+/* Reads a string or a list of strings into a NULL-free array. */
+static void read_strings(struct loader *ld, int idx, const char *path, char ***out, size_t *n)
+{
+	lua_State *L = ld->L;
+	idx = lua_absindex(L, idx);
+	if (lua_type(L, idx) == LUA_TSTRING) {
+		*out = calloc(1, sizeof(char *));
+		(*out)[0] = strdup(lua_tostring(L, idx));
+		*n = 1;
+		return;
+	}
+	if (lua_type(L, idx) != LUA_TTABLE) {
+		fail(ld, path, "expected a string or a list of strings, found %s",
+		     luaL_typename(L, idx));
+		return;
+	}
+	size_t len = (size_t)luaL_len(L, idx);
+	lua_pushnil(L);
+	size_t count = 0;
+	while (lua_next(L, idx) != 0) {
+		lua_pop(L, 1);
+		count++;
+	}
+	if (count != len) {
+		fail(ld, path, "expected a list of strings, found a table with other keys");
+		return;
+	}
+	*out = calloc(len + 1, sizeof(char *));
+	for (size_t i = 0; i < len; i++) {
+		lua_rawgeti(L, idx, (lua_Integer)i + 1);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			fail(ld, path, "item %zu: expected a string, found %s", i + 1, luaL_typename(L, -1));
+		else
+			(*out)[(*n)++] = strdup(lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+}
+
+static void read_listen(struct loader *ld, int tbl)
+{
+	struct config *cfg = ld->cfg;
+	if (field(ld, tbl, "listen") != LUA_TNIL) {
+		for (size_t i = 0; i < cfg->nlisten; i++)
+			free(cfg->listen[i]);
+		free(cfg->listen);
+		cfg->listen = NULL;
+		cfg->nlisten = 0;
+		read_strings(ld, -1, "server.listen", &cfg->listen, &cfg->nlisten);
+	}
+	lua_pop(ld->L, 1);
+	if (cfg->nlisten == 0)
+		fail(ld, "server.listen", "at least one address is needed");
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		struct listen_addr a;
+		char err[160];
+		if (listen_parse(cfg->listen[i], &a, err, sizeof(err)) != 0)
+			fail(ld, "server.listen", "%s", err);
+	}
+}
+
+static void read_workers(struct loader *ld, int tbl)
+{
+	int t = field(ld, tbl, "workers");
+	lua_State *L = ld->L;
+	if (t == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0) {
+		ld->cfg->workers = 0;
+	} else if (t != LUA_TNIL) {
+		int isint = 0;
+		lua_Integer v = lua_tointegerx(L, -1, &isint);
+		if (t != LUA_TNUMBER || !isint || v < 1 || v > MAX_WORKERS)
+			fail(ld, "server.workers", "expected \"auto\" or a number from 1 to %d",
+			     MAX_WORKERS);
+		else
+			ld->cfg->workers = (int)v;
+	}
+	lua_pop(L, 1);
+	if (ld->cfg->workers == 0) {
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		ld->cfg->workers = cores < 1 ? 1 : cores > MAX_WORKERS ? MAX_WORKERS : (int)cores;
+	}
+}
+
+static void read_access_log(struct loader *ld, int tbl)
+{
+	lua_State *L = ld->L;
+	int t = field(ld, tbl, "access_log");
+	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+		free(ld->cfg->access_log);
+		ld->cfg->access_log = NULL;
+	} else if (t == LUA_TSTRING) {
+		const char *v = lua_tostring(L, -1);
+		free(ld->cfg->access_log);
+		ld->cfg->access_log = strcmp(v, "stderr") == 0 ? strdup(v) : resolve_path(ld->cfg, v);
+	} else if (t != LUA_TNIL) {
+		fail(ld, "server.access_log", "expected \"stderr\", a file path or false");
+	}
+	lua_pop(L, 1);
+}
+
+static void read_log_level(struct loader *ld, int tbl)
+{
+	lua_State *L = ld->L;
+	int t = field(ld, tbl, "log_level");
+	if (t != LUA_TNIL &&
+	    (t != LUA_TSTRING || log_level_parse(lua_tostring(L, -1), &ld->cfg->log_level) != 0))
+		fail(ld, "server.log_level", "expected \"error\", \"warn\", \"info\" or \"debug\"");
+	lua_pop(L, 1);
+}
+
+static void read_server(struct loader *ld)
+{
+	lua_State *L = ld->L;
+	struct config *cfg = ld->cfg;
+	if (lua_getfield(L, 1, "server") == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+	} else if (!lua_istable(L, -1)) {
+		fail(ld, "server", "expected a table, found %s", luaL_typename(L, -1));
+		lua_pop(L, 1);
+		return;
+	}
+	int tbl = lua_gettop(L);
+	check_keys(ld, tbl, "server", server_keys);
+	read_listen(ld, tbl);
+	read_workers(ld, tbl);
+
+	long v;
+	v = cfg->threads;
+	read_int(ld, tbl, "server", "threads", 1, MAX_THREADS, &v);
+	cfg->threads = (int)v;
+	v = (long)cfg->max_body;
+	read_int(ld, tbl, "server", "max_body", 0, 64L << 20, &v);
+	cfg->max_body = (size_t)v;
+	v = (long)cfg->max_header;
+	read_int(ld, tbl, "server", "max_header", 1024, 1L << 20, &v);
+	cfg->max_header = (size_t)v;
+	v = cfg->timeout;
+	read_int(ld, tbl, "server", "timeout", 1, 3600, &v);
+	cfg->timeout = (int)v;
+	v = cfg->keepalive;
+	read_int(ld, tbl, "server", "keepalive", 1, 3600, &v);
+	cfg->keepalive = (int)v;
+	v = cfg->shutdown_timeout;
+	read_int(ld, tbl, "server", "shutdown_timeout", 1, 3600, &v);
+	cfg->shutdown_timeout = (int)v;
+	read_bool(ld, tbl, "server", "debug", &cfg->debug);
+	read_access_log(ld, tbl);
+	read_log_level(ld, tbl);
+	read_int(ld, tbl, "server", "handler_instructions", 10000, 1L << 40,
+		 &cfg->handler_instructions);
+	v = (long)cfg->lua_memory;
+	read_int(ld, tbl, "server", "lua_memory", 1L << 20, 1L << 40, &v);
+	cfg->lua_memory = (size_t)v;
+	v = cfg->json_depth;
+	read_int(ld, tbl, "server", "json_depth", 1, 1000, &v);
+	cfg->json_depth = (int)v;
+	lua_pop(L, 1);
+}
+
+static bool has_glob_chars(const char *s)
+{
+	return strpbrk(s, "*?[") != NULL;
+}
+
+static void add_route_file(struct config *cfg, const char *file)
+{
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		if (strcmp(cfg->routes[i], file) == 0)
+			return;
+	}
+	char **grown = realloc(cfg->routes, (cfg->nroutes + 2) * sizeof(*grown));
+	if (grown == NULL)
+		return;
+	cfg->routes = grown;
+	cfg->routes[cfg->nroutes++] = strdup(file);
+	cfg->routes[cfg->nroutes] = NULL;
+}
+
+static void read_routes(struct loader *ld)
+{
+	lua_State *L = ld->L;
+	char **patterns = NULL;
+	size_t npatterns = 0;
+	if (lua_getfield(L, 1, "routes") == LUA_TNIL) {
+		patterns = calloc(2, sizeof(char *));
+		patterns[0] = strdup("routes/*.lua");
+		npatterns = 1;
+	} else {
+		read_strings(ld, -1, "routes", &patterns, &npatterns);
+	}
+	lua_pop(L, 1);
+
+	for (size_t i = 0; i < npatterns; i++) {
+		char *full = resolve_path(ld->cfg, patterns[i]);
+		glob_t g;
+		int rc = glob(full, 0, NULL, &g);
+		if (rc == 0) {
+			for (size_t j = 0; j < g.gl_pathc; j++)
+				add_route_file(ld->cfg, g.gl_pathv[j]);
+			globfree(&g);
+		} else if (rc == GLOB_NOMATCH && has_glob_chars(patterns[i])) {
+			log_warn("%s: routes: no file matches %s", ld->cfg->path, full);
+		} else {
+			fail(ld, "routes", "%s: %s", full,
+			     rc == GLOB_NOMATCH ? "no such file" : "cannot be read");
+		}
+		free(full);
+		free(patterns[i]);
+	}
+	free(patterns);
+}
+
+/* __newindex of the config's environment: only names are settings. */
+static int env_newindex(lua_State *L)
+{
+	if (lua_type(L, 2) != LUA_TSTRING)
+		return luaL_error(L, "settings are named: cannot set a %s key", luaL_typename(L, 2));
+	lua_rawset(L, 1);
+	return 0;
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			cap = cap ? cap * 2 : 8192;
+			char *grown = realloc(buf, cap);
+			if (grown == NULL) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = grown;
+		}
+		size_t n = fread(buf + len, 1, 4096, f);
+		len += n;
+		if (n < 4096)
+			break;
+	}
+	bool failed = ferror(f);
+	fclose(f);
+	if (failed) {
+		free(buf);
+		return NULL;
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+/* Runs the chunk; leaves its environment (the settings) at index 1. */
+static int run_chunk(struct loader *ld)
+{
+	lua_State *L = ld->L;
+	const char *path = ld->cfg->path;
+	lua_newtable(L); /* the settings: index 1 */
+	lua_newtable(L);
+	lua_pushglobaltable(L);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, env_newindex);
+	lua_setfield(L, -2, "__newindex");
+	lua_setmetatable(L, 1);
+
+	char chunkname[4200];
+	snprintf(chunkname, sizeof(chunkname), "@%s", path);
+	if (luaL_loadbufferx(L, ld->src, strlen(ld->src), chunkname, "t") != LUA_OK) {
+		config_errors_add(ld->errs, "%s", lua_tostring(L, -1));
+		return -1;
+	}
+	lua_pushvalue(L, 1);
+	lua_setupvalue(L, -2, 1); /* _ENV */
+	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+		config_errors_add(ld->errs, "%s", lua_tostring(L, -1));
+		return -1;
+	}
+	/* From here on the settings are read raw: __index would show the standard library. */
+	lua_pushnil(L);
+	lua_setmetatable(L, 1);
+	return 0;
+}
+
+static void set_defaults(struct config *cfg)
+{
+	cfg->listen = calloc(2, sizeof(char *));
+	cfg->listen[0] = strdup("127.0.0.1:8080");
+	cfg->nlisten = 1;
+	cfg->workers = 0;
+	cfg->threads = 2;
+	cfg->max_body = 65536;
+	cfg->max_header = 16384;
+	cfg->timeout = 30;
+	cfg->keepalive = 15;
+	cfg->shutdown_timeout = 30;
+	cfg->access_log = strdup("stderr");
+	cfg->log_level = LOG_LEVEL_INFO;
+	cfg->handler_instructions = 50000000;
+	cfg->lua_memory = 256u << 20;
+	cfg->json_depth = 32;
+}
+
+/* The file's folder as an absolute path: the daemon may change directory later. */
+static char *dir_of(const char *path)
+{
+	char *real = realpath(path, NULL);
+	if (real == NULL)
+		return NULL;
+	char *d = strdup(dirname(real));
+	free(real);
+	return d;
+}
+
+struct config *config_load(const char *path, struct config_errors *errs)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	struct loader ld = { .cfg = cfg, .errs = errs };
+	size_t before = errs->n;
+	if (cfg == NULL)
+		return NULL;
+	cfg->path = strdup(path);
+	cfg->dir = dir_of(path);
+	set_defaults(cfg);
+
+	ld.src = cfg->dir != NULL ? read_file(path) : NULL;
+	if (ld.src == NULL) {
+		config_errors_add(errs, "%s: cannot read: %s", path, strerror(errno));
+		goto fail;
+	}
+	ld.L = luaL_newstate();
+	if (ld.L == NULL)
+		goto fail;
+	luaL_openlibs(ld.L);
+	if (run_chunk(&ld) != 0)
+		goto fail;
+	check_keys(&ld, 1, "", top_keys);
+	read_server(&ld);
+	read_routes(&ld);
+	if (errs->n > before)
+		goto fail;
+	lua_close(ld.L);
+	free(ld.src);
+	return cfg;
+fail:
+	if (ld.L != NULL)
+		lua_close(ld.L);
+	free(ld.src);
+	config_free(cfg);
+	return NULL;
+}
+
+void config_set_workers(struct config *cfg, int workers)
+{
+	cfg->workers = workers < 1 ? 1 : workers > MAX_WORKERS ? MAX_WORKERS : workers;
+}
+
+static void free_strings(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->path);
+	free(cfg->dir);
+	free_strings(cfg->listen, cfg->nlisten);
+	free_strings(cfg->routes, cfg->nroutes);
+	free(cfg->access_log);
+	free(cfg);
+}

@@ -1,0 +1,374 @@
+/*
+ * http.c: the worker's HTTP server.
+ *
+ * evhttp accepts on the worker's slot sockets with every limit set (body, headers, timeouts).
+ * Each request gets a struct http_request; the built-in /healthz is answered here, an unknown
+ * path gets 404 and a known path with another method 405 with Allow, and everything else goes
+ * to the dispatcher (the Lua layer), which replies through http_reply, now or after its
+ * coroutine has waited on a job. Every reply, built-in or not, is JSON, carries X-Request-Id
+ * and writes one access-log line.
+ *
+ * evhttp answers requests it cannot parse (too large, malformed) by itself, with an HTML page,
+ * through evhttp_send_error. libevent 2.1 has no hook for that, so this file defines its own
+ * evhttp_send_error: the dynamic linker binds libevent's internal calls to it, and those
+ * answers become JSON envelopes like every other.
+ *
+ * A draining server has given its listening sockets back (the master keeps them open, so the
+ * queue survives) and closes each connection after its current response. It reports drained
+ * once nothing is in flight and no request has arrived for a short quiet period, so that a
+ * client that was just answered on a kept-alive connection is not cut off mid-request.
+ */
+#include "autoconfig.h"
+
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+#include "request.h"
+
+#define QUIET_MS 300
+
+struct http_server {
+	struct evhttp *http;
+	struct event_base *base;
+	const struct router *router;
+	http_dispatch_fn dispatch;
+	void *arg;
+	struct evhttp_bound_socket **bound;
+	size_t nbound;
+	struct timeval timeout, keepalive;
+	bool debug;
+	size_t inflight;
+	uint64_t last_request_ns;
+	bool draining;
+	http_drained_fn drained;
+	void *drained_arg;
+	struct event *drain_timer;
+	char id_prefix[17];
+	uint64_t id_counter;
+};
+
+uint64_t http_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	default:
+		return "OTHER";
+	}
+}
+
+static void peer_address(struct evhttp_request *ev, char *out, size_t len)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
+	char *addr = NULL;
+	ev_uint16_t port = 0;
+	snprintf(out, len, "-");
+	if (conn != NULL) {
+		evhttp_connection_get_peer(conn, &addr, &port);
+		if (addr != NULL)
+			snprintf(out, len, "%s", addr);
+	}
+}
+
+static void log_access(const char *method, const char *path, int status, uint64_t start_ns,
+		       const char *remote, const char *id)
+{
+	struct access_entry e = {
+		.method = method,
+		.path = path,
+		.status = status,
+		.duration_ms = start_ns ? (double)(http_now_ns() - start_ns) / 1e6 : 0.0,
+		.remote = remote,
+		.request_id = id,
+	};
+	accesslog_write(&e);
+}
+
+static char *error_body(int status, const char *message, const char *detail, size_t *len)
+{
+	json_t *o = json_pack("{s:s, s:s}", "result", "fail", "error", message);
+	if (o != NULL && detail != NULL)
+		json_object_set_new(o, "detail", json_string(detail));
+	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	*len = s != NULL ? strlen(s) : 0;
+	return s;
+}
+
+/* Replaces libevent's own HTML error page (see the comment at the top). */
+void evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
+{
+	const char *message;
+	switch (error) {
+	case HTTP_ENTITYTOOLARGE:
+		message = "request too large";
+		break;
+	case HTTP_NOTIMPLEMENTED:
+		message = "method not implemented";
+		break;
+	case 417:
+		message = "expectation failed";
+		break;
+	default:
+		message = "malformed request";
+	}
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+	evhttp_clear_headers(out);
+	evhttp_add_header(out, "Content-Type", "application/json");
+	evhttp_add_header(out, "Connection", "close");
+	size_t len;
+	char *body = error_body(error, message, NULL, &len);
+	struct evbuffer *buf = evbuffer_new();
+	if (buf != NULL && body != NULL)
+		evbuffer_add(buf, body, len);
+	char remote[64];
+	peer_address(req, remote, sizeof(remote));
+	evhttp_send_reply(req, error, reason, buf);
+	log_access(method_name(evhttp_request_get_command(req)), "-", error, 0, remote, "-");
+	if (buf != NULL)
+		evbuffer_free(buf);
+	free(body);
+}
+
+int http_add_header(struct http_request *r, const char *name, const char *value)
+{
+	size_t nlen = strlen(name);
+	if (nlen == 0 || strspn(name, "!#$%&'*+-.^_`|~0123456789"
+				      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != nlen)
+		return -1;
+	return evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+}
+
+void http_reply(struct http_request *r, int status, const char *json, size_t len)
+{
+	struct http_server *srv = r->srv;
+	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
+	struct evbuffer *buf = NULL;
+	evhttp_remove_header(out, "Content-Type");
+	evhttp_add_header(out, "Content-Type", "application/json");
+	evhttp_add_header(out, "X-Request-Id", r->id);
+	if (srv->draining)
+		evhttp_add_header(out, "Connection", "close");
+	if (json != NULL && status != 204 && status != 304) {
+		buf = evbuffer_new();
+		if (buf != NULL)
+			evbuffer_add(buf, json, len);
+	}
+	struct evhttp_connection *conn = evhttp_request_get_connection(r->ev);
+	evhttp_send_reply(r->ev, status, NULL, buf);
+	/* Between requests, a connection waits only as long as keepalive allows. */
+	if (conn != NULL)
+		evhttp_connection_set_timeout_tv(conn, &srv->keepalive);
+	log_access(r->method, r->path, status, r->start_ns, r->remote, r->id);
+	if (buf != NULL)
+		evbuffer_free(buf);
+	free(r->path);
+	free(r);
+	srv->inflight--;
+}
+
+void http_reply_error(struct http_request *r, int status, const char *message, const char *detail)
+{
+	size_t len;
+	char *body = error_body(status, message, r->srv->debug ? detail : NULL, &len);
+	http_reply(r, status, body, len);
+	free(body);
+}
+
+static void reply_literal(struct http_request *r, int status, const char *json)
+{
+	http_reply(r, status, json, strlen(json));
+}
+
+static void make_id(struct http_server *srv, struct http_request *r)
+{
+	const char *given = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "X-Request-Id");
+	if (given != NULL && request_id_ok(given))
+		snprintf(r->id, sizeof(r->id), "%s", given);
+	else
+		snprintf(r->id, sizeof(r->id), "%s%08llx", srv->id_prefix,
+			 (unsigned long long)++srv->id_counter);
+}
+
+static struct http_request *request_new(struct http_server *srv, struct evhttp_request *ev)
+{
+	struct http_request *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	r->ev = ev;
+	r->srv = srv;
+	r->start_ns = http_now_ns();
+	r->method = method_name(evhttp_request_get_command(ev));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	r->path = strdup(path != NULL && path[0] != '\0' ? path : "/");
+	if (r->path == NULL) {
+		free(r);
+		return NULL;
+	}
+	peer_address(ev, r->remote, sizeof(r->remote));
+	make_id(srv, r);
+	return r;
+}
+
+static void on_request(struct evhttp_request *ev, void *arg)
+{
+	struct http_server *srv = arg;
+	struct http_request *r = request_new(srv, ev);
+	if (r == NULL) {
+		evhttp_send_error(ev, HTTP_INTERNAL, NULL);
+		return;
+	}
+	srv->inflight++;
+	srv->last_request_ns = r->start_ns;
+	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
+	if (conn != NULL)
+		evhttp_connection_set_timeout_tv(conn, &srv->timeout);
+
+	if (r->path[0] != '/') {
+		http_reply_error(r, 400, "malformed request", NULL);
+		return;
+	}
+	bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+	if (get && strcmp(r->path, "/healthz") == 0) {
+		reply_literal(r, 200, "{\"result\":\"success\",\"status\":\"ok\"}");
+		return;
+	}
+	char allow[128];
+	switch (router_match(srv->router, r->method, r->path, &r->route, &r->params, allow,
+			     sizeof(allow))) {
+	case ROUTER_FOUND:
+		srv->dispatch(srv->arg, r);
+		return;
+	case ROUTER_NO_METHOD:
+		evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow", allow);
+		reply_literal(r, 405, "{\"result\":\"fail\",\"error\":\"method not allowed\"}");
+		return;
+	case ROUTER_NO_PATH:
+		break;
+	}
+	if (strcmp(r->path, "/healthz") == 0) {
+		evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow", "GET, HEAD");
+		reply_literal(r, 405, "{\"result\":\"fail\",\"error\":\"method not allowed\"}");
+		return;
+	}
+	reply_literal(r, 404, "{\"result\":\"fail\",\"error\":\"not found\"}");
+}
+
+struct http_server *http_server_new(const struct config *cfg, struct event_base *base,
+				    const int *fds, size_t nfds, const struct router *router,
+				    http_dispatch_fn dispatch, void *arg)
+{
+	struct http_server *srv = calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return NULL;
+	srv->base = base;
+	srv->router = router;
+	srv->dispatch = dispatch;
+	srv->arg = arg;
+	srv->debug = cfg->debug;
+	srv->timeout = (struct timeval){ .tv_sec = cfg->timeout };
+	srv->keepalive = (struct timeval){ .tv_sec = cfg->keepalive };
+	unsigned char rnd[8];
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(srv->id_prefix, sizeof(srv->id_prefix), rnd, 4);
+	srv->http = evhttp_new(base);
+	srv->bound = calloc(nfds ? nfds : 1, sizeof(*srv->bound));
+	if (srv->http == NULL || srv->bound == NULL)
+		goto fail;
+	evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_body);
+	evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_header);
+	evhttp_set_timeout_tv(srv->http, &srv->timeout);
+	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						      EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(srv->http, on_request, srv);
+	for (size_t i = 0; i < nfds; i++) {
+		srv->bound[i] = evhttp_accept_socket_with_handle(srv->http, fds[i]);
+		if (srv->bound[i] == NULL) {
+			log_error("cannot accept on socket %d", fds[i]);
+			goto fail;
+		}
+		srv->nbound++;
+	}
+	return srv;
+fail:
+	http_server_free(srv);
+	return NULL;
+}
+
+void http_server_free(struct http_server *srv)
+{
+	if (srv == NULL)
+		return;
+	if (srv->drain_timer != NULL)
+		event_free(srv->drain_timer);
+	if (srv->http != NULL)
+		evhttp_free(srv->http);
+	free(srv->bound);
+	free(srv);
+}
+
+static void check_drained(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *srv = arg;
+	uint64_t quiet = (http_now_ns() - srv->last_request_ns) / 1000000u;
+	if (srv->inflight > 0 || quiet < QUIET_MS)
+		return;
+	event_del(srv->drain_timer);
+	srv->drained(srv->drained_arg);
+}
+
+void http_server_drain(struct http_server *srv, http_drained_fn drained, void *arg)
+{
+	if (srv->draining)
+		return;
+	srv->draining = true;
+	srv->drained = drained;
+	srv->drained_arg = arg;
+	/* Freeing the listener closes this worker's copy of each socket, not the master's. */
+	for (size_t i = 0; i < srv->nbound; i++)
+		evhttp_del_accept_socket(srv->http, srv->bound[i]);
+	srv->nbound = 0;
+	srv->drain_timer = event_new(srv->base, -1, EV_PERSIST, check_drained, srv);
+	struct timeval every = { .tv_usec = 50000 };
+	if (srv->drain_timer != NULL)
+		event_add(srv->drain_timer, &every);
+}
+
+size_t http_server_inflight(const struct http_server *srv)
+{
+	return srv->inflight;
+}

@@ -1,0 +1,97 @@
+/*
+ * listen.c: parses listen addresses and opens the sockets the workers accept on.
+ *
+ * The master opens one socket per address and worker slot, all with SO_REUSEPORT, so that the
+ * kernel spreads new connections across the workers and a socket outlives the worker serving
+ * it: connections that arrive while a worker is being replaced wait in the socket's queue.
+ */
+#include "autoconfig.h"
+
+#include "listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int parse_port(const char *s, in_port_t *port)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v == 0 || v > 65535)
+		return -1;
+	*port = htons((in_port_t)v);
+	return 0;
+}
+
+int listen_parse(const char *text, struct listen_addr *out, char *err, size_t errlen)
+{
+	char host[64];
+	const char *colon;
+	memset(out, 0, sizeof(*out));
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (close == NULL || close[1] != ':' || (size_t)(close - text - 1) >= sizeof(host))
+			goto bad;
+		memcpy(host, text + 1, (size_t)(close - text - 1));
+		host[close - text - 1] = '\0';
+		colon = close + 1;
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
+		s6->sin6_family = AF_INET6;
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1 || parse_port(colon + 1, &s6->sin6_port) != 0)
+			goto bad;
+		out->len = sizeof(*s6);
+		return 0;
+	}
+	colon = strrchr(text, ':');
+	if (colon == NULL || (size_t)(colon - text) >= sizeof(host))
+		goto bad;
+	memcpy(host, text, (size_t)(colon - text));
+	host[colon - text] = '\0';
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&out->ss;
+	s4->sin_family = AF_INET;
+	if (strcmp(host, "*") == 0)
+		s4->sin_addr.s_addr = htonl(INADDR_ANY);
+	else if (strcmp(host, "localhost") == 0)
+		s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+		goto bad;
+	if (parse_port(colon + 1, &s4->sin_port) != 0)
+		goto bad;
+	out->len = sizeof(*s4);
+	return 0;
+bad:
+	snprintf(err, errlen,
+		 "'%s' is not a listen address: use IPv4:PORT, [IPv6]:PORT, localhost:PORT or *:PORT",
+		 text);
+	return -1;
+}
+
+int listen_open(const struct listen_addr *a, char *err, size_t errlen)
+{
+	int one = 1;
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+		goto fail;
+	if (a->ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 || listen(fd, 511) != 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, errlen, "%s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}

@@ -1,0 +1,36 @@
+/* log.h: the daemon's error log and the per-request access log. */
+#ifndef SESAME_LOG_H
+#define SESAME_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+void log_init(bool use_syslog);
+void log_set_level(enum log_level level);
+int log_level_parse(const char *name, enum log_level *out);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+struct access_entry {
+	const char *method;
+	const char *path; /* without the query string: it may carry secrets */
+	int status;
+	double duration_ms;
+	const char *remote;
+	const char *request_id;
+};
+
+/* dest: "stderr", a file path, or NULL for no access log. */
+int accesslog_open(const char *dest);
+void accesslog_close(void);
+void accesslog_write(const struct access_entry *e);
+/* Formats one access-log line (with its newline) into buf; returns its length. */
+size_t accesslog_format(char *buf, size_t size, const struct access_entry *e, long pid);
+
+#endif

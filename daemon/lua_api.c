@@ -1,0 +1,848 @@
+/*
+ * lua_api.c: the worker's Lua state, the `sesame` module, and the running of handlers.
+ *
+ * One state per worker, created after fork: the route scripts run once at start and declare
+ * their routes with sesame.route; their handlers stay in the registry. Each request runs its
+ * handler in a coroutine taken from a pool (reset and reused, never rebuilt per request). A C
+ * function that must not block the loop (a file read now; hashing and storage later) packs its
+ * work into a job, submits it to the job threads and yields; when the job is done the loop
+ * resumes the coroutine with the results. A count hook enforces the instruction budget across
+ * all of a handler's resumptions, and the allocator enforces the state's memory limit while a
+ * handler runs. A handler returns status, body table[, headers]; req:json() refuses bad input
+ * by raising a client error, which becomes a 4xx answer instead of a 500.
+ */
+#include "autoconfig.h"
+
+#include "lua_api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "http.h"
+#include "jobs.h"
+#include "json.h"
+#include "log.h"
+#include "request.h"
+#include "router.h"
+#include "scoreboard.h"
+
+#define HOOK_EVERY 1000 /* instructions between two budget checks */
+#define POOL_MAX 256	/* idle coroutines kept for reuse */
+#define READFILE_MAX (16u << 20)
+
+struct luaapi {
+	lua_State *L;
+	const struct config *cfg;
+	struct jobs *jobs;
+	struct scoreboard_slot *slot;
+	struct router *router;
+	bool loading; /* sesame.route is allowed only while the scripts load */
+	/* the allocator */
+	size_t used, limit;
+	bool enforce;
+	/* idle coroutines */
+	lua_State *pool[POOL_MAX];
+	int pool_ref[POOL_MAX];
+	size_t npool;
+};
+
+/* A request being handled: the coroutine's extra space points here. */
+struct call {
+	struct luaapi *api;
+	struct http_request *r; /* NULL once answered */
+	lua_State *co;
+	int co_ref;
+	int req_ref; /* the request object, detached from this call when it ends */
+	long instructions;
+	bool waiting; /* yielded by sesame, for a job */
+};
+
+/* The request object seen by Lua: a pointer to its call, cleared when the call ends. */
+struct req_ud {
+	struct call *call;
+};
+
+static const char req_mt[] = "sesame.request";
+static const char client_error_mt[] = "sesame.client_error";
+static const char api_key; /* registry: light userdata of the struct luaapi */
+
+static struct luaapi *get_api(lua_State *L)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &api_key);
+	struct luaapi *api = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	return api;
+}
+
+static struct call *get_call(lua_State *L)
+{
+	return *(struct call **)lua_getextraspace(L);
+}
+
+/* ---- allocator and budget ---- */
+
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct luaapi *api = ud;
+	size_t old = ptr != NULL ? osize : 0;
+	if (nsize == 0) {
+		free(ptr);
+		api->used -= old;
+		return NULL;
+	}
+	if (api->enforce && nsize > old && api->used + (nsize - old) > api->limit)
+		return NULL;
+	void *p = realloc(ptr, nsize);
+	if (p != NULL)
+		api->used = api->used - old + nsize;
+	return p;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+	struct call *call = get_call(L);
+	if (call == NULL)
+		return;
+	call->instructions += HOOK_EVERY;
+	if (call->instructions > call->api->cfg->handler_instructions)
+		luaL_error(L, "handler exceeded its instruction budget (server.handler_instructions)");
+}
+
+/* ---- client errors ---- */
+
+/* Raises an error that answers the client with status and message instead of a 500. */
+static int client_error(lua_State *L, int status, const char *message)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushinteger(L, status);
+	lua_setfield(L, -2, "status");
+	lua_pushstring(L, message);
+	lua_setfield(L, -2, "error");
+	luaL_setmetatable(L, client_error_mt);
+	return lua_error(L);
+}
+
+/* ---- the request object ---- */
+
+static struct call *check_req(lua_State *L)
+{
+	struct req_ud *ud = luaL_checkudata(L, 1, req_mt);
+	if (ud->call == NULL || ud->call->r == NULL)
+		luaL_error(L, "this request has already been answered");
+	return ud->call;
+}
+
+static void set_pair(void *arg, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	lua_State *L = arg;
+	lua_pushlstring(L, name, nlen);
+	if (lua_rawget(L, -2) != LUA_TNIL) { /* the first of repeated names wins */
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pop(L, 1);
+	lua_pushlstring(L, name, nlen);
+	lua_pushlstring(L, value, vlen);
+	lua_rawset(L, -3);
+}
+
+static void push_headers(lua_State *L, struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	lua_newtable(L);
+	for (struct evkeyval *kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+		char name[256];
+		size_t len = strnlen(kv->key, sizeof(name) - 1);
+		for (size_t i = 0; i < len; i++)
+			name[i] = (char)(kv->key[i] >= 'A' && kv->key[i] <= 'Z' ? kv->key[i] + 32 : kv->key[i]);
+		name[len] = '\0';
+		if (lua_getfield(L, -1, name) == LUA_TSTRING) {
+			/* Repeated headers are joined as RFC 9110 allows. */
+			lua_pushliteral(L, ", ");
+			lua_pushstring(L, kv->value);
+			lua_concat(L, 3);
+		} else {
+			lua_pop(L, 1);
+			lua_pushstring(L, kv->value);
+		}
+		lua_setfield(L, -2, name);
+	}
+}
+
+static void push_params(lua_State *L, const struct http_request *r)
+{
+	lua_createtable(L, 0, (int)r->params.n);
+	for (size_t i = 0; i < r->params.n; i++) {
+		const char *name = r->params.p[i].name;
+		size_t nlen = strcspn(name, "/");
+		char *value = malloc(r->params.p[i].len + 1);
+		size_t vlen;
+		if (value != NULL && request_percent_decode(r->params.p[i].value, r->params.p[i].len,
+							    false, value, &vlen) == 0) {
+			lua_pushlstring(L, name, nlen);
+			lua_pushlstring(L, value, vlen);
+			lua_rawset(L, -3);
+		}
+		free(value);
+	}
+}
+
+static int push_body(lua_State *L, struct evhttp_request *ev)
+{
+	struct evbuffer *buf = evhttp_request_get_input_buffer(ev);
+	size_t len = evbuffer_get_length(buf);
+	unsigned char *data = len ? evbuffer_pullup(buf, -1) : NULL;
+	lua_pushlstring(L, data != NULL ? (const char *)data : "", len);
+	return 1;
+}
+
+/* Computes a field of the request; lazily, as most handlers read only a few. */
+static int push_field(lua_State *L, struct call *call, const char *key)
+{
+	struct http_request *r = call->r;
+	struct evhttp_request *ev = r->ev;
+	if (strcmp(key, "method") == 0) {
+		lua_pushstring(L, r->method);
+	} else if (strcmp(key, "path") == 0) {
+		lua_pushstring(L, r->path);
+	} else if (strcmp(key, "remote_addr") == 0) {
+		lua_pushstring(L, r->remote);
+	} else if (strcmp(key, "id") == 0) {
+		lua_pushstring(L, r->id);
+	} else if (strcmp(key, "headers") == 0) {
+		push_headers(L, ev);
+	} else if (strcmp(key, "query") == 0) {
+		const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+		lua_newtable(L);
+		request_query(uri != NULL ? evhttp_uri_get_query(uri) : NULL, set_pair, L);
+	} else if (strcmp(key, "cookies") == 0) {
+		lua_newtable(L);
+		request_cookies(evhttp_find_header(evhttp_request_get_input_headers(ev), "Cookie"),
+				set_pair, L);
+	} else if (strcmp(key, "body") == 0) {
+		push_body(L, ev);
+	} else if (strcmp(key, "params") == 0) {
+		push_params(L, r);
+	} else {
+		/* identity and claims are set by token verification; nil until then. */
+		return 0;
+	}
+	return 1;
+}
+
+static int req_json(lua_State *L);
+
+static int req_index(lua_State *L)
+{
+	struct call *call = check_req(L);
+	const char *key = luaL_checkstring(L, 2);
+	if (strcmp(key, "json") == 0) {
+		lua_pushcfunction(L, req_json);
+		return 1;
+	}
+	/* Computed fields are cached in the object's user value. */
+	lua_getiuservalue(L, 1, 1);
+	if (lua_getfield(L, -1, key) != LUA_TNIL)
+		return 1;
+	lua_pop(L, 1);
+	if (push_field(L, call, key) == 0)
+		return 0;
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -3, key);
+	return 1;
+}
+
+static int req_json(lua_State *L)
+{
+	struct call *call = check_req(L);
+	lua_getiuservalue(L, 1, 1);
+	if (lua_getfield(L, -1, "json") != LUA_TNIL)
+		return 1; /* parsed before: the same table again */
+	lua_pop(L, 1);
+	struct evhttp_request *ev = call->r->ev;
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(ev), "Content-Type");
+	if (!request_is_json(ct))
+		return client_error(L, 415, "request body must be JSON (Content-Type: application/json)");
+	struct evbuffer *buf = evhttp_request_get_input_buffer(ev);
+	size_t len = evbuffer_get_length(buf);
+	const char *data = len ? (const char *)evbuffer_pullup(buf, -1) : "";
+	json_error_t jerr;
+	json_t *v = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (v == NULL) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "request body is not valid JSON (line %d, column %d)",
+			 jerr.line, jerr.column);
+		return client_error(L, 400, msg);
+	}
+	if (!json_is_object(v)) {
+		json_decref(v);
+		return client_error(L, 400, "request body must be a JSON object");
+	}
+	int rc = json_push(L, v, call->api->cfg->json_depth);
+	json_decref(v);
+	if (rc != 0)
+		return client_error(L, 400, "request body is nested too deeply");
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -3, "json");
+	return 1;
+}
+
+static int req_tostring(lua_State *L)
+{
+	struct req_ud *ud = luaL_checkudata(L, 1, req_mt);
+	if (ud->call != NULL && ud->call->r != NULL)
+		lua_pushfstring(L, "request %s %s", ud->call->r->method, ud->call->r->path);
+	else
+		lua_pushliteral(L, "request (answered)");
+	return 1;
+}
+
+static void push_request(lua_State *L, struct call *call)
+{
+	struct req_ud *ud = lua_newuserdatauv(L, sizeof(*ud), 1);
+	ud->call = call;
+	lua_newtable(L);
+	lua_setiuservalue(L, -2, 1);
+	luaL_setmetatable(L, req_mt);
+}
+
+/* ---- yielding on a job ---- */
+
+struct lua_job {
+	struct job job;
+	struct call *call;
+	int (*push)(struct lua_job *lj, lua_State *co); /* pushes the results on the loop */
+	void (*release)(struct lua_job *lj);
+};
+
+static void resume(struct call *call, int nargs);
+
+static void lua_job_done(struct job *job)
+{
+	struct lua_job *lj = (struct lua_job *)job;
+	struct call *call = lj->call;
+	int n = lj->push(lj, call->co);
+	lj->release(lj);
+	call->waiting = false;
+	resume(call, n);
+}
+
+/* Submits lj and yields the calling coroutine until it is done. */
+static int await_job(lua_State *L, struct lua_job *lj)
+{
+	struct call *call = get_call(L);
+	if (call == NULL || call->api->jobs == NULL) {
+		lj->release(lj);
+		return luaL_error(L, "this function can only be called from a route handler");
+	}
+	lj->call = call;
+	lj->job.done = lua_job_done;
+	call->waiting = true;
+	jobs_submit(call->api->jobs, &lj->job);
+	return lua_yield(L, 0);
+}
+
+/* sesame.readfile(path): reads a whole file on a job thread. */
+struct readfile_job {
+	struct lua_job lj;
+	char *path;
+	char *data;
+	size_t len;
+	int err;
+};
+
+static void readfile_run(struct job *job)
+{
+	struct readfile_job *rj = (struct readfile_job *)job;
+	int fd = open(rj->path, O_RDONLY | O_CLOEXEC);
+	size_t cap = 0;
+	if (fd < 0) {
+		rj->err = errno;
+		return;
+	}
+	for (;;) {
+		if (rj->len == cap) {
+			cap = cap ? cap * 2 : 4096;
+			char *grown = cap <= READFILE_MAX ? realloc(rj->data, cap) : NULL;
+			if (grown == NULL) {
+				rj->err = EFBIG;
+				break;
+			}
+			rj->data = grown;
+		}
+		ssize_t n = read(fd, rj->data + rj->len, cap - rj->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rj->err = n < 0 ? errno : 0;
+			break;
+		}
+		rj->len += (size_t)n;
+	}
+	close(fd);
+}
+
+static int readfile_push(struct lua_job *lj, lua_State *co)
+{
+	struct readfile_job *rj = (struct readfile_job *)lj;
+	if (rj->err != 0) {
+		lua_pushnil(co);
+		lua_pushstring(co, strerror(rj->err));
+		return 2;
+	}
+	lua_pushlstring(co, rj->data != NULL ? rj->data : "", rj->len);
+	return 1;
+}
+
+static void readfile_release(struct lua_job *lj)
+{
+	struct readfile_job *rj = (struct readfile_job *)lj;
+	free(rj->path);
+	free(rj->data);
+	free(rj);
+}
+
+static int l_readfile(lua_State *L)
+{
+	struct luaapi *api = get_api(L);
+	const char *path = luaL_checkstring(L, 1);
+	struct readfile_job *rj = calloc(1, sizeof(*rj));
+	if (rj == NULL)
+		return luaL_error(L, "out of memory");
+	size_t n = strlen(api->cfg->dir) + strlen(path) + 2;
+	rj->path = malloc(n);
+	if (rj->path == NULL) {
+		free(rj);
+		return luaL_error(L, "out of memory");
+	}
+	snprintf(rj->path, n, "%s%s%s", path[0] == '/' ? "" : api->cfg->dir,
+		 path[0] == '/' ? "" : "/", path);
+	rj->lj.job.run = readfile_run;
+	rj->lj.push = readfile_push;
+	rj->lj.release = readfile_release;
+	return await_job(L, &rj->lj);
+}
+
+/* ---- running a handler ---- */
+
+static lua_State *take_coroutine(struct luaapi *api, int *ref)
+{
+	if (api->npool > 0) {
+		api->npool--;
+		*ref = api->pool_ref[api->npool];
+		return api->pool[api->npool];
+	}
+	lua_State *co = lua_newthread(api->L);
+	*ref = luaL_ref(api->L, LUA_REGISTRYINDEX);
+	lua_sethook(co, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+	return co;
+}
+
+static void give_coroutine(struct luaapi *api, lua_State *co, int ref, bool failed)
+{
+	*(struct call **)lua_getextraspace(co) = NULL;
+	if (failed)
+		lua_resetthread(co);
+	lua_settop(co, 0);
+	if (api->npool < POOL_MAX) {
+		api->pool[api->npool] = co;
+		api->pool_ref[api->npool] = ref;
+		api->npool++;
+	} else {
+		luaL_unref(api->L, LUA_REGISTRYINDEX, ref);
+	}
+}
+
+/* Adds the handler's headers table (at idx) to the response; -1 with err on a bad one. */
+static int add_headers(lua_State *co, int idx, struct http_request *r, char *err, size_t errlen)
+{
+	if (lua_isnoneornil(co, idx))
+		return 0;
+	if (!lua_istable(co, idx)) {
+		snprintf(err, errlen, "headers must be a table");
+		return -1;
+	}
+	lua_pushnil(co);
+	while (lua_next(co, idx) != 0) {
+		const char *name = lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2) : NULL;
+		int n = lua_istable(co, -1) ? (int)lua_rawlen(co, -1) : 1;
+		for (int i = 1; name != NULL && i <= n; i++) {
+			if (lua_istable(co, -1))
+				lua_rawgeti(co, -1, i);
+			else
+				lua_pushvalue(co, -1);
+			const char *value = lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER
+						    ? lua_tostring(co, -1)
+						    : NULL;
+			if (value == NULL || strcasecmp(name, "Content-Type") == 0 ||
+			    strcasecmp(name, "Content-Length") == 0 || http_add_header(r, name, value) != 0)
+				name = NULL;
+			lua_pop(co, 1);
+		}
+		if (name == NULL) {
+			snprintf(err, errlen, "header %s cannot be sent",
+				 lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2) : "(not a name)");
+			lua_pop(co, 2);
+			return -1;
+		}
+		lua_pop(co, 1);
+	}
+	return 0;
+}
+
+/* Sends what the handler returned: status, body[, headers]. */
+static void answer(struct call *call, int nres)
+{
+	lua_State *co = call->co;
+	struct http_request *r = call->r;
+	char err[200];
+	int isint = 0;
+	lua_Integer status = nres >= 1 ? lua_tointegerx(co, 1, &isint) : 0;
+	if (!isint || status < 200 || status > 599) {
+		log_error("%s: handler returned %s instead of a status from 200 to 599",
+			  r->route->name, nres >= 1 ? luaL_typename(co, 1) : "nothing");
+		http_reply_error(r, 500, "internal server error", "handler returned no valid status");
+		return;
+	}
+	json_t *body = NULL;
+	if (nres >= 2 && !lua_isnil(co, 2)) {
+		body = json_from_lua(co, 2, call->api->cfg->json_depth + 16, err, sizeof(err));
+		if (body == NULL) {
+			log_error("%s: cannot encode the response body: %s", r->route->name, err);
+			http_reply_error(r, 500, "internal server error", err);
+			return;
+		}
+	}
+	if (add_headers(co, 3, r, err, sizeof(err)) != 0) {
+		json_decref(body);
+		log_error("%s: %s", r->route->name, err);
+		evhttp_clear_headers(evhttp_request_get_output_headers(r->ev));
+		http_reply_error(r, 500, "internal server error", err);
+		return;
+	}
+	char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(body);
+	http_reply(r, (int)status, text, text != NULL ? strlen(text) : 0);
+	free(text);
+}
+
+static bool is_client_error(lua_State *co)
+{
+	if (!lua_istable(co, -1) || !lua_getmetatable(co, -1))
+		return false;
+	luaL_getmetatable(co, client_error_mt);
+	bool yes = lua_rawequal(co, -1, -2);
+	lua_pop(co, 2);
+	return yes;
+}
+
+/* The handler raised an error: a client error answers 4xx, anything else 500. */
+static void answer_error(struct call *call)
+{
+	lua_State *co = call->co;
+	struct http_request *r = call->r;
+	if (is_client_error(co)) {
+		lua_getfield(co, -1, "status");
+		lua_getfield(co, -2, "error");
+		http_reply_error(r, (int)lua_tointeger(co, -2), lua_tostring(co, -1), NULL);
+		return;
+	}
+	const char *msg = lua_tostring(co, -1);
+	luaL_traceback(call->api->L, co, msg != NULL ? msg : "(error object is not a string)", 0);
+	log_error("%s: handler failed: %s", r->route->name, lua_tostring(call->api->L, -1));
+	lua_pop(call->api->L, 1);
+	http_reply_error(r, 500, "internal server error", msg);
+}
+
+static void finish(struct call *call, bool failed)
+{
+	struct luaapi *api = call->api;
+	lua_rawgeti(api->L, LUA_REGISTRYINDEX, call->req_ref);
+	struct req_ud *ud = lua_touserdata(api->L, -1);
+	ud->call = NULL; /* a handler that kept req finds it answered, not freed */
+	lua_pop(api->L, 1);
+	luaL_unref(api->L, LUA_REGISTRYINDEX, call->req_ref);
+	give_coroutine(api, call->co, call->co_ref, failed);
+	free(call);
+}
+
+static void resume(struct call *call, int nargs)
+{
+	struct luaapi *api = call->api;
+	int nres = 0;
+	scoreboard_enter(api->slot, call->r->route->name);
+	api->enforce = true;
+	int rc = lua_resume(call->co, api->L, nargs, &nres);
+	api->enforce = false;
+	scoreboard_leave(api->slot);
+
+	if (rc == LUA_YIELD && call->waiting)
+		return;
+	if (rc == LUA_YIELD) {
+		log_error("%s: handler yielded outside sesame", call->r->route->name);
+		http_reply_error(call->r, 500, "internal server error", "handler yielded");
+		call->r = NULL;
+		finish(call, true);
+		return;
+	}
+	if (rc == LUA_OK)
+		answer(call, nres);
+	else
+		answer_error(call);
+	call->r = NULL;
+	finish(call, rc != LUA_OK);
+}
+
+void luaapi_dispatch(void *arg, struct http_request *r)
+{
+	struct luaapi *api = arg;
+	struct call *call = calloc(1, sizeof(*call));
+	if (call == NULL) {
+		http_reply_error(r, 500, "internal server error", "out of memory");
+		return;
+	}
+	call->api = api;
+	call->r = r;
+	call->co = take_coroutine(api, &call->co_ref);
+	*(struct call **)lua_getextraspace(call->co) = call;
+	lua_rawgeti(call->co, LUA_REGISTRYINDEX, r->route->handler);
+	push_request(call->co, call);
+	lua_pushvalue(call->co, -1);
+	call->req_ref = luaL_ref(call->co, LUA_REGISTRYINDEX);
+	resume(call, 1);
+}
+
+/* ---- the sesame module ---- */
+
+static int l_route(lua_State *L)
+{
+	struct luaapi *api = get_api(L);
+	if (!api->loading)
+		return luaL_error(L, "routes are declared when the scripts load, not from a handler");
+	const char *method = luaL_checkstring(L, 1);
+	const char *path = luaL_checkstring(L, 2);
+	int fn = 3;
+	if (lua_istable(L, 3)) {
+		lua_pushnil(L);
+		if (lua_next(L, 3) != 0)
+			return luaL_error(L, "route %s %s: unknown option '%s'", method, path,
+					  lua_tostring(L, -2));
+		fn = 4;
+	}
+	luaL_checktype(L, fn, LUA_TFUNCTION);
+	lua_pushvalue(L, fn);
+	int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	char err[200];
+	if (router_add(api->router, method, path, ref, err, sizeof(err)) != 0) {
+		luaL_unref(L, LUA_REGISTRYINDEX, ref);
+		return luaL_error(L, "%s", err);
+	}
+	return 0;
+}
+
+static int log_at(lua_State *L, enum log_level level)
+{
+	int n = lua_gettop(L);
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (int i = 1; i <= n; i++) {
+		if (i > 1)
+			luaL_addchar(&b, ' ');
+		luaL_tolstring(L, i, NULL);
+		luaL_addvalue(&b);
+	}
+	luaL_pushresult(&b);
+	lua_Debug ar;
+	if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+		log_msg(level, "%s:%d: %s", ar.short_src, ar.currentline, lua_tostring(L, -1));
+	else
+		log_msg(level, "%s", lua_tostring(L, -1));
+	return 0;
+}
+
+static int l_log_info(lua_State *L)
+{
+	return log_at(L, LOG_LEVEL_INFO);
+}
+
+static int l_log_warn(lua_State *L)
+{
+	return log_at(L, LOG_LEVEL_WARN);
+}
+
+static int l_log_error(lua_State *L)
+{
+	return log_at(L, LOG_LEVEL_ERROR);
+}
+
+static int open_sesame(lua_State *L)
+{
+	static const luaL_Reg funcs[] = { { "route", l_route }, { "readfile", l_readfile }, { NULL, NULL } };
+	static const luaL_Reg logf[] = {
+		{ "info", l_log_info }, { "warn", l_log_warn }, { "error", l_log_error }, { NULL, NULL }
+	};
+	luaL_newlib(L, funcs);
+	luaL_newlib(L, logf);
+	lua_setfield(L, -2, "log");
+	json_push_null(L);
+	lua_setfield(L, -2, "null");
+	lua_pushliteral(L, PACKAGE_VERSION);
+	lua_setfield(L, -2, "version");
+	return 1;
+}
+
+/* Only what a route script needs: no io, no C modules, no loading files by hand. */
+static void open_libs(lua_State *L, const struct config *cfg)
+{
+	static const luaL_Reg libs[] = { { LUA_GNAME, luaopen_base },	  { LUA_LOADLIBNAME, luaopen_package },
+					 { LUA_TABLIBNAME, luaopen_table }, { LUA_STRLIBNAME, luaopen_string },
+					 { LUA_MATHLIBNAME, luaopen_math }, { LUA_UTF8LIBNAME, luaopen_utf8 },
+					 { LUA_OSLIBNAME, luaopen_os },	    { NULL, NULL } };
+	for (const luaL_Reg *lib = libs; lib->func != NULL; lib++) {
+		luaL_requiref(L, lib->name, lib->func, 1);
+		lua_pop(L, 1);
+	}
+	static const char *const drop_base[] = { "dofile", "loadfile", NULL };
+	static const char *const drop_os[] = { "execute", "exit", "remove", "rename", "tmpname", "setlocale", NULL };
+	for (const char *const *k = drop_base; *k != NULL; k++) {
+		lua_pushnil(L);
+		lua_setglobal(L, *k);
+	}
+	lua_getglobal(L, "os");
+	for (const char *const *k = drop_os; *k != NULL; k++) {
+		lua_pushnil(L);
+		lua_setfield(L, -2, *k);
+	}
+	lua_pop(L, 1);
+
+	/* require finds Lua modules beside the config, in lua/, and never loads C. */
+	lua_getglobal(L, "package");
+	lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua", cfg->dir, cfg->dir);
+	lua_setfield(L, -2, "path");
+	lua_pushliteral(L, "");
+	lua_setfield(L, -2, "cpath");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "loadlib");
+	lua_getfield(L, -1, "searchers");
+	lua_pushnil(L);
+	lua_rawseti(L, -2, 4);
+	lua_pushnil(L);
+	lua_rawseti(L, -2, 3);
+	lua_pop(L, 1);
+	lua_getfield(L, -1, "preload");
+	lua_pushcfunction(L, open_sesame);
+	lua_setfield(L, -2, "sesame");
+	lua_pop(L, 2);
+
+	luaL_requiref(L, "sesame", open_sesame, 1);
+	lua_pop(L, 1);
+	lua_getglobal(L, "sesame");
+	lua_getfield(L, -1, "log");
+	lua_getfield(L, -1, "info");
+	lua_setglobal(L, "print");
+	lua_pop(L, 2);
+}
+
+static void register_metatables(lua_State *L)
+{
+	luaL_newmetatable(L, req_mt);
+	lua_pushcfunction(L, req_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, req_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, client_error_mt);
+	lua_pop(L, 1);
+	json_lua_init(L);
+}
+
+static int traceback(lua_State *L)
+{
+	const char *msg = lua_tostring(L, 1);
+	luaL_traceback(L, L, msg != NULL ? msg : "(error object is not a string)", 1);
+	return 1;
+}
+
+static int load_routes(struct luaapi *api, struct config_errors *errs)
+{
+	lua_State *L = api->L;
+	int failures = 0;
+	api->loading = true;
+	for (size_t i = 0; i < api->cfg->nroutes; i++) {
+		const char *file = api->cfg->routes[i];
+		lua_pushcfunction(L, traceback);
+		if (luaL_loadfilex(L, file, "t") != LUA_OK || lua_pcall(L, 0, 0, -2) != LUA_OK) {
+			config_errors_add(errs, "%s", lua_tostring(L, -1));
+			failures++;
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	api->loading = false;
+	return failures ? -1 : 0;
+}
+
+struct luaapi *luaapi_new(const struct config *cfg, struct jobs *jobs,
+			  struct scoreboard_slot *slot, struct config_errors *errs)
+{
+	struct luaapi *api = calloc(1, sizeof(*api));
+	if (api == NULL)
+		return NULL;
+	api->cfg = cfg;
+	api->jobs = jobs;
+	api->slot = slot;
+	api->limit = cfg->lua_memory;
+	api->router = router_new();
+	api->L = lua_newstate(lua_alloc, api);
+	if (api->router == NULL || api->L == NULL) {
+		config_errors_add(errs, "cannot create the Lua state: out of memory");
+		goto fail;
+	}
+	*(struct call **)lua_getextraspace(api->L) = NULL;
+	lua_pushlightuserdata(api->L, api);
+	lua_rawsetp(api->L, LUA_REGISTRYINDEX, &api_key);
+	register_metatables(api->L);
+	open_libs(api->L, cfg);
+	if (load_routes(api, errs) != 0)
+		goto fail;
+	lua_gc(api->L, LUA_GCCOLLECT);
+	return api;
+fail:
+	luaapi_free(api);
+	return NULL;
+}
+
+void luaapi_free(struct luaapi *api)
+{
+	if (api == NULL)
+		return;
+	if (api->L != NULL)
+		lua_close(api->L);
+	router_free(api->router);
+	free(api);
+}
+
+const struct router *luaapi_router(const struct luaapi *api)
+{
+	return api->router;
+}
+
+int luaapi_check(const struct config *cfg, struct config_errors *errs)
+{
+	struct luaapi *api = luaapi_new(cfg, NULL, NULL, errs);
+	if (api == NULL)
+		return -1;
+	luaapi_free(api);
+	return 0;
+}

@@ -1,0 +1,114 @@
+/*
+ * main.c: sesamed's command line. It loads and checks the configuration and the route scripts
+ * before anything starts; -t stops there and reports. Everything else is the master's.
+ */
+#include "autoconfig.h"
+
+#include <getopt.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "lua_api.h"
+#include "master.h"
+
+#define DEFAULT_CONFIG SYSCONFDIR "/sesame/sesame.lua"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: sesamed [-c FILE] [-t] [-f] [-w N] [-V] [-h]\n"
+		"\n"
+		"The sesame authentication daemon.\n"
+		"\n"
+		"  -c FILE  configuration file (default: %s)\n"
+		"  -t       check the configuration and the route scripts, then exit\n"
+		"  -f       stay in the foreground (as under systemd)\n"
+		"  -w N     run N workers, whatever server.workers says\n"
+		"  -V       print the version and exit\n"
+		"  -h       print this help and exit\n"
+		"\n"
+		"Signals: TERM or INT stop gracefully, HUP reloads the configuration.\n",
+		DEFAULT_CONFIG);
+}
+
+static void print_errors(const struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		fprintf(stderr, "%s\n", errs->msg[i]);
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONFIG;
+	bool check = false;
+	struct master_opts opts = { 0 };
+	int c;
+	while ((c = getopt(argc, argv, "c:tfw:Vh")) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = true;
+			break;
+		case 'f':
+			opts.foreground = true;
+			break;
+		case 'w': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end != '\0' || n < 1 || n > 128) {
+				fprintf(stderr, "sesamed: -w takes a number of workers from 1 to 128\n");
+				return 2;
+			}
+			opts.workers = (int)n;
+			break;
+		}
+		case 'V':
+			printf("sesamed %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	log_init(false);
+	if (sodium_init() < 0) {
+		fprintf(stderr, "sesamed: cannot initialise libsodium\n");
+		return 1;
+	}
+	struct config_errors errs = { 0 };
+	struct config *cfg = config_load(path, &errs);
+	if (cfg != NULL && opts.workers > 0)
+		config_set_workers(cfg, opts.workers);
+	if (cfg != NULL && luaapi_check(cfg, &errs) != 0) {
+		config_free(cfg);
+		cfg = NULL;
+	}
+	if (cfg == NULL) {
+		print_errors(&errs);
+		fprintf(stderr, "sesamed: %s: configuration has errors\n", path);
+		config_errors_free(&errs);
+		return 1;
+	}
+	config_errors_free(&errs);
+	if (check) {
+		printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path, cfg->nroutes);
+		config_free(cfg);
+		return 0;
+	}
+	log_set_level(cfg->log_level);
+	return master_run(cfg, &opts);
+}

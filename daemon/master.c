@@ -1,0 +1,571 @@
+/*
+ * master.c: the master process. It serves no request: it owns the listening sockets, forks the
+ * workers, replaces those that die, and carries out signals.
+ *
+ * Sockets are kept per (address, slot) and survive reloads whose addresses and worker count
+ * stay the same, so that no queued connection is lost. Workers belong to a generation: a
+ * reload checks the new configuration first, then forks a whole new generation, and only when
+ * every new worker has said it is serving are the older ones told to drain (SIGTERM). Signals
+ * are read from a signalfd in one poll loop together with the workers' "ready" pipes; timers
+ * (respawn backoff, the watchdog, the stop deadline) are that loop's timeout.
+ */
+#include "autoconfig.h"
+
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "listen.h"
+#include "log.h"
+#include "lua_api.h"
+#include "notify.h"
+#include "scoreboard.h"
+#include "worker.h"
+
+#define MAX_RECORDS 512
+#define BACKOFF_MAX_MS 10000
+#define STABLE_MS 2000 /* a worker that lived this long was not crash-looping */
+
+struct lsock {
+	char *text;
+	int slot;
+	int fd;
+	bool wanted;
+};
+
+struct wrec {
+	pid_t pid; /* 0: free record */
+	int slot;
+	unsigned gen;
+	int ready_fd;
+	bool ready;
+	bool retiring;
+	uint64_t started_ms;
+};
+
+struct slotstate {
+	int failures;
+	uint64_t respawn_at; /* 0: nothing to respawn */
+};
+
+static struct {
+	struct config *cfg;
+	const struct master_opts *opts;
+	unsigned gen;
+	struct lsock *socks;
+	size_t nsocks;
+	struct wrec w[MAX_RECORDS];
+	struct slotstate slots[128]; /* one per worker slot: server.workers is at most 128 */
+	struct scoreboard_slot *sb;
+	int sigfd;
+	bool announced;	 /* READY=1 sent for the current generation */
+	int parent_fd;	 /* a detaching sesamed's parent waits on this for startup */
+	bool stopping;
+	uint64_t stop_deadline;
+	uint64_t watchdog_ms, next_watchdog;
+} m;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- sockets ---- */
+
+static struct lsock *find_sock(const char *text, int slot)
+{
+	for (size_t i = 0; i < m.nsocks; i++) {
+		if (m.socks[i].slot == slot && strcmp(m.socks[i].text, text) == 0)
+			return &m.socks[i];
+	}
+	return NULL;
+}
+
+static void drop_sock(size_t i)
+{
+	close(m.socks[i].fd);
+	free(m.socks[i].text);
+	m.socks[i] = m.socks[--m.nsocks];
+}
+
+/* Opens the sockets cfg needs that are not open yet; on failure, undoes what it opened. */
+static int open_sockets(const struct config *cfg)
+{
+	for (size_t i = 0; i < m.nsocks; i++)
+		m.socks[i].wanted = false;
+	size_t before = m.nsocks;
+	for (size_t a = 0; a < cfg->nlisten; a++) {
+		for (int slot = 0; slot < cfg->workers; slot++) {
+			struct lsock *s = find_sock(cfg->listen[a], slot);
+			if (s != NULL) {
+				s->wanted = true;
+				continue;
+			}
+			struct listen_addr addr;
+			char err[200];
+			int fd = -1;
+			if (listen_parse(cfg->listen[a], &addr, err, sizeof(err)) == 0)
+				fd = listen_open(&addr, err, sizeof(err));
+			struct lsock *grown = fd >= 0 ? realloc(m.socks, (m.nsocks + 1) * sizeof(*grown)) : NULL;
+			if (grown == NULL) {
+				log_error("cannot listen on %s: %s", cfg->listen[a],
+					  fd >= 0 ? "out of memory" : err);
+				if (fd >= 0)
+					close(fd);
+				while (m.nsocks > before)
+					drop_sock(m.nsocks - 1);
+				return -1;
+			}
+			m.socks = grown;
+			m.socks[m.nsocks++] = (struct lsock){ .text = strdup(cfg->listen[a]),
+							      .slot = slot,
+							      .fd = fd,
+							      .wanted = true };
+		}
+	}
+	return 0;
+}
+
+/* Closes the sockets the current configuration no longer uses. */
+static void close_unwanted_sockets(void)
+{
+	for (size_t i = m.nsocks; i-- > 0;) {
+		if (!m.socks[i].wanted)
+			drop_sock(i);
+	}
+}
+
+/* ---- workers ---- */
+
+static int free_record(void)
+{
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		if (m.w[i].pid == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void child_main(int rec, int slot, int ready_fd)
+{
+	int fds[64];
+	size_t nfds = 0;
+	close(m.sigfd);
+	for (size_t i = 0; i < m.nsocks; i++) {
+		if (m.socks[i].slot == slot && nfds < 64)
+			fds[nfds++] = m.socks[i].fd;
+		else
+			close(m.socks[i].fd);
+	}
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		if (m.w[i].pid != 0 && m.w[i].ready_fd >= 0)
+			close(m.w[i].ready_fd);
+	}
+	if (m.parent_fd >= 0)
+		close(m.parent_fd);
+	struct worker_spec spec = { .cfg = m.cfg,
+				    .fds = fds,
+				    .nfds = nfds,
+				    .ready_fd = ready_fd,
+				    .slot = &m.sb[rec] };
+	_exit(worker_run(&spec));
+}
+
+static int spawn(int slot)
+{
+	int rec = free_record();
+	int pipefd[2];
+	if (rec < 0 || pipe2(pipefd, O_CLOEXEC) != 0) {
+		log_error("cannot start a worker for slot %d: %s", slot,
+			  rec < 0 ? "too many workers" : strerror(errno));
+		return -1;
+	}
+	memset(&m.sb[rec], 0, sizeof(m.sb[rec]));
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_error("cannot fork a worker: %s", strerror(errno));
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(pipefd[0]);
+		child_main(rec, slot, pipefd[1]);
+	}
+	close(pipefd[1]);
+	m.w[rec] = (struct wrec){ .pid = pid,
+				  .slot = slot,
+				  .gen = m.gen,
+				  .ready_fd = pipefd[0],
+				  .started_ms = now_ms() };
+	log_debug("worker %ld started for slot %d", (long)pid, slot);
+	return 0;
+}
+
+static void spawn_generation(void)
+{
+	for (int slot = 0; slot < m.cfg->workers; slot++) {
+		m.slots[slot] = (struct slotstate){ 0 };
+		if (spawn(slot) != 0)
+			m.slots[slot].respawn_at = now_ms() + 1000;
+	}
+}
+
+static int count_workers(bool current_ready_only)
+{
+	int n = 0;
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		if (m.w[i].pid == 0)
+			continue;
+		if (!current_ready_only || (m.w[i].gen == m.gen && m.w[i].ready && !m.w[i].retiring))
+			n++;
+	}
+	return n;
+}
+
+static void signal_workers(int sig, bool older_only)
+{
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		if (m.w[i].pid == 0 || (older_only && m.w[i].gen == m.gen))
+			continue;
+		m.w[i].retiring = true;
+		kill(m.w[i].pid, sig);
+	}
+}
+
+static void announce_ready(void)
+{
+	char status[160];
+	snprintf(status, sizeof(status), "serving on %s%s with %d workers", m.cfg->listen[0],
+		 m.cfg->nlisten > 1 ? " and more" : "", m.cfg->workers);
+	if (m.gen == 1)
+		log_info("%s", status);
+	else
+		log_info("reloaded %s; %s", m.cfg->path, status);
+	notify_ready(status);
+	m.announced = true;
+	if (m.parent_fd >= 0) {
+		char c = 'R';
+		ssize_t n = write(m.parent_fd, &c, 1);
+		(void)n;
+		close(m.parent_fd);
+		m.parent_fd = -1;
+	}
+}
+
+/* Once every slot of the current generation serves, the older generations drain. */
+static void check_generation_ready(void)
+{
+	if (m.announced || m.stopping || count_workers(true) < m.cfg->workers)
+		return;
+	signal_workers(SIGTERM, true);
+	close_unwanted_sockets();
+	announce_ready();
+}
+
+static void on_ready_pipe(int rec)
+{
+	char c;
+	ssize_t n = read(m.w[rec].ready_fd, &c, 1);
+	close(m.w[rec].ready_fd);
+	m.w[rec].ready_fd = -1;
+	if (n == 1) {
+		m.w[rec].ready = true;
+		check_generation_ready();
+	}
+}
+
+static void describe_exit(const struct wrec *w, int status, const char *route, char *out,
+			  size_t len)
+{
+	int n;
+	if (WIFSIGNALED(status))
+		n = snprintf(out, len, "worker %ld (slot %d) killed by signal %d (%s)", (long)w->pid,
+			     w->slot, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		n = snprintf(out, len, "worker %ld (slot %d) exited with status %d", (long)w->pid,
+			     w->slot, WEXITSTATUS(status));
+	if (route[0] != '\0' && n > 0 && (size_t)n < len)
+		snprintf(out + n, len - (size_t)n, " while serving %s", route);
+}
+
+static void reap(void)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		int rec = -1;
+		for (int i = 0; i < MAX_RECORDS && rec < 0; i++) {
+			if (m.w[i].pid == pid)
+				rec = i;
+		}
+		if (rec < 0)
+			continue;
+		struct wrec w = m.w[rec];
+		if (w.ready_fd >= 0)
+			close(w.ready_fd);
+		m.w[rec].pid = 0;
+		char what[300];
+		describe_exit(&w, status, m.sb[rec].route, what, sizeof(what));
+		bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		if (w.retiring || m.stopping) {
+			if (clean)
+				log_debug("%s", what);
+			else
+				log_warn("%s", what);
+			continue;
+		}
+		if (w.gen != m.gen)
+			continue;
+		struct slotstate *s = &m.slots[w.slot];
+		s->failures = now_ms() - w.started_ms < STABLE_MS ? s->failures + 1 : 0;
+		uint64_t delay = 0;
+		if (s->failures > 1) {
+			delay = 100u << (s->failures - 2 < 7 ? s->failures - 2 : 7);
+			if (delay > BACKOFF_MAX_MS)
+				delay = BACKOFF_MAX_MS;
+		}
+		s->respawn_at = now_ms() + delay;
+		if (delay)
+			log_error("%s; it keeps dying: respawning in %llu ms", what, (unsigned long long)delay);
+		else
+			log_error("%s; respawning", what);
+	}
+}
+
+static void respawn_due(void)
+{
+	uint64_t now = now_ms();
+	for (int slot = 0; slot < m.cfg->workers; slot++) {
+		struct slotstate *s = &m.slots[slot];
+		if (s->respawn_at != 0 && s->respawn_at <= now) {
+			s->respawn_at = 0;
+			if (spawn(slot) != 0)
+				s->respawn_at = now + 1000;
+		}
+	}
+}
+
+/* ---- signals ---- */
+
+static void reload(void)
+{
+	struct config_errors errs = { 0 };
+	notify_reloading();
+	log_info("reloading %s", m.cfg->path);
+	struct config *cfg = config_load(m.cfg->path, &errs);
+	if (cfg != NULL && m.opts->workers > 0)
+		config_set_workers(cfg, m.opts->workers);
+	if (cfg != NULL && luaapi_check(cfg, &errs) != 0) {
+		config_free(cfg);
+		cfg = NULL;
+	}
+	if (cfg != NULL && open_sockets(cfg) != 0) {
+		config_free(cfg);
+		cfg = NULL;
+		/* open_sockets cleared the wanted marks: the running configuration keeps its own. */
+		open_sockets(m.cfg);
+	}
+	if (cfg == NULL) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_error("%s", errs.msg[i]);
+		log_error("reload failed: still serving the previous configuration");
+		config_errors_free(&errs);
+		notify_ready("reload failed: serving the previous configuration");
+		return;
+	}
+	config_errors_free(&errs);
+	log_set_level(cfg->log_level);
+	config_free(m.cfg);
+	m.cfg = cfg;
+	m.gen++;
+	m.announced = false;
+	spawn_generation();
+}
+
+static void begin_stop(int sig)
+{
+	if (m.stopping)
+		return;
+	log_info("%s: stopping once in-flight requests are done", strsignal(sig));
+	notify_stopping();
+	m.stopping = true;
+	m.stop_deadline = now_ms() + (uint64_t)m.cfg->shutdown_timeout * 1000u + 2000u;
+	signal_workers(SIGTERM, false);
+}
+
+static void handle_signal(void)
+{
+	struct signalfd_siginfo si;
+	while (read(m.sigfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			reap();
+			break;
+		case SIGHUP:
+			if (!m.stopping)
+				reload();
+			break;
+		case SIGTERM:
+		case SIGINT:
+		case SIGQUIT:
+			begin_stop((int)si.ssi_signo);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* ---- the loop ---- */
+
+static int next_timeout(void)
+{
+	uint64_t now = now_ms(), next = UINT64_MAX;
+	for (int slot = 0; slot < m.cfg->workers; slot++) {
+		if (m.slots[slot].respawn_at != 0 && m.slots[slot].respawn_at < next)
+			next = m.slots[slot].respawn_at;
+	}
+	if (m.watchdog_ms && m.next_watchdog < next)
+		next = m.next_watchdog;
+	if (m.stopping && m.stop_deadline < next)
+		next = m.stop_deadline;
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now ? 0 : (int)(next - now);
+}
+
+static void tick(void)
+{
+	uint64_t now = now_ms();
+	if (!m.stopping)
+		respawn_due();
+	if (m.watchdog_ms && now >= m.next_watchdog) {
+		if (count_workers(false) > 0)
+			notify_watchdog();
+		m.next_watchdog = now + m.watchdog_ms / 2;
+	}
+	if (m.stopping && now >= m.stop_deadline && count_workers(false) > 0) {
+		log_error("workers did not stop in time: killing them");
+		signal_workers(SIGKILL, false);
+		m.stop_deadline = now + 1000;
+	}
+}
+
+static void loop(void)
+{
+	struct pollfd pfd[MAX_RECORDS + 1];
+	int recs[MAX_RECORDS + 1];
+	while (!m.stopping || count_workers(false) > 0) {
+		nfds_t n = 0;
+		pfd[n++] = (struct pollfd){ .fd = m.sigfd, .events = POLLIN };
+		for (int i = 0; i < MAX_RECORDS; i++) {
+			if (m.w[i].pid != 0 && m.w[i].ready_fd >= 0) {
+				recs[n] = i;
+				pfd[n++] = (struct pollfd){ .fd = m.w[i].ready_fd, .events = POLLIN };
+			}
+		}
+		int rc = poll(pfd, n, next_timeout());
+		if (rc < 0 && errno != EINTR) {
+			log_error("poll: %s", strerror(errno));
+			break;
+		}
+		for (nfds_t i = 1; rc > 0 && i < n; i++) {
+			if (pfd[i].revents != 0 && m.w[recs[i]].ready_fd == pfd[i].fd)
+				on_ready_pipe(recs[i]);
+		}
+		if (rc > 0 && pfd[0].revents != 0)
+			handle_signal();
+		tick();
+	}
+}
+
+/* Without -f: the parent waits until the daemon serves, then exits 0 (1 when it could not). */
+static int detach(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0) {
+		char c;
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 ? 0 : 1);
+	}
+	close(p[0]);
+	m.parent_fd = p[1];
+	setsid();
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	log_init(true);
+	return chdir("/");
+}
+
+int master_run(struct config *cfg, const struct master_opts *opts)
+{
+	sigset_t mask;
+	int status = 1;
+	memset(&m, 0, sizeof(m));
+	m.cfg = cfg;
+	m.opts = opts;
+	m.gen = 1;
+	m.sigfd = -1;
+	m.parent_fd = -1;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGQUIT);
+	signal(SIGPIPE, SIG_IGN);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	m.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	m.sb = scoreboard_new(MAX_RECORDS);
+	if (m.sigfd < 0 || m.sb == NULL) {
+		log_error("cannot set up the master: %s", strerror(errno));
+		goto done;
+	}
+	if (open_sockets(cfg) != 0)
+		goto done;
+	if (!opts->foreground && detach() != 0)
+		goto done;
+	m.watchdog_ms = notify_watchdog_usec() / 1000u;
+	m.next_watchdog = now_ms();
+	notify_status("starting workers");
+	spawn_generation();
+	loop();
+	status = 0;
+	log_info("stopped");
+done:
+	while (m.nsocks > 0)
+		drop_sock(m.nsocks - 1);
+	free(m.socks);
+	if (m.sigfd >= 0)
+		close(m.sigfd);
+	scoreboard_free(m.sb, MAX_RECORDS);
+	config_free(m.cfg);
+	return status;
+}

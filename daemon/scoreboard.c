@@ -1,0 +1,39 @@
+/*
+ * scoreboard.c: a page of shared memory with one slot per worker process. A worker writes the
+ * name of the route it is running before it resumes a handler and clears it after, so that when
+ * a worker dies the master can say which route it was serving.
+ */
+#include "autoconfig.h"
+
+#include "scoreboard.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+struct scoreboard_slot *scoreboard_new(size_t n)
+{
+	void *p = mmap(NULL, n * sizeof(struct scoreboard_slot), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void scoreboard_free(struct scoreboard_slot *slots, size_t n)
+{
+	if (slots != NULL)
+		munmap(slots, n * sizeof(struct scoreboard_slot));
+}
+
+void scoreboard_enter(struct scoreboard_slot *slot, const char *route)
+{
+	if (slot == NULL)
+		return;
+	size_t len = strnlen(route, sizeof(slot->route) - 1);
+	memcpy(slot->route, route, len);
+	slot->route[len] = '\0';
+}
+
+void scoreboard_leave(struct scoreboard_slot *slot)
+{
+	if (slot != NULL)
+		slot->route[0] = '\0';
+}

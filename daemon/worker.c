@@ -1,0 +1,143 @@
+/*
+ * worker.c: one worker process.
+ *
+ * Everything a worker owns is created after fork: its event base (with libevent's pthreads
+ * locking, so that job threads can wake it), its job threads, its Lua state with the route
+ * scripts, and its HTTP server on the slot's sockets. It then tells the master it is serving
+ * and runs its loop. SIGTERM starts a graceful stop: the server drains, and the loop ends once
+ * nothing is in flight, or when server.shutdown_timeout runs out. A worker also stops when its
+ * master dies.
+ */
+#include "autoconfig.h"
+
+#include "worker.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "http.h"
+#include "jobs.h"
+#include "log.h"
+#include "lua_api.h"
+#include "scoreboard.h"
+
+struct worker {
+	const struct worker_spec *spec;
+	struct event_base *base;
+	struct http_server *srv;
+	struct event *term_ev, *deadline_ev;
+	bool timed_out;
+};
+
+static void on_drained(void *arg)
+{
+	struct worker *w = arg;
+	event_base_loopbreak(w->base);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	log_warn("worker %ld: shutdown timeout: %zu requests still in flight are dropped",
+		 (long)getpid(), http_server_inflight(w->srv));
+	w->timed_out = true;
+	event_base_loopbreak(w->base);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct timeval limit = { .tv_sec = w->spec->cfg->shutdown_timeout };
+	if (w->deadline_ev != NULL)
+		return;
+	w->deadline_ev = evtimer_new(w->base, on_deadline, w);
+	if (w->deadline_ev != NULL)
+		evtimer_add(w->deadline_ev, &limit);
+	http_server_drain(w->srv, on_drained, w);
+}
+
+/* The master blocked every signal to read them from a signalfd: a worker starts afresh. */
+static void reset_signals(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	for (int sig = 1; sig < NSIG; sig++) {
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, SIG_IGN); /* a terminal's ^C reaches the master, which stops the workers */
+	signal(SIGHUP, SIG_IGN);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static void tell_ready(const struct worker_spec *spec)
+{
+	char c = 'R';
+	ssize_t n = write(spec->ready_fd, &c, 1);
+	(void)n;
+	close(spec->ready_fd);
+}
+
+int worker_run(const struct worker_spec *spec)
+{
+	const struct config *cfg = spec->cfg;
+	struct worker w = { .spec = spec };
+	struct jobs *jobs = NULL;
+	struct luaapi *api = NULL;
+	struct config_errors errs = { 0 };
+	int status = 1;
+
+	reset_signals();
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		return 1;
+	spec->slot->pid = getpid();
+	log_set_level(cfg->log_level);
+	if (accesslog_open(cfg->access_log) != 0)
+		goto done;
+	if (evthread_use_pthreads() != 0 || (w.base = event_base_new()) == NULL) {
+		log_error("cannot create the event base");
+		goto done;
+	}
+	if ((jobs = jobs_new(w.base, cfg->threads)) == NULL)
+		goto done;
+	api = luaapi_new(cfg, jobs, spec->slot, &errs);
+	if (api == NULL) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_error("%s", errs.msg[i]);
+		goto done;
+	}
+	w.srv = http_server_new(cfg, w.base, spec->fds, spec->nfds, luaapi_router(api),
+				luaapi_dispatch, api);
+	w.term_ev = evsignal_new(w.base, SIGTERM, on_term, &w);
+	if (w.srv == NULL || w.term_ev == NULL || evsignal_add(w.term_ev, NULL) != 0)
+		goto done;
+
+	tell_ready(spec);
+	event_base_dispatch(w.base);
+	if (w.timed_out) {
+		/* Handlers still waiting on jobs own their requests: leave without freeing them. */
+		_exit(0);
+	}
+	status = 0;
+done:
+	if (w.term_ev != NULL)
+		event_free(w.term_ev);
+	if (w.deadline_ev != NULL)
+		event_free(w.deadline_ev);
+	http_server_free(w.srv);
+	luaapi_free(api);
+	jobs_free(jobs);
+	if (w.base != NULL)
+		event_base_free(w.base);
+	config_errors_free(&errs);
+	accesslog_close();
+	return status;
+}

@@ -1,0 +1,21 @@
+/* worker.h: a worker process, from fork to exit. */
+#ifndef SESAME_WORKER_H
+#define SESAME_WORKER_H
+
+#include <stddef.h>
+
+struct config;
+struct scoreboard_slot;
+
+struct worker_spec {
+	const struct config *cfg;
+	const int *fds; /* the listening sockets of this worker's slot */
+	size_t nfds;
+	int ready_fd; /* written once the worker serves, then closed */
+	struct scoreboard_slot *slot;
+};
+
+/* Runs a worker in the freshly forked child; returns its exit status. */
+int worker_run(const struct worker_spec *spec);
+
+#endif
