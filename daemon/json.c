@@ -33,6 +33,13 @@ void json_push_null(lua_State *L)
 	lua_pushlightuserdata(L, (void *)&null_sentinel);
 }
 
+void json_mark_array(lua_State *L, int idx)
+{
+	idx = lua_absindex(L, idx);
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
+	lua_setmetatable(L, idx);
+}
+
 int json_push(lua_State *L, const json_t *v, int max_depth)
 {
 	if (max_depth < 0 || !lua_checkstack(L, 4))
@@ -62,8 +69,7 @@ int json_push(lua_State *L, const json_t *v, int max_depth)
 			}
 			lua_rawseti(L, -2, (lua_Integer)i + 1);
 		}
-		lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
-		lua_setmetatable(L, -2);
+		json_mark_array(L, -1);
 		return 0;
 	}
 	case JSON_STRING:

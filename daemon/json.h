@@ -13,6 +13,9 @@ void json_lua_init(struct lua_State *L);
 /* Pushes the value sesame.null stands for JSON null with. */
 void json_push_null(struct lua_State *L);
 
+/* Gives the table at idx the array metatable: it encodes as a JSON array, even when empty. */
+void json_mark_array(struct lua_State *L, int idx);
+
 /* Pushes v as a Lua value; -1 (nothing pushed) when nested deeper than max_depth. */
 int json_push(struct lua_State *L, const json_t *v, int max_depth);
 

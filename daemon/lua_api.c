@@ -51,6 +51,7 @@ struct luaapi {
 	/* the allocator */
 	size_t used, limit;
 	bool enforce;
+	size_t active; /* handlers started and not yet answered */
 	/* idle coroutines */
 	lua_State *pool[POOL_MAX];
 	int pool_ref[POOL_MAX];
@@ -278,7 +279,7 @@ static int req_json(lua_State *L)
 	size_t len = evbuffer_get_length(buf);
 	const char *data = len ? (const char *)evbuffer_pullup(buf, -1) : "";
 	json_error_t jerr;
-	json_t *v = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *v = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (v == NULL) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "request body is not valid JSON (line %d, column %d)",
@@ -568,6 +569,9 @@ static void answer_error(struct call *call)
 static void finish(struct call *call, bool failed)
 {
 	struct luaapi *api = call->api;
+	/* The scoreboard names the route being served while any handler is in flight. */
+	if (--api->active == 0)
+		scoreboard_leave(api->slot);
 	lua_rawgeti(api->L, LUA_REGISTRYINDEX, call->req_ref);
 	struct req_ud *ud = lua_touserdata(api->L, -1);
 	ud->call = NULL; /* a handler that kept req finds it answered, not freed */
@@ -585,7 +589,6 @@ static void resume(struct call *call, int nargs)
 	api->enforce = true;
 	int rc = lua_resume(call->co, api->L, nargs, &nres);
 	api->enforce = false;
-	scoreboard_leave(api->slot);
 
 	if (rc == LUA_YIELD && call->waiting)
 		return;
@@ -614,6 +617,7 @@ void luaapi_dispatch(void *arg, struct http_request *r)
 	}
 	call->api = api;
 	call->r = r;
+	api->active++;
 	call->co = take_coroutine(api, &call->co_ref);
 	*(struct call **)lua_getextraspace(call->co) = call;
 	lua_rawgeti(call->co, LUA_REGISTRYINDEX, r->route->handler);
@@ -686,9 +690,25 @@ static int l_log_error(lua_State *L)
 	return log_at(L, LOG_LEVEL_ERROR);
 }
 
+/* sesame.array([t]): t (or a new table) encoded as a JSON array, even when empty. */
+static int l_array(lua_State *L)
+{
+	if (lua_isnoneornil(L, 1)) {
+		lua_settop(L, 0);
+		lua_newtable(L);
+	}
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	json_mark_array(L, 1);
+	return 1;
+}
+
 static int open_sesame(lua_State *L)
 {
-	static const luaL_Reg funcs[] = { { "route", l_route }, { "readfile", l_readfile }, { NULL, NULL } };
+	static const luaL_Reg funcs[] = { { "route", l_route },
+					  { "readfile", l_readfile },
+					  { "array", l_array },
+					  { NULL, NULL } };
 	static const luaL_Reg logf[] = {
 		{ "info", l_log_info }, { "warn", l_log_warn }, { "error", l_log_error }, { NULL, NULL }
 	};

@@ -4,8 +4,9 @@
  * Routes are grouped by path pattern; each pattern carries the methods it answers, so that a
  * known path asked with another method gets 405 with an Allow header instead of 404. A literal
  * pattern matches by one string comparison; a pattern with ":name" segments matches segment by
- * segment and captures each parameter as a slice of the request path. Literal patterns win
- * over parameterised ones; among those, the first registered wins.
+ * segment and captures each parameter as a slice of the request path. A literal pattern wins
+ * over parameterised ones; among those, the one whose first differing segment is literal wins
+ * ("/users/me" over "/users/:id", whatever the order they were declared in).
  */
 #include "autoconfig.h"
 
@@ -210,9 +211,26 @@ static bool match_params(const char *pattern, const char *path, struct route_par
 	}
 }
 
+/* Is pattern a more specific than b: literal where b has a parameter, at the first difference? */
+static bool more_specific(const char *a, const char *b)
+{
+	for (;;) {
+		a += *a == '/';
+		b += *b == '/';
+		if (*a == '\0' || *b == '\0')
+			return false;
+		if ((*a == ':') != (*b == ':'))
+			return *b == ':';
+		a += strcspn(a, "/");
+		b += strcspn(b, "/");
+	}
+}
+
 static const struct path_entry *match_path(const struct router *r, const char *path,
 					   struct route_params *params)
 {
+	const struct path_entry *best = NULL;
+	struct route_params found;
 	for (size_t i = 0; i < r->npaths; i++) {
 		if (r->paths[i].literal && strcmp(r->paths[i].pattern, path) == 0) {
 			params->n = 0;
@@ -220,10 +238,15 @@ static const struct path_entry *match_path(const struct router *r, const char *p
 		}
 	}
 	for (size_t i = 0; i < r->npaths; i++) {
-		if (!r->paths[i].literal && match_params(r->paths[i].pattern, path, params))
-			return &r->paths[i];
+		const struct path_entry *p = &r->paths[i];
+		if (p->literal || (best != NULL && !more_specific(p->pattern, best->pattern)))
+			continue;
+		if (match_params(p->pattern, path, &found)) {
+			best = p;
+			*params = found;
+		}
 	}
-	return NULL;
+	return best;
 }
 
 static const struct route *method_route(const struct path_entry *p, const char *method)

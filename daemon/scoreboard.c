@@ -1,7 +1,7 @@
 /*
  * scoreboard.c: a page of shared memory with one slot per worker process. A worker writes the
- * name of the route it is running before it resumes a handler and clears it after, so that when
- * a worker dies the master can say which route it was serving.
+ * name of the route whose handler it resumes, and clears it once no handler is in flight, so that
+ * when a worker dies the master can say which route it was serving.
  */
 #include "autoconfig.h"
 

@@ -7,7 +7,7 @@
 
 struct scoreboard_slot {
 	pid_t pid;
-	char route[120]; /* the route whose handler is running, "" between handlers */
+	char route[120]; /* the route last resumed while any handler is in flight, else "" */
 };
 
 /* Maps n slots of anonymous shared memory; NULL on failure. */

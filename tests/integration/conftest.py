@@ -1,0 +1,148 @@
+"""Fixtures that run a real sesamed, built in this tree, on a private port."""
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+TOP = Path(__file__).resolve().parents[2]
+SESAMED = os.environ.get("SESAMED", str(TOP / "build" / "sesamed"))
+ROUTES = Path(__file__).resolve().parent / "routes"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_pids(pid):
+    """The live children of pid (the workers of a master)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out.extend(int(p) for p in text)
+    return sorted(p for p in out if not is_zombie(p))
+
+
+def is_zombie(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+class Sesamed:
+    """One sesamed process: its config folder, its URL, its log."""
+
+    def __init__(self, tmp_path, config="", routes=None, workers=2):
+        self.dir = tmp_path
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = tmp_path / "sesame.lua"
+        self.routes_dir = tmp_path / "routes"
+        self.routes_dir.mkdir(exist_ok=True)
+        self.log_path = tmp_path / "sesamed.log"
+        for name, text in (routes or {}).items():
+            self.write_route(name, text)
+        self.write_config(config, workers)
+        self.proc = None
+
+    def write_route(self, name, text):
+        (self.routes_dir / name).write_text(text)
+
+    def write_config(self, extra="", workers=2):
+        self.config.write_text(
+            f'server = {{ listen = "127.0.0.1:{self.port}", workers = {workers}, '
+            f"shutdown_timeout = 10, {extra} }}\n"
+            'routes = { "routes/*.lua" }\n')
+
+    def start(self, wait=True):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([SESAMED, "-f", "-c", str(self.config)],
+                                     stdout=self.logf, stderr=self.logf)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sesamed exited with {self.proc.returncode}:\n{self.log()}")
+            if "serving on" in self.log():
+                try:
+                    if requests.get(self.url + "/healthz", timeout=2).status_code == 200:
+                        return
+                except requests.ConnectionError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError("sesamed did not become ready:\n" + self.log())
+
+    def log(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, text, timeout=15, count=1):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count(text) >= count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not logged {count} times:\n{self.log()}")
+
+    def workers(self):
+        return child_pids(self.proc.pid)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=30):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+    def get(self, path, **kw):
+        kw.setdefault("timeout", 10)
+        return requests.get(self.url + path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", 10)
+        return requests.request(method, self.url + path, **kw)
+
+
+@pytest.fixture
+def sesamed(tmp_path):
+    """Makes sesamed instances; each is stopped, and must exit 0, at the end of the test."""
+    made = []
+
+    def make(config="", routes=None, workers=2, start=True):
+        d = tmp_path / f"s{len(made)}"
+        d.mkdir()
+        s = Sesamed(d, config, routes, workers)
+        made.append(s)
+        return s.start() if start else s
+
+    yield make
+    for s in made:
+        code = s.stop()
+        if code is not None and code != 0:
+            pytest.fail(f"sesamed exited with {code}:\n{s.log()}")
+        assert "ERROR: AddressSanitizer" not in s.log(), s.log()
+        assert "runtime error:" not in s.log(), s.log()
+
+
+def route_file(name):
+    return (ROUTES / name).read_text()

@@ -1,0 +1,87 @@
+-- Routes the integration tests drive: one per behaviour of the Lua API they check.
+local sesame = require "sesame"
+
+sesame.route("POST", "/echo", function(req)
+  local body = req:json()
+  return 200, { result = "success", body = body, again = req:json() == body }
+end)
+
+sesame.route("GET", "/request", function(req)
+  return 200, {
+    method = req.method, path = req.path, query = req.query, cookies = req.cookies,
+    agent = req.headers["user-agent"], custom = req.headers["x-custom"],
+    remote = req.remote_addr, id = req.id, identity = req.identity or sesame.null,
+  }
+end)
+
+sesame.route("POST", "/raw", function(req)
+  return 200, { size = #req.body, body = req.body }
+end)
+
+sesame.route("GET", "/users/:id/items/:item", function(req)
+  return 200, { id = req.params.id, item = req.params.item }
+end)
+
+sesame.route("GET", "/users/me/items/:item", function(req)
+  return 200, { literal = true, item = req.params.item }
+end)
+
+sesame.route("DELETE", "/things/:id", function(req)
+  return 204
+end)
+
+sesame.route("GET", "/headers", function(req)
+  return 201, { result = "success" }, { ["X-One"] = "1", ["Set-Cookie"] = { "a=1", "b=2" } }
+end)
+
+sesame.route("GET", "/bad-header", function(req)
+  return 200, {}, { ["X-Evil"] = "a\r\nInjected: yes" }
+end)
+
+sesame.route("GET", "/bad-status", function(req)
+  return "ok"
+end)
+
+sesame.route("GET", "/bad-body", function(req)
+  return 200, { f = function() end }
+end)
+
+sesame.route("GET", "/error", function(req)
+  error("the secret detail")
+end)
+
+sesame.route("GET", "/spin", function(req)
+  while true do end
+end)
+
+sesame.route("GET", "/hog", function(req)
+  local t = {}
+  for i = 1, 1e9 do t[i] = string.rep("x", 1024) .. i end
+  return 200, {}
+end)
+
+sesame.route("GET", "/empty", function(req)
+  return 200, { list = sesame.array(), nums = sesame.array { 1, 2 }, object = {}, nothing = sesame.null }
+end)
+
+sesame.route("GET", "/file", function(req)
+  local data, err = sesame.readfile(req.query.path)
+  if not data then
+    return 404, { result = "fail", error = err }
+  end
+  return 200, { result = "success", data = data }
+end)
+
+sesame.route("GET", "/stale", function(req)
+  stash = req
+  return 200, {}
+end)
+
+sesame.route("GET", "/stale/read", function(req)
+  local ok, err = pcall(function() return stash.path end)
+  return 200, { ok = ok, err = tostring(err) }
+end)
+
+sesame.route("GET", "/late-route", function(req)
+  sesame.route("GET", "/x", function() end)
+end)

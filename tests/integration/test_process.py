@@ -1,0 +1,312 @@
+"""The process model: workers replaced, reloads, graceful stops, job threads, sesamed -t."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import SESAMED, route_file
+
+VERSION = """local sesame = require "sesame"
+sesame.route("GET", "/version", function(req) return 200, { version = %d } end)
+"""
+WAIT = {"wait.lua": route_file("wait.lua"), "version.lua": VERSION % 1}
+
+
+def wait_for(pred, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def start_waiting(s, fifo):
+    """Starts GET /wait in a thread; returns the thread and where its response lands."""
+    result = {}
+
+    def call():
+        try:
+            result["r"] = requests.get(s.url + "/wait", params={"fifo": str(fifo)}, timeout=30)
+        except requests.RequestException as e:
+            result["error"] = e
+    t = threading.Thread(target=call)
+    t.start()
+    return t, result
+
+
+def feed(fifo, text):
+    with open(fifo, "w") as f:
+        f.write(text)
+
+
+class Hammer:
+    """Clients that call one path in a loop, on kept-alive connections, and count failures."""
+
+    def __init__(self, s, path, clients=4, seconds=30):
+        self.stop = threading.Event()
+        self.ok, self.failures, self.bodies = 0, [], []
+        self.lock = threading.Lock()
+        self.deadline = time.monotonic() + seconds
+        self.threads = [threading.Thread(target=self.run, args=(s.url + path,))
+                        for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, url):
+        session = requests.Session()
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                r = session.get(url, timeout=10)
+                with self.lock:
+                    if r.status_code == 200:
+                        self.ok += 1
+                        self.bodies.append(r.json())
+                    else:
+                        self.failures.append(r.status_code)
+            except requests.RequestException as e:
+                with self.lock:
+                    self.failures.append(repr(e))
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def test_killed_worker_is_replaced(sesamed):
+    s = sesamed(routes=WAIT)
+    before = s.workers()
+    assert len(before) == 2
+    os.kill(before[0], signal.SIGKILL)
+    s.wait_log("killed by signal 9")
+    assert wait_for(lambda: len(s.workers()) == 2 and s.workers() != before)
+    assert before[0] not in s.workers()
+    for _ in range(40):
+        assert s.get("/version").json() == {"version": 1}
+
+
+def test_worker_death_names_the_route(sesamed, tmp_path):
+    s = sesamed(routes=WAIT, workers=1)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    t, result = start_waiting(s, fifo)
+    time.sleep(0.5)
+    os.kill(s.workers()[0], signal.SIGKILL)
+    t.join()
+    assert "error" in result
+    s.wait_log("while serving GET /wait")
+    assert wait_for(lambda: s.get("/healthz").status_code == 200)
+
+
+def test_crash_looping_worker_backs_off(sesamed):
+    s = sesamed(routes=WAIT, workers=1)
+    for _ in range(4):
+        pids = s.workers()
+        os.kill(pids[0], signal.SIGKILL)
+        assert wait_for(lambda: s.workers() and s.workers() != pids)
+    s.wait_log("it keeps dying: respawning in")
+    assert wait_for(lambda: s.get("/healthz").status_code == 200)
+
+
+def test_loop_answers_while_a_job_waits(sesamed, tmp_path):
+    s = sesamed(routes=WAIT, workers=1)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    t, result = start_waiting(s, fifo)
+    time.sleep(0.3)
+    for _ in range(20):
+        r = s.get("/healthz", timeout=2)
+        assert r.status_code == 200
+        assert s.get("/version", timeout=2).json() == {"version": 1}
+    assert t.is_alive()
+    feed(fifo, "done")
+    t.join()
+    assert result["r"].json() == {"result": "success", "data": "done"}
+
+
+def test_sigterm_lets_a_waiting_request_finish(sesamed, tmp_path):
+    s = sesamed(routes=WAIT, workers=1)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    t, result = start_waiting(s, fifo)
+    time.sleep(0.3)
+    s.signal(signal.SIGTERM)
+    s.wait_log("stopping once in-flight requests are done")
+    time.sleep(0.5)
+    assert s.proc.poll() is None
+    feed(fifo, "finished")
+    t.join()
+    assert result["r"].status_code == 200
+    assert result["r"].json()["data"] == "finished"
+    assert s.proc.wait(15) == 0
+    assert "stopped" in s.log()
+
+
+def test_sigint_stops_gracefully(sesamed):
+    s = sesamed(routes=WAIT)
+    s.signal(signal.SIGINT)
+    assert s.proc.wait(15) == 0
+    assert wait_for(lambda: not s.workers() if s.proc.poll() is None else True)
+
+
+def test_shutdown_timeout_bounds_the_wait(sesamed, tmp_path):
+    s = sesamed(routes=WAIT, workers=1)
+    s.write_config("shutdown_timeout = 1,", workers=1)
+    s.signal(signal.SIGHUP)
+    s.wait_log("reloaded")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    t, result = start_waiting(s, fifo)
+    time.sleep(0.3)
+    started = time.monotonic()
+    s.signal(signal.SIGTERM)
+    assert s.proc.wait(15) == 0
+    assert time.monotonic() - started < 8
+    s.wait_log("shutdown timeout")
+    feed_thread = threading.Thread(target=feed, args=(fifo, "late"))
+    feed_thread.daemon = True
+    feed_thread.start()
+    t.join()
+    assert "error" in result
+
+
+def test_reload_serves_the_new_route_without_failing_a_request(sesamed):
+    s = sesamed(routes=WAIT)
+    old = s.workers()
+    hammer = Hammer(s, "/version")
+    time.sleep(1)
+    s.write_route("version.lua", VERSION % 2)
+    s.signal(signal.SIGHUP)
+    s.wait_log("reloaded")
+    assert wait_for(lambda: s.get("/version").json() == {"version": 2})
+    time.sleep(1.5)
+    hammer.finish()
+    assert hammer.failures == []
+    assert hammer.ok > 100
+    assert {"version": 2} in hammer.bodies[-20:]
+    assert hammer.bodies[-1] == {"version": 2}
+    assert wait_for(lambda: not set(old) & set(s.workers()))
+    for _ in range(20):
+        assert s.get("/version").json() == {"version": 2}
+
+
+def test_reload_with_a_broken_script_keeps_the_old_routes(sesamed):
+    s = sesamed(routes=WAIT)
+    old = s.workers()
+    s.write_route("version.lua", "local x = = 1\n")
+    s.signal(signal.SIGHUP)
+    s.wait_log("reload failed")
+    assert "version.lua:1:" in s.log()
+    assert s.workers() == old
+    for _ in range(20):
+        assert s.get("/version").json() == {"version": 1}
+    s.write_route("version.lua", VERSION % 3)
+    s.signal(signal.SIGHUP)
+    s.wait_log("reloaded")
+    assert wait_for(lambda: s.get("/version").json() == {"version": 3})
+
+
+def test_reload_with_a_broken_config_keeps_serving(sesamed):
+    s = sesamed(routes=WAIT)
+    s.config.write_text(s.config.read_text().replace("workers", "wrokers"))
+    s.signal(signal.SIGHUP)
+    s.wait_log("reload failed")
+    assert "did you mean 'workers'" in s.log()
+    assert s.get("/version").json() == {"version": 1}
+
+
+def test_reload_can_change_the_worker_count(sesamed):
+    s = sesamed(routes=WAIT, workers=2)
+    s.write_config(workers=3)
+    s.signal(signal.SIGHUP)
+    s.wait_log("with 3 workers")
+    assert wait_for(lambda: len(s.workers()) == 3)
+    for _ in range(20):
+        assert s.get("/version").status_code == 200
+
+
+def run_check(config):
+    return subprocess.run([SESAMED, "-t", "-c", str(config)], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_check_accepts_a_good_config(sesamed):
+    s = sesamed(routes=WAIT, start=False)
+    r = run_check(s.config)
+    assert r.returncode == 0, r.stderr
+    assert "configuration is ok" in r.stdout
+
+
+def test_check_reports_a_broken_route_script(sesamed):
+    s = sesamed(routes={"ok.lua": VERSION % 1, "broken.lua": "local sesame = require 'sesame'\n\nsesame.route('GET', '/x' function() end)\n"},
+                start=False)
+    r = run_check(s.config)
+    assert r.returncode == 1
+    assert "broken.lua:3:" in r.stderr
+
+
+def test_check_reports_a_runtime_error_in_a_route_script(sesamed):
+    s = sesamed(routes={"bad.lua": "local sesame = require 'sesame'\nsesame.route('GET', 'nope', function() end)\n"},
+                start=False)
+    r = run_check(s.config)
+    assert r.returncode == 1
+    assert "bad.lua:2:" in r.stderr
+    assert "must start with '/'" in r.stderr
+
+
+def test_check_reports_every_config_error_with_its_line(sesamed):
+    s = sesamed(start=False)
+    s.config.write_text('server = {\n  listen = "127.0.0.1:1",\n  wrokers = 2,\n'
+                        '  timeout = "soon",\n}\nroutes = { "routes/*.lua" }\nextra = 1\n')
+    r = run_check(s.config)
+    assert r.returncode == 1
+    assert f"{s.config}:3: server.wrokers: unknown key (did you mean 'workers'?)" in r.stderr
+    assert f"{s.config}:4: server.timeout: expected a whole number" in r.stderr
+    assert f"{s.config}:7: extra: unknown key" in r.stderr
+
+
+def test_broken_config_does_not_start(sesamed):
+    s = sesamed(start=False)
+    s.config.write_text("server = { listen = 'nowhere' }\n")
+    r = subprocess.run([SESAMED, "-f", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "is not a listen address" in r.stderr
+
+
+def test_version_and_help():
+    r = subprocess.run([SESAMED, "-V"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("sesamed ")
+    r = subprocess.run([SESAMED, "-h"], capture_output=True, text=True)
+    assert r.returncode == 0 and "-c FILE" in r.stdout
+    r = subprocess.run([SESAMED, "-x"], capture_output=True, text=True)
+    assert r.returncode == 2
+
+
+def test_workers_flag_overrides_the_config(sesamed):
+    s = sesamed(routes=WAIT, workers=1, start=False)
+    s.logf = open(s.log_path, "ab")
+    s.proc = subprocess.Popen([SESAMED, "-f", "-w", "3", "-c", str(s.config)],
+                              stdout=s.logf, stderr=s.logf)
+    s.wait_ready()
+    assert wait_for(lambda: len(s.workers()) == 3)
+
+
+def test_detached_start(sesamed):
+    s = sesamed(routes=WAIT, start=False)
+    s.config.write_text(s.config.read_text() + f'\n')
+    r = subprocess.run([SESAMED, "-c", str(s.config)], capture_output=True, timeout=30)
+    assert r.returncode == 0
+    try:
+        assert s.get("/version").json() == {"version": 1}
+    finally:
+        out = subprocess.run(["pgrep", "-f", f"sesamed -c {s.config}"], capture_output=True,
+                             text=True).stdout.split()
+        master = min(int(p) for p in out)
+        os.kill(master, signal.SIGTERM)
+        assert wait_for(lambda: not os.path.exists(f"/proc/{master}"))
