@@ -1,0 +1,39 @@
+-- sesame.lua: the configuration of sesamed.
+--
+-- A Lua chunk: the global tables it sets are the settings. Every key below shows its default;
+-- a key sesamed does not know is an error, which `sesamed -t` reports with its line. Paths
+-- that are not absolute resolve against this file's folder. After a change, check it with
+-- `sesamed -t`, then reload with `systemctl reload sesamed` (SIGHUP): a configuration that
+-- does not check is not applied, and the running one keeps serving.
+
+server = {
+  -- Addresses to listen on: "IPv4:PORT", "[IPv6]:PORT", "localhost:PORT" or "*:PORT".
+  listen = { "127.0.0.1:8080" },
+  -- Worker processes: "auto" is one per core. sesamed -w N overrides it.
+  workers = "auto",
+  -- Job threads per worker, where hashing and storage calls run off the event loop.
+  threads = 2,
+  -- Largest request body and header block, in bytes; larger requests get 413.
+  max_body = 65536,
+  max_header = 16384,
+  -- Seconds to read a request or write a response, and to keep an idle connection open.
+  timeout = 30,
+  keepalive = 15,
+  -- Seconds that in-flight requests get to finish when sesamed stops or reloads.
+  shutdown_timeout = 30,
+  -- Error details in 500 answers: for development only.
+  debug = false,
+  -- One JSON line per request: "stderr" (the journal under systemd), a file path, or false.
+  access_log = "stderr",
+  -- "error", "warn", "info" or "debug".
+  log_level = "info",
+  -- What one request's handler may use: Lua VM instructions, and the worker's Lua memory in
+  -- bytes. A handler that goes past either is stopped and answers 500.
+  handler_instructions = 50000000,
+  lua_memory = 268435456,
+  -- How deeply a JSON request body may nest.
+  json_depth = 32,
+}
+
+-- The route scripts, loaded in this order (each pattern's matches sorted by name).
+routes = { "routes/*.lua" }
