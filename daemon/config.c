@@ -102,6 +102,63 @@ static bool line_assigns(const char *line, const char *name)
 	return false;
 }
 
+/* Length of the long bracket at s ("[[", "[==["), or 0 when s does not open one. */
+static size_t long_bracket(const char *s, size_t *level)
+{
+	size_t n = 1;
+	if (s[0] != '[')
+		return 0;
+	while (s[n] == '=')
+		n++;
+	if (s[n] != '[')
+		return 0;
+	*level = n - 1;
+	return n + 1;
+}
+
+/* Skips a long string or comment body from s; blanks it (but its newlines) when blank. */
+static char *skip_long(char *s, size_t level, bool blank)
+{
+	for (; *s != '\0'; s++) {
+		if (s[0] == ']' && strspn(s + 1, "=") == level && s[level + 1] == ']') {
+			if (blank)
+				memset(s, ' ', level + 2);
+			return s + level + 2;
+		}
+		if (blank && *s != '\n')
+			*s = ' ';
+	}
+	return s;
+}
+
+/* Blanks out the comments of Lua source, keeping its lines, so they cannot look like keys. */
+static void blank_comments(char *s)
+{
+	size_t level, open;
+	while (*s != '\0') {
+		if (*s == '"' || *s == '\'') {
+			char quote = *s++;
+			while (*s != '\0' && *s != quote && *s != '\n')
+				s += (*s == '\\' && s[1] != '\0') ? 2 : 1;
+			s += *s == quote;
+		} else if (s[0] == '-' && s[1] == '-') {
+			memset(s, ' ', 2);
+			s += 2;
+			if ((open = long_bracket(s, &level)) != 0) {
+				memset(s, ' ', open);
+				s = skip_long(s + open, level, true);
+			} else {
+				while (*s != '\0' && *s != '\n')
+					*s++ = ' ';
+			}
+		} else if ((open = long_bracket(s, &level)) != 0) {
+			s = skip_long(s + open, level, false);
+		} else {
+			s++;
+		}
+	}
+}
+
 int config_find_line(const char *src, const char *keypath)
 {
 	char parts[4][64];
@@ -117,17 +174,18 @@ int config_find_line(const char *src, const char *keypath)
 			k++;
 	}
 
+	char *text = strdup(src);
+	if (text == NULL)
+		return 0;
+	blank_comments(text);
 	size_t want = 0;
 	int found = 0, lineno = 0;
 	char line[4096];
-	for (const char *p = src; *p != '\0' && want < nparts;) {
+	for (const char *p = text; *p != '\0' && want < nparts;) {
 		size_t len = strcspn(p, "\n");
 		size_t copy = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
 		memcpy(line, p, copy);
 		line[copy] = '\0';
-		char *comment = strstr(line, "--");
-		if (comment != NULL)
-			*comment = '\0';
 		lineno++;
 		/* Several parts of the path may sit on one line: "server = { workers = 4 }". */
 		while (want < nparts && line_assigns(line, parts[want])) {
@@ -138,6 +196,7 @@ int config_find_line(const char *src, const char *keypath)
 		if (*p == '\n')
 			p++;
 	}
+	free(text);
 	return want == nparts ? found : 0;
 }
 
@@ -318,8 +377,9 @@ static void read_listen(struct loader *ld, int tbl)
 		cfg->nlisten = 0;
 		read_strings(ld, -1, "server.listen", &cfg->listen, &cfg->nlisten);
 	}
+	bool typed = lua_isnil(ld->L, -1) || cfg->nlisten > 0 || lua_istable(ld->L, -1);
 	lua_pop(ld->L, 1);
-	if (cfg->nlisten == 0)
+	if (cfg->nlisten == 0 && typed)
 		fail(ld, "server.listen", "at least one address is needed");
 	for (size_t i = 0; i < cfg->nlisten; i++) {
 		struct listen_addr a;

@@ -110,7 +110,7 @@ static int table_kind(lua_State *L, int idx, size_t *n, char *err, size_t errlen
 			return 'a';
 		}
 	}
-	size_t count = 0, strings = 0;
+	size_t count = 0, strings = 0, others = 0;
 	lua_Integer maxkey = 0;
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
@@ -118,17 +118,19 @@ static int table_kind(lua_State *L, int idx, size_t *n, char *err, size_t errlen
 		count++;
 		if (lua_type(L, -1) == LUA_TSTRING) {
 			strings++;
-		} else if (lua_isinteger(L, -1)) {
+		} else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
 			lua_Integer k = lua_tointeger(L, -1);
 			if (k > maxkey)
 				maxkey = k;
+		} else {
+			others++; /* 0, negative, fractional, boolean... keys: neither kind */
 		}
 	}
 	if (strings == count) {
 		*n = count;
 		return 'o';
 	}
-	if (strings == 0 && maxkey > 0 && (size_t)maxkey == count) {
+	if (strings == 0 && others == 0 && (size_t)maxkey == count) {
 		*n = count;
 		return 'a';
 	}

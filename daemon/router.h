@@ -16,7 +16,7 @@ struct route {
 struct route_params {
 	size_t n;
 	struct {
-		const char *name;
+		const char *name;  /* points into the pattern: ends at the next '/' or the end */
 		const char *value; /* points into the matched path, not NUL-terminated */
 		size_t len;
 	} p[ROUTER_MAX_PARAMS];

@@ -141,6 +141,7 @@ def sesamed(tmp_path):
         if code is not None and code != 0:
             pytest.fail(f"sesamed exited with {code}:\n{s.log()}")
         assert "ERROR: AddressSanitizer" not in s.log(), s.log()
+        assert "ERROR: LeakSanitizer" not in s.log(), s.log()
         assert "runtime error:" not in s.log(), s.log()
 
 
