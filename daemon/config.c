@@ -37,12 +37,11 @@ struct loader {
 	char *src; /* the file's text, to find lines in */
 };
 
-static const char *const top_keys[] = { "server", "routes", NULL };
-static const char *const server_keys[] = { "listen",	   "workers",	  "threads",
-					   "max_body",	   "max_header",  "timeout",
-					   "keepalive",	   "shutdown_timeout", "debug",
-					   "access_log",   "log_level",	  "handler_instructions",
-					   "lua_memory",   "json_depth",  NULL };
+static const char *const top_keys[] = {"server", "routes", NULL};
+static const char *const server_keys[] = {
+    "listen",	  "workers",	      "threads", "max_body",   "max_header", "timeout",
+    "keepalive",  "shutdown_timeout", "debug",	 "access_log", "log_level",  "handler_instructions",
+    "lua_memory", "json_depth",	      NULL};
 
 void config_errors_add(struct config_errors *errs, const char *fmt, ...)
 {
@@ -76,7 +75,8 @@ void config_errors_free(struct config_errors *errs)
 
 static bool is_name_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_';
 }
 
 /* Is name, at p, a whole word followed by an assignment ("name =", not "name ==")? */
@@ -201,7 +201,7 @@ int config_find_line(const char *src, const char *keypath)
 }
 
 static void fail(struct loader *ld, const char *keypath, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void fail(struct loader *ld, const char *keypath, const char *fmt, ...)
 {
@@ -268,7 +268,8 @@ static void check_keys(struct loader *ld, int idx, const char *prefix, const cha
 	while (lua_next(L, idx) != 0) {
 		lua_pop(L, 1);
 		if (lua_type(L, -1) != LUA_TSTRING) {
-			fail(ld, prefix, "keys must be names, found a %s key", luaL_typename(L, -1));
+			fail(ld, prefix, "keys must be names, found a %s key",
+			     luaL_typename(L, -1));
 			continue;
 		}
 		const char *key = lua_tostring(L, -1);
@@ -286,8 +287,8 @@ static int field(struct loader *ld, int tbl, const char *key)
 	return lua_getfield(ld->L, tbl, key);
 }
 
-static void read_int(struct loader *ld, int tbl, const char *section, const char *key,
-		     long min, long max, long *out)
+static void read_int(struct loader *ld, int tbl, const char *section, const char *key, long min,
+		     long max, long *out)
 {
 	char path[96];
 	snprintf(path, sizeof(path), "%s.%s", section, key);
@@ -296,7 +297,8 @@ static void read_int(struct loader *ld, int tbl, const char *section, const char
 		int isint = 0;
 		lua_Integer v = lua_tointegerx(ld->L, -1, &isint);
 		if (t != LUA_TNUMBER || !isint)
-			fail(ld, path, "expected a whole number, found %s", luaL_typename(ld->L, -1));
+			fail(ld, path, "expected a whole number, found %s",
+			     luaL_typename(ld->L, -1));
 		else if (v < min || v > max)
 			fail(ld, path, "%lld is out of range (%ld to %ld)", (long long)v, min, max);
 		else
@@ -359,7 +361,8 @@ static void read_strings(struct loader *ld, int idx, const char *path, char ***o
 	for (size_t i = 0; i < len; i++) {
 		lua_rawgeti(L, idx, (lua_Integer)i + 1);
 		if (lua_type(L, -1) != LUA_TSTRING)
-			fail(ld, path, "item %zu: expected a string, found %s", i + 1, luaL_typename(L, -1));
+			fail(ld, path, "item %zu: expected a string, found %s", i + 1,
+			     luaL_typename(L, -1));
 		else
 			(*out)[(*n)++] = strdup(lua_tostring(L, -1));
 		lua_pop(L, 1);
@@ -421,7 +424,8 @@ static void read_access_log(struct loader *ld, int tbl)
 	} else if (t == LUA_TSTRING) {
 		const char *v = lua_tostring(L, -1);
 		free(ld->cfg->access_log);
-		ld->cfg->access_log = strcmp(v, "stderr") == 0 ? strdup(v) : resolve_path(ld->cfg, v);
+		ld->cfg->access_log =
+		    strcmp(v, "stderr") == 0 ? strdup(v) : resolve_path(ld->cfg, v);
 	} else if (t != LUA_TNIL) {
 		fail(ld, "server.access_log", "expected \"stderr\", a file path or false");
 	}
@@ -545,7 +549,8 @@ static void read_routes(struct loader *ld)
 static int env_newindex(lua_State *L)
 {
 	if (lua_type(L, 2) != LUA_TSTRING)
-		return luaL_error(L, "settings are named: cannot set a %s key", luaL_typename(L, 2));
+		return luaL_error(L, "settings are named: cannot set a %s key",
+				  luaL_typename(L, 2));
 	lua_rawset(L, 1);
 	return 0;
 }
@@ -647,7 +652,7 @@ static char *dir_of(const char *path)
 struct config *config_load(const char *path, struct config_errors *errs)
 {
 	struct config *cfg = calloc(1, sizeof(*cfg));
-	struct loader ld = { .cfg = cfg, .errs = errs };
+	struct loader ld = {.cfg = cfg, .errs = errs};
 	size_t before = errs->n;
 	if (cfg == NULL)
 		return NULL;

@@ -16,7 +16,7 @@ struct config_errors {
 };
 
 void config_errors_add(struct config_errors *errs, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void config_errors_free(struct config_errors *errs);
 
 struct config {

@@ -106,12 +106,12 @@ static void log_access(const char *method, const char *path, int status, uint64_
 		       const char *remote, const char *id)
 {
 	struct access_entry e = {
-		.method = method,
-		.path = path,
-		.status = status,
-		.duration_ms = start_ns ? (double)(http_now_ns() - start_ns) / 1e6 : 0.0,
-		.remote = remote,
-		.request_id = id,
+	    .method = method,
+	    .path = path,
+	    .status = status,
+	    .duration_ms = start_ns ? (double)(http_now_ns() - start_ns) / 1e6 : 0.0,
+	    .remote = remote,
+	    .request_id = id,
 	};
 	accesslog_write(&e);
 }
@@ -165,8 +165,9 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 int http_add_header(struct http_request *r, const char *name, const char *value)
 {
 	size_t nlen = strlen(name);
-	if (nlen == 0 || strspn(name, "!#$%&'*+-.^_`|~0123456789"
-				      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != nlen)
+	if (nlen == 0 ||
+	    strspn(name, "!#$%&'*+-.^_`|~0123456789"
+			 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != nlen)
 		return -1;
 	return evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
 }
@@ -214,7 +215,8 @@ static void reply_literal(struct http_request *r, int status, const char *json)
 
 static void make_id(struct http_server *srv, struct http_request *r)
 {
-	const char *given = evhttp_find_header(evhttp_request_get_input_headers(r->ev), "X-Request-Id");
+	const char *given =
+	    evhttp_find_header(evhttp_request_get_input_headers(r->ev), "X-Request-Id");
 	if (given != NULL && request_id_ok(given))
 		snprintf(r->id, sizeof(r->id), "%s", given);
 	else
@@ -299,8 +301,8 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 	srv->dispatch = dispatch;
 	srv->arg = arg;
 	srv->debug = cfg->debug;
-	srv->timeout = (struct timeval){ .tv_sec = cfg->timeout };
-	srv->keepalive = (struct timeval){ .tv_sec = cfg->keepalive };
+	srv->timeout = (struct timeval){.tv_sec = cfg->timeout};
+	srv->keepalive = (struct timeval){.tv_sec = cfg->keepalive};
 	unsigned char rnd[8];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(srv->id_prefix, sizeof(srv->id_prefix), rnd, 4);
@@ -312,8 +314,8 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 	evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_header);
 	evhttp_set_timeout_tv(srv->http, &srv->timeout);
 	evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						      EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+						  EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						  EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(srv->http, on_request, srv);
 	for (size_t i = 0; i < nfds; i++) {
 		srv->bound[i] = evhttp_accept_socket_with_handle(srv->http, fds[i]);
@@ -363,7 +365,7 @@ void http_server_drain(struct http_server *srv, http_drained_fn drained, void *a
 		evhttp_del_accept_socket(srv->http, srv->bound[i]);
 	srv->nbound = 0;
 	srv->drain_timer = event_new(srv->base, -1, EV_PERSIST, check_drained, srv);
-	struct timeval every = { .tv_usec = 50000 };
+	struct timeval every = {.tv_usec = 50000};
 	if (srv->drain_timer != NULL)
 		event_add(srv->drain_timer, &every);
 }

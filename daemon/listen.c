@@ -45,7 +45,8 @@ int listen_parse(const char *text, struct listen_addr *out, char *err, size_t er
 		colon = close + 1;
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->ss;
 		s6->sin6_family = AF_INET6;
-		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1 || parse_port(colon + 1, &s6->sin6_port) != 0)
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1 ||
+		    parse_port(colon + 1, &s6->sin6_port) != 0)
 			goto bad;
 		out->len = sizeof(*s6);
 		return 0;
@@ -68,9 +69,10 @@ int listen_parse(const char *text, struct listen_addr *out, char *err, size_t er
 	out->len = sizeof(*s4);
 	return 0;
 bad:
-	snprintf(err, errlen,
-		 "'%s' is not a listen address: use IPv4:PORT, [IPv6]:PORT, localhost:PORT or *:PORT",
-		 text);
+	snprintf(
+	    err, errlen,
+	    "'%s' is not a listen address: use IPv4:PORT, [IPv6]:PORT, localhost:PORT or *:PORT",
+	    text);
 	return -1;
 }
 

@@ -28,8 +28,8 @@ static int access_fd = -1;
 static bool access_owned;
 static long access_pid;
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
-static const int level_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const int level_prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 
 void log_init(bool use_syslog)
 {
@@ -83,8 +83,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	char line[2200];
 	int n;
 	if (to_journal) {
-		n = snprintf(line, sizeof(line), "<%d>%s: %s\n", level_prio[level], level_names[level],
-			     msg);
+		n = snprintf(line, sizeof(line), "<%d>%s: %s\n", level_prio[level],
+			     level_names[level], msg);
 	} else {
 		char ts[40];
 		format_time(ts, sizeof(ts));
@@ -140,8 +140,10 @@ static size_t put_json_string(char *buf, size_t size, size_t n, const char *s)
 			buf[n++] = '\\';
 			buf[n++] = (char)*p;
 		} else if (*p < 0x20 || *p >= 0x7f) {
-			/* Bytes outside printable ASCII are escaped so that a line is always valid JSON. */
-			n += (size_t)snprintf(buf + n, size - n, "\\u00%c%c", hex[*p >> 4], hex[*p & 15]);
+			/* Bytes outside printable ASCII are escaped so that a line is always valid
+			 * JSON. */
+			n += (size_t)snprintf(buf + n, size - n, "\\u00%c%c", hex[*p >> 4],
+					      hex[*p & 15]);
 		} else {
 			buf[n++] = (char)*p;
 		}
@@ -157,8 +159,9 @@ size_t accesslog_format(char *buf, size_t size, const struct access_entry *e, lo
 	n = put_json_string(buf, size, n, e->method ? e->method : "-");
 	n += (size_t)snprintf(buf + n, size - n, "\",\"path\":\"");
 	n = put_json_string(buf, size, n, e->path ? e->path : "-");
-	n += (size_t)snprintf(buf + n, size - n, "\",\"status\":%d,\"duration_ms\":%.3f,\"remote\":\"",
-			      e->status, e->duration_ms);
+	n += (size_t)snprintf(buf + n, size - n,
+			      "\",\"status\":%d,\"duration_ms\":%.3f,\"remote\":\"", e->status,
+			      e->duration_ms);
 	n = put_json_string(buf, size, n, e->remote ? e->remote : "-");
 	n += (size_t)snprintf(buf + n, size - n, "\",\"pid\":%ld,\"request_id\":\"", pid);
 	n = put_json_string(buf, size, n, e->request_id ? e->request_id : "-");

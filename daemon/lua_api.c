@@ -3,10 +3,10 @@
  *
  * One state per worker, created after fork: the route scripts run once at start and declare
  * their routes with sesame.route; their handlers stay in the registry. Each request runs its
- * handler in a coroutine taken from a pool (reset and reused, never rebuilt per request). A C
- * function that must not block the loop (a file read now; hashing and storage later) packs its
- * work into a job, submits it to the job threads and yields; when the job is done the loop
- * resumes the coroutine with the results. A count hook enforces the instruction budget across
+ * handler in a coroutine taken from a pool (reused after a clean return, not rebuilt per
+ * request). A C function that must not block the loop (a file read now; hashing and storage
+ * later) packs its work into a job, submits it to the job threads and yields; when it is done the
+ * loop resumes the coroutine with the results. A count hook enforces the instruction budget across
  * all of a handler's resumptions, and the allocator enforces the state's memory limit while a
  * handler runs. A handler returns status, body table[, headers]; req:json() refuses bad input
  * by raising a client error, which becomes a 4xx answer instead of a 500.
@@ -37,8 +37,8 @@
 #include "router.h"
 #include "scoreboard.h"
 
-#define HOOK_EVERY 1000 /* instructions between two budget checks */
-#define POOL_MAX 256	/* idle coroutines kept for reuse */
+#define HOOK_EVERY   1000 /* instructions between two budget checks */
+#define POOL_MAX     256  /* idle coroutines kept for reuse */
 #define READFILE_MAX (16u << 20)
 
 struct luaapi {
@@ -117,7 +117,8 @@ static void count_hook(lua_State *L, lua_Debug *ar)
 		return;
 	call->instructions += HOOK_EVERY;
 	if (call->instructions > call->api->cfg->handler_instructions)
-		luaL_error(L, "handler exceeded its instruction budget (server.handler_instructions)");
+		luaL_error(L,
+			   "handler exceeded its instruction budget (server.handler_instructions)");
 }
 
 /* ---- client errors ---- */
@@ -166,7 +167,8 @@ static void push_headers(lua_State *L, struct evhttp_request *ev)
 		char name[256];
 		size_t len = strnlen(kv->key, sizeof(name) - 1);
 		for (size_t i = 0; i < len; i++)
-			name[i] = (char)(kv->key[i] >= 'A' && kv->key[i] <= 'Z' ? kv->key[i] + 32 : kv->key[i]);
+			name[i] = (char)(kv->key[i] >= 'A' && kv->key[i] <= 'Z' ? kv->key[i] + 32
+										: kv->key[i]);
 		name[len] = '\0';
 		if (lua_getfield(L, -1, name) == LUA_TSTRING) {
 			/* Repeated headers are joined as RFC 9110 allows. */
@@ -189,8 +191,9 @@ static void push_params(lua_State *L, const struct http_request *r)
 		size_t nlen = strcspn(name, "/");
 		char *value = malloc(r->params.p[i].len + 1);
 		size_t vlen;
-		if (value != NULL && request_percent_decode(r->params.p[i].value, r->params.p[i].len,
-							    false, value, &vlen) == 0) {
+		if (value != NULL &&
+		    request_percent_decode(r->params.p[i].value, r->params.p[i].len, false, value,
+					   &vlen) == 0) {
 			lua_pushlstring(L, name, nlen);
 			lua_pushlstring(L, value, vlen);
 			lua_rawset(L, -3);
@@ -274,7 +277,8 @@ static int req_json(lua_State *L)
 	struct evhttp_request *ev = call->r->ev;
 	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(ev), "Content-Type");
 	if (!request_is_json(ct))
-		return client_error(L, 415, "request body must be JSON (Content-Type: application/json)");
+		return client_error(L, 415,
+				    "request body must be JSON (Content-Type: application/json)");
 	struct evbuffer *buf = evhttp_request_get_input_buffer(ev);
 	size_t len = evbuffer_get_length(buf);
 	const char *data = len ? (const char *)evbuffer_pullup(buf, -1) : "";
@@ -450,11 +454,18 @@ static lua_State *take_coroutine(struct luaapi *api, int *ref)
 	return co;
 }
 
+/*
+ * A coroutine that ended in an error is closed and dropped, not reused: an error raised from
+ * the count hook leaves the thread with hooks disabled, and a reset does not restore them.
+ */
 static void give_coroutine(struct luaapi *api, lua_State *co, int ref, bool failed)
 {
 	*(struct call **)lua_getextraspace(co) = NULL;
-	if (failed)
+	if (failed) {
 		lua_resetthread(co);
+		luaL_unref(api->L, LUA_REGISTRYINDEX, ref);
+		return;
+	}
 	lua_settop(co, 0);
 	if (api->npool < POOL_MAX) {
 		api->pool[api->npool] = co;
@@ -483,17 +494,20 @@ static int add_headers(lua_State *co, int idx, struct http_request *r, char *err
 				lua_rawgeti(co, -1, i);
 			else
 				lua_pushvalue(co, -1);
-			const char *value = lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER
-						    ? lua_tostring(co, -1)
-						    : NULL;
+			const char *value =
+			    lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER
+				? lua_tostring(co, -1)
+				: NULL;
 			if (value == NULL || strcasecmp(name, "Content-Type") == 0 ||
-			    strcasecmp(name, "Content-Length") == 0 || http_add_header(r, name, value) != 0)
+			    strcasecmp(name, "Content-Length") == 0 ||
+			    http_add_header(r, name, value) != 0)
 				name = NULL;
 			lua_pop(co, 1);
 		}
 		if (name == NULL) {
 			snprintf(err, errlen, "header %s cannot be sent",
-				 lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2) : "(not a name)");
+				 lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2)
+								 : "(not a name)");
 			lua_pop(co, 2);
 			return -1;
 		}
@@ -513,7 +527,8 @@ static void answer(struct call *call, int nres)
 	if (!isint || status < 200 || status > 599) {
 		log_error("%s: handler returned %s instead of a status from 200 to 599",
 			  r->route->name, nres >= 1 ? luaL_typename(co, 1) : "nothing");
-		http_reply_error(r, 500, "internal server error", "handler returned no valid status");
+		http_reply_error(r, 500, "internal server error",
+				 "handler returned no valid status");
 		return;
 	}
 	json_t *body = NULL;
@@ -633,7 +648,8 @@ static int l_route(lua_State *L)
 {
 	struct luaapi *api = get_api(L);
 	if (!api->loading)
-		return luaL_error(L, "routes are declared when the scripts load, not from a handler");
+		return luaL_error(L,
+				  "routes are declared when the scripts load, not from a handler");
 	const char *method = luaL_checkstring(L, 1);
 	const char *path = luaL_checkstring(L, 2);
 	int fn = 3;
@@ -705,13 +721,10 @@ static int l_array(lua_State *L)
 
 static int open_sesame(lua_State *L)
 {
-	static const luaL_Reg funcs[] = { { "route", l_route },
-					  { "readfile", l_readfile },
-					  { "array", l_array },
-					  { NULL, NULL } };
+	static const luaL_Reg funcs[] = {
+	    {"route", l_route}, {"readfile", l_readfile}, {"array", l_array}, {NULL, NULL}};
 	static const luaL_Reg logf[] = {
-		{ "info", l_log_info }, { "warn", l_log_warn }, { "error", l_log_error }, { NULL, NULL }
-	};
+	    {"info", l_log_info}, {"warn", l_log_warn}, {"error", l_log_error}, {NULL, NULL}};
 	luaL_newlib(L, funcs);
 	luaL_newlib(L, logf);
 	lua_setfield(L, -2, "log");
@@ -725,16 +738,18 @@ static int open_sesame(lua_State *L)
 /* Only what a route script needs: no io, no C modules, no loading files by hand. */
 static void open_libs(lua_State *L, const struct config *cfg)
 {
-	static const luaL_Reg libs[] = { { LUA_GNAME, luaopen_base },	  { LUA_LOADLIBNAME, luaopen_package },
-					 { LUA_TABLIBNAME, luaopen_table }, { LUA_STRLIBNAME, luaopen_string },
-					 { LUA_MATHLIBNAME, luaopen_math }, { LUA_UTF8LIBNAME, luaopen_utf8 },
-					 { LUA_OSLIBNAME, luaopen_os },	    { NULL, NULL } };
+	static const luaL_Reg libs[] = {
+	    {LUA_GNAME, luaopen_base},	     {LUA_LOADLIBNAME, luaopen_package},
+	    {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
+	    {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8},
+	    {LUA_OSLIBNAME, luaopen_os},     {NULL, NULL}};
 	for (const luaL_Reg *lib = libs; lib->func != NULL; lib++) {
 		luaL_requiref(L, lib->name, lib->func, 1);
 		lua_pop(L, 1);
 	}
-	static const char *const drop_base[] = { "dofile", "loadfile", NULL };
-	static const char *const drop_os[] = { "execute", "exit", "remove", "rename", "tmpname", "setlocale", NULL };
+	static const char *const drop_base[] = {"dofile", "loadfile", NULL};
+	static const char *const drop_os[] = {"execute", "exit",      "remove", "rename",
+					      "tmpname", "setlocale", NULL};
 	for (const char *const *k = drop_base; *k != NULL; k++) {
 		lua_pushnil(L);
 		lua_setglobal(L, *k);
@@ -813,8 +828,8 @@ static int load_routes(struct luaapi *api, struct config_errors *errs)
 	return failures ? -1 : 0;
 }
 
-struct luaapi *luaapi_new(const struct config *cfg, struct jobs *jobs,
-			  struct scoreboard_slot *slot, struct config_errors *errs)
+struct luaapi *luaapi_new(const struct config *cfg, struct jobs *jobs, struct scoreboard_slot *slot,
+			  struct config_errors *errs)
 {
 	struct luaapi *api = calloc(1, sizeof(*api));
 	if (api == NULL)

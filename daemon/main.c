@@ -45,7 +45,7 @@ int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
 	bool check = false;
-	struct master_opts opts = { 0 };
+	struct master_opts opts = {0};
 	int c;
 	while ((c = getopt(argc, argv, "c:tfw:Vh")) != -1) {
 		switch (c) {
@@ -62,7 +62,8 @@ int main(int argc, char **argv)
 			char *end;
 			long n = strtol(optarg, &end, 10);
 			if (*end != '\0' || n < 1 || n > 128) {
-				fprintf(stderr, "sesamed: -w takes a number of workers from 1 to 128\n");
+				fprintf(stderr,
+					"sesamed: -w takes a number of workers from 1 to 128\n");
 				return 2;
 			}
 			opts.workers = (int)n;
@@ -89,7 +90,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sesamed: cannot initialise libsodium\n");
 		return 1;
 	}
-	struct config_errors errs = { 0 };
+	struct config_errors errs = {0};
 	struct config *cfg = config_load(path, &errs);
 	if (cfg != NULL && opts.workers > 0)
 		config_set_workers(cfg, opts.workers);
@@ -105,7 +106,8 @@ int main(int argc, char **argv)
 	}
 	config_errors_free(&errs);
 	if (check) {
-		printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path, cfg->nroutes);
+		printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path,
+		       cfg->nroutes);
 		config_free(cfg);
 		return 0;
 	}

@@ -34,9 +34,9 @@
 #include "scoreboard.h"
 #include "worker.h"
 
-#define MAX_RECORDS 512
+#define MAX_RECORDS    512
 #define BACKOFF_MAX_MS 10000
-#define STABLE_MS 2000 /* a worker that lived this long was not crash-looping */
+#define STABLE_MS      2000 /* a worker that lived this long was not crash-looping */
 
 struct lsock {
 	char *text;
@@ -70,8 +70,8 @@ static struct {
 	struct slotstate slots[128]; /* one per worker slot: server.workers is at most 128 */
 	struct scoreboard_slot *sb;
 	int sigfd;
-	bool announced;	 /* READY=1 sent for the current generation */
-	int parent_fd;	 /* a detaching sesamed's parent waits on this for startup */
+	bool announced; /* READY=1 sent for the current generation */
+	int parent_fd;	/* a detaching sesamed's parent waits on this for startup */
 	bool stopping;
 	uint64_t stop_deadline;
 	uint64_t watchdog_ms, next_watchdog;
@@ -120,7 +120,8 @@ static int open_sockets(const struct config *cfg)
 			int fd = -1;
 			if (listen_parse(cfg->listen[a], &addr, err, sizeof(err)) == 0)
 				fd = listen_open(&addr, err, sizeof(err));
-			struct lsock *grown = fd >= 0 ? realloc(m.socks, (m.nsocks + 1) * sizeof(*grown)) : NULL;
+			struct lsock *grown =
+			    fd >= 0 ? realloc(m.socks, (m.nsocks + 1) * sizeof(*grown)) : NULL;
 			if (grown == NULL) {
 				log_error("cannot listen on %s: %s", cfg->listen[a],
 					  fd >= 0 ? "out of memory" : err);
@@ -131,10 +132,8 @@ static int open_sockets(const struct config *cfg)
 				return -1;
 			}
 			m.socks = grown;
-			m.socks[m.nsocks++] = (struct lsock){ .text = strdup(cfg->listen[a]),
-							      .slot = slot,
-							      .fd = fd,
-							      .wanted = true };
+			m.socks[m.nsocks++] = (struct lsock){
+			    .text = strdup(cfg->listen[a]), .slot = slot, .fd = fd, .wanted = true};
 		}
 	}
 	return 0;
@@ -177,11 +176,8 @@ static void child_main(int rec, int slot, int ready_fd)
 	}
 	if (m.parent_fd >= 0)
 		close(m.parent_fd);
-	struct worker_spec spec = { .cfg = m.cfg,
-				    .fds = fds,
-				    .nfds = nfds,
-				    .ready_fd = ready_fd,
-				    .slot = &m.sb[rec] };
+	struct worker_spec spec = {
+	    .cfg = m.cfg, .fds = fds, .nfds = nfds, .ready_fd = ready_fd, .slot = &m.sb[rec]};
 	_exit(worker_run(&spec));
 }
 
@@ -207,11 +203,8 @@ static int spawn(int slot)
 		child_main(rec, slot, pipefd[1]);
 	}
 	close(pipefd[1]);
-	m.w[rec] = (struct wrec){ .pid = pid,
-				  .slot = slot,
-				  .gen = m.gen,
-				  .ready_fd = pipefd[0],
-				  .started_ms = now_ms() };
+	m.w[rec] = (struct wrec){
+	    .pid = pid, .slot = slot, .gen = m.gen, .ready_fd = pipefd[0], .started_ms = now_ms()};
 	log_debug("worker %ld started for slot %d", (long)pid, slot);
 	return 0;
 }
@@ -219,7 +212,7 @@ static int spawn(int slot)
 static void spawn_generation(void)
 {
 	for (int slot = 0; slot < m.cfg->workers; slot++) {
-		m.slots[slot] = (struct slotstate){ 0 };
+		m.slots[slot] = (struct slotstate){0};
 		if (spawn(slot) != 0)
 			m.slots[slot].respawn_at = now_ms() + 1000;
 	}
@@ -231,7 +224,8 @@ static int count_workers(bool current_ready_only)
 	for (int i = 0; i < MAX_RECORDS; i++) {
 		if (m.w[i].pid == 0)
 			continue;
-		if (!current_ready_only || (m.w[i].gen == m.gen && m.w[i].ready && !m.w[i].retiring))
+		if (!current_ready_only ||
+		    (m.w[i].gen == m.gen && m.w[i].ready && !m.w[i].retiring))
 			n++;
 	}
 	return n;
@@ -294,8 +288,8 @@ static void describe_exit(const struct wrec *w, int status, const char *route, c
 {
 	int n;
 	if (WIFSIGNALED(status))
-		n = snprintf(out, len, "worker %ld (slot %d) killed by signal %d (%s)", (long)w->pid,
-			     w->slot, WTERMSIG(status), strsignal(WTERMSIG(status)));
+		n = snprintf(out, len, "worker %ld (slot %d) killed by signal %d (%s)",
+			     (long)w->pid, w->slot, WTERMSIG(status), strsignal(WTERMSIG(status)));
 	else
 		n = snprintf(out, len, "worker %ld (slot %d) exited with status %d", (long)w->pid,
 			     w->slot, WEXITSTATUS(status));
@@ -341,7 +335,8 @@ static void reap(void)
 		}
 		s->respawn_at = now_ms() + delay;
 		if (delay)
-			log_error("%s; it keeps dying: respawning in %llu ms", what, (unsigned long long)delay);
+			log_error("%s; it keeps dying: respawning in %llu ms", what,
+				  (unsigned long long)delay);
 		else
 			log_error("%s; respawning", what);
 	}
@@ -364,7 +359,7 @@ static void respawn_due(void)
 
 static void reload(void)
 {
-	struct config_errors errs = { 0 };
+	struct config_errors errs = {0};
 	notify_reloading();
 	log_info("reloading %s", m.cfg->path);
 	struct config *cfg = config_load(m.cfg->path, &errs);
@@ -377,7 +372,8 @@ static void reload(void)
 	if (cfg != NULL && open_sockets(cfg) != 0) {
 		config_free(cfg);
 		cfg = NULL;
-		/* open_sockets cleared the wanted marks: the running configuration keeps its own. */
+		/* open_sockets cleared the wanted marks: the running configuration keeps its own.
+		 */
 		open_sockets(m.cfg);
 	}
 	if (cfg == NULL) {
@@ -472,11 +468,11 @@ static void loop(void)
 	int recs[MAX_RECORDS + 1];
 	while (!m.stopping || count_workers(false) > 0) {
 		nfds_t n = 0;
-		pfd[n++] = (struct pollfd){ .fd = m.sigfd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
 		for (int i = 0; i < MAX_RECORDS; i++) {
 			if (m.w[i].pid != 0 && m.w[i].ready_fd >= 0) {
 				recs[n] = i;
-				pfd[n++] = (struct pollfd){ .fd = m.w[i].ready_fd, .events = POLLIN };
+				pfd[n++] = (struct pollfd){.fd = m.w[i].ready_fd, .events = POLLIN};
 			}
 		}
 		int rc = poll(pfd, n, next_timeout());

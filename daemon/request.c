@@ -59,8 +59,7 @@ static int hexval(char c)
 	return -1;
 }
 
-int request_percent_decode(const char *s, size_t len, bool plus_is_space, char *out,
-			   size_t *outlen)
+int request_percent_decode(const char *s, size_t len, bool plus_is_space, char *out, size_t *outlen)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < len; i++) {
@@ -126,5 +125,6 @@ bool request_id_ok(const char *id)
 	size_t len = strlen(id);
 	if (len == 0 || len > 64)
 		return false;
-	return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == len;
+	return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") ==
+	       len;
 }

@@ -31,7 +31,7 @@ struct router {
 	size_t nall;
 };
 
-static const char *const methods[] = { "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", NULL };
+static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", NULL};
 
 struct router *router_new(void)
 {
@@ -84,16 +84,17 @@ static int check_pattern(const char *pattern, bool *literal, char *err, size_t e
 			for (size_t i = 2; i < len && ok; i++)
 				ok = name_char(s[i], false);
 			if (!ok) {
-				snprintf(err, errlen, "route path '%s': a parameter is ':' and a name",
-					 pattern);
+				snprintf(err, errlen,
+					 "route path '%s': a parameter is ':' and a name", pattern);
 				return -1;
 			}
 			nparams++;
 		} else {
 			for (size_t i = 0; i < len; i++) {
 				if (!pchar(s[i])) {
-					snprintf(err, errlen, "route path '%s': '%c' is not allowed",
-						 pattern, s[i]);
+					snprintf(err, errlen,
+						 "route path '%s': '%c' is not allowed", pattern,
+						 s[i]);
 					return -1;
 				}
 			}
@@ -127,7 +128,7 @@ static struct path_entry *add_path(struct router *r, const char *pattern, bool l
 		return NULL;
 	r->paths = grown;
 	struct path_entry *p = &r->paths[r->npaths];
-	*p = (struct path_entry){ .pattern = strdup(pattern), .literal = literal };
+	*p = (struct path_entry){.pattern = strdup(pattern), .literal = literal};
 	if (p->pattern == NULL)
 		return NULL;
 	r->npaths++;

@@ -53,7 +53,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 static void on_term(evutil_socket_t sig, short what, void *arg)
 {
 	struct worker *w = arg;
-	struct timeval limit = { .tv_sec = w->spec->cfg->shutdown_timeout };
+	struct timeval limit = {.tv_sec = w->spec->cfg->shutdown_timeout};
 	if (w->deadline_ev != NULL)
 		return;
 	w->deadline_ev = evtimer_new(w->base, on_deadline, w);
@@ -88,10 +88,10 @@ static void tell_ready(const struct worker_spec *spec)
 int worker_run(const struct worker_spec *spec)
 {
 	const struct config *cfg = spec->cfg;
-	struct worker w = { .spec = spec };
+	struct worker w = {.spec = spec};
 	struct jobs *jobs = NULL;
 	struct luaapi *api = NULL;
-	struct config_errors errs = { 0 };
+	struct config_errors errs = {0};
 	int status = 1;
 
 	reset_signals();
