@@ -309,3 +309,26 @@ def test_keepalive_connection_serves_many(app):
     s = requests.Session()
     for i in range(50):
         assert s.post(app.url + "/echo", json={"i": i}).json()["body"] == {"i": i}
+
+
+def test_idle_connection_closes_after_keepalive(sesamed):
+    s = sesamed("keepalive = 1, timeout = 30,", routes=APP)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in c.recv(65536)
+        started = time.monotonic()
+        assert c.recv(65536) == b""  # the server closed the idle connection
+        assert 0.5 < time.monotonic() - started < 10
+
+
+def test_slow_request_times_out(sesamed):
+    s = sesamed("timeout = 1,", routes=APP)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        data = c.recv(65536)
+        while data and b"\r\n\r\n" not in data:
+            data += c.recv(65536)
+        assert time.monotonic() - started < 10
+        assert not data.startswith(b"HTTP/1.1 200")  # cut off, not answered
+    assert s.get("/healthz").status_code == 200
