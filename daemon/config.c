@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <lauxlib.h>
 #include <libgen.h>
@@ -430,6 +431,15 @@ static void read_access_log(struct loader *ld, int tbl)
 		fail(ld, "server.access_log", "expected \"stderr\", a file path or false");
 	}
 	lua_pop(L, 1);
+	/* Workers open it after fork: find out now, not in a crash loop, that they cannot. */
+	const char *file = ld->cfg->access_log;
+	if (file != NULL && strcmp(file, "stderr") != 0) {
+		int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0)
+			fail(ld, "server.access_log", "cannot open %s: %s", file, strerror(errno));
+		else
+			close(fd);
+	}
 }
 
 static void read_log_level(struct loader *ld, int tbl)

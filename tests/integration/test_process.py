@@ -270,6 +270,15 @@ def test_check_reports_every_config_error_with_its_line(sesamed):
     assert f"{s.config}:7: extra: unknown key" in r.stderr
 
 
+def test_check_reports_an_access_log_it_cannot_open(sesamed):
+    s = sesamed(start=False)
+    s.write_config('access_log = "no/such/folder/access.log",')
+    r = run_check(s.config)
+    assert r.returncode == 1
+    assert "server.access_log: cannot open" in r.stderr
+    assert "No such file or directory" in r.stderr
+
+
 def test_broken_config_does_not_start(sesamed):
     s = sesamed(start=False)
     s.config.write_text("server = { listen = 'nowhere' }\n")
