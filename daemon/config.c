@@ -41,7 +41,7 @@ struct loader {
 static const char *const top_keys[] = {"server", "routes", NULL};
 static const char *const server_keys[] = {
     "listen",	  "workers",	      "threads", "max_body",   "max_header", "timeout",
-    "keepalive",  "shutdown_timeout", "debug",	 "access_log", "log_level",  "handler_instructions",
+    "keepalive",  "shutdown_timeout", "debug",	 "access_log", "log_level",  "handler_instructions", "handler_timeout",
     "lua_memory", "json_depth",	      NULL};
 
 void config_errors_add(struct config_errors *errs, const char *fmt, ...)
@@ -86,7 +86,7 @@ static bool assigns_at(const char *line, const char *p, const char *name, size_t
 	if (p > line && (is_name_char(p[-1])))
 		return false;
 	const char *q = p + len;
-	if (p > line && p[-1] == '"' && *q == '"') /* ["name"] = */
+	if (p > line && p[-1] == '"' && q[0] == '"' && q[1] == ']') /* ["name"] = */
 		q += 2;
 	while (*q == ' ' || *q == '\t')
 		q++;
@@ -493,6 +493,9 @@ static void read_server(struct loader *ld)
 	read_log_level(ld, tbl);
 	read_int(ld, tbl, "server", "handler_instructions", 10000, 1L << 40,
 		 &cfg->handler_instructions);
+	v = cfg->handler_timeout;
+	read_int(ld, tbl, "server", "handler_timeout", 1, 3600, &v);
+	cfg->handler_timeout = (int)v;
 	v = (long)cfg->lua_memory;
 	read_int(ld, tbl, "server", "lua_memory", 1L << 20, 1L << 40, &v);
 	cfg->lua_memory = (size_t)v;
@@ -644,6 +647,7 @@ static void set_defaults(struct config *cfg)
 	cfg->access_log = strdup("stderr");
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->handler_instructions = 50000000;
+	cfg->handler_timeout = 30;
 	cfg->lua_memory = 256u << 20;
 	cfg->json_depth = 32;
 }
@@ -666,7 +670,9 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	size_t before = errs->n;
 	if (cfg == NULL)
 		return NULL;
-	cfg->path = strdup(path);
+	/* Absolute: a detached daemon changes directory, and reloads read the file again. */
+	char *real = realpath(path, NULL);
+	cfg->path = real != NULL ? real : strdup(path);
 	cfg->dir = dir_of(path);
 	set_defaults(cfg);
 

@@ -37,6 +37,7 @@ struct config {
 	char *access_log; /* "stderr", an absolute path, or NULL when off */
 	enum log_level log_level;
 	long handler_instructions; /* instruction budget of one request's handler */
+	int handler_timeout;	   /* seconds a handler may take, waits on job threads included */
 	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
 	int json_depth;
 

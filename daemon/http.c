@@ -26,6 +26,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -144,6 +145,12 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 	default:
 		message = "malformed request";
 	}
+	/* A request line that did not parse leaves no version: answer as HTTP/1.1, as libevent does. */
+	if (req->major == 0 && req->minor == 0) {
+		req->major = 1;
+		req->minor = 1;
+	}
+	const char *method = method_name(evhttp_request_get_command(req));
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 	evhttp_clear_headers(out);
 	evhttp_add_header(out, "Content-Type", "application/json");
@@ -155,8 +162,9 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 		evbuffer_add(buf, body, len);
 	char remote[64];
 	peer_address(req, remote, sizeof(remote));
+	/* req may be freed by the send: everything logged was read before. */
 	evhttp_send_reply(req, error, reason, buf);
-	log_access(method_name(evhttp_request_get_command(req)), "-", error, 0, remote, "-");
+	log_access(method, "-", error, 0, remote, "-");
 	if (buf != NULL)
 		evbuffer_free(buf);
 	free(body);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
@@ -44,6 +45,7 @@
 struct luaapi {
 	lua_State *L;
 	const struct config *cfg;
+	struct event_base *base;
 	struct jobs *jobs;
 	struct scoreboard_slot *slot;
 	struct router *router;
@@ -66,7 +68,8 @@ struct call {
 	int co_ref;
 	int req_ref; /* the request object, detached from this call when it ends */
 	long instructions;
-	bool waiting; /* yielded by sesame, for a job */
+	struct lua_job *job;	/* the job the handler waits on, if any */
+	struct event *deadline; /* armed when the handler first waits */
 };
 
 /* The request object seen by Lua: a pointer to its call, cleared when the call ends. */
@@ -327,35 +330,78 @@ static void push_request(lua_State *L, struct call *call)
 struct lua_job {
 	struct job job;
 	struct call *call;
-	int (*push)(struct lua_job *lj, lua_State *co); /* pushes the results on the loop */
+	int (*push)(struct lua_job *lj, lua_State *co); /* in the coroutine, once resumed */
 	void (*release)(struct lua_job *lj);
 };
 
 static void resume(struct call *call, int nargs);
+static void finish(struct call *call, bool failed);
 
 static void lua_job_done(struct job *job)
 {
-	struct lua_job *lj = (struct lua_job *)job;
-	struct call *call = lj->call;
-	int n = lj->push(lj, call->co);
+	struct call *call = ((struct lua_job *)job)->call;
+	if (call->r == NULL) {
+		/* The handler ran out of time and was answered: its coroutine is dropped. */
+		finish(call, true);
+		return;
+	}
+	resume(call, 0);
+}
+
+/* The continuation of a yielding function: pushes the job's results inside the coroutine,
+ * where a memory error is the handler's error, not the worker's. */
+static int job_continue(lua_State *L, int status, lua_KContext ctx)
+{
+	struct call *call = get_call(L);
+	struct lua_job *lj = call->job;
+	int n = lj->push(lj, L);
+	call->job = NULL;
 	lj->release(lj);
-	call->waiting = false;
-	resume(call, n);
+	return n;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct call *call = arg;
+	log_error("%s: handler did not finish within server.handler_timeout (%d s)",
+		  call->r->route->name, call->api->cfg->handler_timeout);
+	http_reply_error(call->r, 503, "request timed out", NULL);
+	call->r = NULL; /* the job still owns the call: lua_job_done finishes it */
+}
+
+static void arm_deadline(struct call *call)
+{
+	struct luaapi *api = call->api;
+	if (call->deadline != NULL || api->base == NULL)
+		return;
+	uint64_t limit = (uint64_t)api->cfg->handler_timeout * 1000000000u;
+	uint64_t spent = http_now_ns() - call->r->start_ns;
+	uint64_t left = spent < limit ? limit - spent : 0;
+	struct timeval tv = { .tv_sec = (time_t)(left / 1000000000u),
+			      .tv_usec = (suseconds_t)(left % 1000000000u / 1000u) };
+	call->deadline = evtimer_new(api->base, on_deadline, call);
+	if (call->deadline != NULL)
+		evtimer_add(call->deadline, &tv);
 }
 
 /* Submits lj and yields the calling coroutine until it is done. */
-static int await_job(lua_State *L, struct lua_job *lj)
+static int await_job(lua_State *L, struct lua_job *lj, const char *fname)
 {
 	struct call *call = get_call(L);
-	if (call == NULL || call->api->jobs == NULL) {
+	if (call == NULL || call->api->jobs == NULL || !lua_isyieldable(L)) {
 		lj->release(lj);
-		return luaL_error(L, "this function can only be called from a route handler");
+		return luaL_error(L,
+				  "%s waits for a job thread: call it from a route handler itself, not "
+				  "while scripts or modules load, from a metamethod, or from a function "
+				  "that C code calls back (table.sort, string.gsub)",
+				  fname);
 	}
 	lj->call = call;
 	lj->job.done = lua_job_done;
-	call->waiting = true;
+	call->job = lj;
+	arm_deadline(call);
 	jobs_submit(call->api->jobs, &lj->job);
-	return lua_yield(L, 0);
+	return lua_yieldk(L, 0, 0, job_continue);
 }
 
 /* sesame.readfile(path): reads a whole file on a job thread. */
@@ -378,10 +424,14 @@ static void readfile_run(struct job *job)
 	}
 	for (;;) {
 		if (rj->len == cap) {
-			cap = cap ? cap * 2 : 4096;
-			char *grown = cap <= READFILE_MAX ? realloc(rj->data, cap) : NULL;
+			/* One byte past the limit tells a file of exactly the limit from a longer one. */
+			char *grown = NULL;
+			if (cap <= READFILE_MAX) {
+				cap = cap == 0 ? 4096 : cap * 2 > READFILE_MAX ? READFILE_MAX + 1 : cap * 2;
+				grown = realloc(rj->data, cap);
+			}
 			if (grown == NULL) {
-				rj->err = EFBIG;
+				rj->err = rj->len > READFILE_MAX ? EFBIG : ENOMEM;
 				break;
 			}
 			rj->data = grown;
@@ -395,6 +445,8 @@ static void readfile_run(struct job *job)
 		}
 		rj->len += (size_t)n;
 	}
+	if (rj->err == 0 && rj->len > READFILE_MAX)
+		rj->err = EFBIG;
 	close(fd);
 }
 
@@ -436,7 +488,7 @@ static int l_readfile(lua_State *L)
 	rj->lj.job.run = readfile_run;
 	rj->lj.push = readfile_push;
 	rj->lj.release = readfile_release;
-	return await_job(L, &rj->lj);
+	return await_job(L, &rj->lj, "sesame.readfile");
 }
 
 /* ---- running a handler ---- */
@@ -592,6 +644,10 @@ static void finish(struct call *call, bool failed)
 	ud->call = NULL; /* a handler that kept req finds it answered, not freed */
 	lua_pop(api->L, 1);
 	luaL_unref(api->L, LUA_REGISTRYINDEX, call->req_ref);
+	if (call->job != NULL)
+		call->job->release(call->job);
+	if (call->deadline != NULL)
+		event_free(call->deadline);
 	give_coroutine(api, call->co, call->co_ref, failed);
 	free(call);
 }
@@ -605,7 +661,7 @@ static void resume(struct call *call, int nargs)
 	int rc = lua_resume(call->co, api->L, nargs, &nres);
 	api->enforce = false;
 
-	if (rc == LUA_YIELD && call->waiting)
+	if (rc == LUA_YIELD && call->job != NULL)
 		return;
 	if (rc == LUA_YIELD) {
 		log_error("%s: handler yielded outside sesame", call->r->route->name);
@@ -828,13 +884,14 @@ static int load_routes(struct luaapi *api, struct config_errors *errs)
 	return failures ? -1 : 0;
 }
 
-struct luaapi *luaapi_new(const struct config *cfg, struct jobs *jobs, struct scoreboard_slot *slot,
-			  struct config_errors *errs)
+struct luaapi *luaapi_new(const struct config *cfg, struct event_base *base, struct jobs *jobs,
+			  struct scoreboard_slot *slot, struct config_errors *errs)
 {
 	struct luaapi *api = calloc(1, sizeof(*api));
 	if (api == NULL)
 		return NULL;
 	api->cfg = cfg;
+	api->base = base;
 	api->jobs = jobs;
 	api->slot = slot;
 	api->limit = cfg->lua_memory;
@@ -875,7 +932,7 @@ const struct router *luaapi_router(const struct luaapi *api)
 
 int luaapi_check(const struct config *cfg, struct config_errors *errs)
 {
-	struct luaapi *api = luaapi_new(cfg, NULL, NULL, errs);
+	struct luaapi *api = luaapi_new(cfg, NULL, NULL, NULL, errs);
 	if (api == NULL)
 		return -1;
 	luaapi_free(api);

@@ -13,11 +13,12 @@ struct scoreboard_slot;
 struct luaapi;
 
 /*
- * Creates the Lua state and runs every route script in cfg, which declare the routes. jobs and
- * slot may be NULL when only checking the scripts. NULL when a script fails, with its errors.
+ * Creates the Lua state and runs every route script in cfg, which declare the routes. base,
+ * jobs and slot are NULL when only checking the scripts. NULL when a script fails, with its
+ * errors.
  */
-struct luaapi *luaapi_new(const struct config *cfg, struct jobs *jobs, struct scoreboard_slot *slot,
-			  struct config_errors *errs);
+struct luaapi *luaapi_new(const struct config *cfg, struct event_base *base, struct jobs *jobs,
+			  struct scoreboard_slot *slot, struct config_errors *errs);
 void luaapi_free(struct luaapi *api);
 
 const struct router *luaapi_router(const struct luaapi *api);

@@ -159,7 +159,7 @@ static int free_record(void)
 	return -1;
 }
 
-static void child_main(int rec, int slot, int ready_fd)
+static void child_main(int rec, int slot, int ready_fd, pid_t master)
 {
 	int fds[64];
 	size_t nfds = 0;
@@ -176,8 +176,12 @@ static void child_main(int rec, int slot, int ready_fd)
 	}
 	if (m.parent_fd >= 0)
 		close(m.parent_fd);
-	struct worker_spec spec = {
-	    .cfg = m.cfg, .fds = fds, .nfds = nfds, .ready_fd = ready_fd, .slot = &m.sb[rec]};
+	struct worker_spec spec = { .cfg = m.cfg,
+				    .fds = fds,
+				    .nfds = nfds,
+				    .ready_fd = ready_fd,
+				    .slot = &m.sb[rec],
+				    .master = master };
 	_exit(worker_run(&spec));
 }
 
@@ -191,6 +195,7 @@ static int spawn(int slot)
 		return -1;
 	}
 	memset(&m.sb[rec], 0, sizeof(m.sb[rec]));
+	pid_t master = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_error("cannot fork a worker: %s", strerror(errno));
@@ -200,7 +205,7 @@ static int spawn(int slot)
 	}
 	if (pid == 0) {
 		close(pipefd[0]);
-		child_main(rec, slot, pipefd[1]);
+		child_main(rec, slot, pipefd[1], master);
 	}
 	close(pipefd[1]);
 	m.w[rec] = (struct wrec){

@@ -96,8 +96,10 @@ int worker_run(const struct worker_spec *spec)
 
 	reset_signals();
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() == 1)
+	if (getppid() != spec->master) {
+		log_error("worker %ld: the master is gone before the worker started", (long)getpid());
 		return 1;
+	}
 	spec->slot->pid = getpid();
 	log_set_level(cfg->log_level);
 	if (accesslog_open(cfg->access_log) != 0)
@@ -108,7 +110,7 @@ int worker_run(const struct worker_spec *spec)
 	}
 	if ((jobs = jobs_new(w.base, cfg->threads)) == NULL)
 		goto done;
-	api = luaapi_new(cfg, jobs, spec->slot, &errs);
+	api = luaapi_new(cfg, w.base, jobs, spec->slot, &errs);
 	if (api == NULL) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_error("%s", errs.msg[i]);
@@ -122,8 +124,13 @@ int worker_run(const struct worker_spec *spec)
 
 	tell_ready(spec);
 	event_base_dispatch(w.base);
-	if (w.timed_out) {
-		/* Handlers still waiting on jobs own their requests: leave without freeing them. */
+	if (w.timed_out || jobs_pending(jobs) > 0) {
+		/*
+		 * Handlers still wait on jobs (a job thread may be blocked for good): their requests
+		 * and threads are abandoned, not freed or joined.
+		 */
+		log_warn("worker %ld: leaving %zu jobs unfinished", (long)getpid(),
+			 jobs_pending(jobs));
 		_exit(0);
 	}
 	status = 0;

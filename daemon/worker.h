@@ -3,6 +3,7 @@
 #define SESAME_WORKER_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct config;
 struct scoreboard_slot;
@@ -13,6 +14,7 @@ struct worker_spec {
 	size_t nfds;
 	int ready_fd; /* written once the worker serves, then closed */
 	struct scoreboard_slot *slot;
+	pid_t master; /* the worker stops when its parent is no longer this process */
 };
 
 /* Runs a worker in the freshly forked child; returns its exit status. */

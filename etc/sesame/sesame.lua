@@ -31,6 +31,9 @@ server = {
   -- bytes. A handler that goes past either is stopped and answers 500.
   handler_instructions = 50000000,
   lua_memory = 268435456,
+  -- Seconds a handler may take in all, waits on job threads included; past it the client
+  -- gets 503 "request timed out".
+  handler_timeout = 30,
   -- How deeply a JSON request body may nest.
   json_depth = 32,
 }

@@ -1,5 +1,6 @@
 """Fixtures that run a real sesamed, built in this tree, on a private port."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import requests
 TOP = Path(__file__).resolve().parents[2]
 SESAMED = os.environ.get("SESAMED", str(TOP / "build" / "sesamed"))
 ROUTES = Path(__file__).resolve().parent / "routes"
+LUA = Path(__file__).resolve().parent / "lua"
 
 
 def free_port():
@@ -49,6 +51,7 @@ class Sesamed:
         self.log_path = tmp_path / "sesamed.log"
         for name, text in (routes or {}).items():
             self.write_route(name, text)
+        shutil.copytree(LUA, tmp_path / "lua")
         self.write_config(config, workers)
         self.proc = None
 

@@ -332,3 +332,22 @@ def test_slow_request_times_out(sesamed):
         assert time.monotonic() - started < 10
         assert not data.startswith(b"HTTP/1.1 200")  # cut off, not answered
     assert s.get("/healthz").status_code == 200
+
+
+def test_waiting_where_a_handler_cannot_yield_is_an_error(sesamed):
+    s = sesamed(routes=APP, workers=1)
+    pid = s.workers()
+    body = s.get("/yield-in-sort").json()
+    assert body["ok"] is False
+    assert "call it from a route handler itself" in body["err"]
+    fail_body(s.get("/yield-in-gsub"), 500, "internal server error")
+    body = s.get("/yield-in-require").json()
+    assert body["ok"] is False and "sesame.readfile waits for a job thread" in body["err"]
+    assert s.get("/healthz").status_code == 200
+    assert s.workers() == pid
+
+
+def test_malformed_request_is_answered_as_http_1_1(app):
+    status, head, body = raw_request(app, b"GARBAGE\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400 ")
+    assert "Content-Length:" in head

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import SESAMED, route_file
+from conftest import SESAMED, is_zombie, route_file
 
 VERSION = """local sesame = require "sesame"
 sesame.route("GET", "/version", function(req) return 200, { version = %d } end)
@@ -306,16 +306,40 @@ def test_workers_flag_overrides_the_config(sesamed):
     assert wait_for(lambda: len(s.workers()) == 3)
 
 
-def test_detached_start(sesamed):
+def test_detached_start_with_a_relative_config_reloads(sesamed):
     s = sesamed(routes=WAIT, start=False)
-    s.config.write_text(s.config.read_text() + f'\n')
-    r = subprocess.run([SESAMED, "-c", str(s.config)], capture_output=True, timeout=30)
+    r = subprocess.run([SESAMED, "-c", "sesame.lua"], capture_output=True, timeout=30,
+                       cwd=s.dir)
     assert r.returncode == 0
+    out = subprocess.run(["pgrep", "-f", "sesamed -c sesame.lua"], capture_output=True,
+                         text=True).stdout.split()
+    master = min(int(p) for p in out)
     try:
         assert s.get("/version").json() == {"version": 1}
+        s.write_route("version.lua", VERSION % 5)
+        os.kill(master, signal.SIGHUP)
+        assert wait_for(lambda: s.get("/version").json() == {"version": 5})
     finally:
-        out = subprocess.run(["pgrep", "-f", f"sesamed -c {s.config}"], capture_output=True,
-                             text=True).stdout.split()
-        master = min(int(p) for p in out)
         os.kill(master, signal.SIGTERM)
-        assert wait_for(lambda: not os.path.exists(f"/proc/{master}"))
+        assert wait_for(lambda: is_zombie(master))
+
+
+def test_handler_timeout_answers_503_while_the_job_waits(sesamed, tmp_path):
+    s = sesamed("handler_timeout = 1,", routes=WAIT, workers=1)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    r = s.get("/wait", params={"fifo": str(fifo)})
+    assert r.status_code == 503
+    assert r.json() == {"result": "fail", "error": "request timed out"}
+    assert 0.8 < time.monotonic() - started < 5
+    s.wait_log("did not finish within server.handler_timeout")
+    feed(fifo, "late")
+    assert wait_for(lambda: s.get("/version").json() == {"version": 1})
+    fifo2 = tmp_path / "fifo2"
+    os.mkfifo(fifo2)
+    t, result = start_waiting(s, fifo2)
+    time.sleep(0.2)
+    feed(fifo2, "in time")
+    t.join()
+    assert result["r"].json()["data"] == "in time"

@@ -85,3 +85,22 @@ end)
 sesame.route("GET", "/late-route", function(req)
   sesame.route("GET", "/x", function() end)
 end)
+
+sesame.route("GET", "/yield-in-sort", function(req)
+  local t = { 3, 1, 2 }
+  local ok, err = pcall(table.sort, t, function(a, b)
+    sesame.readfile("/dev/null")
+    return a < b
+  end)
+  return 200, { ok = ok, err = tostring(err) }
+end)
+
+sesame.route("GET", "/yield-in-gsub", function(req)
+  local s = string.gsub("abc", "b", function() return sesame.readfile("/dev/null") end)
+  return 200, { s = s }
+end)
+
+sesame.route("GET", "/yield-in-require", function(req)
+  local ok, err = pcall(require, "reads_at_load")
+  return 200, { ok = ok, err = tostring(err) }
+end)
