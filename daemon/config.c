@@ -36,6 +36,7 @@ struct loader {
 	struct config *cfg;
 	struct config_errors *errs;
 	char *src; /* the file's text, to find lines in */
+	long instructions;
 };
 
 static const char *const top_keys[] = {"server", "routes", NULL};
@@ -558,6 +559,26 @@ static void read_routes(struct loader *ld)
 	free(patterns);
 }
 
+/* Reads every setting; lua_pcall'd with the settings at index 1 and the loader at 2. */
+static int read_settings(lua_State *L)
+{
+	struct loader *ld = lua_touserdata(L, 2);
+	lua_settop(L, 1);
+	check_keys(ld, 1, "", top_keys);
+	read_server(ld);
+	read_routes(ld);
+	return 0;
+}
+
+/* A configuration is data: one that runs this long is stuck in a loop. */
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+	struct loader *ld = *(struct loader **)lua_getextraspace(L);
+	ld->instructions += 1000;
+	if (ld->instructions > 100000000)
+		luaL_error(L, "the configuration runs too long (stuck in a loop?)");
+}
+
 /* __newindex of the config's environment: only names are settings. */
 static int env_newindex(lua_State *L)
 {
@@ -685,11 +706,18 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	if (ld.L == NULL)
 		goto fail;
 	luaL_openlibs(ld.L);
+	*(struct loader **)lua_getextraspace(ld.L) = &ld;
+	lua_sethook(ld.L, count_hook, LUA_MASKCOUNT, 1000);
 	if (run_chunk(&ld) != 0)
 		goto fail;
-	check_keys(&ld, 1, "", top_keys);
-	read_server(&ld);
-	read_routes(&ld);
+	/* Reading runs protected too: a metamethod in the settings may raise an error. */
+	lua_pushcfunction(ld.L, read_settings);
+	lua_pushvalue(ld.L, 1);
+	lua_pushlightuserdata(ld.L, &ld);
+	if (lua_pcall(ld.L, 2, 0, 0) != LUA_OK) {
+		config_errors_add(errs, "%s: %s", cfg->path, lua_tostring(ld.L, -1));
+		goto fail;
+	}
 	if (errs->n > before)
 		goto fail;
 	lua_close(ld.L);

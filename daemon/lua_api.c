@@ -50,6 +50,7 @@ struct luaapi {
 	struct scoreboard_slot *slot;
 	struct router *router;
 	bool loading; /* sesame.route is allowed only while the scripts load */
+	long load_instructions;
 	/* the allocator */
 	size_t used, limit;
 	bool enforce;
@@ -116,8 +117,15 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
 	struct call *call = get_call(L);
-	if (call == NULL)
+	if (call == NULL) {
+		/* The scripts are loading, on the main state: they get one handler's budget. */
+		struct luaapi *api = get_api(L);
+		api->load_instructions += HOOK_EVERY;
+		if (api->load_instructions > api->cfg->handler_instructions)
+			luaL_error(L, "the route scripts exceed the instruction budget "
+				      "(server.handler_instructions) while they load");
 		return;
+	}
 	call->instructions += HOOK_EVERY;
 	if (call->instructions > call->api->cfg->handler_instructions)
 		luaL_error(L,
@@ -870,6 +878,8 @@ static int load_routes(struct luaapi *api, struct config_errors *errs)
 	lua_State *L = api->L;
 	int failures = 0;
 	api->loading = true;
+	api->enforce = true;
+	lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
 	for (size_t i = 0; i < api->cfg->nroutes; i++) {
 		const char *file = api->cfg->routes[i];
 		lua_pushcfunction(L, traceback);
@@ -880,6 +890,8 @@ static int load_routes(struct luaapi *api, struct config_errors *errs)
 		}
 		lua_pop(L, 1);
 	}
+	lua_sethook(L, NULL, 0, 0);
+	api->enforce = false;
 	api->loading = false;
 	return failures ? -1 : 0;
 }

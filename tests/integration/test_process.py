@@ -343,3 +343,34 @@ def test_handler_timeout_answers_503_while_the_job_waits(sesamed, tmp_path):
     feed(fifo2, "in time")
     t.join()
     assert result["r"].json()["data"] == "in time"
+
+
+@pytest.mark.parametrize("text,message", [
+    ('routes = setmetatable({}, { __len = function() return "x" end })\n',
+     "object length is not an integer"),
+    ('server = setmetatable({}, { __index = function() local x; return x.y end })\n',
+     "attempt to index a nil value"),
+    ("while true do end\n", "the configuration runs too long"),
+])
+def test_check_survives_hostile_configs(sesamed, text, message):
+    s = sesamed(start=False)
+    s.config.write_text(text)
+    r = run_check(s.config)
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr
+
+
+def test_check_stops_a_route_script_that_never_ends(sesamed):
+    s = sesamed(routes={"loop.lua": "while true do end\n"}, start=False)
+    r = run_check(s.config)
+    assert r.returncode == 1
+    assert "loop.lua:1:" in r.stderr
+    assert "exceed the instruction budget" in r.stderr
+
+
+def test_reload_of_a_hostile_config_keeps_serving(sesamed):
+    s = sesamed(routes=WAIT)
+    s.config.write_text('server = setmetatable({}, { __index = function() local x; return x.y end })\n')
+    s.signal(signal.SIGHUP)
+    s.wait_log("reload failed")
+    assert s.get("/version").json() == {"version": 1}
