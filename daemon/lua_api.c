@@ -194,23 +194,40 @@ static void push_headers(lua_State *L, struct evhttp_request *ev)
 	}
 }
 
+/*
+ * Decoding buffers are Lua userdata, not malloc: a memory error raised while the results are
+ * pushed leaves nothing behind that the collector cannot reclaim.
+ */
+static char *push_scratch(lua_State *L, size_t size)
+{
+	return lua_newuserdatauv(L, size, 0);
+}
+
 static void push_params(lua_State *L, const struct http_request *r)
 {
+	char *value = push_scratch(L, strlen(r->path) + 1);
 	lua_createtable(L, 0, (int)r->params.n);
 	for (size_t i = 0; i < r->params.n; i++) {
 		const char *name = r->params.p[i].name;
-		size_t nlen = strcspn(name, "/");
-		char *value = malloc(r->params.p[i].len + 1);
-		size_t vlen;
-		if (value != NULL &&
-		    request_percent_decode(r->params.p[i].value, r->params.p[i].len, false, value,
+		size_t nlen = strcspn(name, "/"), vlen;
+		if (request_percent_decode(r->params.p[i].value, r->params.p[i].len, false, value,
 					   &vlen) == 0) {
 			lua_pushlstring(L, name, nlen);
 			lua_pushlstring(L, value, vlen);
 			lua_rawset(L, -3);
 		}
-		free(value);
 	}
+	lua_remove(L, -2);
+}
+
+static void push_query(lua_State *L, struct evhttp_request *ev)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	char *scratch = push_scratch(L, (query != NULL ? strlen(query) : 0) + 2);
+	lua_newtable(L);
+	request_query(query, scratch, set_pair, L);
+	lua_remove(L, -2);
 }
 
 static int push_body(lua_State *L, struct evhttp_request *ev)
@@ -238,9 +255,7 @@ static int push_field(lua_State *L, struct call *call, const char *key)
 	} else if (strcmp(key, "headers") == 0) {
 		push_headers(L, ev);
 	} else if (strcmp(key, "query") == 0) {
-		const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-		lua_newtable(L);
-		request_query(uri != NULL ? evhttp_uri_get_query(uri) : NULL, set_pair, L);
+		push_query(L, ev);
 	} else if (strcmp(key, "cookies") == 0) {
 		lua_newtable(L);
 		request_cookies(evhttp_find_header(evhttp_request_get_input_headers(ev), "Cookie"),
@@ -278,6 +293,14 @@ static int req_index(lua_State *L)
 	return 1;
 }
 
+/* lua_pcall'd: pushes the JSON value at 1 within depth 2, or nothing when too deep. */
+static int push_json(lua_State *L)
+{
+	const json_t *v = lua_touserdata(L, 1);
+	int depth = (int)lua_tointeger(L, 2);
+	return json_push(L, v, depth) == 0 ? 1 : 0;
+}
+
 static int req_json(lua_State *L)
 {
 	struct call *call = check_req(L);
@@ -305,9 +328,15 @@ static int req_json(lua_State *L)
 		json_decref(v);
 		return client_error(L, 400, "request body must be a JSON object");
 	}
-	int rc = json_push(L, v, call->api->cfg->json_depth);
+	/* Converted under protection, so that a memory error cannot leak v. */
+	lua_pushcfunction(L, push_json);
+	lua_pushlightuserdata(L, v);
+	lua_pushinteger(L, call->api->cfg->json_depth);
+	int rc = lua_pcall(L, 2, 1, 0);
 	json_decref(v);
-	if (rc != 0)
+	if (rc != LUA_OK)
+		return lua_error(L);
+	if (lua_isnil(L, -1))
 		return client_error(L, 400, "request body is nested too deeply");
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -3, "json");

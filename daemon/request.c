@@ -7,7 +7,6 @@
 
 #include "request.h"
 
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -79,7 +78,7 @@ int request_percent_decode(const char *s, size_t len, bool plus_is_space, char *
 	return 0;
 }
 
-size_t request_query(const char *query, request_pair_cb cb, void *arg)
+size_t request_query(const char *query, char *scratch, request_pair_cb cb, void *arg)
 {
 	size_t count = 0;
 	for (const char *p = query; p != NULL && *p != '\0';) {
@@ -88,17 +87,15 @@ size_t request_query(const char *query, request_pair_cb cb, void *arg)
 			const char *eq = memchr(p, '=', len);
 			size_t nlen = eq ? (size_t)(eq - p) : len;
 			size_t vlen = eq ? len - nlen - 1 : 0;
-			char *name = malloc(nlen + 1), *value = malloc(vlen + 1);
+			/* Decoding never lengthens: the pair fits in len + 2 bytes of scratch. */
+			char *name = scratch, *value = scratch + nlen + 1;
 			size_t dn, dv;
-			if (name != NULL && value != NULL &&
-			    request_percent_decode(p, nlen, true, name, &dn) == 0 &&
+			if (request_percent_decode(p, nlen, true, name, &dn) == 0 &&
 			    request_percent_decode(eq ? eq + 1 : "", vlen, true, value, &dv) == 0 &&
 			    dn > 0) {
 				cb(arg, name, dn, value, dv);
 				count++;
 			}
-			free(name);
-			free(value);
 		}
 		p += len;
 		if (*p == '&')

@@ -13,9 +13,10 @@ size_t request_cookies(const char *header, request_pair_cb cb, void *arg);
 
 /*
  * Calls cb for each pair of a query string, percent-decoded ('+' is a space); a pair that
- * does not decode is skipped. Returns the number of pairs passed to cb.
+ * does not decode is skipped. scratch holds strlen(query) + 2 bytes: no allocation is made,
+ * so cb may raise a Lua error. Returns the number of pairs passed to cb.
  */
-size_t request_query(const char *query, request_pair_cb cb, void *arg);
+size_t request_query(const char *query, char *scratch, request_pair_cb cb, void *arg);
 
 /* Decodes %XX escapes of s[0..len) into out (len + 1 bytes); -1 on a bad or NUL escape. */
 int request_percent_decode(const char *s, size_t len, bool plus_is_space, char *out,

@@ -138,6 +138,7 @@ static void test_every_key_read(void **state)
 	make_dir(t, "routes");
 	write_file(t, "routes/a.lua", "-- a\n");
 	write_file(t, "routes/b.lua", "-- b\n");
+	make_dir(t, "logs");
 	struct config *cfg = load_ok(t, "-- every server key, with the standard library at hand\n"
 					"server = {\n"
 					"\tlisten = { \"127.0.0.1:8081\", \"[::1]:8082\" },\n"
@@ -220,9 +221,21 @@ static void test_access_log_forms(void **state)
 	assert_string_equal(cfg->access_log, "stderr");
 	config_free(cfg);
 
-	cfg = load_ok(t, "server = { access_log = \"/var/log/sesame/access.log\" }\nroutes = {}\n");
-	assert_string_equal(cfg->access_log, "/var/log/sesame/access.log");
+	/* An absolute path is kept as it is; the file is created when it does not exist. */
+	char src[PATH_MAX + 128], want[PATH_MAX + 32];
+	snprintf(want, sizeof(want), "%s/absolute.log", t->real);
+	snprintf(src, sizeof(src), "server = { access_log = \"%s\" }\nroutes = {}\n", want);
+	cfg = load_ok(t, src);
+	assert_string_equal(cfg->access_log, want);
+	assert_int_equal(access(want, W_OK), 0);
 	config_free(cfg);
+
+	/* One that cannot be opened is reported with its line. */
+	const struct bad_case bad[] = {
+	    {"routes = {}\nserver = {\n\taccess_log = \"/nonexistent-dir/a.log\",\n}\n", 3,
+	     "server.access_log: cannot open /nonexistent-dir/a.log"},
+	};
+	check_bad_cases(t, bad, 1);
 }
 
 static void test_defaults_without_server(void **state)
