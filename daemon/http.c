@@ -28,6 +28,7 @@
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -57,9 +58,17 @@ struct http_server {
 	http_drained_fn drained;
 	void *drained_arg;
 	struct event *drain_timer;
+	struct event *resume_accept; /* accepting paused: out of file descriptors */
+	uint64_t accept_warned_ns;
 	char id_prefix[17];
 	uint64_t id_counter;
 };
+
+/*
+ * The listener's error callback carries no argument of ours, and a worker runs one server:
+ * this is it.
+ */
+static struct http_server *the_server;
 
 uint64_t http_now_ns(void)
 {
@@ -297,6 +306,47 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	reply_literal(r, 404, "{\"result\":\"fail\",\"error\":\"not found\"}");
 }
 
+static void set_accepting(struct http_server *srv, bool on)
+{
+	for (size_t i = 0; i < srv->nbound; i++) {
+		struct evconnlistener *l = evhttp_bound_socket_get_listener(srv->bound[i]);
+		if (on)
+			evconnlistener_enable(l);
+		else
+			evconnlistener_disable(l);
+	}
+}
+
+static void on_resume_accept(evutil_socket_t fd, short what, void *arg)
+{
+	set_accepting(arg, true);
+}
+
+/*
+ * accept() failed for a reason other than a retriable one: out of file descriptors, most
+ * likely. The socket stays readable, so accepting pauses for a moment instead of spinning;
+ * the waiting connections stay queued in the kernel meanwhile.
+ */
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+	struct http_server *srv = the_server;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = { .tv_usec = 100000 };
+	if (srv == NULL || srv->draining)
+		return;
+	if (!evtimer_pending(srv->resume_accept, NULL)) {
+		uint64_t now = http_now_ns();
+		if (now - srv->accept_warned_ns > 10000000000u || srv->accept_warned_ns == 0) {
+			log_warn("cannot accept connections: %s; pausing accepts (said at most "
+				 "every 10 s)",
+				 evutil_socket_error_to_string(err));
+			srv->accept_warned_ns = now;
+		}
+		set_accepting(srv, false);
+		evtimer_add(srv->resume_accept, &pause);
+	}
+}
+
 struct http_server *http_server_new(const struct config *cfg, struct event_base *base,
 				    const int *fds, size_t nfds, const struct router *router,
 				    http_dispatch_fn dispatch, void *arg)
@@ -332,7 +382,13 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 			goto fail;
 		}
 		srv->nbound++;
+		evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->bound[i]),
+					    on_accept_error);
 	}
+	srv->resume_accept = evtimer_new(base, on_resume_accept, srv);
+	if (srv->resume_accept == NULL)
+		goto fail;
+	the_server = srv;
 	return srv;
 fail:
 	http_server_free(srv);
@@ -345,6 +401,10 @@ void http_server_free(struct http_server *srv)
 		return;
 	if (srv->drain_timer != NULL)
 		event_free(srv->drain_timer);
+	if (srv->resume_accept != NULL)
+		event_free(srv->resume_accept);
+	if (the_server == srv)
+		the_server = NULL;
 	if (srv->http != NULL)
 		evhttp_free(srv->http);
 	free(srv->bound);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "config.h"
 #include "log.h"
@@ -33,6 +34,16 @@ static void usage(FILE *out)
 		"\n"
 		"Signals: TERM or INT stop gracefully, HUP reloads the configuration.\n",
 		DEFAULT_CONFIG);
+}
+
+/* Every connection is a descriptor: take all the soft limit the hard one allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static void print_errors(const struct config_errors *errs)
@@ -86,6 +97,7 @@ int main(int argc, char **argv)
 	}
 
 	log_init(false);
+	raise_fd_limit();
 	if (sodium_init() < 0) {
 		fprintf(stderr, "sesamed: cannot initialise libsodium\n");
 		return 1;

@@ -85,6 +85,17 @@ static void tell_ready(const struct worker_spec *spec)
 	close(spec->ready_fd);
 }
 
+/* libevent's own warnings go to the daemon's log. */
+static void libevent_log(int severity, const char *msg)
+{
+	if (severity >= EVENT_LOG_ERR)
+		log_error("libevent: %s", msg);
+	else if (severity == EVENT_LOG_WARN)
+		log_warn("libevent: %s", msg);
+	else
+		log_debug("libevent: %s", msg);
+}
+
 int worker_run(const struct worker_spec *spec)
 {
 	const struct config *cfg = spec->cfg;
@@ -104,6 +115,7 @@ int worker_run(const struct worker_spec *spec)
 	log_set_level(cfg->log_level);
 	if (accesslog_open(cfg->access_log) != 0)
 		goto done;
+	event_set_log_callback(libevent_log);
 	if (evthread_use_pthreads() != 0 || (w.base = event_base_new()) == NULL) {
 		log_error("cannot create the event base");
 		goto done;

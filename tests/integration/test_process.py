@@ -1,6 +1,7 @@
 """The process model: workers replaced, reloads, graceful stops, job threads, sesamed -t."""
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -374,3 +375,28 @@ def test_reload_of_a_hostile_config_keeps_serving(sesamed):
     s.signal(signal.SIGHUP)
     s.wait_log("reload failed")
     assert s.get("/version").json() == {"version": 1}
+
+
+def test_running_out_of_descriptors_pauses_accepting(sesamed):
+    import resource
+    s = sesamed(routes=WAIT, workers=1, start=False)
+    s.logf = open(s.log_path, "ab")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+    s.proc = subprocess.Popen([SESAMED, "-f", "-c", str(s.config)], stdout=s.logf,
+                              stderr=s.logf, preexec_fn=limit)
+    s.wait_ready()
+    idle = []
+    try:
+        for _ in range(90):
+            idle.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+        s.wait_log("cannot accept connections")
+        time.sleep(1)
+        # Paused, not spinning: a handful of warnings at most, and a worker that still runs.
+        assert s.log().count("cannot accept connections") <= 2
+        assert len(s.log()) < 100000
+    finally:
+        for c in idle:
+            c.close()
+    assert wait_for(lambda: s.get("/healthz", timeout=5).status_code == 200)
