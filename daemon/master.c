@@ -102,11 +102,24 @@ static void drop_sock(size_t i)
 	m.socks[i] = m.socks[--m.nsocks];
 }
 
-/* Opens the sockets cfg needs that are not open yet; on failure, undoes what it opened. */
+static bool listed(const struct config *cfg, const char *text)
+{
+	for (size_t a = 0; a < cfg->nlisten; a++) {
+		if (strcmp(cfg->listen[a], text) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Opens the sockets cfg needs that are not open yet; on failure, undoes what it opened. The
+ * sockets of slots beyond a smaller worker count stay open, served by the remaining slots:
+ * closing one would reset the connections queued in it.
+ */
 static int open_sockets(const struct config *cfg)
 {
 	for (size_t i = 0; i < m.nsocks; i++)
-		m.socks[i].wanted = false;
+		m.socks[i].wanted = listed(cfg, m.socks[i].text);
 	size_t before = m.nsocks;
 	for (size_t a = 0; a < cfg->nlisten; a++) {
 		for (int slot = 0; slot < cfg->workers; slot++) {
@@ -161,11 +174,13 @@ static int free_record(void)
 
 static void child_main(int rec, int slot, int ready_fd, pid_t master)
 {
-	int fds[64];
+	int *fds = calloc(m.nsocks + 1, sizeof(int));
 	size_t nfds = 0;
 	close(m.sigfd);
+	if (fds == NULL)
+		_exit(1);
 	for (size_t i = 0; i < m.nsocks; i++) {
-		if (m.socks[i].slot == slot && nfds < 64)
+		if (m.socks[i].slot % m.cfg->workers == slot)
 			fds[nfds++] = m.socks[i].fd;
 		else
 			close(m.socks[i].fd);
@@ -182,7 +197,9 @@ static void child_main(int rec, int slot, int ready_fd, pid_t master)
 				    .ready_fd = ready_fd,
 				    .slot = &m.sb[rec],
 				    .master = master };
-	_exit(worker_run(&spec));
+	int status = worker_run(&spec);
+	free(fds);
+	_exit(status);
 }
 
 static int spawn(int slot)

@@ -48,7 +48,8 @@ def feed(fifo, text):
 class Hammer:
     """Clients that call one path in a loop, on kept-alive connections, and count failures."""
 
-    def __init__(self, s, path, clients=4, seconds=30):
+    def __init__(self, s, path, clients=4, seconds=30, keepalive=True):
+        self.keepalive = keepalive
         self.stop = threading.Event()
         self.ok, self.failures, self.bodies = 0, [], []
         self.lock = threading.Lock()
@@ -59,7 +60,7 @@ class Hammer:
             t.start()
 
     def run(self, url):
-        session = requests.Session()
+        session = requests.Session() if self.keepalive else requests
         while not self.stop.is_set() and time.monotonic() < self.deadline:
             try:
                 r = session.get(url, timeout=10)
@@ -400,3 +401,21 @@ def test_running_out_of_descriptors_pauses_accepting(sesamed):
         for c in idle:
             c.close()
     assert wait_for(lambda: s.get("/healthz", timeout=5).status_code == 200)
+
+
+def test_reload_to_fewer_workers_drops_no_connection(sesamed):
+    s = sesamed(routes=WAIT, workers=4)
+    hammer = Hammer(s, "/version", keepalive=False)
+    time.sleep(1)
+    s.write_config(workers=1)
+    s.signal(signal.SIGHUP)
+    s.wait_log("with 1 workers")
+    assert wait_for(lambda: len(s.workers()) == 1)
+    time.sleep(1)
+    s.write_config(workers=3)
+    s.signal(signal.SIGHUP)
+    s.wait_log("with 3 workers")
+    time.sleep(1)
+    hammer.finish()
+    assert hammer.failures == []
+    assert hammer.ok > 100
