@@ -209,7 +209,9 @@ void http_reply(struct http_request *r, int status, const char *json, size_t len
 	/* Between requests, a connection waits only as long as keepalive allows. */
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->keepalive);
-	log_access(r->method, r->path, status, r->start_ns, r->remote, r->id);
+	/* A parameterised route logs its pattern: a parameter may be a secret (a reset token). */
+	const char *logged = r->route != NULL && r->params.n > 0 ? r->route->pattern : r->path;
+	log_access(r->method, logged, status, r->start_ns, r->remote, r->id);
 	if (buf != NULL)
 		evbuffer_free(buf);
 	free(r->path);

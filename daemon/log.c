@@ -66,6 +66,46 @@ static size_t format_time(char *buf, size_t size)
 	return n;
 }
 
+/*
+ * Lays msg out as lines that each start with head (a traceback has several), continuation
+ * lines indented. Other control characters are escaped: a message that carries a client's
+ * text cannot forge a log line or a journal priority.
+ */
+static size_t format_lines(char *out, size_t size, const char *head, const char *msg)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0, headlen = strlen(head);
+	bool start = true;
+	for (const unsigned char *p = (const unsigned char *)msg; n + headlen + 8 < size; p++) {
+		if (start) {
+			memcpy(out + n, head, headlen);
+			n += headlen;
+			if (p != (const unsigned char *)msg) {
+				memcpy(out + n, "  ", 2);
+				n += 2;
+			}
+			start = false;
+		}
+		if (*p == '\0' || *p == '\n') {
+			out[n++] = '\n';
+			if (*p == '\0')
+				break;
+			start = true;
+		} else if (*p < 0x20 && *p != '\t') {
+			out[n++] = '\\';
+			out[n++] = 'x';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		} else {
+			out[n++] = (char)*p;
+		}
+	}
+	if (n == 0 || out[n - 1] != '\n')
+		out[n++] = '\n';
+	out[n] = '\0';
+	return n;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	if (level > min_level)
@@ -76,26 +116,24 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 
+	char head[80];
 	if (to_syslog) {
-		syslog(level_prio[level], "%s", msg);
-		return;
-	}
-	char line[2200];
-	int n;
-	if (to_journal) {
-		n = snprintf(line, sizeof(line), "<%d>%s: %s\n", level_prio[level],
-			     level_names[level], msg);
+		head[0] = '\0';
+	} else if (to_journal) {
+		snprintf(head, sizeof(head), "<%d>%s: ", level_prio[level], level_names[level]);
 	} else {
 		char ts[40];
 		format_time(ts, sizeof(ts));
-		n = snprintf(line, sizeof(line), "%s sesamed[%ld] %s: %s\n", ts, (long)getpid(),
-			     level_names[level], msg);
+		snprintf(head, sizeof(head), "%s sesamed[%ld] %s: ", ts, (long)getpid(),
+			 level_names[level]);
 	}
-	if (n > (int)sizeof(line) - 1) {
-		n = (int)sizeof(line) - 1;
-		line[n - 1] = '\n';
+	char out[8192];
+	size_t n = format_lines(out, sizeof(out), head, msg);
+	if (to_syslog) {
+		syslog(level_prio[level], "%s", out);
+		return;
 	}
-	ssize_t r = write(STDERR_FILENO, line, (size_t)n);
+	ssize_t r = write(STDERR_FILENO, out, n);
 	(void)r;
 }
 

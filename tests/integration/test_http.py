@@ -351,3 +351,23 @@ def test_malformed_request_is_answered_as_http_1_1(app):
     status, head, body = raw_request(app, b"GARBAGE\r\n\r\n")
     assert head.startswith("HTTP/1.1 400 ")
     assert "Content-Length:" in head
+
+
+def test_access_log_shows_route_patterns_not_parameters(app):
+    r = app.get("/users/secret-token-value/items/1")
+    assert r.status_code == 200
+    app.wait_log('"path":"/users/:id/items/:item"')
+    assert "secret-token-value" not in app.log()
+
+
+def test_handler_messages_are_escaped_in_the_log(sesamed):
+    s = sesamed(routes={"log.lua": 'local sesame = require "sesame"\n'
+                        'sesame.route("GET", "/say", function(req)\n'
+                        '  sesame.log.warn("said: " .. req.query.text)\n'
+                        '  return 200, {}\nend)\n'})
+    s.get("/say", params={"text": "a\x1b[31mred\nFAKE sesamed[1] error: forged"})
+    s.wait_log("said: a")
+    lines = s.log().splitlines()
+    said = next(i for i, l in enumerate(lines) if "said: a" in l)
+    assert "\\x1b[31mred" in lines[said]
+    assert lines[said + 1].split(": ", 1)[1].startswith("  FAKE")
