@@ -53,6 +53,7 @@ struct wrec {
 	bool ready;
 	bool retiring;
 	uint64_t started_ms;
+	uint64_t kill_at; /* when retiring: SIGKILL if still alive then */
 };
 
 struct slotstate {
@@ -73,7 +74,6 @@ static struct {
 	bool announced; /* READY=1 sent for the current generation */
 	int parent_fd;	/* a detaching sesamed's parent waits on this for startup */
 	bool stopping;
-	uint64_t stop_deadline;
 	uint64_t watchdog_ms, next_watchdog;
 } m;
 
@@ -253,13 +253,33 @@ static int count_workers(bool current_ready_only)
 	return n;
 }
 
-static void signal_workers(int sig, bool older_only)
+/*
+ * Tells workers to drain (SIGTERM). Each gets server.shutdown_timeout, which it enforces
+ * itself, and a few seconds more before the master kills it: a worker stuck in C code or a
+ * finalizer cannot outlive a reload or a stop.
+ */
+static void retire_workers(bool older_only)
 {
+	uint64_t deadline = now_ms() + (uint64_t)m.cfg->shutdown_timeout * 1000u + 5000u;
 	for (int i = 0; i < MAX_RECORDS; i++) {
 		if (m.w[i].pid == 0 || (older_only && m.w[i].gen == m.gen))
 			continue;
+		if (!m.w[i].retiring)
+			m.w[i].kill_at = deadline;
 		m.w[i].retiring = true;
-		kill(m.w[i].pid, sig);
+		kill(m.w[i].pid, SIGTERM);
+	}
+}
+
+static void kill_overdue(uint64_t now)
+{
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		if (m.w[i].pid != 0 && m.w[i].retiring && m.w[i].kill_at <= now) {
+			log_error("worker %ld (slot %d) did not stop in time: killing it",
+				  (long)m.w[i].pid, m.w[i].slot);
+			kill(m.w[i].pid, SIGKILL);
+			m.w[i].kill_at = now + 1000;
+		}
 	}
 }
 
@@ -288,7 +308,7 @@ static void check_generation_ready(void)
 {
 	if (m.announced || m.stopping || count_workers(true) < m.cfg->workers)
 		return;
-	signal_workers(SIGTERM, true);
+	retire_workers(true);
 	close_unwanted_sockets();
 	announce_ready();
 }
@@ -422,8 +442,7 @@ static void begin_stop(int sig)
 	log_info("%s: stopping once in-flight requests are done", strsignal(sig));
 	notify_stopping();
 	m.stopping = true;
-	m.stop_deadline = now_ms() + (uint64_t)m.cfg->shutdown_timeout * 1000u + 2000u;
-	signal_workers(SIGTERM, false);
+	retire_workers(false);
 }
 
 static void handle_signal(void)
@@ -460,8 +479,10 @@ static int next_timeout(void)
 	}
 	if (m.watchdog_ms && m.next_watchdog < next)
 		next = m.next_watchdog;
-	if (m.stopping && m.stop_deadline < next)
-		next = m.stop_deadline;
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		if (m.w[i].pid != 0 && m.w[i].retiring && m.w[i].kill_at < next)
+			next = m.w[i].kill_at;
+	}
 	if (next == UINT64_MAX)
 		return -1;
 	return next <= now ? 0 : (int)(next - now);
@@ -477,11 +498,7 @@ static void tick(void)
 			notify_watchdog();
 		m.next_watchdog = now + m.watchdog_ms / 2;
 	}
-	if (m.stopping && now >= m.stop_deadline && count_workers(false) > 0) {
-		log_error("workers did not stop in time: killing them");
-		signal_workers(SIGKILL, false);
-		m.stop_deadline = now + 1000;
-	}
+	kill_overdue(now);
 }
 
 static void loop(void)

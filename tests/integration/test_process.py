@@ -45,6 +45,23 @@ def feed(fifo, text):
         f.write(text)
 
 
+def wait_reader(fifo, timeout=15):
+    """Waits until sesamed's job thread has the FIFO open (the request is in its handler);
+    returns the writing end, for feed_fd."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError("the handler never opened " + str(fifo))
+
+
+def feed_fd(fd, text):
+    os.write(fd, text.encode())
+    os.close(fd)
+
+
 class Hammer:
     """Clients that call one path in a loop, on kept-alive connections, and count failures."""
 
@@ -97,9 +114,10 @@ def test_worker_death_names_the_route(sesamed, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     t, result = start_waiting(s, fifo)
-    time.sleep(0.5)
+    writer = wait_reader(fifo)
     os.kill(s.workers()[0], signal.SIGKILL)
     t.join()
+    os.close(writer)
     assert "error" in result
     s.wait_log("while serving GET /wait")
     assert wait_for(lambda: s.get("/healthz").status_code == 200)
@@ -120,13 +138,13 @@ def test_loop_answers_while_a_job_waits(sesamed, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     t, result = start_waiting(s, fifo)
-    time.sleep(0.3)
+    writer = wait_reader(fifo)
     for _ in range(20):
         r = s.get("/healthz", timeout=2)
         assert r.status_code == 200
         assert s.get("/version", timeout=2).json() == {"version": 1}
     assert t.is_alive()
-    feed(fifo, "done")
+    feed_fd(writer, "done")
     t.join()
     assert result["r"].json() == {"result": "success", "data": "done"}
 
@@ -136,12 +154,12 @@ def test_sigterm_lets_a_waiting_request_finish(sesamed, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     t, result = start_waiting(s, fifo)
-    time.sleep(0.3)
+    writer = wait_reader(fifo)
     s.signal(signal.SIGTERM)
     s.wait_log("stopping once in-flight requests are done")
     time.sleep(0.5)
     assert s.proc.poll() is None
-    feed(fifo, "finished")
+    feed_fd(writer, "finished")
     t.join()
     assert result["r"].status_code == 200
     assert result["r"].json()["data"] == "finished"
@@ -164,15 +182,13 @@ def test_shutdown_timeout_bounds_the_wait(sesamed, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     t, result = start_waiting(s, fifo)
-    time.sleep(0.3)
+    writer = wait_reader(fifo)
     started = time.monotonic()
     s.signal(signal.SIGTERM)
     assert s.proc.wait(15) == 0
     assert time.monotonic() - started < 8
     s.wait_log("shutdown timeout")
-    feed_thread = threading.Thread(target=feed, args=(fifo, "late"))
-    feed_thread.daemon = True
-    feed_thread.start()
+    os.close(writer)
     t.join()
     assert "error" in result
 
@@ -341,8 +357,8 @@ def test_handler_timeout_answers_503_while_the_job_waits(sesamed, tmp_path):
     fifo2 = tmp_path / "fifo2"
     os.mkfifo(fifo2)
     t, result = start_waiting(s, fifo2)
-    time.sleep(0.2)
-    feed(fifo2, "in time")
+    writer = wait_reader(fifo2)
+    feed_fd(writer, "in time")
     t.join()
     assert result["r"].json()["data"] == "in time"
 
