@@ -565,6 +565,19 @@ static void give_coroutine(struct luaapi *api, lua_State *co, int ref, bool fail
 	}
 }
 
+/* Headers that frame the response are sesame's: a handler's would corrupt it. */
+static bool framing_header(const char *name)
+{
+	static const char *const names[] = { "Content-Type", "Content-Length", "Transfer-Encoding",
+					     "Connection",   "Keep-Alive",     "Upgrade",
+					     "Trailer",	     "Date",	       NULL };
+	for (const char *const *n = names; *n != NULL; n++) {
+		if (strcasecmp(name, *n) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Adds the handler's headers table (at idx) to the response; -1 with err on a bad one. */
 static int add_headers(lua_State *co, int idx, struct http_request *r, char *err, size_t errlen)
 {
@@ -587,9 +600,7 @@ static int add_headers(lua_State *co, int idx, struct http_request *r, char *err
 			    lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER
 				? lua_tostring(co, -1)
 				: NULL;
-			if (value == NULL || strcasecmp(name, "Content-Type") == 0 ||
-			    strcasecmp(name, "Content-Length") == 0 ||
-			    http_add_header(r, name, value) != 0)
+			if (value == NULL || framing_header(name) || http_add_header(r, name, value) != 0)
 				name = NULL;
 			lua_pop(co, 1);
 		}
@@ -828,6 +839,18 @@ static int open_sesame(lua_State *L)
 	return 1;
 }
 
+/* load(chunk[, name[, mode[, env]]]) for text only: precompiled chunks can crash the VM. */
+static int l_load_text(lua_State *L)
+{
+	lua_settop(L, 4);
+	lua_pushliteral(L, "t");
+	lua_replace(L, 3);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, 4, LUA_MULTRET);
+	return lua_gettop(L);
+}
+
 /* Only what a route script needs: no io, no C modules, no loading files by hand. */
 static void open_libs(lua_State *L, const struct config *cfg)
 {
@@ -847,6 +870,9 @@ static void open_libs(lua_State *L, const struct config *cfg)
 		lua_pushnil(L);
 		lua_setglobal(L, *k);
 	}
+	lua_getglobal(L, "load");
+	lua_pushcclosure(L, l_load_text, 1);
+	lua_setglobal(L, "load");
 	lua_getglobal(L, "os");
 	for (const char *const *k = drop_os; *k != NULL; k++) {
 		lua_pushnil(L);

@@ -371,3 +371,16 @@ def test_handler_messages_are_escaped_in_the_log(sesamed):
     said = next(i for i, l in enumerate(lines) if "said: a" in l)
     assert "\\x1b[31mred" in lines[said]
     assert lines[said + 1].split(": ", 1)[1].startswith("  FAKE")
+
+
+def test_handlers_cannot_set_framing_headers(app):
+    r = app.get("/framing-header")
+    fail_body(r, 500, "internal server error")
+    assert "Transfer-Encoding" not in r.headers
+
+
+def test_load_takes_text_only(app):
+    body = app.get("/load").json()
+    assert body["text"] == 2
+    assert body["binary"] is True
+    assert "binary" in body["err"]

@@ -38,6 +38,16 @@ sesame.route("GET", "/bad-header", function(req)
   return 200, {}, { ["X-Evil"] = "a\r\nInjected: yes" }
 end)
 
+sesame.route("GET", "/framing-header", function(req)
+  return 200, { a = 1 }, { ["Transfer-Encoding"] = "chunked" }
+end)
+
+sesame.route("GET", "/load", function(req)
+  local text = load("return 1 + 1")
+  local binary, err = load(string.dump(function() return 2 end))
+  return 200, { text = text(), binary = binary == nil, err = tostring(err) }
+end)
+
 sesame.route("GET", "/bad-status", function(req)
   return "ok"
 end)
