@@ -15,8 +15,9 @@
  *
  * A draining server has given its listening sockets back (the master keeps them open, so the
  * queue survives) and closes each connection after its current response. It reports drained
- * once nothing is in flight and no request has arrived for a short quiet period, so that a
- * client that was just answered on a kept-alive connection is not cut off mid-request.
+ * once nothing is in flight and no request has arrived or been answered for a short quiet
+ * period: the last replies get written, and a client that was just answered on a kept-alive
+ * connection is not cut off mid-request.
  */
 #include "autoconfig.h"
 
@@ -53,7 +54,7 @@ struct http_server {
 	struct timeval timeout, keepalive;
 	bool debug;
 	size_t inflight;
-	uint64_t last_request_ns;
+	uint64_t last_activity_ns;
 	bool draining;
 	http_drained_fn drained;
 	void *drained_arg;
@@ -206,6 +207,8 @@ void http_reply(struct http_request *r, int status, const char *json, size_t len
 	}
 	struct evhttp_connection *conn = evhttp_request_get_connection(r->ev);
 	evhttp_send_reply(r->ev, status, NULL, buf);
+	/* The reply is written on a later turn of the loop: a draining worker waits for it. */
+	srv->last_activity_ns = http_now_ns();
 	/* Between requests, a connection waits only as long as keepalive allows. */
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->keepalive);
@@ -273,7 +276,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		return;
 	}
 	srv->inflight++;
-	srv->last_request_ns = r->start_ns;
+	srv->last_activity_ns = r->start_ns;
 	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->timeout);
@@ -416,7 +419,7 @@ void http_server_free(struct http_server *srv)
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *srv = arg;
-	uint64_t quiet = (http_now_ns() - srv->last_request_ns) / 1000000u;
+	uint64_t quiet = (http_now_ns() - srv->last_activity_ns) / 1000000u;
 	if (srv->inflight > 0 || quiet < QUIET_MS)
 		return;
 	event_del(srv->drain_timer);

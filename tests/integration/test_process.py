@@ -161,6 +161,7 @@ def test_sigterm_lets_a_waiting_request_finish(sesamed, tmp_path):
     assert s.proc.poll() is None
     feed_fd(writer, "finished")
     t.join()
+    assert "r" in result, f"{result}\n{s.log()}"
     assert result["r"].status_code == 200
     assert result["r"].json()["data"] == "finished"
     assert s.proc.wait(15) == 0
