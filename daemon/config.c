@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "listen.h"
+#include "plugin.h"
 
 #define MAX_WORKERS 128
 #define MAX_THREADS 64
@@ -39,11 +40,12 @@ struct loader {
 	long instructions;
 };
 
-static const char *const top_keys[] = {"server", "routes", NULL};
+static const char *const top_keys[] = {"server", "routes", "plugins", "password", NULL};
 static const char *const server_keys[] = {
-    "listen",	  "workers",	      "threads", "max_body",   "max_header", "timeout",
-    "keepalive",  "shutdown_timeout", "debug",	 "access_log", "log_level",  "handler_instructions", "handler_timeout",
-    "lua_memory", "json_depth",	      NULL};
+    "listen",	       "workers",    "threads",	   "max_body",
+    "max_header",      "timeout",    "keepalive",  "shutdown_timeout",
+    "debug",	       "access_log", "log_level",  "handler_instructions",
+    "handler_timeout", "lua_memory", "json_depth", NULL};
 
 void config_errors_add(struct config_errors *errs, const char *fmt, ...)
 {
@@ -205,21 +207,35 @@ int config_find_line(const char *src, const char *keypath)
 static void fail(struct loader *ld, const char *keypath, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void fail(struct loader *ld, const char *keypath, const char *fmt, ...)
+static void vreport(struct config_errors *errs, const char *file, const char *src,
+		    const char *keypath, const char *fmt, va_list ap)
 {
 	char msg[768];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	int line = ld->src != NULL ? config_find_line(ld->src, keypath) : 0;
-	if (line == 0 && ld->src != NULL) {
+	int line = src != NULL ? config_find_line(src, keypath) : 0;
+	if (line == 0 && src != NULL) {
 		char top[64];
 		snprintf(top, sizeof(top), "%.*s", (int)strcspn(keypath, "."), keypath);
-		line = config_find_line(ld->src, top);
+		line = config_find_line(src, top);
 	}
-	config_errors_add(ld->errs, "%s:%d: %s: %s", ld->cfg->path, line > 0 ? line : 1, keypath,
-			  msg);
+	config_errors_add(errs, "%s:%d: %s: %s", file, line > 0 ? line : 1, keypath, msg);
+}
+
+void config_error_at(struct config_errors *errs, const char *file, const char *src,
+		     const char *keypath, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(errs, file, src, keypath, fmt, ap);
+	va_end(ap);
+}
+
+static void fail(struct loader *ld, const char *keypath, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(ld->errs, ld->cfg->path, ld->src, keypath, fmt, ap);
+	va_end(ap);
 }
 
 /* ---- reading values ---- */
@@ -718,6 +734,8 @@ struct config *config_load(const char *path, struct config_errors *errs)
 		config_errors_add(errs, "%s: %s", cfg->path, lua_tostring(ld.L, -1));
 		goto fail;
 	}
+	if (errs->n == before)
+		cfg->plugins = plugins_load(cfg->path, cfg->dir, ld.src, ld.L, 1, errs);
 	if (errs->n > before)
 		goto fail;
 	lua_close(ld.L);
@@ -752,5 +770,6 @@ void config_free(struct config *cfg)
 	free_strings(cfg->listen, cfg->nlisten);
 	free_strings(cfg->routes, cfg->nroutes);
 	free(cfg->access_log);
+	plugins_free(cfg->plugins);
 	free(cfg);
 }

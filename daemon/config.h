@@ -19,6 +19,11 @@ void config_errors_add(struct config_errors *errs, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void config_errors_free(struct config_errors *errs);
 
+/* Adds "FILE:LINE: keypath: message", with the line where src (the file's text) sets keypath. */
+void config_error_at(struct config_errors *errs, const char *file, const char *src,
+		     const char *keypath, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 struct config {
 	char *path; /* the file as given */
 	char *dir;  /* its folder: relative paths resolve against it */
@@ -40,6 +45,8 @@ struct config {
 	int handler_timeout;	   /* seconds a handler may take, waits on job threads included */
 	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
 	int json_depth;
+
+	struct plugins *plugins; /* loaded and initialised */
 
 	/* routes: the route script files, in load order */
 	char **routes;

@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@
 #include "jobs.h"
 #include "json.h"
 #include "log.h"
+#include "plugin.h"
 #include "request.h"
 #include "router.h"
 #include "scoreboard.h"
@@ -414,8 +416,8 @@ static void arm_deadline(struct call *call)
 	uint64_t limit = (uint64_t)api->cfg->handler_timeout * 1000000000u;
 	uint64_t spent = http_now_ns() - call->r->start_ns;
 	uint64_t left = spent < limit ? limit - spent : 0;
-	struct timeval tv = { .tv_sec = (time_t)(left / 1000000000u),
-			      .tv_usec = (suseconds_t)(left % 1000000000u / 1000u) };
+	struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u),
+			     .tv_usec = (suseconds_t)(left % 1000000000u / 1000u)};
 	call->deadline = evtimer_new(api->base, on_deadline, call);
 	if (call->deadline != NULL)
 		evtimer_add(call->deadline, &tv);
@@ -427,11 +429,12 @@ static int await_job(lua_State *L, struct lua_job *lj, const char *fname)
 	struct call *call = get_call(L);
 	if (call == NULL || call->api->jobs == NULL || !lua_isyieldable(L)) {
 		lj->release(lj);
-		return luaL_error(L,
-				  "%s waits for a job thread: call it from a route handler itself, not "
-				  "while scripts or modules load, from a metamethod, or from a function "
-				  "that C code calls back (table.sort, string.gsub)",
-				  fname);
+		return luaL_error(
+		    L,
+		    "%s waits for a job thread: call it from a route handler itself, not "
+		    "while scripts or modules load, from a metamethod, or from a function "
+		    "that C code calls back (table.sort, string.gsub)",
+		    fname);
 	}
 	lj->call = call;
 	lj->job.done = lua_job_done;
@@ -461,10 +464,13 @@ static void readfile_run(struct job *job)
 	}
 	for (;;) {
 		if (rj->len == cap) {
-			/* One byte past the limit tells a file of exactly the limit from a longer one. */
+			/* One byte past the limit tells a file of exactly the limit from a longer
+			 * one. */
 			char *grown = NULL;
 			if (cap <= READFILE_MAX) {
-				cap = cap == 0 ? 4096 : cap * 2 > READFILE_MAX ? READFILE_MAX + 1 : cap * 2;
+				cap = cap == 0		       ? 4096
+				      : cap * 2 > READFILE_MAX ? READFILE_MAX + 1
+							       : cap * 2;
 				grown = realloc(rj->data, cap);
 			}
 			if (grown == NULL) {
@@ -528,6 +534,106 @@ static int l_readfile(lua_State *L)
 	return await_job(L, &rj->lj, "sesame.readfile");
 }
 
+/* sesame.hash(password) and sesame.verify(password, stored): on a job thread each. */
+struct hash_job {
+	struct lua_job lj;
+	const struct hasher *hasher;
+	const struct hasher *scheme; /* verify: the scheme new hashes use */
+	char *password;
+	size_t len;
+	char *stored; /* verify */
+	char out[512];
+	int rc;
+	bool rehash;
+};
+
+static void hash_run(struct job *job)
+{
+	struct hash_job *hj = (struct hash_job *)job;
+	const struct sesame_hasher *fn = hj->hasher->fn;
+	if (hj->stored == NULL) {
+		hj->rc =
+		    fn->hash(hj->hasher->state, hj->password, hj->len, hj->out, sizeof(hj->out));
+		return;
+	}
+	hj->rc = fn->verify(hj->hasher->state, hj->password, hj->len, hj->stored);
+	hj->rehash = hj->rc == 1 && (hj->scheme == NULL || hj->hasher->fn != hj->scheme->fn ||
+				     fn->needs_rehash(hj->hasher->state, hj->stored));
+}
+
+static int hash_push(struct lua_job *lj, lua_State *co)
+{
+	struct hash_job *hj = (struct hash_job *)lj;
+	if (hj->stored != NULL) {
+		lua_pushboolean(co, hj->rc == 1);
+		lua_pushboolean(co, hj->rehash);
+		return 2;
+	}
+	if (hj->rc != 0)
+		return luaL_error(co, "password hashing (%s) failed", hj->hasher->name);
+	lua_pushstring(co, hj->out);
+	return 1;
+}
+
+static void hash_release(struct lua_job *lj)
+{
+	struct hash_job *hj = (struct hash_job *)lj;
+	if (hj->password != NULL)
+		sodium_memzero(hj->password, hj->len);
+	free(hj->password);
+	free(hj->stored);
+	sodium_memzero(hj->out, sizeof(hj->out));
+	free(hj);
+}
+
+static struct hash_job *new_hash_job(lua_State *L, const struct hasher *h)
+{
+	size_t len;
+	const char *pw = luaL_checklstring(L, 1, &len);
+	struct hash_job *hj = calloc(1, sizeof(*hj));
+	if (hj == NULL || (hj->password = malloc(len + 1)) == NULL) {
+		free(hj);
+		luaL_error(L, "out of memory");
+		return NULL;
+	}
+	memcpy(hj->password, pw, len + 1);
+	hj->len = len;
+	hj->hasher = h;
+	hj->lj.job.run = hash_run;
+	hj->lj.push = hash_push;
+	hj->lj.release = hash_release;
+	return hj;
+}
+
+static int l_hash(lua_State *L)
+{
+	const struct hasher *scheme = plugins_scheme(get_api(L)->cfg->plugins);
+	if (scheme == NULL)
+		return luaL_error(L, "no password hasher is loaded (see plugins and password)");
+	return await_job(L, &new_hash_job(L, scheme)->lj, "sesame.hash");
+}
+
+static int l_verify(lua_State *L)
+{
+	const struct plugins *p = get_api(L)->cfg->plugins;
+	luaL_checkstring(L, 1);
+	const char *stored = luaL_checkstring(L, 2);
+	const struct hasher *h = plugins_identify(p, stored);
+	if (h == NULL) {
+		/* No accepted scheme reads it: it cannot match. */
+		lua_pushboolean(L, 0);
+		lua_pushboolean(L, 0);
+		return 2;
+	}
+	struct hash_job *hj = new_hash_job(L, h);
+	hj->scheme = plugins_scheme(p);
+	if ((hj->stored = strdup(stored)) == NULL) {
+		hash_release(&hj->lj);
+		return luaL_error(L, "out of memory");
+	}
+	return await_job(L, &hj->lj, "sesame.verify");
+}
+
 /* ---- running a handler ---- */
 
 static lua_State *take_coroutine(struct luaapi *api, int *ref)
@@ -568,9 +674,9 @@ static void give_coroutine(struct luaapi *api, lua_State *co, int ref, bool fail
 /* Headers that frame the response are sesame's: a handler's would corrupt it. */
 static bool framing_header(const char *name)
 {
-	static const char *const names[] = { "Content-Type", "Content-Length", "Transfer-Encoding",
-					     "Connection",   "Keep-Alive",     "Upgrade",
-					     "Trailer",	     "Date",	       NULL };
+	static const char *const names[] = {"Content-Type", "Content-Length", "Transfer-Encoding",
+					    "Connection",   "Keep-Alive",     "Upgrade",
+					    "Trailer",	    "Date",	      NULL};
 	for (const char *const *n = names; *n != NULL; n++) {
 		if (strcasecmp(name, *n) == 0)
 			return true;
@@ -600,7 +706,8 @@ static int add_headers(lua_State *co, int idx, struct http_request *r, char *err
 			    lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER
 				? lua_tostring(co, -1)
 				: NULL;
-			if (value == NULL || framing_header(name) || http_add_header(r, name, value) != 0)
+			if (value == NULL || framing_header(name) ||
+			    http_add_header(r, name, value) != 0)
 				name = NULL;
 			lua_pop(co, 1);
 		}
@@ -825,8 +932,9 @@ static int l_array(lua_State *L)
 
 static int open_sesame(lua_State *L)
 {
-	static const luaL_Reg funcs[] = {
-	    {"route", l_route}, {"readfile", l_readfile}, {"array", l_array}, {NULL, NULL}};
+	static const luaL_Reg funcs[] = {{"route", l_route},   {"readfile", l_readfile},
+					 {"array", l_array},   {"hash", l_hash},
+					 {"verify", l_verify}, {NULL, NULL}};
 	static const luaL_Reg logf[] = {
 	    {"info", l_log_info}, {"warn", l_log_warn}, {"error", l_log_error}, {NULL, NULL}};
 	luaL_newlib(L, funcs);

@@ -5,4 +5,5 @@ server = {
   workers = 2,
   debug = true,
 }
+plugins = { path = "../build/plugins" }
 routes = { "../etc/sesame/routes/*.lua" }

@@ -38,5 +38,22 @@ server = {
   json_depth = 32,
 }
 
+-- Plugins: every NAME.so in path, or only those `load` names (load = { "argon2id", ... }).
+-- The default path is where `make install` put sesame's own plugins.
+-- plugins = { path = "/usr/local/lib/sesame/plugins" }
+
+password = {
+  -- The scheme new password hashes are made with, and the schemes that may verify a stored
+  -- one. A password verified with another scheme, or with weaker settings than these, is
+  -- hashed again after the next successful log-in.
+  scheme = "argon2id",
+  accept = { "argon2id", "pbkdf2_sha256" },
+  -- argon2id's cost: memory in KiB and iterations; OWASP's recommendation is the floor.
+  argon2id = { memory = 19456, iterations = 2 },
+  -- passlib's pbkdf2_sha256, for hashes a Flask/passlib service stored; no fewer rounds than
+  -- passlib's 29000.
+  pbkdf2_sha256 = { rounds = 600000 },
+}
+
 -- The route scripts, loaded in this order (each pattern's matches sorted by name).
 routes = { "routes/*.lua" }

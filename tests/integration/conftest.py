@@ -14,6 +14,7 @@ TOP = Path(__file__).resolve().parents[2]
 SESAMED = os.environ.get("SESAMED", str(TOP / "build" / "sesamed"))
 ROUTES = Path(__file__).resolve().parent / "routes"
 LUA = Path(__file__).resolve().parent / "lua"
+PLUGINS = Path(SESAMED).parent / "plugins"
 
 
 def free_port():
@@ -41,7 +42,7 @@ def is_zombie(pid):
 class Sesamed:
     """One sesamed process: its config folder, its URL, its log."""
 
-    def __init__(self, tmp_path, config="", routes=None, workers=2):
+    def __init__(self, tmp_path, config="", routes=None, workers=2, more=""):
         self.dir = tmp_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,17 +53,20 @@ class Sesamed:
         for name, text in (routes or {}).items():
             self.write_route(name, text)
         shutil.copytree(LUA, tmp_path / "lua")
-        self.write_config(config, workers)
+        self.write_config(config, workers, more)
         self.proc = None
 
     def write_route(self, name, text):
         (self.routes_dir / name).write_text(text)
 
-    def write_config(self, extra="", workers=2):
+    def write_config(self, extra="", workers=2, more=None):
+        self.more = more if more is not None else getattr(self, "more", "")
+        more = self.more
         self.config.write_text(
             f'server = {{ listen = "127.0.0.1:{self.port}", workers = {workers}, '
             f"shutdown_timeout = 10, {extra} }}\n"
-            'routes = { "routes/*.lua" }\n')
+            f'plugins = {{ path = "{PLUGINS}" }}\n'
+            'routes = { "routes/*.lua" }\n' + more)
 
     def start(self, wait=True):
         self.logf = open(self.log_path, "ab")
@@ -131,10 +135,10 @@ def sesamed(tmp_path):
     """Makes sesamed instances; each is stopped, and must exit 0, at the end of the test."""
     made = []
 
-    def make(config="", routes=None, workers=2, start=True):
+    def make(config="", routes=None, workers=2, start=True, more=""):
         d = tmp_path / f"s{len(made)}"
         d.mkdir()
-        s = Sesamed(d, config, routes, workers)
+        s = Sesamed(d, config, routes, workers, more)
         made.append(s)
         return s.start() if start else s
 

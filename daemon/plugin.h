@@ -1,0 +1,38 @@
+/* plugin.h: loading plugins, checking them, and giving them their configuration. */
+#ifndef SESAME_PLUGIN_LOADER_H
+#define SESAME_PLUGIN_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "sesame/plugin.h"
+
+struct lua_State;
+struct plugins;
+
+/* A hasher ready to use: its functions and its state. */
+struct hasher {
+	const struct sesame_hasher *fn;
+	void *state;
+	const char *name;
+};
+
+/*
+ * Loads the plugins the configuration names (the `plugins` table), checks each descriptor,
+ * and initialises each with its configuration table; the settings are at index settings of
+ * L, and src is the file's text, for line numbers. Returns NULL with the problems in errs.
+ */
+struct plugins *plugins_load(const char *file, const char *dir, const char *src,
+			     struct lua_State *L, int settings, struct config_errors *errs);
+void plugins_free(struct plugins *p);
+
+/* The scheme new hashes are made with (password.scheme). */
+const struct hasher *plugins_scheme(const struct plugins *p);
+
+/* The accepted hasher (password.accept) whose scheme stored belongs to, or NULL. */
+const struct hasher *plugins_identify(const struct plugins *p, const char *stored);
+
+size_t plugins_count(const struct plugins *p);
+
+#endif

@@ -1,0 +1,163 @@
+/*
+ * sesame/plugin.h: the interface between sesamed and its plugins. Self-contained C11.
+ *
+ * A plugin is one shared object exporting one data symbol, SESAME_PLUGIN_SYMBOL: a descriptor
+ * whose first member is struct sesame_plugin_header, followed by the table of functions of its
+ * kind (struct sesame_validator, struct sesame_hasher, ...). sesamed checks the header (magic,
+ * ABI major and minor, the descriptor's size, kind, name) before it calls anything in the
+ * plugin, and refuses a plugin built for another ABI with a message saying so.
+ *
+ * ABI rules: the major changes when a member changes meaning or moves; the minor when members
+ * are added at the end of a descriptor or of struct sesame_host. A plugin runs on a sesamed of
+ * the same major and the same or a newer minor. It reads a host member only when host->size
+ * says it is there.
+ *
+ * Build a plugin with hidden visibility and export the descriptor with SESAME_PLUGIN_EXPORT:
+ *
+ *     cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags sesame-plugin) -o NAME.so NAME.c
+ */
+#ifndef SESAME_PLUGIN_H
+#define SESAME_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SESAME_PLUGIN_MAGIC 0x5345534dU /* "SESM" */
+#define SESAME_PLUGIN_ABI_MAJOR 1
+#define SESAME_PLUGIN_ABI_MINOR 0
+#define SESAME_PLUGIN_SYMBOL "sesame_plugin"
+
+#if defined(__GNUC__)
+#define SESAME_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define SESAME_PLUGIN_EXPORT
+#endif
+
+enum sesame_plugin_kind {
+	SESAME_PLUGIN_VALIDATOR = 1,
+	SESAME_PLUGIN_HASHER = 2,
+	SESAME_PLUGIN_STORAGE = 3,
+};
+
+struct sesame_plugin_header {
+	uint32_t magic;	    /* SESAME_PLUGIN_MAGIC */
+	uint16_t abi_major; /* SESAME_PLUGIN_ABI_MAJOR the plugin was built with */
+	uint16_t abi_minor; /* SESAME_PLUGIN_ABI_MINOR the plugin was built with */
+	uint32_t size;	    /* sizeof the whole descriptor */
+	uint32_t kind;	    /* enum sesame_plugin_kind */
+	const char *name;   /* the plugin's name: its file is NAME.so */
+	const char *version;
+};
+
+/* Fills a header for a descriptor of type TYPE. */
+#define SESAME_PLUGIN_HEADER(TYPE, KIND, NAME, VERSION)                                         \
+	{                                                                                       \
+		SESAME_PLUGIN_MAGIC, SESAME_PLUGIN_ABI_MAJOR, SESAME_PLUGIN_ABI_MINOR,          \
+		    (uint32_t)sizeof(TYPE), (KIND), (NAME), (VERSION)                           \
+	}
+
+enum sesame_log_level {
+	SESAME_LOG_ERROR = 0,
+	SESAME_LOG_WARN = 1,
+	SESAME_LOG_INFO = 2,
+	SESAME_LOG_DEBUG = 3,
+};
+
+/* The plugin's own configuration table; read it through the host's config functions. */
+struct sesame_config;
+
+/* Results of the config functions. */
+enum sesame_config_result {
+	SESAME_CONFIG_OK = 0,
+	SESAME_CONFIG_ABSENT = 1, /* not set: keep the default */
+	SESAME_CONFIG_WRONG = -1, /* set, but not of that type: an error is already reported */
+};
+
+/* What sesamed offers a plugin. Valid from init until fini. */
+struct sesame_host {
+	uint32_t size; /* sizeof(struct sesame_host) in sesamed: members past it are absent */
+	uint16_t abi_major;
+	uint16_t abi_minor;
+
+	/* Writes to sesamed's log, prefixed with the plugin's name. Never log a secret. */
+	void (*log)(const struct sesame_host *host, enum sesame_log_level level, const char *fmt,
+		    ...)
+#if defined(__GNUC__)
+	    __attribute__((format(printf, 3, 4)))
+#endif
+	    ;
+
+	/*
+	 * Reads one key of the plugin's configuration table. Every key the plugin does not read
+	 * during init is reported to the operator as unknown, so read each key you support.
+	 * Strings stay valid until fini. A table key gives a nested struct sesame_config.
+	 */
+	enum sesame_config_result (*config_string)(struct sesame_config *cfg, const char *key,
+						   const char **out);
+	enum sesame_config_result (*config_integer)(struct sesame_config *cfg, const char *key,
+						    long long min, long long max, long long *out);
+	enum sesame_config_result (*config_boolean)(struct sesame_config *cfg, const char *key,
+						    bool *out);
+
+	/* Reports a bad value of key, with the file and line where it is set; init then fails. */
+	void (*config_error)(struct sesame_config *cfg, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+	    __attribute__((format(printf, 3, 4)))
+#endif
+	    ;
+
+	/* Cryptographically secure random bytes. */
+	void (*random)(void *buf, size_t len);
+
+	/* Compares two secrets of len bytes in constant time: 0 when equal. */
+	int (*memcmp_secret)(const void *a, const void *b, size_t len);
+};
+
+/*
+ * Every kind starts with the header, then init and fini:
+ *
+ * init reads the configuration and returns the plugin's state in *state (NULL is a valid
+ * state). It returns 0, or -1 after reporting what is wrong through host->config_error or
+ * host->log. It runs once in the master, before the workers are forked: the state is shared
+ * by every worker, read-only, and by their job threads.
+ */
+
+/* Checks (and may normalise) one value, on the event loop: no blocking. */
+struct sesame_validator {
+	struct sesame_plugin_header header;
+	int (*init)(const struct sesame_host *host, struct sesame_config *cfg, void **state);
+	void (*fini)(void *state);
+	/*
+	 * Returns 1 when value is valid, with its normal form in out (NUL-terminated, at most
+	 * outlen bytes including the NUL); 0 when it is not, with a message for the client in
+	 * msg; -1 when out is too small.
+	 */
+	int (*check)(void *state, const char *value, size_t len, char *out, size_t outlen,
+		     char *msg, size_t msglen);
+};
+
+/* One password scheme. Called on job threads: every function must be thread-safe. */
+struct sesame_hasher {
+	struct sesame_plugin_header header;
+	int (*init)(const struct sesame_host *host, struct sesame_config *cfg, void **state);
+	void (*fini)(void *state);
+	/* Hashes password into out (NUL-terminated); 0, or -1 on failure or when out is short. */
+	int (*hash)(void *state, const char *password, size_t len, char *out, size_t outlen);
+	/* 1 when password matches stored, 0 when not or when stored is malformed. Constant time. */
+	int (*verify)(void *state, const char *password, size_t len, const char *stored);
+	/* Does stored belong to this scheme? */
+	bool (*identify)(void *state, const char *stored);
+	/* Was stored made with weaker parameters than configured now? */
+	bool (*needs_rehash)(void *state, const char *stored);
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

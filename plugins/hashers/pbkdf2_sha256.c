@@ -1,0 +1,155 @@
+/*
+ * pbkdf2_sha256.c: passlib's pbkdf2_sha256 scheme, byte for byte, so that the hashes a
+ * passlib service stored keep verifying, and the hashes sesame writes verify in passlib.
+ *
+ * The format is "$pbkdf2-sha256$ROUNDS$SALT$CHECKSUM": SALT and CHECKSUM in passlib's "ab64"
+ * (standard base64 with '.' for '+' and no padding), CHECKSUM the 32-byte PBKDF2-HMAC-SHA256
+ * of the password. New hashes use a 16-byte salt and password.pbkdf2_sha256.rounds (600000 by
+ * default, as OWASP recommends; no fewer than passlib's default of 29000). A stored hash with
+ * fewer rounds than configured needs a rehash.
+ */
+#include <sesame/plugin.h>
+
+#include <openssl/evp.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PREFIX	       "$pbkdf2-sha256$"
+#define SALT_BYTES     16
+#define CHECKSUM_BYTES 32
+#define MAX_SALT_BYTES 1024
+
+struct pbkdf2 {
+	unsigned long rounds;
+	const struct sesame_host *host;
+};
+
+static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
+{
+	struct pbkdf2 *p = calloc(1, sizeof(*p));
+	long long v;
+	if (p == NULL || sodium_init() < 0) {
+		free(p);
+		return -1;
+	}
+	p->host = host;
+	p->rounds = 600000;
+	if (host->config_integer(cfg, "rounds", 29000, 100000000, &v) == SESAME_CONFIG_OK)
+		p->rounds = (unsigned long)v;
+	*state = p;
+	return 0;
+}
+
+static void fini(void *state)
+{
+	free(state);
+}
+
+static void ab64_encode(const unsigned char *bin, size_t len, char *out, size_t outlen)
+{
+	sodium_bin2base64(out, outlen, bin, len, sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+	for (char *c = out; *c != '\0'; c++) {
+		if (*c == '+')
+			*c = '.';
+	}
+}
+
+/* Decodes ab64 text of len bytes; -1 when it is not ab64 or does not fit. */
+static int ab64_decode(const char *text, size_t len, unsigned char *bin, size_t max, size_t *binlen)
+{
+	char buf[2 * MAX_SALT_BYTES];
+	if (len >= sizeof(buf))
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] == '+')
+			return -1; /* passlib writes '.', never '+' */
+		buf[i] = text[i] == '.' ? '+' : text[i];
+	}
+	return sodium_base642bin(bin, max, buf, len, NULL, binlen, NULL,
+				 sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+}
+
+static int derive(const char *password, size_t len, const unsigned char *salt, size_t saltlen,
+		  unsigned long rounds, unsigned char out[CHECKSUM_BYTES])
+{
+	return PKCS5_PBKDF2_HMAC(password, (int)len, salt, (int)saltlen, (int)rounds, EVP_sha256(),
+				 CHECKSUM_BYTES, out) == 1
+		   ? 0
+		   : -1;
+}
+
+static int hash(void *state, const char *password, size_t len, char *out, size_t outlen)
+{
+	const struct pbkdf2 *p = state;
+	unsigned char salt[SALT_BYTES], sum[CHECKSUM_BYTES];
+	char salt64[64], sum64[64];
+	p->host->random(salt, sizeof(salt));
+	if (len > 0x7fffffff || derive(password, len, salt, sizeof(salt), p->rounds, sum) != 0)
+		return -1;
+	ab64_encode(salt, sizeof(salt), salt64, sizeof(salt64));
+	ab64_encode(sum, sizeof(sum), sum64, sizeof(sum64));
+	sodium_memzero(sum, sizeof(sum));
+	int n = snprintf(out, outlen, PREFIX "%lu$%s$%s", p->rounds, salt64, sum64);
+	return n > 0 && (size_t)n < outlen ? 0 : -1;
+}
+
+static bool identify(void *state, const char *stored)
+{
+	return strncmp(stored, PREFIX, strlen(PREFIX)) == 0;
+}
+
+/* Splits a stored hash into rounds, salt and checksum; -1 when it is malformed. */
+static int parse(const char *stored, unsigned long *rounds, unsigned char *salt, size_t *saltlen,
+		 unsigned char sum[CHECKSUM_BYTES])
+{
+	const char *r = stored + strlen(PREFIX);
+	char *end;
+	size_t sumlen;
+	if (!identify(NULL, stored) || *r < '1' || *r > '9')
+		return -1;
+	*rounds = strtoul(r, &end, 10);
+	if (*end != '$' || *rounds == 0 || *rounds > 0x7fffffff)
+		return -1;
+	const char *s = end + 1, *dollar = strchr(s, '$');
+	if (dollar == NULL ||
+	    ab64_decode(s, (size_t)(dollar - s), salt, MAX_SALT_BYTES, saltlen) != 0 ||
+	    ab64_decode(dollar + 1, strlen(dollar + 1), sum, CHECKSUM_BYTES, &sumlen) != 0 ||
+	    sumlen != CHECKSUM_BYTES)
+		return -1;
+	return 0;
+}
+
+static int verify(void *state, const char *password, size_t len, const char *stored)
+{
+	unsigned char salt[MAX_SALT_BYTES], want[CHECKSUM_BYTES], got[CHECKSUM_BYTES];
+	unsigned long rounds;
+	size_t saltlen;
+	if (len > 0x7fffffff || parse(stored, &rounds, salt, &saltlen, want) != 0 ||
+	    derive(password, len, salt, saltlen, rounds, got) != 0)
+		return 0;
+	int ok = sodium_memcmp(want, got, CHECKSUM_BYTES) == 0;
+	sodium_memzero(got, sizeof(got));
+	return ok;
+}
+
+static bool needs_rehash(void *state, const char *stored)
+{
+	const struct pbkdf2 *p = state;
+	unsigned char salt[MAX_SALT_BYTES], sum[CHECKSUM_BYTES];
+	unsigned long rounds;
+	size_t saltlen;
+	return parse(stored, &rounds, salt, &saltlen, sum) != 0 || rounds < p->rounds;
+}
+
+SESAME_PLUGIN_EXPORT const struct sesame_hasher sesame_plugin = {
+    .header = SESAME_PLUGIN_HEADER(struct sesame_hasher, SESAME_PLUGIN_HASHER, "pbkdf2_sha256",
+				   PLUGIN_VERSION),
+    .init = init,
+    .fini = fini,
+    .hash = hash,
+    .verify = verify,
+    .identify = identify,
+    .needs_rehash = needs_rehash,
+};

@@ -1,0 +1,145 @@
+"""Plugins: the loader's checks, and the password hashers through sesame.hash and verify."""
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from passlib.hash import pbkdf2_sha256
+
+from conftest import SESAMED, TOP, route_file
+
+PASSWORDS = {"passwords.lua": route_file("passwords.lua")}
+FAST = 'password = { pbkdf2_sha256 = { rounds = 29000 } }\n'
+
+
+def build_plugin(tmp_path, name, *defines):
+    out = tmp_path / "plugins"
+    out.mkdir(exist_ok=True)
+    subprocess.run(["cc", "-shared", "-fPIC", "-fvisibility=hidden", f"-I{TOP}/daemon",
+                    f'-DPLUGIN_NAME="{name}"', *defines, "-o", str(out / f"{name}.so"),
+                    str(TOP / "tests/plugin-sdk/bad_plugin.c")], check=True)
+    return out
+
+
+@pytest.mark.parametrize("defines,message", [
+    (["-DWRONG_MAGIC"], "it is not a sesame plugin (magic 0x12345678, not 0x5345534d)"),
+    (["-DABI_MAJOR=2"], "it was built for sesame plugin ABI 2.0; this sesamed loads ABI 1.0 to 1.0: rebuild the plugin"),
+    (["-DABI_MINOR=7"], "it was built for sesame plugin ABI 1.7; this sesamed loads ABI 1.0 to 1.0: upgrade sesamed"),
+    (["-DTRUNCATED"], "its hasher descriptor is truncated (it says 80 bytes, exports 32; 80 needed)"),
+    (["-DWRONG_NAME"], "it is named 'another', but its file is bad.so"),
+])
+def test_bad_plugins_are_refused_before_their_code_runs(sesamed, tmp_path, defines, message):
+    folder = build_plugin(tmp_path, "bad", *defines)
+    s = sesamed(start=False, more=f'plugins = {{ path = "{folder}" }}\n')
+    s.config.write_text(s.config.read_text().replace(f'plugins = {{ path = "{Path(SESAMED).parent / "plugins"}" }}\n', ""))
+    check = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                           timeout=30)
+    assert check.returncode == 1
+    assert f"plugin {folder}/bad.so: refused: {message}" in check.stderr
+    assert "bad_plugin code ran" not in check.stderr
+    run = subprocess.run([SESAMED, "-f", "-c", str(s.config)], capture_output=True, text=True,
+                         timeout=30)
+    assert run.returncode == 1
+    assert "serving on" not in run.stderr
+
+
+def test_a_plugin_built_outside_the_tree_loads(sesamed, tmp_path):
+    folder = build_plugin(tmp_path, "plain")
+    s = sesamed(routes=PASSWORDS, start=False,
+                more=f'password = {{ scheme = "plain", accept = {{ "plain" }} }}\n')
+    s.config.write_text(s.config.read_text().replace(str(Path(SESAMED).parent / "plugins"),
+                                                     str(folder)))
+    s.start()
+    assert s.post("/hash", json={"password": "hunter2"}).json() == {"hash": "plain$hunter2"}
+    s.wait_log("plugin plain: bad_plugin code ran")
+
+
+def test_unknown_plugin_keys_are_errors(sesamed):
+    s = sesamed(start=False, more='password = {\n  argon2id = { memory = 19456, colour = "red" },\n'
+                                  '  pbkdf2_sha256 = { rounds = 10 },\n  extra = 1,\n}\n')
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert f"{s.config}:5: password.argon2id.colour: unknown key (plugin argon2id does not read it)" in r.stderr
+    assert f"{s.config}:6: password.pbkdf2_sha256.rounds: 10 is out of range (29000 to 100000000)" in r.stderr
+    assert f"{s.config}:7: password.extra: unknown key" in r.stderr
+
+
+def test_scheme_must_be_loaded_and_accepted(sesamed):
+    s = sesamed(start=False, more='password = { scheme = "argon2id", accept = { "pbkdf2_sha256" } }\n')
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "password.scheme: 'argon2id' must be in password.accept too" in r.stderr
+
+
+def test_argon2id_hash_and_verify(sesamed):
+    s = sesamed(routes=PASSWORDS)
+    h = s.post("/hash", json={"password": "correct horse"}).json()["hash"]
+    assert h.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert s.post("/verify", json={"password": "correct horse", "stored": h}).json() == \
+        {"ok": True, "rehash": False}
+    assert s.post("/verify", json={"password": "correct horsf", "stored": h}).json() == \
+        {"ok": False, "rehash": False}
+    h2 = s.post("/hash", json={"password": "correct horse"}).json()["hash"]
+    assert h2 != h  # a new salt each time
+
+
+def test_stronger_argon2_settings_ask_for_a_rehash(sesamed):
+    s = sesamed(routes=PASSWORDS)
+    h = s.post("/hash", json={"password": "pw"}).json()["hash"]
+    t = sesamed(routes=PASSWORDS, more="password = { argon2id = { memory = 32768 } }\n")
+    assert t.post("/verify", json={"password": "pw", "stored": h}).json() == \
+        {"ok": True, "rehash": True}
+
+
+@pytest.mark.parametrize("password", ["password123", "pässwörd ☃", "x" * 200, ""])
+def test_pbkdf2_sha256_hashes_verify_in_passlib(sesamed, password):
+    s = sesamed(routes=PASSWORDS,
+                more='password = { scheme = "pbkdf2_sha256", pbkdf2_sha256 = { rounds = 29000 } }\n')
+    h = s.post("/hash", json={"password": password}).json()["hash"]
+    assert h.startswith("$pbkdf2-sha256$29000$")
+    assert pbkdf2_sha256.verify(password, h)
+    assert not pbkdf2_sha256.verify(password + "!", h)
+
+
+@pytest.mark.parametrize("rounds,salt_size", [(29000, 16), (1000, 16), (29000, 0), (12345, 64)])
+def test_passlib_hashes_verify_in_sesame(sesamed, rounds, salt_size):
+    s = sesamed(routes=PASSWORDS, more=FAST)
+    for password in ["tutorial-password", "ünïcødé", "a" * 100]:
+        h = pbkdf2_sha256.using(rounds=rounds, salt_size=salt_size).hash(password)
+        body = s.post("/verify", json={"password": password, "stored": h}).json()
+        # Stored by a tutorial-era service: right password, and upgraded to argon2id.
+        assert body == {"ok": True, "rehash": True}
+        assert s.post("/verify", json={"password": password[:-1], "stored": h}).json()["ok"] is False
+
+
+@pytest.mark.parametrize("stored", ["", "plain", "$pbkdf2-sha256$", "$pbkdf2-sha256$0$AA$BB",
+                                    "$pbkdf2-sha256$29000$!!$AAAA", "$argon2id$v=19$m=1",
+                                    "$pbkdf2-sha256$29000$c2FsdA$" + "A" * 43 + "+"])
+def test_malformed_stored_hashes_do_not_verify(sesamed, stored):
+    s = sesamed(routes=PASSWORDS, more=FAST)
+    r = s.post("/verify", json={"password": "x", "stored": stored})
+    assert r.status_code == 200
+    assert r.json()["ok"] is False
+
+
+def test_loop_answers_while_passwords_hash(sesamed):
+    s = sesamed(routes=PASSWORDS, workers=1,
+                more="password = { argon2id = { memory = 262144, iterations = 6 } }\n")
+    done = []
+
+    def register(i):
+        r = requests.post(s.url + "/hash", json={"password": f"pw{i}"}, timeout=120)
+        done.append(r.status_code)
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    for _ in range(10):
+        assert s.get("/healthz", timeout=5).status_code == 200
+    still_hashing = len(done) < len(threads)
+    for t in threads:
+        t.join()
+    assert still_hashing, "the hashes finished before /healthz was asked: make them slower"
+    assert done == [200] * 4

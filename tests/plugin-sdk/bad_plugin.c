@@ -1,0 +1,82 @@
+/*
+ * bad_plugin.c: a hasher plugin built wrong on purpose, one way per macro, for the loader
+ * tests: sesamed must refuse each before it calls any of its code.
+ *
+ *   -DWRONG_MAGIC      another magic number
+ *   -DABI_MAJOR=N      built for another ABI major
+ *   -DABI_MINOR=N      built for a newer ABI minor
+ *   -DTRUNCATED        exports the header alone
+ *   -DWRONG_NAME       names itself differently from its file
+ * With none of them, it is a working hasher that stores passwords as "plain$PASSWORD" (for
+ * the tests only).
+ */
+#include <sesame/plugin.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef ABI_MAJOR
+#define ABI_MAJOR SESAME_PLUGIN_ABI_MAJOR
+#endif
+#ifndef ABI_MINOR
+#define ABI_MINOR SESAME_PLUGIN_ABI_MINOR
+#endif
+#ifdef WRONG_MAGIC
+#define MAGIC 0x12345678U
+#else
+#define MAGIC SESAME_PLUGIN_MAGIC
+#endif
+#ifdef WRONG_NAME
+#define NAME "another"
+#else
+#define NAME PLUGIN_NAME
+#endif
+
+static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
+{
+	/* Loud on purpose: a test fails if this line appears for a plugin that must be refused. */
+	host->log(host, SESAME_LOG_WARN, "bad_plugin code ran");
+	*state = NULL;
+	return 0;
+}
+
+static void fini(void *state)
+{
+}
+
+static int hash(void *state, const char *password, size_t len, char *out, size_t outlen)
+{
+	return snprintf(out, outlen, "plain$%.*s", (int)len, password) < (int)outlen ? 0 : -1;
+}
+
+static int verify(void *state, const char *password, size_t len, const char *stored)
+{
+	return strncmp(stored, "plain$", 6) == 0 && strlen(stored + 6) == len &&
+	       memcmp(stored + 6, password, len) == 0;
+}
+
+static bool identify(void *state, const char *stored)
+{
+	return strncmp(stored, "plain$", 6) == 0;
+}
+
+static bool needs_rehash(void *state, const char *stored)
+{
+	return false;
+}
+
+#ifdef TRUNCATED
+SESAME_PLUGIN_EXPORT const struct sesame_plugin_header sesame_plugin = {
+    MAGIC, ABI_MAJOR, ABI_MINOR, sizeof(struct sesame_hasher), SESAME_PLUGIN_HASHER, NAME, "1"};
+#else
+SESAME_PLUGIN_EXPORT const struct sesame_hasher sesame_plugin = {
+    .header = {MAGIC, ABI_MAJOR, ABI_MINOR, sizeof(struct sesame_hasher), SESAME_PLUGIN_HASHER,
+	       NAME, "1"},
+    .init = init,
+    .fini = fini,
+    .hash = hash,
+    .verify = verify,
+    .identify = identify,
+    .needs_rehash = needs_rehash,
+};
+#endif
