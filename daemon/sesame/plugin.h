@@ -135,10 +135,12 @@ struct sesame_validator {
 	/*
 	 * Returns 1 when value is valid, with its normal form in out (NUL-terminated, at most
 	 * outlen bytes including the NUL); 0 when it is not, with a message for the client in
-	 * msg; -1 when out is too small.
+	 * msg; -1 when out is too small. related is NULL or a NULL-terminated list of the other
+	 * values of the same request (for the password: the e-mail and the username), which a
+	 * validator may compare value with.
 	 */
-	int (*check)(void *state, const char *value, size_t len, char *out, size_t outlen,
-		     char *msg, size_t msglen);
+	int (*check)(void *state, const char *value, size_t len, const char *const *related,
+		     char *out, size_t outlen, char *msg, size_t msglen);
 };
 
 /* One password scheme. Called on job threads: every function must be thread-safe. */
