@@ -40,7 +40,7 @@ struct loader {
 	long instructions;
 };
 
-static const char *const top_keys[] = {"server", "routes", "plugins", "password", NULL};
+static const char *const top_keys[] = {"server", "routes", "plugins", "password", "jwt", NULL};
 static const char *const server_keys[] = {
     "listen",	       "workers",    "threads",	   "max_body",
     "max_header",      "timeout",    "keepalive",  "shutdown_timeout",
@@ -541,6 +541,114 @@ static void add_route_file(struct config *cfg, const char *file)
 	cfg->routes[cfg->nroutes] = NULL;
 }
 
+static const char *const jwt_keys[] = {"algorithm",	  "secret", "secret_file", "access_expires",
+				       "refresh_expires", "issuer", "audience",	   NULL};
+
+/* An expiry: seconds, or false for none (0). */
+static void read_expiry(struct loader *ld, int tbl, const char *key, long *out)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "jwt.%s", key);
+	int t = field(ld, tbl, key);
+	if (t == LUA_TBOOLEAN && !lua_toboolean(ld->L, -1))
+		*out = 0;
+	else if (t != LUA_TNIL) {
+		int isint = 0;
+		lua_Integer v = lua_tointegerx(ld->L, -1, &isint);
+		if (t != LUA_TNUMBER || !isint || v < 1 || v > 100L * 365 * 86400)
+			fail(ld, path, "expected a number of seconds (1 or more) or false");
+		else
+			*out = (long)v;
+	}
+	lua_pop(ld->L, 1);
+}
+
+static void read_string(struct loader *ld, int tbl, const char *section, const char *key,
+			char **out)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "%s.%s", section, key);
+	int t = field(ld, tbl, key);
+	if (t == LUA_TSTRING) {
+		free(*out);
+		*out = strdup(lua_tostring(ld->L, -1));
+	} else if (t != LUA_TNIL) {
+		fail(ld, path, "expected a string, found %s", luaL_typename(ld->L, -1));
+	}
+	lua_pop(ld->L, 1);
+}
+
+static char *read_file(const char *path);
+
+/* The HMAC secret, inline or from a file; never shown in a message. */
+static void read_secret(struct loader *ld, int tbl, struct token_config *tc)
+{
+	char *inline_secret = NULL, *file = NULL;
+	read_string(ld, tbl, "jwt", "secret", &inline_secret);
+	read_string(ld, tbl, "jwt", "secret_file", &file);
+	if (inline_secret != NULL && file != NULL) {
+		fail(ld, "jwt.secret_file", "give jwt.secret or jwt.secret_file, not both");
+	} else if (inline_secret != NULL) {
+		tc->keylen = strlen(inline_secret);
+		tc->key = (unsigned char *)inline_secret;
+		inline_secret = NULL;
+	} else if (file != NULL) {
+		char *path = resolve_path(ld->cfg, file);
+		char *text = path != NULL ? read_file(path) : NULL;
+		if (text == NULL) {
+			fail(ld, "jwt.secret_file", "cannot read %s: %s", path ? path : file,
+			     strerror(errno));
+		} else {
+			/* A trailing newline is the editor's, not the secret's. */
+			size_t len = strlen(text);
+			while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+				text[--len] = '\0';
+			tc->key = (unsigned char *)text;
+			tc->keylen = len;
+		}
+		free(path);
+	} else {
+		fail(ld, "jwt", "a key is needed: jwt.secret or jwt.secret_file");
+	}
+	if (tc->key != NULL && tc->keylen < TOKENS_MIN_SECRET)
+		fail(ld, tc->keylen && file ? "jwt.secret_file" : "jwt.secret",
+		     "the secret is %zu bytes long; an HMAC secret needs at least %d", tc->keylen,
+		     TOKENS_MIN_SECRET);
+	free(inline_secret);
+	free(file);
+}
+
+static void read_jwt(struct loader *ld)
+{
+	lua_State *L = ld->L;
+	struct token_config *tc = &ld->cfg->jwt;
+	int t = lua_getfield(L, 1, "jwt");
+	if (t == LUA_TNIL) {
+		lua_pop(L, 1);
+		return;
+	}
+	if (t != LUA_TTABLE) {
+		fail(ld, "jwt", "expected a table, found %s", luaL_typename(L, -1));
+		lua_pop(L, 1);
+		return;
+	}
+	int tbl = lua_gettop(L);
+	check_keys(ld, tbl, "jwt", jwt_keys);
+	char *alg = NULL;
+	read_string(ld, tbl, "jwt", "algorithm", &alg);
+	tc->alg = tokens_alg_parse(alg != NULL ? alg : "HS256");
+	if (tc->alg < 0)
+		fail(ld, "jwt.algorithm", "'%s' is not one of HS256, HS384, HS512", alg);
+	free(alg);
+	read_secret(ld, tbl, tc);
+	read_expiry(ld, tbl, "access_expires", &tc->access_expires);
+	read_expiry(ld, tbl, "refresh_expires", &tc->refresh_expires);
+	read_string(ld, tbl, "jwt", "issuer", &tc->issuer);
+	read_string(ld, tbl, "jwt", "audience", &tc->audience);
+	tc->configured = tc->key != NULL;
+	lua_pop(L, 1);
+}
+
 static void read_routes(struct loader *ld)
 {
 	lua_State *L = ld->L;
@@ -583,6 +691,7 @@ static int read_settings(lua_State *L)
 	check_keys(ld, 1, "", top_keys);
 	read_server(ld);
 	read_routes(ld);
+	read_jwt(ld);
 	return 0;
 }
 
@@ -685,6 +794,8 @@ static void set_defaults(struct config *cfg)
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->handler_instructions = 50000000;
 	cfg->handler_timeout = 30;
+	cfg->jwt.access_expires = 900;
+	cfg->jwt.refresh_expires = 2592000;
 	cfg->lua_memory = 256u << 20;
 	cfg->json_depth = 32;
 }
@@ -771,5 +882,6 @@ void config_free(struct config *cfg)
 	free_strings(cfg->routes, cfg->nroutes);
 	free(cfg->access_log);
 	plugins_free(cfg->plugins);
+	tokens_config_clear(&cfg->jwt);
 	free(cfg);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "tokens.h"
 
 struct lua_State;
 
@@ -47,6 +48,7 @@ struct config {
 	int json_depth;
 
 	struct plugins *plugins; /* loaded and initialised */
+	struct token_config jwt;
 
 	/* routes: the route script files, in load order */
 	char **routes;

@@ -39,6 +39,7 @@
 #include "request.h"
 #include "router.h"
 #include "scoreboard.h"
+#include "tokens.h"
 
 #define HOOK_EVERY   1000 /* instructions between two budget checks */
 #define POOL_MAX     256  /* idle coroutines kept for reuse */
@@ -634,6 +635,48 @@ static int l_verify(lua_State *L)
 	return await_job(L, &hj->lj, "sesame.verify");
 }
 
+/* sesame.jwt.access(identity[, {expires = n|false, fresh = bool}]) and .refresh(...) */
+static int issue(lua_State *L, enum token_type type)
+{
+	const struct config *cfg = get_api(L)->cfg;
+	char err[160];
+	int t = lua_type(L, 1);
+	if (t != LUA_TSTRING && t != LUA_TNUMBER)
+		return luaL_argerror(L, 1, "the identity is a string or a number");
+	const char *identity = lua_tostring(L, 1);
+	long expires = -1;
+	bool fresh = false;
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		int et = lua_getfield(L, 2, "expires");
+		if (et == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+			expires = 0;
+		else if (et != LUA_TNIL) {
+			lua_Integer v = luaL_checkinteger(L, -1);
+			luaL_argcheck(L, v >= 1, 2, "expires is a number of seconds or false");
+			expires = (long)v;
+		}
+		fresh = lua_getfield(L, 2, "fresh") != LUA_TNIL && lua_toboolean(L, -1);
+		lua_pop(L, 2);
+	}
+	char *token = tokens_issue(&cfg->jwt, type, identity, expires, fresh, err, sizeof(err));
+	if (token == NULL)
+		return luaL_error(L, "%s", err);
+	lua_pushstring(L, token);
+	free(token);
+	return 1;
+}
+
+static int l_jwt_access(lua_State *L)
+{
+	return issue(L, TOKEN_ACCESS);
+}
+
+static int l_jwt_refresh(lua_State *L)
+{
+	return issue(L, TOKEN_REFRESH);
+}
+
 /* ---- running a handler ---- */
 
 static lua_State *take_coroutine(struct luaapi *api, int *ref)
@@ -937,9 +980,13 @@ static int open_sesame(lua_State *L)
 					 {"verify", l_verify}, {NULL, NULL}};
 	static const luaL_Reg logf[] = {
 	    {"info", l_log_info}, {"warn", l_log_warn}, {"error", l_log_error}, {NULL, NULL}};
+	static const luaL_Reg jwtf[] = {
+	    {"access", l_jwt_access}, {"refresh", l_jwt_refresh}, {NULL, NULL}};
 	luaL_newlib(L, funcs);
 	luaL_newlib(L, logf);
 	lua_setfield(L, -2, "log");
+	luaL_newlib(L, jwtf);
+	lua_setfield(L, -2, "jwt");
 	json_push_null(L);
 	lua_setfield(L, -2, "null");
 	lua_pushliteral(L, PACKAGE_VERSION);
