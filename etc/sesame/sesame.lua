@@ -55,5 +55,15 @@ password = {
   pbkdf2_sha256 = { rounds = 600000 },
 }
 
+-- Tokens. The key is the one setting without a default: uncomment one of the two. Make a
+-- secret with: head -c 48 /dev/urandom | base64 > /etc/sesame/jwt.key; chmod 600 it.
+-- jwt = {
+--   algorithm = "HS256",            -- or HS384, HS512
+--   secret_file = "jwt.key",        -- or secret = "...", at least 32 bytes
+--   access_expires = 900,           -- seconds; false: access tokens never expire
+--   refresh_expires = 2592000,
+--   issuer = nil, audience = nil,   -- the iss and aud claims, when set
+-- }
+
 -- The route scripts, loaded in this order (each pattern's matches sorted by name).
 routes = { "routes/*.lua" }
