@@ -677,6 +677,140 @@ static int l_jwt_refresh(lua_State *L)
 	return issue(L, TOKEN_REFRESH);
 }
 
+/* sesame.users.create{...} and sesame.users.find{...}: storage calls on a job thread. */
+struct user_job {
+	struct lua_job lj;
+	struct storage st;
+	bool create;
+	char *field[3]; /* create: email, username, password; find: column, value */
+	long long id;
+	enum sesame_storage_result rc;
+	struct sesame_user found;
+	char buf[2048];
+	char err[300];
+};
+
+static void user_run(struct job *job)
+{
+	struct user_job *uj = (struct user_job *)job;
+	uj->err[0] = '\0';
+	if (uj->create) {
+		struct sesame_user u = {
+		    .email = uj->field[0], .username = uj->field[1], .password = uj->field[2]};
+		uj->rc =
+		    uj->st.fn->user_create(uj->st.state, &u, &uj->id, uj->err, sizeof(uj->err));
+	} else {
+		uj->rc = uj->st.fn->user_find(uj->st.state, uj->field[0], uj->field[1], &uj->found,
+					      uj->buf, sizeof(uj->buf), uj->err, sizeof(uj->err));
+	}
+}
+
+static int user_push(struct lua_job *lj, lua_State *co)
+{
+	struct user_job *uj = (struct user_job *)lj;
+	switch (uj->rc) {
+	case SESAME_STORAGE_UNAVAILABLE:
+		log_error("storage unavailable: %s", uj->err);
+		return client_error(co, 503, "storage unavailable");
+	case SESAME_STORAGE_FAILED:
+		return luaL_error(co, "storage: %s", uj->err);
+	case SESAME_STORAGE_CONFLICT:
+		lua_pushnil(co);
+		lua_pushliteral(co, "exists");
+		return 2;
+	case SESAME_STORAGE_NOT_FOUND:
+		lua_pushnil(co);
+		return 1;
+	case SESAME_STORAGE_OK:
+		break;
+	}
+	if (uj->create) {
+		lua_pushinteger(co, (lua_Integer)uj->id);
+		return 1;
+	}
+	lua_createtable(co, 0, 4);
+	lua_pushinteger(co, (lua_Integer)uj->found.id);
+	lua_setfield(co, -2, "id");
+	lua_pushstring(co, uj->found.email);
+	lua_setfield(co, -2, "email");
+	lua_pushstring(co, uj->found.username);
+	lua_setfield(co, -2, "username");
+	lua_pushstring(co, uj->found.password);
+	lua_setfield(co, -2, "password");
+	return 1;
+}
+
+static void user_release(struct lua_job *lj)
+{
+	struct user_job *uj = (struct user_job *)lj;
+	for (int i = 0; i < 3; i++) {
+		if (uj->field[i] != NULL)
+			sodium_memzero(uj->field[i], strlen(uj->field[i]));
+		free(uj->field[i]);
+	}
+	sodium_memzero(uj->buf, sizeof(uj->buf));
+	free(uj);
+}
+
+static struct user_job *new_user_job(lua_State *L, bool create)
+{
+	struct user_job *uj = calloc(1, sizeof(*uj));
+	if (uj == NULL)
+		luaL_error(L, "out of memory");
+	if (!plugins_storage(get_api(L)->cfg->plugins, &uj->st)) {
+		free(uj);
+		luaL_error(L, "no storage is configured (storage.backend)");
+	}
+	uj->create = create;
+	uj->lj.job.run = user_run;
+	uj->lj.push = user_push;
+	uj->lj.release = user_release;
+	return uj;
+}
+
+/* The string field name of the table at 1; raises when it is missing or not a string. */
+static const char *string_field(lua_State *L, const char *name)
+{
+	if (lua_getfield(L, 1, name) != LUA_TSTRING)
+		luaL_error(L, "sesame.users: '%s' must be a string", name);
+	return lua_tostring(L, -1); /* left on the stack, which keeps it alive */
+}
+
+static int l_users_create(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	const char *email = string_field(L, "email"), *username = string_field(L, "username"),
+		   *password = string_field(L, "password");
+	struct user_job *uj = new_user_job(L, true);
+	uj->field[0] = strdup(email);
+	uj->field[1] = strdup(username);
+	uj->field[2] = strdup(password);
+	if (uj->field[0] == NULL || uj->field[1] == NULL || uj->field[2] == NULL) {
+		user_release(&uj->lj);
+		return luaL_error(L, "out of memory");
+	}
+	return await_job(L, &uj->lj, "sesame.users.create");
+}
+
+static int l_users_find(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	const char *by = lua_getfield(L, 1, "email") != LUA_TNIL ? "email" : "id";
+	lua_pop(L, 1);
+	int t = lua_getfield(L, 1, by);
+	if (t != LUA_TSTRING && t != LUA_TNUMBER)
+		return luaL_error(L, "sesame.users.find takes { email = ... } or { id = ... }");
+	const char *value = lua_tostring(L, -1);
+	struct user_job *uj = new_user_job(L, false);
+	uj->field[0] = strdup(by);
+	uj->field[1] = strdup(value);
+	if (uj->field[0] == NULL || uj->field[1] == NULL) {
+		user_release(&uj->lj);
+		return luaL_error(L, "out of memory");
+	}
+	return await_job(L, &uj->lj, "sesame.users.find");
+}
+
 /* ---- running a handler ---- */
 
 static lua_State *take_coroutine(struct luaapi *api, int *ref)
@@ -980,6 +1114,8 @@ static int open_sesame(lua_State *L)
 					 {"verify", l_verify}, {NULL, NULL}};
 	static const luaL_Reg logf[] = {
 	    {"info", l_log_info}, {"warn", l_log_warn}, {"error", l_log_error}, {NULL, NULL}};
+	static const luaL_Reg usersf[] = {
+	    {"create", l_users_create}, {"find", l_users_find}, {NULL, NULL}};
 	static const luaL_Reg jwtf[] = {
 	    {"access", l_jwt_access}, {"refresh", l_jwt_refresh}, {NULL, NULL}};
 	luaL_newlib(L, funcs);
@@ -987,6 +1123,8 @@ static int open_sesame(lua_State *L)
 	lua_setfield(L, -2, "log");
 	luaL_newlib(L, jwtf);
 	lua_setfield(L, -2, "jwt");
+	luaL_newlib(L, usersf);
+	lua_setfield(L, -2, "users");
 	json_push_null(L);
 	lua_setfield(L, -2, "null");
 	lua_pushliteral(L, PACKAGE_VERSION);

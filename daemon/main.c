@@ -15,6 +15,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "master.h"
+#include "plugin.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/sesame/sesame.lua"
 
@@ -122,6 +123,12 @@ int main(int argc, char **argv)
 		       cfg->nroutes);
 		config_free(cfg);
 		return 0;
+	}
+	char err[512];
+	if (plugins_migrate(cfg->plugins, err, sizeof(err)) != 0) {
+		fprintf(stderr, "sesamed: storage: cannot apply the schema: %s\n", err);
+		config_free(cfg);
+		return 1;
 	}
 	log_set_level(cfg->log_level);
 	return master_run(cfg, &opts);

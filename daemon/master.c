@@ -31,6 +31,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "notify.h"
+#include "plugin.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -191,12 +192,12 @@ static void child_main(int rec, int slot, int ready_fd, pid_t master)
 	}
 	if (m.parent_fd >= 0)
 		close(m.parent_fd);
-	struct worker_spec spec = { .cfg = m.cfg,
-				    .fds = fds,
-				    .nfds = nfds,
-				    .ready_fd = ready_fd,
-				    .slot = &m.sb[rec],
-				    .master = master };
+	struct worker_spec spec = {.cfg = m.cfg,
+				   .fds = fds,
+				   .nfds = nfds,
+				   .ready_fd = ready_fd,
+				   .slot = &m.sb[rec],
+				   .master = master};
 	int status = worker_run(&spec);
 	free(fds);
 	_exit(status);
@@ -408,6 +409,12 @@ static void reload(void)
 	if (cfg != NULL && m.opts->workers > 0)
 		config_set_workers(cfg, m.opts->workers);
 	if (cfg != NULL && luaapi_check(cfg, &errs) != 0) {
+		config_free(cfg);
+		cfg = NULL;
+	}
+	char err[512];
+	if (cfg != NULL && plugins_migrate(cfg->plugins, err, sizeof(err)) != 0) {
+		config_errors_add(&errs, "storage: cannot apply the schema: %s", err);
 		config_free(cfg);
 		cfg = NULL;
 	}

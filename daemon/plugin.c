@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dbpool.h"
 #include "log.h"
 
 #define DEFAULT_DIR PKGLIBDIR "/plugins"
@@ -52,6 +53,14 @@ struct plugins {
 	struct hasher *accept; /* password.accept, in order */
 	size_t naccept;
 	struct hasher scheme;
+	/* storage */
+	struct plugin *storage; /* the backend, NULL when storage is not configured */
+	struct sesame_users_schema users;
+	char *users_names[5];
+	bool migrate;
+	bool have_pool;
+	struct dbpool_config db;
+	struct dbpool *pool; /* in a worker, or the master while it migrates */
 };
 
 struct sesame_config {
@@ -234,6 +243,8 @@ static size_t kind_size(uint32_t kind)
 		return sizeof(struct sesame_validator);
 	case SESAME_PLUGIN_HASHER:
 		return sizeof(struct sesame_hasher);
+	case SESAME_PLUGIN_STORAGE:
+		return sizeof(struct sesame_storage);
 	default:
 		return 0;
 	}
@@ -244,6 +255,11 @@ static bool functions_present(const struct sesame_plugin_header *h)
 	if (h->kind == SESAME_PLUGIN_VALIDATOR) {
 		const struct sesame_validator *v = (const void *)h;
 		return v->init && v->fini && v->check;
+	}
+	if (h->kind == SESAME_PLUGIN_STORAGE) {
+		const struct sesame_storage *st = (const void *)h;
+		return st->init && st->fini && st->migrate && st->worker_start && st->worker_stop &&
+		       st->user_create && st->user_find;
 	}
 	const struct sesame_hasher *x = (const void *)h;
 	return x->init && x->fini && x->hash && x->verify && x->identify && x->needs_rehash;
@@ -497,8 +513,24 @@ static bool is_loaded_hasher(struct loading *ld, const char *name)
 
 static const char *const password_keys[] = {"scheme", "accept", NULL};
 
-/* Runs init with the plugin's table (at tbl, 0 when absent) and checks the keys it read. */
-static int init_plugin(struct loading *ld, struct plugin *pl, int tbl, const char *path)
+/* Every kind starts alike: the header, init, fini. */
+struct common {
+	struct sesame_plugin_header header;
+	int (*init)(const struct sesame_host *host, struct sesame_config *cfg, void **state);
+	void (*fini)(void *state);
+};
+
+static const struct common *common(const struct plugin *pl)
+{
+	return (const struct common *)pl->h;
+}
+
+/*
+ * Runs init with the plugin's table (at tbl, 0 when absent) and checks the keys it read;
+ * host_keys are keys of the same table that sesamed itself reads.
+ */
+static struct sesame_config make_config(struct loading *ld, struct plugin *pl, int tbl,
+					const char *path)
 {
 	struct sesame_config cfg = {.owner = pl,
 				    .L = ld->L,
@@ -507,39 +539,47 @@ static int init_plugin(struct loading *ld, struct plugin *pl, int tbl, const cha
 				    .src = ld->src,
 				    .errs = ld->errs};
 	snprintf(cfg.path, sizeof(cfg.path), "%s", path);
-	int (*init)(const struct sesame_host *, struct sesame_config *, void **);
-	init = pl->h->kind == SESAME_PLUGIN_HASHER ? ((const struct sesame_hasher *)pl->h)->init
-						   : ((const struct sesame_validator *)pl->h)->init;
+	return cfg;
+}
+
+/* Runs init with cfg, whose keys sesamed may have read already, and checks the keys left. */
+static int run_init(struct loading *ld, struct plugin *pl, struct sesame_config *cfg)
+{
 	int top = lua_gettop(ld->L);
-	int rc = init(&pl->host, &cfg, &pl->state);
+	int rc = common(pl)->init(&pl->host, cfg, &pl->state);
 	lua_settop(ld->L, top);
-	if (rc != 0 || cfg.failed) {
-		if (!cfg.failed)
+	if (rc != 0 || cfg->failed) {
+		if (!cfg->failed)
 			config_errors_add(ld->errs, "plugin %s: cannot start", pl->path);
 		if (rc == 0)
 			pl->inited = true;
 		return -1;
 	}
 	pl->inited = true;
-	if (tbl != 0) {
-		lua_pushnil(ld->L);
-		while (lua_next(ld->L, tbl) != 0) {
-			lua_pop(ld->L, 1);
-			const char *key =
-			    lua_type(ld->L, -1) == LUA_TSTRING ? lua_tostring(ld->L, -1) : "?";
-			bool read = false;
-			for (size_t i = 0; i < cfg.nseen && !read; i++)
-				read = strcmp(cfg.seen[i], key) == 0;
-			if (!read) {
-				char keypath[192];
-				snprintf(keypath, sizeof(keypath), "%s.%s", path, key);
-				config_error_at(ld->errs, ld->file, ld->src, keypath,
-						"unknown key (plugin %s does not read it)",
-						pl->name);
-			}
+	if (cfg->tbl == 0)
+		return 0;
+	lua_pushnil(ld->L);
+	while (lua_next(ld->L, cfg->tbl) != 0) {
+		lua_pop(ld->L, 1);
+		const char *key =
+		    lua_type(ld->L, -1) == LUA_TSTRING ? lua_tostring(ld->L, -1) : "?";
+		bool read = false;
+		for (size_t i = 0; i < cfg->nseen && !read; i++)
+			read = strcmp(cfg->seen[i], key) == 0;
+		if (!read) {
+			char keypath[192];
+			snprintf(keypath, sizeof(keypath), "%s.%s", cfg->path, key);
+			config_error_at(ld->errs, ld->file, ld->src, keypath,
+					"unknown key (plugin %s does not read it)", pl->name);
 		}
 	}
 	return 0;
+}
+
+static int init_plugin(struct loading *ld, struct plugin *pl, int tbl, const char *path)
+{
+	struct sesame_config cfg = make_config(ld, pl, tbl, path);
+	return run_init(ld, pl, &cfg);
 }
 
 static struct plugin *find(struct plugins *p, uint32_t kind, const char *name)
@@ -649,6 +689,167 @@ static void read_password(struct loading *ld)
 	lua_pop(L, 1);
 }
 
+/* ---- storage ---- */
+
+static const char *const storage_keys[] = {"backend", "users", "migrate", NULL};
+static const char *const users_keys[] = {"table", "id", "email", "username", "password", NULL};
+
+static bool is_loaded_storage(struct loading *ld, const char *name)
+{
+	return find(ld->p, SESAME_PLUGIN_STORAGE, name) != NULL;
+}
+
+static bool identifier(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 0 && n <= 64 &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+}
+
+/* storage.users: the users table and its columns, each a plain SQL identifier. */
+static void read_users(struct loading *ld, int storage)
+{
+	static const char *const defaults[] = {"users", "id", "email", "username", "password"};
+	lua_State *L = ld->L;
+	int tbl = 0;
+	lua_pushliteral(L, "users");
+	int t = lua_rawget(L, storage);
+	if (t == LUA_TTABLE) {
+		tbl = lua_gettop(L);
+		check_section_keys(ld, tbl, "storage.users", users_keys, NULL);
+	} else if (t != LUA_TNIL) {
+		config_error_at(ld->errs, ld->file, ld->src, "storage.users", "expected a table");
+	}
+	for (int i = 0; i < 5; i++) {
+		const char *name = defaults[i];
+		char keypath[64];
+		snprintf(keypath, sizeof(keypath), "storage.users.%s", users_keys[i]);
+		if (tbl != 0) {
+			lua_pushstring(L, users_keys[i]);
+			if (lua_rawget(L, tbl) == LUA_TSTRING)
+				name = lua_tostring(L, -1);
+			else if (!lua_isnil(L, -1))
+				config_error_at(ld->errs, ld->file, ld->src, keypath,
+						"expected a name");
+		}
+		if (!identifier(name))
+			config_error_at(ld->errs, ld->file, ld->src, keypath,
+					"'%s' is not a plain name (letters, digits, _; at most 64)",
+					name);
+		ld->p->users_names[i] = strdup(name);
+		if (tbl != 0)
+			lua_pop(L, 1);
+	}
+	ld->p->users = (struct sesame_users_schema){.table = ld->p->users_names[0],
+						    .id = ld->p->users_names[1],
+						    .email = ld->p->users_names[2],
+						    .username = ld->p->users_names[3],
+						    .password = ld->p->users_names[4]};
+	lua_pop(L, 1);
+}
+
+static char *copy_or(const char *v, const char *fallback)
+{
+	return v != NULL ? strdup(v) : fallback != NULL ? strdup(fallback) : NULL;
+}
+
+/* storage.mariadb's connection keys: sesamed's own pool reads them, not the plugin. */
+static void read_pool(struct loading *ld, struct sesame_config *cfg)
+{
+	const struct sesame_host *host = &cfg->owner->host;
+	struct dbpool_config *db = &ld->p->db;
+	const char *socket = NULL, *hostname = NULL, *user = NULL, *password = NULL,
+		   *password_file = NULL, *database = NULL;
+	long long port = 3306, size = 8, ct = 5, rt = 30, wt = 30;
+	host->config_string(cfg, "socket", &socket);
+	host->config_string(cfg, "host", &hostname);
+	host->config_integer(cfg, "port", 1, 65535, &port);
+	host->config_string(cfg, "user", &user);
+	host->config_string(cfg, "password", &password);
+	host->config_string(cfg, "password_file", &password_file);
+	host->config_string(cfg, "database", &database);
+	host->config_integer(cfg, "pool", 1, 256, &size);
+	host->config_integer(cfg, "connect_timeout", 1, 300, &ct);
+	host->config_integer(cfg, "read_timeout", 1, 3600, &rt);
+	host->config_integer(cfg, "write_timeout", 1, 3600, &wt);
+	if (socket == NULL && hostname == NULL)
+		socket = "/run/mysqld/mysqld.sock";
+	*db = (struct dbpool_config){.socket = copy_or(socket, NULL),
+				     .host = copy_or(hostname, NULL),
+				     .port = (int)port,
+				     .user = copy_or(user, "sesame"),
+				     .database = copy_or(database, "sesame"),
+				     .size = (int)size,
+				     .connect_timeout = (int)ct,
+				     .read_timeout = (int)rt,
+				     .write_timeout = (int)wt};
+	if (password != NULL && password_file != NULL) {
+		config_error(cfg, "password_file", "give password or password_file, not both");
+	} else if (password_file != NULL) {
+		char path[4200];
+		snprintf(path, sizeof(path), "%s%s%s", password_file[0] == '/' ? "" : ld->dir,
+			 password_file[0] == '/' ? "" : "/", password_file);
+		FILE *f = fopen(path, "r");
+		char buf[512] = "";
+		if (f == NULL || fgets(buf, sizeof(buf), f) == NULL)
+			config_error(cfg, "password_file", "cannot read %s", path);
+		buf[strcspn(buf, "\r\n")] = '\0';
+		db->password = strdup(buf);
+		sodium_memzero(buf, sizeof(buf));
+		if (f != NULL)
+			fclose(f);
+	} else {
+		db->password = copy_or(password, NULL);
+	}
+	ld->p->have_pool = true;
+}
+
+static void read_storage(struct loading *ld)
+{
+	lua_State *L = ld->L;
+	if (push_section(ld, "storage") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		return;
+	}
+	int tbl = lua_gettop(L);
+	check_section_keys(ld, tbl, "storage", storage_keys, is_loaded_storage);
+	read_users(ld, tbl);
+	ld->p->migrate = true;
+	lua_pushliteral(L, "migrate");
+	if (lua_rawget(L, tbl) == LUA_TBOOLEAN)
+		ld->p->migrate = lua_toboolean(L, -1);
+	else if (!lua_isnil(L, -1))
+		config_error_at(ld->errs, ld->file, ld->src, "storage.migrate",
+				"expected true or false");
+	lua_pop(L, 1);
+
+	lua_pushliteral(L, "backend");
+	const char *backend = lua_rawget(L, tbl) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	struct plugin *pl = backend != NULL ? find(ld->p, SESAME_PLUGIN_STORAGE, backend) : NULL;
+	if (backend == NULL)
+		config_error_at(ld->errs, ld->file, ld->src, "storage.backend",
+				"the storage backend is needed, as a name (\"mariadb\")");
+	else if (pl == NULL)
+		config_error_at(ld->errs, ld->file, ld->src, "storage.backend",
+				"'%s' is not a loaded storage plugin", backend);
+	if (pl != NULL) {
+		char path[96];
+		snprintf(path, sizeof(path), "storage.%s", backend);
+		lua_pushstring(L, backend);
+		int sub = lua_rawget(L, tbl) == LUA_TTABLE ? lua_gettop(L) : 0;
+		struct sesame_config cfg = make_config(ld, pl, sub, path);
+		if (strcmp(backend, "mariadb") == 0) {
+			read_pool(ld, &cfg);
+			pl->host.mariadb = dbpool_host_api();
+		}
+		pl->host.users = &ld->p->users;
+		if (run_init(ld, pl, &cfg) == 0)
+			ld->p->storage = pl;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 2);
+}
+
 struct plugins *plugins_load(const char *file, const char *dir, const char *src, lua_State *L,
 			     int settings, struct config_errors *errs)
 {
@@ -672,8 +873,10 @@ struct plugins *plugins_load(const char *file, const char *dir, const char *src,
 		load_files(&ld, tbl, pdir, given);
 	free(pdir);
 	lua_pop(L, 1);
-	if (errs->n == before)
+	if (errs->n == before) {
 		read_password(&ld);
+		read_storage(&ld);
+	}
 	if (errs->n > before) {
 		plugins_free(ld.p);
 		return NULL;
@@ -687,12 +890,8 @@ void plugins_free(struct plugins *p)
 		return;
 	for (size_t i = p->n; i-- > 0;) {
 		struct plugin *pl = &p->v[i];
-		if (pl->inited) {
-			if (pl->h->kind == SESAME_PLUGIN_HASHER)
-				((const struct sesame_hasher *)pl->h)->fini(pl->state);
-			else
-				((const struct sesame_validator *)pl->h)->fini(pl->state);
-		}
+		if (pl->inited)
+			common(pl)->fini(pl->state);
 		for (size_t j = 0; j < pl->nstrings; j++)
 			free(pl->strings[j]);
 		free(pl->strings);
@@ -703,6 +902,10 @@ void plugins_free(struct plugins *p)
 	}
 	free(p->v);
 	free(p->accept);
+	for (int i = 0; i < 5; i++)
+		free(p->users_names[i]);
+	dbpool_free(p->pool);
+	dbpool_config_clear(&p->db);
 	free(p);
 }
 
@@ -718,6 +921,66 @@ const struct hasher *plugins_identify(const struct plugins *p, const char *store
 			return &p->accept[i];
 	}
 	return NULL;
+}
+
+bool plugins_storage(const struct plugins *p, struct storage *out)
+{
+	if (p == NULL || p->storage == NULL)
+		return false;
+	out->fn = (const struct sesame_storage *)p->storage->h;
+	out->state = p->storage->state;
+	return true;
+}
+
+static int start_pool(struct plugins *p)
+{
+	if (!p->have_pool)
+		return 0;
+	p->pool = dbpool_new(&p->db);
+	if (p->pool == NULL)
+		return -1;
+	dbpool_set_current(p->pool);
+	return 0;
+}
+
+static void stop_pool(struct plugins *p)
+{
+	dbpool_free(p->pool);
+	p->pool = NULL;
+}
+
+int plugins_migrate(struct plugins *p, char *err, size_t errlen)
+{
+	struct storage st;
+	if (!plugins_storage(p, &st) || !p->migrate)
+		return 0;
+	if (start_pool(p) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/* The master's connections close before any fork: workers make their own. */
+	int rc = st.fn->migrate(st.state, err, errlen);
+	stop_pool(p);
+	return rc;
+}
+
+int plugins_worker_start(struct plugins *p)
+{
+	struct storage st;
+	if (!plugins_storage(p, &st))
+		return 0;
+	if (start_pool(p) != 0)
+		return -1;
+	return st.fn->worker_start(st.state);
+}
+
+void plugins_worker_stop(struct plugins *p)
+{
+	struct storage st;
+	if (!plugins_storage(p, &st))
+		return;
+	st.fn->worker_stop(st.state);
+	stop_pool(p);
 }
 
 size_t plugins_count(const struct plugins *p)

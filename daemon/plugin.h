@@ -35,4 +35,18 @@ const struct hasher *plugins_identify(const struct plugins *p, const char *store
 
 size_t plugins_count(const struct plugins *p);
 
+/* The storage backend (storage.backend), or NULL when storage is not configured. */
+struct storage {
+	const struct sesame_storage *fn;
+	void *state;
+};
+bool plugins_storage(const struct plugins *p, struct storage *out);
+
+/* In the master, before the workers start: the schema, when storage.migrate is on. */
+int plugins_migrate(struct plugins *p, char *err, size_t errlen);
+
+/* In each worker after fork, and before it exits: its connections. */
+int plugins_worker_start(struct plugins *p);
+void plugins_worker_stop(struct plugins *p);
+
 #endif

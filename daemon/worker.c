@@ -25,6 +25,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "lua_api.h"
+#include "plugin.h"
 #include "scoreboard.h"
 
 struct worker {
@@ -104,11 +105,13 @@ int worker_run(const struct worker_spec *spec)
 	struct luaapi *api = NULL;
 	struct config_errors errs = {0};
 	int status = 1;
+	bool storage_started = false;
 
 	reset_signals();
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != spec->master) {
-		log_error("worker %ld: the master is gone before the worker started", (long)getpid());
+		log_error("worker %ld: the master is gone before the worker started",
+			  (long)getpid());
 		return 1;
 	}
 	spec->slot->pid = getpid();
@@ -122,6 +125,11 @@ int worker_run(const struct worker_spec *spec)
 	}
 	if ((jobs = jobs_new(w.base, cfg->threads)) == NULL)
 		goto done;
+	if (plugins_worker_start(cfg->plugins) != 0) {
+		log_error("worker %ld: the storage cannot start", (long)getpid());
+		goto done;
+	}
+	storage_started = true;
 	api = luaapi_new(cfg, w.base, jobs, spec->slot, &errs);
 	if (api == NULL) {
 		for (size_t i = 0; i < errs.n; i++)
@@ -138,8 +146,8 @@ int worker_run(const struct worker_spec *spec)
 	event_base_dispatch(w.base);
 	if (w.timed_out || jobs_pending(jobs) > 0) {
 		/*
-		 * Handlers still wait on jobs (a job thread may be blocked for good): their requests
-		 * and threads are abandoned, not freed or joined.
+		 * Handlers still wait on jobs (a job thread may be blocked for good): their
+		 * requests and threads are abandoned, not freed or joined.
 		 */
 		log_warn("worker %ld: leaving %zu jobs unfinished", (long)getpid(),
 			 jobs_pending(jobs));
@@ -154,6 +162,8 @@ done:
 	http_server_free(w.srv);
 	luaapi_free(api);
 	jobs_free(jobs);
+	if (storage_started)
+		plugins_worker_stop(cfg->plugins);
 	if (w.base != NULL)
 		event_base_free(w.base);
 	config_errors_free(&errs);

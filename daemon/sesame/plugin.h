@@ -27,10 +27,10 @@
 extern "C" {
 #endif
 
-#define SESAME_PLUGIN_MAGIC 0x5345534dU /* "SESM" */
+#define SESAME_PLUGIN_MAGIC	0x5345534dU /* "SESM" */
 #define SESAME_PLUGIN_ABI_MAJOR 1
 #define SESAME_PLUGIN_ABI_MINOR 0
-#define SESAME_PLUGIN_SYMBOL "sesame_plugin"
+#define SESAME_PLUGIN_SYMBOL	"sesame_plugin"
 
 #if defined(__GNUC__)
 #define SESAME_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -55,10 +55,10 @@ struct sesame_plugin_header {
 };
 
 /* Fills a header for a descriptor of type TYPE. */
-#define SESAME_PLUGIN_HEADER(TYPE, KIND, NAME, VERSION)                                         \
-	{                                                                                       \
-		SESAME_PLUGIN_MAGIC, SESAME_PLUGIN_ABI_MAJOR, SESAME_PLUGIN_ABI_MINOR,          \
-		    (uint32_t)sizeof(TYPE), (KIND), (NAME), (VERSION)                           \
+#define SESAME_PLUGIN_HEADER(TYPE, KIND, NAME, VERSION)                                            \
+	{                                                                                          \
+		SESAME_PLUGIN_MAGIC, SESAME_PLUGIN_ABI_MAJOR, SESAME_PLUGIN_ABI_MINOR,             \
+		    (uint32_t)sizeof(TYPE), (KIND), (NAME), (VERSION)                              \
 	}
 
 enum sesame_log_level {
@@ -76,6 +76,43 @@ enum sesame_config_result {
 	SESAME_CONFIG_OK = 0,
 	SESAME_CONFIG_ABSENT = 1, /* not set: keep the default */
 	SESAME_CONFIG_WRONG = -1, /* set, but not of that type: an error is already reported */
+};
+
+/* What a storage call gives back. */
+enum sesame_storage_result {
+	SESAME_STORAGE_OK = 0,
+	SESAME_STORAGE_NOT_FOUND = 1,
+	SESAME_STORAGE_CONFLICT = 2,	 /* a unique value (the e-mail) is taken */
+	SESAME_STORAGE_UNAVAILABLE = -1, /* the store cannot be reached: the client gets 503 */
+	SESAME_STORAGE_FAILED = -2,	 /* anything else: 500, the reason in the log */
+};
+
+/* Where the users live: the table and its column names (storage.users). */
+struct sesame_users_schema {
+	const char *table;
+	const char *id;
+	const char *email;
+	const char *username;
+	const char *password;
+};
+
+/* A user. The strings of a user found live in the buffer the caller passed. */
+struct sesame_user {
+	long long id;
+	const char *email;
+	const char *username;
+	const char *password; /* the stored hash */
+};
+
+/* The core's MariaDB pool, for storage plugins (host->mariadb). Functions run on job threads. */
+struct sesame_mariadb {
+	/* A connection of this worker's pool (a MYSQL *), or NULL with the reason in err. */
+	void *(*acquire)(char *err, size_t errlen);
+	/* Gives it back; broken when it failed in a way that needs a new connection. */
+	void (*release)(void *mysql, bool broken);
+	/* A prepared statement (a MYSQL_STMT *) for sql on this connection, cached; NULL on error.
+	 */
+	void *(*prepare)(void *mysql, const char *sql, char *err, size_t errlen);
 };
 
 /* What sesamed offers a plugin. Valid from init until fini. */
@@ -116,6 +153,10 @@ struct sesame_host {
 
 	/* Compares two secrets of len bytes in constant time: 0 when equal. */
 	int (*memcmp_secret)(const void *a, const void *b, size_t len);
+
+	/* For storage plugins: the users table, and the MariaDB pool (NULL unless configured). */
+	const struct sesame_users_schema *users;
+	const struct sesame_mariadb *mariadb;
 };
 
 /*
@@ -156,6 +197,28 @@ struct sesame_hasher {
 	bool (*identify)(void *state, const char *stored);
 	/* Was stored made with weaker parameters than configured now? */
 	bool (*needs_rehash)(void *state, const char *stored);
+};
+
+/*
+ * The user store. init runs in the master; migrate too, before the workers are forked, when
+ * storage.migrate is on. worker_start runs in each worker after fork (connections belong to
+ * one process); every other function runs on job threads, concurrently.
+ */
+struct sesame_storage {
+	struct sesame_plugin_header header;
+	int (*init)(const struct sesame_host *host, struct sesame_config *cfg, void **state);
+	void (*fini)(void *state);
+	/* Creates or upgrades the schema; 0, or -1 with the reason in err. */
+	int (*migrate)(void *state, char *err, size_t errlen);
+	int (*worker_start)(void *state);
+	void (*worker_stop)(void *state);
+	/* Inserts user (id ignored) and commits; *id is the new row's. */
+	enum sesame_storage_result (*user_create)(void *state, const struct sesame_user *user,
+						  long long *id, char *err, size_t errlen);
+	/* Finds the user whose column by ("id" or "email") equals value; e-mails ignore case. */
+	enum sesame_storage_result (*user_find)(void *state, const char *by, const char *value,
+						struct sesame_user *out, char *buf, size_t buflen,
+						char *err, size_t errlen);
 };
 
 #ifdef __cplusplus
