@@ -154,3 +154,63 @@ def sesamed(tmp_path):
 
 def route_file(name):
     return (ROUTES / name).read_text()
+
+
+class MariaDB:
+    """A private MariaDB server for the test session: its own folder, socket, no network."""
+
+    def __init__(self, folder):
+        self.dir = folder
+        self.socket = str(folder / "mysqld.sock")
+        self.proc = None
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={folder / 'data'}",
+                        "--auth-root-authentication-method=normal", "--skip-test-db",
+                        "--user=root"], check=True, capture_output=True, timeout=120)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["mariadbd", "--no-defaults", f"--datadir={self.dir / 'data'}",
+             f"--socket={self.socket}", "--skip-networking", "--user=root",
+             f"--pid-file={self.dir / 'mariadbd.pid'}", f"--log-error={self.dir / 'error.log'}",
+             "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.sql("SELECT 1", check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("MariaDB did not start:\n" + (self.dir / "error.log").read_text())
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+
+    def sql(self, statement, database=None, check=True):
+        args = ["mariadb", "--no-defaults", "-uroot", f"--socket={self.socket}", "-N", "-B",
+                "-e", statement]
+        if database:
+            args.append(database)
+        return subprocess.run(args, capture_output=True, text=True, check=check, timeout=60)
+
+    def storage(self, database, extra=""):
+        """A storage table for sesame.lua on a fresh database."""
+        self.sql(f"CREATE DATABASE `{database}`")
+        return (f'storage = {{ backend = "mariadb", mariadb = {{ socket = "{self.socket}", '
+                f'user = "root", database = "{database}", connect_timeout = 2 }}, {extra} }}\n')
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory):
+    server = MariaDB(tmp_path_factory.mktemp("mariadb"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mariadb(mariadb_server, request):
+    """The session's server, with a database name of this test's own."""
+    mariadb_server.database = "t_" + "".join(
+        c if c.isalnum() else "_" for c in request.node.name)[:60]
+    return mariadb_server

@@ -1,0 +1,141 @@
+"""MariaDB storage: migrations, users, concurrency, outages, a tutorial-shaped table."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import SESAMED, route_file
+
+ROUTES = {"users_api.lua": route_file("users_api.lua")}
+
+
+def user(n):
+    return {"email": f"user{n}@example.com", "username": f"user{n}", "password": "$argon2id$x"}
+
+
+def test_migrations_create_the_schema_once(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
+    s.wait_log("applied migration 001_users")
+    tables = mariadb.sql("SHOW TABLES", mariadb.database).stdout.split()
+    assert sorted(tables) == ["sesame_migrations", "users"]
+    s.signal(signal.SIGHUP)
+    s.wait_log("reloaded")
+    assert s.log().count("applied migration") == 1
+    rows = mariadb.sql("SELECT version, name FROM sesame_migrations", mariadb.database).stdout
+    assert rows.split() == ["1", "001_users"]
+
+
+def test_create_and_find(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
+    r = s.post("/create", json=user(1))
+    assert r.status_code == 200
+    uid = r.json()["id"]
+    found = s.get("/find", params={"email": "USER1@example.com"}).json()
+    assert found == {"id": uid, "email": "user1@example.com", "username": "user1",
+                     "password": "$argon2id$x"}
+    assert s.get("/find", params={"id": uid}).json()["email"] == "user1@example.com"
+    assert s.get("/find", params={"email": "nobody@example.com"}).status_code == 404
+    row = mariadb.sql("SELECT email, username FROM users", mariadb.database).stdout.split()
+    assert row == ["user1@example.com", "user1"]
+
+
+def test_letter_case_makes_no_second_account(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
+    assert s.post("/create", json=user(2)).status_code == 200
+    dup = dict(user(2), email="User2@EXAMPLE.com")
+    r = s.post("/create", json=dup)
+    assert r.status_code == 409 and r.json()["error"] == "exists"
+
+
+def test_concurrent_creates_of_one_email_give_one_row(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
+    codes = []
+
+    def create():
+        codes.append(requests.post(s.url + "/create", json=user(3), timeout=30).status_code)
+    threads = [threading.Thread(target=create) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200] + [409] * 19
+    assert mariadb.sql("SELECT COUNT(*) FROM users", mariadb.database).stdout.strip() == "1"
+
+
+def test_tutorial_shaped_table(sesamed, mariadb):
+    mariadb.sql(f"CREATE DATABASE `{mariadb.database}`")
+    mariadb.sql("CREATE TABLE user (id INT AUTO_INCREMENT PRIMARY KEY, username VARCHAR(80) "
+                "NOT NULL, email VARCHAR(120) NOT NULL UNIQUE, password VARCHAR(200) NOT NULL)",
+                mariadb.database)
+    mariadb.sql("INSERT INTO user (username, email, password) VALUES "
+                "('old', 'old@example.com', '$pbkdf2-sha256$29000$abc$def')", mariadb.database)
+    storage = (f'storage = {{ backend = "mariadb", mariadb = {{ socket = "{mariadb.socket}", '
+               f'user = "root", database = "{mariadb.database}" }}, '
+               'users = { table = "user" } }\n')
+    s = sesamed(routes=ROUTES, more=storage)
+    assert s.get("/find", params={"email": "old@example.com"}).json()["username"] == "old"
+    assert s.post("/create", json=user(4)).status_code == 200
+    columns = mariadb.sql("SHOW COLUMNS FROM user", mariadb.database).stdout
+    assert "created_at" not in columns  # the existing table is kept as it is
+    assert mariadb.sql("SELECT COUNT(*) FROM user", mariadb.database).stdout.strip() == "2"
+
+
+def test_unreachable_storage_answers_503_and_recovers(sesamed, mariadb, tmp_path):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
+    assert s.post("/create", json=user(5)).status_code == 200
+    mariadb.stop()
+    try:
+        r = s.post("/create", json=user(6))
+        assert r.status_code == 503
+        assert r.json() == {"result": "fail", "error": "storage unavailable"}
+        s.wait_log("storage unavailable")
+    finally:
+        mariadb.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if s.post("/create", json=user(6)).status_code == 200:
+            break
+        time.sleep(0.2)
+    assert s.get("/find", params={"email": "user6@example.com"}).status_code == 200
+
+
+@pytest.mark.parametrize("extra,message", [
+    ('users = { table = "bad name" }', "storage.users.table: 'bad name' is not a plain name"),
+    ('users = { colour = "x" }', "storage.users.colour: unknown key"),
+    ('migrate = "yes"', "storage.migrate: expected true or false"),
+])
+def test_bad_storage_settings(sesamed, mariadb, extra, message):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database, extra), start=False)
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert message in r.stderr
+
+
+def test_unknown_backend_and_key(sesamed):
+    s = sesamed(routes=ROUTES, start=False,
+                more='storage = { backend = "oracle", mariadb = { sock = "x" } }\n')
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "storage.backend: 'oracle' is not a loaded storage plugin" in r.stderr
+
+
+def test_mariadb_keys_are_checked(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, start=False, more=mariadb.storage(mariadb.database).replace(
+        'user = "root"', 'user = "root", sock = "x"'))
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "storage.mariadb.sock: unknown key (plugin mariadb does not read it)" in r.stderr
+
+
+def test_storage_down_at_start_is_an_error(sesamed, tmp_path):
+    s = sesamed(routes=ROUTES, start=False, more=(
+        f'storage = {{ backend = "mariadb", mariadb = {{ socket = "{tmp_path}/none.sock", '
+        'user = "root", database = "x", connect_timeout = 1 } }\n'))
+    r = subprocess.run([SESAMED, "-f", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1
+    assert "storage: cannot apply the schema: cannot connect to MariaDB" in r.stderr
