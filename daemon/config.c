@@ -40,8 +40,8 @@ struct loader {
 	long instructions;
 };
 
-static const char *const top_keys[] = {"server", "routes",  "plugins", "password",
-				       "jwt",	 "storage", NULL};
+static const char *const top_keys[] = {"server",  "routes", "plugins",	"password", "jwt",
+				       "storage", "email",  "username", NULL};
 static const char *const server_keys[] = {
     "listen",	       "workers",    "threads",	   "max_body",
     "max_header",      "timeout",    "keepalive",  "shutdown_timeout",

@@ -677,6 +677,50 @@ static int l_jwt_refresh(lua_State *L)
 	return issue(L, TOKEN_REFRESH);
 }
 
+/*
+ * sesame.validate(name, value[, related]): the validator plugin name's verdict, on the loop.
+ * Returns the value's normal form, or nil and a message for the client.
+ */
+static int l_validate(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	struct validator v;
+	const char *related[9] = {NULL};
+	if (!plugins_validator(get_api(L)->cfg->plugins, name, &v))
+		return luaL_error(L, "no validator plugin named '%s' is loaded", name);
+	if (lua_type(L, 2) != LUA_TSTRING) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s must be a string", name);
+		return 2;
+	}
+	size_t len;
+	const char *value = lua_tolstring(L, 2, &len);
+	if (!lua_isnoneornil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		for (int i = 0; i < 8; i++) {
+			if (lua_rawgeti(L, 3, i + 1) == LUA_TSTRING)
+				related[i] = lua_tostring(L, -1); /* kept alive on the stack */
+			else if (!lua_isnil(L, -1))
+				return luaL_argerror(L, 3, "a list of strings");
+			else
+				break;
+		}
+	}
+	size_t outlen = len * 4 + 64;
+	char *out = push_scratch(L, outlen), msg[256] = "";
+	int rc = v.fn->check(v.state, value, len, related[0] != NULL ? related : NULL, out, outlen,
+			     msg, sizeof(msg));
+	if (rc < 0)
+		return luaL_error(L, "validator %s: its normal form does not fit", name);
+	if (rc == 0) {
+		lua_pushnil(L);
+		lua_pushstring(L, msg[0] != '\0' ? msg : "invalid value");
+		return 2;
+	}
+	lua_pushstring(L, out);
+	return 1;
+}
+
 /* sesame.users.create{...} and sesame.users.find{...}: storage calls on a job thread. */
 struct user_job {
 	struct lua_job lj;
@@ -1109,9 +1153,9 @@ static int l_array(lua_State *L)
 
 static int open_sesame(lua_State *L)
 {
-	static const luaL_Reg funcs[] = {{"route", l_route},   {"readfile", l_readfile},
-					 {"array", l_array},   {"hash", l_hash},
-					 {"verify", l_verify}, {NULL, NULL}};
+	static const luaL_Reg funcs[] = {
+	    {"route", l_route},	  {"readfile", l_readfile}, {"array", l_array}, {"hash", l_hash},
+	    {"verify", l_verify}, {"validate", l_validate}, {NULL, NULL}};
 	static const luaL_Reg logf[] = {
 	    {"info", l_log_info}, {"warn", l_log_warn}, {"error", l_log_error}, {NULL, NULL}};
 	static const luaL_Reg usersf[] = {

@@ -631,7 +631,8 @@ static void read_password(struct loading *ld)
 			lua_pop(L, 1);
 	}
 	if (tbl != 0)
-		check_section_keys(ld, tbl, "password", password_keys, is_loaded_hasher);
+		if (find(ld->p, SESAME_PLUGIN_VALIDATOR, "password") == NULL)
+			check_section_keys(ld, tbl, "password", password_keys, is_loaded_hasher);
 
 	bool any = false;
 	for (size_t i = 0; i < ld->p->n && !any; i++)
@@ -687,6 +688,57 @@ static void read_password(struct loading *ld)
 	if (tbl != 0)
 		lua_pop(L, 1);
 	lua_pop(L, 1);
+}
+
+/* ---- validators ---- */
+
+/*
+ * A validator NAME reads the top-level table NAME. The password table is shared: the
+ * password validator's keys (min_length, ...) sit beside the hashing keys, which count as
+ * read for it.
+ */
+static void read_validators(struct loading *ld)
+{
+	lua_State *L = ld->L;
+	for (size_t i = 0; i < ld->p->n; i++) {
+		struct plugin *pl = &ld->p->v[i];
+		if (pl->h->kind != SESAME_PLUGIN_VALIDATOR)
+			continue;
+		int tbl = push_section(ld, pl->name) == LUA_TTABLE ? lua_gettop(L) : 0;
+		struct sesame_config cfg = make_config(ld, pl, tbl, pl->name);
+		if (strcmp(pl->name, "password") == 0) {
+			for (const char *const *k = password_keys; *k != NULL; k++)
+				cfg.seen[cfg.nseen++] = *k;
+			for (size_t j = 0; j < ld->p->n && cfg.nseen < MAX_SEEN; j++) {
+				if (ld->p->v[j].h->kind == SESAME_PLUGIN_HASHER)
+					cfg.seen[cfg.nseen++] = ld->p->v[j].name;
+			}
+		}
+		run_init(ld, pl, &cfg);
+		lua_pop(L, 1);
+	}
+	/* A table for a validator that is not loaded would be silently ignored: say so. */
+	static const char *const own[] = {"email", "username", NULL};
+	for (const char *const *k = own; *k != NULL; k++) {
+		lua_pushstring(L, *k);
+		if (lua_rawget(L, ld->settings) != LUA_TNIL &&
+		    find(ld->p, SESAME_PLUGIN_VALIDATOR, *k) == NULL)
+			config_error_at(ld->errs, ld->file, ld->src, *k,
+					"no validator plugin named %s is loaded", *k);
+		lua_pop(L, 1);
+	}
+}
+
+bool plugins_validator(const struct plugins *p, const char *name, struct validator *out)
+{
+	for (size_t i = 0; p != NULL && i < p->n; i++) {
+		if (p->v[i].h->kind == SESAME_PLUGIN_VALIDATOR && strcmp(p->v[i].name, name) == 0) {
+			out->fn = (const struct sesame_validator *)p->v[i].h;
+			out->state = p->v[i].state;
+			return true;
+		}
+	}
+	return false;
 }
 
 /* ---- storage ---- */
@@ -874,6 +926,7 @@ struct plugins *plugins_load(const char *file, const char *dir, const char *src,
 	free(pdir);
 	lua_pop(L, 1);
 	if (errs->n == before) {
+		read_validators(&ld);
 		read_password(&ld);
 		read_storage(&ld);
 	}

@@ -35,6 +35,13 @@ const struct hasher *plugins_identify(const struct plugins *p, const char *store
 
 size_t plugins_count(const struct plugins *p);
 
+/* The validator plugin named name. */
+struct validator {
+	const struct sesame_validator *fn;
+	void *state;
+};
+bool plugins_validator(const struct plugins *p, const char *name, struct validator *out);
+
 /* The storage backend (storage.backend), or NULL when storage is not configured. */
 struct storage {
 	const struct sesame_storage *fn;

@@ -1,7 +1,7 @@
 /*
  * email.c: the e-mail address validator. It checks an address's syntax as python's
  * email_validator (1.3, with check_deliverability=False) does, and returns the same normal
- * form, so that sesame accepts the addresses a Flask service using that library accepted.
+ * form, so that sesame accepts the addresses a Python service using that library accepted.
  *
  * The address has exactly one @-sign. The local part is a dot-atom: runs of RFC 5322 atext,
  * or for an internationalised address of any letter, number, punctuation or symbol code point
@@ -39,13 +39,22 @@
 #define ADDRESS_MAX 254
 #define INPUT_MAX   1024
 
+/* Messages said in more than one place. */
+#define LOCAL_DOTS                                                                                 \
+	"The part before the @-sign cannot start or end with a dot, or have two dots in a row."
+#define LOCAL_NOT_ALLOWED "The part before the @-sign contains a character that is not allowed."
+#define LABEL_TOO_LONG	  "The domain name has a part longer than 63 characters."
+#define EDGE_HYPHEN	  "The domain name cannot have a hyphen at the start or end of a part."
+#define TWO_HYPHENS	  "The domain name cannot have two hyphens in the third and fourth places."
+#define NOT_ALLOWED	  "The domain name contains a character that is not allowed."
+
 struct email {
 	bool allow_special;
 };
 
 /* email_validator's SPECIAL_USE_DOMAIN_NAMES: these and their subdomains get no mail. */
-static const char *const special_use[] = {"arpa",      "invalid", "local", "localhost",
-					  "onion",     "test",    NULL};
+static const char *const special_use[] = {"arpa",  "invalid", "local", "localhost",
+					  "onion", "test",    NULL};
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
 {
@@ -102,12 +111,11 @@ static const char *check_local(const uint8_t *s, size_t n, uint8_t nfc[LOCAL_MAX
 	*ascii = true;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '.' && (i == 0 || i == n - 1 || s[i - 1] == '.'))
-			return "The part before the @-sign cannot start or end with a dot, or have two "
-			       "dots in a row.";
+			return LOCAL_DOTS;
 		if (s[i] >= 0x80)
 			*ascii = false;
 		else if (s[i] != '.' && !is_atext(s[i]))
-			return "The part before the @-sign contains a character that is not allowed.";
+			return LOCAL_NOT_ALLOWED;
 	}
 	if (*ascii) {
 		if (n > LOCAL_MAX)
@@ -129,7 +137,7 @@ static const char *check_local(const uint8_t *s, size_t n, uint8_t nfc[LOCAL_MAX
 		ucs4_t c;
 		int k = u8_mbtouc(&c, nfc + i, *nfclen - i);
 		if (!local_code_point_ok(c, i == 0))
-			return "The part before the @-sign contains a character that is not allowed.";
+			return LOCAL_NOT_ALLOWED;
 		i += (size_t)k;
 	}
 	return NULL;
@@ -209,26 +217,45 @@ static bool is_special_use(const char *a, size_t n)
 {
 	for (const char *const *d = special_use; *d != NULL; d++) {
 		size_t dn = strlen(*d);
-		if (strcmp(a, *d) == 0 || (n > dn && a[n - dn - 1] == '.' && strcmp(a + n - dn, *d) == 0))
+		if (strcmp(a, *d) == 0 ||
+		    (n > dn && a[n - dn - 1] == '.' && strcmp(a + n - dn, *d) == 0))
 			return true;
 	}
 	return false;
+}
+
+/* Why libidn2 refused a domain, for the client. */
+static const char *idn2_message(int rc)
+{
+	switch (rc) {
+	case IDN2_TOO_BIG_DOMAIN:
+		return "The part after the @-sign is too long.";
+	case IDN2_TOO_BIG_LABEL:
+	case IDN2_PUNYCODE_BIG_OUTPUT:
+		return LABEL_TOO_LONG;
+	case IDN2_HYPHEN_STARTEND:
+		return EDGE_HYPHEN;
+	case IDN2_2HYPHEN:
+		return TWO_HYPHENS;
+	default:
+		return NOT_ALLOWED;
+	}
 }
 
 /* Checks one label of an ASCII domain as a host name label. */
 static const char *check_label(const char *l, size_t n)
 {
 	if (n > LABEL_MAX)
-		return "The domain name has a part longer than 63 characters.";
+		return LABEL_TOO_LONG;
 	for (size_t i = 0; i < n; i++) {
 		if (!is_ascii_alnum((unsigned char)l[i]) && l[i] != '-')
-			return "The domain name contains a character that is not allowed.";
+			return NOT_ALLOWED;
 	}
 	if (l[0] == '-' || l[n - 1] == '-')
-		return "The domain name cannot have a hyphen at the start or end of a part.";
+		return EDGE_HYPHEN;
 	/* IDNA2008 reserves "??--" for its own prefix. */
 	if (n >= 4 && l[2] == '-' && l[3] == '-' && strncmp(l, "xn", 2) != 0)
-		return "The domain name cannot have two hyphens in the third and fourth places.";
+		return TWO_HYPHENS;
 	return NULL;
 }
 
@@ -275,23 +302,16 @@ static const char *check_domain(const struct email *e, const char *d, size_t n, 
 		return "There must be something after the @-sign.";
 	memcpy(buf, d, n);
 	buf[n] = '\0';
+	/* UTS #46 maps the domain to lower case (and full-width dots to dots) first. */
 	int rc = idn2_lookup_u8((const uint8_t *)buf, (uint8_t **)ascii,
 				IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL);
-	if (rc == IDN2_TOO_BIG_DOMAIN)
-		return "The part after the @-sign is too long.";
-	if (rc == IDN2_TOO_BIG_LABEL)
-		return "The domain name has a part longer than 63 characters.";
 	if (rc != IDN2_OK)
-		return "The domain name contains a character that is not allowed.";
-	for (char *c = *ascii; *c != '\0'; c++) {
-		if (*c >= 'A' && *c <= 'Z')
-			*c = (char)(*c - 'A' + 'a');
-	}
+		return idn2_message(rc);
 	const char *why = check_hostname(*ascii, e->allow_special);
 	if (why != NULL)
 		return why;
 	if (idn2_to_unicode_8z8z(*ascii, unicode, 0) != IDN2_OK || !domain_contexto_ok(*unicode))
-		return "The domain name contains a character that is not allowed.";
+		return NOT_ALLOWED;
 	return NULL;
 }
 
@@ -301,8 +321,8 @@ static int refuse(char *msg, size_t msglen, const char *why)
 	return 0;
 }
 
-static int check(void *state, const char *value, size_t len, const char *const *related,
-		 char *out, size_t outlen, char *msg, size_t msglen)
+static int check(void *state, const char *value, size_t len, const char *const *related, char *out,
+		 size_t outlen, char *msg, size_t msglen)
 {
 	const struct email *e = state;
 	(void)related;
@@ -316,21 +336,25 @@ static int check(void *state, const char *value, size_t len, const char *const *
 	if (len >= INPUT_MAX)
 		return refuse(msg, msglen, "The email address is too long.");
 	if (memchr(value, '\0', len) != NULL || u8_check((const uint8_t *)value, len) != NULL)
-		return refuse(msg, msglen, "The email address contains a character that is not allowed.");
+		return refuse(msg, msglen,
+			      "The email address contains a character that is not allowed.");
 	const char *at = memchr(value, '@', len);
 	if (at == NULL || memchr(at + 1, '@', len - (size_t)(at + 1 - value)) != NULL)
 		return refuse(msg, msglen, "The email address must have exactly one @-sign.");
-	why = check_local((const uint8_t *)value, (size_t)(at - value), local, &locallen, &ascii_local);
+	why = check_local((const uint8_t *)value, (size_t)(at - value), local, &locallen,
+			  &ascii_local);
 	if (why == NULL)
 		why = check_domain(e, at + 1, len - (size_t)(at + 1 - value), &ascii, &unicode);
 	if (why == NULL) {
 		size_t total = locallen + 1 + strlen(unicode);
-		if (total > ADDRESS_MAX || (ascii_local && locallen + 1 + strlen(ascii) > ADDRESS_MAX))
+		if (total > ADDRESS_MAX ||
+		    (ascii_local && locallen + 1 + strlen(ascii) > ADDRESS_MAX))
 			why = "The email address is too long.";
 		else if (total + 1 > outlen)
 			rc = -1;
 		else {
-			snprintf(out, outlen, "%.*s@%s", (int)locallen, (const char *)local, unicode);
+			snprintf(out, outlen, "%.*s@%s", (int)locallen, (const char *)local,
+				 unicode);
 			rc = 1;
 		}
 	}

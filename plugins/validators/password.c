@@ -43,8 +43,7 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	    host->config_integer(cfg, "max_length", p->min_length, 4096, &v);
 	if (max == SESAME_CONFIG_OK)
 		p->max_length = v;
-	if (min == SESAME_CONFIG_OK && max == SESAME_CONFIG_ABSENT &&
-	    p->min_length > DEFAULT_MAX) {
+	if (min == SESAME_CONFIG_OK && max == SESAME_CONFIG_ABSENT && p->min_length > DEFAULT_MAX) {
 		host->config_error(cfg, "min_length",
 				   "%lld is more than max_length (%d when not set)", p->min_length,
 				   DEFAULT_MAX);
@@ -80,8 +79,8 @@ static bool is_related(const char *value, size_t len, const char *const *related
 	return false;
 }
 
-static int check(void *state, const char *value, size_t len, const char *const *related,
-		 char *out, size_t outlen, char *msg, size_t msglen)
+static int check(void *state, const char *value, size_t len, const char *const *related, char *out,
+		 size_t outlen, char *msg, size_t msglen)
 {
 	const struct password *p = state;
 	if (u8_check((const uint8_t *)value, len) != NULL) {

@@ -26,6 +26,9 @@
 #define DEFAULT_MAX 64
 #define LIMIT	    1024
 
+#define ASCII_ONLY   "The username may contain only the letters A to Z, digits, '.', '_' and '-'."
+#define UNICODE_ONLY "The username may contain only letters, digits, '.', '_' and '-'."
+
 struct username {
 	long long min_length;
 	long long max_length;
@@ -42,8 +45,8 @@ static int read_allowed(const struct sesame_host *host, struct sesame_config *cf
 	if (strcmp(allowed, "unicode") == 0)
 		u->unicode = true;
 	else if (strcmp(allowed, "ascii") != 0) {
-		host->config_error(cfg, "allowed", "expected \"ascii\" or \"unicode\", found \"%s\"",
-				   allowed);
+		host->config_error(cfg, "allowed",
+				   "expected \"ascii\" or \"unicode\", found \"%s\"", allowed);
 		return -1;
 	}
 	return 0;
@@ -92,35 +95,34 @@ static bool is_ascii_allowed(uint8_t c)
 	       c == '.' || c == '_' || c == '-';
 }
 
-static bool is_unicode_allowed(ucs4_t c, bool first)
+/* Combining marks too, but not first: see check_characters. */
+static bool is_unicode_allowed(ucs4_t c)
 {
 	if (c < 0x80)
 		return is_ascii_allowed((uint8_t)c);
-	if (uc_is_general_category(c, UC_CATEGORY_L) || uc_is_general_category(c, UC_CATEGORY_Nd))
-		return true;
-	return !first && uc_is_general_category(c, UC_CATEGORY_M);
+	return uc_is_general_category(c, UC_CATEGORY_L) ||
+	       uc_is_general_category(c, UC_CATEGORY_Nd) ||
+	       uc_is_general_category(c, UC_CATEGORY_M);
 }
 
 /* Checks the characters of s (n octets of valid UTF-8); NULL, or why they are not allowed. */
 static const char *check_characters(const struct username *u, const uint8_t *s, size_t n)
 {
-	for (size_t i = 0; i < n;) {
-		ucs4_t c;
-		int k = u8_mbtouc(&c, s + i, n - i);
+	ucs4_t c;
+	for (size_t i = 0, k; i < n; i += k) {
+		k = (size_t)u8_mbtouc(&c, s + i, n - i);
 		if (!u->unicode && !is_ascii_allowed(s[i]))
-			return "The username may contain only the letters A to Z, digits, '.', '_' "
-			       "and '-'.";
-		if (u->unicode && !is_unicode_allowed(c, i == 0))
-			return i == 0 && uc_is_general_category(c, UC_CATEGORY_M)
-				   ? "The username cannot start with a combining mark."
-				   : "The username may contain only letters, digits, '.', '_' and '-'.";
-		i += (size_t)k;
+			return ASCII_ONLY;
+		if (u->unicode && i == 0 && uc_is_general_category(c, UC_CATEGORY_M))
+			return "The username cannot start with a combining mark.";
+		if (u->unicode && !is_unicode_allowed(c))
+			return UNICODE_ONLY;
 	}
 	return NULL;
 }
 
-static int check(void *state, const char *value, size_t len, const char *const *related,
-		 char *out, size_t outlen, char *msg, size_t msglen)
+static int check(void *state, const char *value, size_t len, const char *const *related, char *out,
+		 size_t outlen, char *msg, size_t msglen)
 {
 	const struct username *u = state;
 	(void)related;

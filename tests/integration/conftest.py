@@ -211,6 +211,7 @@ def mariadb_server(tmp_path_factory):
 @pytest.fixture
 def mariadb(mariadb_server, request):
     """The session's server, with a database name of this test's own."""
-    mariadb_server.database = "t_" + "".join(
-        c if c.isalnum() else "_" for c in request.node.name)[:60]
+    mariadb_server.count = getattr(mariadb_server, "count", 0) + 1
+    mariadb_server.database = f"t{mariadb_server.count}_" + "".join(
+        c if c.isalnum() else "_" for c in request.node.name)[:50]
     return mariadb_server

@@ -1,0 +1,81 @@
+-- users.lua: the account API. POST /users/register is the tutorial service's registration,
+-- answered the same way: {"result":"success","access_token":...}, errors as
+-- {"result":"fail","error":"..."}.
+--
+-- Each step is one of sesame's building blocks, and each can be changed here: the fields and
+-- their checks (validator plugins: email, username, password), the password hash (a job
+-- thread, never the event loop), the row (storage), the tokens (jwt).
+local sesame = require "sesame"
+
+-- Leading and trailing white space, removed in one pass (no pattern that could backtrack).
+local function trim(s)
+  local first = s:find("%S")
+  if not first then
+    return ""
+  end
+  local last = #s
+  while s:find("^%s", last) do
+    last = last - 1
+  end
+  return s:sub(first, last)
+end
+
+-- The named fields of body, each a string that is not blank; or nil and the client's error.
+local function fields(body, names)
+  local values = {}
+  for _, name in ipairs(names) do
+    local value = body[name]
+    if value == nil or value == sesame.null then
+      return nil, name .. " is missing"
+    end
+    if type(value) ~= "string" then
+      return nil, name .. " must be a string"
+    end
+    if trim(value) == "" then
+      return nil, name .. " is blank"
+    end
+    values[name] = value
+  end
+  return values
+end
+
+local function fail(status, message)
+  return status, { result = "fail", error = message }
+end
+
+-- Tokens are secrets: no cache may keep an answer that carries them.
+local NO_STORE = { ["Cache-Control"] = "no-store" }
+
+sesame.route("POST", "/users/register", function(req)
+  local f, err = fields(req:json(), { "email", "username", "password" })
+  if not f then
+    return fail(400, err)
+  end
+
+  local email, username
+  email, err = sesame.validate("email", trim(f.email))
+  if not email then
+    return fail(400, err)
+  end
+  username, err = sesame.validate("username", trim(f.username))
+  if not username then
+    return fail(400, err)
+  end
+  -- The password is taken as it was sent: no trimming, no truncation.
+  local ok
+  ok, err = sesame.validate("password", f.password, { email, username })
+  if not ok then
+    return fail(400, err)
+  end
+
+  local id
+  id, err = sesame.users.create { email = email, username = username, password = sesame.hash(f.password) }
+  if not id then
+    return fail(409, "email already registered")
+  end
+  return 200, {
+    result = "success",
+    access_token = sesame.jwt.access(id),
+    refresh_token = sesame.jwt.refresh(id),
+  }, NO_STORE
+end)
