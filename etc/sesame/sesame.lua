@@ -53,6 +53,9 @@ password = {
   -- passlib's pbkdf2_sha256, for hashes a Flask/passlib service stored; no fewer rounds than
   -- passlib's 29000.
   pbkdf2_sha256 = { rounds = 600000 },
+  -- Passwords are counted in characters (code points) and never truncated.
+  min_length = 8,
+  max_length = 128,
 }
 
 -- Tokens. The key is the one setting without a default: uncomment one of the two. Make a
@@ -64,6 +67,20 @@ password = {
 --   refresh_expires = 2592000,
 --   issuer = nil, audience = nil,   -- the iss and aud claims, when set
 -- }
+
+-- Where users are kept. The connection is the other setting without a default.
+-- storage = {
+--   backend = "mariadb",
+--   mariadb = { socket = "/run/mysqld/mysqld.sock", user = "sesame", database = "sesame",
+--               pool = 8, connect_timeout = 5, read_timeout = 30 },
+--   users = { table = "users" },    -- and id, email, username, password: column names
+--   migrate = true,                 -- apply the schema's migrations at start and reload
+-- }
+
+-- What a registration accepts (the email, username and password validator plugins).
+-- email = { allow_special_domains = false }
+-- username = { min_length = 3, max_length = 64, allowed = "ascii" }
+-- password.min_length and password.max_length: see the password table above.
 
 -- The route scripts, loaded in this order (each pattern's matches sorted by name).
 routes = { "routes/*.lua" }
