@@ -339,6 +339,7 @@ static int open_plugin(struct loading *ld, struct plugin *pl, const char *path)
 	if (pl->path == NULL || pl->name == NULL)
 		goto nomem;
 	init_host(pl);
+	pl->host.config_dir = ld->dir;
 	pl->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (pl->handle == NULL) {
 		config_errors_add(ld->errs, "plugin %s: cannot be loaded: %s", path, dlerror());

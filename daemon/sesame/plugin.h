@@ -157,6 +157,9 @@ struct sesame_host {
 	/* For storage plugins: the users table, and the MariaDB pool (NULL unless configured). */
 	const struct sesame_users_schema *users;
 	const struct sesame_mariadb *mariadb;
+
+	/* The configuration file's folder: relative paths in a plugin's table resolve against it. */
+	const char *config_dir;
 };
 
 /*
