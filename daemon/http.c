@@ -380,6 +380,9 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 						  EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 						  EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(srv->http, on_request, srv);
+	/* A body too large is read to its end before the 413 goes out, so that the client sees
+	 * the answer rather than a reset (bounded by server.timeout, like any read). */
+	evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	for (size_t i = 0; i < nfds; i++) {
 		srv->bound[i] = evhttp_accept_socket_with_handle(srv->http, fds[i]);
 		if (srv->bound[i] == NULL) {

@@ -34,10 +34,17 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	a->memory_kib = MIN_MEMORY_KIB;
 	a->iterations = MIN_ITERATIONS;
 	/* Memory in KiB, as the PHC string's m= says it. */
-	if (host->config_integer(cfg, "memory", MIN_MEMORY_KIB, 4LL << 20, &v) == SESAME_CONFIG_OK)
+	enum sesame_config_result rm, rt;
+	if ((rm = host->config_integer(cfg, "memory", MIN_MEMORY_KIB, 4LL << 20, &v)) ==
+	    SESAME_CONFIG_OK)
 		a->memory_kib = (unsigned long long)v;
-	if (host->config_integer(cfg, "iterations", MIN_ITERATIONS, 1000, &v) == SESAME_CONFIG_OK)
+	if ((rt = host->config_integer(cfg, "iterations", MIN_ITERATIONS, 1000, &v)) ==
+	    SESAME_CONFIG_OK)
 		a->iterations = (unsigned long long)v;
+	if (rm == SESAME_CONFIG_WRONG || rt == SESAME_CONFIG_WRONG) {
+		free(a);
+		return -1;
+	}
 	*state = a;
 	return 0;
 }
@@ -72,13 +79,39 @@ static int verify(void *state, const char *password, size_t len, const char *sto
 	return crypto_pwhash_str_verify(stored, password, len) == 0;
 }
 
+/* Reads "NAME=DIGITS" at *s; advances past it. */
+static bool field(const char **s, const char *name, unsigned long long *out)
+{
+	size_t len = strlen(name);
+	char *end;
+	if (strncmp(*s, name, len) != 0 || (*s)[len] != '=' || (*s)[len + 1] < '0' ||
+	    (*s)[len + 1] > '9')
+		return false;
+	*out = strtoull(*s + len + 1, &end, 10);
+	*s = end;
+	return true;
+}
+
+/* The parameters of a well-formed "$argon2id$v=19$m=M,t=T,p=P$SALT$HASH"; false otherwise. */
+static bool parameters(const char *stored, unsigned long long *m, unsigned long long *t)
+{
+	const char *s = stored + strlen(PREFIX);
+	unsigned long long v, p;
+	if (!identify(NULL, stored) || !field(&s, "v", &v) || *s++ != '$' || !field(&s, "m", m) ||
+	    *s++ != ',' || !field(&s, "t", t) || *s++ != ',' || !field(&s, "p", &p) ||
+	    *s++ != '$' || v != 19)
+		return false;
+	const char *dollar = strchr(s, '$');
+	return dollar != NULL && dollar > s && dollar[1] != '\0' && strchr(dollar + 1, '$') == NULL;
+}
+
 static bool needs_rehash(void *state, const char *stored)
 {
 	const struct argon2id *a = state;
-	unsigned version, m, t, p;
-	if (sscanf(stored, PREFIX "v=%u$m=%u,t=%u,p=%u$", &version, &m, &t, &p) != 4)
+	unsigned long long m, t;
+	if (!parameters(stored, &m, &t))
 		return true;
-	return version != 19 || m < a->memory_kib || t < a->iterations;
+	return m < a->memory_kib || t < a->iterations;
 }
 
 SESAME_PLUGIN_EXPORT const struct sesame_hasher sesame_plugin = {

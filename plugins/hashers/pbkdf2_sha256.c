@@ -36,7 +36,12 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	}
 	p->host = host;
 	p->rounds = 600000;
-	if (host->config_integer(cfg, "rounds", 29000, 100000000, &v) == SESAME_CONFIG_OK)
+	enum sesame_config_result rc = host->config_integer(cfg, "rounds", 29000, 100000000, &v);
+	if (rc == SESAME_CONFIG_WRONG) {
+		free(p);
+		return -1;
+	}
+	if (rc == SESAME_CONFIG_OK)
 		p->rounds = (unsigned long)v;
 	*state = p;
 	return 0;
