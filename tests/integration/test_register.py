@@ -134,3 +134,43 @@ def test_storage_down_is_503(app):
         assert r.json() == {"result": "fail", "error": "storage unavailable"}
     finally:
         app.db.start()
+
+
+def test_healthz_answers_while_registrations_hash(sesamed, mariadb):
+    more = mariadb.storage(mariadb.database) + f'jwt = {{ secret = "{SECRET}" }}\n' + \
+        "password = { argon2id = { memory = 262144, iterations = 6 } }\n"
+    s = sesamed(routes=USERS, more=more, workers=1)
+    done = []
+
+    def go(i):
+        done.append(requests.post(s.url + "/users/register", timeout=120, json={
+            "email": f"slow{i}@example.com", "username": f"slow{i}", "password": "long enough"}
+        ).status_code)
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(10):
+        assert s.get("/healthz", timeout=5).status_code == 200
+    still_hashing = len(done) < len(threads)
+    for t in threads:
+        t.join()
+    assert still_hashing, "the registrations finished before /healthz was asked"
+    assert done == [200] * 4
+
+
+def test_register_on_a_tutorial_shaped_table(sesamed, mariadb):
+    mariadb.sql(f"CREATE DATABASE `{mariadb.database}`")
+    mariadb.sql("CREATE TABLE user (id INT AUTO_INCREMENT PRIMARY KEY, username VARCHAR(80) "
+                "NOT NULL, email VARCHAR(120) NOT NULL UNIQUE, password VARCHAR(200) NOT NULL)",
+                mariadb.database)
+    more = (f'storage = {{ backend = "mariadb", mariadb = {{ socket = "{mariadb.socket}", '
+            f'user = "root", database = "{mariadb.database}" }}, users = {{ table = "user" }} }}\n'
+            f'jwt = {{ secret = "{SECRET}" }}\n')
+    s = sesamed(routes=USERS, more=more)
+    r = register(s, email="tut@example.com", username="tut", password="long enough")
+    assert r.status_code == 200
+    uid = jwt.decode(r.json()["access_token"], SECRET, algorithms=["HS256"])["sub"]
+    row = mariadb.sql("SELECT id, email FROM user", mariadb.database).stdout.split()
+    assert row == [uid, "tut@example.com"]
+    assert register(s, email="TUT@example.com", username="tut2",
+                    password="long enough").status_code == 409
