@@ -126,9 +126,10 @@ def test_worker_death_names_the_route(sesamed, tmp_path):
 def test_crash_looping_worker_backs_off(sesamed):
     s = sesamed(routes=WAIT, workers=1)
     for _ in range(4):
+        assert wait_for(lambda: len(s.workers()) == 1), s.log()
         pids = s.workers()
         os.kill(pids[0], signal.SIGKILL)
-        assert wait_for(lambda: s.workers() and s.workers() != pids)
+        assert wait_for(lambda: s.workers() and s.workers() != pids), s.log()
     s.wait_log("it keeps dying: respawning in")
     assert wait_for(lambda: s.get("/healthz").status_code == 200)
 
