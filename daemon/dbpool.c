@@ -211,7 +211,13 @@ static void *prepare(void *conn, const char *sql, char *err, size_t errlen)
 		memmove(&s->stmts[0], &s->stmts[1], (STMT_CACHE - 1) * sizeof(s->stmts[0]));
 		s->nstmts--;
 	}
-	s->stmts[s->nstmts].sql = strdup(sql);
+	char *copy = strdup(sql);
+	if (copy == NULL) {
+		mysql_stmt_close(stmt);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->stmts[s->nstmts].sql = copy;
 	s->stmts[s->nstmts].stmt = stmt;
 	s->nstmts++;
 	return stmt;
