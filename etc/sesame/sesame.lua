@@ -73,6 +73,7 @@ password = {
 --   backend = "mariadb",
 --   mariadb = { socket = "/run/mysqld/mysqld.sock", user = "sesame", database = "sesame",
 --               pool = 8, connect_timeout = 5, read_timeout = 30 },
+--   -- or, on one machine: backend = "sqlite", sqlite = { path = "/var/lib/sesame/sesame.db" },
 --   users = { table = "users" },    -- and id, email, username, password: column names
 --   migrate = true,                 -- apply the schema's migrations at start and reload
 -- }

@@ -1,0 +1,546 @@
+/*
+ * sqlite.c: the SQLite user store, sesame's embedded default for one machine and for trying
+ * sesame out. One database file (storage.sqlite.path), shared by every worker.
+ *
+ * Nothing stays open across fork: init only reads the configuration, migrate (in the master)
+ * opens the file, applies the numbered migrations of scripts/schema/sqlite, compiled in, and
+ * closes it. Each worker opens a small set of connections in worker_start (WAL, so readers
+ * never wait for the writer; synchronous=NORMAL; foreign keys; a busy timeout for the other
+ * workers' writes); a job thread borrows one connection at a time, so no connection is ever
+ * used by two threads at once. Statements are prepared once per connection, on first use,
+ * with the table and column names of storage.users, which are checked plain identifiers and
+ * quoted: the same plugin runs on sesame's own `users` table and on a tutorial's `user`.
+ *
+ * E-mails are compared with NOCASE, and a unique NOCASE index settles concurrent registrations
+ * of one address: the loser gets CONFLICT. NOCASE folds ASCII letters only (the email
+ * validator lower-cases domains already; a local part's other letters keep their case).
+ * Autocommit is on, so a row is committed when user_create returns; with WAL and
+ * synchronous=NORMAL a commit survives a crash of sesamed, though the last ones may be lost
+ * if the machine itself loses power.
+ */
+#include <sesame/plugin.h>
+
+#include <errno.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct migration {
+	int version;
+	const char *name;
+	const char *sql;
+};
+
+#include "sqlite_schema.h"
+
+#define DEFAULT_PATH "/var/lib/sesame/sesame.db"
+/* Connections per worker: enough for its job threads to rarely wait for one another. */
+#define CONNECTIONS 4
+
+enum { INSERT, FIND_BY_ID, FIND_BY_EMAIL, STATEMENTS };
+
+struct conn {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[STATEMENTS]; /* prepared on first use */
+	bool taken;
+};
+
+/* One worker's connections. */
+struct pool {
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	struct conn conns[CONNECTIONS];
+};
+
+struct store {
+	const struct sesame_host *host;
+	const struct sesame_users_schema *users;
+	char *path;
+	int busy_timeout; /* ms */
+	char sql[STATEMENTS][640];
+	struct pool *pool; /* set in each worker, after fork, by worker_start */
+};
+
+/* ---- configuration ---- */
+
+/* storage.sqlite.path; a relative one resolves against the configuration's folder. */
+static char *resolve(const struct sesame_host *host, const char *path)
+{
+	bool has_dir = host->size >= offsetof(struct sesame_host, config_dir) + sizeof(char *) &&
+		       host->config_dir != NULL;
+	const char *dir = path[0] != '/' && has_dir ? host->config_dir : "";
+	size_t n = strlen(dir) + strlen(path) + 2;
+	char *out = malloc(n);
+	if (out != NULL)
+		snprintf(out, n, "%s%s%s", dir, dir[0] != '\0' ? "/" : "", path);
+	return out;
+}
+
+static void make_sql(struct store *s)
+{
+	const struct sesame_users_schema *u = s->users;
+	snprintf(s->sql[INSERT], sizeof(s->sql[INSERT]),
+		 "INSERT INTO \"%s\" (\"%s\", \"%s\", \"%s\") VALUES (?1, ?2, ?3) RETURNING \"%s\"",
+		 u->table, u->email, u->username, u->password, u->id);
+	snprintf(s->sql[FIND_BY_ID], sizeof(s->sql[FIND_BY_ID]),
+		 "SELECT \"%s\", \"%s\", \"%s\", \"%s\" FROM \"%s\" WHERE \"%s\" = ?1", u->id,
+		 u->email, u->username, u->password, u->table, u->id);
+	/* The explicit NOCASE also holds on a table whose column was made without it. */
+	snprintf(
+	    s->sql[FIND_BY_EMAIL], sizeof(s->sql[FIND_BY_EMAIL]),
+	    "SELECT \"%s\", \"%s\", \"%s\", \"%s\" FROM \"%s\" WHERE \"%s\" = ?1 COLLATE NOCASE",
+	    u->id, u->email, u->username, u->password, u->table, u->email);
+}
+
+static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
+{
+	const char *path = DEFAULT_PATH;
+	long long timeout = 5000;
+	if (host->users == NULL || sqlite3_threadsafe() == 0) {
+		host->log(host, SESAME_LOG_ERROR, "%s",
+			  host->users == NULL ? "sesamed gives no users table (storage.users)"
+					      : "libsqlite3 was built without thread support");
+		return -1;
+	}
+	if (host->config_string(cfg, "path", &path) == SESAME_CONFIG_OK && path[0] == '\0')
+		host->config_error(cfg, "path", "expected a file name");
+	host->config_integer(cfg, "busy_timeout", 0, 3600000, &timeout);
+	struct store *s = calloc(1, sizeof(*s));
+	char *full = resolve(host, path);
+	if (s == NULL || full == NULL) {
+		host->log(host, SESAME_LOG_ERROR, "out of memory");
+		free(full);
+		free(s);
+		return -1;
+	}
+	*s = (struct store){
+	    .host = host, .users = host->users, .path = full, .busy_timeout = (int)timeout};
+	make_sql(s);
+	*state = s;
+	return 0;
+}
+
+static void fini(void *state)
+{
+	struct store *s = state;
+	if (s != NULL)
+		free(s->path);
+	free(s);
+}
+
+/* ---- connections ---- */
+
+/* Runs sql, which yields at most one row; its first column, if any, goes into out. */
+static int exec(sqlite3 *db, const char *sql, char *out, size_t outlen, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && out != NULL && sqlite3_column_text(st, 0) != NULL)
+		snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(st, 0));
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		snprintf(err, errlen, "SQLite: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* 0 when sesamed may make files in dir, else why not. */
+static int folder_error(const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0)
+		return errno;
+	if (!S_ISDIR(st.st_mode))
+		return ENOTDIR;
+	return access(dir, W_OK | X_OK) != 0 ? errno : 0;
+}
+
+/*
+ * Says why path cannot be opened. SQLite's errno is that of its last attempt, a read-only
+ * retry, which says "no such file" even when the folder is there but may not be written: the
+ * folder itself tells the operator more.
+ */
+static void cannot_open(const char *path, sqlite3 *db, int rc, char *err, size_t errlen)
+{
+	char *copy = strdup(path);
+	const char *dir = copy != NULL ? dirname(copy) : ".";
+	int e = folder_error(dir), sys = db != NULL ? sqlite3_system_errno(db) : 0;
+	const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+	if (e != 0)
+		snprintf(err, errlen, "SQLite: cannot open %s: %s (%s: %s)", path, msg, dir,
+			 strerror(e));
+	else if (sys != 0)
+		snprintf(err, errlen, "SQLite: cannot open %s: %s (%s)", path, msg, strerror(sys));
+	else
+		snprintf(err, errlen, "SQLite: cannot open %s: %s", path, msg);
+	free(copy);
+}
+
+static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	char mode[16] = "";
+	int rc = sqlite3_open_v2(
+	    s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		cannot_open(s->path, db, rc, err, errlen);
+		goto fail;
+	}
+	if (sqlite3_db_readonly(db, "main") == 1) {
+		snprintf(err, errlen, "SQLite: %s is read-only for sesamed", s->path);
+		goto fail;
+	}
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, s->busy_timeout);
+	if (exec(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err, errlen) != 0 ||
+	    exec(db, "PRAGMA synchronous = NORMAL", NULL, 0, err, errlen) != 0 ||
+	    exec(db, "PRAGMA foreign_keys = ON", NULL, 0, err, errlen) != 0)
+		goto fail;
+	if (strcmp(mode, "wal") != 0) {
+		snprintf(err, errlen, "SQLite: %s cannot use write-ahead logging (journal mode %s)",
+			 s->path, mode);
+		goto fail;
+	}
+	*out = db;
+	return 0;
+fail:
+	sqlite3_close(db);
+	return -1;
+}
+
+static void close_pool(struct pool *p)
+{
+	for (int i = 0; i < CONNECTIONS; i++) {
+		for (int j = 0; j < STATEMENTS; j++)
+			sqlite3_finalize(p->conns[i].stmt[j]);
+		sqlite3_close(p->conns[i].db);
+	}
+	pthread_cond_destroy(&p->freed);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+/* In each worker, after fork: the connections belong to this process alone. */
+static int worker_start(void *state)
+{
+	struct store *s = state;
+	char err[512];
+	struct pool *p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		s->host->log(s->host, SESAME_LOG_ERROR, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->freed, NULL);
+	for (int i = 0; i < CONNECTIONS; i++) {
+		if (open_db(s, &p->conns[i].db, err, sizeof(err)) != 0) {
+			s->host->log(s->host, SESAME_LOG_ERROR, "%s", err);
+			close_pool(p);
+			return -1;
+		}
+	}
+	s->pool = p;
+	return 0;
+}
+
+/* After the job threads are gone. */
+static void worker_stop(void *state)
+{
+	struct store *s = state;
+	if (s->pool != NULL)
+		close_pool(s->pool);
+	s->pool = NULL;
+}
+
+static struct conn *acquire(struct pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		for (int i = 0; i < CONNECTIONS; i++) {
+			if (!p->conns[i].taken) {
+				p->conns[i].taken = true;
+				pthread_mutex_unlock(&p->lock);
+				return &p->conns[i];
+			}
+		}
+		pthread_cond_wait(&p->freed, &p->lock);
+	}
+}
+
+static void release(struct pool *p, struct conn *c)
+{
+	pthread_mutex_lock(&p->lock);
+	c->taken = false;
+	pthread_cond_signal(&p->freed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* The connection's statement which, prepared on first use; NULL on error. */
+static sqlite3_stmt *statement(const struct store *s, struct conn *c, int which)
+{
+	if (c->stmt[which] == NULL)
+		sqlite3_prepare_v3(c->db, s->sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+				   &c->stmt[which], NULL);
+	return c->stmt[which];
+}
+
+/* Classifies the error rc of db: what the client is told, the reason in err. */
+static enum sesame_storage_result failed(sqlite3 *db, int rc, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "SQLite: %s", sqlite3_errmsg(db));
+	switch (rc & 0xff) {
+	case SQLITE_CONSTRAINT:
+		return rc == SQLITE_CONSTRAINT_UNIQUE ? SESAME_STORAGE_CONFLICT
+						      : SESAME_STORAGE_FAILED;
+	case SQLITE_BUSY: /* still locked when the busy timeout ran out */
+	case SQLITE_LOCKED:
+	case SQLITE_CANTOPEN:
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+		return SESAME_STORAGE_UNAVAILABLE;
+	default:
+		return SESAME_STORAGE_FAILED;
+	}
+}
+
+static void done_with(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+/* ---- migrations ---- */
+
+/* Writes sql with {users}, {id}, ... replaced by storage.users' names into out (when not
+ * NULL); returns the length. */
+static size_t expand_into(const struct sesame_users_schema *u, const char *sql, char *out)
+{
+	const char *keys[] = {"{users}", "{id}", "{email}", "{username}", "{password}"};
+	const char *vals[] = {u->table, u->id, u->email, u->username, u->password};
+	size_t n = 0;
+	for (const char *p = sql; *p != '\0';) {
+		size_t k = 0;
+		while (k < 5 && strncmp(p, keys[k], strlen(keys[k])) != 0)
+			k++;
+		size_t len = k < 5 ? strlen(vals[k]) : 1;
+		if (out != NULL)
+			memcpy(out + n, k < 5 ? vals[k] : p, len);
+		n += len;
+		p += k < 5 ? strlen(keys[k]) : 1;
+	}
+	if (out != NULL)
+		out[n] = '\0';
+	return n;
+}
+
+static char *expand(const struct sesame_users_schema *u, const char *sql)
+{
+	char *out = malloc(expand_into(u, sql, NULL) + 1);
+	if (out != NULL)
+		expand_into(u, sql, out);
+	return out;
+}
+
+static int applied_version(sqlite3 *db, int *version, char *err, size_t errlen)
+{
+	char v[32] = "0";
+	if (exec(db, "SELECT COALESCE(MAX(\"version\"), 0) FROM \"sesame_migrations\"", v,
+		 sizeof(v), err, errlen) != 0)
+		return -1;
+	*version = atoi(v);
+	return 0;
+}
+
+static int record(sqlite3 *db, const struct migration *m, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(
+	    db, "INSERT INTO \"sesame_migrations\" (\"version\", \"name\") VALUES (?1, ?2)", -1,
+	    &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int(st, 1, m->version);
+		sqlite3_bind_text(st, 2, m->name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	if (rc != SQLITE_DONE)
+		snprintf(err, errlen, "SQLite: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * Applies m and records it in one transaction. BEGIN IMMEDIATE takes the write lock first, so
+ * of two processes migrating at once the second sees the first one's record and skips m.
+ */
+static int apply(struct store *s, sqlite3 *db, const struct migration *m, char *err, size_t errlen)
+{
+	int version = 0;
+	char *sql = NULL, *errmsg = NULL;
+	if (exec(db, "BEGIN IMMEDIATE", NULL, 0, err, errlen) != 0)
+		return -1;
+	if (applied_version(db, &version, err, errlen) != 0)
+		goto fail;
+	if (m->version <= version) { /* another process applied it meanwhile */
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return 0;
+	}
+	if ((sql = expand(s->users, m->sql)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (sqlite3_exec(db, sql, NULL, NULL, &errmsg) != SQLITE_OK) {
+		snprintf(err, errlen, "SQLite: migration %s: %s", m->name,
+			 errmsg != NULL ? errmsg : sqlite3_errmsg(db));
+		goto fail;
+	}
+	if (record(db, m, err, errlen) != 0 || exec(db, "COMMIT", NULL, 0, err, errlen) != 0)
+		goto fail;
+	free(sql);
+	s->host->log(s->host, SESAME_LOG_INFO, "applied migration %s", m->name);
+	return 0;
+fail:
+	sqlite3_free(errmsg);
+	free(sql);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+/* In the master, before any fork: opens, migrates and closes. */
+static int migrate(void *state, char *err, size_t errlen)
+{
+	struct store *s = state;
+	sqlite3 *db = NULL;
+	int version = 0;
+	err[0] = '\0';
+	if (open_db(s, &db, err, errlen) != 0)
+		return -1;
+	int rc = exec(db,
+		      "CREATE TABLE IF NOT EXISTS \"sesame_migrations\" (\"version\" INTEGER NOT "
+		      "NULL PRIMARY KEY, \"name\" TEXT NOT NULL, \"applied_at\" TEXT NOT NULL "
+		      "DEFAULT CURRENT_TIMESTAMP)",
+		      NULL, 0, err, errlen);
+	if (rc == 0)
+		rc = applied_version(db, &version, err, errlen);
+	/* Only a pending migration takes the write lock: a reload with none pending waits for
+	 * no worker. */
+	for (size_t i = 0; rc == 0 && i < sizeof(migrations) / sizeof(migrations[0]); i++) {
+		if (migrations[i].version > version)
+			rc = apply(s, db, &migrations[i], err, errlen);
+	}
+	sqlite3_close(db);
+	return rc;
+}
+
+/* ---- users ---- */
+
+/* A job outside a started worker (worker_start opens the connections). */
+static enum sesame_storage_result not_started(char *err, size_t errlen)
+{
+	snprintf(err, errlen, "SQLite: the store is not started in this process");
+	return SESAME_STORAGE_FAILED;
+}
+
+static enum sesame_storage_result user_create(void *state, const struct sesame_user *user,
+					      long long *id, char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct conn *c = acquire(s->pool);
+	sqlite3_stmt *st = statement(s, c, INSERT);
+	enum sesame_storage_result result = SESAME_STORAGE_OK;
+	int rc = sqlite3_extended_errcode(c->db);
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, user->email, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, user->username, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, user->password, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*id = sqlite3_column_int64(st, 0);
+			/* Runs the statement to its end: the autocommit commits here. */
+			rc = sqlite3_step(st);
+		}
+	}
+	if (rc != SQLITE_DONE)
+		result = failed(c->db, rc, err, errlen);
+	if (st != NULL)
+		done_with(st);
+	release(s->pool, c);
+	return result;
+}
+
+/* Copies the found row's strings into buf, one after another. */
+static enum sesame_storage_result copy_user(sqlite3_stmt *st, struct sesame_user *out, char *buf,
+					    size_t buflen, char *err, size_t errlen)
+{
+	const char *col[3];
+	size_t used = 0;
+	for (int i = 0; i < 3; i++) {
+		const unsigned char *text = sqlite3_column_text(st, i + 1);
+		size_t len = text != NULL ? (size_t)sqlite3_column_bytes(st, i + 1) : 0;
+		if (used + len + 1 > buflen) {
+			snprintf(err, errlen, "SQLite: a user row does not fit in %zu bytes",
+				 buflen);
+			return SESAME_STORAGE_FAILED;
+		}
+		if (len > 0)
+			memcpy(buf + used, text, len);
+		buf[used + len] = '\0';
+		col[i] = buf + used;
+		used += len + 1;
+	}
+	*out = (struct sesame_user){.id = sqlite3_column_int64(st, 0),
+				    .email = col[0],
+				    .username = col[1],
+				    .password = col[2]};
+	return SESAME_STORAGE_OK;
+}
+
+static enum sesame_storage_result user_find(void *state, const char *by, const char *value,
+					    struct sesame_user *out, char *buf, size_t buflen,
+					    char *err, size_t errlen)
+{
+	struct store *s = state;
+	int which = strcmp(by, "id") == 0 ? FIND_BY_ID : FIND_BY_EMAIL;
+	if (which == FIND_BY_EMAIL && strcmp(by, "email") != 0) {
+		snprintf(err, errlen, "SQLite: users are found by id or email, not by %s", by);
+		return SESAME_STORAGE_FAILED;
+	}
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct conn *c = acquire(s->pool);
+	sqlite3_stmt *st = statement(s, c, which);
+	enum sesame_storage_result result = SESAME_STORAGE_NOT_FOUND;
+	int rc = sqlite3_extended_errcode(c->db);
+	if (st != NULL) {
+		/* An id given as text compares as a number: the column's affinity applies. */
+		sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	if (rc == SQLITE_ROW)
+		result = copy_user(st, out, buf, buflen, err, errlen);
+	else if (rc != SQLITE_DONE)
+		result = failed(c->db, rc, err, errlen);
+	if (st != NULL)
+		done_with(st);
+	release(s->pool, c);
+	return result;
+}
+
+SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
+    .header = SESAME_PLUGIN_HEADER(struct sesame_storage, SESAME_PLUGIN_STORAGE, "sqlite",
+				   PLUGIN_VERSION),
+    .init = init,
+    .fini = fini,
+    .migrate = migrate,
+    .worker_start = worker_start,
+    .worker_stop = worker_stop,
+    .user_create = user_create,
+    .user_find = user_find,
+};
