@@ -5,7 +5,7 @@
  * Nothing stays open across fork: init only reads the configuration, migrate (in the master)
  * opens the file, applies the numbered migrations of scripts/schema/sqlite, compiled in, and
  * closes it. Each worker opens a small set of connections in worker_start (WAL, so readers
- * never wait for the writer; synchronous=NORMAL; foreign keys; a busy timeout for the other
+ * never wait for the writer; synchronous=FULL; foreign keys; a busy timeout for the other
  * workers' writes); a job thread borrows one connection at a time, so no connection is ever
  * used by two threads at once. Statements are prepared once per connection, on first use,
  * with the table and column names of storage.users, which are checked plain identifiers and
@@ -14,9 +14,8 @@
  * E-mails are compared with NOCASE, and a unique NOCASE index settles concurrent registrations
  * of one address: the loser gets CONFLICT. NOCASE folds ASCII letters only (the email
  * validator lower-cases domains already; a local part's other letters keep their case).
- * Autocommit is on, so a row is committed when user_create returns; with WAL and
- * synchronous=NORMAL a commit survives a crash of sesamed, though the last ones may be lost
- * if the machine itself loses power.
+ * Autocommit is on, so a row is committed when user_create returns; synchronous=FULL makes
+ * that commit durable, a power loss included: an answered registration is never lost.
  */
 #include <sesame/plugin.h>
 
@@ -199,7 +198,7 @@ static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errle
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, s->busy_timeout);
 	if (exec(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err, errlen) != 0 ||
-	    exec(db, "PRAGMA synchronous = NORMAL", NULL, 0, err, errlen) != 0 ||
+	    exec(db, "PRAGMA synchronous = FULL", NULL, 0, err, errlen) != 0 ||
 	    exec(db, "PRAGMA foreign_keys = ON", NULL, 0, err, errlen) != 0)
 		goto fail;
 	if (strcmp(mode, "wal") != 0) {
