@@ -5,8 +5,9 @@
  * A job thread acquires a connection, waiting at most connect_timeout for a free one; a slot
  * connects lazily, so a worker started while the server is down still starts, and a
  * connection released as broken (server restarted, timeout) is closed and made again on the
- * next acquire: sesamed follows a server restart without being restarted itself. Prepared
- * statements are cached per connection, keyed by their SQL text.
+ * next acquire, and one idle for a second or more is pinged first: sesamed follows a server
+ * restart without being restarted itself. Prepared statements are cached per connection,
+ * keyed by their SQL text.
  */
 #include "autoconfig.h"
 
@@ -23,10 +24,12 @@
 #include "log.h"
 
 #define STMT_CACHE 32
+#define IDLE_CHECK 1 /* seconds idle after which a connection is pinged before use */
 
 struct slot {
 	MYSQL *conn;
 	bool busy;
+	time_t used; /* when it was last given back */
 	struct {
 		char *sql;
 		MYSQL_STMT *stmt;
@@ -167,6 +170,9 @@ static void *acquire(char *err, size_t errlen)
 	struct slot *s = wait_slot(pool, err, errlen);
 	if (s == NULL)
 		return NULL;
+	/* A connection idle for a while may have outlived its server (a restart): check it. */
+	if (s->conn != NULL && time(NULL) - s->used >= IDLE_CHECK && mysql_ping(s->conn) != 0)
+		close_slot(s);
 	if (s->conn == NULL && (s->conn = connect_one(pool->cfg, err, errlen)) == NULL) {
 		give_back(pool, s);
 		return NULL;
@@ -182,6 +188,7 @@ static void release(void *conn, bool broken)
 		return;
 	if (broken)
 		close_slot(s);
+	s->used = time(NULL);
 	give_back(pool, s);
 }
 
