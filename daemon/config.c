@@ -542,8 +542,9 @@ static void add_route_file(struct config *cfg, const char *file)
 	cfg->routes[cfg->nroutes] = NULL;
 }
 
-static const char *const jwt_keys[] = {"algorithm",	  "secret", "secret_file", "access_expires",
-				       "refresh_expires", "issuer", "audience",	   NULL};
+static const char *const jwt_keys[] = {"algorithm",       "secret",   "secret_file", "access_expires",
+				       "refresh_expires", "issuer",   "audience",    "leeway",
+				       NULL};
 
 /* An expiry: seconds, or false for none (0). */
 static void read_expiry(struct loader *ld, int tbl, const char *key, long *out)
@@ -644,6 +645,7 @@ static void read_jwt(struct loader *ld)
 	read_secret(ld, tbl, tc);
 	read_expiry(ld, tbl, "access_expires", &tc->access_expires);
 	read_expiry(ld, tbl, "refresh_expires", &tc->refresh_expires);
+	read_int(ld, tbl, "jwt", "leeway", 0, 3600, &tc->leeway);
 	read_string(ld, tbl, "jwt", "issuer", &tc->issuer);
 	read_string(ld, tbl, "jwt", "audience", &tc->audience);
 	tc->configured = tc->key != NULL;

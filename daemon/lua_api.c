@@ -64,6 +64,10 @@ struct luaapi {
 	size_t npool;
 };
 
+/* The auth modes of opts.auth, kept as the route's options. */
+enum { AUTH_NONE, AUTH_REQUIRED, AUTH_OPTIONAL, AUTH_REFRESH, AUTH_FRESH };
+static const char *const auth_modes[] = {"", "required", "optional", "refresh", "fresh", NULL};
+
 /* A request being handled: the coroutine's extra space points here. */
 struct call {
 	struct luaapi *api;
@@ -73,6 +77,8 @@ struct call {
 	int req_ref; /* the request object, detached from this call when it ends */
 	long instructions;
 	struct lua_job *job;	/* the job the handler waits on, if any */
+	json_t *claims;		/* the verified token's, when the route asked for one */
+	char identity[256];	/* its sub; "" when there is none */
 	struct event *deadline; /* armed when the handler first waits */
 };
 
@@ -267,8 +273,13 @@ static int push_field(lua_State *L, struct call *call, const char *key)
 		push_body(L, ev);
 	} else if (strcmp(key, "params") == 0) {
 		push_params(L, r);
+	} else if (strcmp(key, "identity") == 0 && call->identity[0] != '\0') {
+		lua_pushstring(L, call->identity);
+	} else if (strcmp(key, "claims") == 0 && call->claims != NULL) {
+		if (json_push(L, call->claims, 16) != 0)
+			return 0;
 	} else {
-		/* identity and claims are set by token verification; nil until then. */
+		/* identity and claims without a verified token, and any other name: nil. */
 		return 0;
 	}
 	return 1;
@@ -546,6 +557,7 @@ struct hash_job {
 	char out[512];
 	int rc;
 	bool rehash;
+	bool dummy; /* verify against the dummy hash: never a match */
 };
 
 static void hash_run(struct job *job)
@@ -558,6 +570,8 @@ static void hash_run(struct job *job)
 		return;
 	}
 	hj->rc = fn->verify(hj->hasher->state, hj->password, hj->len, hj->stored);
+	if (hj->dummy)
+		hj->rc = 0;
 	hj->rehash = hj->rc == 1 && (hj->scheme == NULL || hj->hasher->fn != hj->scheme->fn ||
 				     fn->needs_rehash(hj->hasher->state, hj->stored));
 }
@@ -618,8 +632,10 @@ static int l_verify(lua_State *L)
 {
 	const struct plugins *p = get_api(L)->cfg->plugins;
 	luaL_checkstring(L, 1);
-	const char *stored = luaL_checkstring(L, 2);
-	const struct hasher *h = plugins_identify(p, stored);
+	/* No stored hash (an unknown user): the work is done against a dummy, then refused. */
+	bool dummy = lua_isnoneornil(L, 2) || (lua_isboolean(L, 2) && !lua_toboolean(L, 2));
+	const char *stored = dummy ? plugins_dummy_hash(p) : luaL_checkstring(L, 2);
+	const struct hasher *h = stored != NULL ? plugins_identify(p, stored) : NULL;
 	if (h == NULL) {
 		/* No accepted scheme reads it: it cannot match. */
 		lua_pushboolean(L, 0);
@@ -628,6 +644,7 @@ static int l_verify(lua_State *L)
 	}
 	struct hash_job *hj = new_hash_job(L, h);
 	hj->scheme = plugins_scheme(p);
+	hj->dummy = dummy;
 	if ((hj->stored = strdup(stored)) == NULL) {
 		hash_release(&hj->lj);
 		return luaL_error(L, "out of memory");
@@ -722,10 +739,12 @@ static int l_validate(lua_State *L)
 }
 
 /* sesame.users.create{...} and sesame.users.find{...}: storage calls on a job thread. */
+enum user_op { USER_CREATE, USER_FIND, USER_SET_PASSWORD };
+
 struct user_job {
 	struct lua_job lj;
 	struct storage st;
-	bool create;
+	enum user_op op;
 	char *field[3]; /* create: email, username, password; find: column, value */
 	long long id;
 	enum sesame_storage_result rc;
@@ -738,11 +757,14 @@ static void user_run(struct job *job)
 {
 	struct user_job *uj = (struct user_job *)job;
 	uj->err[0] = '\0';
-	if (uj->create) {
+	if (uj->op == USER_CREATE) {
 		struct sesame_user u = {
 		    .email = uj->field[0], .username = uj->field[1], .password = uj->field[2]};
 		uj->rc =
 		    uj->st.fn->user_create(uj->st.state, &u, &uj->id, uj->err, sizeof(uj->err));
+	} else if (uj->op == USER_SET_PASSWORD) {
+		uj->rc = uj->st.fn->user_set_password(uj->st.state, uj->id, uj->field[0], uj->err,
+						      sizeof(uj->err));
 	} else {
 		uj->rc = uj->st.fn->user_find(uj->st.state, uj->field[0], uj->field[1], &uj->found,
 					      uj->buf, sizeof(uj->buf), uj->err, sizeof(uj->err));
@@ -768,7 +790,7 @@ static int user_push(struct lua_job *lj, lua_State *co)
 	case SESAME_STORAGE_OK:
 		break;
 	}
-	if (uj->create) {
+	if (uj->op != USER_FIND) {
 		lua_pushinteger(co, (lua_Integer)uj->id);
 		return 1;
 	}
@@ -796,7 +818,7 @@ static void user_release(struct lua_job *lj)
 	free(uj);
 }
 
-static struct user_job *new_user_job(lua_State *L, bool create)
+static struct user_job *new_user_job(lua_State *L, enum user_op op)
 {
 	struct user_job *uj = calloc(1, sizeof(*uj));
 	if (uj == NULL)
@@ -805,7 +827,7 @@ static struct user_job *new_user_job(lua_State *L, bool create)
 		free(uj);
 		luaL_error(L, "no storage is configured (storage.backend)");
 	}
-	uj->create = create;
+	uj->op = op;
 	uj->lj.job.run = user_run;
 	uj->lj.push = user_push;
 	uj->lj.release = user_release;
@@ -825,7 +847,7 @@ static int l_users_create(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	const char *email = string_field(L, "email"), *username = string_field(L, "username"),
 		   *password = string_field(L, "password");
-	struct user_job *uj = new_user_job(L, true);
+	struct user_job *uj = new_user_job(L, USER_CREATE);
 	uj->field[0] = strdup(email);
 	uj->field[1] = strdup(username);
 	uj->field[2] = strdup(password);
@@ -834,6 +856,32 @@ static int l_users_create(lua_State *L)
 		return luaL_error(L, "out of memory");
 	}
 	return await_job(L, &uj->lj, "sesame.users.create");
+}
+
+/* sesame.users.update{id = ID, password = HASH}: the stored hash, after a rehash. */
+static int l_users_update(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_pushnil(L);
+	while (lua_next(L, 1) != 0) {
+		lua_pop(L, 1);
+		const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+		if (strcmp(key, "id") != 0 && strcmp(key, "password") != 0)
+			return luaL_error(L, "sesame.users.update: '%s' cannot be updated", key);
+	}
+	lua_getfield(L, 1, "id");
+	int isint = 0;
+	lua_Integer id = lua_tointegerx(L, -1, &isint);
+	if (!isint)
+		return luaL_error(L, "sesame.users.update: 'id' must be a number");
+	const char *password = string_field(L, "password");
+	struct user_job *uj = new_user_job(L, USER_SET_PASSWORD);
+	uj->id = (long long)id;
+	if ((uj->field[0] = strdup(password)) == NULL) {
+		user_release(&uj->lj);
+		return luaL_error(L, "out of memory");
+	}
+	return await_job(L, &uj->lj, "sesame.users.update");
 }
 
 static int l_users_find(lua_State *L)
@@ -845,7 +893,7 @@ static int l_users_find(lua_State *L)
 	if (t != LUA_TSTRING && t != LUA_TNUMBER)
 		return luaL_error(L, "sesame.users.find takes { email = ... } or { id = ... }");
 	const char *value = lua_tostring(L, -1);
-	struct user_job *uj = new_user_job(L, false);
+	struct user_job *uj = new_user_job(L, USER_FIND);
 	uj->field[0] = strdup(by);
 	uj->field[1] = strdup(value);
 	if (uj->field[0] == NULL || uj->field[1] == NULL) {
@@ -1024,6 +1072,7 @@ static void finish(struct call *call, bool failed)
 		call->job->release(call->job);
 	if (call->deadline != NULL)
 		event_free(call->deadline);
+	json_decref(call->claims);
 	give_coroutine(api, call->co, call->co_ref, failed);
 	free(call);
 }
@@ -1054,12 +1103,61 @@ static void resume(struct call *call, int nargs)
 	finish(call, rc != LUA_OK);
 }
 
+/* The token of "Authorization: Bearer TOKEN", or NULL. */
+static const char *bearer(struct http_request *r, size_t *len)
+{
+	const char *h =
+	    evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	*len = strcspn(h, " ");
+	return *len > 0 && h[*len] == '\0' ? h : NULL;
+}
+
+/*
+ * Checks the token a route asks for; on failure answers 401 and returns false. A route with
+ * auth = "optional" runs without identity when no token is sent, but not with a bad one.
+ */
+static bool authenticate(struct luaapi *api, struct http_request *r, struct call *call)
+{
+	int mode = r->route->options;
+	size_t len = 0;
+	const char *token = bearer(r, &len);
+	if (token == NULL) {
+		if (mode == AUTH_OPTIONAL)
+			return true;
+		http_add_header(r, "WWW-Authenticate", "Bearer");
+		http_reply_error(r, 401, "missing token", NULL);
+		return false;
+	}
+	enum token_want want = mode == AUTH_REFRESH ? WANT_REFRESH
+			       : mode == AUTH_FRESH ? WANT_FRESH
+						    : WANT_ACCESS;
+	enum token_verdict v = tokens_verify(&api->cfg->jwt, token, len, want, &call->claims,
+					     call->identity, sizeof(call->identity));
+	if (v == TOKEN_OK)
+		return true;
+	http_add_header(r, "WWW-Authenticate",
+			v == TOKEN_NOT_FRESH ? "Bearer error=\"insufficient_scope\""
+					     : "Bearer error=\"invalid_token\"");
+	http_reply_error(r, 401, tokens_verdict_message(v), NULL);
+	return false;
+}
+
 void luaapi_dispatch(void *arg, struct http_request *r)
 {
 	struct luaapi *api = arg;
 	struct call *call = calloc(1, sizeof(*call));
 	if (call == NULL) {
 		http_reply_error(r, 500, "internal server error", "out of memory");
+		return;
+	}
+	if (r->route->options != AUTH_NONE && !authenticate(api, r, call)) {
+		json_decref(call->claims);
+		free(call);
 		return;
 	}
 	call->api = api;
@@ -1076,6 +1174,32 @@ void luaapi_dispatch(void *arg, struct http_request *r)
 
 /* ---- the sesame module ---- */
 
+static int route_options(lua_State *L, int idx, const char *method, const char *path)
+{
+	int auth = AUTH_NONE;
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		lua_pop(L, 1);
+		if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "auth") != 0)
+			return luaL_error(L, "route %s %s: unknown option '%s'", method, path,
+					  luaL_tolstring(L, -1, NULL));
+	}
+	if (lua_getfield(L, idx, "auth") != LUA_TNIL) {
+		const char *mode = lua_tostring(L, -1);
+		for (int i = 1; auth_modes[i] != NULL && auth == AUTH_NONE; i++) {
+			if (mode != NULL && strcmp(mode, auth_modes[i]) == 0)
+				auth = i;
+		}
+		if (auth == AUTH_NONE)
+			return luaL_error(L,
+					  "route %s %s: auth is \"required\", \"optional\", "
+					  "\"refresh\" or \"fresh\"",
+					  method, path);
+	}
+	lua_pop(L, 1);
+	return auth;
+}
+
 static int l_route(lua_State *L)
 {
 	struct luaapi *api = get_api(L);
@@ -1084,19 +1208,16 @@ static int l_route(lua_State *L)
 				  "routes are declared when the scripts load, not from a handler");
 	const char *method = luaL_checkstring(L, 1);
 	const char *path = luaL_checkstring(L, 2);
-	int fn = 3;
+	int fn = 3, auth = AUTH_NONE;
 	if (lua_istable(L, 3)) {
-		lua_pushnil(L);
-		if (lua_next(L, 3) != 0)
-			return luaL_error(L, "route %s %s: unknown option '%s'", method, path,
-					  lua_tostring(L, -2));
+		auth = route_options(L, 3, method, path);
 		fn = 4;
 	}
 	luaL_checktype(L, fn, LUA_TFUNCTION);
 	lua_pushvalue(L, fn);
 	int ref = luaL_ref(L, LUA_REGISTRYINDEX);
 	char err[200];
-	if (router_add(api->router, method, path, ref, err, sizeof(err)) != 0) {
+	if (router_add(api->router, method, path, ref, auth, err, sizeof(err)) != 0) {
 		luaL_unref(L, LUA_REGISTRYINDEX, ref);
 		return luaL_error(L, "%s", err);
 	}
@@ -1158,8 +1279,10 @@ static int open_sesame(lua_State *L)
 	    {"verify", l_verify}, {"validate", l_validate}, {NULL, NULL}};
 	static const luaL_Reg logf[] = {
 	    {"info", l_log_info}, {"warn", l_log_warn}, {"error", l_log_error}, {NULL, NULL}};
-	static const luaL_Reg usersf[] = {
-	    {"create", l_users_create}, {"find", l_users_find}, {NULL, NULL}};
+	static const luaL_Reg usersf[] = {{"create", l_users_create},
+					  {"find", l_users_find},
+					  {"update", l_users_update},
+					  {NULL, NULL}};
 	static const luaL_Reg jwtf[] = {
 	    {"access", l_jwt_access}, {"refresh", l_jwt_refresh}, {NULL, NULL}};
 	luaL_newlib(L, funcs);

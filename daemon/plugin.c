@@ -53,6 +53,7 @@ struct plugins {
 	struct hasher *accept; /* password.accept, in order */
 	size_t naccept;
 	struct hasher scheme;
+	char *dummy; /* a hash no one knows the password of */
 	/* storage */
 	struct plugin *storage; /* the backend, NULL when storage is not configured */
 	struct sesame_users_schema users;
@@ -259,7 +260,7 @@ static bool functions_present(const struct sesame_plugin_header *h)
 	if (h->kind == SESAME_PLUGIN_STORAGE) {
 		const struct sesame_storage *st = (const void *)h;
 		return st->init && st->fini && st->migrate && st->worker_start && st->worker_stop &&
-		       st->user_create && st->user_find;
+		       st->user_create && st->user_find && st->user_set_password;
 	}
 	const struct sesame_hasher *x = (const void *)h;
 	return x->init && x->fini && x->hash && x->verify && x->identify && x->needs_rehash;
@@ -609,6 +610,23 @@ static int add_accepted(struct loading *ld, const char *name, const char *where)
 	return 0;
 }
 
+/*
+ * A hash of a random password, made with the scheme and its settings: a log-in for an
+ * unknown e-mail verifies against it, and takes as long as one with a wrong password.
+ */
+static void make_dummy(struct loading *ld)
+{
+	unsigned char rnd[16];
+	char password[33];
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(password, sizeof(password), rnd, sizeof(rnd));
+	ld->p->dummy = malloc(512);
+	if (ld->p->dummy == NULL ||
+	    ld->p->scheme.fn->hash(ld->p->scheme.state, password, 32, ld->p->dummy, 512) != 0)
+		config_errors_add(ld->errs, "plugin %s: cannot hash a password",
+				  ld->p->scheme.name);
+}
+
 static void read_password(struct loading *ld)
 {
 	lua_State *L = ld->L;
@@ -682,9 +700,11 @@ static void read_password(struct loading *ld)
 		else if (!accepted)
 			config_error_at(ld->errs, ld->file, ld->src, "password.scheme",
 					"'%s' must be in password.accept too", scheme);
-		else
+		else {
 			ld->p->scheme = (struct hasher){
 			    .fn = (const void *)pl->h, .state = pl->state, .name = pl->name};
+			make_dummy(ld);
+		}
 	}
 	if (tbl != 0)
 		lua_pop(L, 1);
@@ -956,6 +976,7 @@ void plugins_free(struct plugins *p)
 	}
 	free(p->v);
 	free(p->accept);
+	free(p->dummy);
 	for (int i = 0; i < 5; i++)
 		free(p->users_names[i]);
 	dbpool_free(p->pool);
@@ -1035,6 +1056,11 @@ void plugins_worker_stop(struct plugins *p)
 		return;
 	st.fn->worker_stop(st.state);
 	stop_pool(p);
+}
+
+const char *plugins_dummy_hash(const struct plugins *p)
+{
+	return p != NULL ? p->dummy : NULL;
 }
 
 size_t plugins_count(const struct plugins *p)

@@ -35,6 +35,9 @@ const struct hasher *plugins_identify(const struct plugins *p, const char *store
 
 size_t plugins_count(const struct plugins *p);
 
+/* A hash of a random password with the current scheme, for timing-safe failed log-ins. */
+const char *plugins_dummy_hash(const struct plugins *p);
+
 /* The validator plugin named name. */
 struct validator {
 	const struct sesame_validator *fn;

@@ -135,8 +135,8 @@ static struct path_entry *add_path(struct router *r, const char *pattern, bool l
 	return p;
 }
 
-int router_add(struct router *r, const char *method, const char *pattern, int handler, char *err,
-	       size_t errlen)
+int router_add(struct router *r, const char *method, const char *pattern, int handler, int options,
+	       char *err, size_t errlen)
 {
 	bool known = false, literal;
 	for (const char *const *m = methods; *m != NULL && !known; m++)
@@ -175,6 +175,7 @@ int router_add(struct router *r, const char *method, const char *pattern, int ha
 	rt->pattern = strdup(pattern);
 	rt->name = malloc(namelen);
 	rt->handler = handler;
+	rt->options = options;
 	if (rt->name != NULL)
 		snprintf(rt->name, namelen, "%s %s", method, pattern);
 	p->routes[p->nroutes++] = rt;

@@ -11,6 +11,7 @@ struct route {
 	char *pattern; /* "/users/:id" */
 	char *name;    /* "GET /users/:id", for logs */
 	int handler;   /* the Lua registry reference of the handler */
+	int options;   /* the caller's, kept with the route (lua_api: the auth mode) */
 };
 
 struct route_params {
@@ -30,8 +31,8 @@ struct router *router_new(void);
 void router_free(struct router *r);
 
 /* Adds a route; -1 with a message in err for a bad method or pattern, or a duplicate. */
-int router_add(struct router *r, const char *method, const char *pattern, int handler, char *err,
-	       size_t errlen);
+int router_add(struct router *r, const char *method, const char *pattern, int handler, int options,
+	       char *err, size_t errlen);
 
 /*
  * Finds the route for method and path. HEAD falls back to GET. On ROUTER_NO_METHOD, allow

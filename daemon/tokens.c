@@ -11,7 +11,11 @@
 
 #include "tokens.h"
 
+#include <jansson.h>
 #include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,4 +93,175 @@ void tokens_config_clear(struct token_config *tc)
 	free(tc->issuer);
 	free(tc->audience);
 	memset(tc, 0, sizeof(*tc));
+}
+
+/* ---- verification ---- */
+
+static int b64url_decode(const char *s, size_t len, unsigned char *out, size_t max, size_t *outlen)
+{
+	return sodium_base642bin(out, max, s, len, NULL, outlen, NULL,
+				 sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* Decodes a base64url JSON object part; NULL when it is anything else. */
+static json_t *decode_part(const char *s, size_t len)
+{
+	unsigned char buf[TOKENS_MAX_LEN];
+	size_t n;
+	if (len == 0 || b64url_decode(s, len, buf, sizeof(buf), &n) != 0)
+		return NULL;
+	json_t *v = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
+	if (v != NULL && !json_is_object(v)) {
+		json_decref(v);
+		return NULL;
+	}
+	return v;
+}
+
+static const char *alg_name(int alg)
+{
+	return alg == JWT_ALG_HS256 ? "HS256" : alg == JWT_ALG_HS384 ? "HS384" : "HS512";
+}
+
+static const EVP_MD *alg_md(int alg)
+{
+	return alg == JWT_ALG_HS256   ? EVP_sha256()
+	       : alg == JWT_ALG_HS384 ? EVP_sha384()
+				      : EVP_sha512();
+}
+
+/* The header: exactly the configured algorithm, nothing this code does not understand. */
+static bool header_ok(const struct token_config *tc, const char *s, size_t len)
+{
+	json_t *h = decode_part(s, len);
+	const char *alg = h != NULL ? json_string_value(json_object_get(h, "alg")) : NULL;
+	json_t *typ = h != NULL ? json_object_get(h, "typ") : NULL;
+	bool ok =
+	    alg != NULL && strcmp(alg, alg_name(tc->alg)) == 0 &&
+	    json_object_get(h, "crit") == NULL &&
+	    (typ == NULL || (json_is_string(typ) && strcmp(json_string_value(typ), "JWT") == 0));
+	json_decref(h);
+	return ok;
+}
+
+static bool signature_ok(const struct token_config *tc, const char *token, size_t signed_len,
+			 const char *sig, size_t siglen)
+{
+	unsigned char want[EVP_MAX_MD_SIZE], got[EVP_MAX_MD_SIZE];
+	unsigned int wantlen = 0;
+	size_t gotlen;
+	if (b64url_decode(sig, siglen, got, sizeof(got), &gotlen) != 0 ||
+	    HMAC(alg_md(tc->alg), tc->key, (int)tc->keylen, (const unsigned char *)token,
+		 signed_len, want, &wantlen) == NULL ||
+	    gotlen != wantlen)
+		return false;
+	return CRYPTO_memcmp(want, got, wantlen) == 0;
+}
+
+/* A NumericDate claim: absent is 1 with *present false; a number gives 1; else 0. */
+static int numeric_date(json_t *claims, const char *name, double *out, bool *present)
+{
+	json_t *v = json_object_get(claims, name);
+	*present = v != NULL;
+	if (v == NULL)
+		return 1;
+	if (!json_is_number(v))
+		return 0;
+	*out = json_number_value(v);
+	return 1;
+}
+
+static bool audience_ok(json_t *claims, const char *audience)
+{
+	json_t *aud = json_object_get(claims, "aud");
+	if (json_is_string(aud))
+		return strcmp(json_string_value(aud), audience) == 0;
+	size_t i;
+	json_t *item;
+	json_array_foreach (aud, i, item) {
+		if (json_is_string(item) && strcmp(json_string_value(item), audience) == 0)
+			return true;
+	}
+	return false;
+}
+
+static enum token_verdict claims_ok(const struct token_config *tc, json_t *claims,
+				    enum token_want want, char *identity, size_t idlen)
+{
+	double now = (double)time(NULL), exp = 0, nbf = 0;
+	bool has_exp, has_nbf;
+	const char *type = json_string_value(json_object_get(claims, "type"));
+	json_t *sub = json_object_get(claims, "sub");
+	const char *iss = json_string_value(json_object_get(claims, "iss"));
+	if (!numeric_date(claims, "exp", &exp, &has_exp) ||
+	    !numeric_date(claims, "nbf", &nbf, &has_nbf) ||
+	    !json_is_string(json_object_get(claims, "jti")) || type == NULL)
+		return TOKEN_INVALID;
+	if (json_is_string(sub) && json_string_length(sub) > 0 && json_string_length(sub) < idlen)
+		snprintf(identity, idlen, "%s", json_string_value(sub));
+	else if (json_is_integer(sub))
+		snprintf(identity, idlen, "%lld", (long long)json_integer_value(sub));
+	else
+		return TOKEN_INVALID;
+	if ((tc->issuer != NULL && (iss == NULL || strcmp(iss, tc->issuer) != 0)) ||
+	    (tc->audience != NULL && !audience_ok(claims, tc->audience)) ||
+	    (has_nbf && now + (double)tc->leeway < nbf))
+		return TOKEN_INVALID;
+	bool refresh = want == WANT_REFRESH;
+	if (strcmp(type, refresh ? "refresh" : "access") != 0)
+		return TOKEN_WRONG_TYPE;
+	/* A token without exp is taken only where sesame itself issues tokens without one. */
+	long configured = refresh ? tc->refresh_expires : tc->access_expires;
+	if (!has_exp && configured != 0)
+		return TOKEN_INVALID;
+	if (has_exp && now - (double)tc->leeway >= exp)
+		return TOKEN_EXPIRED;
+	if (want == WANT_FRESH && !json_is_true(json_object_get(claims, "fresh")))
+		return TOKEN_NOT_FRESH;
+	return TOKEN_OK;
+}
+
+enum token_verdict tokens_verify(const struct token_config *tc, const char *token, size_t len,
+				 enum token_want want, json_t **claims, char *identity,
+				 size_t idlen)
+{
+	*claims = NULL;
+	if (!tc->configured || len == 0 || len > TOKENS_MAX_LEN ||
+	    strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+		len)
+		return TOKEN_INVALID;
+	const char *dot1 = memchr(token, '.', len);
+	const char *dot2 =
+	    dot1 != NULL ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+	if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL ||
+	    dot2 + 1 == token + len)
+		return TOKEN_INVALID;
+	if (!header_ok(tc, token, (size_t)(dot1 - token)) ||
+	    !signature_ok(tc, token, (size_t)(dot2 - token), dot2 + 1,
+			  len - (size_t)(dot2 + 1 - token)))
+		return TOKEN_INVALID;
+	json_t *payload = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+	if (payload == NULL)
+		return TOKEN_INVALID;
+	enum token_verdict v = claims_ok(tc, payload, want, identity, idlen);
+	if (v != TOKEN_OK) {
+		json_decref(payload);
+		return v;
+	}
+	*claims = payload;
+	return TOKEN_OK;
+}
+
+const char *tokens_verdict_message(enum token_verdict v)
+{
+	switch (v) {
+	case TOKEN_EXPIRED:
+		return "token expired";
+	case TOKEN_NOT_FRESH:
+		return "fresh token required";
+	case TOKEN_WRONG_TYPE:
+		return "wrong token type";
+	default:
+		return "invalid token";
+	}
 }

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct json_t;
+
 #define TOKENS_MIN_SECRET 32
 
 struct token_config {
@@ -16,7 +18,16 @@ struct token_config {
 	long refresh_expires; /* seconds; 0: refresh tokens never expire */
 	char *issuer;	      /* NULL when not configured */
 	char *audience;
+	long leeway; /* seconds of clock skew allowed on exp and nbf */
 };
+
+#define TOKENS_MAX_LEN 8192
+
+/* What a route asks of a token. */
+enum token_want { WANT_ACCESS, WANT_FRESH, WANT_REFRESH };
+
+/* Why a token was refused, for the client. */
+enum token_verdict { TOKEN_OK, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_NOT_FRESH, TOKEN_WRONG_TYPE };
 
 enum token_type { TOKEN_ACCESS, TOKEN_REFRESH };
 
@@ -30,6 +41,19 @@ int tokens_alg_parse(const char *name);
  */
 char *tokens_issue(const struct token_config *tc, enum token_type type, const char *identity,
 		   long expires, bool fresh, char *err, size_t errlen);
+
+/*
+ * Verifies a compact token per RFC 8725: three parts, size-capped; the header's alg exactly
+ * the configured one (never "none"), no "crit"; the signature, compared in constant time;
+ * then exp and nbf (with leeway), iss and aud when configured, the type the route wants, a
+ * sub and a jti. On TOKEN_OK, *claims is the payload (the caller json_decref's it) and
+ * identity holds sub as a string.
+ */
+enum token_verdict tokens_verify(const struct token_config *tc, const char *token, size_t len,
+				 enum token_want want, struct json_t **claims, char *identity,
+				 size_t idlen);
+
+const char *tokens_verdict_message(enum token_verdict v);
 
 void tokens_config_clear(struct token_config *tc);
 

@@ -158,7 +158,8 @@ struct sesame_host {
 	const struct sesame_users_schema *users;
 	const struct sesame_mariadb *mariadb;
 
-	/* The configuration file's folder: relative paths in a plugin's table resolve against it. */
+	/* The configuration file's folder: relative paths in a plugin's table resolve against it.
+	 */
 	const char *config_dir;
 };
 
@@ -222,6 +223,10 @@ struct sesame_storage {
 	enum sesame_storage_result (*user_find)(void *state, const char *by, const char *value,
 						struct sesame_user *out, char *buf, size_t buflen,
 						char *err, size_t errlen);
+	/* Replaces user id's stored hash (a rehash after log-in) and commits. */
+	enum sesame_storage_result (*user_set_password)(void *state, long long id,
+							const char *password, char *err,
+							size_t errlen);
 };
 
 #ifdef __cplusplus

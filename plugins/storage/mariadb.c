@@ -36,6 +36,7 @@ struct store {
 	char insert_sql[512];
 	char find_by_email_sql[512];
 	char find_by_id_sql[512];
+	char set_password_sql[512];
 };
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
@@ -62,6 +63,8 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	snprintf(s->find_by_id_sql, sizeof(s->find_by_id_sql),
 		 "SELECT `%s`, `%s`, `%s`, `%s` FROM `%s` WHERE `%s` = ?", u->id, u->email,
 		 u->username, u->password, u->table, u->id);
+	snprintf(s->set_password_sql, sizeof(s->set_password_sql),
+		 "UPDATE `%s` SET `%s` = ? WHERE `%s` = ?", u->table, u->password, u->id);
 	*state = s;
 	return 0;
 }
@@ -91,8 +94,10 @@ static bool connection_error(unsigned int code)
 static enum sesame_storage_result failed(struct store *s, MYSQL *conn, unsigned int code,
 					 const char *msg, char *err, size_t errlen)
 {
-	bool gone = connection_error(code);
 	snprintf(err, errlen, "MariaDB: %s", msg);
+	/* An error without a connection code (a statement that could not be prepared) may
+	 * still come from a dead connection: ask it. */
+	bool gone = connection_error(code) || (code != ER_DUP_ENTRY && mysql_ping(conn) != 0);
 	s->db->release(conn, gone);
 	if (code == ER_DUP_ENTRY)
 		return SESAME_STORAGE_CONFLICT;
@@ -296,6 +301,31 @@ static enum sesame_storage_result user_find(void *state, const char *by, const c
 	return result;
 }
 
+static enum sesame_storage_result user_set_password(void *state, long long id, const char *password,
+						    char *err, size_t errlen)
+{
+	struct store *s = state;
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	MYSQL_STMT *stmt = s->db->prepare(conn, s->set_password_sql, err, errlen);
+	if (stmt == NULL)
+		return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+	MYSQL_BIND params[2];
+	unsigned long len;
+	bind_string(&params[0], password, &len);
+	memset(&params[1], 0, sizeof(params[1]));
+	params[1].buffer_type = MYSQL_TYPE_LONGLONG;
+	params[1].buffer = &id;
+	if (mysql_stmt_bind_param(stmt, params) != 0 || mysql_stmt_execute(stmt) != 0)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	/* A new hash always differs from the old one (a new salt): 0 rows means no such user. */
+	my_ulonglong changed = mysql_stmt_affected_rows(stmt);
+	mysql_stmt_reset(stmt);
+	s->db->release(conn, false);
+	return changed > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND;
+}
+
 SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .header = SESAME_PLUGIN_HEADER(struct sesame_storage, SESAME_PLUGIN_STORAGE, "mariadb",
 				   PLUGIN_VERSION),
@@ -306,4 +336,5 @@ SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .worker_stop = worker_stop,
     .user_create = user_create,
     .user_find = user_find,
+    .user_set_password = user_set_password,
 };

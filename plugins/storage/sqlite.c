@@ -41,7 +41,7 @@ struct migration {
 /* Connections per worker: enough for its job threads to rarely wait for one another. */
 #define CONNECTIONS 4
 
-enum { INSERT, FIND_BY_ID, FIND_BY_EMAIL, STATEMENTS };
+enum { INSERT, FIND_BY_ID, FIND_BY_EMAIL, SET_PASSWORD, STATEMENTS };
 
 struct conn {
 	sqlite3 *db;
@@ -94,6 +94,8 @@ static void make_sql(struct store *s)
 	    s->sql[FIND_BY_EMAIL], sizeof(s->sql[FIND_BY_EMAIL]),
 	    "SELECT \"%s\", \"%s\", \"%s\", \"%s\" FROM \"%s\" WHERE \"%s\" = ?1 COLLATE NOCASE",
 	    u->id, u->email, u->username, u->password, u->table, u->email);
+	snprintf(s->sql[SET_PASSWORD], sizeof(s->sql[SET_PASSWORD]),
+		 "UPDATE \"%s\" SET \"%s\" = ?1 WHERE \"%s\" = ?2", u->table, u->password, u->id);
 }
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
@@ -532,6 +534,31 @@ static enum sesame_storage_result user_find(void *state, const char *by, const c
 	return result;
 }
 
+static enum sesame_storage_result user_set_password(void *state, long long id, const char *password,
+						    char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct conn *c = acquire(s->pool);
+	sqlite3_stmt *st = statement(s, c, SET_PASSWORD);
+	enum sesame_storage_result result = SESAME_STORAGE_OK;
+	int rc = sqlite3_extended_errcode(c->db);
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, password, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, id);
+		rc = sqlite3_step(st);
+	}
+	if (rc != SQLITE_DONE)
+		result = failed(c->db, rc, err, errlen);
+	else if (sqlite3_changes(c->db) == 0)
+		result = SESAME_STORAGE_NOT_FOUND;
+	if (st != NULL)
+		done_with(st);
+	release(s->pool, c);
+	return result;
+}
+
 SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .header = SESAME_PLUGIN_HEADER(struct sesame_storage, SESAME_PLUGIN_STORAGE, "sqlite",
 				   PLUGIN_VERSION),
@@ -542,4 +569,5 @@ SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .worker_stop = worker_stop,
     .user_create = user_create,
     .user_find = user_find,
+    .user_set_password = user_set_password,
 };

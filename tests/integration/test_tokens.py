@@ -90,7 +90,7 @@ def check(s):
     ('jwt = {\n  algorithm = "none",\n}\n', "jwt.algorithm: 'none' is not one of HS256, HS384, HS512"),
     ('jwt = {\n  access_expires = true,\n}\n', "jwt.access_expires: expected a number of seconds (1 or more) or false"),
     ('jwt = {\n  secret = "' + SECRET + '", secret_file = "x",\n}\n', "give jwt.secret or jwt.secret_file, not both"),
-    ('jwt = {\n  leeway = 0, secret = "' + SECRET + '",\n}\n', "jwt.leeway: unknown key"),
+    ('jwt = {\n  cookies = true, secret = "' + SECRET + '",\n}\n', "jwt.cookies: unknown key"),
 ])
 def test_bad_jwt_settings(sesamed, table, message):
     s = sesamed(routes=ROUTES, more=table, start=False)

@@ -33,7 +33,7 @@ static int teardown(void **state)
 static void add_ok(struct router *r, const char *method, const char *pattern, int handler)
 {
 	char err[256] = "";
-	if (router_add(r, method, pattern, handler, err, sizeof(err)) != 0)
+	if (router_add(r, method, pattern, handler, 0, err, sizeof(err)) != 0)
 		fail_msg("router_add %s %s: %s", method, pattern, err);
 }
 
@@ -41,7 +41,7 @@ static void add_ok(struct router *r, const char *method, const char *pattern, in
 static void add_bad(struct router *r, const char *method, const char *pattern, const char *needle)
 {
 	char err[256] = "";
-	if (router_add(r, method, pattern, 1, err, sizeof(err)) == 0)
+	if (router_add(r, method, pattern, 1, 0, err, sizeof(err)) == 0)
 		fail_msg("router_add %s '%s' was accepted", method, pattern);
 	if (strstr(err, needle) == NULL)
 		fail_msg("router_add %s '%s': \"%s\" lacks \"%s\"", method, pattern, err, needle);

@@ -1,6 +1,6 @@
 -- users.lua: the account API. POST /users/register is the tutorial service's registration,
 -- answered the same way: {"result":"success","access_token":...}, errors as
--- {"result":"fail","error":"..."}.
+-- {"result":"fail","error":"..."}; POST /users/login and GET /users/me go with it.
 --
 -- Each step is one of sesame's building blocks, and each can be changed here: the fields and
 -- their checks (validator plugins: email, username, password), the password hash (a job
@@ -78,4 +78,42 @@ sesame.route("POST", "/users/register", function(req)
     access_token = sesame.jwt.access(id),
     refresh_token = sesame.jwt.refresh(id),
   }, NO_STORE
+end)
+
+-- One answer for an unknown e-mail and a wrong password, and about the same time: an unknown
+-- e-mail is verified against a dummy hash (sesame.verify with no stored hash).
+local BAD_LOGIN = "invalid email or password"
+
+sesame.route("POST", "/users/login", function(req)
+  local f, err = fields(req:json(), { "email", "password" })
+  if not f then
+    return fail(400, err)
+  end
+  local email = sesame.validate("email", trim(f.email))
+  local user = email and sesame.users.find { email = email }
+  local ok, rehash = sesame.verify(f.password, user and user.password)
+  if not ok then
+    return fail(401, BAD_LOGIN)
+  end
+  -- A hash from another scheme (a Flask service's pbkdf2_sha256) or weaker settings is
+  -- upgraded now, while the password is at hand.
+  if rehash then
+    sesame.users.update { id = user.id, password = sesame.hash(f.password) }
+  end
+  return 200, {
+    result = "success",
+    access_token = sesame.jwt.access(user.id, { fresh = true }),
+    refresh_token = sesame.jwt.refresh(user.id),
+  }, NO_STORE
+end)
+
+sesame.route("GET", "/users/me", { auth = "required" }, function(req)
+  local user = sesame.users.find { id = req.identity }
+  if not user then
+    return fail(401, "invalid token")
+  end
+  return 200, {
+    result = "success",
+    user = { id = user.id, email = user.email, username = user.username },
+  }
 end)

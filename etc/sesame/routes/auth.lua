@@ -1,0 +1,16 @@
+-- auth.lua: GET /auth/verify, forward authentication for a reverse proxy (nginx's
+-- auth_request, Traefik's ForwardAuth, ...). The proxy sends the client's Authorization
+-- header; sesame checks the access token and answers 200 with the user's id in X-Auth-User,
+-- or 401. The check happens before the handler runs, in C, without touching storage: this is
+-- the hottest path sesame has, so the handler does nothing more.
+--
+-- nginx:
+--   location = /_auth { internal; proxy_pass http://127.0.0.1:8080/auth/verify;
+--                       proxy_pass_request_body off; proxy_set_header Content-Length ""; }
+--   location /api/ { auth_request /_auth; auth_request_set $user $upstream_http_x_auth_user;
+--                    proxy_set_header X-Auth-User $user; proxy_pass http://app; }
+local sesame = require "sesame"
+
+sesame.route("GET", "/auth/verify", { auth = "required" }, function(req)
+  return 200, { result = "success" }, { ["X-Auth-User"] = req.identity }
+end)
