@@ -125,7 +125,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	char err[512];
-	if (plugins_migrate(cfg->plugins, err, sizeof(err)) != 0) {
+	if (plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0) {
 		fprintf(stderr, "sesamed: storage: cannot apply the schema: %s\n", err);
 		config_free(cfg);
 		return 1;

@@ -413,7 +413,7 @@ static void reload(void)
 		cfg = NULL;
 	}
 	char err[512];
-	if (cfg != NULL && plugins_migrate(cfg->plugins, err, sizeof(err)) != 0) {
+	if (cfg != NULL && plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0) {
 		config_errors_add(&errs, "storage: cannot apply the schema: %s", err);
 		config_free(cfg);
 		cfg = NULL;

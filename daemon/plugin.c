@@ -1024,10 +1024,10 @@ static void stop_pool(struct plugins *p)
 	p->pool = NULL;
 }
 
-int plugins_migrate(struct plugins *p, char *err, size_t errlen)
+int plugins_migrate(struct plugins *p, bool always, char *err, size_t errlen)
 {
 	struct storage st;
-	if (!plugins_storage(p, &st) || !p->migrate)
+	if (!plugins_storage(p, &st) || !(p->migrate || always))
 		return 0;
 	if (start_pool(p) != 0) {
 		snprintf(err, errlen, "out of memory");

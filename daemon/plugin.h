@@ -52,8 +52,11 @@ struct storage {
 };
 bool plugins_storage(const struct plugins *p, struct storage *out);
 
-/* In the master, before the workers start: the schema, when storage.migrate is on. */
-int plugins_migrate(struct plugins *p, char *err, size_t errlen);
+/*
+ * In the master, before the workers start: the schema, when storage.migrate is on, or
+ * always (sesamectl migrate).
+ */
+int plugins_migrate(struct plugins *p, bool always, char *err, size_t errlen);
 
 /* In each worker after fork, and before it exits: its connections. */
 int plugins_worker_start(struct plugins *p);

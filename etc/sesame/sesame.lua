@@ -59,7 +59,7 @@ password = {
 }
 
 -- Tokens. The key is the one setting without a default: uncomment one of the two. Make a
--- secret with: head -c 48 /dev/urandom | base64 > /etc/sesame/jwt.key; chmod 600 it.
+-- secret with: sesamectl keygen /etc/sesame/jwt.key
 -- jwt = {
 --   algorithm = "HS256",            -- or HS384, HS512
 --   secret_file = "jwt.key",        -- or secret = "...", at least 32 bytes
