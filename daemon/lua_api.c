@@ -636,6 +636,13 @@ static int l_verify(lua_State *L)
 	bool dummy = lua_isnoneornil(L, 2) || (lua_isboolean(L, 2) && !lua_toboolean(L, 2));
 	const char *stored = dummy ? plugins_dummy_hash(p) : luaL_checkstring(L, 2);
 	const struct hasher *h = stored != NULL ? plugins_identify(p, stored) : NULL;
+	if (h == NULL && !dummy && plugins_dummy_hash(p) != NULL) {
+		/* A stored string no accepted scheme reads (a locked account): same work, refused.
+		 */
+		dummy = true;
+		stored = plugins_dummy_hash(p);
+		h = plugins_identify(p, stored);
+	}
 	if (h == NULL) {
 		/* No accepted scheme reads it: it cannot match. */
 		lua_pushboolean(L, 0);
@@ -789,6 +796,8 @@ static int user_push(struct lua_job *lj, lua_State *co)
 		return 1;
 	case SESAME_STORAGE_OK:
 		break;
+	default:
+		return luaL_error(co, "storage: unknown result %d", (int)uj->rc);
 	}
 	if (uj->op != USER_FIND) {
 		lua_pushinteger(co, (lua_Integer)uj->id);
@@ -884,6 +893,13 @@ static int l_users_update(lua_State *L)
 	return await_job(L, &uj->lj, "sesame.users.update");
 }
 
+/* A user id as sesame writes it in sub: a positive decimal number, no sign, no zero first. */
+static bool canonical_id(const char *s)
+{
+	size_t n = strlen(s);
+	return n > 0 && n < 19 && s[0] >= '1' && s[0] <= '9' && strspn(s, "0123456789") == n;
+}
+
 static int l_users_find(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -893,6 +909,11 @@ static int l_users_find(lua_State *L)
 	if (t != LUA_TSTRING && t != LUA_TNUMBER)
 		return luaL_error(L, "sesame.users.find takes { email = ... } or { id = ... }");
 	const char *value = lua_tostring(L, -1);
+	if (strcmp(by, "id") == 0 && !canonical_id(value)) {
+		/* "01", " 1", "1e0", "1abc": not an id sesame issued, so no one's. */
+		lua_pushnil(L);
+		return 1;
+	}
 	struct user_job *uj = new_user_job(L, USER_FIND);
 	uj->field[0] = strdup(by);
 	uj->field[1] = strdup(value);

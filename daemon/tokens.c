@@ -205,6 +205,7 @@ static enum token_verdict claims_ok(const struct token_config *tc, json_t *claim
 		return TOKEN_INVALID;
 	if ((tc->issuer != NULL && (iss == NULL || strcmp(iss, tc->issuer) != 0)) ||
 	    (tc->audience != NULL && !audience_ok(claims, tc->audience)) ||
+	    (tc->audience == NULL && json_object_get(claims, "aud") != NULL) ||
 	    (has_nbf && now + (double)tc->leeway < nbf))
 		return TOKEN_INVALID;
 	bool refresh = want == WANT_REFRESH;

@@ -104,6 +104,15 @@ static enum sesame_storage_result failed(struct store *s, MYSQL *conn, unsigned 
 	return gone ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
 }
 
+/* A statement the pool could not prepare (its reason is in err already): a dead connection,
+ * or a schema that does not match. */
+static enum sesame_storage_result not_prepared(struct store *s, MYSQL *conn)
+{
+	bool gone = mysql_ping(conn) != 0;
+	s->db->release(conn, gone);
+	return gone ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
+}
+
 /* ---- migrations ---- */
 
 /* Replaces {users}, {id}, ... with storage.users' names. */
@@ -198,11 +207,16 @@ static int migrate(void *state, char *err, size_t errlen)
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return -1;
-	rc = applied_version(conn, &version, err, errlen);
+	/* Two sesame masters starting together: the second waits, then finds nothing to do. */
+	rc = run(conn, "SELECT GET_LOCK('sesame_migrate', 60)", err, errlen);
+	if (rc == 0)
+		rc = applied_version(conn, &version, err, errlen);
 	for (size_t i = 0; rc == 0 && i < sizeof(migrations) / sizeof(migrations[0]); i++) {
 		if (migrations[i].version > version)
 			rc = apply(s, conn, &migrations[i], err, errlen);
 	}
+	char ignored[8];
+	run(conn, "SELECT RELEASE_LOCK('sesame_migrate')", ignored, sizeof(ignored));
 	s->db->release(conn, rc != 0 && connection_error(mysql_errno(conn)));
 	return rc;
 }
@@ -228,7 +242,7 @@ static enum sesame_storage_result user_create(void *state, const struct sesame_u
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_STMT *stmt = s->db->prepare(conn, s->insert_sql, err, errlen);
 	if (stmt == NULL)
-		return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+		return not_prepared(s, conn);
 	MYSQL_BIND params[3];
 	unsigned long lens[3];
 	bind_string(&params[0], user->email, &lens[0]);
@@ -271,12 +285,25 @@ static enum sesame_storage_result user_find(void *state, const char *by, const c
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_STMT *stmt = s->db->prepare(conn, sql, err, errlen);
 	if (stmt == NULL)
-		return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+		return not_prepared(s, conn);
 	MYSQL_BIND param, res[4];
 	unsigned long plen, lens[4] = {0};
 	my_bool nulls[4] = {0};
-	long long id = 0;
-	bind_string(&param, value, &plen);
+	long long id = 0, wanted = 0;
+	if (sql == s->find_by_id_sql) {
+		/* Bound as a number: a string compared with the id column compares as a double. */
+		char *end;
+		wanted = strtoll(value, &end, 10);
+		memset(&param, 0, sizeof(param));
+		param.buffer_type = MYSQL_TYPE_LONGLONG;
+		param.buffer = &wanted;
+		if (*value == '\0' || *end != '\0') {
+			s->db->release(conn, false);
+			return SESAME_STORAGE_NOT_FOUND;
+		}
+	} else {
+		bind_string(&param, value, &plen);
+	}
 	bind_user(res, &id, buf, buflen, lens, nulls);
 	if (mysql_stmt_bind_param(stmt, &param) != 0 || mysql_stmt_execute(stmt) != 0 ||
 	    mysql_stmt_bind_result(stmt, res) != 0)
@@ -310,7 +337,7 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_STMT *stmt = s->db->prepare(conn, s->set_password_sql, err, errlen);
 	if (stmt == NULL)
-		return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+		return not_prepared(s, conn);
 	MYSQL_BIND params[2];
 	unsigned long len;
 	bind_string(&params[0], password, &len);

@@ -520,8 +520,15 @@ static enum sesame_storage_result user_find(void *state, const char *by, const c
 	enum sesame_storage_result result = SESAME_STORAGE_NOT_FOUND;
 	int rc = sqlite3_extended_errcode(c->db);
 	if (st != NULL) {
-		/* An id given as text compares as a number: the column's affinity applies. */
-		sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
+		/* An id is bound as a number, never as text: " 1" or "1.0" is nobody's id. */
+		char *end;
+		long long id = which == FIND_BY_ID ? strtoll(value, &end, 10) : 0;
+		if (which == FIND_BY_ID && (*value == '\0' || *end != '\0'))
+			sqlite3_bind_null(st, 1);
+		else if (which == FIND_BY_ID)
+			sqlite3_bind_int64(st, 1, id);
+		else
+			sqlite3_bind_text(st, 1, value, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 	}
 	if (rc == SQLITE_ROW)

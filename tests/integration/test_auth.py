@@ -235,3 +235,22 @@ def test_expected_claims_when_issuer_and_audience_are_set(sesamed, mariadb):
     # Within the leeway, a token just expired still passes.
     late = sign(HS, claims(iss="sesame", aud="app", exp=int(time.time()) - 10))
     assert s.get("/auth/verify", headers=bearer(late)).status_code == 200
+
+
+def test_a_sub_that_only_starts_like_an_id_is_nobody(app):
+    for sub in (f"{app.uid}abc", f"0{app.uid}", f"{app.uid}@example.com", f" {app.uid}"):
+        token = sign(HS, claims(sub=sub))
+        assert app.get("/users/me", headers=bearer(token)).status_code == 401, sub
+
+
+def test_an_audience_sesame_does_not_expect_is_refused(app):
+    token = sign(HS, claims(sub=app.uid, aud="another-service"))
+    assert app.get("/users/me", headers=bearer(token)).status_code == 401
+
+
+def test_a_locked_account_cannot_log_in(app):
+    app.db.sql("INSERT INTO users (email, username, password) VALUES "
+               "('locked@example.com', 'locked', '!locked')", app.db.database)
+    r = login(app, "locked@example.com", "!locked")
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid email or password"

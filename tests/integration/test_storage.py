@@ -4,6 +4,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -24,9 +25,10 @@ def test_migrations_create_the_schema_once(sesamed, mariadb):
     assert sorted(tables) == ["sesame_migrations", "users"]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
-    assert s.log().count("applied migration") == 1
-    rows = mariadb.sql("SELECT version, name FROM sesame_migrations", mariadb.database).stdout
-    assert rows.split() == ["1", "001_users"]
+    assert s.log().count("applied migration") == 2
+    rows = mariadb.sql("SELECT version, name FROM sesame_migrations ORDER BY version",
+                       mariadb.database).stdout
+    assert rows.split() == ["1", "001_users", "2", "002_unique_email"]
 
 
 def test_create_and_find(sesamed, mariadb):
@@ -139,3 +141,44 @@ def test_storage_down_at_start_is_an_error(sesamed, tmp_path):
                        timeout=60)
     assert r.returncode == 1
     assert "storage: cannot apply the schema: cannot connect to MariaDB" in r.stderr
+
+
+def test_accents_make_two_accounts_letter_case_one(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
+    assert s.post("/create", json=dict(user(7), email="josé@example.com")).status_code == 200
+    assert s.post("/create", json=dict(user(7), email="jose@example.com")).status_code == 200
+    assert s.post("/create", json=dict(user(7), email="JOSÉ@example.com")).status_code == 409
+
+
+def test_a_tutorial_table_without_a_unique_email_gets_one(sesamed, mariadb):
+    mariadb.sql(f"CREATE DATABASE `{mariadb.database}`")
+    mariadb.sql("CREATE TABLE user (id INT AUTO_INCREMENT PRIMARY KEY, username VARCHAR(80), "
+                "email VARCHAR(120), password VARCHAR(200))", mariadb.database)
+    storage = (f'storage = {{ backend = "mariadb", mariadb = {{ socket = "{mariadb.socket}", '
+               f'user = "root", database = "{mariadb.database}" }}, '
+               'users = { table = "user" } }\n')
+    s = sesamed(routes=ROUTES, more=storage)
+    assert s.post("/create", json=user(8)).status_code == 200
+    assert s.post("/create", json=user(8)).status_code == 409
+    assert mariadb.sql("SELECT COUNT(*) FROM user", mariadb.database).stdout.strip() == "1"
+
+
+def test_ids_are_found_only_in_their_own_form(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
+    uid = s.post("/create", json=user(9)).json()["id"]
+    assert s.get("/find", params={"id": str(uid)}).status_code == 200
+    for other in (f"{uid}abc", f"0{uid}", f" {uid}", f"{uid}.0", f"{uid}e0", f"{uid}@x.org"):
+        assert s.get("/find", params={"id": other}).status_code == 404, other
+
+
+def test_two_masters_migrating_at_once(sesamed, mariadb):
+    s = sesamed(more=mariadb.storage(mariadb.database, "migrate = false"), start=False)
+    ctl = str(Path(SESAMED).parent / "sesamectl")
+    procs = [subprocess.Popen([ctl, "-c", str(s.config), "migrate"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    rows = mariadb.sql("SELECT version FROM sesame_migrations ORDER BY version",
+                       mariadb.database).stdout.split()
+    assert rows == ["1", "2"]
