@@ -542,9 +542,9 @@ static void add_route_file(struct config *cfg, const char *file)
 	cfg->routes[cfg->nroutes] = NULL;
 }
 
-static const char *const jwt_keys[] = {"algorithm",       "secret",   "secret_file", "access_expires",
-				       "refresh_expires", "issuer",   "audience",    "leeway",
-				       NULL};
+static const char *const jwt_keys[] = {"algorithm",	 "secret",	    "secret_file",
+				       "access_expires", "refresh_expires", "issuer",
+				       "audience",	 "leeway",	    NULL};
 
 /* An expiry: seconds, or false for none (0). */
 static void read_expiry(struct loader *ld, int tbl, const char *key, long *out)
@@ -597,9 +597,16 @@ static void read_secret(struct loader *ld, int tbl, struct token_config *tc)
 	} else if (file != NULL) {
 		char *path = resolve_path(ld->cfg, file);
 		char *text = path != NULL ? read_file(path) : NULL;
+		struct stat st;
 		if (text == NULL) {
 			fail(ld, "jwt.secret_file", "cannot read %s: %s", path ? path : file,
 			     strerror(errno));
+		} else if (stat(path, &st) == 0 && (size_t)st.st_size != strlen(text)) {
+			fail(ld, "jwt.secret_file",
+			     "%s holds a NUL byte: a secret file is text (sesamectl keygen writes "
+			     "one)",
+			     path);
+			free(text);
 		} else {
 			/* A trailing newline is the editor's, not the secret's. */
 			size_t len = strlen(text);
@@ -879,12 +886,13 @@ void config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
+	/* Plugins first: host->config_dir (cfg->dir) is theirs until fini. */
+	plugins_free(cfg->plugins);
 	free(cfg->path);
 	free(cfg->dir);
 	free_strings(cfg->listen, cfg->nlisten);
 	free_strings(cfg->routes, cfg->nroutes);
 	free(cfg->access_log);
-	plugins_free(cfg->plugins);
 	tokens_config_clear(&cfg->jwt);
 	free(cfg);
 }

@@ -69,7 +69,7 @@ struct sesame_config {
 	lua_State *L;
 	int tbl; /* absolute index of the table, 0 when the table is absent */
 	char path[128];
-	const char *seen[MAX_SEEN];
+	char seen[MAX_SEEN][64]; /* copies: a plugin's key may live on its own stack */
 	size_t nseen;
 	const char *file, *src;
 	struct config_errors *errs;
@@ -96,6 +96,8 @@ static void host_log(const struct sesame_host *host, enum sesame_log_level level
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if ((int)level < SESAME_LOG_ERROR)
+		level = SESAME_LOG_ERROR;
 	if (level > SESAME_LOG_DEBUG)
 		level = SESAME_LOG_DEBUG;
 	log_msg((enum log_level)level, "plugin %s: %s", pl->name, msg);
@@ -117,7 +119,7 @@ static void config_error(struct sesame_config *cfg, const char *key, const char 
 static int get_key(struct sesame_config *cfg, const char *key)
 {
 	if (cfg->nseen < MAX_SEEN)
-		cfg->seen[cfg->nseen++] = key;
+		snprintf(cfg->seen[cfg->nseen++], sizeof(cfg->seen[0]), "%s", key);
 	if (cfg->tbl == 0) {
 		lua_pushnil(cfg->L);
 		return LUA_TNIL;
@@ -501,6 +503,15 @@ static void load_files(struct loading *ld, int tbl, const char *dir, bool dir_gi
 	lua_pop(L, 1);
 }
 
+/* A plugin's configuration is a table: anything else would be ignored without a word. */
+static void not_a_table(struct loading *ld, const char *section, const char *name)
+{
+	char keypath[160];
+	snprintf(keypath, sizeof(keypath), "%s.%s", section, name);
+	config_error_at(ld->errs, ld->file, ld->src, keypath, "expected a table, found %s",
+			luaL_typename(ld->L, -1));
+}
+
 /* ---- hashers and the password table ---- */
 
 static bool is_loaded_hasher(struct loading *ld, const char *name)
@@ -641,8 +652,11 @@ static void read_password(struct loading *ld)
 		int sub = 0;
 		if (tbl != 0) {
 			lua_pushstring(L, pl->name);
-			if (lua_rawget(L, tbl) == LUA_TTABLE)
+			int kind = lua_rawget(L, tbl);
+			if (kind == LUA_TTABLE)
 				sub = lua_gettop(L);
+			else if (kind != LUA_TNIL)
+				not_a_table(ld, "password", pl->name);
 		}
 		snprintf(path, sizeof(path), "password.%s", pl->name);
 		init_plugin(ld, pl, sub, path);
@@ -729,10 +743,11 @@ static void read_validators(struct loading *ld)
 		struct sesame_config cfg = make_config(ld, pl, tbl, pl->name);
 		if (strcmp(pl->name, "password") == 0) {
 			for (const char *const *k = password_keys; *k != NULL; k++)
-				cfg.seen[cfg.nseen++] = *k;
+				snprintf(cfg.seen[cfg.nseen++], sizeof(cfg.seen[0]), "%s", *k);
 			for (size_t j = 0; j < ld->p->n && cfg.nseen < MAX_SEEN; j++) {
 				if (ld->p->v[j].h->kind == SESAME_PLUGIN_HASHER)
-					cfg.seen[cfg.nseen++] = ld->p->v[j].name;
+					snprintf(cfg.seen[cfg.nseen++], sizeof(cfg.seen[0]), "%s",
+						 ld->p->v[j].name);
 			}
 		}
 		run_init(ld, pl, &cfg);
@@ -909,7 +924,9 @@ static void read_storage(struct loading *ld)
 		char path[96];
 		snprintf(path, sizeof(path), "storage.%s", backend);
 		lua_pushstring(L, backend);
-		int sub = lua_rawget(L, tbl) == LUA_TTABLE ? lua_gettop(L) : 0;
+		int t = lua_rawget(L, tbl), sub = t == LUA_TTABLE ? lua_gettop(L) : 0;
+		if (t != LUA_TTABLE && t != LUA_TNIL)
+			not_a_table(ld, "storage", backend);
 		struct sesame_config cfg = make_config(ld, pl, sub, path);
 		if (strcmp(backend, "mariadb") == 0) {
 			read_pool(ld, &cfg);
@@ -966,8 +983,11 @@ void plugins_free(struct plugins *p)
 		struct plugin *pl = &p->v[i];
 		if (pl->inited)
 			common(pl)->fini(pl->state);
-		for (size_t j = 0; j < pl->nstrings; j++)
+		/* Among them, perhaps, a database password. */
+		for (size_t j = 0; j < pl->nstrings; j++) {
+			sodium_memzero(pl->strings[j], strlen(pl->strings[j]));
 			free(pl->strings[j]);
+		}
 		free(pl->strings);
 		if (pl->handle != NULL)
 			dlclose(pl->handle);

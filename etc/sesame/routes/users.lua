@@ -96,9 +96,15 @@ sesame.route("POST", "/users/login", function(req)
     return fail(401, BAD_LOGIN)
   end
   -- A hash from another scheme (a Flask service's pbkdf2_sha256) or weaker settings is
-  -- upgraded now, while the password is at hand.
+  -- upgraded now, while the password is at hand. The log-in does not depend on it: a failed
+  -- upgrade is logged and tried again at the next log-in.
   if rehash then
-    sesame.users.update { id = user.id, password = sesame.hash(f.password) }
+    local upgraded, why = pcall(function()
+      sesame.users.update { id = user.id, password = sesame.hash(f.password) }
+    end)
+    if not upgraded then
+      sesame.log.warn("user " .. user.id .. ": password hash not upgraded: " .. tostring(why))
+    end
   end
   return 200, {
     result = "success",
