@@ -83,6 +83,9 @@ static void worker_stop(void *state)
 {
 }
 
+/* The error code of this thread's last failed statement. */
+static _Thread_local unsigned int last_code;
+
 static bool connection_error(unsigned int code)
 {
 	return code == CR_CONNECTION_ERROR || code == CR_CONN_HOST_ERROR ||
@@ -95,6 +98,7 @@ static enum sesame_storage_result failed(struct store *s, MYSQL *conn, unsigned 
 					 const char *msg, char *err, size_t errlen)
 {
 	snprintf(err, errlen, "MariaDB: %s", msg);
+	last_code = code;
 	/* An error without a connection code (a statement that could not be prepared) may
 	 * still come from a dead connection: ask it. */
 	bool gone = connection_error(code) || (code != ER_DUP_ENTRY && mysql_ping(conn) != 0);
@@ -109,6 +113,7 @@ static enum sesame_storage_result failed(struct store *s, MYSQL *conn, unsigned 
 static enum sesame_storage_result not_prepared(struct store *s, MYSQL *conn)
 {
 	bool gone = mysql_ping(conn) != 0;
+	last_code = gone ? CR_SERVER_GONE_ERROR : 0; /* the statement never ran */
 	s->db->release(conn, gone);
 	return gone ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
 }
@@ -233,7 +238,7 @@ static void bind_string(MYSQL_BIND *b, const char *s, unsigned long *len)
 	b->length = len;
 }
 
-static enum sesame_storage_result user_create(void *state, const struct sesame_user *user,
+static enum sesame_storage_result create_once(void *state, const struct sesame_user *user,
 					      long long *id, char *err, size_t errlen)
 {
 	struct store *s = state;
@@ -274,7 +279,7 @@ static void bind_user(MYSQL_BIND *res, long long *id, char *buf, size_t buflen, 
 	}
 }
 
-static enum sesame_storage_result user_find(void *state, const char *by, const char *value,
+static enum sesame_storage_result find_once(void *state, const char *by, const char *value,
 					    struct sesame_user *out, char *buf, size_t buflen,
 					    char *err, size_t errlen)
 {
@@ -328,7 +333,7 @@ static enum sesame_storage_result user_find(void *state, const char *by, const c
 	return result;
 }
 
-static enum sesame_storage_result user_set_password(void *state, long long id, const char *password,
+static enum sesame_storage_result set_password_once(void *state, long long id, const char *password,
 						    char *err, size_t errlen)
 {
 	struct store *s = state;
@@ -351,6 +356,45 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return changed > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND;
+}
+
+/*
+ * A connection that died while idle (a server restart) fails its next statement before the
+ * statement runs: CR_SERVER_GONE_ERROR. Such a statement is tried once more, on a new
+ * connection. Reads and the password update are tried again after any connection error:
+ * running them twice is harmless, unlike an insert that may have been committed.
+ */
+static bool again(enum sesame_storage_result r, bool idempotent)
+{
+	bool retry = r == SESAME_STORAGE_UNAVAILABLE &&
+		     (idempotent ? connection_error(last_code) : last_code == CR_SERVER_GONE_ERROR);
+	last_code = 0;
+	return retry;
+}
+
+static enum sesame_storage_result user_create(void *state, const struct sesame_user *user,
+					      long long *id, char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = create_once(state, user, id, err, errlen);
+	return again(r, false) ? create_once(state, user, id, err, errlen) : r;
+}
+
+static enum sesame_storage_result user_find(void *state, const char *by, const char *value,
+					    struct sesame_user *out, char *buf, size_t buflen,
+					    char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = find_once(state, by, value, out, buf, buflen, err, errlen);
+	return again(r, true) ? find_once(state, by, value, out, buf, buflen, err, errlen) : r;
+}
+
+static enum sesame_storage_result user_set_password(void *state, long long id, const char *password,
+						    char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = set_password_once(state, id, password, err, errlen);
+	return again(r, true) ? set_password_once(state, id, password, err, errlen) : r;
 }
 
 SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {

@@ -182,3 +182,16 @@ def test_two_masters_migrating_at_once(sesamed, mariadb):
     rows = mariadb.sql("SELECT version FROM sesame_migrations ORDER BY version",
                        mariadb.database).stdout.split()
     assert rows == ["1", "2"]
+
+
+def test_a_server_restart_costs_no_request(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
+    assert s.post("/create", json=user(10)).status_code == 200
+    for _ in range(10):
+        assert s.get("/find", params={"email": "user10@example.com"}).status_code == 200
+    mariadb.stop()
+    mariadb.start()
+    # Every pooled connection is now dead; none of these requests may see it.
+    for _ in range(10):
+        assert s.get("/find", params={"email": "user10@example.com"}).status_code == 200
+    assert s.post("/create", json=user(11)).status_code == 200
