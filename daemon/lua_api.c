@@ -829,13 +829,17 @@ static void user_release(struct lua_job *lj)
 
 static struct user_job *new_user_job(lua_State *L, enum user_op op)
 {
-	struct user_job *uj = calloc(1, sizeof(*uj));
-	if (uj == NULL)
-		luaL_error(L, "out of memory");
-	if (!plugins_storage(get_api(L)->cfg->plugins, &uj->st)) {
-		free(uj);
+	struct storage st;
+	if (!plugins_storage(get_api(L)->cfg->plugins, &st)) {
 		luaL_error(L, "no storage is configured (storage.backend)");
+		return NULL;
 	}
+	struct user_job *uj = calloc(1, sizeof(*uj));
+	if (uj == NULL) {
+		luaL_error(L, "out of memory");
+		return NULL;
+	}
+	uj->st = st;
 	uj->op = op;
 	uj->lj.job.run = user_run;
 	uj->lj.push = user_push;

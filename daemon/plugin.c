@@ -1083,7 +1083,3 @@ const char *plugins_dummy_hash(const struct plugins *p)
 	return p != NULL ? p->dummy : NULL;
 }
 
-size_t plugins_count(const struct plugins *p)
-{
-	return p != NULL ? p->n : 0;
-}

@@ -33,8 +33,6 @@ const struct hasher *plugins_scheme(const struct plugins *p);
 /* The accepted hasher (password.accept) whose scheme stored belongs to, or NULL. */
 const struct hasher *plugins_identify(const struct plugins *p, const char *stored);
 
-size_t plugins_count(const struct plugins *p);
-
 /* A hash of a random password with the current scheme, for timing-safe failed log-ins. */
 const char *plugins_dummy_hash(const struct plugins *p);
 
