@@ -143,3 +143,65 @@ def test_loop_answers_while_passwords_hash(sesamed):
         t.join()
     assert still_hashing, "the hashes finished before /healthz was asked: make them slower"
     assert done == [200] * 4
+
+
+def check_config(s):
+    return subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_plugins_load_picks_plugins(sesamed):
+    s = sesamed(routes=PASSWORDS, more='plugins = { load = { "argon2id" } }\n', start=False)
+    s.config.write_text(s.config.read_text().replace(
+        f'plugins = {{ path = "{Path(SESAMED).parent / "plugins"}" }}\n', "").replace(
+        'plugins = { load', f'plugins = {{ path = "{Path(SESAMED).parent / "plugins"}", load'))
+    s.start()
+    stored = pbkdf2_sha256.using(rounds=29000).hash("pw")
+    # pbkdf2_sha256 is not loaded, so not accepted: its hashes verify as nothing.
+    assert s.post("/verify", json={"password": "pw", "stored": stored}).json()["ok"] is False
+    assert s.post("/hash", json={"password": "pw"}).json()["hash"].startswith("$argon2id$")
+
+
+def test_a_plugin_folder_that_is_not_there(sesamed, tmp_path):
+    s = sesamed(start=False)
+    s.config.write_text(s.config.read_text().replace(str(Path(SESAMED).parent / "plugins"),
+                                                     str(tmp_path / "nowhere")))
+    r = check_config(s)
+    assert r.returncode == 1
+    assert "plugins.path: " in r.stderr and "No such file or directory" in r.stderr
+
+
+def test_a_validator_table_without_its_plugin(sesamed):
+    s = sesamed(start=False, more='email = { allow_special_domains = true }\n')
+    s.config.write_text(s.config.read_text().replace(
+        f'plugins = {{ path = "{Path(SESAMED).parent / "plugins"}" }}',
+        f'plugins = {{ path = "{Path(SESAMED).parent / "plugins"}", '
+        'load = { "argon2id", "password" } }'))
+    r = check_config(s)
+    assert r.returncode == 1
+    assert "email: no validator plugin named email is loaded" in r.stderr
+
+
+VALIDATE = {"validate.lua": 'local sesame = require "sesame"\n'
+            'sesame.route("POST", "/validate", function(req)\n'
+            '  local b = req:json()\n'
+            '  local related = b.related ~= sesame.null and b.related or nil\n'
+            '  local v, err = sesame.validate(b.name, b.value, related)\n'
+            '  return 200, { value = v or sesame.null, error = err or sesame.null }\n'
+            'end)\n'}
+
+
+@pytest.mark.parametrize("name,value,related,expect_ok", [
+    ("email", "Bob@EXAMPLE.org", None, "Bob@example.org"),
+    ("email", "bob@localhost", None, None),
+    ("username", "José", None, "José"),
+    ("username", "a b", None, None),
+    ("password", "bob@example.org", ["bob@example.org", "bob"], None),
+    ("password", "eight ch", ["bob@example.org", "bob"], "eight ch"),
+    ("password", 42, None, None),
+])
+def test_sesame_validate(sesamed, name, value, related, expect_ok):
+    s = sesamed(routes=VALIDATE, more='username = { allowed = "unicode" }\n')
+    body = s.post("/validate", json={"name": name, "value": value, "related": related}).json()
+    assert body["value"] == expect_ok
+    assert (body["error"] is None) == (expect_ok is not None)

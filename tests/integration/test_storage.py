@@ -195,3 +195,17 @@ def test_a_server_restart_costs_no_request(sesamed, mariadb):
     for _ in range(10):
         assert s.get("/find", params={"email": "user10@example.com"}).status_code == 200
     assert s.post("/create", json=user(11)).status_code == 200
+
+
+def test_update_of_a_missing_user_finds_nobody(sesamed, mariadb):
+    s = sesamed(routes={"u.lua": 'local sesame = require "sesame"\n'
+                        'sesame.route("POST", "/update", function(req)\n'
+                        '  local b = req:json()\n'
+                        '  local id = sesame.users.update { id = b.id, password = b.password }\n'
+                        '  return 200, { id = id or sesame.null }\n'
+                        'end)\n', **ROUTES}, more=mariadb.storage(mariadb.database))
+    uid = s.post("/create", json=user(12)).json()["id"]
+    assert s.post("/update", json={"id": uid, "password": "$new"}).json() == {"id": uid}
+    assert s.get("/find", params={"id": str(uid)}).json()["password"] == "$new"
+    assert s.post("/update", json={"id": uid + 1000, "password": "$x"}).json() == {"id": None}
+    assert s.post("/update", json={"id": uid, "email": "x@y.z"}).status_code == 500
