@@ -542,9 +542,9 @@ static void add_route_file(struct config *cfg, const char *file)
 	cfg->routes[cfg->nroutes] = NULL;
 }
 
-static const char *const jwt_keys[] = {"algorithm",	 "secret",	    "secret_file",
-				       "access_expires", "refresh_expires", "issuer",
-				       "audience",	 "leeway",	    NULL};
+static const char *const jwt_keys[] = {
+    "algorithm", "secret", "secret_file", "access_expires", "refresh_expires", "issuer",
+    "audience",	 "leeway", "cookies",	  "cookie_secure",  "cookie_samesite", NULL};
 
 /* An expiry: seconds, or false for none (0). */
 static void read_expiry(struct loader *ld, int tbl, const char *key, long *out)
@@ -653,6 +653,16 @@ static void read_jwt(struct loader *ld)
 	read_expiry(ld, tbl, "access_expires", &tc->access_expires);
 	read_expiry(ld, tbl, "refresh_expires", &tc->refresh_expires);
 	read_int(ld, tbl, "jwt", "leeway", 0, 3600, &tc->leeway);
+	read_bool(ld, tbl, "jwt", "cookies", &tc->cookies);
+	tc->cookie_secure = true;
+	read_bool(ld, tbl, "jwt", "cookie_secure", &tc->cookie_secure);
+	read_string(ld, tbl, "jwt", "cookie_samesite", &tc->cookie_samesite);
+	if (tc->cookie_samesite == NULL)
+		tc->cookie_samesite = strdup("Lax");
+	else if (strcmp(tc->cookie_samesite, "Lax") != 0 &&
+		 strcmp(tc->cookie_samesite, "Strict") != 0 &&
+		 strcmp(tc->cookie_samesite, "None") != 0)
+		fail(ld, "jwt.cookie_samesite", "expected \"Lax\", \"Strict\" or \"None\"");
 	read_string(ld, tbl, "jwt", "issuer", &tc->issuer);
 	read_string(ld, tbl, "jwt", "audience", &tc->audience);
 	tc->configured = tc->key != NULL;

@@ -701,6 +701,56 @@ static int l_jwt_refresh(lua_State *L)
 	return issue(L, TOKEN_REFRESH);
 }
 
+static void add_cookie(lua_State *L, const struct token_config *tc, const char *name,
+		       const char *value, long max_age, bool http_only)
+{
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	lua_pushfstring(L, "%s=%s; Path=/; SameSite=%s", name, value, tc->cookie_samesite);
+	luaL_addvalue(&b);
+	if (http_only)
+		luaL_addstring(&b, "; HttpOnly");
+	if (tc->cookie_secure)
+		luaL_addstring(&b, "; Secure");
+	if (max_age > 0) {
+		lua_pushfstring(L, "; Max-Age=%d", (int)max_age);
+		luaL_addvalue(&b);
+	}
+	luaL_pushresult(&b);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/*
+ * sesame.jwt.cookies(access_token[, refresh_token]): the Set-Cookie headers that carry the
+ * tokens (HttpOnly) and their CSRF values (readable by the page's script), as a headers table
+ * for a handler's answer; an empty table when jwt.cookies is off.
+ */
+static int l_jwt_cookies(lua_State *L)
+{
+	const struct token_config *tc = &get_api(L)->cfg->jwt;
+	const char *access = luaL_optstring(L, 1, NULL), *refresh = luaL_optstring(L, 2, NULL);
+	lua_newtable(L);
+	if (!tc->cookies)
+		return 1;
+	lua_newtable(L);
+	const char *tokens[2] = {access, refresh};
+	const char *names[2][2] = {{TOKENS_ACCESS_COOKIE, TOKENS_ACCESS_CSRF_COOKIE},
+				   {TOKENS_REFRESH_COOKIE, TOKENS_REFRESH_CSRF_COOKIE}};
+	long ages[2] = {tc->access_expires, tc->refresh_expires};
+	for (int i = 0; i < 2; i++) {
+		char csrf[64];
+		if (tokens[i] == NULL)
+			continue;
+		if (!tokens_csrf_of(tokens[i], csrf, sizeof(csrf)))
+			return luaL_error(
+			    L, "sesame.jwt.cookies: not a token sesame issued with cookies on");
+		add_cookie(L, tc, names[i][0], tokens[i], ages[i], true);
+		add_cookie(L, tc, names[i][1], csrf, ages[i], false);
+	}
+	lua_setfield(L, -2, "Set-Cookie");
+	return 1;
+}
+
 /*
  * sesame.validate(name, value[, related]): the validator plugin name's verdict, on the loop.
  * Returns the value's normal form, or nil and a message for the client.
@@ -1142,15 +1192,61 @@ static const char *bearer(struct http_request *r, size_t *len)
 	return *len > 0 && h[*len] == '\0' ? h : NULL;
 }
 
+struct cookie_search {
+	const char *name;
+	const char *value;
+	size_t len;
+};
+
+static void match_cookie(void *arg, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	struct cookie_search *cs = arg;
+	if (cs->value == NULL && nlen == strlen(cs->name) && memcmp(name, cs->name, nlen) == 0) {
+		cs->value = value;
+		cs->len = vlen;
+	}
+}
+
+/* The token of the cookie name, or NULL. */
+static const char *cookie_token(struct http_request *r, const char *name, size_t *len)
+{
+	struct cookie_search cs = {.name = name};
+	request_cookies(evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Cookie"),
+			match_cookie, &cs);
+	*len = cs.len;
+	return cs.value != NULL && cs.len > 0 ? cs.value : NULL;
+}
+
+/* A token from a cookie on a state-changing request needs the CSRF header to repeat its claim. */
+static bool csrf_ok(struct http_request *r, json_t *claims)
+{
+	const char *m = r->method;
+	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0)
+		return true;
+	const char *want = json_string_value(json_object_get(claims, "csrf"));
+	const char *got =
+	    evhttp_find_header(evhttp_request_get_input_headers(r->ev), TOKENS_CSRF_HEADER);
+	return want != NULL && got != NULL && strlen(want) == strlen(got) &&
+	       sodium_memcmp(want, got, strlen(want)) == 0;
+}
+
 /*
  * Checks the token a route asks for; on failure answers 401 and returns false. A route with
  * auth = "optional" runs without identity when no token is sent, but not with a bad one.
+ * With jwt.cookies, a request without an Authorization header may carry the token in a
+ * cookie instead, and then, unless it only reads, the CSRF header.
  */
 static bool authenticate(struct luaapi *api, struct http_request *r, struct call *call)
 {
 	int mode = r->route->options;
 	size_t len = 0;
 	const char *token = bearer(r, &len);
+	bool from_cookie = false;
+	if (token == NULL && api->cfg->jwt.cookies) {
+		token = cookie_token(
+		    r, mode == AUTH_REFRESH ? TOKENS_REFRESH_COOKIE : TOKENS_ACCESS_COOKIE, &len);
+		from_cookie = token != NULL;
+	}
 	if (token == NULL) {
 		if (mode == AUTH_OPTIONAL)
 			return true;
@@ -1163,6 +1259,10 @@ static bool authenticate(struct luaapi *api, struct http_request *r, struct call
 						    : WANT_ACCESS;
 	enum token_verdict v = tokens_verify(&api->cfg->jwt, token, len, want, &call->claims,
 					     call->identity, sizeof(call->identity));
+	if (v == TOKEN_OK && from_cookie && !csrf_ok(r, call->claims)) {
+		http_reply_error(r, 401, "missing or wrong CSRF token", NULL);
+		return false;
+	}
 	if (v == TOKEN_OK)
 		return true;
 	http_add_header(r, "WWW-Authenticate",
@@ -1308,8 +1408,10 @@ static int open_sesame(lua_State *L)
 					  {"find", l_users_find},
 					  {"update", l_users_update},
 					  {NULL, NULL}};
-	static const luaL_Reg jwtf[] = {
-	    {"access", l_jwt_access}, {"refresh", l_jwt_refresh}, {NULL, NULL}};
+	static const luaL_Reg jwtf[] = {{"access", l_jwt_access},
+					{"refresh", l_jwt_refresh},
+					{"cookies", l_jwt_cookies},
+					{NULL, NULL}};
 	luaL_newlib(L, funcs);
 	luaL_newlib(L, logf);
 	lua_setfield(L, -2, "log");

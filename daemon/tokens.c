@@ -68,6 +68,12 @@ char *tokens_issue(const struct token_config *tc, enum token_type type, const ch
 	rc |= jwt_add_grant(jwt, "jti", jti);
 	rc |= jwt_add_grant(jwt, "type", type == TOKEN_ACCESS ? "access" : "refresh");
 	rc |= jwt_add_grant(jwt, "sub", identity);
+	/* With cookies, each token carries the value its CSRF cookie and header must repeat. */
+	if (tc->cookies) {
+		char csrf[37];
+		uuid4(csrf);
+		rc |= jwt_add_grant(jwt, "csrf", csrf);
+	}
 	rc |= jwt_add_grant_int(jwt, "nbf", now);
 	if (expires > 0)
 		rc |= jwt_add_grant_int(jwt, "exp", now + expires);
@@ -92,6 +98,7 @@ void tokens_config_clear(struct token_config *tc)
 	free(tc->key);
 	free(tc->issuer);
 	free(tc->audience);
+	free(tc->cookie_samesite);
 	memset(tc, 0, sizeof(*tc));
 }
 
@@ -265,4 +272,17 @@ const char *tokens_verdict_message(enum token_verdict v)
 	default:
 		return "invalid token";
 	}
+}
+
+bool tokens_csrf_of(const char *token, char *out, size_t outlen)
+{
+	const char *dot1 = strchr(token, '.');
+	const char *dot2 = dot1 != NULL ? strchr(dot1 + 1, '.') : NULL;
+	json_t *payload = dot2 != NULL ? decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1)) : NULL;
+	const char *csrf = json_string_value(json_object_get(payload, "csrf"));
+	bool found = csrf != NULL && strlen(csrf) < outlen;
+	if (found)
+		snprintf(out, outlen, "%s", csrf);
+	json_decref(payload);
+	return found;
 }

@@ -19,7 +19,18 @@ struct token_config {
 	char *issuer;	      /* NULL when not configured */
 	char *audience;
 	long leeway; /* seconds of clock skew allowed on exp and nbf */
+	/* Tokens in cookies too, with CSRF double submit, as flask-jwt-extended does it. */
+	bool cookies;
+	bool cookie_secure;
+	char *cookie_samesite; /* "Lax", "Strict" or "None" */
 };
+
+/* flask-jwt-extended's names. */
+#define TOKENS_ACCESS_COOKIE	   "access_token_cookie"
+#define TOKENS_REFRESH_COOKIE	   "refresh_token_cookie"
+#define TOKENS_ACCESS_CSRF_COOKIE  "csrf_access_token"
+#define TOKENS_REFRESH_CSRF_COOKIE "csrf_refresh_token"
+#define TOKENS_CSRF_HEADER	   "X-CSRF-TOKEN"
 
 #define TOKENS_MAX_LEN 8192
 
@@ -54,6 +65,9 @@ enum token_verdict tokens_verify(const struct token_config *tc, const char *toke
 				 size_t idlen);
 
 const char *tokens_verdict_message(enum token_verdict v);
+
+/* The csrf claim of a token sesame issued, into out; false when it has none. */
+bool tokens_csrf_of(const char *token, char *out, size_t outlen);
 
 void tokens_config_clear(struct token_config *tc);
 

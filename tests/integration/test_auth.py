@@ -254,3 +254,67 @@ def test_a_locked_account_cannot_log_in(app):
     r = login(app, "locked@example.com", "!locked")
     assert r.status_code == 401
     assert r.json()["error"] == "invalid email or password"
+
+
+COOKIE_ROUTES = dict(ROUTES, **{"post.lua": 'local sesame = require "sesame"\n'
+                                 'sesame.route("POST", "/act", { auth = "required" }, '
+                                 'function(req) return 200, { user = req.identity } end)\n'})
+
+
+@pytest.fixture
+def cookie_app(sesamed, mariadb):
+    more = mariadb.storage(mariadb.database) + \
+        f'jwt = {{ secret = "{SECRET}", cookies = true, cookie_secure = false }}\n'
+    s = sesamed(routes=COOKIE_ROUTES, more=more)
+    assert s.post("/users/register", json={"email": "cat@example.com", "username": "cat",
+                                           "password": "correct horse"}).status_code == 200
+    return s
+
+
+def test_cookies_carry_the_tokens(cookie_app):
+    r = login(cookie_app, "cat@example.com")
+    assert r.status_code == 200
+    raw = r.raw.headers.getlist("Set-Cookie")
+    names = sorted(c.split("=", 1)[0] for c in raw)
+    assert names == ["access_token_cookie", "csrf_access_token", "csrf_refresh_token",
+                     "refresh_token_cookie"]
+    for c in raw:
+        assert "SameSite=Lax" in c and "Path=/" in c and "Max-Age=" in c
+        assert ("HttpOnly" in c) == ("token_cookie" in c)
+    access = jwt.decode(r.cookies["access_token_cookie"], SECRET, algorithms=["HS256"])
+    assert access["csrf"] == r.cookies["csrf_access_token"]
+    assert r.cookies["access_token_cookie"] == r.json()["access_token"]
+
+
+def test_a_cookie_authenticates_reads_and_csrf_guards_writes(cookie_app):
+    import requests
+    session = requests.Session()
+    r = session.post(cookie_app.url + "/users/login",
+                     json={"email": "cat@example.com", "password": "correct horse"})
+    assert r.status_code == 200
+    assert session.get(cookie_app.url + "/users/me").json()["user"]["username"] == "cat"
+    assert session.get(cookie_app.url + "/auth/verify").status_code == 200
+    r = session.post(cookie_app.url + "/act")
+    assert r.status_code == 401 and r.json()["error"] == "missing or wrong CSRF token"
+    r = session.post(cookie_app.url + "/act", headers={"X-CSRF-TOKEN": "wrong"})
+    assert r.status_code == 401
+    csrf = session.cookies["csrf_access_token"]
+    r = session.post(cookie_app.url + "/act", headers={"X-CSRF-TOKEN": csrf})
+    assert r.status_code == 200
+    # A bearer token needs no CSRF header: no browser sends it by itself.
+    token = session.cookies["access_token_cookie"]
+    assert cookie_app.post("/act", headers=bearer(token)).status_code == 200
+
+
+def test_secure_cookies_by_default(sesamed, mariadb):
+    more = mariadb.storage(mariadb.database) + \
+        f'jwt = {{ secret = "{SECRET}", cookies = true, cookie_samesite = "Strict" }}\n'
+    s = sesamed(routes=ROUTES, more=more)
+    r = s.post("/users/register", json={"email": "dog@example.com", "username": "dog",
+                                        "password": "correct horse"})
+    for c in r.raw.headers.getlist("Set-Cookie"):
+        assert "; Secure" in c and "SameSite=Strict" in c
+
+
+def test_no_cookies_unless_asked(app):
+    assert "Set-Cookie" not in login(app).headers

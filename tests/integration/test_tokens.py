@@ -90,7 +90,8 @@ def check(s):
     ('jwt = {\n  algorithm = "none",\n}\n', "jwt.algorithm: 'none' is not one of HS256, HS384, HS512"),
     ('jwt = {\n  access_expires = true,\n}\n', "jwt.access_expires: expected a number of seconds (1 or more) or false"),
     ('jwt = {\n  secret = "' + SECRET + '", secret_file = "x",\n}\n', "give jwt.secret or jwt.secret_file, not both"),
-    ('jwt = {\n  cookies = true, secret = "' + SECRET + '",\n}\n', "jwt.cookies: unknown key"),
+    ('jwt = {\n  cookie = true, secret = "' + SECRET + '",\n}\n', "jwt.cookie: unknown key (did you mean 'cookies'?)"),
+    ('jwt = {\n  cookie_samesite = "Sometimes", secret = "' + SECRET + '",\n}\n', "jwt.cookie_samesite: expected \"Lax\", \"Strict\" or \"None\""),
 ])
 def test_bad_jwt_settings(sesamed, table, message):
     s = sesamed(routes=ROUTES, more=table, start=False)

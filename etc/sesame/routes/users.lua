@@ -43,8 +43,15 @@ local function fail(status, message)
   return status, { result = "fail", error = message }
 end
 
--- Tokens are secrets: no cache may keep an answer that carries them.
-local NO_STORE = { ["Cache-Control"] = "no-store" }
+-- The answer that hands out a pair of tokens: in the body, and in cookies too when
+-- jwt.cookies is on. Tokens are secrets: no cache may keep the answer.
+local function tokens(id, fresh)
+  local access = sesame.jwt.access(id, { fresh = fresh })
+  local refresh = sesame.jwt.refresh(id)
+  local headers = sesame.jwt.cookies(access, refresh)
+  headers["Cache-Control"] = "no-store"
+  return 200, { result = "success", access_token = access, refresh_token = refresh }, headers
+end
 
 sesame.route("POST", "/users/register", function(req)
   local f, err = fields(req:json(), { "email", "username", "password" })
@@ -73,11 +80,7 @@ sesame.route("POST", "/users/register", function(req)
   if not id then
     return fail(409, "email already registered")
   end
-  return 200, {
-    result = "success",
-    access_token = sesame.jwt.access(id),
-    refresh_token = sesame.jwt.refresh(id),
-  }, NO_STORE
+  return tokens(id, false)
 end)
 
 -- One answer for an unknown e-mail and a wrong password, and about the same time: an unknown
@@ -106,11 +109,7 @@ sesame.route("POST", "/users/login", function(req)
       sesame.log.warn("user " .. user.id .. ": password hash not upgraded: " .. tostring(why))
     end
   end
-  return 200, {
-    result = "success",
-    access_token = sesame.jwt.access(user.id, { fresh = true }),
-    refresh_token = sesame.jwt.refresh(user.id),
-  }, NO_STORE
+  return tokens(user.id, true)
 end)
 
 sesame.route("GET", "/users/me", { auth = "required" }, function(req)
