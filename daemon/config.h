@@ -10,6 +10,9 @@
 
 struct lua_State;
 
+/* Where sesamed and sesamectl look for the configuration without -c. */
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/sesame/sesame.lua"
+
 /* Every problem found, each "FILE:LINE: message", in the order found. */
 struct config_errors {
 	char **msg;

@@ -17,8 +17,6 @@
 #include "master.h"
 #include "plugin.h"
 
-#define DEFAULT_CONFIG SYSCONFDIR "/sesame/sesame.lua"
-
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -34,7 +32,7 @@ static void usage(FILE *out)
 		"  -h       print this help and exit\n"
 		"\n"
 		"Signals: TERM or INT stop gracefully, HUP reloads the configuration.\n",
-		DEFAULT_CONFIG);
+		CONFIG_DEFAULT_PATH);
 }
 
 /* Every connection is a descriptor: take all the soft limit the hard one allows. */
@@ -55,7 +53,7 @@ static void print_errors(const struct config_errors *errs)
 
 int main(int argc, char **argv)
 {
-	const char *path = DEFAULT_CONFIG;
+	const char *path = CONFIG_DEFAULT_PATH;
 	bool check = false;
 	struct master_opts opts = {0};
 	int c;

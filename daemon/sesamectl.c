@@ -23,8 +23,6 @@
 #include "log.h"
 #include "plugin.h"
 
-#define DEFAULT_CONFIG SYSCONFDIR "/sesame/sesame.lua"
-
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -36,7 +34,7 @@ static void usage(FILE *out)
 		"  hash-bench [N]       time N password hashes (default 5) with password.scheme\n"
 		"\n"
 		"  -c FILE  configuration file (default: %s)\n",
-		DEFAULT_CONFIG);
+		CONFIG_DEFAULT_PATH);
 }
 
 static struct config *load(const char *path)
@@ -144,7 +142,7 @@ static int cmd_hash_bench(const char *path, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	const char *path = DEFAULT_CONFIG;
+	const char *path = CONFIG_DEFAULT_PATH;
 	int c;
 	while ((c = getopt(argc, argv, "+c:h")) != -1) {
 		switch (c) {

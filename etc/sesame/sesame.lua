@@ -66,6 +66,9 @@ password = {
 --   access_expires = 900,           -- seconds; false: access tokens never expire
 --   refresh_expires = 2592000,
 --   issuer = nil, audience = nil,   -- the iss and aud claims, when set
+--   leeway = 0,                     -- seconds of clock skew allowed on exp and nbf
+--   cookies = false,                -- tokens in cookies too, with CSRF double submit
+--   cookie_secure = true, cookie_samesite = "Lax",
 -- }
 
 -- Where users are kept. The connection is the other setting without a default.
