@@ -683,7 +683,9 @@ static int issue(lua_State *L, enum token_type type)
 		fresh = lua_getfield(L, 2, "fresh") != LUA_TNIL && lua_toboolean(L, -1);
 		lua_pop(L, 2);
 	}
-	char *token = tokens_issue(&cfg->jwt, type, identity, expires, fresh, err, sizeof(err));
+	struct token_request tr = {
+	    .type = type, .identity = identity, .expires = expires, .fresh = fresh};
+	char *token = tokens_issue(&cfg->jwt, &tr, err, sizeof(err));
 	if (token == NULL)
 		return luaL_error(L, "%s", err);
 	lua_pushstring(L, token);

@@ -4,7 +4,8 @@
  * The claims are flask-jwt-extended's, so that a Flask service sharing the secret accepts
  * sesame's tokens: iat and nbf (now), jti (a random UUID4), type ("access" or "refresh"), sub
  * (the identity, a string), fresh (access tokens only), exp (left out when the expiry is
- * false), and iss and aud when configured. The header is {"alg":...,"typ":"JWT"}. Signing is
+ * false), and iss and aud when configured. sesame adds fam, the refresh family a token
+ * belongs to, which flask-jwt-extended ignores. The header is {"alg":...,"typ":"JWT"}. Signing is
  * an HMAC: it runs on the event loop.
  */
 #include "autoconfig.h"
@@ -33,50 +34,59 @@ int tokens_alg_parse(const char *name)
 	return -1;
 }
 
-/* A random (version 4) UUID, as flask-jwt-extended's jti. */
-static void uuid4(char out[37])
+void tokens_uuid4(char out[TOKENS_ID_LEN])
 {
 	unsigned char b[16];
 	randombytes_buf(b, sizeof(b));
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-		 b[13], b[14], b[15]);
+	snprintf(out, TOKENS_ID_LEN,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+		 b[15]);
 }
 
-char *tokens_issue(const struct token_config *tc, enum token_type type, const char *identity,
-		   long expires, bool fresh, char *err, size_t errlen)
+char *tokens_issue(const struct token_config *tc, const struct token_request *req, char *err,
+		   size_t errlen)
 {
 	jwt_t *jwt = NULL;
-	char *token = NULL, jti[37];
-	long now = (long)time(NULL);
+	char *token = NULL, jti[TOKENS_ID_LEN];
+	long now = (long)time(NULL), expires = req->expires;
+	enum token_type type = req->type;
 	if (!tc->configured) {
 		snprintf(err, errlen, "no JWT key is configured (jwt.secret or jwt.secret_file)");
 		return NULL;
 	}
 	if (expires < 0)
 		expires = type == TOKEN_ACCESS ? tc->access_expires : tc->refresh_expires;
-	uuid4(jti);
+	if (req->jti != NULL)
+		snprintf(jti, sizeof(jti), "%s", req->jti);
+	else
+		tokens_uuid4(jti);
 	if (jwt_new(&jwt) != 0 ||
 	    jwt_set_alg(jwt, (jwt_alg_t)tc->alg, tc->key, (int)tc->keylen) != 0)
 		goto fail;
 	int rc = 0;
 	if (type == TOKEN_ACCESS)
-		rc |= jwt_add_grant_bool(jwt, "fresh", fresh);
+		rc |= jwt_add_grant_bool(jwt, "fresh", req->fresh);
 	rc |= jwt_add_grant_int(jwt, "iat", now);
 	rc |= jwt_add_grant(jwt, "jti", jti);
 	rc |= jwt_add_grant(jwt, "type", type == TOKEN_ACCESS ? "access" : "refresh");
-	rc |= jwt_add_grant(jwt, "sub", identity);
+	rc |= jwt_add_grant(jwt, "sub", req->identity);
+	if (req->family != NULL)
+		rc |= jwt_add_grant(jwt, "fam", req->family);
 	/* With cookies, each token carries the value its CSRF cookie and header must repeat. */
 	if (tc->cookies) {
-		char csrf[37];
-		uuid4(csrf);
+		char csrf[TOKENS_ID_LEN];
+		tokens_uuid4(csrf);
 		rc |= jwt_add_grant(jwt, "csrf", csrf);
 	}
 	rc |= jwt_add_grant_int(jwt, "nbf", now);
-	if (expires > 0)
-		rc |= jwt_add_grant_int(jwt, "exp", now + expires);
+	long exp = expires > 0 ? now + expires : 0;
+	if (req->not_after > 0 && (exp == 0 || exp > req->not_after))
+		exp = req->not_after;
+	if (exp > 0)
+		rc |= jwt_add_grant_int(jwt, "exp", exp);
 	if (tc->issuer != NULL)
 		rc |= jwt_add_grant(jwt, "iss", tc->issuer);
 	if (tc->audience != NULL)
@@ -202,7 +212,9 @@ static enum token_verdict claims_ok(const struct token_config *tc, json_t *claim
 	const char *iss = json_string_value(json_object_get(claims, "iss"));
 	if (!numeric_date(claims, "exp", &exp, &has_exp) ||
 	    !numeric_date(claims, "nbf", &nbf, &has_nbf) ||
-	    !json_is_string(json_object_get(claims, "jti")) || type == NULL)
+	    !json_is_string(json_object_get(claims, "jti")) || type == NULL ||
+	    (json_object_get(claims, "fam") != NULL &&
+	     !json_is_string(json_object_get(claims, "fam"))))
 		return TOKEN_INVALID;
 	if (json_is_string(sub) && json_string_length(sub) > 0 && json_string_length(sub) < idlen)
 		snprintf(identity, idlen, "%s", json_string_value(sub));

@@ -45,13 +45,25 @@ enum token_type { TOKEN_ACCESS, TOKEN_REFRESH };
 /* "HS256" and the like to libjwt's algorithm; -1 when not one sesame signs with. */
 int tokens_alg_parse(const char *name);
 
-/*
- * Issues a token for identity (the sub claim). expires: seconds from now, 0 for none, -1 for
- * the configured default. fresh: access tokens only. Returns a malloc'd token, or NULL with
- * a message in err.
- */
-char *tokens_issue(const struct token_config *tc, enum token_type type, const char *identity,
-		   long expires, bool fresh, char *err, size_t errlen);
+/* What a token to issue says. */
+struct token_request {
+	enum token_type type;
+	const char *identity; /* the sub claim */
+	long expires;	      /* seconds from now; 0 for none; -1 for the configured default */
+	long not_after;	      /* 0, or a time exp may not pass (the end of a refresh family) */
+	bool fresh;	      /* access tokens only */
+	const char *family;   /* the fam claim (the refresh family), or NULL */
+	const char *jti;      /* NULL: a new random one */
+};
+
+#define TOKENS_ID_LEN 37 /* a UUID and its NUL */
+
+/* A random (version 4) UUID, as flask-jwt-extended's jti. */
+void tokens_uuid4(char out[TOKENS_ID_LEN]);
+
+/* Issues a token. Returns a malloc'd token, or NULL with a message in err. */
+char *tokens_issue(const struct token_config *tc, const struct token_request *req, char *err,
+		   size_t errlen);
 
 /*
  * Verifies a compact token per RFC 8725: three parts, size-capped; the header's alg exactly
