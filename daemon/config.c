@@ -542,9 +542,39 @@ static void add_route_file(struct config *cfg, const char *file)
 	cfg->routes[cfg->nroutes] = NULL;
 }
 
-static const char *const jwt_keys[] = {
-    "algorithm", "secret", "secret_file", "access_expires", "refresh_expires", "issuer",
-    "audience",	 "leeway", "cookies",	  "cookie_secure",  "cookie_samesite", NULL};
+static const char *const jwt_keys[] = {"algorithm",
+				       "secret",
+				       "secret_file",
+				       "access_expires",
+				       "refresh_expires",
+				       "issuer",
+				       "audience",
+				       "leeway",
+				       "cookies",
+				       "cookie_secure",
+				       "cookie_samesite",
+				       "family_lifetime",
+				       "refresh_grace",
+				       "revocation_refresh",
+				       NULL};
+
+/* A duration in seconds, fractions allowed, into milliseconds. */
+static void read_ms(struct loader *ld, int tbl, const char *key, long min_ms, long max_ms,
+		    long *out)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "jwt.%s", key);
+	int t = field(ld, tbl, key);
+	if (t != LUA_TNIL) {
+		double v = lua_tonumber(ld->L, -1) * 1000.0;
+		if (t != LUA_TNUMBER || !(v >= (double)min_ms && v <= (double)max_ms))
+			fail(ld, path, "expected a number of seconds from %g to %g",
+			     (double)min_ms / 1000.0, (double)max_ms / 1000.0);
+		else
+			*out = (long)(v + 0.5);
+	}
+	lua_pop(ld->L, 1);
+}
 
 /* An expiry: seconds, or false for none (0). */
 static void read_expiry(struct loader *ld, int tbl, const char *key, long *out)
@@ -653,6 +683,9 @@ static void read_jwt(struct loader *ld)
 	read_expiry(ld, tbl, "access_expires", &tc->access_expires);
 	read_expiry(ld, tbl, "refresh_expires", &tc->refresh_expires);
 	read_int(ld, tbl, "jwt", "leeway", 0, 3600, &tc->leeway);
+	read_int(ld, tbl, "jwt", "family_lifetime", 60, 100L * 365 * 86400, &tc->family_lifetime);
+	read_ms(ld, tbl, "refresh_grace", 0, 60000, &tc->refresh_grace_ms);
+	read_ms(ld, tbl, "revocation_refresh", 50, 3600000, &tc->revocation_refresh_ms);
 	read_bool(ld, tbl, "jwt", "cookies", &tc->cookies);
 	tc->cookie_secure = true;
 	read_bool(ld, tbl, "jwt", "cookie_secure", &tc->cookie_secure);
@@ -816,6 +849,9 @@ static void set_defaults(struct config *cfg)
 	cfg->handler_timeout = 30;
 	cfg->jwt.access_expires = 900;
 	cfg->jwt.refresh_expires = 2592000;
+	cfg->jwt.family_lifetime = 90L * 86400;
+	cfg->jwt.refresh_grace_ms = 2000;
+	cfg->jwt.revocation_refresh_ms = 1000;
 	cfg->lua_memory = 256u << 20;
 	cfg->json_depth = 32;
 }

@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@
 #include "log.h"
 #include "plugin.h"
 #include "request.h"
+#include "revocation.h"
 #include "router.h"
 #include "scoreboard.h"
 #include "tokens.h"
@@ -52,6 +54,7 @@ struct luaapi {
 	struct jobs *jobs;
 	struct scoreboard_slot *slot;
 	struct router *router;
+	struct revocation *rv; /* the revoked ids; NULL without storage */
 	bool loading; /* sesame.route is allowed only while the scripts load */
 	long load_instructions;
 	/* the allocator */
@@ -659,48 +662,72 @@ static int l_verify(lua_State *L)
 	return await_job(L, &hj->lj, "sesame.verify");
 }
 
-/* sesame.jwt.access(identity[, {expires = n|false, fresh = bool}]) and .refresh(...) */
-static int issue(lua_State *L, enum token_type type)
+/* The identity argument of a jwt function: a string or a number. */
+static const char *identity_arg(lua_State *L, int idx)
 {
-	const struct config *cfg = get_api(L)->cfg;
-	char err[160];
-	int t = lua_type(L, 1);
+	int t = lua_type(L, idx);
 	if (t != LUA_TSTRING && t != LUA_TNUMBER)
-		return luaL_argerror(L, 1, "the identity is a string or a number");
-	const char *identity = lua_tostring(L, 1);
-	long expires = -1;
-	bool fresh = false;
-	if (!lua_isnoneornil(L, 2)) {
-		luaL_checktype(L, 2, LUA_TTABLE);
-		int et = lua_getfield(L, 2, "expires");
-		if (et == LUA_TBOOLEAN && !lua_toboolean(L, -1))
-			expires = 0;
-		else if (et != LUA_TNIL) {
-			lua_Integer v = luaL_checkinteger(L, -1);
-			luaL_argcheck(L, v >= 1, 2, "expires is a number of seconds or false");
-			expires = (long)v;
-		}
-		fresh = lua_getfield(L, 2, "fresh") != LUA_TNIL && lua_toboolean(L, -1);
-		lua_pop(L, 2);
-	}
-	struct token_request tr = {
-	    .type = type, .identity = identity, .expires = expires, .fresh = fresh};
-	char *token = tokens_issue(&cfg->jwt, &tr, err, sizeof(err));
-	if (token == NULL)
-		return luaL_error(L, "%s", err);
-	lua_pushstring(L, token);
-	free(token);
-	return 1;
+		luaL_argerror(L, idx, "the identity is a string or a number");
+	return lua_tostring(L, idx);
 }
 
+/* The token id (a jti, a family) field name of the table at tbl: 1 to SESAME_TOKEN_ID_MAX
+ * bytes, no NUL; NULL when it is anything else. The table keeps the string alive. */
+static const char *token_id(lua_State *L, int tbl, const char *name)
+{
+	size_t len = 0;
+	const char *id = NULL;
+	if (lua_getfield(L, tbl, name) == LUA_TSTRING)
+		id = lua_tolstring(L, -1, &len);
+	lua_pop(L, 1);
+	return id != NULL && len > 0 && len <= SESAME_TOKEN_ID_MAX && strlen(id) == len ? id : NULL;
+}
+
+/* The options of sesame.jwt.access and .refresh: {expires = n|false, fresh = bool, family}. */
+static void issue_options(lua_State *L, int idx, struct token_request *tr)
+{
+	tr->expires = -1;
+	if (lua_isnoneornil(L, idx))
+		return;
+	luaL_checktype(L, idx, LUA_TTABLE);
+	int et = lua_getfield(L, idx, "expires");
+	if (et == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+		tr->expires = 0;
+	else if (et != LUA_TNIL) {
+		lua_Integer v = luaL_checkinteger(L, -1);
+		luaL_argcheck(L, v >= 1, idx, "expires is a number of seconds or false");
+		tr->expires = (long)v;
+	}
+	tr->fresh = lua_getfield(L, idx, "fresh") != LUA_TNIL && lua_toboolean(L, -1);
+	int ft = lua_getfield(L, idx, "family");
+	lua_pop(L, 3);
+	if (ft != LUA_TNIL && (tr->family = token_id(L, idx, "family")) == NULL)
+		luaL_argerror(L, idx, "family is the id sesame.jwt.refresh or .rotate returned");
+}
+
+/* Signs tr and pushes the token; raises when it cannot be signed. */
+static void push_token(lua_State *L, const struct token_request *tr)
+{
+	char err[160];
+	char *token = tokens_issue(&get_api(L)->cfg->jwt, tr, err, sizeof(err));
+	if (token == NULL)
+		luaL_error(L, "%s", err);
+	lua_pushstring(L, token);
+	sodium_memzero(token, strlen(token));
+	free(token);
+}
+
+/*
+ * sesame.jwt.access(identity[, {expires = n|false, fresh = bool, family = id}]): an access
+ * token, signed on the loop. family is the refresh family it goes with (as .refresh and
+ * .rotate return it): revoking the family revokes the access token too.
+ */
 static int l_jwt_access(lua_State *L)
 {
-	return issue(L, TOKEN_ACCESS);
-}
-
-static int l_jwt_refresh(lua_State *L)
-{
-	return issue(L, TOKEN_REFRESH);
+	struct token_request tr = {.type = TOKEN_ACCESS, .identity = identity_arg(L, 1)};
+	issue_options(L, 2, &tr);
+	push_token(L, &tr);
+	return 1;
 }
 
 static void add_cookie(lua_State *L, const struct token_config *tc, const char *name,
@@ -714,8 +741,8 @@ static void add_cookie(lua_State *L, const struct token_config *tc, const char *
 		luaL_addstring(&b, "; HttpOnly");
 	if (tc->cookie_secure)
 		luaL_addstring(&b, "; Secure");
-	if (max_age > 0) {
-		lua_pushfstring(L, "; Max-Age=%d", (int)max_age);
+	if (max_age != 0) { /* -1: expired now, which clears the cookie */
+		lua_pushfstring(L, "; Max-Age=%d", max_age < 0 ? 0 : (int)max_age);
 		luaL_addvalue(&b);
 	}
 	luaL_pushresult(&b);
@@ -749,6 +776,251 @@ static int l_jwt_cookies(lua_State *L)
 		add_cookie(L, tc, names[i][0], tokens[i], ages[i], true);
 		add_cookie(L, tc, names[i][1], csrf, ages[i], false);
 	}
+	lua_setfield(L, -2, "Set-Cookie");
+	return 1;
+}
+
+/* ---- token state: refresh families and revocation, kept by the storage ---- */
+
+enum token_op { FAMILY_NEW, FAMILY_ROTATE, TOKEN_REVOKE };
+
+struct token_job {
+	struct lua_job lj;
+	struct storage st;
+	enum token_op op;
+	long long now_ms, grace_ms;
+	char identity[256];
+	char family[SESAME_TOKEN_ID_MAX + 1];
+	long long family_end;		   /* Unix seconds */
+	char jti[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the token spent; revoke: the one revoked */
+	long long jti_expires;		   /* revoke */
+	long long family_expires;	   /* revoke: how long the family's id stays revoked */
+	bool adopt;			   /* rotate: a token without fam starts a family */
+	char next[TOKENS_ID_LEN];	   /* the jti of the refresh token to issue */
+	char current[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the jti the storage says to issue */
+	long expires;			       /* the refresh token's expires option */
+	enum sesame_storage_result rc;
+	char err[300];
+};
+
+static void token_run(struct job *job)
+{
+	struct token_job *tj = (struct token_job *)job;
+	const struct sesame_storage *fn = tj->st.fn;
+	void *st = tj->st.state;
+	tj->err[0] = '\0';
+	if (tj->op == TOKEN_REVOKE) {
+		tj->rc = SESAME_STORAGE_OK;
+		if (tj->jti[0] != '\0')
+			tj->rc = fn->token_revoke(st, tj->jti, tj->jti_expires, tj->now_ms, tj->err,
+						  sizeof(tj->err));
+		if (tj->rc == SESAME_STORAGE_OK && tj->family[0] != '\0')
+			tj->rc = fn->token_revoke(st, tj->family, tj->family_expires, tj->now_ms,
+						  tj->err, sizeof(tj->err));
+		return;
+	}
+	if (tj->op == FAMILY_NEW || tj->adopt) {
+		struct sesame_family f = {.id = tj->family,
+					  .subject = tj->identity,
+					  .jti = tj->op == FAMILY_NEW ? tj->next : tj->jti,
+					  .expires_at = tj->family_end};
+		tj->rc = fn->family_create(st, &f, tj->now_ms, tj->err, sizeof(tj->err));
+		/* Adopting, a racing refresh of the same token may have started it already. */
+		bool go_on =
+		    tj->adopt && (tj->rc == SESAME_STORAGE_OK || tj->rc == SESAME_STORAGE_CONFLICT);
+		if (!go_on)
+			return;
+	}
+	tj->rc = fn->family_rotate(st, tj->family, tj->jti, tj->next, tj->now_ms, tj->grace_ms,
+				   tj->current, &tj->family_end, tj->err, sizeof(tj->err));
+}
+
+static int token_push(struct lua_job *lj, lua_State *co)
+{
+	struct token_job *tj = (struct token_job *)lj;
+	struct luaapi *api = get_api(co);
+	switch (tj->rc) {
+	case SESAME_STORAGE_UNAVAILABLE:
+		log_error("storage unavailable: %s", tj->err);
+		return client_error(co, 503, "storage unavailable");
+	case SESAME_STORAGE_OK:
+		break;
+	case SESAME_STORAGE_REUSED:
+		log_warn("a spent refresh token of identity %s was presented again: its family is "
+			 "revoked",
+			 tj->identity);
+		revocation_add(api->rv, tj->family, tj->family_end);
+		/* fall through */
+	case SESAME_STORAGE_REVOKED:
+	case SESAME_STORAGE_NOT_FOUND:
+		lua_pushnil(co);
+		lua_pushliteral(co, "token revoked");
+		return 2;
+	case SESAME_STORAGE_FAILED:
+		return luaL_error(co, "storage: %s", tj->err);
+	default:
+		return luaL_error(co, "storage: unexpected result %d", (int)tj->rc);
+	}
+	if (tj->op == TOKEN_REVOKE) {
+		if (tj->jti[0] != '\0')
+			revocation_add(api->rv, tj->jti, tj->jti_expires);
+		if (tj->family[0] != '\0')
+			revocation_add(api->rv, tj->family, tj->family_expires);
+		lua_pushboolean(co, 1);
+		return 1;
+	}
+	struct token_request tr = {.type = TOKEN_REFRESH,
+				   .identity = tj->identity,
+				   .expires = tj->expires,
+				   .not_after = (long)tj->family_end,
+				   .family = tj->family,
+				   .jti = tj->op == FAMILY_NEW ? tj->next : tj->current};
+	push_token(co, &tr);
+	lua_pushstring(co, tj->family);
+	return 2;
+}
+
+static void token_release(struct lua_job *lj)
+{
+	free(lj);
+}
+
+static struct token_job *new_token_job(lua_State *L, enum token_op op, const char *fname)
+{
+	struct luaapi *api = get_api(L);
+	struct storage st;
+	if (!plugins_storage(api->cfg->plugins, &st)) {
+		luaL_error(L,
+			   "%s keeps token state in storage: no storage is configured "
+			   "(storage.backend)",
+			   fname);
+		return NULL;
+	}
+	struct token_job *tj = calloc(1, sizeof(*tj));
+	if (tj == NULL) {
+		luaL_error(L, "out of memory");
+		return NULL;
+	}
+	tj->st = st;
+	tj->op = op;
+	tj->now_ms = revocation_now_ms();
+	tj->grace_ms = api->cfg->jwt.refresh_grace_ms;
+	tj->family_end = tj->now_ms / 1000 + api->cfg->jwt.family_lifetime;
+	tj->expires = -1;
+	tj->lj.job.run = token_run;
+	tj->lj.push = token_push;
+	tj->lj.release = token_release;
+	return tj;
+}
+
+/*
+ * sesame.jwt.refresh(identity[, {expires = n|false}]): a refresh token starting a new family
+ * (a log-in), recorded in storage; returns the token and the family's id, for the access
+ * token's family option. Without storage, a token of no family, which cannot be rotated.
+ */
+static int l_jwt_refresh(lua_State *L)
+{
+	struct token_request tr = {.type = TOKEN_REFRESH, .identity = identity_arg(L, 1)};
+	issue_options(L, 2, &tr);
+	if (!plugins_storage(get_api(L)->cfg->plugins, &(struct storage){0})) {
+		push_token(L, &tr);
+		return 1;
+	}
+	struct token_job *tj = new_token_job(L, FAMILY_NEW, "sesame.jwt.refresh");
+	snprintf(tj->identity, sizeof(tj->identity), "%s", tr.identity);
+	tj->expires = tr.expires;
+	tokens_uuid4(tj->family);
+	tokens_uuid4(tj->next);
+	return await_job(L, &tj->lj, "sesame.jwt.refresh");
+}
+
+/* The claims argument: a table with a jti and a sub, as req.claims holds them. */
+static void claims_arg(lua_State *L, int idx, struct token_job *tj, const char *fname)
+{
+	const char *jti = token_id(L, idx, "jti");
+	lua_getfield(L, idx, "sub");
+	const char *sub = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
+			      ? lua_tostring(L, -1)
+			      : NULL;
+	if (jti == NULL || sub == NULL || strlen(sub) >= sizeof(tj->identity)) {
+		free(tj);
+		luaL_error(L, "%s takes a verified token's claims (req.claims)", fname);
+	}
+	snprintf(tj->jti, sizeof(tj->jti), "%s", jti);
+	snprintf(tj->identity, sizeof(tj->identity), "%s", sub);
+	lua_pop(L, 1);
+	lua_getfield(L, idx, "fam");
+	if (!lua_isnil(L, -1) && token_id(L, idx, "fam") == NULL) {
+		free(tj);
+		luaL_error(L, "%s: the claims' fam is not a family id", fname);
+	}
+	lua_pop(L, 1);
+	const char *fam = token_id(L, idx, "fam");
+	if (fam != NULL)
+		snprintf(tj->family, sizeof(tj->family), "%s", fam);
+}
+
+/*
+ * sesame.jwt.rotate(claims): spends the refresh token whose claims these are (req.claims on
+ * an auth = "refresh" route) and returns its successor and the family's id; or nil and
+ * "token revoked" when the family is revoked or ended, or when the token was spent already,
+ * which revokes its whole family (but within jwt.refresh_grace of its rotation, racing
+ * refreshes of one client both get the successor). A refresh token without fam (issued by
+ * flask-jwt-extended) starts a family named after its jti.
+ */
+static int l_jwt_rotate(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "type");
+	const char *type = lua_tostring(L, -1);
+	if (type == NULL || strcmp(type, "refresh") != 0)
+		return luaL_error(L, "sesame.jwt.rotate takes a refresh token's claims");
+	lua_pop(L, 1);
+	struct token_job *tj = new_token_job(L, FAMILY_ROTATE, "sesame.jwt.rotate");
+	claims_arg(L, 1, tj, "sesame.jwt.rotate");
+	if (tj->family[0] == '\0') {
+		snprintf(tj->family, sizeof(tj->family), "%s", tj->jti);
+		tj->adopt = true;
+	}
+	tokens_uuid4(tj->next);
+	return await_job(L, &tj->lj, "sesame.jwt.rotate");
+}
+
+/*
+ * sesame.jwt.revoke(claims): revokes the token (its jti) and, when it belongs to one, its
+ * refresh family: every worker of every sesamed on this storage refuses them within
+ * jwt.revocation_refresh, this worker at once. Returns true.
+ */
+static int l_jwt_revoke(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	const struct token_config *tc = &get_api(L)->cfg->jwt;
+	struct token_job *tj = new_token_job(L, TOKEN_REVOKE, "sesame.jwt.revoke");
+	claims_arg(L, 1, tj, "sesame.jwt.revoke");
+	lua_getfield(L, 1, "exp");
+	tj->jti_expires = lua_type(L, -1) == LUA_TNUMBER ? (long long)ceil(lua_tonumber(L, -1)) : 0;
+	lua_pop(L, 1);
+	/* The family's tokens all end by then: the longest expiry, or the family's end. */
+	long longest =
+	    tc->access_expires > tc->refresh_expires ? tc->access_expires : tc->refresh_expires;
+	if (tc->access_expires == 0 || tc->refresh_expires == 0 || longest > tc->family_lifetime)
+		longest = tc->family_lifetime;
+	tj->family_expires = tj->now_ms / 1000 + longest;
+	return await_job(L, &tj->lj, "sesame.jwt.revoke");
+}
+
+/* sesame.jwt.unset_cookies(): the Set-Cookie headers that clear the token cookies (logout). */
+static int l_jwt_unset_cookies(lua_State *L)
+{
+	const struct token_config *tc = &get_api(L)->cfg->jwt;
+	lua_newtable(L);
+	if (!tc->cookies)
+		return 1;
+	lua_newtable(L);
+	const char *names[] = {TOKENS_ACCESS_COOKIE, TOKENS_ACCESS_CSRF_COOKIE,
+			       TOKENS_REFRESH_COOKIE, TOKENS_REFRESH_CSRF_COOKIE};
+	for (int i = 0; i < 4; i++)
+		add_cookie(L, tc, names[i], "", -1, i % 2 == 0);
 	lua_setfield(L, -2, "Set-Cookie");
 	return 1;
 }
@@ -1265,6 +1537,13 @@ static bool authenticate(struct luaapi *api, struct http_request *r, struct call
 		http_reply_error(r, 401, "missing or wrong CSRF token", NULL);
 		return false;
 	}
+	if (v == TOKEN_OK &&
+	    (revocation_has(api->rv, json_string_value(json_object_get(call->claims, "jti"))) ||
+	     revocation_has(api->rv, json_string_value(json_object_get(call->claims, "fam"))))) {
+		http_add_header(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+		http_reply_error(r, 401, "token revoked", NULL);
+		return false;
+	}
 	if (v == TOKEN_OK)
 		return true;
 	http_add_header(r, "WWW-Authenticate",
@@ -1413,6 +1692,9 @@ static int open_sesame(lua_State *L)
 	static const luaL_Reg jwtf[] = {{"access", l_jwt_access},
 					{"refresh", l_jwt_refresh},
 					{"cookies", l_jwt_cookies},
+					{"rotate", l_jwt_rotate},
+					{"revoke", l_jwt_revoke},
+					{"unset_cookies", l_jwt_unset_cookies},
 					{NULL, NULL}};
 	luaL_newlib(L, funcs);
 	luaL_newlib(L, logf);
@@ -1579,6 +1861,11 @@ void luaapi_free(struct luaapi *api)
 		lua_close(api->L);
 	router_free(api->router);
 	free(api);
+}
+
+void luaapi_set_revocation(struct luaapi *api, struct revocation *rv)
+{
+	api->rv = rv;
 }
 
 const struct router *luaapi_router(const struct luaapi *api)

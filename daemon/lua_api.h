@@ -7,6 +7,7 @@
 struct event_base;
 struct http_request;
 struct jobs;
+struct revocation;
 struct router;
 struct scoreboard_slot;
 
@@ -22,6 +23,9 @@ struct luaapi *luaapi_new(const struct config *cfg, struct event_base *base, str
 void luaapi_free(struct luaapi *api);
 
 const struct router *luaapi_router(const struct luaapi *api);
+
+/* The worker's revoked ids (NULL without storage): checked on every authenticated route. */
+void luaapi_set_revocation(struct luaapi *api, struct revocation *rv);
 
 /* Runs the request's handler in a coroutine: an http_dispatch_fn. */
 void luaapi_dispatch(void *api, struct http_request *r);

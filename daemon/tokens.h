@@ -23,6 +23,10 @@ struct token_config {
 	bool cookies;
 	bool cookie_secure;
 	char *cookie_samesite; /* "Lax", "Strict" or "None" */
+	/* Refresh families and revocation (storage keeps them). */
+	long family_lifetime;  /* seconds: a log-in's refresh tokens end then, rotated or not */
+	long refresh_grace_ms; /* a spent refresh token still rotates this long after */
+	long revocation_refresh_ms; /* how often a worker fetches the newly revoked ids */
 };
 
 /* flask-jwt-extended's names. */

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "plugin.h"
+#include "revocation.h"
 #include "scoreboard.h"
 
 struct worker {
@@ -103,6 +104,7 @@ int worker_run(const struct worker_spec *spec)
 	struct worker w = {.spec = spec};
 	struct jobs *jobs = NULL;
 	struct luaapi *api = NULL;
+	struct revocation *rv = NULL;
 	struct config_errors errs = {0};
 	int status = 1;
 	bool storage_started = false;
@@ -130,12 +132,15 @@ int worker_run(const struct worker_spec *spec)
 		goto done;
 	}
 	storage_started = true;
+	if (revocation_start(cfg, &rv) != 0)
+		goto done;
 	api = luaapi_new(cfg, w.base, jobs, spec->slot, &errs);
 	if (api == NULL) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_error("%s", errs.msg[i]);
 		goto done;
 	}
+	luaapi_set_revocation(api, rv);
 	w.srv = http_server_new(cfg, w.base, spec->fds, spec->nfds, luaapi_router(api),
 				luaapi_dispatch, api);
 	w.term_ev = evsignal_new(w.base, SIGTERM, on_term, &w);
@@ -162,6 +167,7 @@ done:
 	http_server_free(w.srv);
 	luaapi_free(api);
 	jobs_free(jobs);
+	revocation_stop(rv);
 	if (storage_started)
 		plugins_worker_stop(cfg->plugins);
 	if (w.base != NULL)

@@ -83,6 +83,8 @@ enum sesame_storage_result {
 	SESAME_STORAGE_OK = 0,
 	SESAME_STORAGE_NOT_FOUND = 1,
 	SESAME_STORAGE_CONFLICT = 2,	 /* a unique value (the e-mail) is taken */
+	SESAME_STORAGE_REUSED = 3,	 /* a spent refresh token: its family is revoked now */
+	SESAME_STORAGE_REVOKED = 4,	 /* a refresh family revoked before, or past its end */
 	SESAME_STORAGE_UNAVAILABLE = -1, /* the store cannot be reached: the client gets 503 */
 	SESAME_STORAGE_FAILED = -2,	 /* anything else: 500, the reason in the log */
 };
@@ -102,6 +104,20 @@ struct sesame_user {
 	const char *email;
 	const char *username;
 	const char *password; /* the stored hash */
+};
+
+/* The longest token id (a jti, or a refresh family's id) sesamed accepts, in bytes. */
+#define SESAME_TOKEN_ID_MAX 64
+
+/*
+ * A refresh family: the refresh tokens one log-in leads to, each spent by the next (rotation).
+ * Its id is the fam claim of each of its tokens, access tokens included.
+ */
+struct sesame_family {
+	const char *id;
+	const char *subject;  /* whose it is: the sub claim */
+	const char *jti;      /* its first refresh token's jti */
+	long long expires_at; /* Unix seconds: its absolute end, whatever the rotations */
 };
 
 /* The core's MariaDB pool, for storage plugins (host->mariadb). Functions run on job threads. */
@@ -227,6 +243,50 @@ struct sesame_storage {
 	enum sesame_storage_result (*user_set_password)(void *state, long long id,
 							const char *password, char *err,
 							size_t errlen);
+
+	/*
+	 * Token state. Ids are at most SESAME_TOKEN_ID_MAX bytes and compared byte for byte.
+	 * now_ms is sesamed's clock, Unix milliseconds; several sesamed nodes sharing a store
+	 * keep their clocks in step (as token expiry needs anyway).
+	 */
+
+	/* Records a new family, its first refresh token current. CONFLICT when id exists. */
+	enum sesame_storage_result (*family_create)(void *state, const struct sesame_family *f,
+						    long long now_ms, char *err, size_t errlen);
+	/*
+	 * Spends refresh token jti of family id, atomically. When jti is the family's current
+	 * token, next becomes current. When jti is the one current before it, replaced less
+	 * than grace_ms ago (two refreshes racing), the current one stays. Either way OK, with
+	 * the current jti in current (SESAME_TOKEN_ID_MAX + 1 bytes) and the family's end in
+	 * *expires_at. Any other jti is a spent token presented again: the family is revoked,
+	 * as token_revoke(id) does, and the answer is REUSED. A family revoked before or past
+	 * its end: REVOKED. No such family: NOT_FOUND.
+	 */
+	enum sesame_storage_result (*family_rotate)(void *state, const char *id, const char *jti,
+						    const char *next, long long now_ms,
+						    long long grace_ms, char *current,
+						    long long *expires_at, char *err,
+						    size_t errlen);
+	/*
+	 * Revokes a token id until expires_at (Unix seconds; 0: for good): a jti, or a
+	 * family's id, which revokes every token of the family and ends its rotations.
+	 * Revoking an id twice is OK.
+	 */
+	enum sesame_storage_result (*token_revoke)(void *state, const char *id,
+						   long long expires_at, long long now_ms,
+						   char *err, size_t errlen);
+	/*
+	 * Calls each(ctx, id, expires_at) for every id revoked at since_ms or later and not
+	 * expired at now_ms. Each worker of each sesamed asks this every jwt.revocation_refresh.
+	 */
+	enum sesame_storage_result (*revoked_since)(void *state, long long since_ms,
+						    long long now_ms,
+						    void (*each)(void *ctx, const char *id,
+								 long long expires_at),
+						    void *ctx, char *err, size_t errlen);
+	/* Deletes revoked ids and families that ended before before (Unix seconds). */
+	enum sesame_storage_result (*token_purge)(void *state, long long before, char *err,
+						  size_t errlen);
 };
 
 #ifdef __cplusplus

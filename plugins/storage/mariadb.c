@@ -102,6 +102,10 @@ static enum sesame_storage_result failed(struct store *s, MYSQL *conn, unsigned 
 	/* An error without a connection code (a statement that could not be prepared) may
 	 * still come from a dead connection: ask it. */
 	bool gone = connection_error(code) || (code != ER_DUP_ENTRY && mysql_ping(conn) != 0);
+	/* A statement of a transaction (the token state's) may fail with the transaction
+	 * open: the connection goes back without it. Outside one, a rollback does nothing. */
+	if (!gone)
+		mysql_rollback(conn);
 	s->db->release(conn, gone);
 	if (code == ER_DUP_ENTRY)
 		return SESAME_STORAGE_CONFLICT;
@@ -114,6 +118,8 @@ static enum sesame_storage_result not_prepared(struct store *s, MYSQL *conn)
 {
 	bool gone = mysql_ping(conn) != 0;
 	last_code = gone ? CR_SERVER_GONE_ERROR : 0; /* the statement never ran */
+	if (!gone)
+		mysql_rollback(conn);
 	s->db->release(conn, gone);
 	return gone ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
 }
@@ -397,6 +403,333 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 	return again(r, true) ? set_password_once(state, id, password, err, errlen) : r;
 }
 
+/* ---- token state ---- */
+
+#define FAMILY_INSERT_SQL                                                                          \
+	"INSERT INTO `sesame_refresh_families` (`id`, `subject`, `current_jti`, `rotated_at`, "    \
+	"`expires_at`) VALUES (?, ?, ?, ?, ?)"
+#define FAMILY_GET_SQL                                                                             \
+	"SELECT `current_jti`, `previous_jti`, `rotated_at`, `expires_at`, `revoked_at` FROM "     \
+	"`sesame_refresh_families` WHERE `id` = ? FOR UPDATE"
+#define FAMILY_ROTATE_SQL                                                                          \
+	"UPDATE `sesame_refresh_families` SET `previous_jti` = `current_jti`, `current_jti` = "    \
+	"?, `rotated_at` = ? WHERE `id` = ?"
+#define FAMILY_REVOKE_SQL                                                                          \
+	"UPDATE `sesame_refresh_families` SET `revoked_at` = ? WHERE `id` = ? AND `revoked_at` "   \
+	"IS NULL"
+#define REVOKE_SQL                                                                                 \
+	"INSERT IGNORE INTO `sesame_revoked_tokens` (`id`, `revoked_at`, `expires_at`) VALUES "    \
+	"(?, ?, ?)"
+#define REVOKED_SINCE_SQL                                                                          \
+	"SELECT `id`, `expires_at` FROM `sesame_revoked_tokens` WHERE `revoked_at` >= ? AND "      \
+	"(`expires_at` = 0 OR `expires_at` * 1000 > ?)"
+#define PURGE_REVOKED_SQL                                                                          \
+	"DELETE FROM `sesame_revoked_tokens` WHERE `expires_at` <> 0 AND `expires_at` < ?"
+#define PURGE_FAMILIES_SQL "DELETE FROM `sesame_refresh_families` WHERE `expires_at` < ?"
+
+static void bind_long(MYSQL_BIND *b, long long *v)
+{
+	memset(b, 0, sizeof(*b));
+	b->buffer_type = MYSQL_TYPE_LONGLONG;
+	b->buffer = v;
+}
+
+/*
+ * Prepares sql on conn and runs it with params. NULL on failure, with the connection given
+ * back (failed() or not_prepared()) and the result in *r; else the statement, whose result
+ * the caller reads (if any) and resets.
+ */
+static MYSQL_STMT *execute(struct store *s, MYSQL *conn, const char *sql, MYSQL_BIND *params,
+			   enum sesame_storage_result *r, char *err, size_t errlen)
+{
+	MYSQL_STMT *stmt = s->db->prepare(conn, sql, err, errlen);
+	if (stmt == NULL) {
+		*r = not_prepared(s, conn);
+		return NULL;
+	}
+	if (mysql_stmt_bind_param(stmt, params) != 0 || mysql_stmt_execute(stmt) != 0) {
+		*r = failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return NULL;
+	}
+	return stmt;
+}
+
+/* Runs sql, which returns no rows; OK or the failure (the connection then given back). */
+static enum sesame_storage_result execute_only(struct store *s, MYSQL *conn, const char *sql,
+					       MYSQL_BIND *params, char *err, size_t errlen)
+{
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	MYSQL_STMT *stmt = execute(s, conn, sql, params, &r, err, errlen);
+	if (stmt != NULL)
+		mysql_stmt_reset(stmt);
+	return r;
+}
+
+static enum sesame_storage_result family_create_once(void *state, const struct sesame_family *f,
+						     long long now_ms, char *err, size_t errlen)
+{
+	struct store *s = state;
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	MYSQL_BIND p[5];
+	unsigned long lens[3];
+	long long expires_at = f->expires_at;
+	bind_string(&p[0], f->id, &lens[0]);
+	bind_string(&p[1], f->subject, &lens[1]);
+	bind_string(&p[2], f->jti, &lens[2]);
+	bind_long(&p[3], &now_ms);
+	bind_long(&p[4], &expires_at);
+	enum sesame_storage_result r = execute_only(s, conn, FAMILY_INSERT_SQL, p, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		s->db->release(conn, false);
+	return r;
+}
+
+/* In a transaction on conn: marks family id revoked, and revokes id until expires_at. */
+static enum sesame_storage_result revoke_in(struct store *s, MYSQL *conn, const char *id,
+					    long long expires_at, long long now_ms, char *err,
+					    size_t errlen)
+{
+	MYSQL_BIND p[3];
+	unsigned long len;
+	bind_string(&p[0], id, &len);
+	bind_long(&p[1], &now_ms);
+	bind_long(&p[2], &expires_at);
+	enum sesame_storage_result r = execute_only(s, conn, REVOKE_SQL, p, err, errlen);
+	if (r != SESAME_STORAGE_OK)
+		return r;
+	bind_long(&p[0], &now_ms);
+	bind_string(&p[1], id, &len);
+	return execute_only(s, conn, FAMILY_REVOKE_SQL, p, err, errlen);
+}
+
+/* Begins a transaction on conn; on failure the connection is given back. */
+static enum sesame_storage_result begin(struct store *s, MYSQL *conn, char *err, size_t errlen)
+{
+	if (mysql_real_query(conn, "START TRANSACTION", 17) == 0)
+		return SESAME_STORAGE_OK;
+	return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+}
+
+/* Commits, and gives the connection back either way. */
+static enum sesame_storage_result commit(struct store *s, MYSQL *conn, enum sesame_storage_result r,
+					 char *err, size_t errlen)
+{
+	if (mysql_commit(conn) != 0)
+		return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+	s->db->release(conn, false);
+	return r;
+}
+
+/* The family's row, locked until the transaction ends. */
+struct family_row {
+	char current[SESAME_TOKEN_ID_MAX + 1], previous[SESAME_TOKEN_ID_MAX + 1];
+	unsigned long lens[2];
+	my_bool nulls[5];
+	long long rotated_at, expires_at, revoked_at;
+};
+
+static enum sesame_storage_result read_family(struct store *s, MYSQL *conn, const char *id,
+					      struct family_row *row, char *err, size_t errlen)
+{
+	MYSQL_BIND p, res[5];
+	unsigned long len;
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	bind_string(&p, id, &len);
+	MYSQL_STMT *stmt = execute(s, conn, FAMILY_GET_SQL, &p, &r, err, errlen);
+	if (stmt == NULL)
+		return r;
+	memset(res, 0, sizeof(res));
+	memset(row, 0, sizeof(*row));
+	char *text[2] = {row->current, row->previous};
+	for (int i = 0; i < 2; i++) {
+		res[i].buffer_type = MYSQL_TYPE_STRING;
+		res[i].buffer = text[i];
+		res[i].buffer_length = SESAME_TOKEN_ID_MAX;
+		res[i].length = &row->lens[i];
+	}
+	long long *nums[3] = {&row->rotated_at, &row->expires_at, &row->revoked_at};
+	for (int i = 2; i < 5; i++)
+		bind_long(&res[i], nums[i - 2]);
+	for (int i = 0; i < 5; i++)
+		res[i].is_null = &row->nulls[i];
+	if (mysql_stmt_bind_result(stmt, res) != 0)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	int rc = mysql_stmt_fetch(stmt);
+	if (rc == 0 || rc == MYSQL_DATA_TRUNCATED) {
+		for (int i = 0; i < 2; i++)
+			text[i][row->nulls[i] || row->lens[i] > SESAME_TOKEN_ID_MAX
+				    ? 0
+				    : row->lens[i]] = '\0';
+		r = SESAME_STORAGE_OK;
+	} else if (rc == MYSQL_NO_DATA) {
+		r = SESAME_STORAGE_NOT_FOUND;
+	} else {
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	}
+	mysql_stmt_free_result(stmt);
+	mysql_stmt_reset(stmt);
+	return r;
+}
+
+static enum sesame_storage_result rotate_once(struct store *s, const char *id, const char *jti,
+					      const char *next, long long now_ms,
+					      long long grace_ms, char *current,
+					      long long *expires_at, char *err, size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	struct family_row row;
+	enum sesame_storage_result r = begin(s, conn, err, errlen);
+	if (r != SESAME_STORAGE_OK)
+		return r;
+	/* SELECT ... FOR UPDATE: of two rotations of one family, the second waits for the
+	 * first to commit, then reads its result. */
+	r = read_family(s, conn, id, &row, err, errlen);
+	if (r != SESAME_STORAGE_OK && r != SESAME_STORAGE_NOT_FOUND)
+		return r;
+	*expires_at = row.expires_at;
+	if (r == SESAME_STORAGE_NOT_FOUND)
+		return commit(s, conn, r, err, errlen);
+	if (!row.nulls[4] || row.expires_at * 1000 <= now_ms)
+		return commit(s, conn, SESAME_STORAGE_REVOKED, err, errlen);
+	if (strcmp(jti, row.current) == 0) {
+		MYSQL_BIND p[3];
+		unsigned long lens[2];
+		bind_string(&p[0], next, &lens[0]);
+		bind_long(&p[1], &now_ms);
+		bind_string(&p[2], id, &lens[1]);
+		r = execute_only(s, conn, FAMILY_ROTATE_SQL, p, err, errlen);
+		if (r != SESAME_STORAGE_OK)
+			return r;
+		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
+		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+	}
+	if (!row.nulls[1] && strcmp(jti, row.previous) == 0 && now_ms - row.rotated_at < grace_ms) {
+		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
+		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+	}
+	r = revoke_in(s, conn, id, row.expires_at, now_ms, err, errlen);
+	return r != SESAME_STORAGE_OK ? r : commit(s, conn, SESAME_STORAGE_REUSED, err, errlen);
+}
+
+static enum sesame_storage_result revoke_once(struct store *s, const char *id, long long expires_at,
+					      long long now_ms, char *err, size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	enum sesame_storage_result r = begin(s, conn, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		r = revoke_in(s, conn, id, expires_at, now_ms, err, errlen);
+	return r != SESAME_STORAGE_OK ? r : commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+}
+
+static enum sesame_storage_result since_once(struct store *s, long long since_ms, long long now_ms,
+					     void (*each)(void *ctx, const char *id,
+							  long long expires_at),
+					     void *ctx, char *err, size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	MYSQL_BIND p[2], res[2];
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	bind_long(&p[0], &since_ms);
+	bind_long(&p[1], &now_ms);
+	MYSQL_STMT *stmt = execute(s, conn, REVOKED_SINCE_SQL, p, &r, err, errlen);
+	if (stmt == NULL)
+		return r;
+	char id[SESAME_TOKEN_ID_MAX + 1];
+	unsigned long len = 0;
+	long long expires_at = 0;
+	memset(res, 0, sizeof(res));
+	res[0].buffer_type = MYSQL_TYPE_STRING;
+	res[0].buffer = id;
+	res[0].buffer_length = SESAME_TOKEN_ID_MAX;
+	res[0].length = &len;
+	bind_long(&res[1], &expires_at);
+	if (mysql_stmt_bind_result(stmt, res) != 0)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	int rc;
+	while ((rc = mysql_stmt_fetch(stmt)) == 0) {
+		id[len] = '\0';
+		each(ctx, id, expires_at);
+	}
+	if (rc != MYSQL_NO_DATA)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	mysql_stmt_free_result(stmt);
+	mysql_stmt_reset(stmt);
+	s->db->release(conn, false);
+	return SESAME_STORAGE_OK;
+}
+
+static enum sesame_storage_result purge_once(struct store *s, long long before, char *err,
+					     size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	MYSQL_BIND p;
+	bind_long(&p, &before);
+	enum sesame_storage_result r = execute_only(s, conn, PURGE_REVOKED_SQL, &p, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		r = execute_only(s, conn, PURGE_FAMILIES_SQL, &p, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		s->db->release(conn, false);
+	return r;
+}
+
+static enum sesame_storage_result family_create(void *state, const struct sesame_family *f,
+						long long now_ms, char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = family_create_once(state, f, now_ms, err, errlen);
+	return again(r, false) ? family_create_once(state, f, now_ms, err, errlen) : r;
+}
+
+static enum sesame_storage_result family_rotate(void *state, const char *id, const char *jti,
+						const char *next, long long now_ms,
+						long long grace_ms, char *current,
+						long long *expires_at, char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r =
+	    rotate_once(state, id, jti, next, now_ms, grace_ms, current, expires_at, err, errlen);
+	if (again(r, false))
+		r = rotate_once(state, id, jti, next, now_ms, grace_ms, current, expires_at, err,
+				errlen);
+	return r;
+}
+
+static enum sesame_storage_result token_revoke(void *state, const char *id, long long expires_at,
+					       long long now_ms, char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = revoke_once(state, id, expires_at, now_ms, err, errlen);
+	return again(r, true) ? revoke_once(state, id, expires_at, now_ms, err, errlen) : r;
+}
+
+static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long now_ms,
+						void (*each)(void *ctx, const char *id,
+							     long long expires_at),
+						void *ctx, char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = since_once(state, since_ms, now_ms, each, ctx, err, errlen);
+	return again(r, true) ? since_once(state, since_ms, now_ms, each, ctx, err, errlen) : r;
+}
+
+static enum sesame_storage_result token_purge(void *state, long long before, char *err,
+					      size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = purge_once(state, before, err, errlen);
+	return again(r, true) ? purge_once(state, before, err, errlen) : r;
+}
+
 SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .header = SESAME_PLUGIN_HEADER(struct sesame_storage, SESAME_PLUGIN_STORAGE, "mariadb",
 				   PLUGIN_VERSION),
@@ -408,4 +741,9 @@ SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .user_create = user_create,
     .user_find = user_find,
     .user_set_password = user_set_password,
+    .family_create = family_create,
+    .family_rotate = family_rotate,
+    .token_revoke = token_revoke,
+    .revoked_since = revoked_since,
+    .token_purge = token_purge,
 };

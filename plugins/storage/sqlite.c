@@ -41,7 +41,48 @@ struct migration {
 /* Connections per worker: enough for its job threads to rarely wait for one another. */
 #define CONNECTIONS 4
 
-enum { INSERT, FIND_BY_ID, FIND_BY_EMAIL, SET_PASSWORD, STATEMENTS };
+enum {
+	INSERT,
+	FIND_BY_ID,
+	FIND_BY_EMAIL,
+	SET_PASSWORD,
+	BEGIN,
+	COMMIT,
+	ROLLBACK,
+	FAMILY_INSERT,
+	FAMILY_GET,
+	FAMILY_ROTATE,
+	FAMILY_REVOKE,
+	REVOKE,
+	REVOKED_SINCE,
+	PURGE_REVOKED,
+	PURGE_FAMILIES,
+	STATEMENTS
+};
+
+/* The token state's statements: sesame's own tables, whatever storage.users says. */
+static const char *const token_sql[STATEMENTS] = {
+    [BEGIN] = "BEGIN IMMEDIATE",
+    [COMMIT] = "COMMIT",
+    [ROLLBACK] = "ROLLBACK",
+    [FAMILY_INSERT] =
+	"INSERT INTO \"sesame_refresh_families\" (\"id\", \"subject\", "
+	"\"current_jti\", \"rotated_at\", \"expires_at\") VALUES (?1, ?2, ?3, ?4, ?5)",
+    [FAMILY_GET] = "SELECT \"current_jti\", \"previous_jti\", \"rotated_at\", \"expires_at\", "
+		   "\"revoked_at\" FROM \"sesame_refresh_families\" WHERE \"id\" = ?1",
+    [FAMILY_ROTATE] = "UPDATE \"sesame_refresh_families\" SET \"previous_jti\" = "
+		      "\"current_jti\", \"current_jti\" = ?2, \"rotated_at\" = ?3 WHERE \"id\" = "
+		      "?1",
+    [FAMILY_REVOKE] = "UPDATE \"sesame_refresh_families\" SET \"revoked_at\" = ?2 WHERE "
+		      "\"id\" = ?1 AND \"revoked_at\" IS NULL",
+    [REVOKE] = "INSERT INTO \"sesame_revoked_tokens\" (\"id\", \"revoked_at\", \"expires_at\") "
+	       "VALUES (?1, ?2, ?3) ON CONFLICT (\"id\") DO NOTHING",
+    [REVOKED_SINCE] = "SELECT \"id\", \"expires_at\" FROM \"sesame_revoked_tokens\" WHERE "
+		      "\"revoked_at\" >= ?1 AND (\"expires_at\" = 0 OR \"expires_at\" * 1000 > ?2)",
+    [PURGE_REVOKED] = "DELETE FROM \"sesame_revoked_tokens\" WHERE \"expires_at\" <> 0 AND "
+		      "\"expires_at\" < ?1",
+    [PURGE_FAMILIES] = "DELETE FROM \"sesame_refresh_families\" WHERE \"expires_at\" < ?1",
+};
 
 struct conn {
 	sqlite3 *db;
@@ -96,6 +137,8 @@ static void make_sql(struct store *s)
 	    u->id, u->email, u->username, u->password, u->table, u->email);
 	snprintf(s->sql[SET_PASSWORD], sizeof(s->sql[SET_PASSWORD]),
 		 "UPDATE \"%s\" SET \"%s\" = ?1 WHERE \"%s\" = ?2", u->table, u->password, u->id);
+	for (int i = BEGIN; i < STATEMENTS; i++)
+		snprintf(s->sql[i], sizeof(s->sql[i]), "%s", token_sql[i]);
 }
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
@@ -297,8 +340,9 @@ static enum sesame_storage_result failed(sqlite3 *db, int rc, char *err, size_t 
 	snprintf(err, errlen, "SQLite: %s", sqlite3_errmsg(db));
 	switch (rc & 0xff) {
 	case SQLITE_CONSTRAINT:
-		return rc == SQLITE_CONSTRAINT_UNIQUE ? SESAME_STORAGE_CONFLICT
-						      : SESAME_STORAGE_FAILED;
+		return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY
+			   ? SESAME_STORAGE_CONFLICT
+			   : SESAME_STORAGE_FAILED;
 	case SQLITE_BUSY: /* still locked when the busy timeout ran out */
 	case SQLITE_LOCKED:
 	case SQLITE_CANTOPEN:
@@ -566,6 +610,237 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 	return result;
 }
 
+/* ---- token state ---- */
+
+/* Steps st to its end: 0, or the failing result code. */
+static int run_to_end(sqlite3_stmt *st)
+{
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	return rc == SQLITE_DONE ? 0 : rc;
+}
+
+/* Runs statement which, its parameters bound by bind(st, ctx); 0 or the result code. */
+static int run_stmt(const struct store *s, struct conn *c, int which,
+		    void (*bind)(sqlite3_stmt *st, const void *ctx), const void *ctx)
+{
+	sqlite3_stmt *st = statement(s, c, which);
+	if (st == NULL)
+		return sqlite3_extended_errcode(c->db);
+	if (bind != NULL)
+		bind(st, ctx);
+	int rc = run_to_end(st);
+	done_with(st);
+	return rc;
+}
+
+struct family_args {
+	const struct sesame_family *f;
+	const char *id, *jti, *next;
+	long long now_ms, expires_at;
+};
+
+static void bind_family_insert(sqlite3_stmt *st, const void *ctx)
+{
+	const struct family_args *a = ctx;
+	sqlite3_bind_text(st, 1, a->f->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->f->subject, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, a->f->jti, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, a->now_ms);
+	sqlite3_bind_int64(st, 5, a->f->expires_at);
+}
+
+static void bind_rotate(sqlite3_stmt *st, const void *ctx)
+{
+	const struct family_args *a = ctx;
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->next, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, a->now_ms);
+}
+
+static void bind_family_revoke(sqlite3_stmt *st, const void *ctx)
+{
+	const struct family_args *a = ctx;
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, a->now_ms);
+}
+
+static void bind_revoke(sqlite3_stmt *st, const void *ctx)
+{
+	const struct family_args *a = ctx;
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, a->now_ms);
+	sqlite3_bind_int64(st, 3, a->expires_at);
+}
+
+static void bind_before(sqlite3_stmt *st, const void *ctx)
+{
+	sqlite3_bind_int64(st, 1, *(const long long *)ctx);
+}
+
+static enum sesame_storage_result family_create(void *state, const struct sesame_family *f,
+						long long now_ms, char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct family_args a = {.f = f, .now_ms = now_ms};
+	struct conn *c = acquire(s->pool);
+	int rc = run_stmt(s, c, FAMILY_INSERT, bind_family_insert, &a);
+	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
+	release(s->pool, c);
+	return r;
+}
+
+/* In a transaction: marks family a->id revoked and revokes its id until a->expires_at. */
+static int revoke_in(const struct store *s, struct conn *c, const struct family_args *a)
+{
+	int rc = run_stmt(s, c, REVOKE, bind_revoke, a);
+	return rc != 0 ? rc : run_stmt(s, c, FAMILY_REVOKE, bind_family_revoke, a);
+}
+
+/* The family's row, read inside the rotation's transaction. */
+struct family_row {
+	bool found, revoked;
+	char current[SESAME_TOKEN_ID_MAX + 1], previous[SESAME_TOKEN_ID_MAX + 1];
+	long long rotated_at, expires_at;
+};
+
+static int read_family(const struct store *s, struct conn *c, const char *id,
+		       struct family_row *row)
+{
+	sqlite3_stmt *st = statement(s, c, FAMILY_GET);
+	if (st == NULL)
+		return sqlite3_extended_errcode(c->db);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	memset(row, 0, sizeof(*row));
+	if (rc == SQLITE_ROW) {
+		const unsigned char *cur = sqlite3_column_text(st, 0);
+		const unsigned char *prev = sqlite3_column_text(st, 1);
+		row->found = true;
+		snprintf(row->current, sizeof(row->current), "%s", cur ? (const char *)cur : "");
+		snprintf(row->previous, sizeof(row->previous), "%s",
+			 prev ? (const char *)prev : "");
+		row->rotated_at = sqlite3_column_int64(st, 2);
+		row->expires_at = sqlite3_column_int64(st, 3);
+		row->revoked = sqlite3_column_type(st, 4) != SQLITE_NULL;
+		rc = sqlite3_step(st);
+	}
+	done_with(st);
+	return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static enum sesame_storage_result family_rotate(void *state, const char *id, const char *jti,
+						const char *next, long long now_ms,
+						long long grace_ms, char *current,
+						long long *expires_at, char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct family_args a = {.id = id, .next = next, .now_ms = now_ms};
+	struct family_row row;
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	struct conn *c = acquire(s->pool);
+	/* BEGIN IMMEDIATE takes the write lock first: two rotations of one family never
+	 * interleave between the read and the update. */
+	int rc = run_stmt(s, c, BEGIN, NULL, NULL);
+	if (rc == 0)
+		rc = read_family(s, c, id, &row);
+	if (rc != 0)
+		goto fail;
+	*expires_at = row.expires_at;
+	if (!row.found) {
+		r = SESAME_STORAGE_NOT_FOUND;
+	} else if (row.revoked || row.expires_at * 1000 <= now_ms) {
+		r = SESAME_STORAGE_REVOKED;
+	} else if (strcmp(jti, row.current) == 0) {
+		rc = run_stmt(s, c, FAMILY_ROTATE, bind_rotate, &a);
+		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
+	} else if (strcmp(jti, row.previous) == 0 && now_ms - row.rotated_at < grace_ms) {
+		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
+	} else {
+		a.expires_at = row.expires_at;
+		rc = revoke_in(s, c, &a);
+		r = SESAME_STORAGE_REUSED;
+	}
+	if (rc == 0)
+		rc = run_stmt(s, c, COMMIT, NULL, NULL);
+	if (rc != 0)
+		goto fail;
+	release(s->pool, c);
+	return r;
+fail:
+	r = failed(c->db, rc, err, errlen);
+	run_stmt(s, c, ROLLBACK, NULL, NULL);
+	release(s->pool, c);
+	return r;
+}
+
+static enum sesame_storage_result token_revoke(void *state, const char *id, long long expires_at,
+					       long long now_ms, char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct family_args a = {.id = id, .now_ms = now_ms, .expires_at = expires_at};
+	struct conn *c = acquire(s->pool);
+	int rc = run_stmt(s, c, BEGIN, NULL, NULL);
+	if (rc == 0)
+		rc = revoke_in(s, c, &a);
+	if (rc == 0)
+		rc = run_stmt(s, c, COMMIT, NULL, NULL);
+	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
+	if (rc != 0)
+		run_stmt(s, c, ROLLBACK, NULL, NULL);
+	release(s->pool, c);
+	return r;
+}
+
+static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long now_ms,
+						void (*each)(void *ctx, const char *id,
+							     long long expires_at),
+						void *ctx, char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct conn *c = acquire(s->pool);
+	sqlite3_stmt *st = statement(s, c, REVOKED_SINCE);
+	int rc = sqlite3_extended_errcode(c->db);
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, since_ms);
+		sqlite3_bind_int64(st, 2, now_ms);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			const unsigned char *id = sqlite3_column_text(st, 0);
+			if (id != NULL)
+				each(ctx, (const char *)id, sqlite3_column_int64(st, 1));
+		}
+		done_with(st);
+	}
+	enum sesame_storage_result r =
+	    rc == SQLITE_DONE ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
+	release(s->pool, c);
+	return r;
+}
+
+static enum sesame_storage_result token_purge(void *state, long long before, char *err,
+					      size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct conn *c = acquire(s->pool);
+	int rc = run_stmt(s, c, PURGE_REVOKED, bind_before, &before);
+	if (rc == 0)
+		rc = run_stmt(s, c, PURGE_FAMILIES, bind_before, &before);
+	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
+	release(s->pool, c);
+	return r;
+}
+
 SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .header = SESAME_PLUGIN_HEADER(struct sesame_storage, SESAME_PLUGIN_STORAGE, "sqlite",
 				   PLUGIN_VERSION),
@@ -577,4 +852,9 @@ SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .user_create = user_create,
     .user_find = user_find,
     .user_set_password = user_set_password,
+    .family_create = family_create,
+    .family_rotate = family_rotate,
+    .token_revoke = token_revoke,
+    .revoked_since = revoked_since,
+    .token_purge = token_purge,
 };

@@ -1,6 +1,7 @@
 -- users.lua: the account API. POST /users/register is the tutorial service's registration,
 -- answered the same way: {"result":"success","access_token":...}, errors as
--- {"result":"fail","error":"..."}; POST /users/login and GET /users/me go with it.
+-- {"result":"fail","error":"..."}; POST /users/login, GET /users/me, POST /token/refresh and
+-- POST /users/logout go with it.
 --
 -- Each step is one of sesame's building blocks, and each can be changed here: the fields and
 -- their checks (validator plugins: email, username, password), the password hash (a job
@@ -45,12 +46,21 @@ end
 
 -- The answer that hands out a pair of tokens: in the body, and in cookies too when
 -- jwt.cookies is on. Tokens are secrets: no cache may keep the answer.
-local function tokens(id, fresh)
-  local access = sesame.jwt.access(id, { fresh = fresh })
-  local refresh = sesame.jwt.refresh(id)
+local function answer(access, refresh)
   local headers = sesame.jwt.cookies(access, refresh)
   headers["Cache-Control"] = "no-store"
   return 200, { result = "success", access_token = access, refresh_token = refresh }, headers
+end
+
+-- A log-in's tokens: a new refresh family, and an access token that belongs to it, so that
+-- logging out (revoking the family) ends both.
+local function tokens(id, fresh)
+  local refresh, family = sesame.jwt.refresh(id)
+  return answer(sesame.jwt.access(id, { fresh = fresh, family = family }), refresh)
+end
+
+local function refused(message)
+  return 401, { result = "fail", error = message }, { ["WWW-Authenticate"] = 'Bearer error="invalid_token"' }
 end
 
 sesame.route("POST", "/users/register", function(req)
@@ -121,4 +131,24 @@ sesame.route("GET", "/users/me", { auth = "required" }, function(req)
     result = "success",
     user = { id = user.id, email = user.email, username = user.username },
   }
+end)
+
+-- Rotation: the refresh token is spent, and its successor comes with a new access token (not
+-- fresh: no password was given). A spent token presented again revokes its whole family, the
+-- thief's tokens and the owner's alike; the owner logs in again.
+sesame.route("POST", "/token/refresh", { auth = "refresh" }, function(req)
+  local refresh, family = sesame.jwt.rotate(req.claims)
+  if not refresh then
+    return refused(family) -- nil and the reason: "token revoked"
+  end
+  return answer(sesame.jwt.access(req.identity, { family = family }), refresh)
+end)
+
+-- Revokes the access token and its refresh family, on every worker within
+-- jwt.revocation_refresh, and clears the token cookies.
+sesame.route("POST", "/users/logout", { auth = "required" }, function(req)
+  sesame.jwt.revoke(req.claims)
+  local headers = sesame.jwt.unset_cookies()
+  headers["Cache-Control"] = "no-store"
+  return 200, { result = "success" }, headers
 end)

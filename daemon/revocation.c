@@ -1,0 +1,295 @@
+/*
+ * revocation.c: the revoked token ids a worker keeps in memory.
+ *
+ * A revoked token must be refused on every worker of every sesamed sharing the storage within
+ * jwt.revocation_refresh, without a storage round trip per request. Each worker holds the ids
+ * (jtis and refresh families' ids) revoked and not yet expired in a hash set, checked on the
+ * event loop, and a thread of its own asks the storage for the ids revoked since its last
+ * look. The thread is not one of the job threads: a queue of password hashes never delays it.
+ *
+ * The ids revoked since T are asked for with T a little before the previous fetch began
+ * (FETCH_OVERLAP_MS): a revocation written by another process with a time just before that
+ * fetch, but committed just after it, is seen by the next one. Adding an id twice is harmless.
+ *
+ * The set keeps a 128-bit keyed hash (SipHash) of each id, not the id: 24 bytes an entry
+ * however long the id, and ids chosen by anyone cannot aim at one bucket. A false match would
+ * need two ids with one 128-bit hash under a key drawn when the worker starts.
+ */
+#include "autoconfig.h"
+
+#include "revocation.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+
+#define FETCH_OVERLAP_MS 10000
+#define PURGE_EVERY_MS	 60000
+#define MIN_CAPACITY	 64
+
+struct entry {
+	uint64_t h[2]; /* {0, 0}: an empty slot */
+	long long expires_at;
+};
+
+struct revocation {
+	const struct config *cfg;
+	struct storage st;
+	pthread_mutex_t lock; /* the set: the loop reads it, the thread adds to it */
+	struct entry *slots;
+	size_t cap, n;
+	unsigned char key[crypto_shorthash_siphashx24_KEYBYTES];
+	/* the thread */
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t wait_lock;
+	pthread_cond_t wake; /* on CLOCK_MONOTONIC */
+	bool stopping;
+	long long since_ms; /* the next fetch asks for ids revoked since then; -1: all */
+	bool failing;
+};
+
+long long revocation_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the set ---- */
+
+static void hash_id(const struct revocation *rv, const char *id, uint64_t h[2])
+{
+	unsigned char out[crypto_shorthash_siphashx24_BYTES];
+	crypto_shorthash_siphashx24(out, (const unsigned char *)id, strlen(id), rv->key);
+	memcpy(h, out, sizeof(out));
+	if (h[0] == 0 && h[1] == 0)
+		h[0] = 1;
+}
+
+static struct entry *slot_of(struct entry *slots, size_t cap, const uint64_t h[2])
+{
+	size_t i = (size_t)h[0] & (cap - 1);
+	while (slots[i].h[0] != 0 || slots[i].h[1] != 0) {
+		if (slots[i].h[0] == h[0] && slots[i].h[1] == h[1])
+			return &slots[i];
+		i = (i + 1) & (cap - 1);
+	}
+	return &slots[i];
+}
+
+static bool expired(const struct entry *e, long long now_s, long leeway)
+{
+	return e->expires_at != 0 && e->expires_at + leeway < now_s;
+}
+
+/*
+ * Rebuilds the table with room for at least want entries, dropping the expired ones (their
+ * tokens fail the exp check anyway). Under the lock; false when out of memory.
+ */
+static bool rebuild(struct revocation *rv, size_t want)
+{
+	size_t cap = MIN_CAPACITY;
+	while (cap < want * 2)
+		cap *= 2;
+	struct entry *slots = calloc(cap, sizeof(*slots));
+	if (slots == NULL)
+		return false;
+	long long now_s = revocation_now_ms() / 1000;
+	size_t n = 0;
+	for (size_t i = 0; i < rv->cap; i++) {
+		const struct entry *e = &rv->slots[i];
+		if ((e->h[0] == 0 && e->h[1] == 0) || expired(e, now_s, rv->cfg->jwt.leeway))
+			continue;
+		*slot_of(slots, cap, e->h) = *e;
+		n++;
+	}
+	free(rv->slots);
+	rv->slots = slots;
+	rv->cap = cap;
+	rv->n = n;
+	return true;
+}
+
+void revocation_add(struct revocation *rv, const char *id, long long expires_at)
+{
+	if (rv == NULL)
+		return;
+	uint64_t h[2];
+	hash_id(rv, id, h);
+	pthread_mutex_lock(&rv->lock);
+	if ((rv->n + 1) * 2 > rv->cap && !rebuild(rv, rv->n + 1)) {
+		pthread_mutex_unlock(&rv->lock);
+		log_error("revocation: out of memory: a revoked id is not kept");
+		return;
+	}
+	struct entry *e = slot_of(rv->slots, rv->cap, h);
+	if (e->h[0] == 0 && e->h[1] == 0) {
+		e->h[0] = h[0];
+		e->h[1] = h[1];
+		e->expires_at = expires_at;
+		rv->n++;
+	} else if (e->expires_at != 0 && (expires_at == 0 || expires_at > e->expires_at)) {
+		e->expires_at = expires_at;
+	}
+	pthread_mutex_unlock(&rv->lock);
+}
+
+bool revocation_has(struct revocation *rv, const char *id)
+{
+	if (rv == NULL || id == NULL)
+		return false;
+	pthread_mutex_lock(&rv->lock);
+	bool found = false;
+	if (rv->n > 0) {
+		uint64_t h[2];
+		hash_id(rv, id, h);
+		const struct entry *e = slot_of(rv->slots, rv->cap, h);
+		found = e->h[0] != 0 || e->h[1] != 0;
+	}
+	pthread_mutex_unlock(&rv->lock);
+	return found;
+}
+
+static void purge_memory(struct revocation *rv)
+{
+	pthread_mutex_lock(&rv->lock);
+	if (!rebuild(rv, rv->n))
+		log_error("revocation: out of memory while purging");
+	pthread_mutex_unlock(&rv->lock);
+}
+
+/* ---- fetching ---- */
+
+static void each_revoked(void *ctx, const char *id, long long expires_at)
+{
+	revocation_add(ctx, id, expires_at);
+}
+
+/* Asks the storage for what was revoked since the last look; logs a change of state. */
+static void fetch(struct revocation *rv)
+{
+	char err[300] = "";
+	long long start = revocation_now_ms();
+	enum sesame_storage_result r = rv->st.fn->revoked_since(rv->st.state, rv->since_ms, start,
+								each_revoked, rv, err, sizeof(err));
+	if (r == SESAME_STORAGE_OK) {
+		if (rv->failing)
+			log_info("revocation: the revoked token ids are fetched again");
+		rv->failing = false;
+		rv->since_ms = start - FETCH_OVERLAP_MS;
+		return;
+	}
+	if (!rv->failing)
+		log_error("revocation: cannot fetch the revoked token ids (%s); tokens revoked "
+			  "elsewhere from now on are refused here once the storage answers",
+			  err);
+	rv->failing = true;
+}
+
+static void purge_storage(struct revocation *rv)
+{
+	char err[300] = "";
+	long long before = revocation_now_ms() / 1000 - rv->cfg->jwt.leeway - 60;
+	if (rv->st.fn->token_purge(rv->st.state, before, err, sizeof(err)) != SESAME_STORAGE_OK &&
+	    !rv->failing)
+		log_warn("revocation: cannot purge expired token state: %s", err);
+}
+
+static void deadline_after(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+static void *fetcher(void *arg)
+{
+	struct revocation *rv = arg;
+	long interval = rv->cfg->jwt.revocation_refresh_ms;
+	/* Workers purge at different moments: one of them is enough, any of them will do. */
+	long long next_purge = revocation_now_ms() + randombytes_uniform(PURGE_EVERY_MS);
+	pthread_mutex_lock(&rv->wait_lock);
+	while (!rv->stopping) {
+		struct timespec until;
+		deadline_after(&until, interval);
+		while (!rv->stopping &&
+		       pthread_cond_timedwait(&rv->wake, &rv->wait_lock, &until) != ETIMEDOUT)
+			;
+		if (rv->stopping)
+			break;
+		pthread_mutex_unlock(&rv->wait_lock);
+		fetch(rv);
+		if (revocation_now_ms() >= next_purge) {
+			purge_storage(rv);
+			purge_memory(rv);
+			next_purge = revocation_now_ms() + PURGE_EVERY_MS;
+		}
+		pthread_mutex_lock(&rv->wait_lock);
+	}
+	pthread_mutex_unlock(&rv->wait_lock);
+	return NULL;
+}
+
+int revocation_start(const struct config *cfg, struct revocation **out)
+{
+	struct storage st;
+	*out = NULL;
+	if (!plugins_storage(cfg->plugins, &st))
+		return 0;
+	struct revocation *rv = calloc(1, sizeof(*rv));
+	if (rv == NULL) {
+		log_error("revocation: out of memory");
+		return -1;
+	}
+	rv->cfg = cfg;
+	rv->st = st;
+	rv->since_ms = -1;
+	randombytes_buf(rv->key, sizeof(rv->key));
+	pthread_mutex_init(&rv->lock, NULL);
+	pthread_mutex_init(&rv->wait_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rv->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	rebuild(rv, 0);
+	fetch(rv); /* before the worker serves: a token revoked already is refused at once */
+	if (pthread_create(&rv->thread, NULL, fetcher, rv) != 0) {
+		log_error("revocation: cannot start the thread that fetches revoked ids");
+		revocation_stop(rv);
+		return -1;
+	}
+	rv->started = true;
+	*out = rv;
+	return 0;
+}
+
+void revocation_stop(struct revocation *rv)
+{
+	if (rv == NULL)
+		return;
+	if (rv->started) {
+		pthread_mutex_lock(&rv->wait_lock);
+		rv->stopping = true;
+		pthread_cond_signal(&rv->wake);
+		pthread_mutex_unlock(&rv->wait_lock);
+		pthread_join(rv->thread, NULL);
+	}
+	pthread_cond_destroy(&rv->wake);
+	pthread_mutex_destroy(&rv->wait_lock);
+	pthread_mutex_destroy(&rv->lock);
+	free(rv->slots);
+	free(rv);
+}
