@@ -683,7 +683,7 @@ static void read_jwt(struct loader *ld)
 	read_expiry(ld, tbl, "access_expires", &tc->access_expires);
 	read_expiry(ld, tbl, "refresh_expires", &tc->refresh_expires);
 	read_int(ld, tbl, "jwt", "leeway", 0, 3600, &tc->leeway);
-	read_int(ld, tbl, "jwt", "family_lifetime", 60, 100L * 365 * 86400, &tc->family_lifetime);
+	read_int(ld, tbl, "jwt", "family_lifetime", 1, 100L * 365 * 86400, &tc->family_lifetime);
 	read_ms(ld, tbl, "refresh_grace", 0, 60000, &tc->refresh_grace_ms);
 	read_ms(ld, tbl, "revocation_refresh", 50, 3600000, &tc->revocation_refresh_ms);
 	read_bool(ld, tbl, "jwt", "cookies", &tc->cookies);

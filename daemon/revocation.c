@@ -220,6 +220,7 @@ static void *fetcher(void *arg)
 	long interval = rv->cfg->jwt.revocation_refresh_ms;
 	/* Workers purge at different moments: one of them is enough, any of them will do. */
 	long long next_purge = revocation_now_ms() + randombytes_uniform(PURGE_EVERY_MS);
+	purge_storage(rv);
 	pthread_mutex_lock(&rv->wait_lock);
 	while (!rv->stopping) {
 		struct timespec until;

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "sesame/plugin.h"
+
 int tokens_alg_parse(const char *name)
 {
 	if (strcmp(name, "HS256") == 0)
@@ -202,6 +204,14 @@ static bool audience_ok(json_t *claims, const char *audience)
 	return false;
 }
 
+/* A jti or fam: a string of 1 to SESAME_TOKEN_ID_MAX bytes, no NUL (the storage keeps it). */
+static bool token_id_ok(json_t *v)
+{
+	size_t len = json_string_length(v);
+	return json_is_string(v) && len > 0 && len <= SESAME_TOKEN_ID_MAX &&
+	       strlen(json_string_value(v)) == len;
+}
+
 static enum token_verdict claims_ok(const struct token_config *tc, json_t *claims,
 				    enum token_want want, char *identity, size_t idlen)
 {
@@ -212,9 +222,9 @@ static enum token_verdict claims_ok(const struct token_config *tc, json_t *claim
 	const char *iss = json_string_value(json_object_get(claims, "iss"));
 	if (!numeric_date(claims, "exp", &exp, &has_exp) ||
 	    !numeric_date(claims, "nbf", &nbf, &has_nbf) ||
-	    !json_is_string(json_object_get(claims, "jti")) || type == NULL ||
+	    !token_id_ok(json_object_get(claims, "jti")) || type == NULL ||
 	    (json_object_get(claims, "fam") != NULL &&
-	     !json_is_string(json_object_get(claims, "fam"))))
+	     !token_id_ok(json_object_get(claims, "fam"))))
 		return TOKEN_INVALID;
 	if (json_is_string(sub) && json_string_length(sub) > 0 && json_string_length(sub) < idlen)
 		snprintf(identity, idlen, "%s", json_string_value(sub));

@@ -69,9 +69,12 @@ password = {
 --   leeway = 0,                     -- seconds of clock skew allowed on exp and nbf
 --   cookies = false,                -- tokens in cookies too, with CSRF double submit
 --   cookie_secure = true, cookie_samesite = "Lax",
+--   family_lifetime = 7776000,      -- seconds a log-in's refresh tokens last, rotated or not
+--   refresh_grace = 2,              -- seconds a spent refresh token still rotates (racing tabs)
+--   revocation_refresh = 1,         -- seconds until every worker refuses a revoked token
 -- }
 
--- Where users are kept. The connection is the other setting without a default.
+-- Where users, refresh families and revoked tokens are kept. The connection is the other setting without a default.
 -- storage = {
 --   backend = "mariadb",
 --   mariadb = { socket = "/run/mysqld/mysqld.sock", user = "sesame", database = "sesame",

@@ -47,15 +47,17 @@ def test_migrations_are_applied_once(sesamed):
     db = s.dir / "sesame.db"
     tables = query(db, "SELECT name FROM sqlite_master WHERE type = 'table' "
                        "AND name NOT LIKE 'sqlite_%' ORDER BY name")
-    assert tables == [("sesame_migrations",), ("users",)]
-    assert query(db, "SELECT version, name FROM sesame_migrations") == [(1, "001_users")]
+    assert tables == [("sesame_migrations",), ("sesame_refresh_families",),
+                      ("sesame_revoked_tokens",), ("users",)]
+    applied = [(1, "001_users"), (2, "002_token_state")]
+    assert query(db, "SELECT version, name FROM sesame_migrations") == applied
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
     assert s.stop() == 0
     s.start()
-    assert s.log().count("applied migration") == 1
-    assert query(db, "SELECT version, name FROM sesame_migrations") == [(1, "001_users")]
+    assert s.log().count("applied migration") == 2
+    assert query(db, "SELECT version, name FROM sesame_migrations") == applied
 
 
 def test_create_and_find(sesamed):

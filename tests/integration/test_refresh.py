@@ -1,0 +1,330 @@
+"""Refresh rotation, reuse detection, the grace interval, logout and revocation across workers
+and across sesamed nodes, on MariaDB and on SQLite."""
+import json
+import subprocess
+import threading
+import time
+import uuid
+
+import jwt
+import pytest
+import requests
+
+from conftest import SESAMED, TOP
+
+SECRET = "refresh-tests-secret-0123456789abcdef!"
+ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text()
+          for name in ("users.lua", "auth.lua")}
+USER = {"email": "ann@example.com", "username": "ann", "password": "correct horse"}
+
+
+def storage_for(backend, mariadb, tmp_path):
+    if backend == "mariadb":
+        return mariadb.storage(mariadb.database)
+    return f'storage = {{ backend = "sqlite", sqlite = {{ path = "{tmp_path / "sesame.db"}" }} }}\n'
+
+
+def make_app(sesamed, storage, jwt_extra="", workers=2):
+    more = storage + f'jwt = {{ secret = "{SECRET}", {jwt_extra} }}\n'
+    s = sesamed(routes=ROUTES, more=more, workers=workers)
+    r = s.post("/users/register", json=USER)
+    assert r.status_code == 200, r.text
+    s.first = r.json()
+    return s
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def app(request, sesamed, mariadb, tmp_path):
+    return make_app(sesamed, storage_for(request.param, mariadb, tmp_path))
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def claims(token):
+    return jwt.decode(token, SECRET, algorithms=["HS256"])
+
+
+def refresh(s, token):
+    return s.post("/token/refresh", headers=bearer(token))
+
+
+def login(s):
+    r = s.post("/users/login", json={"email": USER["email"], "password": USER["password"]})
+    assert r.status_code == 200
+    return r.json()
+
+
+def answered_by(s, path, since):
+    """The pids of the workers that answered path after log line `since`, with statuses."""
+    out = []
+    for line in s.log().splitlines()[since:]:
+        if line.startswith("{") and f'"path":"{path}"' in line:
+            entry = json.loads(line)
+            out.append((entry["pid"], entry["status"]))
+    return out
+
+
+def everywhere(s, path, token, tries=40):
+    """Asks path with token on fresh connections, so that every worker answers some."""
+    since = len(s.log().splitlines())
+    statuses = [s.get(path, headers={**bearer(token), "Connection": "close"}).status_code
+                for _ in range(tries)]
+    time.sleep(0.2)
+    return statuses, answered_by(s, path, since)
+
+
+def test_login_tokens_share_a_new_family(app):
+    pair = login(app)
+    access, refresh_ = claims(pair["access_token"]), claims(pair["refresh_token"])
+    assert access["fam"] == refresh_["fam"]
+    uuid.UUID(access["fam"])
+    assert access["fam"] != claims(app.first["refresh_token"])["fam"]
+
+
+def test_refresh_rotates(app):
+    old = app.first["refresh_token"]
+    r = refresh(app, old)
+    assert r.status_code == 200, r.text
+    assert r.headers["Cache-Control"] == "no-store"
+    body = r.json()
+    assert body["result"] == "success"
+    new_refresh, new_access = claims(body["refresh_token"]), claims(body["access_token"])
+    assert new_refresh["type"] == "refresh" and new_access["type"] == "access"
+    assert new_access["fresh"] is False
+    assert new_refresh["fam"] == new_access["fam"] == claims(old)["fam"]
+    assert new_refresh["jti"] != claims(old)["jti"]
+    assert new_refresh["sub"] == new_access["sub"] == claims(old)["sub"]
+    assert app.get("/users/me", headers=bearer(body["access_token"])).status_code == 200
+    # A chain of rotations: each successor is good once.
+    token = body["refresh_token"]
+    for _ in range(3):
+        r = refresh(app, token)
+        assert r.status_code == 200
+        token = r.json()["refresh_token"]
+
+
+def test_refresh_wants_a_refresh_token(app):
+    r = refresh(app, app.first["access_token"])
+    assert r.status_code == 401 and r.json()["error"] == "wrong token type"
+    r = app.post("/token/refresh")
+    assert r.status_code == 401 and r.json()["error"] == "missing token"
+    r = refresh(app, "not.a.token")
+    assert r.status_code == 401 and r.json()["error"] == "invalid token"
+
+
+def test_reuse_revokes_the_whole_family(sesamed, mariadb, tmp_path):
+    s = make_app(sesamed, mariadb.storage(mariadb.database), "refresh_grace = 0")
+    stolen = s.first["refresh_token"]
+    r = refresh(s, stolen)
+    assert r.status_code == 200
+    owner = r.json()
+    # The thief presents the spent token: refused, and the family is revoked.
+    r = refresh(s, stolen)
+    assert r.status_code == 401
+    assert r.json() == {"result": "fail", "error": "token revoked"}
+    assert r.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert "was presented again: its family is revoked" in s.log()
+    # The owner's newer refresh token is refused too, at once (the storage says so) ...
+    r = refresh(s, owner["refresh_token"])
+    assert r.status_code == 401 and r.json()["error"] == "token revoked"
+    # ... and the family's access tokens on every worker within jwt.revocation_refresh.
+    time.sleep(1.3)
+    statuses, seen = everywhere(s, "/users/me", owner["access_token"])
+    assert set(statuses) == {401}
+    assert len({pid for pid, _ in seen}) == 2, seen
+    # Another log-in of the same user is a family of its own, untouched.
+    other = login(s)
+    assert refresh(s, other["refresh_token"]).status_code == 200
+
+
+def test_racing_refreshes_within_the_grace_interval(sesamed, mariadb):
+    s = make_app(sesamed, mariadb.storage(mariadb.database))  # the default grace: 2 s
+    token = s.first["refresh_token"]
+    results = []
+    barrier = threading.Barrier(4)
+
+    def go():
+        barrier.wait()
+        results.append(refresh(s, token))
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [200] * 4
+    # One successor for all of them: whichever the client keeps, it is the current one.
+    successors = {claims(r.json()["refresh_token"])["jti"] for r in results}
+    assert len(successors) == 1
+    r = refresh(s, results[0].json()["refresh_token"])
+    assert r.status_code == 200
+    assert "presented again" not in s.log()
+
+
+def test_the_grace_interval_ends(sesamed, mariadb):
+    s = make_app(sesamed, mariadb.storage(mariadb.database), "refresh_grace = 0.5")
+    token = s.first["refresh_token"]
+    first = refresh(s, token)
+    assert first.status_code == 200
+    again = refresh(s, token)
+    assert again.status_code == 200
+    assert claims(again.json()["refresh_token"])["jti"] == \
+        claims(first.json()["refresh_token"])["jti"]
+    time.sleep(0.7)
+    assert refresh(s, token).status_code == 401
+    assert refresh(s, first.json()["refresh_token"]).status_code == 401
+
+
+def test_logout_revokes_everywhere_within_the_refresh(app):
+    pair = login(app)
+    r = app.post("/users/logout", headers=bearer(pair["access_token"]))
+    assert r.status_code == 200
+    assert r.json() == {"result": "success"}
+    assert r.headers["Cache-Control"] == "no-store"
+    # The worker that logged out refuses the token at once; every other within 1 s.
+    time.sleep(1.3)
+    for path in ("/users/me", "/auth/verify"):
+        statuses, seen = everywhere(app, path, pair["access_token"])
+        assert set(statuses) == {401}, statuses
+        assert {status for _, status in seen} == {401}
+        assert len({pid for pid, _ in seen}) == 2, seen
+    r = app.get("/users/me", headers=bearer(pair["access_token"]))
+    assert r.json()["error"] == "token revoked"
+    # Its refresh family is revoked: the refresh token is refused.
+    r = refresh(app, pair["refresh_token"])
+    assert r.status_code == 401 and r.json()["error"] == "token revoked"
+    # A second logout with the revoked token is refused; other sessions are untouched.
+    assert app.post("/users/logout", headers=bearer(pair["access_token"])).status_code == 401
+    assert app.get("/users/me", headers=bearer(app.first["access_token"])).status_code == 200
+    assert refresh(app, app.first["refresh_token"]).status_code == 200
+
+
+def test_logout_needs_an_access_token(app):
+    assert app.post("/users/logout").status_code == 401
+    r = app.post("/users/logout", headers=bearer(app.first["refresh_token"]))
+    assert r.status_code == 401 and r.json()["error"] == "wrong token type"
+
+
+def test_the_revocation_delay_follows_the_setting(sesamed, mariadb):
+    s = make_app(sesamed, mariadb.storage(mariadb.database), "revocation_refresh = 0.2",
+                 workers=3)
+    pair = login(s)
+    assert s.post("/users/logout", headers=bearer(pair["access_token"])).status_code == 200
+    time.sleep(0.6)
+    statuses, seen = everywhere(s, "/auth/verify", pair["access_token"], tries=60)
+    assert set(statuses) == {401}
+    assert len({pid for pid, _ in seen}) == 3, seen
+
+
+def test_revocation_reaches_another_node(sesamed, mariadb):
+    storage = mariadb.storage(mariadb.database)
+    a = make_app(sesamed, storage)
+    b = sesamed(routes=ROUTES, more=storage + f'jwt = {{ secret = "{SECRET}" }}\n')
+    pair = login(a)
+    assert b.get("/users/me", headers=bearer(pair["access_token"])).status_code == 200
+    assert a.post("/users/logout", headers=bearer(pair["access_token"])).status_code == 200
+    time.sleep(1.3)
+    statuses, seen = everywhere(b, "/auth/verify", pair["access_token"])
+    assert set(statuses) == {401}
+    assert len({pid for pid, _ in seen}) == 2
+    # A rotation on one node is a spent token on the other.
+    r = refresh(a, a.first["refresh_token"])
+    assert r.status_code == 200
+    time.sleep(2.1)
+    assert refresh(b, a.first["refresh_token"]).status_code == 401
+    assert refresh(a, r.json()["refresh_token"]).status_code == 401
+
+
+def test_a_restarted_worker_knows_the_revoked_tokens(sesamed, mariadb):
+    s = make_app(sesamed, mariadb.storage(mariadb.database), "revocation_refresh = 3600")
+    pair = login(s)
+    assert s.post("/users/logout", headers=bearer(pair["access_token"])).status_code == 200
+    s.stop()
+    s.start()
+    # With an hour between fetches, only the load at start can know it.
+    statuses, _ = everywhere(s, "/users/me", pair["access_token"])
+    assert set(statuses) == {401}
+
+
+def test_family_lifetime_is_absolute(sesamed, mariadb):
+    s = make_app(sesamed, mariadb.storage(mariadb.database), "family_lifetime = 3")
+    first = claims(s.first["refresh_token"])
+    assert first["exp"] <= first["iat"] + 3
+    r = refresh(s, s.first["refresh_token"])
+    assert r.status_code == 200
+    # Rotation does not extend it.
+    assert claims(r.json()["refresh_token"])["exp"] <= first["iat"] + 3
+    time.sleep(3.2)
+    r = refresh(s, r.json()["refresh_token"])
+    assert r.status_code == 401
+
+
+def test_expired_state_is_purged(sesamed, mariadb):
+    s = make_app(sesamed, mariadb.storage(mariadb.database))
+    db = mariadb.database
+    past = int(time.time()) - 3600
+    mariadb.sql("INSERT INTO sesame_revoked_tokens VALUES "
+                f"('gone', 0, {past}), ('kept', 0, {past + 7200}), ('forever', 0, 0)", db)
+    mariadb.sql("INSERT INTO sesame_refresh_families (id, subject, current_jti, rotated_at, "
+                f"expires_at) VALUES ('old', '1', 'x', 0, {past})", db)
+    s.signal(1)  # SIGHUP: new workers, which purge as they start
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ids = mariadb.sql("SELECT id FROM sesame_revoked_tokens ORDER BY id", db).stdout.split()
+        if "gone" not in ids:
+            break
+        time.sleep(0.1)
+    assert ids == ["forever", "kept"]
+    fams = mariadb.sql("SELECT id FROM sesame_refresh_families", db).stdout.split()
+    assert "old" not in fams and len(fams) == 1
+
+
+def test_a_flask_refresh_token_starts_a_family(app):
+    now = int(time.time())
+    token = jwt.encode({"fresh": False, "iat": now, "jti": str(uuid.uuid4()),
+                        "type": "refresh", "sub": claims(app.first["access_token"])["sub"],
+                        "nbf": now, "exp": now + 3600}, SECRET, algorithm="HS256")
+    r = refresh(app, token)
+    assert r.status_code == 200, r.text
+    assert claims(r.json()["refresh_token"])["fam"] == claims(token)["jti"]
+    time.sleep(2.1)
+    assert refresh(app, token).status_code == 401
+    assert refresh(app, r.json()["refresh_token"]).status_code == 401
+
+
+def test_cookies_rotate_and_logout_clears_them(sesamed, mariadb):
+    s = make_app(sesamed, mariadb.storage(mariadb.database), "cookies = true, cookie_secure = false")
+    jar = requests.Session()
+    r = jar.post(s.url + "/users/login", json={"email": USER["email"],
+                                               "password": USER["password"]})
+    assert r.status_code == 200
+    csrf_refresh = jar.cookies["csrf_refresh_token"]
+    old = jar.cookies["refresh_token_cookie"]
+    r = jar.post(s.url + "/token/refresh")
+    assert r.status_code == 401 and "CSRF" in r.json()["error"]
+    r = jar.post(s.url + "/token/refresh", headers={"X-CSRF-TOKEN": csrf_refresh})
+    assert r.status_code == 200
+    assert jar.cookies["refresh_token_cookie"] != old
+    r = jar.post(s.url + "/users/logout",
+                 headers={"X-CSRF-TOKEN": jar.cookies["csrf_access_token"]})
+    assert r.status_code == 200
+    cleared = r.raw.headers.getlist("Set-Cookie")
+    names = sorted(c.split("=")[0] for c in cleared)
+    assert names == ["access_token_cookie", "csrf_access_token", "csrf_refresh_token",
+                     "refresh_token_cookie"]
+    assert all("Max-Age=0" in c for c in cleared)
+    assert len(jar.cookies) == 0
+
+
+def test_token_state_settings_are_checked(sesamed, mariadb, tmp_path):
+    for bad, key in [("refresh_grace = -1", "jwt.refresh_grace"),
+                     ("revocation_refresh = 0", "jwt.revocation_refresh"),
+                     ("revocation_refresh = 'often'", "jwt.revocation_refresh"),
+                     ("family_lifetime = 0", "jwt.family_lifetime")]:
+        s = sesamed(routes=ROUTES, start=False,
+                    more=f'jwt = {{ secret = "{SECRET}", {bad} }}\n')
+        out = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True,
+                             text=True)
+        assert out.returncode != 0
+        assert key in out.stderr, out.stderr
