@@ -753,6 +753,17 @@ static int l_jwt_cookies(lua_State *L)
 	return 1;
 }
 
+/* sesame.jwt.jwks(): the public keys' JWKS document, {keys = {...}}; keys is empty for HS. */
+static int l_jwt_jwks(lua_State *L)
+{
+	json_t *doc = tokens_jwks(&get_api(L)->cfg->jwt);
+	int rc = doc != NULL ? json_push(L, doc, 4) : -1;
+	json_decref(doc);
+	if (rc != 0)
+		return luaL_error(L, "sesame.jwt.jwks: cannot build the document");
+	return 1;
+}
+
 /*
  * sesame.validate(name, value[, related]): the validator plugin name's verdict, on the loop.
  * Returns the value's normal form, or nil and a message for the client.
@@ -1413,6 +1424,7 @@ static int open_sesame(lua_State *L)
 	static const luaL_Reg jwtf[] = {{"access", l_jwt_access},
 					{"refresh", l_jwt_refresh},
 					{"cookies", l_jwt_cookies},
+					{"jwks", l_jwt_jwks},
 					{NULL, NULL}};
 	luaL_newlib(L, funcs);
 	luaL_newlib(L, logf);
