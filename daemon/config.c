@@ -634,27 +634,29 @@ static bool add_key(struct loader *ld, const char *keypath, const char *file, bo
 {
 	struct token_config *tc = &ld->cfg->jwt;
 	const struct token_alg *a = tokens_alg(tc->alg);
-	char err[600];
+	char err[600] = "out of memory";
+	struct token_key k = {0}, *grown;
 	char *path = resolve_path(ld->cfg, file);
-	struct evp_pkey_st *pkey =
-	    path != NULL ? keys_load(path, private_key, a, err, sizeof(err)) : NULL;
+	if (path != NULL)
+		k.pkey = keys_load(path, private_key, a, err, sizeof(err));
 	free(path);
-	struct token_key *grown =
-	    pkey != NULL ? realloc(tc->keys, (tc->nkeys + 1) * sizeof(*grown)) : NULL;
-	if (grown == NULL) {
-		fail(ld, keypath, "%s", pkey != NULL || path == NULL ? "out of memory" : err);
-		keys_free(pkey);
-		return false;
+	if (k.pkey == NULL)
+		goto refused;
+	if (!keys_thumbprint(k.pkey, a, k.kid)) {
+		snprintf(err, sizeof(err), "cannot compute the key's thumbprint");
+		goto refused;
+	}
+	if ((grown = realloc(tc->keys, (tc->nkeys + 1) * sizeof(*grown))) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto refused;
 	}
 	tc->keys = grown;
-	tc->keys[tc->nkeys].pkey = pkey;
-	if (!keys_thumbprint(pkey, a, tc->keys[tc->nkeys].kid)) {
-		fail(ld, keypath, "cannot compute the key's thumbprint");
-		keys_free(pkey);
-		return false;
-	}
-	tc->nkeys++;
+	tc->keys[tc->nkeys++] = k;
 	return true;
+refused:
+	fail(ld, keypath, "%s", err);
+	keys_free(k.pkey);
+	return false;
 }
 
 /* The public key file: the private key's other half, checked, then not kept. */

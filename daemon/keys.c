@@ -153,9 +153,9 @@ static json_t *b64url(const unsigned char *b, size_t n)
 static json_t *number(const EVP_PKEY *pkey, const char *name, size_t width)
 {
 	BIGNUM *bn = NULL;
-	unsigned char buf[KEYS_MAX_SIG];
 	json_t *out = NULL;
 	if (EVP_PKEY_get_bn_param(pkey, name, &bn) == 1) {
+		unsigned char buf[KEYS_MAX_SIG];
 		size_t n = width > 0 ? width : (size_t)BN_num_bytes(bn);
 		if (n <= sizeof(buf) && BN_bn2binpad(bn, buf, (int)n) == (int)n)
 			out = b64url(buf, n);
