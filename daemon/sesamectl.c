@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,9 +136,7 @@ static void out_drop(struct out_file *o)
 /* An HMAC secret, base64: as many random bytes as the hash's output (32, 48 or 64). */
 static char *new_secret(const struct token_alg *a)
 {
-	size_t bytes = a->alg == tokens_alg_parse("HS512")   ? 64
-		       : a->alg == tokens_alg_parse("HS384") ? 48
-							     : 32;
+	size_t bytes = (size_t)EVP_MD_get_size(a->md());
 	unsigned char key[64];
 	size_t cap = sodium_base64_ENCODED_LEN(64, sodium_base64_VARIANT_ORIGINAL) + 1;
 	char *text = malloc(cap);
