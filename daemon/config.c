@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "keys.h"
 #include "listen.h"
 #include "plugin.h"
 
@@ -545,6 +546,9 @@ static void add_route_file(struct config *cfg, const char *file)
 static const char *const jwt_keys[] = {"algorithm",
 				       "secret",
 				       "secret_file",
+				       "private_key_file",
+				       "public_key_file",
+				       "previous_keys",
 				       "access_expires",
 				       "refresh_expires",
 				       "issuer",
@@ -657,6 +661,105 @@ static void read_secret(struct loader *ld, int tbl, struct token_config *tc)
 	free(file);
 }
 
+/* Adds the key at file (private: the signing key, first) to tc->keys; keypath names it. */
+static bool add_key(struct loader *ld, const char *keypath, const char *file, bool private_key)
+{
+	struct token_config *tc = &ld->cfg->jwt;
+	const struct token_alg *a = tokens_alg(tc->alg);
+	char err[600] = "out of memory";
+	struct token_key k = {0}, *grown;
+	char *path = resolve_path(ld->cfg, file);
+	if (path != NULL)
+		k.pkey = keys_load(path, private_key, a, err, sizeof(err));
+	free(path);
+	if (k.pkey == NULL)
+		goto refused;
+	if (!keys_thumbprint(k.pkey, a, k.kid)) {
+		snprintf(err, sizeof(err), "cannot compute the key's thumbprint");
+		goto refused;
+	}
+	if ((grown = realloc(tc->keys, (tc->nkeys + 1) * sizeof(*grown))) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto refused;
+	}
+	tc->keys = grown;
+	tc->keys[tc->nkeys++] = k;
+	return true;
+refused:
+	fail(ld, keypath, "%s", err);
+	keys_free(k.pkey);
+	return false;
+}
+
+/* The public key file: the private key's other half, checked, then not kept. */
+static void check_public_key(struct loader *ld, const char *file)
+{
+	struct token_config *tc = &ld->cfg->jwt;
+	char err[600];
+	char *path = resolve_path(ld->cfg, file);
+	struct evp_pkey_st *pub =
+	    path != NULL ? keys_load(path, false, tokens_alg(tc->alg), err, sizeof(err)) : NULL;
+	if (pub == NULL)
+		fail(ld, "jwt.public_key_file", "%s", path != NULL ? err : "out of memory");
+	else if (!keys_match(tc->keys[0].pkey, pub))
+		fail(ld, "jwt.public_key_file", "%s is not the public half of jwt.private_key_file",
+		     path);
+	keys_free(pub);
+	free(path);
+}
+
+/* An RS or ES key pair and the previous public keys, loaded now, once. */
+static void read_key_pair(struct loader *ld, int tbl)
+{
+	const char *name = tokens_alg(ld->cfg->jwt.alg)->name;
+	char *private_file = NULL, *public_file = NULL, **previous = NULL;
+	size_t nprevious = 0;
+	read_string(ld, tbl, "jwt", "private_key_file", &private_file);
+	read_string(ld, tbl, "jwt", "public_key_file", &public_file);
+	if (field(ld, tbl, "previous_keys") != LUA_TNIL)
+		read_strings(ld, -1, "jwt.previous_keys", &previous, &nprevious);
+	lua_pop(ld->L, 1);
+	if (private_file == NULL || public_file == NULL)
+		fail(ld, private_file == NULL ? "jwt.private_key_file" : "jwt.public_key_file",
+		     "%s signs with a key pair: jwt.private_key_file and jwt.public_key_file are "
+		     "both needed (sesamectl keygen -a %s writes them)",
+		     name, name);
+	else if (add_key(ld, "jwt.private_key_file", private_file, true))
+		check_public_key(ld, public_file);
+	for (size_t i = 0; i < nprevious; i++) {
+		add_key(ld, "jwt.previous_keys", previous[i], false);
+		free(previous[i]);
+	}
+	free(previous);
+	free(private_file);
+	free(public_file);
+}
+
+/* One kind of key per algorithm: a secret for HS*, key files for RS* and ES*. */
+static void read_key(struct loader *ld, int tbl)
+{
+	const struct token_alg *a = tokens_alg(ld->cfg->jwt.alg);
+	static const char *const secret_keys[] = {"secret", "secret_file", NULL};
+	static const char *const pair_keys[] = {"private_key_file", "public_key_file",
+						"previous_keys", NULL};
+	const char *const *wrong = a->family == 'H' ? pair_keys : secret_keys;
+	for (; *wrong != NULL; wrong++) {
+		char keypath[64];
+		snprintf(keypath, sizeof(keypath), "jwt.%s", *wrong);
+		if (field(ld, tbl, *wrong) != LUA_TNIL)
+			fail(ld, keypath, "%s signs with %s, not jwt.%s", a->name,
+			     a->family == 'H' ? "a secret (jwt.secret or jwt.secret_file)"
+					      : "a key pair (jwt.private_key_file and "
+						"jwt.public_key_file)",
+			     *wrong);
+		lua_pop(ld->L, 1);
+	}
+	if (a->family == 'H')
+		read_secret(ld, tbl, &ld->cfg->jwt);
+	else
+		read_key_pair(ld, tbl);
+}
+
 static void read_jwt(struct loader *ld)
 {
 	lua_State *L = ld->L;
@@ -677,9 +780,13 @@ static void read_jwt(struct loader *ld)
 	read_string(ld, tbl, "jwt", "algorithm", &alg);
 	tc->alg = tokens_alg_parse(alg != NULL ? alg : "HS256");
 	if (tc->alg < 0)
-		fail(ld, "jwt.algorithm", "'%s' is not one of HS256, HS384, HS512", alg);
+		fail(ld, "jwt.algorithm",
+		     "'%s' is not one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, "
+		     "ES512",
+		     alg);
+	else
+		read_key(ld, tbl);
 	free(alg);
-	read_secret(ld, tbl, tc);
 	read_expiry(ld, tbl, "access_expires", &tc->access_expires);
 	read_expiry(ld, tbl, "refresh_expires", &tc->refresh_expires);
 	read_int(ld, tbl, "jwt", "leeway", 0, 3600, &tc->leeway);
@@ -698,7 +805,7 @@ static void read_jwt(struct loader *ld)
 		fail(ld, "jwt.cookie_samesite", "expected \"Lax\", \"Strict\" or \"None\"");
 	read_string(ld, tbl, "jwt", "issuer", &tc->issuer);
 	read_string(ld, tbl, "jwt", "audience", &tc->audience);
-	tc->configured = tc->key != NULL;
+	tc->configured = tc->key != NULL || tc->nkeys > 0;
 	lua_pop(L, 1);
 }
 

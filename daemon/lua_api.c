@@ -55,7 +55,7 @@ struct luaapi {
 	struct scoreboard_slot *slot;
 	struct router *router;
 	struct revocation *rv; /* the revoked ids; NULL without storage */
-	bool loading; /* sesame.route is allowed only while the scripts load */
+	bool loading;	       /* sesame.route is allowed only while the scripts load */
 	long load_instructions;
 	/* the allocator */
 	size_t used, limit;
@@ -1025,6 +1025,17 @@ static int l_jwt_unset_cookies(lua_State *L)
 	return 1;
 }
 
+/* sesame.jwt.jwks(): the public keys' JWKS document, {keys = {...}}; keys is empty for HS. */
+static int l_jwt_jwks(lua_State *L)
+{
+	json_t *doc = tokens_jwks(&get_api(L)->cfg->jwt);
+	int rc = doc != NULL ? json_push(L, doc, 4) : -1;
+	json_decref(doc);
+	if (rc != 0)
+		return luaL_error(L, "sesame.jwt.jwks: cannot build the document");
+	return 1;
+}
+
 /*
  * sesame.validate(name, value[, related]): the validator plugin name's verdict, on the loop.
  * Returns the value's normal form, or nil and a message for the client.
@@ -1689,13 +1700,11 @@ static int open_sesame(lua_State *L)
 					  {"find", l_users_find},
 					  {"update", l_users_update},
 					  {NULL, NULL}};
-	static const luaL_Reg jwtf[] = {{"access", l_jwt_access},
-					{"refresh", l_jwt_refresh},
-					{"cookies", l_jwt_cookies},
-					{"rotate", l_jwt_rotate},
-					{"revoke", l_jwt_revoke},
-					{"unset_cookies", l_jwt_unset_cookies},
-					{NULL, NULL}};
+	static const luaL_Reg jwtf[] = {
+	    {"access", l_jwt_access},	{"refresh", l_jwt_refresh},
+	    {"cookies", l_jwt_cookies}, {"rotate", l_jwt_rotate},
+	    {"revoke", l_jwt_revoke},	{"unset_cookies", l_jwt_unset_cookies},
+	    {"jwks", l_jwt_jwks},	{NULL, NULL}};
 	luaL_newlib(L, funcs);
 	luaL_newlib(L, logf);
 	lua_setfield(L, -2, "log");

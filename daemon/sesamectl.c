@@ -2,7 +2,9 @@
  * sesamectl.c: sesame's administration tool. Each subcommand is one function:
  *
  *   sesamectl [-c FILE] migrate          apply the storage schema's migrations now
- *   sesamectl keygen [-a ALG] FILE       write a new HMAC secret (mode 0600, never over a file)
+ *   sesamectl keygen [-a ALG] FILE...    write a new HMAC secret (mode 0600), or an RS or ES
+ *                                        key pair (private 0600, public 0644); never over a
+ *                                        file without --force
  *   sesamectl [-c FILE] hash-bench [N]   time N hashes with the configured password scheme
  *
  * It reads the same configuration as sesamed, checked the same way.
@@ -12,29 +14,37 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "keys.h"
 #include "log.h"
 #include "plugin.h"
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: sesamectl [-c FILE] COMMAND [ARGS]\n"
-		"\n"
-		"  migrate              apply the storage schema's missing migrations\n"
-		"  keygen [-a ALG] FILE write a new HMAC secret for jwt.secret_file (HS256, HS384,\n"
-		"                       HS512; mode 0600; an existing file is never overwritten)\n"
-		"  hash-bench [N]       time N password hashes (default 5) with password.scheme\n"
-		"\n"
-		"  -c FILE  configuration file (default: %s)\n",
-		CONFIG_DEFAULT_PATH);
+	fprintf(
+	    out,
+	    "Usage: sesamectl [-c FILE] COMMAND [ARGS]\n"
+	    "\n"
+	    "  migrate              apply the storage schema's missing migrations\n"
+	    "  keygen [-f] [-a ALG] [-b BITS] FILE [PUBLIC]\n"
+	    "                       write a new HMAC secret for jwt.secret_file (HS256, HS384,\n"
+	    "                       HS512; mode 0600), or a key pair for jwt.private_key_file\n"
+	    "                       and jwt.public_key_file (RS256, RS384, RS512 with -b BITS,\n"
+	    "                       default 3072; ES256, ES384, ES512); an existing file is\n"
+	    "                       replaced only with -f (--force)\n"
+	    "  hash-bench [N]       time N password hashes (default 5) with password.scheme\n"
+	    "\n"
+	    "  -c FILE  configuration file (default: %s)\n",
+	    CONFIG_DEFAULT_PATH);
 }
 
 static struct config *load(const char *path)
@@ -62,44 +72,195 @@ static int cmd_migrate(const char *path)
 	return rc == 0 ? 0 : 1;
 }
 
+/* A file keygen writes: created anew, or with --force beside its target and renamed over it. */
+struct out_file {
+	const char *path;
+	char tmp[4096];
+	int fd;
+};
+
+static bool out_open(struct out_file *o, const char *path, mode_t mode, bool force)
+{
+	o->path = path;
+	o->fd = -1;
+	o->tmp[0] = '\0';
+	if (!force)
+		o->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	else if (snprintf(o->tmp, sizeof(o->tmp), "%s.XXXXXX", path) < (int)sizeof(o->tmp))
+		o->fd = mkostemp(o->tmp, O_CLOEXEC);
+	else
+		errno = ENAMETOOLONG;
+	/* The mode exactly, whatever the umask. */
+	if (o->fd >= 0 && fchmod(o->fd, mode) == 0)
+		return true;
+	fprintf(stderr, "sesamectl: %s: %s%s\n", path, strerror(errno),
+		errno == EEXIST ? " (--force replaces it)" : "");
+	if (o->fd >= 0) {
+		close(o->fd);
+		unlink(force ? o->tmp : path);
+	}
+	o->fd = -1;
+	return false;
+}
+
+/* Writes text and closes the file; its name is put in place by out_commit. */
+static bool out_write(struct out_file *o, const char *text)
+{
+	size_t len = strlen(text);
+	bool ok = write(o->fd, text, len) == (ssize_t)len && fsync(o->fd) == 0;
+	ok = close(o->fd) == 0 && ok;
+	o->fd = -1;
+	if (!ok)
+		fprintf(stderr, "sesamectl: %s: cannot write the key: %s\n", o->path,
+			strerror(errno));
+	return ok;
+}
+
+static bool out_commit(struct out_file *o)
+{
+	if (o->tmp[0] == '\0' || rename(o->tmp, o->path) == 0)
+		return true;
+	fprintf(stderr, "sesamectl: %s: %s\n", o->path, strerror(errno));
+	return false;
+}
+
+/* Removes what out_open created. */
+static void out_drop(struct out_file *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+	unlink(o->tmp[0] != '\0' ? o->tmp : o->path);
+}
+
+/* An HMAC secret, base64: as many random bytes as the hash's output (32, 48 or 64). */
+static char *new_secret(const struct token_alg *a)
+{
+	size_t bytes = (size_t)EVP_MD_get_size(a->md());
+	unsigned char key[64];
+	size_t cap = sodium_base64_ENCODED_LEN(64, sodium_base64_VARIANT_ORIGINAL) + 1;
+	char *text = malloc(cap);
+	if (text == NULL)
+		return NULL;
+	randombytes_buf(key, bytes);
+	sodium_bin2base64(text, cap, key, bytes, sodium_base64_VARIANT_ORIGINAL);
+	sodium_memzero(key, sizeof(key));
+	strcat(text, "\n");
+	return text;
+}
+
+static void free_secret(char *text)
+{
+	if (text != NULL)
+		sodium_memzero(text, strlen(text));
+	free(text);
+}
+
+static int keygen_usage(void)
+{
+	fprintf(stderr, "sesamectl: keygen [-f] [-a HS256|HS384|HS512] FILE\n"
+			"           keygen [-f] -a RS256|RS384|RS512 [-b BITS] PRIVATE PUBLIC\n"
+			"           keygen [-f] -a ES256|ES384|ES512 PRIVATE PUBLIC\n");
+	return 2;
+}
+
+static int keygen_secret(const struct token_alg *a, const char *path, bool force)
+{
+	struct out_file o;
+	if (!out_open(&o, path, 0600, force))
+		return 1;
+	char *text = new_secret(a);
+	bool ok = text != NULL && out_write(&o, text) && out_commit(&o);
+	free_secret(text);
+	if (!ok) {
+		out_drop(&o);
+		return 1;
+	}
+	printf("sesamectl: wrote a %s secret to %s (mode 0600)\n", a->name, path);
+	return 0;
+}
+
+/* Both files or neither: each is written in full before either is put in place. */
+static int keygen_pair(const struct token_alg *a, int bits, const char *private_path,
+		       const char *public_path, bool force)
+{
+	struct out_file priv, pub;
+	char kid[TOKENS_KID_LEN];
+	if (strcmp(private_path, public_path) == 0)
+		return keygen_usage();
+	if (!out_open(&priv, private_path, 0600, force))
+		return 1;
+	if (!out_open(&pub, public_path, 0644, force)) {
+		out_drop(&priv);
+		return 1;
+	}
+	struct evp_pkey_st *pkey = keys_generate(a, bits);
+	char *private_pem = pkey != NULL ? keys_pem(pkey, true) : NULL;
+	char *public_pem = pkey != NULL ? keys_pem(pkey, false) : NULL;
+	bool made = private_pem != NULL && public_pem != NULL && keys_thumbprint(pkey, a, kid);
+	if (!made)
+		fprintf(stderr, "sesamectl: cannot generate a %s key\n", a->name);
+	bool ok = made && out_write(&priv, private_pem) && out_write(&pub, public_pem) &&
+		  out_commit(&priv) && out_commit(&pub);
+	free_secret(private_pem);
+	free(public_pem);
+	keys_free(pkey);
+	if (!ok) {
+		out_drop(&priv);
+		out_drop(&pub);
+		return 1;
+	}
+	printf("sesamectl: wrote an %s key pair: the private key to %s (mode 0600), the public key "
+	       "to %s (mode 0644); kid %s\n",
+	       a->name, private_path, public_path, kid);
+	return 0;
+}
+
 static int cmd_keygen(int argc, char **argv)
 {
+	static const struct option longopts[] = {{"algorithm", required_argument, NULL, 'a'},
+						 {"bits", required_argument, NULL, 'b'},
+						 {"force", no_argument, NULL, 'f'},
+						 {NULL, 0, NULL, 0}};
 	const char *alg = "HS256";
 	int c;
+	long bits = 0;
+	char *end;
+	bool force = false;
 	optind = 1;
-	while ((c = getopt(argc, argv, "a:")) != -1) {
-		if (c != 'a')
-			return 2;
-		alg = optarg;
+	while ((c = getopt_long(argc, argv, "a:b:f", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			alg = optarg;
+			break;
+		case 'b':
+			bits = strtol(optarg, &end, 10);
+			if (bits <= 0 || *end != '\0')
+				return keygen_usage();
+			break;
+		case 'f':
+			force = true;
+			break;
+		default:
+			return keygen_usage();
+		}
 	}
-	if (optind != argc - 1 || tokens_alg_parse(alg) < 0) {
-		fprintf(stderr, "sesamectl: keygen [-a HS256|HS384|HS512] FILE\n");
+	if (tokens_alg_parse(alg) < 0)
+		return keygen_usage();
+	const struct token_alg *a = tokens_alg(tokens_alg_parse(alg));
+	int nfiles = a->family == 'H' ? 1 : 2;
+	if (argc - optind != nfiles || (bits != 0 && a->family != 'R'))
+		return keygen_usage();
+	if (a->family == 'R' && bits == 0)
+		bits = 3072;
+	if (a->family == 'R' && (bits < KEYS_MIN_RSA_BITS || bits > KEYS_MAX_RSA_BITS)) {
+		fprintf(stderr, "sesamectl: --bits is from %d to %d\n", KEYS_MIN_RSA_BITS,
+			KEYS_MAX_RSA_BITS);
 		return 2;
 	}
-	/* As many random bytes as the hash's output: 32, 48 or 64. */
-	size_t bytes = strcmp(alg, "HS512") == 0 ? 64 : strcmp(alg, "HS384") == 0 ? 48 : 32;
-	unsigned char key[64];
-	char text[sodium_base64_ENCODED_LEN(64, sodium_base64_VARIANT_ORIGINAL)];
-	randombytes_buf(key, bytes);
-	sodium_bin2base64(text, sizeof(text), key, bytes, sodium_base64_VARIANT_ORIGINAL);
-	sodium_memzero(key, sizeof(key));
-	int fd = open(argv[optind], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		fprintf(stderr, "sesamectl: %s: %s\n", argv[optind], strerror(errno));
-		sodium_memzero(text, sizeof(text));
-		return 1;
-	}
-	size_t len = strlen(text);
-	text[len++] = '\n';
-	bool ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
-	sodium_memzero(text, sizeof(text));
-	if (close(fd) != 0 || !ok) {
-		fprintf(stderr, "sesamectl: %s: cannot write the secret\n", argv[optind]);
-		unlink(argv[optind]);
-		return 1;
-	}
-	printf("sesamectl: wrote a %s secret to %s (mode 0600)\n", alg, argv[optind]);
-	return 0;
+	if (a->family == 'H')
+		return keygen_secret(a, argv[optind], force);
+	return keygen_pair(a, (int)bits, argv[optind], argv[optind + 1], force);
 }
 
 static int cmd_hash_bench(const char *path, int argc, char **argv)

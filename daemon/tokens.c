@@ -1,12 +1,17 @@
 /*
- * tokens.c: issues JSON Web Tokens with libjwt.
+ * tokens.c: issues and verifies JSON Web Tokens.
  *
  * The claims are flask-jwt-extended's, so that a Flask service sharing the secret accepts
  * sesame's tokens: iat and nbf (now), jti (a random UUID4), type ("access" or "refresh"), sub
  * (the identity, a string), fresh (access tokens only), exp (left out when the expiry is
  * false), and iss and aud when configured. sesame adds fam, the refresh family a token
- * belongs to, which flask-jwt-extended ignores. The header is {"alg":...,"typ":"JWT"}. Signing is
- * an HMAC: it runs on the event loop.
+ * belongs to, which flask-jwt-extended ignores. libjwt lays the claims out; an HMAC token is
+ * signed by libjwt too, with the header {"alg":...,"typ":"JWT"}. An RS or ES token is signed
+ * here with the key loaded at start (libjwt would parse its PEM file again for every token),
+ * and its header adds the key's kid. Signing runs on the event loop: an HMAC or an ECDSA
+ * signature takes microseconds, an RSA one about a millisecond.
+ *
+ * Verification is sesame's own, per RFC 8725 (see tokens.h).
  */
 #include "autoconfig.h"
 
@@ -23,17 +28,37 @@
 #include <string.h>
 #include <time.h>
 
+#include "keys.h"
 #include "sesame/plugin.h"
+
+static const struct token_alg algs[] = {
+    {JWT_ALG_HS256, "HS256", 'H', EVP_sha256, NULL, NULL, 0},
+    {JWT_ALG_HS384, "HS384", 'H', EVP_sha384, NULL, NULL, 0},
+    {JWT_ALG_HS512, "HS512", 'H', EVP_sha512, NULL, NULL, 0},
+    {JWT_ALG_RS256, "RS256", 'R', EVP_sha256, NULL, NULL, 0},
+    {JWT_ALG_RS384, "RS384", 'R', EVP_sha384, NULL, NULL, 0},
+    {JWT_ALG_RS512, "RS512", 'R', EVP_sha512, NULL, NULL, 0},
+    {JWT_ALG_ES256, "ES256", 'E', EVP_sha256, "prime256v1", "P-256", 32},
+    {JWT_ALG_ES384, "ES384", 'E', EVP_sha384, "secp384r1", "P-384", 48},
+    {JWT_ALG_ES512, "ES512", 'E', EVP_sha512, "secp521r1", "P-521", 66},
+};
 
 int tokens_alg_parse(const char *name)
 {
-	if (strcmp(name, "HS256") == 0)
-		return JWT_ALG_HS256;
-	if (strcmp(name, "HS384") == 0)
-		return JWT_ALG_HS384;
-	if (strcmp(name, "HS512") == 0)
-		return JWT_ALG_HS512;
+	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+		if (strcmp(name, algs[i].name) == 0)
+			return algs[i].alg;
+	}
 	return -1;
+}
+
+const struct token_alg *tokens_alg(int alg)
+{
+	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+		if (algs[i].alg == alg)
+			return &algs[i];
+	}
+	return &algs[0];
 }
 
 void tokens_uuid4(char out[TOKENS_ID_LEN])
@@ -48,26 +73,18 @@ void tokens_uuid4(char out[TOKENS_ID_LEN])
 		 b[15]);
 }
 
-char *tokens_issue(const struct token_config *tc, const struct token_request *req, char *err,
-		   size_t errlen)
+/* The claims of the token req asks for. */
+static int add_claims(jwt_t *jwt, const struct token_config *tc, const struct token_request *req)
 {
-	jwt_t *jwt = NULL;
-	char *token = NULL, jti[TOKENS_ID_LEN];
+	char jti[TOKENS_ID_LEN];
 	long now = (long)time(NULL), expires = req->expires;
 	enum token_type type = req->type;
-	if (!tc->configured) {
-		snprintf(err, errlen, "no JWT key is configured (jwt.secret or jwt.secret_file)");
-		return NULL;
-	}
 	if (expires < 0)
 		expires = type == TOKEN_ACCESS ? tc->access_expires : tc->refresh_expires;
 	if (req->jti != NULL)
 		snprintf(jti, sizeof(jti), "%s", req->jti);
 	else
 		tokens_uuid4(jti);
-	if (jwt_new(&jwt) != 0 ||
-	    jwt_set_alg(jwt, (jwt_alg_t)tc->alg, tc->key, (int)tc->keylen) != 0)
-		goto fail;
 	int rc = 0;
 	if (type == TOKEN_ACCESS)
 		rc |= jwt_add_grant_bool(jwt, "fresh", req->fresh);
@@ -93,7 +110,72 @@ char *tokens_issue(const struct token_config *tc, const struct token_request *re
 		rc |= jwt_add_grant(jwt, "iss", tc->issuer);
 	if (tc->audience != NULL)
 		rc |= jwt_add_grant(jwt, "aud", tc->audience);
-	if (rc != 0 || (token = jwt_encode_str(jwt)) == NULL)
+	return rc;
+}
+
+/* Appends base64url(bin) to out at *at; out has room (the caller sized it). */
+static void append_b64url(char *out, size_t *at, size_t cap, const unsigned char *bin, size_t n)
+{
+	sodium_bin2base64(out + *at, cap - *at, bin, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	*at += strlen(out + *at);
+}
+
+/* header.claims.signature, signed with the current RS or ES key. */
+static char *sign_with_key(const struct token_config *tc, jwt_t *jwt)
+{
+	const struct token_alg *a = tokens_alg(tc->alg);
+	json_t *h =
+	    json_pack("{s:s, s:s, s:s}", "alg", a->name, "kid", tc->keys[0].kid, "typ", "JWT");
+	char *header = h != NULL ? json_dumps(h, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+	char *claims = jwt_get_grants_json(jwt, NULL);
+	char *token = NULL;
+	unsigned char *sig = NULL;
+	size_t siglen = 0, at = 0, cap;
+	json_decref(h);
+	if (header == NULL || claims == NULL)
+		goto done;
+	/* Each part's encoded length counts a NUL: room enough for the two dots. */
+	cap = sodium_base64_ENCODED_LEN(strlen(header), sodium_base64_VARIANT_URLSAFE_NO_PADDING) +
+	      sodium_base64_ENCODED_LEN(strlen(claims), sodium_base64_VARIANT_URLSAFE_NO_PADDING) +
+	      sodium_base64_ENCODED_LEN(KEYS_MAX_SIG, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	if ((token = malloc(cap)) == NULL)
+		goto done;
+	append_b64url(token, &at, cap, (const unsigned char *)header, strlen(header));
+	token[at++] = '.';
+	append_b64url(token, &at, cap, (const unsigned char *)claims, strlen(claims));
+	sig = keys_sign(tc->keys[0].pkey, a, token, at, &siglen);
+	if (sig == NULL || siglen > KEYS_MAX_SIG) {
+		free(token);
+		token = NULL;
+		goto done;
+	}
+	token[at++] = '.';
+	append_b64url(token, &at, cap, sig, siglen);
+done:
+	free(sig);
+	free(header);
+	free(claims);
+	return token;
+}
+
+char *tokens_issue(const struct token_config *tc, const struct token_request *req, char *err,
+		   size_t errlen)
+{
+	jwt_t *jwt = NULL;
+	char *token = NULL;
+	if (!tc->configured) {
+		snprintf(err, errlen,
+			 "no JWT key is configured (jwt.secret, jwt.secret_file or "
+			 "jwt.private_key_file)");
+		return NULL;
+	}
+	if (jwt_new(&jwt) != 0 || add_claims(jwt, tc, req) != 0)
+		goto fail;
+	if (tokens_alg(tc->alg)->family != 'H')
+		token = sign_with_key(tc, jwt);
+	else if (jwt_set_alg(jwt, (jwt_alg_t)tc->alg, tc->key, (int)tc->keylen) == 0)
+		token = jwt_encode_str(jwt);
+	if (token == NULL)
 		goto fail;
 	jwt_free(jwt);
 	return token;
@@ -108,6 +190,9 @@ void tokens_config_clear(struct token_config *tc)
 	if (tc->key != NULL)
 		sodium_memzero(tc->key, tc->keylen);
 	free(tc->key);
+	for (size_t i = 0; i < tc->nkeys; i++)
+		keys_free(tc->keys[i].pkey);
+	free(tc->keys);
 	free(tc->issuer);
 	free(tc->audience);
 	free(tc->cookie_samesite);
@@ -137,44 +222,64 @@ static json_t *decode_part(const char *s, size_t len)
 	return v;
 }
 
-static const char *alg_name(int alg)
-{
-	return alg == JWT_ALG_HS256 ? "HS256" : alg == JWT_ALG_HS384 ? "HS384" : "HS512";
-}
-
-static const EVP_MD *alg_md(int alg)
-{
-	return alg == JWT_ALG_HS256   ? EVP_sha256()
-	       : alg == JWT_ALG_HS384 ? EVP_sha384()
-				      : EVP_sha512();
-}
-
-/* The header: exactly the configured algorithm, nothing this code does not understand. */
-static bool header_ok(const struct token_config *tc, const char *s, size_t len)
+/*
+ * The header: exactly the configured algorithm, nothing this code does not understand. With a
+ * key pair, *key is the key its kid names (a kid no configured key has is refused), or NULL
+ * when it names none.
+ */
+static bool header_ok(const struct token_config *tc, const char *s, size_t len,
+		      const struct token_key **key)
 {
 	json_t *h = decode_part(s, len);
 	const char *alg = h != NULL ? json_string_value(json_object_get(h, "alg")) : NULL;
 	json_t *typ = h != NULL ? json_object_get(h, "typ") : NULL;
+	json_t *kid = h != NULL ? json_object_get(h, "kid") : NULL;
 	bool ok =
-	    alg != NULL && strcmp(alg, alg_name(tc->alg)) == 0 &&
+	    alg != NULL && strcmp(alg, tokens_alg(tc->alg)->name) == 0 &&
 	    json_object_get(h, "crit") == NULL &&
 	    (typ == NULL || (json_is_string(typ) && strcmp(json_string_value(typ), "JWT") == 0));
+	*key = NULL;
+	if (ok && kid != NULL && tc->nkeys > 0) {
+		ok = false;
+		for (size_t i = 0; i < tc->nkeys && json_is_string(kid) && !ok; i++) {
+			ok = strcmp(json_string_value(kid), tc->keys[i].kid) == 0;
+			*key = &tc->keys[i];
+		}
+	}
 	json_decref(h);
 	return ok;
 }
 
-static bool signature_ok(const struct token_config *tc, const char *token, size_t signed_len,
-			 const char *sig, size_t siglen)
+static bool hmac_ok(const struct token_config *tc, const char *token, size_t signed_len,
+		    const unsigned char *got, size_t gotlen)
 {
-	unsigned char want[EVP_MAX_MD_SIZE], got[EVP_MAX_MD_SIZE];
+	unsigned char want[EVP_MAX_MD_SIZE];
 	unsigned int wantlen = 0;
-	size_t gotlen;
-	if (b64url_decode(sig, siglen, got, sizeof(got), &gotlen) != 0 ||
-	    HMAC(alg_md(tc->alg), tc->key, (int)tc->keylen, (const unsigned char *)token,
+	if (HMAC(tokens_alg(tc->alg)->md(), tc->key, (int)tc->keylen, (const unsigned char *)token,
 		 signed_len, want, &wantlen) == NULL ||
 	    gotlen != wantlen)
 		return false;
 	return CRYPTO_memcmp(want, got, wantlen) == 0;
+}
+
+/* The signature, by the key the header named, or else by any configured key. */
+static bool signature_ok(const struct token_config *tc, const struct token_key *key,
+			 const char *token, size_t signed_len, const char *sig, size_t siglen)
+{
+	unsigned char got[KEYS_MAX_SIG];
+	size_t gotlen;
+	const struct token_alg *a = tokens_alg(tc->alg);
+	if (b64url_decode(sig, siglen, got, sizeof(got), &gotlen) != 0)
+		return false;
+	if (a->family == 'H')
+		return hmac_ok(tc, token, signed_len, got, gotlen);
+	if (key != NULL)
+		return keys_verify(key->pkey, a, token, signed_len, got, gotlen);
+	for (size_t i = 0; i < tc->nkeys; i++) {
+		if (keys_verify(tc->keys[i].pkey, a, token, signed_len, got, gotlen))
+			return true;
+	}
+	return false;
 }
 
 /* A NumericDate claim: absent is 1 with *present false; a number gives 1; else 0. */
@@ -266,8 +371,9 @@ enum token_verdict tokens_verify(const struct token_config *tc, const char *toke
 	if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL ||
 	    dot2 + 1 == token + len)
 		return TOKEN_INVALID;
-	if (!header_ok(tc, token, (size_t)(dot1 - token)) ||
-	    !signature_ok(tc, token, (size_t)(dot2 - token), dot2 + 1,
+	const struct token_key *key;
+	if (!header_ok(tc, token, (size_t)(dot1 - token), &key) ||
+	    !signature_ok(tc, key, token, (size_t)(dot2 - token), dot2 + 1,
 			  len - (size_t)(dot2 + 1 - token)))
 		return TOKEN_INVALID;
 	json_t *payload = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
@@ -294,6 +400,19 @@ const char *tokens_verdict_message(enum token_verdict v)
 	default:
 		return "invalid token";
 	}
+}
+
+json_t *tokens_jwks(const struct token_config *tc)
+{
+	json_t *keys = json_array();
+	json_t *doc = json_pack("{s:o}", "keys", keys);
+	for (size_t i = 0; doc != NULL && i < tc->nkeys; i++) {
+		if (json_array_append_new(keys, keys_jwk(&tc->keys[i], tokens_alg(tc->alg))) != 0) {
+			json_decref(doc);
+			doc = NULL;
+		}
+	}
+	return doc;
 }
 
 bool tokens_csrf_of(const char *token, char *out, size_t outlen)

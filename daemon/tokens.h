@@ -1,4 +1,4 @@
-/* tokens.h: issuing JSON Web Tokens, laid out as flask-jwt-extended lays them. */
+/* tokens.h: issuing and verifying JSON Web Tokens, laid out as flask-jwt-extended lays them. */
 #ifndef SESAME_TOKENS_H
 #define SESAME_TOKENS_H
 
@@ -6,14 +6,38 @@
 #include <stddef.h>
 
 struct json_t;
+struct evp_md_st;
+struct evp_pkey_st;
 
 #define TOKENS_MIN_SECRET 32
+#define TOKENS_KID_LEN	  44 /* a base64url SHA-256 and its NUL */
+
+/* What sesame knows of a JWS algorithm (RFC 7518 section 3.1). */
+struct token_alg {
+	int alg;	  /* libjwt's jwt_alg_t */
+	const char *name; /* "HS256" ... */
+	char family;	  /* 'H' HMAC, 'R' RSASSA-PKCS1-v1_5, 'E' ECDSA */
+	const struct evp_md_st *(*md)(void);
+	const char *group; /* ES: OpenSSL's name of the curve */
+	const char *crv;   /* ES: its JWK name */
+	size_t field;	   /* ES: the bytes of r and of s */
+};
+
+/* An RS or ES key, loaded once from its PEM file, and its RFC 7638 thumbprint. */
+struct token_key {
+	struct evp_pkey_st *pkey; /* OpenSSL's EVP_PKEY */
+	char kid[TOKENS_KID_LEN];
+};
 
 struct token_config {
-	bool configured; /* a jwt table with a key was given */
-	int alg;	 /* libjwt's jwt_alg_t */
-	unsigned char *key;
+	bool configured;    /* a jwt table with a key was given */
+	int alg;	    /* libjwt's jwt_alg_t */
+	unsigned char *key; /* HS: the secret */
 	size_t keylen;
+	/* RS and ES: keys[0] signs (its private half is loaded); keys[1...] are previous_keys,
+	 * public keys still accepted when a token is verified. */
+	struct token_key *keys;
+	size_t nkeys;
 	long access_expires;  /* seconds; 0: access tokens never expire */
 	long refresh_expires; /* seconds; 0: refresh tokens never expire */
 	char *issuer;	      /* NULL when not configured */
@@ -49,6 +73,9 @@ enum token_type { TOKEN_ACCESS, TOKEN_REFRESH };
 /* "HS256" and the like to libjwt's algorithm; -1 when not one sesame signs with. */
 int tokens_alg_parse(const char *name);
 
+/* The algorithm's description; alg is one tokens_alg_parse returned. */
+const struct token_alg *tokens_alg(int alg);
+
 /* What a token to issue says. */
 struct token_request {
 	enum token_type type;
@@ -71,7 +98,9 @@ char *tokens_issue(const struct token_config *tc, const struct token_request *re
 
 /*
  * Verifies a compact token per RFC 8725: three parts, size-capped; the header's alg exactly
- * the configured one (never "none"), no "crit"; the signature, compared in constant time;
+ * the configured one (never "none"), no "crit"; for RS and ES a kid, when present, names one
+ * of the configured keys (without one, each is tried); the signature (an HMAC is compared in
+ * constant time);
  * then exp and nbf (with leeway), iss and aud when configured, the type the route wants, a
  * sub and a jti. On TOKEN_OK, *claims is the payload (the caller json_decref's it) and
  * identity holds sub as a string.
@@ -81,6 +110,9 @@ enum token_verdict tokens_verify(const struct token_config *tc, const char *toke
 				 size_t idlen);
 
 const char *tokens_verdict_message(enum token_verdict v);
+
+/* The JWKS document (RFC 7517) of the public keys, current first: {"keys":[]} for HS. */
+struct json_t *tokens_jwks(const struct token_config *tc);
 
 /* The csrf claim of a token sesame issued, into out; false when it has none. */
 bool tokens_csrf_of(const char *token, char *out, size_t outlen);

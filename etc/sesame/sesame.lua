@@ -58,11 +58,17 @@ password = {
   max_length = 128,
 }
 
--- Tokens. The key is the one setting without a default: uncomment one of the two. Make a
--- secret with: sesamectl keygen /etc/sesame/jwt.key
+-- Tokens. The key is the one setting without a default: a shared secret (HS*), or a key pair
+-- (RS* or ES*) whose public key other services fetch from GET /.well-known/jwks.json.
+-- Make a secret with:    sesamectl keygen /etc/sesame/jwt.key
+-- or a key pair with:    sesamectl keygen -a ES256 /etc/sesame/jwt.pem /etc/sesame/jwt.pub
 -- jwt = {
---   algorithm = "HS256",            -- or HS384, HS512
---   secret_file = "jwt.key",        -- or secret = "...", at least 32 bytes
+--   algorithm = "HS256",            -- or HS384, HS512; RS256, RS384, RS512; ES256, ES384, ES512
+--   secret_file = "jwt.key",        -- HS: or secret = "...", at least 32 bytes
+--   -- RS and ES: the PEM key pair, read once at start and reload, and the public keys of a
+--   -- rotation, whose tokens are still accepted:
+--   -- private_key_file = "jwt.pem", public_key_file = "jwt.pub",
+--   -- previous_keys = { "jwt-old.pub" },
 --   access_expires = 900,           -- seconds; false: access tokens never expire
 --   refresh_expires = 2592000,
 --   issuer = nil, audience = nil,   -- the iss and aud claims, when set
