@@ -328,3 +328,30 @@ def test_token_state_settings_are_checked(sesamed, mariadb, tmp_path):
                              text=True)
         assert out.returncode != 0
         assert key in out.stderr, out.stderr
+
+
+def test_an_outage_keeps_the_revoked_ids_and_catches_up(sesamed, mariadb):
+    storage = mariadb.storage(mariadb.database)
+    a = make_app(sesamed, storage)
+    b = sesamed(routes=ROUTES, more=storage + f'jwt = {{ secret = "{SECRET}" }}\n')
+    before, after = login(a), login(a)
+    assert a.post("/users/logout", headers=bearer(before["access_token"])).status_code == 200
+    time.sleep(1.3)
+    mariadb.stop()
+    try:
+        b.wait_log("revocation: cannot fetch the revoked token ids")
+        # What b knew stays refused; forward auth needs no storage and goes on.
+        statuses, _ = everywhere(b, "/auth/verify", before["access_token"])
+        assert set(statuses) == {401}
+        statuses, _ = everywhere(b, "/auth/verify", after["access_token"])
+        assert set(statuses) == {200}
+        # A logout needs the storage: 503, and nothing is revoked.
+        r = a.post("/users/logout", headers=bearer(after["access_token"]))
+        assert r.status_code == 503 and r.json()["error"] == "storage unavailable"
+    finally:
+        mariadb.start()
+    b.wait_log("revocation: the revoked token ids are fetched again")
+    assert a.post("/users/logout", headers=bearer(after["access_token"])).status_code == 200
+    time.sleep(1.3)
+    statuses, _ = everywhere(b, "/auth/verify", after["access_token"])
+    assert set(statuses) == {401}
