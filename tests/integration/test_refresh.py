@@ -34,8 +34,13 @@ def make_app(sesamed, storage, jwt_extra="", workers=2):
 
 
 @pytest.fixture(params=["mariadb", "sqlite"])
-def app(request, sesamed, mariadb, tmp_path):
-    return make_app(sesamed, storage_for(request.param, mariadb, tmp_path))
+def storage(request, mariadb, tmp_path):
+    return storage_for(request.param, mariadb, tmp_path)
+
+
+@pytest.fixture
+def app(sesamed, storage):
+    return make_app(sesamed, storage)
 
 
 def bearer(token):
@@ -114,8 +119,8 @@ def test_refresh_wants_a_refresh_token(app):
     assert r.status_code == 401 and r.json()["error"] == "invalid token"
 
 
-def test_reuse_revokes_the_whole_family(sesamed, mariadb, tmp_path):
-    s = make_app(sesamed, mariadb.storage(mariadb.database), "refresh_grace = 0")
+def test_reuse_revokes_the_whole_family(sesamed, storage):
+    s = make_app(sesamed, storage, "refresh_grace = 0")
     stolen = s.first["refresh_token"]
     r = refresh(s, stolen)
     assert r.status_code == 200
@@ -139,8 +144,8 @@ def test_reuse_revokes_the_whole_family(sesamed, mariadb, tmp_path):
     assert refresh(s, other["refresh_token"]).status_code == 200
 
 
-def test_racing_refreshes_within_the_grace_interval(sesamed, mariadb):
-    s = make_app(sesamed, mariadb.storage(mariadb.database))  # the default grace: 2 s
+def test_racing_refreshes_within_the_grace_interval(app):
+    s = app  # the default grace: 2 s
     token = s.first["refresh_token"]
     results = []
     barrier = threading.Barrier(4)
@@ -162,8 +167,8 @@ def test_racing_refreshes_within_the_grace_interval(sesamed, mariadb):
     assert "presented again" not in s.log()
 
 
-def test_the_grace_interval_ends(sesamed, mariadb):
-    s = make_app(sesamed, mariadb.storage(mariadb.database), "refresh_grace = 0.5")
+def test_the_grace_interval_ends(sesamed, storage):
+    s = make_app(sesamed, storage, "refresh_grace = 0.5")
     token = s.first["refresh_token"]
     first = refresh(s, token)
     assert first.status_code == 200
@@ -247,8 +252,8 @@ def test_a_restarted_worker_knows_the_revoked_tokens(sesamed, mariadb):
     assert set(statuses) == {401}
 
 
-def test_family_lifetime_is_absolute(sesamed, mariadb):
-    s = make_app(sesamed, mariadb.storage(mariadb.database), "family_lifetime = 3")
+def test_family_lifetime_is_absolute(sesamed, storage):
+    s = make_app(sesamed, storage, "family_lifetime = 3")
     first = claims(s.first["refresh_token"])
     assert first["exp"] <= first["iat"] + 3
     r = refresh(s, s.first["refresh_token"])
