@@ -23,10 +23,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "keys.h"
 #include "sesame/plugin.h"
@@ -262,6 +264,35 @@ static bool hmac_ok(const struct token_config *tc, const char *token, size_t sig
 	return CRYPTO_memcmp(want, got, wantlen) == 0;
 }
 
+/*
+ * RS and ES tokens whose signature was verified already, by a keyed 128-bit hash of the whole
+ * token. A client behind forward auth sends one token with every request, and an ECDSA or RSA
+ * check costs many times the rest of the request. A signature that was good under this
+ * process's keys stays good (other keys mean another configuration, hence other workers);
+ * only successes are kept, so a forged token is checked every time. Direct-mapped: a token
+ * evicted is verified again. tokens_verify runs on the event loop only.
+ */
+#define SIG_CACHE_SLOTS 4096
+
+static struct {
+	uint64_t h[2];
+} sig_cache[SIG_CACHE_SLOTS];
+static unsigned char sig_cache_key[crypto_shorthash_siphashx24_KEYBYTES];
+static pid_t sig_cache_pid; /* a forked worker starts afresh, with a key of its own */
+
+static uint64_t *sig_cache_slot(const char *token, size_t len, uint64_t h[2])
+{
+	if (sig_cache_pid != getpid()) {
+		memset(sig_cache, 0, sizeof(sig_cache));
+		randombytes_buf(sig_cache_key, sizeof(sig_cache_key));
+		sig_cache_pid = getpid();
+	}
+	unsigned char out[crypto_shorthash_siphashx24_BYTES];
+	crypto_shorthash_siphashx24(out, (const unsigned char *)token, len, sig_cache_key);
+	memcpy(h, out, sizeof(out));
+	return sig_cache[h[0] % SIG_CACHE_SLOTS].h;
+}
+
 /* The signature, by the key the header named, or else by any configured key. */
 static bool signature_ok(const struct token_config *tc, const struct token_key *key,
 			 const char *token, size_t signed_len, const char *sig, size_t siglen)
@@ -273,13 +304,20 @@ static bool signature_ok(const struct token_config *tc, const struct token_key *
 		return false;
 	if (a->family == 'H')
 		return hmac_ok(tc, token, signed_len, got, gotlen);
+	uint64_t h[2];
+	uint64_t *slot = sig_cache_slot(token, signed_len + 1 + siglen, h);
+	if (slot[0] == h[0] && slot[1] == h[1] && (h[0] != 0 || h[1] != 0))
+		return true;
+	bool ok = false;
 	if (key != NULL)
-		return keys_verify(key->pkey, a, token, signed_len, got, gotlen);
-	for (size_t i = 0; i < tc->nkeys; i++) {
-		if (keys_verify(tc->keys[i].pkey, a, token, signed_len, got, gotlen))
-			return true;
+		ok = keys_verify(key->pkey, a, token, signed_len, got, gotlen);
+	for (size_t i = 0; key == NULL && !ok && i < tc->nkeys; i++)
+		ok = keys_verify(tc->keys[i].pkey, a, token, signed_len, got, gotlen);
+	if (ok) {
+		slot[0] = h[0];
+		slot[1] = h[1];
 	}
-	return false;
+	return ok;
 }
 
 /* A NumericDate claim: absent is 1 with *present false; a number gives 1; else 0. */
@@ -342,8 +380,9 @@ static enum token_verdict claims_ok(const struct token_config *tc, json_t *claim
 	    (tc->audience == NULL && json_object_get(claims, "aud") != NULL) ||
 	    (has_nbf && now + (double)tc->leeway < nbf))
 		return TOKEN_INVALID;
-	bool refresh = want == WANT_REFRESH;
-	if (strcmp(type, refresh ? "refresh" : "access") != 0)
+	bool refresh = strcmp(type, "refresh") == 0;
+	if (want == WANT_ANY ? !refresh && strcmp(type, "access") != 0
+			     : strcmp(type, want == WANT_REFRESH ? "refresh" : "access") != 0)
 		return TOKEN_WRONG_TYPE;
 	/* A token without exp is taken only where sesame itself issues tokens without one. */
 	long configured = refresh ? tc->refresh_expires : tc->access_expires;

@@ -63,7 +63,7 @@ struct token_config {
 #define TOKENS_MAX_LEN 8192
 
 /* What a route asks of a token. */
-enum token_want { WANT_ACCESS, WANT_FRESH, WANT_REFRESH };
+enum token_want { WANT_ACCESS, WANT_FRESH, WANT_REFRESH, WANT_ANY };
 
 /* Why a token was refused, for the client. */
 enum token_verdict { TOKEN_OK, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_NOT_FRESH, TOKEN_WRONG_TYPE };

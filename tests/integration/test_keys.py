@@ -510,3 +510,21 @@ def test_keygen_never_overwrites_without_force(tmp_path):
     assert ctl("keygen", str(secret)).returncode == 1 and secret.read_text() == text
     assert ctl("keygen", "-f", str(secret)).returncode == 0 and secret.read_text() != text
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_a_verified_signature_is_remembered_for_that_token_only(sesamed, mariadb):
+    s = start(sesamed, mariadb, "ES256", workers=1)
+    token = register(s)["access_token"]
+    for _ in range(3):  # the first verifies the signature, the others find it verified
+        assert s.get("/auth/verify", headers=bearer(token)).status_code == 200
+    head, payload, sig = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for i in (0, 10, len(sig) - 2):
+        other = alphabet[(alphabet.index(sig[i]) + 1) % 64]
+        changed = f"{head}.{payload}.{sig[:i]}{other}{sig[i + 1:]}"
+        assert s.get("/auth/verify", headers=bearer(changed)).status_code == 401, i
+    body = json.loads(unb64(payload))
+    body["sub"] = "2"
+    assert s.get("/auth/verify",
+                 headers=bearer(f"{head}.{b64(body)}.{sig}")).status_code == 401
+    assert s.get("/auth/verify", headers=bearer(token)).status_code == 200

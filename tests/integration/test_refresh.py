@@ -360,3 +360,33 @@ def test_an_outage_keeps_the_revoked_ids_and_catches_up(sesamed, mariadb):
     time.sleep(1.3)
     statuses, _ = everywhere(b, "/auth/verify", after["access_token"])
     assert set(statuses) == {401}
+
+
+DECODE = """local sesame = require "sesame"
+sesame.route("POST", "/decode", function(req)
+  local claims, why = sesame.jwt.decode(req:json().token)
+  if not claims then return 200, { error = why } end
+  return 200, { claims = claims }
+end)
+"""
+
+
+def test_decode_verifies_like_a_route(sesamed, storage):
+    s = sesamed(routes={**ROUTES, "decode.lua": DECODE}, workers=1,
+                more=storage + f'jwt = {{ secret = "{SECRET}" }}\n')
+    pair = s.post("/users/register", json=USER).json()
+
+    def decode(token):
+        return s.post("/decode", json={"token": token}).json()
+    for kind in ("access_token", "refresh_token"):
+        assert decode(pair[kind])["claims"] == claims(pair[kind])
+    now = int(time.time())
+    expired = jwt.encode({"iat": now - 100, "nbf": now - 100, "exp": now - 10, "sub": "1",
+                          "jti": str(uuid.uuid4()), "type": "access", "fresh": False},
+                         SECRET, algorithm="HS256")
+    assert decode(expired) == {"error": "token expired"}
+    assert decode("not a token") == {"error": "invalid token"}
+    assert decode(pair["access_token"][:-3]) == {"error": "invalid token"}
+    assert s.post("/users/logout", headers=bearer(pair["access_token"])).status_code == 200
+    assert decode(pair["access_token"]) == {"error": "token revoked"}
+    assert decode(pair["refresh_token"]) == {"error": "token revoked"}
