@@ -451,6 +451,10 @@ static int await_job(lua_State *L, struct lua_job *lj, const char *fname)
 		    "that C code calls back (table.sort, string.gsub)",
 		    fname);
 	}
+	/* A job whose results could not be pushed (its push raised, and the handler caught
+	 * the error) is still the call's: done with now. */
+	if (call->job != NULL)
+		call->job->release(call->job);
 	lj->call = call;
 	lj->job.done = lua_job_done;
 	call->job = lj;
@@ -724,8 +728,14 @@ static void push_token(lua_State *L, const struct token_request *tr)
  */
 static int l_jwt_access(lua_State *L)
 {
+	const struct token_config *tc = &get_api(L)->cfg->jwt;
 	struct token_request tr = {.type = TOKEN_ACCESS, .identity = identity_arg(L, 1)};
 	issue_options(L, 2, &tr);
+	/* A family's access token lives no longer than jwt.access_expires: revoking the family
+	 * revokes its id for as long as that (family_revoke_until). */
+	if (tr.family != NULL && tc->access_expires > 0 &&
+	    (tr.expires == 0 || tr.expires > tc->access_expires))
+		tr.expires = tc->access_expires;
 	push_token(L, &tr);
 	return 1;
 }
@@ -789,12 +799,12 @@ struct token_job {
 	struct storage st;
 	enum token_op op;
 	long long now_ms, grace_ms;
+	long long revoke_until; /* how long a revoked family's id stays revoked */
 	char identity[256];
 	char family[SESAME_TOKEN_ID_MAX + 1];
 	long long family_end;		   /* Unix seconds */
 	char jti[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the token spent; revoke: the one revoked */
 	long long jti_expires;		   /* revoke */
-	long long family_expires;	   /* revoke: how long the family's id stays revoked */
 	bool adopt;			   /* rotate: a token without fam starts a family */
 	char next[TOKENS_ID_LEN];	   /* the jti of the refresh token to issue */
 	char current[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the jti the storage says to issue */
@@ -810,13 +820,9 @@ static void token_run(struct job *job)
 	void *st = tj->st.state;
 	tj->err[0] = '\0';
 	if (tj->op == TOKEN_REVOKE) {
-		tj->rc = SESAME_STORAGE_OK;
-		if (tj->jti[0] != '\0')
-			tj->rc = fn->token_revoke(st, tj->jti, tj->jti_expires, tj->now_ms, tj->err,
-						  sizeof(tj->err));
-		if (tj->rc == SESAME_STORAGE_OK && tj->family[0] != '\0')
-			tj->rc = fn->token_revoke(st, tj->family, tj->family_expires, tj->now_ms,
-						  tj->err, sizeof(tj->err));
+		tj->rc = fn->token_revoke(st, tj->jti, tj->jti_expires,
+					  tj->family[0] != '\0' ? tj->family : NULL,
+					  tj->revoke_until, tj->err, sizeof(tj->err));
 		return;
 	}
 	if (tj->op == FAMILY_NEW || tj->adopt) {
@@ -824,15 +830,16 @@ static void token_run(struct job *job)
 					  .subject = tj->identity,
 					  .jti = tj->op == FAMILY_NEW ? tj->next : tj->jti,
 					  .expires_at = tj->family_end};
-		tj->rc = fn->family_create(st, &f, tj->now_ms, tj->err, sizeof(tj->err));
+		tj->rc = fn->family_create(st, &f, tj->err, sizeof(tj->err));
 		/* Adopting, a racing refresh of the same token may have started it already. */
 		bool go_on =
 		    tj->adopt && (tj->rc == SESAME_STORAGE_OK || tj->rc == SESAME_STORAGE_CONFLICT);
 		if (!go_on)
 			return;
 	}
-	tj->rc = fn->family_rotate(st, tj->family, tj->jti, tj->next, tj->now_ms, tj->grace_ms,
-				   tj->current, &tj->family_end, tj->err, sizeof(tj->err));
+	tj->rc =
+	    fn->family_rotate(st, tj->family, tj->jti, tj->next, tj->grace_ms, tj->revoke_until,
+			      tj->current, &tj->family_end, tj->err, sizeof(tj->err));
 }
 
 static int token_push(struct lua_job *lj, lua_State *co)
@@ -849,7 +856,7 @@ static int token_push(struct lua_job *lj, lua_State *co)
 		log_warn("a spent refresh token of identity %s was presented again: its family is "
 			 "revoked",
 			 tj->identity);
-		revocation_add(api->rv, tj->family, tj->family_end);
+		revocation_add(api->rv, tj->family, tj->revoke_until);
 		/* fall through */
 	case SESAME_STORAGE_REVOKED:
 	case SESAME_STORAGE_NOT_FOUND:
@@ -865,7 +872,7 @@ static int token_push(struct lua_job *lj, lua_State *co)
 		if (tj->jti[0] != '\0')
 			revocation_add(api->rv, tj->jti, tj->jti_expires);
 		if (tj->family[0] != '\0')
-			revocation_add(api->rv, tj->family, tj->family_expires);
+			revocation_add(api->rv, tj->family, tj->revoke_until);
 		lua_pushboolean(co, 1);
 		return 1;
 	}
@@ -883,6 +890,22 @@ static int token_push(struct lua_job *lj, lua_State *co)
 static void token_release(struct lua_job *lj)
 {
 	free(lj);
+}
+
+/*
+ * How long a revoked family's id must stay revoked: until the last of its tokens has expired.
+ * Its refresh tokens end with the family, at most family_lifetime from now; an access token
+ * of it lives at most access_expires (sesame.jwt.access caps it), and never expires when
+ * access tokens do not: then the revocation is for good.
+ */
+static long long family_revoke_until(const struct token_config *tc, long long now_s)
+{
+	if (tc->access_expires == 0)
+		return 0;
+	long refresh = tc->refresh_expires != 0 && tc->refresh_expires < tc->family_lifetime
+			   ? tc->refresh_expires
+			   : tc->family_lifetime;
+	return now_s + (refresh > tc->access_expires ? refresh : tc->access_expires);
 }
 
 static struct token_job *new_token_job(lua_State *L, enum token_op op, const char *fname)
@@ -906,6 +929,7 @@ static struct token_job *new_token_job(lua_State *L, enum token_op op, const cha
 	tj->now_ms = revocation_now_ms();
 	tj->grace_ms = api->cfg->jwt.refresh_grace_ms;
 	tj->family_end = tj->now_ms / 1000 + api->cfg->jwt.family_lifetime;
+	tj->revoke_until = family_revoke_until(&api->cfg->jwt, tj->now_ms / 1000);
 	tj->expires = -1;
 	tj->lj.job.run = token_run;
 	tj->lj.push = token_push;
@@ -926,6 +950,8 @@ static int l_jwt_refresh(lua_State *L)
 		push_token(L, &tr);
 		return 1;
 	}
+	if (strlen(tr.identity) >= sizeof(((struct token_job *)NULL)->identity))
+		return luaL_argerror(L, 1, "an identity is shorter than 256 bytes");
 	struct token_job *tj = new_token_job(L, FAMILY_NEW, "sesame.jwt.refresh");
 	snprintf(tj->identity, sizeof(tj->identity), "%s", tr.identity);
 	tj->expires = tr.expires;
@@ -994,18 +1020,12 @@ static int l_jwt_rotate(lua_State *L)
 static int l_jwt_revoke(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
-	const struct token_config *tc = &get_api(L)->cfg->jwt;
 	struct token_job *tj = new_token_job(L, TOKEN_REVOKE, "sesame.jwt.revoke");
 	claims_arg(L, 1, tj, "sesame.jwt.revoke");
 	lua_getfield(L, 1, "exp");
-	tj->jti_expires = lua_type(L, -1) == LUA_TNUMBER ? (long long)ceil(lua_tonumber(L, -1)) : 0;
+	double exp = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+	tj->jti_expires = exp >= 1 && exp < 1e15 ? (long long)ceil(exp) : 0; /* 0: for good */
 	lua_pop(L, 1);
-	/* The family's tokens all end by then: the longest expiry, or the family's end. */
-	long longest =
-	    tc->access_expires > tc->refresh_expires ? tc->access_expires : tc->refresh_expires;
-	if (tc->access_expires == 0 || tc->refresh_expires == 0 || longest > tc->family_lifetime)
-		longest = tc->family_lifetime;
-	tj->family_expires = tj->now_ms / 1000 + longest;
 	return await_job(L, &tj->lj, "sesame.jwt.revoke");
 }
 

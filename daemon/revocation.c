@@ -178,8 +178,10 @@ static void fetch(struct revocation *rv)
 {
 	char err[300] = "";
 	long long start = revocation_now_ms();
-	enum sesame_storage_result r = rv->st.fn->revoked_since(rv->st.state, rv->since_ms, start,
-								each_revoked, rv, err, sizeof(err));
+	/* Tokens are taken until exp + leeway: their revocations are kept as long. */
+	long long alive_at = start / 1000 - rv->cfg->jwt.leeway;
+	enum sesame_storage_result r = rv->st.fn->revoked_since(
+	    rv->st.state, rv->since_ms, alive_at, each_revoked, rv, err, sizeof(err));
 	if (r == SESAME_STORAGE_OK) {
 		if (rv->failing)
 			log_info("revocation: the revoked token ids are fetched again");

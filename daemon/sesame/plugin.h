@@ -246,41 +246,48 @@ struct sesame_storage {
 
 	/*
 	 * Token state. Ids are at most SESAME_TOKEN_ID_MAX bytes and compared byte for byte.
-	 * now_ms is sesamed's clock, Unix milliseconds; several sesamed nodes sharing a store
-	 * keep their clocks in step (as token expiry needs anyway).
+	 * Ends and expiries are Unix seconds, 0 meaning never. The times of rotations and
+	 * revocations are the plugin's clock (CLOCK_REALTIME, Unix milliseconds), read once the
+	 * transaction holds its locks: a revocation's time must never be more than a few
+	 * seconds older than its commit, since workers ask for the ids revoked since shortly
+	 * (10 s) before their previous look. Bound lock waits accordingly. Several sesamed
+	 * nodes sharing a store keep their clocks in step, as token expiry needs anyway.
 	 */
 
 	/* Records a new family, its first refresh token current. CONFLICT when id exists. */
 	enum sesame_storage_result (*family_create)(void *state, const struct sesame_family *f,
-						    long long now_ms, char *err, size_t errlen);
+						    char *err, size_t errlen);
 	/*
 	 * Spends refresh token jti of family id, atomically. When jti is the family's current
 	 * token, next becomes current. When jti is the one current before it, replaced less
 	 * than grace_ms ago (two refreshes racing), the current one stays. Either way OK, with
 	 * the current jti in current (SESAME_TOKEN_ID_MAX + 1 bytes) and the family's end in
-	 * *expires_at. Any other jti is a spent token presented again: the family is revoked,
-	 * as token_revoke(id) does, and the answer is REUSED. A family revoked before or past
-	 * its end: REVOKED. No such family: NOT_FOUND.
+	 * *expires_at. Any other jti is a spent token presented again: in the same
+	 * transaction the family is revoked until revoke_until, as token_revoke(NULL, 0, id,
+	 * revoke_until) does, and the answer is REUSED. A family revoked before or past its
+	 * end: REVOKED. No such family: NOT_FOUND.
 	 */
 	enum sesame_storage_result (*family_rotate)(void *state, const char *id, const char *jti,
-						    const char *next, long long now_ms,
-						    long long grace_ms, char *current,
+						    const char *next, long long grace_ms,
+						    long long revoke_until, char *current,
 						    long long *expires_at, char *err,
 						    size_t errlen);
 	/*
-	 * Revokes a token id until expires_at (Unix seconds; 0: for good): a jti, or a
-	 * family's id, which revokes every token of the family and ends its rotations.
-	 * Revoking an id twice is OK.
+	 * Revokes, in one transaction, the token jti until jti_until and the refresh family
+	 * until family_until, which revokes every token of the family and ends its rotations
+	 * (either id may be NULL). Revoking an id again is OK: it keeps the later expiry.
 	 */
-	enum sesame_storage_result (*token_revoke)(void *state, const char *id,
-						   long long expires_at, long long now_ms,
-						   char *err, size_t errlen);
+	enum sesame_storage_result (*token_revoke)(void *state, const char *jti,
+						   long long jti_until, const char *family,
+						   long long family_until, char *err,
+						   size_t errlen);
 	/*
-	 * Calls each(ctx, id, expires_at) for every id revoked at since_ms or later and not
-	 * expired at now_ms. Each worker of each sesamed asks this every jwt.revocation_refresh.
+	 * Calls each(ctx, id, expires_at) for every id revoked at since_ms or later whose
+	 * expiry is 0 or alive_at or later. Each worker of each sesamed asks this every
+	 * jwt.revocation_refresh: it must be cheap (an index on the revocation time).
 	 */
 	enum sesame_storage_result (*revoked_since)(void *state, long long since_ms,
-						    long long now_ms,
+						    long long alive_at,
 						    void (*each)(void *ctx, const char *id,
 								 long long expires_at),
 						    void *ctx, char *err, size_t errlen);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct migration {
 	int version;
@@ -417,12 +418,20 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 #define FAMILY_REVOKE_SQL                                                                          \
 	"UPDATE `sesame_refresh_families` SET `revoked_at` = ? WHERE `id` = ? AND `revoked_at` "   \
 	"IS NULL"
+/* Revoked again with a later expiry, the row takes it and a new time, so that every worker
+ * fetches it again (the assignments run left to right: revoked_at reads the old expiry). A
+ * lock wait after the revocation time is read is bounded well below the fetches' overlap. */
 #define REVOKE_SQL                                                                                 \
-	"INSERT IGNORE INTO `sesame_revoked_tokens` (`id`, `revoked_at`, `expires_at`) VALUES "    \
-	"(?, ?, ?)"
+	"SET STATEMENT innodb_lock_wait_timeout = 5 FOR INSERT INTO `sesame_revoked_tokens` "      \
+	"(`id`, `revoked_at`, `expires_at`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE "             \
+	"`revoked_at` = IF(`expires_at` <> 0 AND (VALUES(`expires_at`) = 0 OR "                    \
+	"VALUES(`expires_at`) > `expires_at`), VALUES(`revoked_at`), `revoked_at`), "              \
+	"`expires_at` = IF(`expires_at` <> 0 AND (VALUES(`expires_at`) = 0 OR "                    \
+	"VALUES(`expires_at`) > `expires_at`), VALUES(`expires_at`), `expires_at`)"
+#define FAMILY_LOCK_SQL "SELECT 1 FROM `sesame_refresh_families` WHERE `id` = ? FOR UPDATE"
 #define REVOKED_SINCE_SQL                                                                          \
 	"SELECT `id`, `expires_at` FROM `sesame_revoked_tokens` WHERE `revoked_at` >= ? AND "      \
-	"(`expires_at` = 0 OR `expires_at` * 1000 > ?)"
+	"(`expires_at` = 0 OR `expires_at` >= ?)"
 #define PURGE_REVOKED_SQL                                                                          \
 	"DELETE FROM `sesame_revoked_tokens` WHERE `expires_at` <> 0 AND `expires_at` < ?"
 #define PURGE_FAMILIES_SQL "DELETE FROM `sesame_refresh_families` WHERE `expires_at` < ?"
@@ -465,8 +474,16 @@ static enum sesame_storage_result execute_only(struct store *s, MYSQL *conn, con
 	return r;
 }
 
+/* The plugin's clock, Unix milliseconds: read once a transaction holds its locks. */
+static long long clock_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static enum sesame_storage_result family_create_once(void *state, const struct sesame_family *f,
-						     long long now_ms, char *err, size_t errlen)
+						     char *err, size_t errlen)
 {
 	struct store *s = state;
 	MYSQL *conn = s->db->acquire(err, errlen);
@@ -474,7 +491,7 @@ static enum sesame_storage_result family_create_once(void *state, const struct s
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_BIND p[5];
 	unsigned long lens[3];
-	long long expires_at = f->expires_at;
+	long long expires_at = f->expires_at, now_ms = clock_ms();
 	bind_string(&p[0], f->id, &lens[0]);
 	bind_string(&p[1], f->subject, &lens[1]);
 	bind_string(&p[2], f->jti, &lens[2]);
@@ -486,21 +503,49 @@ static enum sesame_storage_result family_create_once(void *state, const struct s
 	return r;
 }
 
-/* In a transaction on conn: marks family id revoked, and revokes id until expires_at. */
-static enum sesame_storage_result revoke_in(struct store *s, MYSQL *conn, const char *id,
-					    long long expires_at, long long now_ms, char *err,
+/* Runs REVOKE_SQL for id until until, at now_ms. */
+static enum sesame_storage_result revoke_id(struct store *s, MYSQL *conn, const char *id,
+					    long long until, long long now_ms, char *err,
 					    size_t errlen)
 {
 	MYSQL_BIND p[3];
 	unsigned long len;
 	bind_string(&p[0], id, &len);
 	bind_long(&p[1], &now_ms);
-	bind_long(&p[2], &expires_at);
-	enum sesame_storage_result r = execute_only(s, conn, REVOKE_SQL, p, err, errlen);
-	if (r != SESAME_STORAGE_OK)
+	bind_long(&p[2], &until);
+	return execute_only(s, conn, REVOKE_SQL, p, err, errlen);
+}
+
+/*
+ * In a transaction on conn: revokes jti until jti_until and family (its row too) until
+ * family_until; either may be NULL. The family's row is locked first, as a rotation locks
+ * it, so that a logout and a rotation of one family wait for each other, never deadlock;
+ * the revocation time is read after it.
+ */
+static enum sesame_storage_result revoke_in(struct store *s, MYSQL *conn, const char *jti,
+					    long long jti_until, const char *family,
+					    long long family_until, char *err, size_t errlen)
+{
+	MYSQL_BIND p[2];
+	unsigned long len;
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	if (family != NULL) {
+		bind_string(&p[0], family, &len);
+		MYSQL_STMT *stmt = execute(s, conn, FAMILY_LOCK_SQL, p, &r, err, errlen);
+		if (stmt == NULL)
+			return r;
+		mysql_stmt_free_result(stmt);
+		mysql_stmt_reset(stmt);
+	}
+	long long now_ms = clock_ms();
+	if (jti != NULL)
+		r = revoke_id(s, conn, jti, jti_until, now_ms, err, errlen);
+	if (r == SESAME_STORAGE_OK && family != NULL)
+		r = revoke_id(s, conn, family, family_until, now_ms, err, errlen);
+	if (r != SESAME_STORAGE_OK || family == NULL)
 		return r;
 	bind_long(&p[0], &now_ms);
-	bind_string(&p[1], id, &len);
+	bind_string(&p[1], family, &len);
 	return execute_only(s, conn, FAMILY_REVOKE_SQL, p, err, errlen);
 }
 
@@ -574,8 +619,8 @@ static enum sesame_storage_result read_family(struct store *s, MYSQL *conn, cons
 }
 
 static enum sesame_storage_result rotate_once(struct store *s, const char *id, const char *jti,
-					      const char *next, long long now_ms,
-					      long long grace_ms, char *current,
+					      const char *next, long long grace_ms,
+					      long long revoke_until, char *current,
 					      long long *expires_at, char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
@@ -593,6 +638,7 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 	*expires_at = row.expires_at;
 	if (r == SESAME_STORAGE_NOT_FOUND)
 		return commit(s, conn, r, err, errlen);
+	long long now_ms = clock_ms(), since = now_ms - row.rotated_at;
 	if (!row.nulls[4] || row.expires_at * 1000 <= now_ms)
 		return commit(s, conn, SESAME_STORAGE_REVOKED, err, errlen);
 	if (strcmp(jti, row.current) == 0) {
@@ -607,30 +653,31 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
 		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	}
-	if (!row.nulls[1] && strcmp(jti, row.previous) == 0 && now_ms - row.rotated_at < grace_ms) {
+	if (!row.nulls[1] && strcmp(jti, row.previous) == 0 && since >= 0 && since < grace_ms) {
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
 		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	}
-	r = revoke_in(s, conn, id, row.expires_at, now_ms, err, errlen);
+	r = revoke_in(s, conn, NULL, 0, id, revoke_until, err, errlen);
 	return r != SESAME_STORAGE_OK ? r : commit(s, conn, SESAME_STORAGE_REUSED, err, errlen);
 }
 
-static enum sesame_storage_result revoke_once(struct store *s, const char *id, long long expires_at,
-					      long long now_ms, char *err, size_t errlen)
+static enum sesame_storage_result revoke_once(struct store *s, const char *jti, long long jti_until,
+					      const char *family, long long family_until, char *err,
+					      size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
 	enum sesame_storage_result r = begin(s, conn, err, errlen);
 	if (r == SESAME_STORAGE_OK)
-		r = revoke_in(s, conn, id, expires_at, now_ms, err, errlen);
+		r = revoke_in(s, conn, jti, jti_until, family, family_until, err, errlen);
 	return r != SESAME_STORAGE_OK ? r : commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 }
 
-static enum sesame_storage_result since_once(struct store *s, long long since_ms, long long now_ms,
-					     void (*each)(void *ctx, const char *id,
-							  long long expires_at),
-					     void *ctx, char *err, size_t errlen)
+static enum sesame_storage_result
+since_once(struct store *s, long long since_ms, long long alive_at,
+	   void (*each)(void *ctx, const char *id, long long expires_at), void *ctx, char *err,
+	   size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
@@ -638,7 +685,7 @@ static enum sesame_storage_result since_once(struct store *s, long long since_ms
 	MYSQL_BIND p[2], res[2];
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
 	bind_long(&p[0], &since_ms);
-	bind_long(&p[1], &now_ms);
+	bind_long(&p[1], &alive_at);
 	MYSQL_STMT *stmt = execute(s, conn, REVOKED_SINCE_SQL, p, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
@@ -683,43 +730,48 @@ static enum sesame_storage_result purge_once(struct store *s, long long before, 
 }
 
 static enum sesame_storage_result family_create(void *state, const struct sesame_family *f,
-						long long now_ms, char *err, size_t errlen)
+						char *err, size_t errlen)
 {
 	last_code = 0;
-	enum sesame_storage_result r = family_create_once(state, f, now_ms, err, errlen);
-	return again(r, false) ? family_create_once(state, f, now_ms, err, errlen) : r;
+	enum sesame_storage_result r = family_create_once(state, f, err, errlen);
+	return again(r, false) ? family_create_once(state, f, err, errlen) : r;
 }
 
 static enum sesame_storage_result family_rotate(void *state, const char *id, const char *jti,
-						const char *next, long long now_ms,
-						long long grace_ms, char *current,
+						const char *next, long long grace_ms,
+						long long revoke_until, char *current,
 						long long *expires_at, char *err, size_t errlen)
 {
 	last_code = 0;
-	enum sesame_storage_result r =
-	    rotate_once(state, id, jti, next, now_ms, grace_ms, current, expires_at, err, errlen);
+	enum sesame_storage_result r = rotate_once(state, id, jti, next, grace_ms, revoke_until,
+						   current, expires_at, err, errlen);
 	if (again(r, false))
-		r = rotate_once(state, id, jti, next, now_ms, grace_ms, current, expires_at, err,
-				errlen);
+		r = rotate_once(state, id, jti, next, grace_ms, revoke_until, current, expires_at,
+				err, errlen);
 	return r;
 }
 
-static enum sesame_storage_result token_revoke(void *state, const char *id, long long expires_at,
-					       long long now_ms, char *err, size_t errlen)
+static enum sesame_storage_result token_revoke(void *state, const char *jti, long long jti_until,
+					       const char *family, long long family_until,
+					       char *err, size_t errlen)
 {
 	last_code = 0;
-	enum sesame_storage_result r = revoke_once(state, id, expires_at, now_ms, err, errlen);
-	return again(r, true) ? revoke_once(state, id, expires_at, now_ms, err, errlen) : r;
+	enum sesame_storage_result r =
+	    revoke_once(state, jti, jti_until, family, family_until, err, errlen);
+	if (again(r, true))
+		r = revoke_once(state, jti, jti_until, family, family_until, err, errlen);
+	return r;
 }
 
-static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long now_ms,
+static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long alive_at,
 						void (*each)(void *ctx, const char *id,
 							     long long expires_at),
 						void *ctx, char *err, size_t errlen)
 {
 	last_code = 0;
-	enum sesame_storage_result r = since_once(state, since_ms, now_ms, each, ctx, err, errlen);
-	return again(r, true) ? since_once(state, since_ms, now_ms, each, ctx, err, errlen) : r;
+	enum sesame_storage_result r =
+	    since_once(state, since_ms, alive_at, each, ctx, err, errlen);
+	return again(r, true) ? since_once(state, since_ms, alive_at, each, ctx, err, errlen) : r;
 }
 
 static enum sesame_storage_result token_purge(void *state, long long before, char *err,

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct migration {
@@ -75,10 +76,15 @@ static const char *const token_sql[STATEMENTS] = {
 		      "?1",
     [FAMILY_REVOKE] = "UPDATE \"sesame_refresh_families\" SET \"revoked_at\" = ?2 WHERE "
 		      "\"id\" = ?1 AND \"revoked_at\" IS NULL",
+    /* Revoked again with a later expiry: the row takes it, and a new time, so that every
+     * worker fetches it again. */
     [REVOKE] = "INSERT INTO \"sesame_revoked_tokens\" (\"id\", \"revoked_at\", \"expires_at\") "
-	       "VALUES (?1, ?2, ?3) ON CONFLICT (\"id\") DO NOTHING",
+	       "VALUES (?1, ?2, ?3) ON CONFLICT (\"id\") DO UPDATE SET \"expires_at\" = "
+	       "excluded.\"expires_at\", \"revoked_at\" = excluded.\"revoked_at\" WHERE "
+	       "\"expires_at\" <> 0 AND (excluded.\"expires_at\" = 0 OR excluded.\"expires_at\" > "
+	       "\"expires_at\")",
     [REVOKED_SINCE] = "SELECT \"id\", \"expires_at\" FROM \"sesame_revoked_tokens\" WHERE "
-		      "\"revoked_at\" >= ?1 AND (\"expires_at\" = 0 OR \"expires_at\" * 1000 > ?2)",
+		      "\"revoked_at\" >= ?1 AND (\"expires_at\" = 0 OR \"expires_at\" >= ?2)",
     [PURGE_REVOKED] = "DELETE FROM \"sesame_revoked_tokens\" WHERE \"expires_at\" <> 0 AND "
 		      "\"expires_at\" < ?1",
     [PURGE_FAMILIES] = "DELETE FROM \"sesame_refresh_families\" WHERE \"expires_at\" < ?1",
@@ -635,10 +641,18 @@ static int run_stmt(const struct store *s, struct conn *c, int which,
 	return rc;
 }
 
+/* The plugin's clock, Unix milliseconds: read once a transaction holds the write lock. */
+static long long clock_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 struct family_args {
 	const struct sesame_family *f;
-	const char *id, *jti, *next;
-	long long now_ms, expires_at;
+	const char *id, *next;
+	long long now_ms, until;
 };
 
 static void bind_family_insert(sqlite3_stmt *st, const void *ctx)
@@ -671,7 +685,7 @@ static void bind_revoke(sqlite3_stmt *st, const void *ctx)
 	const struct family_args *a = ctx;
 	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, a->now_ms);
-	sqlite3_bind_int64(st, 3, a->expires_at);
+	sqlite3_bind_int64(st, 3, a->until);
 }
 
 static void bind_before(sqlite3_stmt *st, const void *ctx)
@@ -680,12 +694,12 @@ static void bind_before(sqlite3_stmt *st, const void *ctx)
 }
 
 static enum sesame_storage_result family_create(void *state, const struct sesame_family *f,
-						long long now_ms, char *err, size_t errlen)
+						char *err, size_t errlen)
 {
 	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
-	struct family_args a = {.f = f, .now_ms = now_ms};
+	struct family_args a = {.f = f, .now_ms = clock_ms()};
 	struct conn *c = acquire(s->pool);
 	int rc = run_stmt(s, c, FAMILY_INSERT, bind_family_insert, &a);
 	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
@@ -693,11 +707,20 @@ static enum sesame_storage_result family_create(void *state, const struct sesame
 	return r;
 }
 
-/* In a transaction: marks family a->id revoked and revokes its id until a->expires_at. */
-static int revoke_in(const struct store *s, struct conn *c, const struct family_args *a)
+/* In a transaction: revokes jti until jti_until, and family (its row too) until
+ * family_until; either may be NULL. */
+static int revoke_in(const struct store *s, struct conn *c, const char *jti, long long jti_until,
+		     const char *family, long long family_until)
 {
-	int rc = run_stmt(s, c, REVOKE, bind_revoke, a);
-	return rc != 0 ? rc : run_stmt(s, c, FAMILY_REVOKE, bind_family_revoke, a);
+	long long now = clock_ms();
+	struct family_args j = {.id = jti, .now_ms = now, .until = jti_until};
+	struct family_args f = {.id = family, .now_ms = now, .until = family_until};
+	int rc = jti != NULL ? run_stmt(s, c, REVOKE, bind_revoke, &j) : 0;
+	if (rc == 0 && family != NULL)
+		rc = run_stmt(s, c, REVOKE, bind_revoke, &f);
+	if (rc == 0 && family != NULL)
+		rc = run_stmt(s, c, FAMILY_REVOKE, bind_family_revoke, &f);
+	return rc;
 }
 
 /* The family's row, read inside the rotation's transaction. */
@@ -732,74 +755,80 @@ static int read_family(const struct store *s, struct conn *c, const char *id,
 	return rc == SQLITE_DONE ? 0 : rc;
 }
 
+/* Begins a write transaction: BEGIN IMMEDIATE takes the write lock first (waiting up to the
+ * busy timeout), so that nothing another process writes comes between a read and a write. */
+static int begin(const struct store *s, struct conn *c)
+{
+	return run_stmt(s, c, BEGIN, NULL, NULL);
+}
+
+/* Commits when rc is 0, else rolls back; the result, and the reason in err. */
+static enum sesame_storage_result end(const struct store *s, struct conn *c, int rc,
+				      enum sesame_storage_result r, char *err, size_t errlen)
+{
+	if (rc == 0)
+		rc = run_stmt(s, c, COMMIT, NULL, NULL);
+	if (rc == 0)
+		return r;
+	r = failed(c->db, rc, err, errlen);
+	run_stmt(s, c, ROLLBACK, NULL, NULL);
+	return r;
+}
+
 static enum sesame_storage_result family_rotate(void *state, const char *id, const char *jti,
-						const char *next, long long now_ms,
-						long long grace_ms, char *current,
+						const char *next, long long grace_ms,
+						long long revoke_until, char *current,
 						long long *expires_at, char *err, size_t errlen)
 {
 	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
-	struct family_args a = {.id = id, .next = next, .now_ms = now_ms};
 	struct family_row row;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
 	struct conn *c = acquire(s->pool);
-	/* BEGIN IMMEDIATE takes the write lock first: two rotations of one family never
-	 * interleave between the read and the update. */
-	int rc = run_stmt(s, c, BEGIN, NULL, NULL);
+	int rc = begin(s, c);
 	if (rc == 0)
 		rc = read_family(s, c, id, &row);
-	if (rc != 0)
-		goto fail;
-	*expires_at = row.expires_at;
-	if (!row.found) {
-		r = SESAME_STORAGE_NOT_FOUND;
-	} else if (row.revoked || row.expires_at * 1000 <= now_ms) {
-		r = SESAME_STORAGE_REVOKED;
-	} else if (strcmp(jti, row.current) == 0) {
-		rc = run_stmt(s, c, FAMILY_ROTATE, bind_rotate, &a);
-		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
-	} else if (strcmp(jti, row.previous) == 0 && now_ms - row.rotated_at < grace_ms) {
-		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
-	} else {
-		a.expires_at = row.expires_at;
-		rc = revoke_in(s, c, &a);
-		r = SESAME_STORAGE_REUSED;
+	if (rc == 0) {
+		long long now = clock_ms(), since = now - row.rotated_at;
+		struct family_args a = {.id = id, .next = next, .now_ms = now};
+		*expires_at = row.expires_at;
+		if (!row.found) {
+			r = SESAME_STORAGE_NOT_FOUND;
+		} else if (row.revoked || row.expires_at * 1000 <= now) {
+			r = SESAME_STORAGE_REVOKED;
+		} else if (strcmp(jti, row.current) == 0) {
+			rc = run_stmt(s, c, FAMILY_ROTATE, bind_rotate, &a);
+			snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
+		} else if (strcmp(jti, row.previous) == 0 && since >= 0 && since < grace_ms) {
+			snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
+		} else {
+			rc = revoke_in(s, c, NULL, 0, id, revoke_until);
+			r = SESAME_STORAGE_REUSED;
+		}
 	}
-	if (rc == 0)
-		rc = run_stmt(s, c, COMMIT, NULL, NULL);
-	if (rc != 0)
-		goto fail;
-	release(s->pool, c);
-	return r;
-fail:
-	r = failed(c->db, rc, err, errlen);
-	run_stmt(s, c, ROLLBACK, NULL, NULL);
+	r = end(s, c, rc, r, err, errlen);
 	release(s->pool, c);
 	return r;
 }
 
-static enum sesame_storage_result token_revoke(void *state, const char *id, long long expires_at,
-					       long long now_ms, char *err, size_t errlen)
+static enum sesame_storage_result token_revoke(void *state, const char *jti, long long jti_until,
+					       const char *family, long long family_until,
+					       char *err, size_t errlen)
 {
 	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
-	struct family_args a = {.id = id, .now_ms = now_ms, .expires_at = expires_at};
 	struct conn *c = acquire(s->pool);
-	int rc = run_stmt(s, c, BEGIN, NULL, NULL);
+	int rc = begin(s, c);
 	if (rc == 0)
-		rc = revoke_in(s, c, &a);
-	if (rc == 0)
-		rc = run_stmt(s, c, COMMIT, NULL, NULL);
-	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	if (rc != 0)
-		run_stmt(s, c, ROLLBACK, NULL, NULL);
+		rc = revoke_in(s, c, jti, jti_until, family, family_until);
+	enum sesame_storage_result r = end(s, c, rc, SESAME_STORAGE_OK, err, errlen);
 	release(s->pool, c);
 	return r;
 }
 
-static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long now_ms,
+static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long alive_at,
 						void (*each)(void *ctx, const char *id,
 							     long long expires_at),
 						void *ctx, char *err, size_t errlen)
@@ -812,7 +841,7 @@ static enum sesame_storage_result revoked_since(void *state, long long since_ms,
 	int rc = sqlite3_extended_errcode(c->db);
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, since_ms);
-		sqlite3_bind_int64(st, 2, now_ms);
+		sqlite3_bind_int64(st, 2, alive_at);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			const unsigned char *id = sqlite3_column_text(st, 0);
 			if (id != NULL)

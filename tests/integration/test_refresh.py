@@ -1,6 +1,7 @@
 """Refresh rotation, reuse detection, the grace interval, logout and revocation across workers
 and across sesamed nodes, on MariaDB and on SQLite."""
 import json
+import sqlite3
 import subprocess
 import threading
 import time
@@ -390,3 +391,107 @@ def test_decode_verifies_like_a_route(sesamed, storage):
     assert s.post("/users/logout", headers=bearer(pair["access_token"])).status_code == 200
     assert decode(pair["access_token"]) == {"error": "token revoked"}
     assert decode(pair["refresh_token"]) == {"error": "token revoked"}
+
+
+def sqlite_storage(tmp_path):
+    return f'storage = {{ backend = "sqlite", sqlite = {{ path = "{tmp_path / "sesame.db"}" }} }}\n'
+
+
+def reload_workers(s):
+    """SIGHUP, then waits until only new workers serve: they load the revoked ids afresh."""
+    old = set(s.workers())
+    s.signal(1)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = set(s.workers())
+        if now and not now & old:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the workers were not replaced")
+
+
+def test_a_revocation_that_waited_for_a_lock_still_reaches_every_node(sesamed, mariadb):
+    storage = mariadb.storage(mariadb.database)
+    a = make_app(sesamed, storage, workers=1)
+    b = sesamed(routes=ROUTES, more=storage + f'jwt = {{ secret = "{SECRET}" }}\n', workers=1)
+    pair = login(a)
+    r = refresh(a, pair["refresh_token"])
+    other_access = r.json()["access_token"]  # the same family, another jti
+    family = claims(other_access)["fam"]
+    # A slow transaction holds the family's row for longer than the fetches' overlap.
+    holder = subprocess.Popen(
+        ["mariadb", "--no-defaults", "-uroot", f"--socket={mariadb.socket}", "-e",
+         f"START TRANSACTION; SELECT id FROM sesame_refresh_families WHERE id = '{family}' "
+         "FOR UPDATE; DO SLEEP(12); COMMIT;", mariadb.database])
+    try:
+        time.sleep(1)
+        r = a.post("/users/logout", headers=bearer(pair["access_token"]), timeout=60)
+        assert r.status_code == 200
+    finally:
+        holder.wait(60)
+    time.sleep(1.3)
+    assert b.get("/users/me", headers=bearer(other_access)).json()["error"] == "token revoked"
+
+
+def test_a_logout_that_fails_revokes_nothing_and_can_be_retried(sesamed, tmp_path):
+    s = make_app(sesamed, sqlite_storage(tmp_path), workers=1)
+    pair = login(s)
+    db = sqlite3.connect(tmp_path / "sesame.db", isolation_level=None)
+    db.execute("CREATE TRIGGER fail BEFORE UPDATE OF revoked_at ON sesame_refresh_families "
+               "BEGIN SELECT RAISE(ABORT, 'injected'); END")
+    r = s.post("/users/logout", headers=bearer(pair["access_token"]))
+    assert r.status_code == 500
+    assert db.execute("SELECT COUNT(*) FROM sesame_revoked_tokens").fetchone() == (0,)
+    db.execute("DROP TRIGGER fail")
+    time.sleep(1.3)
+    assert s.post("/users/logout", headers=bearer(pair["access_token"])).status_code == 200
+    assert refresh(s, pair["refresh_token"]).status_code == 401
+
+
+@pytest.mark.parametrize("settings", [
+    "access_expires = false, family_lifetime = 2, refresh_grace = 0",  # never expiring
+    "access_expires = 60, family_lifetime = 2, refresh_grace = 0",  # outliving the family
+])
+@pytest.mark.parametrize("how", ["logout", "reuse"])
+def test_a_revoked_family_stays_revoked_while_its_tokens_live(sesamed, tmp_path, settings, how):
+    s = make_app(sesamed, sqlite_storage(tmp_path), settings, workers=1)
+    pair = login(s)
+    r = refresh(s, pair["refresh_token"])
+    assert r.status_code == 200
+    later = r.json()["access_token"]
+    if how == "logout":
+        assert s.post("/users/logout", headers=bearer(later)).status_code == 200
+    else:
+        assert refresh(s, pair["refresh_token"]).status_code == 401
+    # Past the family's end, after a purge and with workers that load the set afresh.
+    time.sleep(3)
+    reload_workers(s)
+    for token in (pair["access_token"], later):
+        assert s.get("/users/me", headers=bearer(token)).status_code == 401
+
+
+def test_a_family_access_token_lives_no_longer_than_access_expires(sesamed, storage):
+    routes = {**ROUTES, "long.lua": 'local sesame = require "sesame"\n'
+              'sesame.route("POST", "/long", function(req)\n'
+              '  local refresh, family = sesame.jwt.refresh(1)\n'
+              '  return 200, { a = sesame.jwt.access(1, { family = family, expires = 86400 }),\n'
+              '                b = sesame.jwt.access(1, { expires = 86400 }),\n'
+              '                c = sesame.jwt.access(1, { family = family, expires = false }) }\n'
+              'end)\n'}
+    s = sesamed(routes=routes, more=storage + f'jwt = {{ secret = "{SECRET}" }}\n')
+    body = s.post("/long").json()
+    for name, lifetime in (("a", 900), ("b", 86400), ("c", 900)):
+        c = claims(body[name])
+        assert c["exp"] - c["iat"] == lifetime, name
+
+
+def test_an_identity_too_long_for_a_family_is_an_error(sesamed, storage):
+    routes = {"long.lua": 'local sesame = require "sesame"\n'
+              'sesame.route("POST", "/long", function(req)\n'
+              '  return 200, { r = sesame.jwt.refresh(string.rep("a", 256)) }\n'
+              'end)\n'}
+    s = sesamed(routes=routes, more=storage + f'jwt = {{ secret = "{SECRET}" }}\n',
+                config="debug = true")
+    r = s.post("/long")
+    assert r.status_code == 500
+    assert "shorter than 256 bytes" in s.log()
