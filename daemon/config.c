@@ -19,6 +19,8 @@
 #include <libgen.h>
 #include <lua.h>
 #include <lualib.h>
+#include <openssl/evp.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -620,9 +622,15 @@ static char *read_file(const char *path);
 static void read_secret(struct loader *ld, int tbl, struct token_config *tc)
 {
 	char *inline_secret = NULL, *file = NULL;
+	size_t inline_len = 0;
+	if (field(ld, tbl, "secret") == LUA_TSTRING)
+		lua_tolstring(ld->L, -1, &inline_len);
+	lua_pop(ld->L, 1);
 	read_string(ld, tbl, "jwt", "secret", &inline_secret);
 	read_string(ld, tbl, "jwt", "secret_file", &file);
-	if (inline_secret != NULL && file != NULL) {
+	if (inline_secret != NULL && strlen(inline_secret) != inline_len) {
+		fail(ld, "jwt.secret", "the secret holds a NUL byte: give it as text");
+	} else if (inline_secret != NULL && file != NULL) {
 		fail(ld, "jwt.secret_file", "give jwt.secret or jwt.secret_file, not both");
 	} else if (inline_secret != NULL) {
 		tc->keylen = strlen(inline_secret);
@@ -640,6 +648,7 @@ static void read_secret(struct loader *ld, int tbl, struct token_config *tc)
 			     "%s holds a NUL byte: a secret file is text (sesamectl keygen writes "
 			     "one)",
 			     path);
+			sodium_memzero(text, (size_t)st.st_size);
 			free(text);
 		} else {
 			/* A trailing newline is the editor's, not the secret's. */
@@ -653,10 +662,17 @@ static void read_secret(struct loader *ld, int tbl, struct token_config *tc)
 	} else {
 		fail(ld, "jwt", "a key is needed: jwt.secret or jwt.secret_file");
 	}
-	if (tc->key != NULL && tc->keylen < TOKENS_MIN_SECRET)
+	/* RFC 7518 3.2: at least the hash's output, and never less than 32 bytes. */
+	size_t least = TOKENS_MIN_SECRET;
+	if (tc->alg >= 0 && tokens_alg(tc->alg)->family == 'H' &&
+	    (size_t)EVP_MD_get_size(tokens_alg(tc->alg)->md()) > least)
+		least = (size_t)EVP_MD_get_size(tokens_alg(tc->alg)->md());
+	if (tc->key != NULL && tc->keylen < least)
 		fail(ld, tc->keylen && file ? "jwt.secret_file" : "jwt.secret",
-		     "the secret is %zu bytes long; an HMAC secret needs at least %d", tc->keylen,
-		     TOKENS_MIN_SECRET);
+		     "the secret is %zu bytes long; an HMAC secret for %s needs at least %zu",
+		     tc->keylen, tokens_alg(tc->alg)->name, least);
+	if (inline_secret != NULL)
+		sodium_memzero(inline_secret, strlen(inline_secret));
 	free(inline_secret);
 	free(file);
 }

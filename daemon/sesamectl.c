@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -180,14 +181,34 @@ static int keygen_secret(const struct token_alg *a, const char *path, bool force
 	return 0;
 }
 
+/* Do paths a and b name one file, once their folders are resolved? */
+static bool same_name(const char *a, const char *b)
+{
+	char *da = strdup(a), *db = strdup(b), *fa = strdup(a), *fb = strdup(b);
+	char *ra = da != NULL ? realpath(dirname(da), NULL) : NULL;
+	char *rb = db != NULL ? realpath(dirname(db), NULL) : NULL;
+	bool same = strcmp(a, b) == 0 || (ra != NULL && rb != NULL && fa != NULL && fb != NULL &&
+					  strcmp(ra, rb) == 0 &&
+					  strcmp(basename(fa), basename(fb)) == 0);
+	free(ra);
+	free(rb);
+	free(da);
+	free(db);
+	free(fa);
+	free(fb);
+	return same;
+}
+
 /* Both files or neither: each is written in full before either is put in place. */
 static int keygen_pair(const struct token_alg *a, int bits, const char *private_path,
 		       const char *public_path, bool force)
 {
 	struct out_file priv, pub;
 	char kid[TOKENS_KID_LEN];
-	if (strcmp(private_path, public_path) == 0)
-		return keygen_usage();
+	if (same_name(private_path, public_path)) {
+		fprintf(stderr, "sesamectl: the private and the public key need two files\n");
+		return 2;
+	}
 	if (!out_open(&priv, private_path, 0600, force))
 		return 1;
 	if (!out_open(&pub, public_path, 0644, force)) {
@@ -201,7 +222,7 @@ static int keygen_pair(const struct token_alg *a, int bits, const char *private_
 	if (!made)
 		fprintf(stderr, "sesamectl: cannot generate a %s key\n", a->name);
 	bool ok = made && out_write(&priv, private_pem) && out_write(&pub, public_pem) &&
-		  out_commit(&priv) && out_commit(&pub);
+		  out_commit(&pub) && out_commit(&priv);
 	free_secret(private_pem);
 	free(public_pem);
 	keys_free(pkey);

@@ -64,7 +64,7 @@ password = {
 -- or a key pair with:    sesamectl keygen -a ES256 /etc/sesame/jwt.pem /etc/sesame/jwt.pub
 -- jwt = {
 --   algorithm = "HS256",            -- or HS384, HS512; RS256, RS384, RS512; ES256, ES384, ES512
---   secret_file = "jwt.key",        -- HS: or secret = "...", at least 32 bytes
+--   secret_file = "jwt.key",        -- HS: or secret = "...", 32+ bytes (48 HS384, 64 HS512)
 --   -- RS and ES: the PEM key pair, read once at start and reload, and the public keys of a
 --   -- rotation, whose tokens are still accepted:
 --   -- private_key_file = "jwt.pem", public_key_file = "jwt.pub",

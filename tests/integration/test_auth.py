@@ -325,3 +325,15 @@ def test_secure_cookies_by_default(sesamed, mariadb):
 
 def test_no_cookies_unless_asked(app):
     assert "Set-Cookie" not in login(app).headers
+
+
+def test_a_token_issued_this_very_second_elsewhere_is_taken(app):
+    # nbf = iat = now, as another host (a Flask service) issues it: with no leeway, sesamed's
+    # clock must not lag at the start of a second.
+    statuses = set()
+    for _ in range(200):
+        now = time.time()
+        token = jwt.encode(claims(sub=app.uid, iat=int(now), nbf=int(now)), SECRET,
+                           algorithm="HS256")
+        statuses.add(app.get("/auth/verify", headers=bearer(token)).status_code)
+    assert statuses == {200}

@@ -164,7 +164,7 @@ def test_jwks_numbers_at_full_length(sesamed, alg, bits):
 @pytest.mark.parametrize("alg", ["HS256", "HS512"])
 def test_hmac_configs_publish_an_empty_jwks(sesamed, alg):
     s = sesamed(routes={"jwks.lua": ROUTES["jwks.lua"]},
-                more=f'jwt = {{ algorithm = "{alg}", secret = "{"k" * 40}" }}\n')
+                more=f'jwt = {{ algorithm = "{alg}", secret = "{"k" * 64}" }}\n')
     r = s.get("/.well-known/jwks.json")
     assert r.status_code == 200 and r.text == '{"keys":[]}'
 
@@ -528,3 +528,13 @@ def test_a_verified_signature_is_remembered_for_that_token_only(sesamed, mariadb
     assert s.get("/auth/verify",
                  headers=bearer(f"{head}.{b64(body)}.{sig}")).status_code == 401
     assert s.get("/auth/verify", headers=bearer(token)).status_code == 200
+
+
+def test_keygen_wants_two_files(tmp_path):
+    for private, public in (("k.pem", "k.pem"), ("k.pem", "./k.pem"), ("k.pem", "sub/../k.pem")):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        r = subprocess.run([SESAMECTL, "keygen", "-f", "-a", "ES256", private, public],
+                           cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 2, (private, public, r.stdout)
+        assert "two files" in r.stderr
+        assert not (tmp_path / "k.pem").exists()

@@ -65,12 +65,13 @@ def test_per_call_override(sesamed):
     assert "exp" not in decode(issue(s, 7, {"expires": False})["access_token"])
 
 
-@pytest.mark.parametrize("alg", ["HS384", "HS512"])
-def test_other_hmac_algorithms(sesamed, alg):
-    s = sesamed(routes=ROUTES, more=f'jwt = {{ secret = "{SECRET}", algorithm = "{alg}" }}\n')
+@pytest.mark.parametrize("alg,length", [("HS384", 48), ("HS512", 64)])
+def test_other_hmac_algorithms(sesamed, alg, length):
+    secret = (SECRET * 2)[:length]  # RFC 7518: at least the hash's length
+    s = sesamed(routes=ROUTES, more=f'jwt = {{ secret = "{secret}", algorithm = "{alg}" }}\n')
     token = issue(s)["access_token"]
     assert jwt.get_unverified_header(token)["alg"] == alg
-    assert decode(token, algorithm=alg)["sub"] == "42"
+    assert decode(token, secret, algorithm=alg)["sub"] == "42"
 
 
 def test_secret_file(sesamed):
@@ -85,7 +86,10 @@ def check(s):
 
 
 @pytest.mark.parametrize("table,message", [
-    ('jwt = {\n  secret = "short",\n}\n', "jwt.secret: the secret is 5 bytes long; an HMAC secret needs at least 32"),
+    ('jwt = {\n  secret = "short",\n}\n', "jwt.secret: the secret is 5 bytes long; an HMAC secret for HS256 needs at least 32"),
+    ('jwt = {\n  secret = "' + SECRET + '", algorithm = "HS384",\n}\n', "jwt.secret: the secret is 38 bytes long; an HMAC secret for HS384 needs at least 48"),
+    ('jwt = {\n  secret = "' + (SECRET * 2)[:48] + '", algorithm = "HS512",\n}\n', "jwt.secret: the secret is 48 bytes long; an HMAC secret for HS512 needs at least 64"),
+    ('jwt = {\n  secret = "' + SECRET + '\\0' + SECRET + '",\n}\n', "jwt.secret: the secret holds a NUL byte"),
     ('jwt = {\n  secret_file = "missing.key",\n}\n', "jwt.secret_file: cannot read"),
     ('jwt = {\n  algorithm = "none",\n}\n', "jwt.algorithm: 'none' is not one of HS256, HS384, HS512"),
     ('jwt = {\n  access_expires = true,\n}\n', "jwt.access_expires: expected a number of seconds (1 or more) or false"),
