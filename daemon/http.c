@@ -155,7 +155,8 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 	default:
 		message = "malformed request";
 	}
-	/* A request line that did not parse leaves no version: answer as HTTP/1.1, as libevent does. */
+	/* A request line that did not parse leaves no version: answer as HTTP/1.1, as libevent
+	 * does. */
 	if (req->major == 0 && req->minor == 0) {
 		req->major = 1;
 		req->minor = 1;
@@ -336,7 +337,7 @@ static void on_accept_error(struct evconnlistener *listener, void *arg)
 {
 	struct http_server *srv = the_server;
 	int err = EVUTIL_SOCKET_ERROR();
-	struct timeval pause = { .tv_usec = 100000 };
+	struct timeval pause = {.tv_usec = 100000};
 	if (srv == NULL || srv->draining)
 		return;
 	if (!evtimer_pending(srv->resume_accept, NULL)) {

@@ -1084,4 +1084,3 @@ const char *plugins_dummy_hash(const struct plugins *p)
 {
 	return p != NULL ? p->dummy : NULL;
 }
-

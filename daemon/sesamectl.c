@@ -187,9 +187,9 @@ static bool same_name(const char *a, const char *b)
 	char *da = strdup(a), *db = strdup(b), *fa = strdup(a), *fb = strdup(b);
 	char *ra = da != NULL ? realpath(dirname(da), NULL) : NULL;
 	char *rb = db != NULL ? realpath(dirname(db), NULL) : NULL;
-	bool same = strcmp(a, b) == 0 || (ra != NULL && rb != NULL && fa != NULL && fb != NULL &&
-					  strcmp(ra, rb) == 0 &&
-					  strcmp(basename(fa), basename(fb)) == 0);
+	bool same =
+	    strcmp(a, b) == 0 || (ra != NULL && rb != NULL && fa != NULL && fb != NULL &&
+				  strcmp(ra, rb) == 0 && strcmp(basename(fa), basename(fb)) == 0);
 	free(ra);
 	free(rb);
 	free(da);
@@ -308,7 +308,8 @@ static int cmd_hash_bench(const char *path, int argc, char **argv)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	double ms = ((double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6) / n;
+	double ms =
+	    ((double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6) / n;
 	/* The settings, without the salt and hash that follow them. */
 	char *end = strrchr(out, '$');
 	if (end != NULL && end > out) {
