@@ -732,7 +732,7 @@ static int l_jwt_access(lua_State *L)
 	struct token_request tr = {.type = TOKEN_ACCESS, .identity = identity_arg(L, 1)};
 	issue_options(L, 2, &tr);
 	/* A family's access token lives no longer than jwt.access_expires: revoking the family
-	 * revokes its id for as long as that (family_revoke_until). */
+	 * revokes its id for as long as that (tokens_family_revoke_until). */
 	if (tr.family != NULL && tc->access_expires > 0 &&
 	    (tr.expires == 0 || tr.expires > tc->access_expires))
 		tr.expires = tc->access_expires;
@@ -892,22 +892,6 @@ static void token_release(struct lua_job *lj)
 	free(lj);
 }
 
-/*
- * How long a revoked family's id must stay revoked: until the last of its tokens has expired.
- * Its refresh tokens end with the family, at most family_lifetime from now; an access token
- * of it lives at most access_expires (sesame.jwt.access caps it), and never expires when
- * access tokens do not: then the revocation is for good.
- */
-static long long family_revoke_until(const struct token_config *tc, long long now_s)
-{
-	if (tc->access_expires == 0)
-		return 0;
-	long refresh = tc->refresh_expires != 0 && tc->refresh_expires < tc->family_lifetime
-			   ? tc->refresh_expires
-			   : tc->family_lifetime;
-	return now_s + (refresh > tc->access_expires ? refresh : tc->access_expires);
-}
-
 static struct token_job *new_token_job(lua_State *L, enum token_op op, const char *fname)
 {
 	struct luaapi *api = get_api(L);
@@ -929,7 +913,7 @@ static struct token_job *new_token_job(lua_State *L, enum token_op op, const cha
 	tj->now_ms = revocation_now_ms();
 	tj->grace_ms = api->cfg->jwt.refresh_grace_ms;
 	tj->family_end = tj->now_ms / 1000 + api->cfg->jwt.family_lifetime;
-	tj->revoke_until = family_revoke_until(&api->cfg->jwt, tj->now_ms / 1000);
+	tj->revoke_until = tokens_family_revoke_until(&api->cfg->jwt, tj->now_ms / 1000);
 	tj->expires = -1;
 	tj->lj.job.run = token_run;
 	tj->lj.push = token_push;

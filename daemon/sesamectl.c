@@ -6,6 +6,8 @@
  *                                        key pair (private 0600, public 0644); never over a
  *                                        file without --force
  *   sesamectl [-c FILE] hash-bench [N]   time N hashes with the configured password scheme
+ *   sesamectl [-c FILE] token revoke     revoke the tokens read from standard input, and
+ *                                        their refresh families
  *
  * It reads the same configuration as sesamed, checked the same way.
  */
@@ -14,12 +16,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <libgen.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +33,7 @@
 #include "keys.h"
 #include "log.h"
 #include "plugin.h"
+#include "tokens.h"
 
 static void usage(FILE *out)
 {
@@ -43,6 +49,8 @@ static void usage(FILE *out)
 	    "                       default 3072; ES256, ES384, ES512); an existing file is\n"
 	    "                       replaced only with -f (--force)\n"
 	    "  hash-bench [N]       time N password hashes (default 5) with password.scheme\n"
+	    "  token revoke         revoke each token read from standard input (one a line) and\n"
+	    "                       its refresh family, on every sesamed sharing the storage\n"
 	    "\n"
 	    "  -c FILE  configuration file (default: %s)\n",
 	    CONFIG_DEFAULT_PATH);
@@ -323,6 +331,102 @@ static int cmd_hash_bench(const char *path, int argc, char **argv)
 	return 0;
 }
 
+/* One line of standard input: the token, without white space or an "Bearer " before it. */
+static char *token_of(char *line)
+{
+	line += strspn(line, " \t");
+	if (strncasecmp(line, "Bearer ", 7) == 0)
+		line += 7 + strspn(line + 7, " \t");
+	size_t n = strlen(line);
+	while (n > 0 && strchr(" \t\r\n", line[n - 1]) != NULL)
+		line[--n] = '\0';
+	return line;
+}
+
+/* Revokes one token; 0, or 1 with the reason on standard error. A token is never printed. */
+static int revoke_one(const struct config *cfg, const struct storage *st, const char *token,
+		      unsigned long lineno)
+{
+	json_t *claims = NULL;
+	char identity[256], err[300] = "";
+	enum token_verdict v = tokens_verify(&cfg->jwt, token, strlen(token), WANT_ANY, &claims,
+					     identity, sizeof(identity));
+	if (v == TOKEN_EXPIRED) {
+		printf("sesamectl: line %lu: the token has expired: nothing to revoke\n", lineno);
+		return 0;
+	}
+	if (v != TOKEN_OK) {
+		fprintf(stderr, "sesamectl: line %lu: %s (not one this configuration accepts)\n",
+			lineno, tokens_verdict_message(v));
+		return 1;
+	}
+	const char *jti = json_string_value(json_object_get(claims, "jti"));
+	const char *fam = json_string_value(json_object_get(claims, "fam"));
+	json_t *exp = json_object_get(claims, "exp");
+	double e = json_is_number(exp) ? json_number_value(exp) : 0;
+	long long now = (long long)time(NULL);
+	enum sesame_storage_result r =
+	    st->fn->token_revoke(st->state, jti, e >= 1 && e < 1e15 ? (long long)ceil(e) : 0, fam,
+				 tokens_family_revoke_until(&cfg->jwt, now), err, sizeof(err));
+	if (r == SESAME_STORAGE_OK)
+		printf("sesamectl: line %lu: revoked token %s of %s%s\n", lineno, jti, identity,
+		       fam != NULL ? " and its refresh family" : "");
+	else
+		fprintf(stderr, "sesamectl: line %lu: storage: %s\n", lineno, err);
+	json_decref(claims);
+	return r == SESAME_STORAGE_OK ? 0 : 1;
+}
+
+/*
+ * token revoke: tokens come on standard input, never as arguments, which every user of the
+ * machine may read. Each is verified with the configuration's keys first; its jti and its
+ * family are then revoked in storage, which every worker of every sesamed fetches within
+ * jwt.revocation_refresh.
+ */
+static int cmd_token(const char *path, int argc, char **argv)
+{
+	if (argc != 2 || strcmp(argv[1], "revoke") != 0) {
+		fprintf(stderr, "Usage: sesamectl [-c FILE] token revoke < TOKENS\n");
+		return 2;
+	}
+	struct config *cfg = load(path);
+	struct storage st;
+	char err[512], *line = NULL;
+	size_t cap = 0;
+	unsigned long lineno = 0;
+	int status = 0;
+	if (cfg == NULL)
+		return 1;
+	if (!plugins_storage(cfg->plugins, &st)) {
+		fprintf(stderr, "sesamectl: no storage is configured (storage.backend): tokens are "
+				"revoked in storage\n");
+		config_free(cfg);
+		return 1;
+	}
+	if (plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0 ||
+	    plugins_worker_start(cfg->plugins) != 0) {
+		fprintf(stderr, "sesamectl: storage: %s\n", err[0] != '\0' ? err : "cannot start");
+		config_free(cfg);
+		return 1;
+	}
+	err[0] = '\0';
+	while (getline(&line, &cap, stdin) != -1) {
+		char *token = token_of(line);
+		lineno++;
+		if (token[0] == '\0')
+			continue;
+		status |= revoke_one(cfg, &st, token, lineno);
+	}
+	if (line != NULL)
+		sodium_memzero(line, cap);
+	free(line);
+	if (lineno == 0)
+		fprintf(stderr, "sesamectl: no token on standard input\n");
+	plugins_worker_stop(cfg->plugins);
+	config_free(cfg);
+	return lineno == 0 ? 1 : status;
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = CONFIG_DEFAULT_PATH;
@@ -354,6 +458,8 @@ int main(int argc, char **argv)
 		return cmd_keygen(argc - optind, argv + optind);
 	if (strcmp(cmd, "hash-bench") == 0)
 		return cmd_hash_bench(path, argc - optind, argv + optind);
+	if (strcmp(cmd, "token") == 0)
+		return cmd_token(path, argc - optind, argv + optind);
 	fprintf(stderr, "sesamectl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -439,6 +439,22 @@ enum token_verdict tokens_verify(const struct token_config *tc, const char *toke
 	return TOKEN_OK;
 }
 
+/*
+ * How long a revoked family's id must stay revoked: until the last of its tokens has expired.
+ * Its refresh tokens end with the family, at most family_lifetime from now; an access token
+ * of it lives at most access_expires (sesame.jwt.access caps it), and never expires when
+ * access tokens do not: then the revocation is for good.
+ */
+long long tokens_family_revoke_until(const struct token_config *tc, long long now_s)
+{
+	if (tc->access_expires == 0)
+		return 0;
+	long refresh = tc->refresh_expires != 0 && tc->refresh_expires < tc->family_lifetime
+			   ? tc->refresh_expires
+			   : tc->family_lifetime;
+	return now_s + (refresh > tc->access_expires ? refresh : tc->access_expires);
+}
+
 const char *tokens_verdict_message(enum token_verdict v)
 {
 	switch (v) {

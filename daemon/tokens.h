@@ -111,6 +111,13 @@ enum token_verdict tokens_verify(const struct token_config *tc, const char *toke
 
 const char *tokens_verdict_message(enum token_verdict v);
 
+/*
+ * Until when (Unix seconds; 0: for good) a refresh family revoked at now_s stays revoked: until
+ * the last of its tokens could expire. Its access tokens live at most access_expires
+ * (sesame.jwt.access caps them), its refresh tokens end with the family.
+ */
+long long tokens_family_revoke_until(const struct token_config *tc, long long now_s);
+
 /* The JWKS document (RFC 7517) of the public keys, current first: {"keys":[]} for HS. */
 struct json_t *tokens_jwks(const struct token_config *tc);
 

@@ -6,6 +6,7 @@ import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import jwt
 import pytest
@@ -495,3 +496,49 @@ def test_an_identity_too_long_for_a_family_is_an_error(sesamed, storage):
     r = s.post("/long")
     assert r.status_code == 500
     assert "shorter than 256 bytes" in s.log()
+
+
+SESAMECTL = str(Path(SESAMED).parent / "sesamectl")
+
+
+def revoke_with_sesamectl(s, text):
+    return subprocess.run([SESAMECTL, "-c", str(s.config), "token", "revoke"], input=text,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_sesamectl_revokes_tokens_from_standard_input(app):
+    one, two = login(app), login(app)
+    now = int(time.time())
+    expired = jwt.encode({"iat": now - 100, "nbf": now - 100, "exp": now - 10, "sub": "1",
+                          "jti": str(uuid.uuid4()), "type": "access", "fresh": False},
+                         SECRET, algorithm="HS256")
+    r = revoke_with_sesamectl(app, f"{one['access_token']}\n\n"
+                                   f"Bearer {two['refresh_token']}\n{expired}\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("sesamectl: line 1: revoked token ")
+    assert lines[0].endswith(" and its refresh family")
+    assert lines[1].startswith("sesamectl: line 3: revoked token ")
+    assert lines[2] == "sesamectl: line 4: the token has expired: nothing to revoke"
+    for pair in (one, two):  # the tokens never reach the output
+        assert pair["access_token"] not in r.stdout + r.stderr
+        assert pair["refresh_token"] not in r.stdout + r.stderr
+    time.sleep(1.3)
+    for pair in (one, two):
+        statuses, _ = everywhere(app, "/auth/verify", pair["access_token"])
+        assert set(statuses) == {401}
+        assert refresh(app, pair["refresh_token"]).status_code == 401
+    assert app.get("/users/me", headers=bearer(app.first["access_token"])).status_code == 200
+
+
+def test_sesamectl_refuses_what_it_cannot_verify(app):
+    forged = jwt.encode({"sub": "1", "jti": "x", "type": "access"}, "another secret " * 3,
+                        algorithm="HS256")
+    r = revoke_with_sesamectl(app, forged + "\n")
+    assert r.returncode == 1
+    assert "line 1: invalid token" in r.stderr and forged not in r.stderr
+    r = revoke_with_sesamectl(app, "")
+    assert r.returncode == 1 and "no token on standard input" in r.stderr
+    r = subprocess.run([SESAMECTL, "-c", str(app.config), "token", "revoke", "extra"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Usage" in r.stderr
