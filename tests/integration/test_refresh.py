@@ -542,3 +542,25 @@ def test_sesamectl_refuses_what_it_cannot_verify(app):
     r = subprocess.run([SESAMECTL, "-c", str(app.config), "token", "revoke", "extra"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Usage" in r.stderr
+
+
+def test_thousands_of_revoked_ids(sesamed, tmp_path):
+    s = make_app(sesamed, sqlite_storage(tmp_path))
+    kept, gone = login(s), login(s)
+    now = int(time.time())
+    rows = [(str(uuid.uuid4()), now * 1000, now + 3600) for _ in range(5000)]
+    rows.insert(2500, (claims(gone["access_token"])["jti"], now * 1000, now + 3600))
+    db = sqlite3.connect(tmp_path / "sesame.db")
+    db.executemany("INSERT INTO sesame_revoked_tokens VALUES (?, ?, ?)", rows)
+    db.commit()
+    time.sleep(1.3)  # every worker's set grows from empty to 5001 ids
+    statuses, _ = everywhere(s, "/auth/verify", gone["access_token"])
+    assert set(statuses) == {401}
+    statuses, _ = everywhere(s, "/auth/verify", kept["access_token"])
+    assert set(statuses) == {200}
+    # Revoked ids that expired are not loaded by workers that start now.
+    db.execute("UPDATE sesame_revoked_tokens SET expires_at = ?", (now - 60,))
+    db.commit()
+    reload_workers(s)
+    statuses, _ = everywhere(s, "/auth/verify", gone["access_token"])
+    assert set(statuses) == {200}
