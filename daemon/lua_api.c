@@ -792,7 +792,7 @@ static int l_jwt_cookies(lua_State *L)
 
 /* ---- token state: refresh families and revocation, kept by the storage ---- */
 
-enum token_op { FAMILY_NEW, FAMILY_ROTATE, TOKEN_REVOKE };
+enum token_op { FAMILY_NEW, FAMILY_ROTATE, TOKEN_REVOKE, SUBJECT_REVOKE };
 
 struct token_job {
 	struct lua_job lj;
@@ -811,7 +811,25 @@ struct token_job {
 	long expires;			       /* the refresh token's expires option */
 	enum sesame_storage_result rc;
 	char err[300];
+	/* subject_revoke: the families revoked */
+	char (*ids)[SESAME_TOKEN_ID_MAX + 1];
+	size_t nids, capids, count;
 };
+
+static void collect_id(void *ctx, const char *id)
+{
+	struct token_job *tj = ctx;
+	tj->count++;
+	if (tj->nids == tj->capids) {
+		size_t cap = tj->capids ? tj->capids * 2 : 8;
+		void *grown = realloc(tj->ids, cap * sizeof(*tj->ids));
+		if (grown == NULL)
+			return; /* not kept here: the next fetch brings it */
+		tj->ids = grown;
+		tj->capids = cap;
+	}
+	snprintf(tj->ids[tj->nids++], sizeof(*tj->ids), "%s", id);
+}
 
 static void token_run(struct job *job)
 {
@@ -819,6 +837,11 @@ static void token_run(struct job *job)
 	const struct sesame_storage *fn = tj->st.fn;
 	void *st = tj->st.state;
 	tj->err[0] = '\0';
+	if (tj->op == SUBJECT_REVOKE) {
+		tj->rc = fn->subject_revoke(st, tj->identity, tj->revoke_until, collect_id, tj,
+					    tj->err, sizeof(tj->err));
+		return;
+	}
 	if (tj->op == TOKEN_REVOKE) {
 		tj->rc = fn->token_revoke(st, tj->jti, tj->jti_expires,
 					  tj->family[0] != '\0' ? tj->family : NULL,
@@ -868,6 +891,14 @@ static int token_push(struct lua_job *lj, lua_State *co)
 	default:
 		return luaL_error(co, "storage: unexpected result %d", (int)tj->rc);
 	}
+	if (tj->op == SUBJECT_REVOKE) {
+		/* This worker refuses them at once (the others within revocation_refresh); ids
+		 * that could not be kept here for want of memory still reach it by the fetch. */
+		for (size_t i = 0; i < tj->nids; i++)
+			revocation_add(api->rv, tj->ids[i], tj->revoke_until);
+		lua_pushinteger(co, (lua_Integer)tj->count);
+		return 1;
+	}
 	if (tj->op == TOKEN_REVOKE) {
 		if (tj->jti[0] != '\0')
 			revocation_add(api->rv, tj->jti, tj->jti_expires);
@@ -889,6 +920,7 @@ static int token_push(struct lua_job *lj, lua_State *co)
 
 static void token_release(struct lua_job *lj)
 {
+	free(((struct token_job *)lj)->ids);
 	free(lj);
 }
 
@@ -1011,6 +1043,21 @@ static int l_jwt_revoke(lua_State *L)
 	tj->jti_expires = exp >= 1 && exp < 1e15 ? (long long)ceil(exp) : 0; /* 0: for good */
 	lua_pop(L, 1);
 	return await_job(L, &tj->lj, "sesame.jwt.revoke");
+}
+
+/*
+ * sesame.jwt.revoke_all(identity): logs identity out everywhere: revokes every refresh family
+ * of it (each log-in's refresh and access tokens) on every worker of every sesamed within
+ * jwt.revocation_refresh, this worker at once. Returns how many families were revoked.
+ */
+static int l_jwt_revoke_all(lua_State *L)
+{
+	const char *identity = identity_arg(L, 1);
+	if (strlen(identity) >= sizeof(((struct token_job *)NULL)->identity))
+		return luaL_argerror(L, 1, "an identity is shorter than 256 bytes");
+	struct token_job *tj = new_token_job(L, SUBJECT_REVOKE, "sesame.jwt.revoke_all");
+	snprintf(tj->identity, sizeof(tj->identity), "%s", identity);
+	return await_job(L, &tj->lj, "sesame.jwt.revoke_all");
 }
 
 /* sesame.jwt.unset_cookies(): the Set-Cookie headers that clear the token cookies (logout). */
@@ -1755,6 +1802,7 @@ static int open_sesame(lua_State *L)
 					{"refresh", l_jwt_refresh},
 					{"rotate", l_jwt_rotate},
 					{"revoke", l_jwt_revoke},
+					{"revoke_all", l_jwt_revoke_all},
 					{"decode", l_jwt_decode},
 					{"cookies", l_jwt_cookies},
 					{"unset_cookies", l_jwt_unset_cookies},

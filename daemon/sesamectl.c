@@ -8,6 +8,9 @@
  *   sesamectl [-c FILE] hash-bench [N]   time N hashes with the configured password scheme
  *   sesamectl [-c FILE] token revoke     revoke the tokens read from standard input, and
  *                                        their refresh families
+ *   sesamectl [-c FILE] token revoke --user ID
+ *                                        log user ID out everywhere: revoke every refresh
+ *                                        family of it
  *
  * It reads the same configuration as sesamed, checked the same way.
  */
@@ -51,6 +54,8 @@ static void usage(FILE *out)
 	    "  hash-bench [N]       time N password hashes (default 5) with password.scheme\n"
 	    "  token revoke         revoke each token read from standard input (one a line) and\n"
 	    "                       its refresh family, on every sesamed sharing the storage\n"
+	    "  token revoke --user ID\n"
+	    "                       log user ID out everywhere: revoke every refresh family\n"
 	    "\n"
 	    "  -c FILE  configuration file (default: %s)\n",
 	    CONFIG_DEFAULT_PATH);
@@ -377,6 +382,28 @@ static int revoke_one(const struct config *cfg, const struct storage *st, const 
 	return r == SESAME_STORAGE_OK ? 0 : 1;
 }
 
+static void count_family(void *ctx, const char *id)
+{
+	(*(unsigned long *)ctx)++;
+}
+
+/* token revoke --user ID: logs a user out everywhere (every refresh family of ID). */
+static int revoke_user(const struct config *cfg, const struct storage *st, const char *user)
+{
+	char err[300] = "";
+	unsigned long n = 0;
+	enum sesame_storage_result r = st->fn->subject_revoke(
+	    st->state, user, tokens_family_revoke_until(&cfg->jwt, (long long)time(NULL)),
+	    count_family, &n, err, sizeof(err));
+	if (r != SESAME_STORAGE_OK) {
+		fprintf(stderr, "sesamectl: storage: %s\n", err);
+		return 1;
+	}
+	printf("sesamectl: revoked %lu refresh %s of %s\n", n, n == 1 ? "family" : "families",
+	       user);
+	return 0;
+}
+
 /*
  * token revoke: tokens come on standard input, never as arguments, which every user of the
  * machine may read. Each is verified with the configuration's keys first; its jti and its
@@ -385,8 +412,13 @@ static int revoke_one(const struct config *cfg, const struct storage *st, const 
  */
 static int cmd_token(const char *path, int argc, char **argv)
 {
-	if (argc != 2 || strcmp(argv[1], "revoke") != 0) {
-		fprintf(stderr, "Usage: sesamectl [-c FILE] token revoke < TOKENS\n");
+	const char *user = NULL;
+	if (argc == 4 && strcmp(argv[1], "revoke") == 0 && strcmp(argv[2], "--user") == 0 &&
+	    argv[3][0] != '\0' && strlen(argv[3]) < 256)
+		user = argv[3];
+	else if (argc != 2 || strcmp(argv[1], "revoke") != 0) {
+		fprintf(stderr, "Usage: sesamectl [-c FILE] token revoke < TOKENS\n"
+				"       sesamectl [-c FILE] token revoke --user ID\n");
 		return 2;
 	}
 	struct config *cfg = load(path);
@@ -410,6 +442,12 @@ static int cmd_token(const char *path, int argc, char **argv)
 		return 1;
 	}
 	err[0] = '\0';
+	if (user != NULL) {
+		status = revoke_user(cfg, &st, user);
+		plugins_worker_stop(cfg->plugins);
+		config_free(cfg);
+		return status;
+	}
 	while (getline(&line, &cap, stdin) != -1) {
 		char *token = token_of(line);
 		lineno++;

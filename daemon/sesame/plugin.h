@@ -291,6 +291,15 @@ struct sesame_storage {
 						    void (*each)(void *ctx, const char *id,
 								 long long expires_at),
 						    void *ctx, char *err, size_t errlen);
+	/*
+	 * Log out everywhere: revokes, in one transaction and until until, every family of
+	 * subject that is neither revoked nor ended, calling each(ctx, id) for each of them
+	 * (before the commit: the caller trusts the ids only on OK).
+	 */
+	enum sesame_storage_result (*subject_revoke)(void *state, const char *subject,
+						     long long until,
+						     void (*each)(void *ctx, const char *id),
+						     void *ctx, char *err, size_t errlen);
 	/* Deletes revoked ids and families that ended before before (Unix seconds). */
 	enum sesame_storage_result (*token_purge)(void *state, long long before, char *err,
 						  size_t errlen);

@@ -434,6 +434,9 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 	"(`expires_at` = 0 OR `expires_at` >= ?)"
 #define PURGE_REVOKED_SQL                                                                          \
 	"DELETE FROM `sesame_revoked_tokens` WHERE `expires_at` <> 0 AND `expires_at` < ?"
+#define SUBJECT_FAMILIES_SQL                                                                       \
+	"SELECT `id` FROM `sesame_refresh_families` WHERE `subject` = ? AND `revoked_at` IS "      \
+	"NULL AND `expires_at` * 1000 > ? FOR UPDATE"
 #define PURGE_FAMILIES_SQL "DELETE FROM `sesame_refresh_families` WHERE `expires_at` < ?"
 
 static void bind_long(MYSQL_BIND *b, long long *v)
@@ -729,6 +732,94 @@ static enum sesame_storage_result purge_once(struct store *s, long long before, 
 	return r;
 }
 
+/* The ids of subject's live families, locked; a malloc'd array of *n. On failure the
+ * connection is given back. */
+static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
+						   const char *subject,
+						   char (**ids)[SESAME_TOKEN_ID_MAX + 1], size_t *n,
+						   char *err, size_t errlen)
+{
+	MYSQL_BIND p[2], res;
+	unsigned long plen, len = 0;
+	long long now = clock_ms();
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	char id[SESAME_TOKEN_ID_MAX + 1];
+	size_t cap = 0;
+	*ids = NULL;
+	*n = 0;
+	bind_string(&p[0], subject, &plen);
+	bind_long(&p[1], &now);
+	MYSQL_STMT *stmt = execute(s, conn, SUBJECT_FAMILIES_SQL, p, &r, err, errlen);
+	if (stmt == NULL)
+		return r;
+	memset(&res, 0, sizeof(res));
+	res.buffer_type = MYSQL_TYPE_STRING;
+	res.buffer = id;
+	res.buffer_length = SESAME_TOKEN_ID_MAX;
+	res.length = &len;
+	if (mysql_stmt_bind_result(stmt, &res) != 0)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	int rc = 0;
+	bool oom = false;
+	while (!oom && (rc = mysql_stmt_fetch(stmt)) == 0) {
+		if (*n == cap) {
+			void *grown = realloc(*ids, (cap ? cap * 2 : 8) * sizeof(**ids));
+			if ((oom = grown == NULL))
+				break;
+			*ids = grown;
+			cap = cap ? cap * 2 : 8;
+		}
+		id[len] = '\0';
+		memcpy((*ids)[(*n)++], id, len + 1);
+	}
+	if (!oom && rc != MYSQL_NO_DATA)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	mysql_stmt_free_result(stmt);
+	mysql_stmt_reset(stmt);
+	if (oom) {
+		snprintf(err, errlen, "out of memory");
+		mysql_rollback(conn);
+		s->db->release(conn, false);
+		return SESAME_STORAGE_FAILED;
+	}
+	return SESAME_STORAGE_OK;
+}
+
+static enum sesame_storage_result subject_revoke_once(struct store *s, const char *subject,
+						      long long until,
+						      void (*each)(void *ctx, const char *id),
+						      void *ctx, char *err, size_t errlen)
+{
+	char(*ids)[SESAME_TOKEN_ID_MAX + 1] = NULL;
+	size_t n = 0;
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	enum sesame_storage_result r = begin(s, conn, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		r = subject_families(s, conn, subject, &ids, &n, err, errlen);
+	for (size_t i = 0; r == SESAME_STORAGE_OK && i < n; i++)
+		r = revoke_in(s, conn, NULL, 0, ids[i], until, err, errlen);
+	if (r == SESAME_STORAGE_OK) {
+		for (size_t i = 0; i < n; i++)
+			each(ctx, ids[i]);
+		r = commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+	}
+	free(ids);
+	return r;
+}
+
+static enum sesame_storage_result subject_revoke(void *state, const char *subject, long long until,
+						 void (*each)(void *ctx, const char *id), void *ctx,
+						 char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r =
+	    subject_revoke_once(state, subject, until, each, ctx, err, errlen);
+	return again(r, false) ? subject_revoke_once(state, subject, until, each, ctx, err, errlen)
+			       : r;
+}
+
 static enum sesame_storage_result family_create(void *state, const struct sesame_family *f,
 						char *err, size_t errlen)
 {
@@ -797,5 +888,6 @@ SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .family_rotate = family_rotate,
     .token_revoke = token_revoke,
     .revoked_since = revoked_since,
+    .subject_revoke = subject_revoke,
     .token_purge = token_purge,
 };

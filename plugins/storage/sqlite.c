@@ -58,6 +58,7 @@ enum {
 	REVOKED_SINCE,
 	PURGE_REVOKED,
 	PURGE_FAMILIES,
+	SUBJECT_FAMILIES,
 	STATEMENTS
 };
 
@@ -88,6 +89,8 @@ static const char *const token_sql[STATEMENTS] = {
     [PURGE_REVOKED] = "DELETE FROM \"sesame_revoked_tokens\" WHERE \"expires_at\" <> 0 AND "
 		      "\"expires_at\" < ?1",
     [PURGE_FAMILIES] = "DELETE FROM \"sesame_refresh_families\" WHERE \"expires_at\" < ?1",
+    [SUBJECT_FAMILIES] = "SELECT \"id\" FROM \"sesame_refresh_families\" WHERE \"subject\" = ?1 "
+			 "AND \"revoked_at\" IS NULL AND \"expires_at\" * 1000 > ?2",
 };
 
 struct conn {
@@ -828,6 +831,59 @@ static enum sesame_storage_result token_revoke(void *state, const char *jti, lon
 	return r;
 }
 
+/* The ids of subject's live families, read in the transaction; a malloc'd array of *n. */
+static int subject_families(const struct store *s, struct conn *c, const char *subject,
+			    long long now, char (**ids)[SESAME_TOKEN_ID_MAX + 1], size_t *n)
+{
+	sqlite3_stmt *st = statement(s, c, SUBJECT_FAMILIES);
+	size_t cap = 0;
+	int rc;
+	*ids = NULL;
+	*n = 0;
+	if (st == NULL)
+		return sqlite3_extended_errcode(c->db);
+	sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 8;
+			void *grown = realloc(*ids, cap * sizeof(**ids));
+			if (grown == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			*ids = grown;
+		}
+		const unsigned char *id = sqlite3_column_text(st, 0);
+		snprintf((*ids)[(*n)++], SESAME_TOKEN_ID_MAX + 1, "%s", id ? (const char *)id : "");
+	}
+	done_with(st);
+	return rc == SQLITE_DONE ? 0 : rc;
+}
+
+static enum sesame_storage_result subject_revoke(void *state, const char *subject, long long until,
+						 void (*each)(void *ctx, const char *id), void *ctx,
+						 char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	char(*ids)[SESAME_TOKEN_ID_MAX + 1] = NULL;
+	size_t n = 0;
+	struct conn *c = acquire(s->pool);
+	int rc = begin(s, c);
+	if (rc == 0)
+		rc = subject_families(s, c, subject, clock_ms(), &ids, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = revoke_in(s, c, NULL, 0, ids[i], until);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		each(ctx, ids[i]);
+	enum sesame_storage_result r = end(s, c, rc, SESAME_STORAGE_OK, err, errlen);
+	release(s->pool, c);
+	free(ids);
+	return r;
+}
+
 static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long alive_at,
 						void (*each)(void *ctx, const char *id,
 							     long long expires_at),
@@ -885,5 +941,6 @@ SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
     .family_rotate = family_rotate,
     .token_revoke = token_revoke,
     .revoked_since = revoked_since,
+    .subject_revoke = subject_revoke,
     .token_purge = token_purge,
 };

@@ -564,3 +564,40 @@ def test_thousands_of_revoked_ids(sesamed, tmp_path):
     reload_workers(s)
     statuses, _ = everywhere(s, "/auth/verify", gone["access_token"])
     assert set(statuses) == {200}
+
+
+def register_other(s):
+    r = s.post("/users/register", json={"email": "bob@example.com", "username": "bob",
+                                        "password": "another horse"})
+    assert r.status_code == 200
+    return r.json()
+
+
+@pytest.mark.parametrize("how", ["route", "sesamectl"])
+def test_log_out_everywhere(app, how):
+    sessions = [app.first, login(app), login(app), login(app)]
+    bob = register_other(app)
+    if how == "route":
+        r = app.post("/users/logout/all", headers=bearer(sessions[1]["access_token"]))
+        assert r.status_code == 200
+        assert r.json() == {"result": "success", "sessions": 4}
+        assert r.headers["Cache-Control"] == "no-store"
+    else:
+        user = claims(app.first["access_token"])["sub"]
+        r = subprocess.run([SESAMECTL, "-c", str(app.config), "token", "revoke", "--user", user],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == f"sesamectl: revoked 4 refresh families of {user}\n"
+    time.sleep(1.3)
+    for pair in sessions:
+        statuses, _ = everywhere(app, "/auth/verify", pair["access_token"], tries=12)
+        assert set(statuses) == {401}
+        assert refresh(app, pair["refresh_token"]).status_code == 401
+    # Another user's sessions, and the next log-in, are untouched.
+    assert app.get("/users/me", headers=bearer(bob["access_token"])).status_code == 200
+    fresh = login(app)
+    assert app.get("/users/me", headers=bearer(fresh["access_token"])).status_code == 200
+    assert refresh(app, fresh["refresh_token"]).status_code == 200
+    # Nothing left to revoke but the new log-in's family.
+    r = app.post("/users/logout/all", headers=bearer(fresh["access_token"]))
+    assert r.json()["sessions"] == 1

@@ -152,3 +152,13 @@ sesame.route("POST", "/users/logout", { auth = "required" }, function(req)
   headers["Cache-Control"] = "no-store"
   return 200, { result = "success" }, headers
 end)
+
+-- Logs the user out everywhere: every log-in's refresh family is revoked, on every worker
+-- within jwt.revocation_refresh; the answer says how many there were.
+sesame.route("POST", "/users/logout/all", { auth = "required" }, function(req)
+  local sessions = sesame.jwt.revoke_all(req.identity)
+  sesame.jwt.revoke(req.claims)
+  local headers = sesame.jwt.unset_cookies()
+  headers["Cache-Control"] = "no-store"
+  return 200, { result = "success", sessions = sessions }, headers
+end)

@@ -10,5 +10,6 @@ CREATE TABLE IF NOT EXISTS `sesame_refresh_families` (
   `rotated_at` BIGINT NOT NULL,
   `expires_at` BIGINT NOT NULL,
   `revoked_at` BIGINT NULL,
+  KEY `sesame_refresh_families_subject` (`subject`),
   KEY `sesame_refresh_families_expires_at` (`expires_at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

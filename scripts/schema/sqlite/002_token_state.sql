@@ -14,6 +14,8 @@ CREATE TABLE IF NOT EXISTS "sesame_refresh_families" (
   "expires_at" INTEGER NOT NULL,
   "revoked_at" INTEGER
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS "sesame_refresh_families_subject"
+  ON "sesame_refresh_families" ("subject");
 CREATE INDEX IF NOT EXISTS "sesame_refresh_families_expires_at"
   ON "sesame_refresh_families" ("expires_at");
 CREATE TABLE IF NOT EXISTS "sesame_revoked_tokens" (
