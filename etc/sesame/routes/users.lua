@@ -1,7 +1,7 @@
 -- users.lua: the account API. POST /users/register is the tutorial service's registration,
 -- answered the same way: {"result":"success","access_token":...}, errors as
--- {"result":"fail","error":"..."}; POST /users/login, GET /users/me, POST /token/refresh and
--- POST /users/logout go with it.
+-- {"result":"fail","error":"..."}; POST /users/login, GET /users/me, POST /token/refresh,
+-- POST /users/logout and POST /users/logout/all go with it.
 --
 -- Each step is one of sesame's building blocks, and each can be changed here: the fields and
 -- their checks (validator plugins: email, username, password), the password hash (a job
