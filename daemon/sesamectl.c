@@ -425,7 +425,7 @@ static int cmd_token(const char *path, int argc, char **argv)
 	struct storage st;
 	char err[512], *line = NULL;
 	size_t cap = 0;
-	unsigned long lineno = 0;
+	unsigned long lineno = 0, tokens = 0;
 	int status = 0;
 	if (cfg == NULL)
 		return 1;
@@ -453,16 +453,17 @@ static int cmd_token(const char *path, int argc, char **argv)
 		lineno++;
 		if (token[0] == '\0')
 			continue;
+		tokens++;
 		status |= revoke_one(cfg, &st, token, lineno);
 	}
 	if (line != NULL)
 		sodium_memzero(line, cap);
 	free(line);
-	if (lineno == 0)
+	if (tokens == 0)
 		fprintf(stderr, "sesamectl: no token on standard input\n");
 	plugins_worker_stop(cfg->plugins);
 	config_free(cfg);
-	return lineno == 0 ? 1 : status;
+	return tokens == 0 ? 1 : status;
 }
 
 int main(int argc, char **argv)

@@ -4,8 +4,9 @@
  * The claims are flask-jwt-extended's, so that a Flask service sharing the secret accepts
  * sesame's tokens: iat and nbf (now), jti (a random UUID4), type ("access" or "refresh"), sub
  * (the identity, a string), fresh (access tokens only), exp (left out when the expiry is
- * false), and iss and aud when configured. sesame adds fam, the refresh family a token
- * belongs to, which flask-jwt-extended ignores. libjwt lays the claims out; an HMAC token is
+ * false), iss and aud when configured, and with cookies csrf (flask-jwt-extended's, which
+ * the CSRF cookie and header repeat). sesame adds fam, the refresh family a token belongs to,
+ * which flask-jwt-extended ignores. libjwt lays the claims out; an HMAC token is
  * signed by libjwt too, with the header {"alg":...,"typ":"JWT"}. An RS or ES token is signed
  * here with the key loaded at start (libjwt would parse its PEM file again for every token),
  * and its header adds the key's kid. Signing runs on the event loop: an HMAC or an ECDSA

@@ -10,7 +10,8 @@
  * ABI rules: the major changes when a member changes meaning or moves; the minor when members
  * are added at the end of a descriptor or of struct sesame_host. A plugin runs on a sesamed of
  * the same major and the same or a newer minor. It reads a host member only when host->size
- * says it is there.
+ * says it is there. ABI 1.0 is final with sesame's first release; until then it still grows
+ * (the storage's token state was added to it), and plugins are rebuilt with each sesamed.
  *
  * Build a plugin with hidden visibility and export the descriptor with SESAME_PLUGIN_EXPORT:
  *
@@ -246,7 +247,8 @@ struct sesame_storage {
 
 	/*
 	 * Token state. Ids are at most SESAME_TOKEN_ID_MAX bytes and compared byte for byte.
-	 * Ends and expiries are Unix seconds, 0 meaning never. The times of rotations and
+	 * Ends and expiries are Unix seconds: a revoked id's expiry may be 0 (never), a family's
+	 * end is always a time. The times of rotations and
 	 * revocations are the plugin's clock (CLOCK_REALTIME, Unix milliseconds), read once the
 	 * transaction holds its locks: a revocation's time must never be more than a few
 	 * seconds older than its commit, since workers ask for the ids revoked since shortly

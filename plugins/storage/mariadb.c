@@ -8,6 +8,12 @@
  * account, and its unique key settles concurrent registrations: the loser gets CONFLICT.
  * Autocommit is on, so a row is committed when user_create returns.
  *
+ * It also keeps the token state (refresh families, revoked ids) in sesame's own tables,
+ * whatever storage.users says. Each token-state function is one transaction: the family's row
+ * locked FOR UPDATE first (two rotations, or a rotation and a logout, of one family wait for
+ * each other), then the time read, then the writes, whose lock waits are bounded to 5 s: a
+ * revocation's time is never much older than its commit, which the workers' fetches need.
+ *
  * migrate applies the numbered migrations of scripts/schema/mariadb, compiled in, recording
  * each in sesame_migrations. A connection error (server down or restarted) answers
  * UNAVAILABLE and gives the connection back as broken, so the pool makes a new one.

@@ -16,6 +16,11 @@
  * validator lower-cases domains already; a local part's other letters keep their case).
  * Autocommit is on, so a row is committed when user_create returns; synchronous=FULL makes
  * that commit durable, a power loss included: an answered registration is never lost.
+ *
+ * It also keeps the token state (refresh families, revoked ids) in sesame's own tables,
+ * whatever storage.users says. Each token-state function is one transaction begun with BEGIN
+ * IMMEDIATE, which takes the write lock first (waiting up to the busy timeout); the time is
+ * read after, so a revocation's time is never older than its commit by more than the writes.
  */
 #include <sesame/plugin.h>
 

@@ -537,8 +537,9 @@ def test_sesamectl_refuses_what_it_cannot_verify(app):
     r = revoke_with_sesamectl(app, forged + "\n")
     assert r.returncode == 1
     assert "line 1: invalid token" in r.stderr and forged not in r.stderr
-    r = revoke_with_sesamectl(app, "")
-    assert r.returncode == 1 and "no token on standard input" in r.stderr
+    for nothing in ("", "\n \n\n"):
+        r = revoke_with_sesamectl(app, nothing)
+        assert r.returncode == 1 and "no token on standard input" in r.stderr
     r = subprocess.run([SESAMECTL, "-c", str(app.config), "token", "revoke", "extra"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Usage" in r.stderr
