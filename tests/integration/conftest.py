@@ -23,6 +23,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(predicate, timeout=15):
+    """Polls predicate until it holds (True) or timeout seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def child_pids(pid):
     """The live children of pid (the workers of a master)."""
     out = []

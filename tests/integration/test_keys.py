@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from conftest import SESAMED, TOP
+from conftest import SESAMED, TOP, wait_for
 
 SESAMECTL = str(Path(SESAMED).parent / "sesamectl")
 ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text()
@@ -167,15 +167,6 @@ def test_hmac_configs_publish_an_empty_jwks(sesamed, alg):
                 more=f'jwt = {{ algorithm = "{alg}", secret = "{"k" * 64}" }}\n')
     r = s.get("/.well-known/jwks.json")
     assert r.status_code == 200 and r.text == '{"keys":[]}'
-
-
-def wait_for(predicate, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def reload(s, alg, previous):

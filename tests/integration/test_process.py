@@ -9,21 +9,12 @@ import time
 import pytest
 import requests
 
-from conftest import SESAMED, is_zombie, route_file
+from conftest import SESAMED, is_zombie, route_file, wait_for
 
 VERSION = """local sesame = require "sesame"
 sesame.route("GET", "/version", function(req) return 200, { version = %d } end)
 """
 WAIT = {"wait.lua": route_file("wait.lua"), "version.lua": VERSION % 1}
-
-
-def wait_for(pred, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def start_waiting(s, fifo):

@@ -12,7 +12,7 @@ import jwt
 import pytest
 import requests
 
-from conftest import SESAMED, TOP
+from conftest import SESAMED, TOP, wait_for
 
 SECRET = "refresh-tests-secret-0123456789abcdef!"
 ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text()
@@ -402,13 +402,8 @@ def reload_workers(s):
     """SIGHUP, then waits until only new workers serve: they load the revoked ids afresh."""
     old = set(s.workers())
     s.signal(1)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        now = set(s.workers())
-        if now and not now & old:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the workers were not replaced")
+    assert wait_for(lambda: s.workers() and not set(s.workers()) & old, 20), \
+        "the workers were not replaced"
 
 
 def test_a_revocation_that_waited_for_a_lock_still_reaches_every_node(sesamed, mariadb):
