@@ -463,6 +463,20 @@ static int await_job(lua_State *L, struct lua_job *lj, const char *fname)
 	return lua_yieldk(L, 0, 0, job_continue);
 }
 
+/*
+ * A zeroed job of size bytes for a function (fname) that calls the storage, whose functions
+ * go into *st; raises when no storage is configured, or when memory runs out.
+ */
+static void *new_storage_job(lua_State *L, size_t size, struct storage *st, const char *fname)
+{
+	if (!plugins_storage(get_api(L)->cfg->plugins, st))
+		luaL_error(L, "%s needs storage: none is configured (storage.backend)", fname);
+	void *job = calloc(1, size);
+	if (job == NULL)
+		luaL_error(L, "out of memory");
+	return job;
+}
+
 /* sesame.readfile(path): reads a whole file on a job thread. */
 struct readfile_job {
 	struct lua_job lj;
@@ -924,24 +938,19 @@ static void token_release(struct lua_job *lj)
 	free(lj);
 }
 
-static struct token_job *new_token_job(lua_State *L, enum token_op op, const char *fname)
+/* A token job for identity (NULL: the caller sets it from claims); raises on a bad one. */
+static struct token_job *new_token_job(lua_State *L, enum token_op op, const char *fname,
+				       const char *identity)
 {
 	struct luaapi *api = get_api(L);
 	struct storage st;
-	if (!plugins_storage(api->cfg->plugins, &st)) {
-		luaL_error(L,
-			   "%s keeps token state in storage: no storage is configured "
-			   "(storage.backend)",
-			   fname);
-		return NULL;
-	}
-	struct token_job *tj = calloc(1, sizeof(*tj));
-	if (tj == NULL) {
-		luaL_error(L, "out of memory");
-		return NULL;
-	}
+	if (identity != NULL && strlen(identity) >= sizeof(((struct token_job *)NULL)->identity))
+		luaL_argerror(L, 1, "an identity is shorter than 256 bytes");
+	struct token_job *tj = new_storage_job(L, sizeof(*tj), &st, fname);
 	tj->st = st;
 	tj->op = op;
+	if (identity != NULL)
+		snprintf(tj->identity, sizeof(tj->identity), "%s", identity);
 	tj->now_ms = revocation_now_ms();
 	tj->grace_ms = api->cfg->jwt.refresh_grace_ms;
 	tj->family_end = tj->now_ms / 1000 + api->cfg->jwt.family_lifetime;
@@ -966,10 +975,7 @@ static int l_jwt_refresh(lua_State *L)
 		push_token(L, &tr);
 		return 1;
 	}
-	if (strlen(tr.identity) >= sizeof(((struct token_job *)NULL)->identity))
-		return luaL_argerror(L, 1, "an identity is shorter than 256 bytes");
-	struct token_job *tj = new_token_job(L, FAMILY_NEW, "sesame.jwt.refresh");
-	snprintf(tj->identity, sizeof(tj->identity), "%s", tr.identity);
+	struct token_job *tj = new_token_job(L, FAMILY_NEW, "sesame.jwt.refresh", tr.identity);
 	tj->expires = tr.expires;
 	tokens_uuid4(tj->family);
 	tokens_uuid4(tj->next);
@@ -1018,7 +1024,7 @@ static int l_jwt_rotate(lua_State *L)
 	if (type == NULL || strcmp(type, "refresh") != 0)
 		return luaL_error(L, "sesame.jwt.rotate takes a refresh token's claims");
 	lua_pop(L, 1);
-	struct token_job *tj = new_token_job(L, FAMILY_ROTATE, "sesame.jwt.rotate");
+	struct token_job *tj = new_token_job(L, FAMILY_ROTATE, "sesame.jwt.rotate", NULL);
 	claims_arg(L, 1, tj, "sesame.jwt.rotate");
 	if (tj->family[0] == '\0') {
 		snprintf(tj->family, sizeof(tj->family), "%s", tj->jti);
@@ -1036,7 +1042,7 @@ static int l_jwt_rotate(lua_State *L)
 static int l_jwt_revoke(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
-	struct token_job *tj = new_token_job(L, TOKEN_REVOKE, "sesame.jwt.revoke");
+	struct token_job *tj = new_token_job(L, TOKEN_REVOKE, "sesame.jwt.revoke", NULL);
 	claims_arg(L, 1, tj, "sesame.jwt.revoke");
 	lua_getfield(L, 1, "exp");
 	double exp = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
@@ -1052,11 +1058,8 @@ static int l_jwt_revoke(lua_State *L)
  */
 static int l_jwt_revoke_all(lua_State *L)
 {
-	const char *identity = identity_arg(L, 1);
-	if (strlen(identity) >= sizeof(((struct token_job *)NULL)->identity))
-		return luaL_argerror(L, 1, "an identity is shorter than 256 bytes");
-	struct token_job *tj = new_token_job(L, SUBJECT_REVOKE, "sesame.jwt.revoke_all");
-	snprintf(tj->identity, sizeof(tj->identity), "%s", identity);
+	struct token_job *tj =
+	    new_token_job(L, SUBJECT_REVOKE, "sesame.jwt.revoke_all", identity_arg(L, 1));
 	return await_job(L, &tj->lj, "sesame.jwt.revoke_all");
 }
 
@@ -1265,15 +1268,7 @@ static void user_release(struct lua_job *lj)
 static struct user_job *new_user_job(lua_State *L, enum user_op op)
 {
 	struct storage st;
-	if (!plugins_storage(get_api(L)->cfg->plugins, &st)) {
-		luaL_error(L, "no storage is configured (storage.backend)");
-		return NULL;
-	}
-	struct user_job *uj = calloc(1, sizeof(*uj));
-	if (uj == NULL) {
-		luaL_error(L, "out of memory");
-		return NULL;
-	}
+	struct user_job *uj = new_storage_job(L, sizeof(*uj), &st, "sesame.users");
 	uj->st = st;
 	uj->op = op;
 	uj->lj.job.run = user_run;
