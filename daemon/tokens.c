@@ -23,13 +23,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "keys.h"
 #include "sesame/plugin.h"
@@ -291,14 +291,27 @@ static struct {
 	uint64_t h[2];
 } sig_cache[SIG_CACHE_SLOTS];
 static unsigned char sig_cache_key[crypto_shorthash_siphashx24_KEYBYTES];
-static pid_t sig_cache_pid; /* a forked worker starts afresh, with a key of its own */
+static bool sig_cache_keyed;
+static pthread_once_t sig_cache_once = PTHREAD_ONCE_INIT;
+
+/* A forked child (a worker) starts with an empty cache and draws a key of its own. */
+static void sig_cache_forget(void)
+{
+	memset(sig_cache, 0, sizeof(sig_cache));
+	sig_cache_keyed = false;
+}
+
+static void sig_cache_init(void)
+{
+	pthread_atfork(NULL, NULL, sig_cache_forget);
+}
 
 static uint64_t *sig_cache_slot(const char *token, size_t len, uint64_t h[2])
 {
-	if (sig_cache_pid != getpid()) {
-		memset(sig_cache, 0, sizeof(sig_cache));
+	if (!sig_cache_keyed) {
+		pthread_once(&sig_cache_once, sig_cache_init);
 		randombytes_buf(sig_cache_key, sizeof(sig_cache_key));
-		sig_cache_pid = getpid();
+		sig_cache_keyed = true;
 	}
 	unsigned char out[crypto_shorthash_siphashx24_BYTES];
 	crypto_shorthash_siphashx24(out, (const unsigned char *)token, len, sig_cache_key);
