@@ -6,6 +6,9 @@
  * (jtis and refresh families' ids) revoked and not yet expired in a hash set, checked on the
  * event loop, and a thread of its own asks the storage for the ids revoked since its last
  * look. The thread is not one of the job threads: a queue of password hashes never delays it.
+ * The loop only looks ids up and lists those it revokes itself; the thread files everything
+ * into the set, and builds a grown or purged set outside the lock: a lookup never waits for
+ * more than one insertion.
  *
  * The ids revoked since T are asked for with T a little before the previous fetch began
  * (FETCH_OVERLAP_MS): a revocation written by another process with a time just before that
@@ -42,9 +45,16 @@ struct entry {
 struct revocation {
 	const struct config *cfg;
 	struct storage st;
-	pthread_mutex_t lock; /* the set: the loop reads it, the thread adds to it */
+	/*
+	 * Held only briefly: for a lookup, one insertion, a swap of tables. The table changes on
+	 * the fetching side alone (the thread, or the start before it), which builds a grown or
+	 * purged table outside the lock; the event loop never waits for a rebuild.
+	 */
+	pthread_mutex_t lock;
 	struct entry *slots;
 	size_t cap, n;
+	struct entry *own; /* ids this worker revoked itself, until the thread files them */
+	size_t nown, capown;
 	unsigned char key[crypto_shorthash_siphashx24_KEYBYTES];
 	/* the thread */
 	pthread_t thread;
@@ -91,17 +101,18 @@ static bool expired(const struct entry *e, long long now_s, long leeway)
 }
 
 /*
- * Rebuilds the table with room for at least want entries, dropping the expired ones (their
- * tokens fail the exp check anyway). Under the lock; false when out of memory.
+ * A new table of the live entries (the expired ones dropped: their tokens fail the exp check
+ * anyway) with room for want more, built without the lock: only the fetching side, the caller,
+ * changes the table. NULL when out of memory.
  */
-static bool rebuild(struct revocation *rv, size_t want)
+static struct entry *build(const struct revocation *rv, size_t want, size_t *cap_out, size_t *n_out)
 {
 	size_t cap = MIN_CAPACITY;
-	while (cap < want * 2)
+	while (cap < (rv->n + want) * 2)
 		cap *= 2;
 	struct entry *slots = calloc(cap, sizeof(*slots));
 	if (slots == NULL)
-		return false;
+		return NULL;
 	long long now_s = revocation_now_ms() / 1000;
 	size_t n = 0;
 	for (size_t i = 0; i < rv->cap; i++) {
@@ -111,30 +122,39 @@ static bool rebuild(struct revocation *rv, size_t want)
 		*slot_of(slots, cap, e->h) = *e;
 		n++;
 	}
-	free(rv->slots);
+	*cap_out = cap;
+	*n_out = n;
+	return slots;
+}
+
+/* Replaces the table with a new one (from build); the fetching side only. */
+static bool rebuild(struct revocation *rv, size_t want)
+{
+	size_t cap, n;
+	struct entry *slots = build(rv, want, &cap, &n);
+	if (slots == NULL)
+		return false;
+	pthread_mutex_lock(&rv->lock);
+	struct entry *old = rv->slots;
 	rv->slots = slots;
 	rv->cap = cap;
 	rv->n = n;
+	pthread_mutex_unlock(&rv->lock);
+	free(old);
 	return true;
 }
 
-void revocation_add(struct revocation *rv, const char *id, long long expires_at)
+/* Files one id's hash into the table; the fetching side only. A later expiry wins. */
+static void file_entry(struct revocation *rv, const uint64_t h[2], long long expires_at)
 {
-	if (rv == NULL)
-		return;
-	uint64_t h[2];
-	hash_id(rv, id, h);
-	pthread_mutex_lock(&rv->lock);
-	if ((rv->n + 1) * 2 > rv->cap && !rebuild(rv, rv->n + 1)) {
-		pthread_mutex_unlock(&rv->lock);
+	if ((rv->n + 1) * 2 > rv->cap && !rebuild(rv, 1)) {
 		log_error("revocation: out of memory: a revoked id is not kept");
 		return;
 	}
+	pthread_mutex_lock(&rv->lock);
 	struct entry *e = slot_of(rv->slots, rv->cap, h);
 	if (e->h[0] == 0 && e->h[1] == 0) {
-		e->h[0] = h[0];
-		e->h[1] = h[1];
-		e->expires_at = expires_at;
+		*e = (struct entry){.h = {h[0], h[1]}, .expires_at = expires_at};
 		rv->n++;
 	} else if (e->expires_at != 0 && (expires_at == 0 || expires_at > e->expires_at)) {
 		e->expires_at = expires_at;
@@ -142,35 +162,82 @@ void revocation_add(struct revocation *rv, const char *id, long long expires_at)
 	pthread_mutex_unlock(&rv->lock);
 }
 
+void revocation_add(struct revocation *rv, const char *id, long long expires_at)
+{
+	if (rv == NULL)
+		return;
+	struct entry e = {.expires_at = expires_at};
+	hash_id(rv, id, e.h);
+	pthread_mutex_lock(&rv->lock);
+	if (rv->nown == rv->capown) {
+		size_t cap = rv->capown ? rv->capown * 2 : 16;
+		struct entry *grown = realloc(rv->own, cap * sizeof(*grown));
+		if (grown == NULL) {
+			pthread_mutex_unlock(&rv->lock);
+			log_error("revocation: out of memory: a revoked id is refused here once "
+				  "fetched");
+			return;
+		}
+		rv->own = grown;
+		rv->capown = cap;
+	}
+	rv->own[rv->nown++] = e;
+	pthread_mutex_unlock(&rv->lock);
+}
+
 bool revocation_has(struct revocation *rv, const char *id)
 {
 	if (rv == NULL || id == NULL)
 		return false;
-	pthread_mutex_lock(&rv->lock);
 	bool found = false;
-	if (rv->n > 0) {
+	pthread_mutex_lock(&rv->lock);
+	if (rv->n > 0 || rv->nown > 0) {
 		uint64_t h[2];
 		hash_id(rv, id, h);
 		const struct entry *e = slot_of(rv->slots, rv->cap, h);
 		found = e->h[0] != 0 || e->h[1] != 0;
+		for (size_t i = 0; !found && i < rv->nown; i++)
+			found = rv->own[i].h[0] == h[0] && rv->own[i].h[1] == h[1];
 	}
 	pthread_mutex_unlock(&rv->lock);
 	return found;
 }
 
-static void purge_memory(struct revocation *rv)
+/* Files the ids this worker revoked itself: into the table first, then out of its list, so
+ * that a lookup finds them all along. The fetching side only. */
+static void file_own(struct revocation *rv)
 {
 	pthread_mutex_lock(&rv->lock);
-	if (!rebuild(rv, rv->n))
-		log_error("revocation: out of memory while purging");
+	size_t k = rv->nown;
+	struct entry *copy = k > 0 ? malloc(k * sizeof(*copy)) : NULL;
+	if (copy != NULL)
+		memcpy(copy, rv->own, k * sizeof(*copy));
 	pthread_mutex_unlock(&rv->lock);
+	if (copy == NULL)
+		return; /* nothing to file, or out of memory: they wait in the list */
+	for (size_t i = 0; i < k; i++)
+		file_entry(rv, copy[i].h, copy[i].expires_at);
+	free(copy);
+	pthread_mutex_lock(&rv->lock);
+	memmove(rv->own, rv->own + k, (rv->nown - k) * sizeof(*rv->own));
+	rv->nown -= k;
+	pthread_mutex_unlock(&rv->lock);
+}
+
+static void purge_memory(struct revocation *rv)
+{
+	if (!rebuild(rv, 0))
+		log_error("revocation: out of memory while purging");
 }
 
 /* ---- fetching ---- */
 
 static void each_revoked(void *ctx, const char *id, long long expires_at)
 {
-	revocation_add(ctx, id, expires_at);
+	struct revocation *rv = ctx;
+	uint64_t h[2];
+	hash_id(rv, id, h);
+	file_entry(rv, h, expires_at);
 }
 
 /* Asks the storage for what was revoked since the last look; logs a change of state. */
@@ -233,6 +300,7 @@ static void *fetcher(void *arg)
 		if (rv->stopping)
 			break;
 		pthread_mutex_unlock(&rv->wait_lock);
+		file_own(rv);
 		fetch(rv);
 		if (revocation_now_ms() >= next_purge) {
 			purge_storage(rv);
@@ -294,5 +362,6 @@ void revocation_stop(struct revocation *rv)
 	pthread_mutex_destroy(&rv->wait_lock);
 	pthread_mutex_destroy(&rv->lock);
 	free(rv->slots);
+	free(rv->own);
 	free(rv);
 }
