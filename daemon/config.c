@@ -32,7 +32,6 @@
 #include "listen.h"
 #include "plugin.h"
 
-#define MAX_WORKERS 128
 #define MAX_THREADS 64
 
 struct loader {
@@ -423,16 +422,18 @@ static void read_workers(struct loader *ld, int tbl)
 	} else if (t != LUA_TNIL) {
 		int isint = 0;
 		lua_Integer v = lua_tointegerx(L, -1, &isint);
-		if (t != LUA_TNUMBER || !isint || v < 1 || v > MAX_WORKERS)
+		if (t != LUA_TNUMBER || !isint || v < 1 || v > CONFIG_MAX_WORKERS)
 			fail(ld, "server.workers", "expected \"auto\" or a number from 1 to %d",
-			     MAX_WORKERS);
+			     CONFIG_MAX_WORKERS);
 		else
 			ld->cfg->workers = (int)v;
 	}
 	lua_pop(L, 1);
 	if (ld->cfg->workers == 0) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
-		ld->cfg->workers = cores < 1 ? 1 : cores > MAX_WORKERS ? MAX_WORKERS : (int)cores;
+		ld->cfg->workers = cores < 1			? 1
+				   : cores > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS
+								: (int)cores;
 	}
 }
 
@@ -1041,7 +1042,9 @@ fail:
 
 void config_set_workers(struct config *cfg, int workers)
 {
-	cfg->workers = workers < 1 ? 1 : workers > MAX_WORKERS ? MAX_WORKERS : workers;
+	cfg->workers = workers < 1		      ? 1
+		       : workers > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS
+						      : workers;
 }
 
 static void free_strings(char **v, size_t n)

@@ -13,6 +13,9 @@ struct lua_State;
 /* Where sesamed and sesamectl look for the configuration without -c. */
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/sesame/sesame.lua"
 
+/* The most workers (server.workers, sesamed -w) one sesamed runs. */
+#define CONFIG_MAX_WORKERS 128
+
 /* Every problem found, each "FILE:LINE: message", in the order found. */
 struct config_errors {
 	char **msg;

@@ -71,9 +71,10 @@ int main(int argc, char **argv)
 		case 'w': {
 			char *end;
 			long n = strtol(optarg, &end, 10);
-			if (*end != '\0' || n < 1 || n > 128) {
+			if (*end != '\0' || n < 1 || n > CONFIG_MAX_WORKERS) {
 				fprintf(stderr,
-					"sesamed: -w takes a number of workers from 1 to 128\n");
+					"sesamed: -w takes a number of workers from 1 to %d\n",
+					CONFIG_MAX_WORKERS);
 				return 2;
 			}
 			opts.workers = (int)n;

@@ -35,7 +35,8 @@
 #include "scoreboard.h"
 #include "worker.h"
 
-#define MAX_RECORDS    512
+/* Workers alive at once: the serving generation and up to three older ones still draining. */
+#define MAX_RECORDS    (4 * CONFIG_MAX_WORKERS)
 #define BACKOFF_MAX_MS 10000
 #define STABLE_MS      2000 /* a worker that lived this long was not crash-looping */
 
@@ -69,7 +70,7 @@ static struct {
 	struct lsock *socks;
 	size_t nsocks;
 	struct wrec w[MAX_RECORDS];
-	struct slotstate slots[128]; /* one per worker slot: server.workers is at most 128 */
+	struct slotstate slots[CONFIG_MAX_WORKERS]; /* one per worker slot */
 	struct scoreboard_slot *sb;
 	int sigfd;
 	bool announced; /* READY=1 sent for the current generation */
