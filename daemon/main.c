@@ -12,10 +12,9 @@
 #include <sys/resource.h>
 
 #include "config.h"
+#include "cycle.h"
 #include "log.h"
-#include "lua_api.h"
 #include "master.h"
-#include "plugin.h"
 
 static void usage(FILE *out)
 {
@@ -103,13 +102,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct config_errors errs = {0};
-	struct config *cfg = config_load(path, &errs);
-	if (cfg != NULL && opts.workers > 0)
-		config_set_workers(cfg, opts.workers);
-	if (cfg != NULL && luaapi_check(cfg, &errs) != 0) {
-		config_free(cfg);
-		cfg = NULL;
-	}
+	struct config *cfg = cycle_load(path, opts.workers, &errs);
 	if (cfg == NULL) {
 		print_errors(&errs);
 		fprintf(stderr, "sesamed: %s: configuration has errors\n", path);
@@ -123,9 +116,9 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
-	char err[512];
-	if (plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0) {
-		fprintf(stderr, "sesamed: storage: cannot apply the schema: %s\n", err);
+	if (cycle_migrate(cfg, &errs) != 0) {
+		fprintf(stderr, "sesamed: %s\n", errs.msg[0]);
+		config_errors_free(&errs);
 		config_free(cfg);
 		return 1;
 	}

@@ -5,7 +5,9 @@
  * Sockets are kept per (address, slot) and survive reloads whose addresses and worker count
  * stay the same, so that no queued connection is lost. Workers belong to a generation: a
  * reload checks the new configuration first, then forks a whole new generation, and only when
- * every new worker has said it is serving are the older ones told to drain (SIGTERM). Signals
+ * every new worker has said it is serving are the older ones told to drain (SIGTERM). The new
+ * configuration's schema is applied by a child process (cycle.c), whose exit is reaped like a
+ * worker's, so that a slow database never stops this loop from feeding the watchdog. Signals
  * are read from a signalfd in one poll loop together with the workers' "ready" pipes; timers
  * (respawn backoff, the watchdog, the stop deadline) are that loop's timeout.
  */
@@ -27,11 +29,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cycle.h"
 #include "listen.h"
 #include "log.h"
-#include "lua_api.h"
 #include "notify.h"
-#include "plugin.h"
 #include "scoreboard.h"
 #include "worker.h"
 
@@ -77,6 +78,9 @@ static struct {
 	int parent_fd;	/* a detaching sesamed's parent waits on this for startup */
 	bool stopping;
 	uint64_t watchdog_ms, next_watchdog;
+	struct config *pending;	    /* a reload's configuration while its schema is applied */
+	struct cycle_migration mig; /* that schema's child process */
+	bool reload_again;	    /* SIGHUP came while a reload was under way */
 } m;
 
 static uint64_t now_ms(void)
@@ -341,11 +345,17 @@ static void describe_exit(const struct wrec *w, int status, const char *route, c
 		snprintf(out + n, len - (size_t)n, " while serving %s", route);
 }
 
+static void migration_exited(int status);
+
 static void reap(void)
 {
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (m.mig.pid != 0 && pid == m.mig.pid) {
+			migration_exited(status);
+			continue;
+		}
 		int rec = -1;
 		for (int i = 0; i < MAX_RECORDS && rec < 0; i++) {
 			if (m.w[i].pid == pid)
@@ -401,46 +411,87 @@ static void respawn_due(void)
 
 /* ---- signals ---- */
 
-static void reload(void)
+static void reload(void);
+
+static void reload_failed(struct config_errors *errs)
 {
-	struct config_errors errs = {0};
-	notify_reloading();
-	log_info("reloading %s", m.cfg->path);
-	struct config *cfg = config_load(m.cfg->path, &errs);
-	if (cfg != NULL && m.opts->workers > 0)
-		config_set_workers(cfg, m.opts->workers);
-	if (cfg != NULL && luaapi_check(cfg, &errs) != 0) {
-		config_free(cfg);
-		cfg = NULL;
-	}
-	char err[512];
-	if (cfg != NULL && plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0) {
-		config_errors_add(&errs, "storage: cannot apply the schema: %s", err);
-		config_free(cfg);
-		cfg = NULL;
-	}
-	if (cfg != NULL && open_sockets(cfg) != 0) {
-		config_free(cfg);
-		cfg = NULL;
+	for (size_t i = 0; i < errs->n; i++)
+		log_error("%s", errs->msg[i]);
+	config_errors_free(errs);
+	config_free(m.pending);
+	m.pending = NULL;
+	log_error("reload failed: still serving the previous configuration");
+	notify_ready("reload failed: serving the previous configuration");
+}
+
+/* The new configuration is checked and its schema applied: a new generation serves it. */
+static void reload_commit(void)
+{
+	if (open_sockets(m.pending) != 0) {
+		struct config_errors errs = {0};
 		/* open_sockets cleared the wanted marks: the running configuration keeps its own.
 		 */
 		open_sockets(m.cfg);
-	}
-	if (cfg == NULL) {
-		for (size_t i = 0; i < errs.n; i++)
-			log_error("%s", errs.msg[i]);
-		log_error("reload failed: still serving the previous configuration");
-		config_errors_free(&errs);
-		notify_ready("reload failed: serving the previous configuration");
+		reload_failed(&errs);
 		return;
 	}
-	config_errors_free(&errs);
-	log_set_level(cfg->log_level);
+	log_set_level(m.pending->log_level);
 	config_free(m.cfg);
-	m.cfg = cfg;
+	m.cfg = m.pending;
+	m.pending = NULL;
 	m.gen++;
 	m.announced = false;
 	spawn_generation();
+}
+
+/* A reload ended, one way or the other: one asked for meanwhile starts now. */
+static void reload_ended(void)
+{
+	if (m.reload_again && !m.stopping) {
+		m.reload_again = false;
+		reload();
+	}
+}
+
+/* The reload's schema child exited with status. */
+static void migration_exited(int status)
+{
+	struct config_errors errs = {0};
+	if (cycle_migrate_finish(&m.mig, status, &errs) != 0) {
+		reload_failed(&errs);
+	} else if (m.stopping) {
+		config_free(m.pending);
+		m.pending = NULL;
+	} else {
+		reload_commit();
+	}
+	reload_ended();
+}
+
+/*
+ * Loads and checks the configuration here; its schema is applied by a child, whose exit
+ * (reaped like a worker's) finishes the reload, so that this loop keeps turning meanwhile.
+ */
+static void reload(void)
+{
+	if (m.pending != NULL) {
+		log_info("reload asked for while one is under way: reloading again after it");
+		m.reload_again = true;
+		return;
+	}
+	struct config_errors errs = {0};
+	notify_reloading();
+	log_info("reloading %s", m.cfg->path);
+	m.pending = cycle_load(m.cfg->path, m.opts->workers, &errs);
+	if (m.pending == NULL || cycle_migrate_start(m.pending, &m.mig, &errs) != 0) {
+		reload_failed(&errs);
+		return;
+	}
+	config_errors_free(&errs);
+	if (m.mig.pid == 0) {
+		reload_commit();
+		reload_ended();
+	}
 }
 
 static void begin_stop(int sig)
@@ -513,7 +564,7 @@ static void loop(void)
 {
 	struct pollfd pfd[MAX_RECORDS + 1];
 	int recs[MAX_RECORDS + 1];
-	while (!m.stopping || count_workers(false) > 0) {
+	while (!m.stopping || count_workers(false) > 0 || m.mig.pid != 0) {
 		nfds_t n = 0;
 		pfd[n++] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
 		for (int i = 0; i < MAX_RECORDS; i++) {
@@ -576,6 +627,7 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	m.gen = 1;
 	m.sigfd = -1;
 	m.parent_fd = -1;
+	m.mig.fd = -1;
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -609,6 +661,7 @@ done:
 	if (m.sigfd >= 0)
 		close(m.sigfd);
 	scoreboard_free(m.sb, MAX_RECORDS);
+	config_free(m.pending);
 	config_free(m.cfg);
 	return status;
 }

@@ -1046,6 +1046,11 @@ static void stop_pool(struct plugins *p)
 	p->pool = NULL;
 }
 
+bool plugins_wants_migration(const struct plugins *p)
+{
+	return p != NULL && p->storage != NULL && p->migrate;
+}
+
 int plugins_migrate(struct plugins *p, bool always, char *err, size_t errlen)
 {
 	struct storage st;

@@ -50,9 +50,12 @@ struct storage {
 };
 bool plugins_storage(const struct plugins *p, struct storage *out);
 
+/* Whether storage.migrate asks for the schema before the workers start. */
+bool plugins_wants_migration(const struct plugins *p);
+
 /*
- * In the master, before the workers start: the schema, when storage.migrate is on, or
- * always (sesamectl migrate).
+ * Before the workers start, in the master or a child of it: the schema, when storage.migrate
+ * is on, or always (sesamectl migrate).
  */
 int plugins_migrate(struct plugins *p, bool always, char *err, size_t errlen);
 

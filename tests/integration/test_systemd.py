@@ -3,22 +3,40 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import SESAMED, route_file
+from conftest import SESAMED, child_pids, route_file, wait_for
 
 ROUTES = {"wait.lua": route_file("wait.lua")}
 
 
 class Notify:
+    """Reads every message sent to the socket, as systemd does, so that no sender blocks."""
+
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
         self.sock.settimeout(0.2)
         self.messages = []
+        self.reading = True
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while self.reading:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    def close(self):
+        self.reading = False
+        self.reader.join()
+        self.sock.close()
 
     def wait_for(self, field, timeout=15, after=0):
         """Waits for a message holding field (as "READY=1"); returns its fields as a dict."""
@@ -27,10 +45,7 @@ class Notify:
             for m in self.messages[after:]:
                 if field in m.split("\n"):
                     return dict(l.split("=", 1) for l in m.split("\n") if "=" in l)
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                pass
+            time.sleep(0.02)
         raise AssertionError(f"no {field} among {self.messages}")
 
 
@@ -50,7 +65,8 @@ def notified(sesamed, tmp_path):
     s.proc = subprocess.Popen([SESAMED, "-f", "-c", str(s.config)], stdout=s.logf,
                               stderr=s.logf, env=env)
     s.wait_ready()
-    return s, notify
+    yield s, notify
+    notify.close()
 
 
 def test_ready_watchdog_reload_stopping(notified):
@@ -77,3 +93,46 @@ def test_ready_watchdog_reload_stopping(notified):
     s.signal(signal.SIGTERM)
     notify.wait_for("STOPPING=1", after=mark)
     assert s.proc.wait(15) == 0
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP listener that never answers: a database that takes connections and then hangs."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_a_slow_schema_on_reload_keeps_the_master_turning(notified, silent_server):
+    s, notify = notified
+    notify.wait_for("READY=1")
+    s.write_config(more=(
+        f'storage = {{ backend = "mariadb", migrate = true, mariadb = {{ host = "127.0.0.1", '
+        f'port = {silent_server}, user = "root", database = "x", connect_timeout = 4, '
+        'read_timeout = 4, write_timeout = 4 } }\n'))
+    workers = child_pids(s.proc.pid)
+    mark = len(notify.messages)
+    started = time.monotonic()
+    s.signal(signal.SIGHUP)
+    notify.wait_for("RELOADING=1", after=mark)
+    s.signal(signal.SIGHUP)
+    s.wait_log("reloading again after it")
+
+    # While the schema waits on the database, the master feeds the watchdog, replaces a
+    # worker that dies, and the old generation serves.
+    beat = len(notify.messages)
+    notify.wait_for("WATCHDOG=1", after=beat)
+    notify.wait_for("WATCHDOG=1", after=len(notify.messages))
+    os.kill(workers[0], signal.SIGKILL)
+    assert wait_for(lambda: len(child_pids(s.proc.pid)) >= len(workers)
+                    and workers[0] not in child_pids(s.proc.pid), timeout=3)
+    assert s.get("/healthz").status_code == 200
+    assert time.monotonic() - started < 3.5, "the checks above ran while the schema waited"
+
+    failed = notify.wait_for("READY=1", after=mark, timeout=30)
+    assert failed["STATUS"].startswith("reload failed")
+    assert "storage: cannot apply the schema" in s.log()
+    s.wait_log("reload failed", count=2, timeout=30)
+    assert s.get("/healthz").status_code == 200
