@@ -4,6 +4,8 @@
  * The master opens one socket per address and worker slot, all with SO_REUSEPORT, so that the
  * kernel spreads new connections across the workers and a socket outlives the worker serving
  * it: connections that arrive while a worker is being replaced wait in the socket's queue.
+ * The set of those sockets lives as long as the master, across reloads: a reload opens only
+ * the sockets it adds, and closes those it no longer wants once its workers serve.
  */
 #include "autoconfig.h"
 
@@ -17,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "log.h"
 
 static int parse_port(const char *s, in_port_t *port)
 {
@@ -96,4 +100,90 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	return -1;
+}
+
+static struct listen_sock *find_sock(struct listen_set *set, const char *text, int slot)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		if (set->socks[i].slot == slot && strcmp(set->socks[i].text, text) == 0)
+			return &set->socks[i];
+	}
+	return NULL;
+}
+
+static void drop_sock(struct listen_set *set, size_t i)
+{
+	close(set->socks[i].fd);
+	free(set->socks[i].text);
+	set->socks[i] = set->socks[--set->n];
+}
+
+static bool listed(char *const *addrs, size_t naddrs, const char *text)
+{
+	for (size_t a = 0; a < naddrs; a++) {
+		if (strcmp(addrs[a], text) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Opens the socket of addr for slot and adds it to set: 0, or -1 after logging why. */
+static int add_sock(struct listen_set *set, const char *addr, int slot)
+{
+	struct listen_addr la;
+	char err[200];
+	int fd = -1;
+	if (listen_parse(addr, &la, err, sizeof(err)) == 0)
+		fd = listen_open(&la, err, sizeof(err));
+	struct listen_sock *grown =
+	    fd >= 0 ? realloc(set->socks, (set->n + 1) * sizeof(*grown)) : NULL;
+	char *text = grown != NULL ? strdup(addr) : NULL;
+	if (text == NULL) {
+		log_error("cannot listen on %s: %s", addr, fd >= 0 ? "out of memory" : err);
+		if (fd >= 0)
+			close(fd);
+		if (grown != NULL)
+			set->socks = grown;
+		return -1;
+	}
+	set->socks = grown;
+	set->socks[set->n++] =
+	    (struct listen_sock){.text = text, .slot = slot, .fd = fd, .wanted = true};
+	return 0;
+}
+
+int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, int slots)
+{
+	for (size_t i = 0; i < set->n; i++)
+		set->socks[i].wanted = listed(addrs, naddrs, set->socks[i].text);
+	size_t before = set->n;
+	for (size_t a = 0; a < naddrs; a++) {
+		for (int slot = 0; slot < slots; slot++) {
+			struct listen_sock *s = find_sock(set, addrs[a], slot);
+			if (s != NULL) {
+				s->wanted = true;
+			} else if (add_sock(set, addrs[a], slot) != 0) {
+				while (set->n > before)
+					drop_sock(set, set->n - 1);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+void listen_set_close_unwanted(struct listen_set *set)
+{
+	for (size_t i = set->n; i-- > 0;) {
+		if (!set->socks[i].wanted)
+			drop_sock(set, i);
+	}
+}
+
+void listen_set_free(struct listen_set *set)
+{
+	while (set->n > 0)
+		drop_sock(set, set->n - 1);
+	free(set->socks);
+	set->socks = NULL;
 }

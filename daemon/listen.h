@@ -2,6 +2,7 @@
 #ifndef SESAME_LISTEN_H
 #define SESAME_LISTEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -15,5 +16,35 @@ int listen_parse(const char *text, struct listen_addr *out, char *err, size_t er
 
 /* A non-blocking SO_REUSEPORT socket listening on a; -1 with err set on failure. */
 int listen_open(const struct listen_addr *a, char *err, size_t errlen);
+
+/*
+ * The master's sockets: one per (address, worker slot), kept across reloads so that no queued
+ * connection is lost.
+ */
+struct listen_sock {
+	char *text; /* the address as configured */
+	int slot;
+	int fd;
+	bool wanted; /* by the configuration last opened */
+};
+
+struct listen_set {
+	struct listen_sock *socks;
+	size_t n;
+};
+
+/*
+ * Opens the sockets that addrs (naddrs of them) and slots worker slots need and that are not
+ * open yet, and marks every socket wanted or not; on failure, logs why and closes what it
+ * opened. The sockets of slots beyond a smaller worker count stay open and wanted, served by
+ * the remaining slots: closing one would reset the connections queued in it.
+ */
+int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, int slots);
+
+/* Closes the sockets the configuration last opened does not use. */
+void listen_set_close_unwanted(struct listen_set *set);
+
+/* Closes them all. */
+void listen_set_free(struct listen_set *set);
 
 #endif

@@ -41,13 +41,6 @@
 #define BACKOFF_MAX_MS 10000
 #define STABLE_MS      2000 /* a worker that lived this long was not crash-looping */
 
-struct lsock {
-	char *text;
-	int slot;
-	int fd;
-	bool wanted;
-};
-
 struct wrec {
 	pid_t pid; /* 0: free record */
 	int slot;
@@ -68,8 +61,7 @@ static struct {
 	struct config *cfg;
 	const struct master_opts *opts;
 	unsigned gen;
-	struct lsock *socks;
-	size_t nsocks;
+	struct listen_set socks;
 	struct wrec w[MAX_RECORDS];
 	struct slotstate slots[CONFIG_MAX_WORKERS]; /* one per worker slot */
 	struct scoreboard_slot *sb;
@@ -92,79 +84,9 @@ static uint64_t now_ms(void)
 
 /* ---- sockets ---- */
 
-static struct lsock *find_sock(const char *text, int slot)
-{
-	for (size_t i = 0; i < m.nsocks; i++) {
-		if (m.socks[i].slot == slot && strcmp(m.socks[i].text, text) == 0)
-			return &m.socks[i];
-	}
-	return NULL;
-}
-
-static void drop_sock(size_t i)
-{
-	close(m.socks[i].fd);
-	free(m.socks[i].text);
-	m.socks[i] = m.socks[--m.nsocks];
-}
-
-static bool listed(const struct config *cfg, const char *text)
-{
-	for (size_t a = 0; a < cfg->nlisten; a++) {
-		if (strcmp(cfg->listen[a], text) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * Opens the sockets cfg needs that are not open yet; on failure, undoes what it opened. The
- * sockets of slots beyond a smaller worker count stay open, served by the remaining slots:
- * closing one would reset the connections queued in it.
- */
 static int open_sockets(const struct config *cfg)
 {
-	for (size_t i = 0; i < m.nsocks; i++)
-		m.socks[i].wanted = listed(cfg, m.socks[i].text);
-	size_t before = m.nsocks;
-	for (size_t a = 0; a < cfg->nlisten; a++) {
-		for (int slot = 0; slot < cfg->workers; slot++) {
-			struct lsock *s = find_sock(cfg->listen[a], slot);
-			if (s != NULL) {
-				s->wanted = true;
-				continue;
-			}
-			struct listen_addr addr;
-			char err[200];
-			int fd = -1;
-			if (listen_parse(cfg->listen[a], &addr, err, sizeof(err)) == 0)
-				fd = listen_open(&addr, err, sizeof(err));
-			struct lsock *grown =
-			    fd >= 0 ? realloc(m.socks, (m.nsocks + 1) * sizeof(*grown)) : NULL;
-			if (grown == NULL) {
-				log_error("cannot listen on %s: %s", cfg->listen[a],
-					  fd >= 0 ? "out of memory" : err);
-				if (fd >= 0)
-					close(fd);
-				while (m.nsocks > before)
-					drop_sock(m.nsocks - 1);
-				return -1;
-			}
-			m.socks = grown;
-			m.socks[m.nsocks++] = (struct lsock){
-			    .text = strdup(cfg->listen[a]), .slot = slot, .fd = fd, .wanted = true};
-		}
-	}
-	return 0;
-}
-
-/* Closes the sockets the current configuration no longer uses. */
-static void close_unwanted_sockets(void)
-{
-	for (size_t i = m.nsocks; i-- > 0;) {
-		if (!m.socks[i].wanted)
-			drop_sock(i);
-	}
+	return listen_set_open(&m.socks, cfg->listen, cfg->nlisten, cfg->workers);
 }
 
 /* ---- workers ---- */
@@ -180,16 +102,16 @@ static int free_record(void)
 
 static void child_main(int rec, int slot, int ready_fd, pid_t master)
 {
-	int *fds = calloc(m.nsocks + 1, sizeof(int));
+	int *fds = calloc(m.socks.n + 1, sizeof(int));
 	size_t nfds = 0;
 	close(m.sigfd);
 	if (fds == NULL)
 		_exit(1);
-	for (size_t i = 0; i < m.nsocks; i++) {
-		if (m.socks[i].slot % m.cfg->workers == slot)
-			fds[nfds++] = m.socks[i].fd;
+	for (size_t i = 0; i < m.socks.n; i++) {
+		if (m.socks.socks[i].slot % m.cfg->workers == slot)
+			fds[nfds++] = m.socks.socks[i].fd;
 		else
-			close(m.socks[i].fd);
+			close(m.socks.socks[i].fd);
 	}
 	for (int i = 0; i < MAX_RECORDS; i++) {
 		if (m.w[i].pid != 0 && m.w[i].ready_fd >= 0)
@@ -315,7 +237,7 @@ static void check_generation_ready(void)
 	if (m.announced || m.stopping || count_workers(true) < m.cfg->workers)
 		return;
 	retire_workers(true);
-	close_unwanted_sockets();
+	listen_set_close_unwanted(&m.socks);
 	announce_ready();
 }
 
@@ -655,9 +577,7 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	status = 0;
 	log_info("stopped");
 done:
-	while (m.nsocks > 0)
-		drop_sock(m.nsocks - 1);
-	free(m.socks);
+	listen_set_free(&m.socks);
 	if (m.sigfd >= 0)
 		close(m.sigfd);
 	scoreboard_free(m.sb, MAX_RECORDS);

@@ -185,12 +185,63 @@ static void test_open_address_in_use(void **state)
 	close(holder);
 }
 
+static size_t count_wanted(const struct listen_set *set, bool wanted)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < set->n; i++)
+		n += set->socks[i].wanted == wanted;
+	return n;
+}
+
+/* A reload keeps the sockets it still lists, opens only new ones, and closes the rest. */
+static void test_set_across_reloads(void **state)
+{
+	char a[32], b[32];
+	snprintf(a, sizeof(a), "127.0.0.1:%d", free_port());
+	snprintf(b, sizeof(b), "127.0.0.1:%d", free_port());
+	char *both[] = {a, b}, *only_b[] = {b};
+	struct listen_set set = {0};
+
+	assert_int_equal(listen_set_open(&set, both, 2, 2), 0);
+	assert_int_equal(set.n, 4);
+	int kept = -1;
+	for (size_t i = 0; i < set.n; i++) {
+		if (strcmp(set.socks[i].text, b) == 0 && set.socks[i].slot == 1)
+			kept = set.socks[i].fd;
+	}
+	assert_true(kept >= 0);
+
+	/* One address and one slot fewer: b's slot 1 stays open and wanted, a's sockets go. */
+	assert_int_equal(listen_set_open(&set, only_b, 1, 1), 0);
+	assert_int_equal(set.n, 4);
+	assert_int_equal(count_wanted(&set, false), 2);
+	listen_set_close_unwanted(&set);
+	assert_int_equal(set.n, 2);
+	bool found = false;
+	for (size_t i = 0; i < set.n; i++) {
+		assert_string_equal(set.socks[i].text, b);
+		found |= set.socks[i].fd == kept;
+	}
+	assert_true(found);
+	assert_int_equal(sockopt(kept, SO_ACCEPTCONN), 1);
+
+	/* An address that cannot be opened undoes the whole reload's new sockets. */
+	char bad[] = "192.0.2.1:1", *more[] = {b, a, bad};
+	assert_int_equal(listen_set_open(&set, more, 3, 2), -1);
+	assert_int_equal(set.n, 2);
+	listen_set_free(&set);
+	assert_int_equal(set.n, 0);
+	assert_null(set.socks);
+	assert_int_equal(fcntl(kept, F_GETFD), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_ipv4),	cmocka_unit_test(test_parse_ipv6),
-	    cmocka_unit_test(test_parse_names), cmocka_unit_test(test_parse_refused),
-	    cmocka_unit_test(test_open_twice),	cmocka_unit_test(test_open_address_in_use),
+	    cmocka_unit_test(test_parse_ipv4),	       cmocka_unit_test(test_parse_ipv6),
+	    cmocka_unit_test(test_parse_names),	       cmocka_unit_test(test_parse_refused),
+	    cmocka_unit_test(test_open_twice),	       cmocka_unit_test(test_open_address_in_use),
+	    cmocka_unit_test(test_set_across_reloads),
 	};
 	return cmocka_run_group_tests_name("listen", tests, NULL, NULL);
 }
