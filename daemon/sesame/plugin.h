@@ -221,8 +221,9 @@ struct sesame_hasher {
 };
 
 /*
- * The user store. init runs in the master; migrate too, before the workers are forked, when
- * storage.migrate is on. worker_start runs in each worker after fork (connections belong to
+ * The user store. init runs in the master; migrate in a child process of the master, before
+ * the workers are forked, when storage.migrate is on: it opens and closes its own connections.
+ * worker_start runs in each worker after fork (connections belong to
  * one process); every other function runs on job threads, concurrently.
  */
 struct sesame_storage {
