@@ -72,14 +72,14 @@ enum { AUTH_NONE, AUTH_REQUIRED, AUTH_OPTIONAL, AUTH_REFRESH, AUTH_FRESH };
 static const char *const auth_modes[] = {"", "required", "optional", "refresh", "fresh", NULL};
 
 /* A request being handled: the coroutine's extra space points here. */
-struct call {
+struct luaapi_call {
 	struct luaapi *api;
 	struct http_request *r; /* NULL once answered */
 	lua_State *co;
 	int co_ref;
 	int req_ref; /* the request object, detached from this call when it ends */
 	long instructions;
-	struct lua_job *job;	/* the job the handler waits on, if any */
+	struct luaapi_job *job; /* the job the handler waits on, if any */
 	json_t *claims;		/* the verified token's, when the route asked for one */
 	char identity[256];	/* its sub; "" when there is none */
 	struct event *deadline; /* armed when the handler first waits */
@@ -87,7 +87,7 @@ struct call {
 
 /* The request object seen by Lua: a pointer to its call, cleared when the call ends. */
 struct req_ud {
-	struct call *call;
+	struct luaapi_call *call;
 };
 
 static const char req_mt[] = "sesame.request";
@@ -102,14 +102,14 @@ static struct luaapi *get_api(lua_State *L)
 	return api;
 }
 
-static struct call *get_call(lua_State *L)
+static struct luaapi_call *get_call(lua_State *L)
 {
-	return *(struct call **)lua_getextraspace(L);
+	return *(struct luaapi_call **)lua_getextraspace(L);
 }
 
 /* ---- allocator and budget ---- */
 
-static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	struct luaapi *api = ud;
 	size_t old = ptr != NULL ? osize : 0;
@@ -128,7 +128,7 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
-	struct call *call = get_call(L);
+	struct luaapi_call *call = get_call(L);
 	if (call == NULL) {
 		/* The scripts are loading, on the main state: they get one handler's budget. */
 		struct luaapi *api = get_api(L);
@@ -160,7 +160,7 @@ static int client_error(lua_State *L, int status, const char *message)
 
 /* ---- the request object ---- */
 
-static struct call *check_req(lua_State *L)
+static struct luaapi_call *check_req(lua_State *L)
 {
 	struct req_ud *ud = luaL_checkudata(L, 1, req_mt);
 	if (ud->call == NULL || ud->call->r == NULL)
@@ -252,7 +252,7 @@ static int push_body(lua_State *L, struct evhttp_request *ev)
 }
 
 /* Computes a field of the request; lazily, as most handlers read only a few. */
-static int push_field(lua_State *L, struct call *call, const char *key)
+static int push_field(lua_State *L, struct luaapi_call *call, const char *key)
 {
 	struct http_request *r = call->r;
 	struct evhttp_request *ev = r->ev;
@@ -292,7 +292,7 @@ static int req_json(lua_State *L);
 
 static int req_index(lua_State *L)
 {
-	struct call *call = check_req(L);
+	struct luaapi_call *call = check_req(L);
 	const char *key = luaL_checkstring(L, 2);
 	if (strcmp(key, "json") == 0) {
 		lua_pushcfunction(L, req_json);
@@ -320,7 +320,7 @@ static int push_json(lua_State *L)
 
 static int req_json(lua_State *L)
 {
-	struct call *call = check_req(L);
+	struct luaapi_call *call = check_req(L);
 	lua_getiuservalue(L, 1, 1);
 	if (lua_getfield(L, -1, "json") != LUA_TNIL)
 		return 1; /* parsed before: the same table again */
@@ -370,7 +370,7 @@ static int req_tostring(lua_State *L)
 	return 1;
 }
 
-static void push_request(lua_State *L, struct call *call)
+static void push_request(lua_State *L, struct luaapi_call *call)
 {
 	struct req_ud *ud = lua_newuserdatauv(L, sizeof(*ud), 1);
 	ud->call = call;
@@ -381,19 +381,19 @@ static void push_request(lua_State *L, struct call *call)
 
 /* ---- yielding on a job ---- */
 
-struct lua_job {
+struct luaapi_job {
 	struct job job;
-	struct call *call;
-	int (*push)(struct lua_job *lj, lua_State *co); /* in the coroutine, once resumed */
-	void (*release)(struct lua_job *lj);
+	struct luaapi_call *call;
+	int (*push)(struct luaapi_job *lj, lua_State *co); /* in the coroutine, once resumed */
+	void (*release)(struct luaapi_job *lj);
 };
 
-static void resume(struct call *call, int nargs);
-static void finish(struct call *call, bool failed);
+static void resume(struct luaapi_call *call, int nargs);
+static void finish(struct luaapi_call *call, bool failed);
 
-static void lua_job_done(struct job *job)
+static void job_done(struct job *job)
 {
-	struct call *call = ((struct lua_job *)job)->call;
+	struct luaapi_call *call = ((struct luaapi_job *)job)->call;
 	if (call->r == NULL) {
 		/* The handler ran out of time and was answered: its coroutine is dropped. */
 		finish(call, true);
@@ -406,8 +406,8 @@ static void lua_job_done(struct job *job)
  * where a memory error is the handler's error, not the worker's. */
 static int job_continue(lua_State *L, int status, lua_KContext ctx)
 {
-	struct call *call = get_call(L);
-	struct lua_job *lj = call->job;
+	struct luaapi_call *call = get_call(L);
+	struct luaapi_job *lj = call->job;
 	int n = lj->push(lj, L);
 	call->job = NULL;
 	lj->release(lj);
@@ -416,14 +416,14 @@ static int job_continue(lua_State *L, int status, lua_KContext ctx)
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
-	struct call *call = arg;
+	struct luaapi_call *call = arg;
 	log_error("%s: handler did not finish within server.handler_timeout (%d s)",
 		  call->r->route->name, call->api->cfg->handler_timeout);
 	http_reply_error(call->r, 503, "request timed out", NULL);
-	call->r = NULL; /* the job still owns the call: lua_job_done finishes it */
+	call->r = NULL; /* the job still owns the call: job_done finishes it */
 }
 
-static void arm_deadline(struct call *call)
+static void arm_deadline(struct luaapi_call *call)
 {
 	struct luaapi *api = call->api;
 	if (call->deadline != NULL || api->base == NULL)
@@ -439,9 +439,9 @@ static void arm_deadline(struct call *call)
 }
 
 /* Submits lj and yields the calling coroutine until it is done. */
-static int await_job(lua_State *L, struct lua_job *lj, const char *fname)
+static int await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
 {
-	struct call *call = get_call(L);
+	struct luaapi_call *call = get_call(L);
 	if (call == NULL || call->api->jobs == NULL || !lua_isyieldable(L)) {
 		lj->release(lj);
 		return luaL_error(
@@ -456,7 +456,7 @@ static int await_job(lua_State *L, struct lua_job *lj, const char *fname)
 	if (call->job != NULL)
 		call->job->release(call->job);
 	lj->call = call;
-	lj->job.done = lua_job_done;
+	lj->job.done = job_done;
 	call->job = lj;
 	arm_deadline(call);
 	jobs_submit(call->api->jobs, &lj->job);
@@ -479,7 +479,7 @@ static void *new_storage_job(lua_State *L, size_t size, struct storage *st, cons
 
 /* sesame.readfile(path): reads a whole file on a job thread. */
 struct readfile_job {
-	struct lua_job lj;
+	struct luaapi_job lj;
 	char *path;
 	char *data;
 	size_t len;
@@ -526,7 +526,7 @@ static void readfile_run(struct job *job)
 	close(fd);
 }
 
-static int readfile_push(struct lua_job *lj, lua_State *co)
+static int readfile_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct readfile_job *rj = (struct readfile_job *)lj;
 	if (rj->err != 0) {
@@ -538,7 +538,7 @@ static int readfile_push(struct lua_job *lj, lua_State *co)
 	return 1;
 }
 
-static void readfile_release(struct lua_job *lj)
+static void readfile_release(struct luaapi_job *lj)
 {
 	struct readfile_job *rj = (struct readfile_job *)lj;
 	free(rj->path);
@@ -569,7 +569,7 @@ static int l_readfile(lua_State *L)
 
 /* sesame.hash(password) and sesame.verify(password, stored): on a job thread each. */
 struct hash_job {
-	struct lua_job lj;
+	struct luaapi_job lj;
 	const struct hasher *hasher;
 	const struct hasher *scheme; /* verify: the scheme new hashes use */
 	char *password;
@@ -597,7 +597,7 @@ static void hash_run(struct job *job)
 				     fn->needs_rehash(hj->hasher->state, hj->stored));
 }
 
-static int hash_push(struct lua_job *lj, lua_State *co)
+static int hash_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct hash_job *hj = (struct hash_job *)lj;
 	if (hj->stored != NULL) {
@@ -611,7 +611,7 @@ static int hash_push(struct lua_job *lj, lua_State *co)
 	return 1;
 }
 
-static void hash_release(struct lua_job *lj)
+static void hash_release(struct luaapi_job *lj)
 {
 	struct hash_job *hj = (struct hash_job *)lj;
 	if (hj->password != NULL)
@@ -809,7 +809,7 @@ static int l_jwt_cookies(lua_State *L)
 enum token_op { FAMILY_NEW, FAMILY_ROTATE, TOKEN_REVOKE, SUBJECT_REVOKE };
 
 struct token_job {
-	struct lua_job lj;
+	struct luaapi_job lj;
 	struct storage st;
 	enum token_op op;
 	long long now_ms, grace_ms;
@@ -879,7 +879,7 @@ static void token_run(struct job *job)
 			      tj->current, &tj->family_end, tj->err, sizeof(tj->err));
 }
 
-static int token_push(struct lua_job *lj, lua_State *co)
+static int token_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct token_job *tj = (struct token_job *)lj;
 	struct luaapi *api = get_api(co);
@@ -932,7 +932,7 @@ static int token_push(struct lua_job *lj, lua_State *co)
 	return 2;
 }
 
-static void token_release(struct lua_job *lj)
+static void token_release(struct luaapi_job *lj)
 {
 	free(((struct token_job *)lj)->ids);
 	free(lj);
@@ -1187,7 +1187,7 @@ static int l_validate(lua_State *L)
 enum user_op { USER_CREATE, USER_FIND, USER_SET_PASSWORD };
 
 struct user_job {
-	struct lua_job lj;
+	struct luaapi_job lj;
 	struct storage st;
 	enum user_op op;
 	char *field[3]; /* create: email, username, password; find: column, value */
@@ -1216,7 +1216,7 @@ static void user_run(struct job *job)
 	}
 }
 
-static int user_push(struct lua_job *lj, lua_State *co)
+static int user_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct user_job *uj = (struct user_job *)lj;
 	switch (uj->rc) {
@@ -1253,7 +1253,7 @@ static int user_push(struct lua_job *lj, lua_State *co)
 	return 1;
 }
 
-static void user_release(struct lua_job *lj)
+static void user_release(struct luaapi_job *lj)
 {
 	struct user_job *uj = (struct user_job *)lj;
 	for (int i = 0; i < 3; i++) {
@@ -1379,7 +1379,7 @@ static lua_State *take_coroutine(struct luaapi *api, int *ref)
  */
 static void give_coroutine(struct luaapi *api, lua_State *co, int ref, bool failed)
 {
-	*(struct call **)lua_getextraspace(co) = NULL;
+	*(struct luaapi_call **)lua_getextraspace(co) = NULL;
 	if (failed) {
 		lua_resetthread(co);
 		luaL_unref(api->L, LUA_REGISTRYINDEX, ref);
@@ -1448,7 +1448,7 @@ static int add_headers(lua_State *co, int idx, struct http_request *r, char *err
 }
 
 /* Sends what the handler returned: status, body[, headers]. */
-static void answer(struct call *call, int nres)
+static void answer(struct luaapi_call *call, int nres)
 {
 	lua_State *co = call->co;
 	struct http_request *r = call->r;
@@ -1495,7 +1495,7 @@ static bool is_client_error(lua_State *co)
 }
 
 /* The handler raised an error: a client error answers 4xx, anything else 500. */
-static void answer_error(struct call *call)
+static void answer_error(struct luaapi_call *call)
 {
 	lua_State *co = call->co;
 	struct http_request *r = call->r;
@@ -1512,7 +1512,7 @@ static void answer_error(struct call *call)
 	http_reply_error(r, 500, "internal server error", msg);
 }
 
-static void finish(struct call *call, bool failed)
+static void finish(struct luaapi_call *call, bool failed)
 {
 	struct luaapi *api = call->api;
 	/* The scoreboard names the route being served while any handler is in flight. */
@@ -1532,7 +1532,7 @@ static void finish(struct call *call, bool failed)
 	free(call);
 }
 
-static void resume(struct call *call, int nargs)
+static void resume(struct luaapi_call *call, int nargs)
 {
 	struct luaapi *api = call->api;
 	int nres = 0;
@@ -1616,7 +1616,7 @@ static bool csrf_ok(struct http_request *r, json_t *claims)
  * With jwt.cookies, a request without an Authorization header may carry the token in a
  * cookie instead, and then, unless it only reads, the CSRF header.
  */
-static bool authenticate(struct luaapi *api, struct http_request *r, struct call *call)
+static bool authenticate(struct luaapi *api, struct http_request *r, struct luaapi_call *call)
 {
 	int mode = r->route->options;
 	size_t len = 0;
@@ -1660,7 +1660,7 @@ static bool authenticate(struct luaapi *api, struct http_request *r, struct call
 void luaapi_dispatch(void *arg, struct http_request *r)
 {
 	struct luaapi *api = arg;
-	struct call *call = calloc(1, sizeof(*call));
+	struct luaapi_call *call = calloc(1, sizeof(*call));
 	if (call == NULL) {
 		http_reply_error(r, 500, "internal server error", "out of memory");
 		return;
@@ -1674,7 +1674,7 @@ void luaapi_dispatch(void *arg, struct http_request *r)
 	call->r = r;
 	api->active++;
 	call->co = take_coroutine(api, &call->co_ref);
-	*(struct call **)lua_getextraspace(call->co) = call;
+	*(struct luaapi_call **)lua_getextraspace(call->co) = call;
 	lua_rawgeti(call->co, LUA_REGISTRYINDEX, r->route->handler);
 	push_request(call->co, call);
 	lua_pushvalue(call->co, -1);
@@ -1941,12 +1941,12 @@ struct luaapi *luaapi_new(const struct config *cfg, struct event_base *base, str
 	api->slot = slot;
 	api->limit = cfg->lua_memory;
 	api->router = router_new();
-	api->L = lua_newstate(lua_alloc, api);
+	api->L = lua_newstate(budget_alloc, api);
 	if (api->router == NULL || api->L == NULL) {
 		config_errors_add(errs, "cannot create the Lua state: out of memory");
 		goto fail;
 	}
-	*(struct call **)lua_getextraspace(api->L) = NULL;
+	*(struct luaapi_call **)lua_getextraspace(api->L) = NULL;
 	lua_pushlightuserdata(api->L, api);
 	lua_rawsetp(api->L, LUA_REGISTRYINDEX, &api_key);
 	register_metatables(api->L);
