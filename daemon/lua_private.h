@@ -1,0 +1,119 @@
+/*
+ * lua_private.h: what the files of the Lua API share, and nothing the rest of the daemon sees
+ * (that is lua_api.h).
+ *
+ * The API is split by surface, as lua-nginx-module splits its own: lua_state.c owns the state
+ * and assembles the sesame table, calling one inject function per file; lua_run.c runs a
+ * request's handler and its waits on job threads; lua_request.c is the request object;
+ * lua_sesame.c, lua_hash.c, lua_jwt.c and lua_users.c are the functions of the sesame table.
+ */
+#ifndef SESAME_LUA_PRIVATE_H
+#define SESAME_LUA_PRIVATE_H
+
+#include <jansson.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "jobs.h"
+#include "plugin.h"
+
+#define LUAAPI_HOOK_EVERY 1000 /* instructions between two budget checks */
+#define LUAAPI_POOL_MAX	  256  /* idle coroutines kept for reuse */
+
+struct event;
+struct event_base;
+struct http_request;
+struct revocation;
+struct router;
+struct scoreboard_slot;
+
+/* The auth modes of opts.auth, kept as the route's options. */
+enum { AUTH_NONE, AUTH_REQUIRED, AUTH_OPTIONAL, AUTH_REFRESH, AUTH_FRESH };
+
+struct luaapi {
+	lua_State *L;
+	const struct config *cfg;
+	struct event_base *base;
+	struct jobs *jobs;
+	struct scoreboard_slot *slot;
+	struct router *router;
+	struct revocation *rv; /* the revoked ids; NULL without storage */
+	bool loading;	       /* sesame.route is allowed only while the scripts load */
+	long load_instructions;
+	/* the allocator */
+	size_t used, limit;
+	bool enforce;
+	size_t active; /* handlers started and not yet answered */
+	/* idle coroutines */
+	lua_State *pool[LUAAPI_POOL_MAX];
+	int pool_ref[LUAAPI_POOL_MAX];
+	size_t npool;
+};
+
+/* A request being handled: the coroutine's extra space points here. */
+struct luaapi_call {
+	struct luaapi *api;
+	struct http_request *r; /* NULL once answered */
+	lua_State *co;
+	int co_ref;
+	int req_ref; /* the request object, detached from this call when it ends */
+	long instructions;
+	struct luaapi_job *job; /* the job the handler waits on, if any */
+	json_t *claims;		/* the verified token's, when the route asked for one */
+	char identity[256];	/* its sub; "" when there is none */
+	struct event *deadline; /* armed when the handler first waits */
+};
+
+/* Work a yielding function hands to the job threads. */
+struct luaapi_job {
+	struct job job;
+	struct luaapi_call *call;
+	int (*push)(struct luaapi_job *lj, lua_State *co); /* in the coroutine, once resumed */
+	void (*release)(struct luaapi_job *lj);
+};
+
+/* lua_state.c: the worker's API, and the call the running coroutine serves (NULL while the
+ * scripts load). */
+struct luaapi *luaapi_get(lua_State *L);
+struct luaapi_call *luaapi_current(lua_State *L);
+
+/* lua_state.c: enforces server.handler_instructions, on the main state and on coroutines. */
+void luaapi_count_hook(lua_State *L, lua_Debug *ar);
+
+/* lua_run.c: raises an error that answers the client with status and message, not a 500. */
+extern const char luaapi_client_error_mt[];
+int luaapi_client_error(lua_State *L, int status, const char *message);
+
+/* lua_run.c: submits lj and yields the calling coroutine until it is done. */
+int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname);
+
+/*
+ * lua_run.c: a zeroed job of size bytes for a function (fname) that calls the storage, whose
+ * functions go into *st; raises when no storage is configured, or when memory runs out.
+ */
+void *luaapi_storage_job(lua_State *L, size_t size, struct storage *st, const char *fname);
+
+/* lua_run.c: is the token whose claims these are revoked, by its jti or its family? */
+bool luaapi_revoked(struct luaapi *api, json_t *claims);
+
+/* lua_request.c: the request object, its metatable, and its end. */
+void luaapi_request_init(lua_State *L);
+void luaapi_request_push(lua_State *L, struct luaapi_call *call);
+void luaapi_request_detach(lua_State *L, int ref);
+
+/*
+ * lua_request.c: a scratch buffer for decoding, as Lua userdata, not malloc: a memory error
+ * raised while the results are pushed leaves nothing behind that the collector cannot reclaim.
+ */
+char *luaapi_push_scratch(lua_State *L, size_t size);
+
+/* Each adds its functions to the sesame table on top of the stack. */
+void luaapi_sesame_inject(lua_State *L); /* route, log, readfile, array, null, version */
+void luaapi_hash_inject(lua_State *L);	 /* hash, verify, validate */
+void luaapi_jwt_inject(lua_State *L);	 /* jwt */
+void luaapi_users_inject(lua_State *L);	 /* users */
+
+#endif
