@@ -1,345 +1,38 @@
 /*
- * lua_run.c: running a request's handler.
+ * auth.c: the token check of a request, made before its handler runs; no Lua in it.
  *
- * Each request runs its handler in a coroutine taken from a pool (reused after a clean return,
- * not rebuilt per request). A C function that must not block the loop (a file read, hashing,
- * storage) packs its work into a job, submits it to the job threads and yields; when it is done
- * the loop resumes the coroutine with the results, inside the coroutine, and a deadline armed
- * at the first wait ends a handler that takes too long. A handler returns status, body
- * table[, headers]; a client error it raises (req:json() refusing bad input, storage that is
- * down) becomes a 4xx or 503 answer instead of a 500.
+ * A route declares what it asks of a token (required, optional, refresh, fresh). The token
+ * comes from "Authorization: Bearer", or with jwt.cookies from the access or refresh cookie,
+ * flask-jwt-extended's way: a token from a cookie on a request that changes state must come
+ * with the CSRF header repeating its csrf claim (double submit), since a browser sends cookies
+ * on its own. The token is verified (tokens_verify), then looked up among the worker's revoked
+ * ids by its jti and its refresh family. The verdict is the answer a refusal gets: 401, with
+ * the RFC 6750 challenge that tells a client whether to log in again or to re-authenticate.
  */
 #include "autoconfig.h"
 
-#include "lua_api.h"
+#include "auth.h"
 
-#include <event2/event.h>
 #include <event2/http.h>
 #include <sodium.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "http.h"
-#include "json.h"
-#include "log.h"
-#include "lua_private.h"
 #include "request.h"
 #include "revocation.h"
-#include "router.h"
-#include "scoreboard.h"
 #include "tokens.h"
 
-const char luaapi_client_error_mt[] = "sesame.client_error";
+static const struct auth_verdict pass = {0};
 
-/* Raises an error that answers the client with status and message instead of a 500. */
-int luaapi_client_error(lua_State *L, int status, const char *message)
+bool auth_revoked(struct revocation *rv, const json_t *claims)
 {
-	lua_createtable(L, 0, 2);
-	lua_pushinteger(L, status);
-	lua_setfield(L, -2, "status");
-	lua_pushstring(L, message);
-	lua_setfield(L, -2, "error");
-	luaL_setmetatable(L, luaapi_client_error_mt);
-	return lua_error(L);
-}
-
-static void resume(struct luaapi_call *call, int nargs);
-static void finish(struct luaapi_call *call, bool failed);
-
-static void job_done(struct job *job)
-{
-	struct luaapi_call *call = ((struct luaapi_job *)job)->call;
-	if (call->r == NULL) {
-		/* The handler ran out of time and was answered: its coroutine is dropped. */
-		finish(call, true);
-		return;
-	}
-	resume(call, 0);
-}
-
-/* The continuation of a yielding function: pushes the job's results inside the coroutine,
- * where a memory error is the handler's error, not the worker's. */
-static int job_continue(lua_State *L, int status, lua_KContext ctx)
-{
-	struct luaapi_call *call = luaapi_current(L);
-	struct luaapi_job *lj = call->job;
-	int n = lj->push(lj, L);
-	call->job = NULL;
-	lj->release(lj);
-	return n;
-}
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	struct luaapi_call *call = arg;
-	log_error("%s: handler did not finish within server.handler_timeout (%d s)",
-		  call->r->route->name, call->api->cfg->handler_timeout);
-	http_reply_error(call->r, 503, "request timed out", NULL);
-	call->r = NULL; /* the job still owns the call: job_done finishes it */
-}
-
-static void arm_deadline(struct luaapi_call *call)
-{
-	struct luaapi *api = call->api;
-	if (call->deadline != NULL || api->base == NULL)
-		return;
-	uint64_t limit = (uint64_t)api->cfg->handler_timeout * 1000000000u;
-	uint64_t spent = http_now_ns() - call->r->start_ns;
-	uint64_t left = spent < limit ? limit - spent : 0;
-	struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u),
-			     .tv_usec = (suseconds_t)(left % 1000000000u / 1000u)};
-	call->deadline = evtimer_new(api->base, on_deadline, call);
-	if (call->deadline != NULL)
-		evtimer_add(call->deadline, &tv);
-}
-
-/* Submits lj and yields the calling coroutine until it is done. */
-int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
-{
-	struct luaapi_call *call = luaapi_current(L);
-	if (call == NULL || call->api->jobs == NULL || !lua_isyieldable(L)) {
-		lj->release(lj);
-		return luaL_error(
-		    L,
-		    "%s waits for a job thread: call it from a route handler itself, not "
-		    "while scripts or modules load, from a metamethod, or from a function "
-		    "that C code calls back (table.sort, string.gsub)",
-		    fname);
-	}
-	/* A job whose results could not be pushed (its push raised, and the handler caught
-	 * the error) is still the call's: done with now. */
-	if (call->job != NULL)
-		call->job->release(call->job);
-	lj->call = call;
-	lj->job.done = job_done;
-	call->job = lj;
-	arm_deadline(call);
-	jobs_submit(call->api->jobs, &lj->job);
-	return lua_yieldk(L, 0, 0, job_continue);
-}
-
-/*
- * A zeroed job of size bytes for a function (fname) that calls the storage, whose functions
- * go into *st; raises when no storage is configured, or when memory runs out.
- */
-void *luaapi_storage_job(lua_State *L, size_t size, struct storage *st, const char *fname)
-{
-	if (!plugins_storage(luaapi_get(L)->cfg->plugins, st))
-		luaL_error(L, "%s needs storage: none is configured (storage.backend)", fname);
-	void *job = calloc(1, size);
-	if (job == NULL)
-		luaL_error(L, "out of memory");
-	return job;
-}
-
-/* sesame.readfile(path): reads a whole file on a job thread. */
-/* ---- running a handler ---- */
-
-static lua_State *take_coroutine(struct luaapi *api, int *ref)
-{
-	if (api->npool > 0) {
-		api->npool--;
-		*ref = api->pool_ref[api->npool];
-		return api->pool[api->npool];
-	}
-	lua_State *co = lua_newthread(api->L);
-	*ref = luaL_ref(api->L, LUA_REGISTRYINDEX);
-	lua_sethook(co, luaapi_count_hook, LUA_MASKCOUNT, LUAAPI_HOOK_EVERY);
-	return co;
-}
-
-/*
- * A coroutine that ended in an error is closed and dropped, not reused: an error raised from
- * the count hook leaves the thread with hooks disabled, and a reset does not restore them.
- */
-static void give_coroutine(struct luaapi *api, lua_State *co, int ref, bool failed)
-{
-	*(struct luaapi_call **)lua_getextraspace(co) = NULL;
-	if (failed) {
-		lua_resetthread(co);
-		luaL_unref(api->L, LUA_REGISTRYINDEX, ref);
-		return;
-	}
-	lua_settop(co, 0);
-	if (api->npool < LUAAPI_POOL_MAX) {
-		api->pool[api->npool] = co;
-		api->pool_ref[api->npool] = ref;
-		api->npool++;
-	} else {
-		luaL_unref(api->L, LUA_REGISTRYINDEX, ref);
-	}
-}
-
-/* Headers that frame the response are sesame's: a handler's would corrupt it. */
-static bool framing_header(const char *name)
-{
-	static const char *const names[] = {"Content-Type", "Content-Length", "Transfer-Encoding",
-					    "Connection",   "Keep-Alive",     "Upgrade",
-					    "Trailer",	    "Date",	      NULL};
-	for (const char *const *n = names; *n != NULL; n++) {
-		if (strcasecmp(name, *n) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* Adds the handler's headers table (at idx) to the response; -1 with err on a bad one. */
-static int add_headers(lua_State *co, int idx, struct http_request *r, char *err, size_t errlen)
-{
-	if (lua_isnoneornil(co, idx))
-		return 0;
-	if (!lua_istable(co, idx)) {
-		snprintf(err, errlen, "headers must be a table");
-		return -1;
-	}
-	lua_pushnil(co);
-	while (lua_next(co, idx) != 0) {
-		const char *name = lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2) : NULL;
-		int n = lua_istable(co, -1) ? (int)lua_rawlen(co, -1) : 1;
-		for (int i = 1; name != NULL && i <= n; i++) {
-			if (lua_istable(co, -1))
-				lua_rawgeti(co, -1, i);
-			else
-				lua_pushvalue(co, -1);
-			const char *value =
-			    lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER
-				? lua_tostring(co, -1)
-				: NULL;
-			if (value == NULL || framing_header(name) ||
-			    http_add_header(r, name, value) != 0)
-				name = NULL;
-			lua_pop(co, 1);
-		}
-		if (name == NULL) {
-			snprintf(err, errlen, "header %s cannot be sent",
-				 lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2)
-								 : "(not a name)");
-			lua_pop(co, 2);
-			return -1;
-		}
-		lua_pop(co, 1);
-	}
-	return 0;
-}
-
-/* Sends what the handler returned: status, body[, headers]. */
-static void answer(struct luaapi_call *call, int nres)
-{
-	lua_State *co = call->co;
-	struct http_request *r = call->r;
-	char err[200];
-	int isint = 0;
-	lua_Integer status = nres >= 1 ? lua_tointegerx(co, 1, &isint) : 0;
-	if (!isint || status < 200 || status > 599) {
-		log_error("%s: handler returned %s instead of a status from 200 to 599",
-			  r->route->name, nres >= 1 ? luaL_typename(co, 1) : "nothing");
-		http_reply_error(r, 500, "internal server error",
-				 "handler returned no valid status");
-		return;
-	}
-	json_t *body = NULL;
-	if (nres >= 2 && !lua_isnil(co, 2)) {
-		body = json_from_lua(co, 2, call->api->cfg->json_depth + 16, err, sizeof(err));
-		if (body == NULL) {
-			log_error("%s: cannot encode the response body: %s", r->route->name, err);
-			http_reply_error(r, 500, "internal server error", err);
-			return;
-		}
-	}
-	if (add_headers(co, 3, r, err, sizeof(err)) != 0) {
-		json_decref(body);
-		log_error("%s: %s", r->route->name, err);
-		evhttp_clear_headers(evhttp_request_get_output_headers(r->ev));
-		http_reply_error(r, 500, "internal server error", err);
-		return;
-	}
-	char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(body);
-	http_reply(r, (int)status, text, text != NULL ? strlen(text) : 0);
-	free(text);
-}
-
-static bool is_client_error(lua_State *co)
-{
-	if (!lua_istable(co, -1) || !lua_getmetatable(co, -1))
-		return false;
-	luaL_getmetatable(co, luaapi_client_error_mt);
-	bool yes = lua_rawequal(co, -1, -2);
-	lua_pop(co, 2);
-	return yes;
-}
-
-/* The handler raised an error: a client error answers 4xx, anything else 500. */
-static void answer_error(struct luaapi_call *call)
-{
-	lua_State *co = call->co;
-	struct http_request *r = call->r;
-	if (is_client_error(co)) {
-		lua_getfield(co, -1, "status");
-		lua_getfield(co, -2, "error");
-		http_reply_error(r, (int)lua_tointeger(co, -2), lua_tostring(co, -1), NULL);
-		return;
-	}
-	const char *msg = lua_tostring(co, -1);
-	luaL_traceback(call->api->L, co, msg != NULL ? msg : "(error object is not a string)", 0);
-	log_error("%s: handler failed: %s", r->route->name, lua_tostring(call->api->L, -1));
-	lua_pop(call->api->L, 1);
-	http_reply_error(r, 500, "internal server error", msg);
-}
-
-static void finish(struct luaapi_call *call, bool failed)
-{
-	struct luaapi *api = call->api;
-	/* The scoreboard names the route being served while any handler is in flight. */
-	if (--api->active == 0)
-		scoreboard_leave(api->slot);
-	luaapi_request_detach(api->L, call->req_ref);
-	if (call->job != NULL)
-		call->job->release(call->job);
-	if (call->deadline != NULL)
-		event_free(call->deadline);
-	json_decref(call->claims);
-	give_coroutine(api, call->co, call->co_ref, failed);
-	free(call);
-}
-
-static void resume(struct luaapi_call *call, int nargs)
-{
-	struct luaapi *api = call->api;
-	int nres = 0;
-	scoreboard_enter(api->slot, call->r->route->name);
-	api->enforce = true;
-	int rc = lua_resume(call->co, api->L, nargs, &nres);
-	api->enforce = false;
-
-	if (rc == LUA_YIELD && call->job != NULL)
-		return;
-	if (rc == LUA_YIELD) {
-		log_error("%s: handler yielded outside sesame", call->r->route->name);
-		http_reply_error(call->r, 500, "internal server error", "handler yielded");
-		call->r = NULL;
-		finish(call, true);
-		return;
-	}
-	if (rc == LUA_OK)
-		answer(call, nres);
-	else
-		answer_error(call);
-	call->r = NULL;
-	finish(call, rc != LUA_OK);
-}
-
-/* Is the token whose claims these are revoked, by its jti or its family? */
-bool luaapi_revoked(struct luaapi *api, json_t *claims)
-{
-	return revocation_has(api->rv, json_string_value(json_object_get(claims, "jti"))) ||
-	       revocation_has(api->rv, json_string_value(json_object_get(claims, "fam")));
+	return revocation_has(rv, json_string_value(json_object_get(claims, "jti"))) ||
+	       revocation_has(rv, json_string_value(json_object_get(claims, "fam")));
 }
 
 /* The token of "Authorization: Bearer TOKEN", or NULL. */
-static const char *bearer(struct http_request *r, size_t *len)
+static const char *bearer(const struct http_request *r, size_t *len)
 {
 	const char *h =
 	    evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
@@ -368,7 +61,7 @@ static void match_cookie(void *arg, const char *name, size_t nlen, const char *v
 }
 
 /* The token of the cookie name, or NULL. */
-static const char *cookie_token(struct http_request *r, const char *name, size_t *len)
+static const char *cookie_token(const struct http_request *r, const char *name, size_t *len)
 {
 	struct cookie_search cs = {.name = name};
 	request_cookies(evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Cookie"),
@@ -378,7 +71,7 @@ static const char *cookie_token(struct http_request *r, const char *name, size_t
 }
 
 /* A token from a cookie on a state-changing request needs the CSRF header to repeat its claim. */
-static bool csrf_ok(struct http_request *r, json_t *claims)
+static bool csrf_ok(const struct http_request *r, const json_t *claims)
 {
 	const char *m = r->method;
 	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0)
@@ -390,74 +83,58 @@ static bool csrf_ok(struct http_request *r, json_t *claims)
 	       sodium_memcmp(want, got, strlen(want)) == 0;
 }
 
-/*
- * Checks the token a route asks for; on failure answers 401 and returns false. A route with
- * auth = "optional" runs without identity when no token is sent, but not with a bad one.
- * With jwt.cookies, a request without an Authorization header may carry the token in a
- * cookie instead, and then, unless it only reads, the CSRF header.
- */
-static bool authenticate(struct luaapi *api, struct http_request *r, struct luaapi_call *call)
+static struct auth_verdict refuse(const char *error, const char *challenge)
 {
-	int mode = r->route->options;
+	return (struct auth_verdict){.status = 401, .error = error, .challenge = challenge};
+}
+
+/* The verdict on a token that tokens_verify accepted, whose claims these are. */
+static struct auth_verdict check_claims(struct revocation *rv, const struct http_request *r,
+					bool from_cookie, const json_t *claims)
+{
+	if (from_cookie && !csrf_ok(r, claims))
+		return refuse("missing or wrong CSRF token", NULL);
+	if (auth_revoked(rv, claims))
+		return refuse("token revoked", "Bearer error=\"invalid_token\"");
+	return pass;
+}
+
+struct auth_verdict auth_check(const struct token_config *tc, struct revocation *rv,
+			       enum auth_mode mode, const struct http_request *r, json_t **claims,
+			       char *identity, size_t idlen)
+{
+	*claims = NULL;
+	identity[0] = '\0';
 	size_t len = 0;
 	const char *token = bearer(r, &len);
 	bool from_cookie = false;
-	if (token == NULL && api->cfg->jwt.cookies) {
+	if (token == NULL && tc->cookies) {
 		token = cookie_token(
 		    r, mode == AUTH_REFRESH ? TOKENS_REFRESH_COOKIE : TOKENS_ACCESS_COOKIE, &len);
 		from_cookie = token != NULL;
 	}
-	if (token == NULL) {
-		if (mode == AUTH_OPTIONAL)
-			return true;
-		http_add_header(r, "WWW-Authenticate", "Bearer");
-		http_reply_error(r, 401, "missing token", NULL);
-		return false;
-	}
+	if (token == NULL)
+		return mode == AUTH_OPTIONAL ? pass : refuse("missing token", "Bearer");
 	enum token_want want = mode == AUTH_REFRESH ? WANT_REFRESH
 			       : mode == AUTH_FRESH ? WANT_FRESH
 						    : WANT_ACCESS;
-	enum token_verdict v = tokens_verify(&api->cfg->jwt, token, len, want, &call->claims,
-					     call->identity, sizeof(call->identity));
-	if (v == TOKEN_OK && from_cookie && !csrf_ok(r, call->claims)) {
-		http_reply_error(r, 401, "missing or wrong CSRF token", NULL);
-		return false;
+	enum token_verdict v = tokens_verify(tc, token, len, want, claims, identity, idlen);
+	struct auth_verdict verdict =
+	    v != TOKEN_OK ? refuse(tokens_verdict_message(v),
+				   v == TOKEN_NOT_FRESH ? "Bearer error=\"insufficient_scope\""
+							: "Bearer error=\"invalid_token\"")
+			  : check_claims(rv, r, from_cookie, *claims);
+	if (verdict.status != 0) {
+		json_decref(*claims);
+		*claims = NULL;
+		identity[0] = '\0';
 	}
-	if (v == TOKEN_OK && luaapi_revoked(api, call->claims)) {
-		http_add_header(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-		http_reply_error(r, 401, "token revoked", NULL);
-		return false;
-	}
-	if (v == TOKEN_OK)
-		return true;
-	http_add_header(r, "WWW-Authenticate",
-			v == TOKEN_NOT_FRESH ? "Bearer error=\"insufficient_scope\""
-					     : "Bearer error=\"invalid_token\"");
-	http_reply_error(r, 401, tokens_verdict_message(v), NULL);
-	return false;
+	return verdict;
 }
 
-void luaapi_dispatch(void *arg, struct http_request *r)
+void auth_reply(struct http_request *r, const struct auth_verdict *v)
 {
-	struct luaapi *api = arg;
-	struct luaapi_call *call = calloc(1, sizeof(*call));
-	if (call == NULL) {
-		http_reply_error(r, 500, "internal server error", "out of memory");
-		return;
-	}
-	if (r->route->options != AUTH_NONE && !authenticate(api, r, call)) {
-		json_decref(call->claims);
-		free(call);
-		return;
-	}
-	call->api = api;
-	call->r = r;
-	api->active++;
-	call->co = take_coroutine(api, &call->co_ref);
-	*(struct luaapi_call **)lua_getextraspace(call->co) = call;
-	lua_rawgeti(call->co, LUA_REGISTRYINDEX, r->route->handler);
-	luaapi_request_push(call->co, call);
-	lua_pushvalue(call->co, -1);
-	call->req_ref = luaL_ref(call->co, LUA_REGISTRYINDEX);
-	resume(call, 1);
+	if (v->challenge != NULL)
+		http_add_header(r, "WWW-Authenticate", v->challenge);
+	http_reply_error(r, v->status, v->error, NULL);
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "json.h"
 #include "log.h"
 #include "lua_private.h"
@@ -450,9 +451,9 @@ static int l_jwt_decode(lua_State *L)
 	lua_setmetatable(L, -2);
 	enum token_verdict v =
 	    tokens_verify(&api->cfg->jwt, token, len, WANT_ANY, box, identity, sizeof(identity));
-	const char *why = v != TOKEN_OK		      ? tokens_verdict_message(v)
-			  : luaapi_revoked(api, *box) ? "token revoked"
-						      : NULL;
+	const char *why = v != TOKEN_OK			? tokens_verdict_message(v)
+			  : auth_revoked(api->rv, *box) ? "token revoked"
+							: NULL;
 	if (why != NULL || json_push(L, *box, 16) != 0) {
 		lua_pushnil(L);
 		lua_pushstring(L, why != NULL ? why : "invalid token");

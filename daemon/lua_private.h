@@ -30,9 +30,6 @@ struct revocation;
 struct router;
 struct scoreboard_slot;
 
-/* The auth modes of opts.auth, kept as the route's options. */
-enum { AUTH_NONE, AUTH_REQUIRED, AUTH_OPTIONAL, AUTH_REFRESH, AUTH_FRESH };
-
 struct luaapi {
 	lua_State *L;
 	const struct config *cfg;
@@ -95,9 +92,6 @@ int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname);
  * functions go into *st; raises when no storage is configured, or when memory runs out.
  */
 void *luaapi_storage_job(lua_State *L, size_t size, struct storage *st, const char *fname);
-
-/* lua_run.c: is the token whose claims these are revoked, by its jti or its family? */
-bool luaapi_revoked(struct luaapi *api, json_t *claims);
 
 /* lua_request.c: the request object, its metatable, and its end. */
 void luaapi_request_init(lua_State *L);

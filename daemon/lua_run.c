@@ -15,21 +15,18 @@
 
 #include <event2/event.h>
 #include <event2/http.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
 #include "lua_private.h"
-#include "request.h"
-#include "revocation.h"
 #include "router.h"
 #include "scoreboard.h"
-#include "tokens.h"
 
 const char luaapi_client_error_mt[] = "sesame.client_error";
 
@@ -331,112 +328,6 @@ static void resume(struct luaapi_call *call, int nargs)
 	finish(call, rc != LUA_OK);
 }
 
-/* Is the token whose claims these are revoked, by its jti or its family? */
-bool luaapi_revoked(struct luaapi *api, json_t *claims)
-{
-	return revocation_has(api->rv, json_string_value(json_object_get(claims, "jti"))) ||
-	       revocation_has(api->rv, json_string_value(json_object_get(claims, "fam")));
-}
-
-/* The token of "Authorization: Bearer TOKEN", or NULL. */
-static const char *bearer(struct http_request *r, size_t *len)
-{
-	const char *h =
-	    evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization");
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		return NULL;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	*len = strcspn(h, " ");
-	return *len > 0 && h[*len] == '\0' ? h : NULL;
-}
-
-struct cookie_search {
-	const char *name;
-	const char *value;
-	size_t len;
-};
-
-static void match_cookie(void *arg, const char *name, size_t nlen, const char *value, size_t vlen)
-{
-	struct cookie_search *cs = arg;
-	if (cs->value == NULL && nlen == strlen(cs->name) && memcmp(name, cs->name, nlen) == 0) {
-		cs->value = value;
-		cs->len = vlen;
-	}
-}
-
-/* The token of the cookie name, or NULL. */
-static const char *cookie_token(struct http_request *r, const char *name, size_t *len)
-{
-	struct cookie_search cs = {.name = name};
-	request_cookies(evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Cookie"),
-			match_cookie, &cs);
-	*len = cs.len;
-	return cs.value != NULL && cs.len > 0 ? cs.value : NULL;
-}
-
-/* A token from a cookie on a state-changing request needs the CSRF header to repeat its claim. */
-static bool csrf_ok(struct http_request *r, json_t *claims)
-{
-	const char *m = r->method;
-	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0)
-		return true;
-	const char *want = json_string_value(json_object_get(claims, "csrf"));
-	const char *got =
-	    evhttp_find_header(evhttp_request_get_input_headers(r->ev), TOKENS_CSRF_HEADER);
-	return want != NULL && got != NULL && strlen(want) == strlen(got) &&
-	       sodium_memcmp(want, got, strlen(want)) == 0;
-}
-
-/*
- * Checks the token a route asks for; on failure answers 401 and returns false. A route with
- * auth = "optional" runs without identity when no token is sent, but not with a bad one.
- * With jwt.cookies, a request without an Authorization header may carry the token in a
- * cookie instead, and then, unless it only reads, the CSRF header.
- */
-static bool authenticate(struct luaapi *api, struct http_request *r, struct luaapi_call *call)
-{
-	int mode = r->route->options;
-	size_t len = 0;
-	const char *token = bearer(r, &len);
-	bool from_cookie = false;
-	if (token == NULL && api->cfg->jwt.cookies) {
-		token = cookie_token(
-		    r, mode == AUTH_REFRESH ? TOKENS_REFRESH_COOKIE : TOKENS_ACCESS_COOKIE, &len);
-		from_cookie = token != NULL;
-	}
-	if (token == NULL) {
-		if (mode == AUTH_OPTIONAL)
-			return true;
-		http_add_header(r, "WWW-Authenticate", "Bearer");
-		http_reply_error(r, 401, "missing token", NULL);
-		return false;
-	}
-	enum token_want want = mode == AUTH_REFRESH ? WANT_REFRESH
-			       : mode == AUTH_FRESH ? WANT_FRESH
-						    : WANT_ACCESS;
-	enum token_verdict v = tokens_verify(&api->cfg->jwt, token, len, want, &call->claims,
-					     call->identity, sizeof(call->identity));
-	if (v == TOKEN_OK && from_cookie && !csrf_ok(r, call->claims)) {
-		http_reply_error(r, 401, "missing or wrong CSRF token", NULL);
-		return false;
-	}
-	if (v == TOKEN_OK && luaapi_revoked(api, call->claims)) {
-		http_add_header(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-		http_reply_error(r, 401, "token revoked", NULL);
-		return false;
-	}
-	if (v == TOKEN_OK)
-		return true;
-	http_add_header(r, "WWW-Authenticate",
-			v == TOKEN_NOT_FRESH ? "Bearer error=\"insufficient_scope\""
-					     : "Bearer error=\"invalid_token\"");
-	http_reply_error(r, 401, tokens_verdict_message(v), NULL);
-	return false;
-}
-
 void luaapi_dispatch(void *arg, struct http_request *r)
 {
 	struct luaapi *api = arg;
@@ -445,10 +336,15 @@ void luaapi_dispatch(void *arg, struct http_request *r)
 		http_reply_error(r, 500, "internal server error", "out of memory");
 		return;
 	}
-	if (r->route->options != AUTH_NONE && !authenticate(api, r, call)) {
-		json_decref(call->claims);
-		free(call);
-		return;
+	if (r->route->options != AUTH_NONE) {
+		struct auth_verdict v =
+		    auth_check(&api->cfg->jwt, api->rv, r->route->options, r, &call->claims,
+			       call->identity, sizeof(call->identity));
+		if (v.status != 0) {
+			auth_reply(r, &v);
+			free(call);
+			return;
+		}
 	}
 	call->api = api;
 	call->r = r;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "json.h"
 #include "log.h"
 #include "lua_private.h"
