@@ -224,28 +224,17 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct token_job *tj = (struct token_job *)lj;
 	struct luaapi *api = luaapi_get(co);
-	switch (tj->rc) {
-	case SESAME_STORAGE_UNAVAILABLE:
-		log_error("storage unavailable: %s", tj->err);
-		return luaapi_client_error(co, 503, "storage unavailable");
-	case SESAME_STORAGE_OK:
-		break;
-	case SESAME_STORAGE_REUSED:
+	if (tj->rc == SESAME_STORAGE_REUSED) {
 		log_warn("a spent refresh token of identity %s was presented again: its family is "
 			 "revoked",
 			 tj->identity);
 		revocation_add(api->rv, tj->family, tj->revoke_until);
-		/* fall through */
-	case SESAME_STORAGE_REVOKED:
-	case SESAME_STORAGE_NOT_FOUND:
-		lua_pushnil(co);
-		lua_pushliteral(co, "token revoked");
-		return 2;
-	case SESAME_STORAGE_FAILED:
-		return luaL_error(co, "storage: %s", tj->err);
-	default:
-		return luaL_error(co, "storage: unexpected result %d", (int)tj->rc);
 	}
+	/* A family the storage does not know (purged after its end) is as good as revoked. */
+	int n = luaapi_storage_push(
+	    co, tj->rc == SESAME_STORAGE_NOT_FOUND ? SESAME_STORAGE_REVOKED : tj->rc, tj->err);
+	if (n != 0)
+		return n;
 	if (tj->op == SUBJECT_REVOKE) {
 		/* This worker refuses them at once (the others within revocation_refresh); ids
 		 * that could not be kept here for want of memory still reach it by the fetch. */

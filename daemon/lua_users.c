@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
 #include "lua_private.h"
 
 enum user_op { USER_CREATE, USER_FIND, USER_SET_PASSWORD };
@@ -49,24 +48,9 @@ static void user_run(struct job *job)
 static int user_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct user_job *uj = (struct user_job *)lj;
-	switch (uj->rc) {
-	case SESAME_STORAGE_UNAVAILABLE:
-		log_error("storage unavailable: %s", uj->err);
-		return luaapi_client_error(co, 503, "storage unavailable");
-	case SESAME_STORAGE_FAILED:
-		return luaL_error(co, "storage: %s", uj->err);
-	case SESAME_STORAGE_CONFLICT:
-		lua_pushnil(co);
-		lua_pushliteral(co, "exists");
-		return 2;
-	case SESAME_STORAGE_NOT_FOUND:
-		lua_pushnil(co);
-		return 1;
-	case SESAME_STORAGE_OK:
-		break;
-	default:
-		return luaL_error(co, "storage: unknown result %d", (int)uj->rc);
-	}
+	int n = luaapi_storage_push(co, uj->rc, uj->err);
+	if (n != 0)
+		return n;
 	if (uj->op != USER_FIND) {
 		lua_pushinteger(co, (lua_Integer)uj->id);
 		return 1;
