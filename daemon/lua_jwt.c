@@ -9,7 +9,6 @@
  */
 #include "autoconfig.h"
 
-#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,21 +363,56 @@ static int l_jwt_rotate(lua_State *L)
 	return luaapi_await_job(L, &tj->lj, "sesame.jwt.rotate");
 }
 
+/* Owns claims in JSON while Lua works with them: an error raised in between leaks nothing. */
+static const char claims_box_mt[] = "sesame.claims_box";
+
+static int claims_box_gc(lua_State *L)
+{
+	json_t **box = lua_touserdata(L, 1);
+	json_decref(*box);
+	*box = NULL;
+	return 0;
+}
+
+/* Pushes an empty box; the caller puts the claims in it. */
+static json_t **push_claims_box(lua_State *L)
+{
+	json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
+	*box = NULL;
+	if (luaL_newmetatable(L, claims_box_mt)) {
+		lua_pushcfunction(L, claims_box_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	return box;
+}
+
 /*
  * sesame.jwt.revoke(claims): revokes the token (its jti) and, when it belongs to one, its
- * refresh family: every worker of every sesamed on this storage refuses them within
- * jwt.revocation_refresh, this worker at once. Returns true.
+ * refresh family, as tokens_revocation decides: every worker of every sesamed on this storage
+ * refuses them within jwt.revocation_refresh, this worker at once. Returns true.
  */
 static int l_jwt_revoke(lua_State *L)
 {
+	const char *fname = "sesame.jwt.revoke";
 	luaL_checktype(L, 1, LUA_TTABLE);
-	struct token_job *tj = new_token_job(L, TOKEN_REVOKE, "sesame.jwt.revoke", NULL);
-	claims_arg(L, 1, tj, "sesame.jwt.revoke");
-	lua_getfield(L, 1, "exp");
-	double exp = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
-	tj->jti_expires = exp >= 1 && exp < 1e15 ? (long long)ceil(exp) : 0; /* 0: for good */
-	lua_pop(L, 1);
-	return luaapi_await_job(L, &tj->lj, "sesame.jwt.revoke");
+	struct luaapi *api = luaapi_get(L);
+	char err[160];
+	json_t **box = push_claims_box(L);
+	if ((*box = json_from_lua(L, 1, 16, err, sizeof(err))) == NULL)
+		return luaL_error(L, "%s takes a verified token's claims (req.claims): %s", fname,
+				  err);
+	struct token_revocation rev;
+	const char *why = tokens_revocation(&api->cfg->jwt, *box, revocation_now_ms() / 1000, &rev);
+	if (why != NULL)
+		return luaL_error(L, "%s takes a verified token's claims (req.claims): %s", fname,
+				  why);
+	struct token_job *tj = new_token_job(L, TOKEN_REVOKE, fname, NULL);
+	snprintf(tj->jti, sizeof(tj->jti), "%s", rev.jti);
+	snprintf(tj->family, sizeof(tj->family), "%s", rev.family != NULL ? rev.family : "");
+	tj->jti_expires = rev.jti_until;
+	tj->revoke_until = rev.family_until;
+	return luaapi_await_job(L, &tj->lj, fname);
 }
 
 /*
@@ -409,17 +443,6 @@ static int l_jwt_unset_cookies(lua_State *L)
 	return 1;
 }
 
-/* Owns decoded claims while they are pushed: a memory error in between leaks nothing. */
-static const char claims_box_mt[] = "sesame.claims_box";
-
-static int claims_box_gc(lua_State *L)
-{
-	json_t **box = lua_touserdata(L, 1);
-	json_decref(*box);
-	*box = NULL;
-	return 0;
-}
-
 /*
  * sesame.jwt.decode(token): the claims of an access or refresh token, verified as a route's
  * token is (algorithm, signature, exp and nbf, iss and aud, revocation); or nil and the
@@ -431,13 +454,7 @@ static int l_jwt_decode(lua_State *L)
 	size_t len;
 	const char *token = luaL_checklstring(L, 1, &len);
 	char identity[256];
-	json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
-	*box = NULL;
-	if (luaL_newmetatable(L, claims_box_mt)) {
-		lua_pushcfunction(L, claims_box_gc);
-		lua_setfield(L, -2, "__gc");
-	}
-	lua_setmetatable(L, -2);
+	json_t **box = push_claims_box(L);
 	enum token_verdict v =
 	    tokens_verify(&api->cfg->jwt, token, len, WANT_ANY, box, identity, sizeof(identity));
 	const char *why = v != TOKEN_OK			? tokens_verdict_message(v)

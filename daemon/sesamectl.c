@@ -21,7 +21,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <libgen.h>
-#include <math.h>
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -365,21 +364,24 @@ static int revoke_one(const struct config *cfg, const struct storage *st, const 
 			lineno, tokens_verdict_message(v));
 		return 1;
 	}
-	const char *jti = json_string_value(json_object_get(claims, "jti"));
-	const char *fam = json_string_value(json_object_get(claims, "fam"));
-	json_t *exp = json_object_get(claims, "exp");
-	double e = json_is_number(exp) ? json_number_value(exp) : 0;
-	long long now = (long long)time(NULL);
-	enum sesame_storage_result r =
-	    st->fn->token_revoke(st->state, jti, e >= 1 && e < 1e15 ? (long long)ceil(e) : 0, fam,
-				 tokens_family_revoke_until(&cfg->jwt, now), err, sizeof(err));
-	if (r == SESAME_STORAGE_OK)
-		printf("sesamectl: line %lu: revoked token %s of %s%s\n", lineno, jti, identity,
-		       fam != NULL ? " and its refresh family" : "");
-	else
+	struct token_revocation rev;
+	int status = 1;
+	const char *why = tokens_revocation(&cfg->jwt, claims, (long long)time(NULL), &rev);
+	if (why != NULL) {
+		fprintf(stderr, "sesamectl: line %lu: %s\n", lineno, why);
+		goto done;
+	}
+	if (st->fn->token_revoke(st->state, rev.jti, rev.jti_until, rev.family, rev.family_until,
+				 err, sizeof(err)) != SESAME_STORAGE_OK) {
 		fprintf(stderr, "sesamectl: line %lu: storage: %s\n", lineno, err);
+		goto done;
+	}
+	printf("sesamectl: line %lu: revoked token %s of %s%s\n", lineno, rev.jti, identity,
+	       rev.family != NULL ? " and its refresh family" : "");
+	status = 0;
+done:
 	json_decref(claims);
-	return r == SESAME_STORAGE_OK ? 0 : 1;
+	return status;
 }
 
 static void count_family(void *ctx, const char *id)

@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 #include <jwt.h>
+#include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -374,7 +375,7 @@ static bool audience_ok(json_t *claims, const char *audience)
 }
 
 /* A jti or fam: a string of 1 to SESAME_TOKEN_ID_MAX bytes, no NUL (the storage keeps it). */
-static bool token_id_ok(json_t *v)
+static bool token_id_ok(const json_t *v)
 {
 	size_t len = json_string_length(v);
 	return json_is_string(v) && len > 0 && len <= SESAME_TOKEN_ID_MAX &&
@@ -467,6 +468,23 @@ long long tokens_family_revoke_until(const struct token_config *tc, long long no
 			   ? tc->refresh_expires
 			   : tc->family_lifetime;
 	return now_s + (refresh > tc->access_expires ? refresh : tc->access_expires);
+}
+
+const char *tokens_revocation(const struct token_config *tc, const json_t *claims, long long now_s,
+			      struct token_revocation *out)
+{
+	json_t *jti = json_object_get(claims, "jti"), *fam = json_object_get(claims, "fam");
+	json_t *sub = json_object_get(claims, "sub"), *exp = json_object_get(claims, "exp");
+	if (!token_id_ok(jti) || !(json_is_string(sub) || json_is_number(sub)))
+		return "a verified token's claims have a jti and a sub";
+	if (fam != NULL && !token_id_ok(fam))
+		return "the claims' fam is not a family id";
+	double e = json_is_number(exp) ? json_number_value(exp) : 0;
+	out->jti = json_string_value(jti);
+	out->jti_until = e >= 1 && e < 1e15 ? (long long)ceil(e) : 0;
+	out->family = fam != NULL ? json_string_value(fam) : NULL;
+	out->family_until = tokens_family_revoke_until(tc, now_s);
+	return NULL;
 }
 
 const char *tokens_verdict_message(enum token_verdict v)

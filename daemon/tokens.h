@@ -118,6 +118,23 @@ const char *tokens_verdict_message(enum token_verdict v);
  */
 long long tokens_family_revoke_until(const struct token_config *tc, long long now_s);
 
+/* What revoking a token revokes: ids point into the claims they were read from. */
+struct token_revocation {
+	const char *jti;	/* the token itself */
+	long long jti_until;	/* Unix seconds; 0: for good */
+	const char *family;	/* its refresh family, or NULL */
+	long long family_until; /* as tokens_family_revoke_until */
+};
+
+/*
+ * The revocation policy, decided once for sesame.jwt.revoke and sesamectl token revoke: a token
+ * revoked at now_s is refused by its jti until its exp (for good when it has none) and, when
+ * it belongs to one, its whole refresh family until every token of it could have expired.
+ * NULL, or why the claims are not a token's (no jti or sub, or a jti or fam that is no id).
+ */
+const char *tokens_revocation(const struct token_config *tc, const struct json_t *claims,
+			      long long now_s, struct token_revocation *out);
+
 /* The JWKS document (RFC 7517) of the public keys, current first: {"keys":[]} for HS. */
 struct json_t *tokens_jwks(const struct token_config *tc);
 

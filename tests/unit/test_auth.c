@@ -5,7 +5,8 @@
  * sqlite storage plugin built here), and the worker's revoked ids are started on it as a
  * worker starts them. Requests are real evhttp requests with the headers a client would
  * send; tokens are issued with tokens_issue, so every branch of auth_check sees what it sees
- * in sesamed.
+ * in sesamed. The revocation policy of tokens.c (what revoking a token revokes) is tested here
+ * too, on the same tokens.
  */
 #include "autoconfig.h"
 
@@ -406,6 +407,45 @@ static void test_auth_revoked(void **state)
 	json_decref(claims);
 }
 
+/* The claims of token, verified. */
+static json_t *claims_of(struct fixture *fx, const char *token)
+{
+	json_t *claims = NULL;
+	char id[256];
+	assert_int_equal(
+	    tokens_verify(&fx->cfg->jwt, token, strlen(token), WANT_ANY, &claims, id, sizeof(id)),
+	    TOKEN_OK);
+	return claims;
+}
+
+static void test_revocation_policy(void **state)
+{
+	struct fixture *fx = *state;
+	long long now = (long long)time(NULL);
+	char *token = issue(fx, TOKEN_REFRESH, false, 0, "a-family");
+	json_t *claims = claims_of(fx, token);
+	struct token_revocation rev;
+	assert_null(tokens_revocation(&fx->cfg->jwt, claims, now, &rev));
+	assert_string_equal(rev.jti, json_string_value(json_object_get(claims, "jti")));
+	assert_int_equal(rev.jti_until, json_integer_value(json_object_get(claims, "exp")));
+	assert_string_equal(rev.family, "a-family");
+	assert_int_equal(rev.family_until, tokens_family_revoke_until(&fx->cfg->jwt, now));
+	/* No exp: the jti is revoked for good. No fam: no family. */
+	json_object_del(claims, "exp");
+	json_object_del(claims, "fam");
+	assert_null(tokens_revocation(&fx->cfg->jwt, claims, now, &rev));
+	assert_int_equal(rev.jti_until, 0);
+	assert_null(rev.family);
+	/* Not a token's claims. */
+	assert_int_equal(json_object_set_new(claims, "fam", json_string("")), 0);
+	assert_non_null(tokens_revocation(&fx->cfg->jwt, claims, now, &rev));
+	json_object_del(claims, "fam");
+	json_object_del(claims, "sub");
+	assert_non_null(tokens_revocation(&fx->cfg->jwt, claims, now, &rev));
+	json_decref(claims);
+	free(token);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +461,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_auth_revoked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revocation_policy, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
