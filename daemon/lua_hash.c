@@ -15,6 +15,7 @@
 
 #include "lua_private.h"
 
+/* sesame.hash(password) and sesame.verify(password, stored): on a job thread each. */
 struct hash_job {
 	struct luaapi_job lj;
 	const struct hasher *hasher;
@@ -127,7 +128,6 @@ static int l_verify(lua_State *L)
 	return luaapi_await_job(L, &hj->lj, "sesame.verify");
 }
 
-/* The identity argument of a jwt function: a string or a number. */
 /*
  * sesame.validate(name, value[, related]): the validator plugin name's verdict, on the loop.
  * Returns the value's normal form, or nil and a message for the client.
@@ -172,7 +172,6 @@ static int l_validate(lua_State *L)
 	return 1;
 }
 
-/* sesame.users.create{...} and sesame.users.find{...}: storage calls on a job thread. */
 void luaapi_hash_inject(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {

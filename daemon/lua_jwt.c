@@ -21,6 +21,7 @@
 #include "revocation.h"
 #include "tokens.h"
 
+/* The identity argument of a jwt function: a string or a number. */
 static const char *identity_arg(lua_State *L, int idx)
 {
 	int t = lua_type(L, idx);

@@ -131,9 +131,6 @@ void *luaapi_storage_job(lua_State *L, size_t size, struct storage *st, const ch
 	return job;
 }
 
-/* sesame.readfile(path): reads a whole file on a job thread. */
-/* ---- running a handler ---- */
-
 /* What a storage result means to a client: an HTTP status, and the message for it. */
 struct storage_answer {
 	int status;
@@ -179,6 +176,8 @@ int luaapi_storage_push(lua_State *co, enum sesame_storage_result rc, const char
 	lua_pushstring(co, a.message);
 	return 2;
 }
+
+/* ---- running a handler ---- */
 
 static lua_State *take_coroutine(struct luaapi *api, int *ref)
 {

@@ -24,8 +24,10 @@
 
 #define READFILE_MAX (16u << 20)
 
+/* opts.auth's names, indexed by enum auth_mode. */
 static const char *const auth_modes[] = {"", "required", "optional", "refresh", "fresh", NULL};
 
+/* sesame.readfile(path): reads a whole file on a job thread. */
 struct readfile_job {
 	struct luaapi_job lj;
 	char *path;

@@ -6,7 +6,8 @@
  * their routes with sesame.route; their handlers stay in the registry. The sandbox keeps only
  * what a route script needs (no io, no C modules, text chunks only). A count hook enforces the
  * instruction budget, on the scripts while they load and on each handler across all of its
- * resumptions; the allocator enforces the state's memory limit while Lua code of ours runs.
+ * resumptions; the allocator enforces the state's memory limit while the scripts load and
+ * while a handler runs.
  * The sesame table is assembled here from one inject function per API surface.
  */
 #include "autoconfig.h"

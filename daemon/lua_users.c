@@ -13,6 +13,7 @@
 
 #include "lua_private.h"
 
+/* sesame.users.create{...}, .find{...} and .update{...}: storage calls on a job thread. */
 enum user_op { USER_CREATE, USER_FIND, USER_SET_PASSWORD };
 
 struct user_job {

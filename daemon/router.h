@@ -11,7 +11,7 @@ struct route {
 	char *pattern; /* "/users/:id" */
 	char *name;    /* "GET /users/:id", for logs */
 	int handler;   /* the Lua registry reference of the handler */
-	int options;   /* the caller's, kept with the route (lua_api: the auth mode) */
+	int options;   /* the caller's, kept with the route (auth.h: an enum auth_mode) */
 };
 
 struct route_params {
