@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config_diag.h"
 #include "log.h"
 #include "tokens.h"
 
@@ -15,21 +16,6 @@ struct lua_State;
 
 /* The most workers (server.workers, sesamed -w) one sesamed runs. */
 #define CONFIG_MAX_WORKERS 128
-
-/* Every problem found, each "FILE:LINE: message", in the order found. */
-struct config_errors {
-	char **msg;
-	size_t n;
-};
-
-void config_errors_add(struct config_errors *errs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void config_errors_free(struct config_errors *errs);
-
-/* Adds "FILE:LINE: keypath: message", with the line where src (the file's text) sets keypath. */
-void config_error_at(struct config_errors *errs, const char *file, const char *src,
-		     const char *keypath, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
 
 struct config {
 	char *path; /* the file as given */
@@ -67,11 +53,5 @@ void config_free(struct config *cfg);
 
 /* Overrides server.workers (sesamed -w). */
 void config_set_workers(struct config *cfg, int workers);
-
-/*
- * The line of src (1-based) where the dotted key path is set, as in "server.workers", or 0.
- * Exposed for the unit tests.
- */
-int config_find_line(const char *src, const char *keypath);
 
 #endif

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+#include "config_diag.h"
 #include "sesame/plugin.h"
 
 struct lua_State;

@@ -6,6 +6,7 @@
 
 #include "plugin.h"
 
+struct config;
 struct revocation;
 
 /*
