@@ -1,0 +1,510 @@
+/*
+ * tokens.c: issues and verifies JSON Web Tokens.
+ *
+ * The claims are flask-jwt-extended's, so that a Flask service sharing the secret accepts
+ * sesame's tokens: iat and nbf (now), jti (a random UUID4), type ("access" or "refresh"), sub
+ * (the identity, a string), fresh (access tokens only), exp (left out when the expiry is
+ * false), iss and aud when configured, and with cookies csrf (flask-jwt-extended's, which
+ * the CSRF cookie and header repeat). sesame adds fam, the refresh family a token belongs to,
+ * which flask-jwt-extended ignores. libjwt lays the claims out; an HMAC token is
+ * signed by libjwt too, with the header {"alg":...,"typ":"JWT"}. An RS or ES token is signed
+ * here with the key loaded at start (libjwt would parse its PEM file again for every token),
+ * and its header adds the key's kid. Signing runs on the event loop: an HMAC or an ECDSA
+ * signature takes microseconds, an RSA one about a millisecond.
+ *
+ * Verification is sesame's own, per RFC 8725 (see tokens.h).
+ */
+#include "autoconfig.h"
+
+#include "tokens.h"
+
+#include <jansson.h>
+#include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keys.h"
+#include "sesame/plugin.h"
+
+static const struct token_alg algs[] = {
+    {JWT_ALG_HS256, "HS256", 'H', EVP_sha256, NULL, NULL, 0},
+    {JWT_ALG_HS384, "HS384", 'H', EVP_sha384, NULL, NULL, 0},
+    {JWT_ALG_HS512, "HS512", 'H', EVP_sha512, NULL, NULL, 0},
+    {JWT_ALG_RS256, "RS256", 'R', EVP_sha256, NULL, NULL, 0},
+    {JWT_ALG_RS384, "RS384", 'R', EVP_sha384, NULL, NULL, 0},
+    {JWT_ALG_RS512, "RS512", 'R', EVP_sha512, NULL, NULL, 0},
+    {JWT_ALG_ES256, "ES256", 'E', EVP_sha256, "prime256v1", "P-256", 32},
+    {JWT_ALG_ES384, "ES384", 'E', EVP_sha384, "secp384r1", "P-384", 48},
+    {JWT_ALG_ES512, "ES512", 'E', EVP_sha512, "secp521r1", "P-521", 66},
+};
+
+int tokens_alg_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+		if (strcmp(name, algs[i].name) == 0)
+			return algs[i].alg;
+	}
+	return -1;
+}
+
+const struct token_alg *tokens_alg(int alg)
+{
+	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+		if (algs[i].alg == alg)
+			return &algs[i];
+	}
+	return &algs[0];
+}
+
+void tokens_uuid4(char out[TOKENS_ID_LEN])
+{
+	unsigned char b[16];
+	randombytes_buf(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, TOKENS_ID_LEN,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+		 b[15]);
+}
+
+/*
+ * Seconds since the epoch, with their fraction. Not time(): glibc's reads a coarse clock that
+ * lags the real one by up to a tick after each second begins, long enough to refuse, with no
+ * leeway, a token another host issued with nbf = now.
+ */
+static double realtime(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The claims of the token req asks for. */
+static int add_claims(jwt_t *jwt, const struct token_config *tc, const struct token_request *req)
+{
+	char jti[TOKENS_ID_LEN];
+	long now = (long)realtime(), expires = req->expires;
+	enum token_type type = req->type;
+	if (expires < 0)
+		expires = type == TOKEN_ACCESS ? tc->access_expires : tc->refresh_expires;
+	if (req->jti != NULL)
+		snprintf(jti, sizeof(jti), "%s", req->jti);
+	else
+		tokens_uuid4(jti);
+	int rc = 0;
+	if (type == TOKEN_ACCESS)
+		rc |= jwt_add_grant_bool(jwt, "fresh", req->fresh);
+	rc |= jwt_add_grant_int(jwt, "iat", now);
+	rc |= jwt_add_grant(jwt, "jti", jti);
+	rc |= jwt_add_grant(jwt, "type", type == TOKEN_ACCESS ? "access" : "refresh");
+	rc |= jwt_add_grant(jwt, "sub", req->identity);
+	if (req->family != NULL)
+		rc |= jwt_add_grant(jwt, "fam", req->family);
+	/* With cookies, each token carries the value its CSRF cookie and header must repeat. */
+	if (tc->cookies) {
+		char csrf[TOKENS_ID_LEN];
+		tokens_uuid4(csrf);
+		rc |= jwt_add_grant(jwt, "csrf", csrf);
+	}
+	rc |= jwt_add_grant_int(jwt, "nbf", now);
+	long exp = expires > 0 ? now + expires : 0;
+	if (req->not_after > 0 && (exp == 0 || exp > req->not_after))
+		exp = req->not_after;
+	if (exp > 0)
+		rc |= jwt_add_grant_int(jwt, "exp", exp);
+	if (tc->issuer != NULL)
+		rc |= jwt_add_grant(jwt, "iss", tc->issuer);
+	if (tc->audience != NULL)
+		rc |= jwt_add_grant(jwt, "aud", tc->audience);
+	return rc;
+}
+
+/* Appends base64url(bin) to out at *at; out has room (the caller sized it). */
+static void append_b64url(char *out, size_t *at, size_t cap, const unsigned char *bin, size_t n)
+{
+	sodium_bin2base64(out + *at, cap - *at, bin, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	*at += strlen(out + *at);
+}
+
+/* header.claims.signature, signed with the current RS or ES key. */
+static char *sign_with_key(const struct token_config *tc, jwt_t *jwt)
+{
+	const struct token_alg *a = tokens_alg(tc->alg);
+	json_t *h =
+	    json_pack("{s:s, s:s, s:s}", "alg", a->name, "kid", tc->keys[0].kid, "typ", "JWT");
+	char *header = h != NULL ? json_dumps(h, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+	char *claims = jwt_get_grants_json(jwt, NULL);
+	char *token = NULL;
+	unsigned char *sig = NULL;
+	size_t siglen = 0, at = 0, cap;
+	json_decref(h);
+	if (header == NULL || claims == NULL)
+		goto done;
+	/* Each part's encoded length counts a NUL: room enough for the two dots. */
+	cap = sodium_base64_ENCODED_LEN(strlen(header), sodium_base64_VARIANT_URLSAFE_NO_PADDING) +
+	      sodium_base64_ENCODED_LEN(strlen(claims), sodium_base64_VARIANT_URLSAFE_NO_PADDING) +
+	      sodium_base64_ENCODED_LEN(KEYS_MAX_SIG, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	if ((token = malloc(cap)) == NULL)
+		goto done;
+	append_b64url(token, &at, cap, (const unsigned char *)header, strlen(header));
+	token[at++] = '.';
+	append_b64url(token, &at, cap, (const unsigned char *)claims, strlen(claims));
+	sig = keys_sign(tc->keys[0].pkey, a, token, at, &siglen);
+	if (sig == NULL || siglen > KEYS_MAX_SIG) {
+		free(token);
+		token = NULL;
+		goto done;
+	}
+	token[at++] = '.';
+	append_b64url(token, &at, cap, sig, siglen);
+done:
+	free(sig);
+	free(header);
+	free(claims);
+	return token;
+}
+
+char *tokens_issue(const struct token_config *tc, const struct token_request *req, char *err,
+		   size_t errlen)
+{
+	jwt_t *jwt = NULL;
+	char *token = NULL;
+	if (!tc->configured) {
+		snprintf(err, errlen,
+			 "no JWT key is configured (jwt.secret, jwt.secret_file or "
+			 "jwt.private_key_file)");
+		return NULL;
+	}
+	if (jwt_new(&jwt) != 0 || add_claims(jwt, tc, req) != 0)
+		goto fail;
+	if (tokens_alg(tc->alg)->family != 'H')
+		token = sign_with_key(tc, jwt);
+	else if (jwt_set_alg(jwt, (jwt_alg_t)tc->alg, tc->key, (int)tc->keylen) == 0)
+		token = jwt_encode_str(jwt);
+	if (token == NULL)
+		goto fail;
+	jwt_free(jwt);
+	return token;
+fail:
+	snprintf(err, errlen, "cannot sign the token");
+	jwt_free(jwt);
+	return NULL;
+}
+
+void tokens_config_clear(struct token_config *tc)
+{
+	if (tc->key != NULL)
+		sodium_memzero(tc->key, tc->keylen);
+	free(tc->key);
+	for (size_t i = 0; i < tc->nkeys; i++)
+		keys_free(tc->keys[i].pkey);
+	free(tc->keys);
+	free(tc->issuer);
+	free(tc->audience);
+	free(tc->cookie_samesite);
+	memset(tc, 0, sizeof(*tc));
+}
+
+/* ---- verification ---- */
+
+static int b64url_decode(const char *s, size_t len, unsigned char *out, size_t max, size_t *outlen)
+{
+	return sodium_base642bin(out, max, s, len, NULL, outlen, NULL,
+				 sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* Decodes a base64url JSON object part; NULL when it is anything else. */
+static json_t *decode_part(const char *s, size_t len)
+{
+	unsigned char buf[TOKENS_MAX_LEN];
+	size_t n;
+	if (len == 0 || b64url_decode(s, len, buf, sizeof(buf), &n) != 0)
+		return NULL;
+	json_t *v = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
+	if (v != NULL && !json_is_object(v)) {
+		json_decref(v);
+		return NULL;
+	}
+	return v;
+}
+
+/*
+ * The header: exactly the configured algorithm, nothing this code does not understand. With a
+ * key pair, *key is the key its kid names (a kid no configured key has is refused), or NULL
+ * when it names none.
+ */
+static bool header_ok(const struct token_config *tc, const char *s, size_t len,
+		      const struct token_key **key)
+{
+	json_t *h = decode_part(s, len);
+	const char *alg = h != NULL ? json_string_value(json_object_get(h, "alg")) : NULL;
+	json_t *typ = h != NULL ? json_object_get(h, "typ") : NULL;
+	json_t *kid = h != NULL ? json_object_get(h, "kid") : NULL;
+	bool ok =
+	    alg != NULL && strcmp(alg, tokens_alg(tc->alg)->name) == 0 &&
+	    json_object_get(h, "crit") == NULL &&
+	    (typ == NULL || (json_is_string(typ) && strcmp(json_string_value(typ), "JWT") == 0));
+	*key = NULL;
+	if (ok && kid != NULL && tc->nkeys > 0) {
+		ok = false;
+		for (size_t i = 0; i < tc->nkeys && json_is_string(kid) && !ok; i++) {
+			ok = strcmp(json_string_value(kid), tc->keys[i].kid) == 0;
+			*key = &tc->keys[i];
+		}
+	}
+	json_decref(h);
+	return ok;
+}
+
+static bool hmac_ok(const struct token_config *tc, const char *token, size_t signed_len,
+		    const unsigned char *got, size_t gotlen)
+{
+	unsigned char want[EVP_MAX_MD_SIZE];
+	unsigned int wantlen = 0;
+	if (HMAC(tokens_alg(tc->alg)->md(), tc->key, (int)tc->keylen, (const unsigned char *)token,
+		 signed_len, want, &wantlen) == NULL ||
+	    gotlen != wantlen)
+		return false;
+	return CRYPTO_memcmp(want, got, wantlen) == 0;
+}
+
+/*
+ * RS and ES tokens whose signature was verified already, by a keyed 128-bit hash of the whole
+ * token. A client behind forward auth sends one token with every request, and an ECDSA or RSA
+ * check costs many times the rest of the request. A signature that was good under this
+ * process's keys stays good (other keys mean another configuration, hence other workers);
+ * only successes are kept, so a forged token is checked every time. Direct-mapped: a token
+ * evicted is verified again. tokens_verify runs on the event loop only.
+ */
+#define SIG_CACHE_SLOTS 4096
+
+static struct {
+	uint64_t h[2];
+} sig_cache[SIG_CACHE_SLOTS];
+static unsigned char sig_cache_key[crypto_shorthash_siphashx24_KEYBYTES];
+static bool sig_cache_keyed;
+static pthread_once_t sig_cache_once = PTHREAD_ONCE_INIT;
+
+/* A forked child (a worker) starts with an empty cache and draws a key of its own. */
+static void sig_cache_forget(void)
+{
+	memset(sig_cache, 0, sizeof(sig_cache));
+	sig_cache_keyed = false;
+}
+
+static void sig_cache_init(void)
+{
+	pthread_atfork(NULL, NULL, sig_cache_forget);
+}
+
+static uint64_t *sig_cache_slot(const char *token, size_t len, uint64_t h[2])
+{
+	if (!sig_cache_keyed) {
+		pthread_once(&sig_cache_once, sig_cache_init);
+		randombytes_buf(sig_cache_key, sizeof(sig_cache_key));
+		sig_cache_keyed = true;
+	}
+	unsigned char out[crypto_shorthash_siphashx24_BYTES];
+	crypto_shorthash_siphashx24(out, (const unsigned char *)token, len, sig_cache_key);
+	memcpy(h, out, sizeof(out));
+	return sig_cache[h[0] % SIG_CACHE_SLOTS].h;
+}
+
+/* The signature, by the key the header named, or else by any configured key. */
+static bool signature_ok(const struct token_config *tc, const struct token_key *key,
+			 const char *token, size_t signed_len, const char *sig, size_t siglen)
+{
+	unsigned char got[KEYS_MAX_SIG];
+	size_t gotlen;
+	const struct token_alg *a = tokens_alg(tc->alg);
+	if (b64url_decode(sig, siglen, got, sizeof(got), &gotlen) != 0)
+		return false;
+	if (a->family == 'H')
+		return hmac_ok(tc, token, signed_len, got, gotlen);
+	uint64_t h[2];
+	uint64_t *slot = sig_cache_slot(token, signed_len + 1 + siglen, h);
+	if (slot[0] == h[0] && slot[1] == h[1] && (h[0] != 0 || h[1] != 0))
+		return true;
+	bool ok = false;
+	if (key != NULL)
+		ok = keys_verify(key->pkey, a, token, signed_len, got, gotlen);
+	for (size_t i = 0; key == NULL && !ok && i < tc->nkeys; i++)
+		ok = keys_verify(tc->keys[i].pkey, a, token, signed_len, got, gotlen);
+	if (ok) {
+		slot[0] = h[0];
+		slot[1] = h[1];
+	}
+	return ok;
+}
+
+/* A NumericDate claim: absent is 1 with *present false; a number gives 1; else 0. */
+static int numeric_date(json_t *claims, const char *name, double *out, bool *present)
+{
+	json_t *v = json_object_get(claims, name);
+	*present = v != NULL;
+	if (v == NULL)
+		return 1;
+	if (!json_is_number(v))
+		return 0;
+	*out = json_number_value(v);
+	return 1;
+}
+
+static bool audience_ok(json_t *claims, const char *audience)
+{
+	json_t *aud = json_object_get(claims, "aud");
+	if (json_is_string(aud))
+		return strcmp(json_string_value(aud), audience) == 0;
+	size_t i;
+	json_t *item;
+	json_array_foreach (aud, i, item) {
+		if (json_is_string(item) && strcmp(json_string_value(item), audience) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A jti or fam: a string of 1 to SESAME_TOKEN_ID_MAX bytes, no NUL (the storage keeps it). */
+static bool token_id_ok(json_t *v)
+{
+	size_t len = json_string_length(v);
+	return json_is_string(v) && len > 0 && len <= SESAME_TOKEN_ID_MAX &&
+	       strlen(json_string_value(v)) == len;
+}
+
+static enum token_verdict claims_ok(const struct token_config *tc, json_t *claims,
+				    enum token_want want, char *identity, size_t idlen)
+{
+	double now = realtime(), exp = 0, nbf = 0;
+	bool has_exp, has_nbf;
+	const char *type = json_string_value(json_object_get(claims, "type"));
+	json_t *sub = json_object_get(claims, "sub");
+	const char *iss = json_string_value(json_object_get(claims, "iss"));
+	if (!numeric_date(claims, "exp", &exp, &has_exp) ||
+	    !numeric_date(claims, "nbf", &nbf, &has_nbf) ||
+	    !token_id_ok(json_object_get(claims, "jti")) || type == NULL ||
+	    (json_object_get(claims, "fam") != NULL &&
+	     !token_id_ok(json_object_get(claims, "fam"))))
+		return TOKEN_INVALID;
+	if (json_is_string(sub) && json_string_length(sub) > 0 && json_string_length(sub) < idlen)
+		snprintf(identity, idlen, "%s", json_string_value(sub));
+	else if (json_is_integer(sub))
+		snprintf(identity, idlen, "%lld", (long long)json_integer_value(sub));
+	else
+		return TOKEN_INVALID;
+	if ((tc->issuer != NULL && (iss == NULL || strcmp(iss, tc->issuer) != 0)) ||
+	    (tc->audience != NULL && !audience_ok(claims, tc->audience)) ||
+	    (tc->audience == NULL && json_object_get(claims, "aud") != NULL) ||
+	    (has_nbf && now + (double)tc->leeway < nbf))
+		return TOKEN_INVALID;
+	bool refresh = strcmp(type, "refresh") == 0;
+	if (want == WANT_ANY ? !refresh && strcmp(type, "access") != 0
+			     : strcmp(type, want == WANT_REFRESH ? "refresh" : "access") != 0)
+		return TOKEN_WRONG_TYPE;
+	/* A token without exp is taken only where sesame itself issues tokens without one. */
+	long configured = refresh ? tc->refresh_expires : tc->access_expires;
+	if (!has_exp && configured != 0)
+		return TOKEN_INVALID;
+	if (has_exp && now - (double)tc->leeway >= exp)
+		return TOKEN_EXPIRED;
+	if (want == WANT_FRESH && !json_is_true(json_object_get(claims, "fresh")))
+		return TOKEN_NOT_FRESH;
+	return TOKEN_OK;
+}
+
+enum token_verdict tokens_verify(const struct token_config *tc, const char *token, size_t len,
+				 enum token_want want, json_t **claims, char *identity,
+				 size_t idlen)
+{
+	*claims = NULL;
+	if (!tc->configured || len == 0 || len > TOKENS_MAX_LEN ||
+	    strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+		len)
+		return TOKEN_INVALID;
+	const char *dot1 = memchr(token, '.', len);
+	const char *dot2 =
+	    dot1 != NULL ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+	if (dot2 == NULL || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) != NULL ||
+	    dot2 + 1 == token + len)
+		return TOKEN_INVALID;
+	const struct token_key *key;
+	if (!header_ok(tc, token, (size_t)(dot1 - token), &key) ||
+	    !signature_ok(tc, key, token, (size_t)(dot2 - token), dot2 + 1,
+			  len - (size_t)(dot2 + 1 - token)))
+		return TOKEN_INVALID;
+	json_t *payload = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+	if (payload == NULL)
+		return TOKEN_INVALID;
+	enum token_verdict v = claims_ok(tc, payload, want, identity, idlen);
+	if (v != TOKEN_OK) {
+		json_decref(payload);
+		return v;
+	}
+	*claims = payload;
+	return TOKEN_OK;
+}
+
+/*
+ * How long a revoked family's id must stay revoked: until the last of its tokens has expired.
+ * Its refresh tokens end with the family, at most family_lifetime from now; an access token
+ * of it lives at most access_expires (sesame.jwt.access caps it), and never expires when
+ * access tokens do not: then the revocation is for good.
+ */
+long long tokens_family_revoke_until(const struct token_config *tc, long long now_s)
+{
+	if (tc->access_expires == 0)
+		return 0;
+	long refresh = tc->refresh_expires != 0 && tc->refresh_expires < tc->family_lifetime
+			   ? tc->refresh_expires
+			   : tc->family_lifetime;
+	return now_s + (refresh > tc->access_expires ? refresh : tc->access_expires);
+}
+
+const char *tokens_verdict_message(enum token_verdict v)
+{
+	switch (v) {
+	case TOKEN_EXPIRED:
+		return "token expired";
+	case TOKEN_NOT_FRESH:
+		return "fresh token required";
+	case TOKEN_WRONG_TYPE:
+		return "wrong token type";
+	default:
+		return "invalid token";
+	}
+}
+
+json_t *tokens_jwks(const struct token_config *tc)
+{
+	json_t *keys = json_array();
+	json_t *doc = json_pack("{s:o}", "keys", keys);
+	for (size_t i = 0; doc != NULL && i < tc->nkeys; i++) {
+		if (json_array_append_new(keys, keys_jwk(&tc->keys[i], tokens_alg(tc->alg))) != 0) {
+			json_decref(doc);
+			doc = NULL;
+		}
+	}
+	return doc;
+}
+
+bool tokens_csrf_of(const char *token, char *out, size_t outlen)
+{
+	const char *dot1 = strchr(token, '.');
+	const char *dot2 = dot1 != NULL ? strchr(dot1 + 1, '.') : NULL;
+	json_t *payload = dot2 != NULL ? decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1)) : NULL;
+	const char *csrf = json_string_value(json_object_get(payload, "csrf"));
+	bool found = csrf != NULL && strlen(csrf) < outlen;
+	if (found)
+		snprintf(out, outlen, "%s", csrf);
+	json_decref(payload);
+	return found;
+}
