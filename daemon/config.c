@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jwa.h"
 #include "keys.h"
 #include "listen.h"
 #include "plugin.h"
@@ -463,13 +464,13 @@ static void read_secret(struct loader *ld, int tbl, struct token_config *tc)
 	}
 	/* RFC 7518 3.2: at least the hash's output, and never less than 32 bytes. */
 	size_t least = TOKENS_MIN_SECRET;
-	if (tc->alg >= 0 && tokens_alg(tc->alg)->family == 'H' &&
-	    (size_t)EVP_MD_get_size(tokens_alg(tc->alg)->md()) > least)
-		least = (size_t)EVP_MD_get_size(tokens_alg(tc->alg)->md());
+	if (tc->alg >= 0 && jwa_get(tc->alg)->family == 'H' &&
+	    (size_t)EVP_MD_get_size(jwa_get(tc->alg)->md()) > least)
+		least = (size_t)EVP_MD_get_size(jwa_get(tc->alg)->md());
 	if (tc->key != NULL && tc->keylen < least)
 		fail(ld, tc->keylen && file ? "jwt.secret_file" : "jwt.secret",
 		     "the secret is %zu bytes long; an HMAC secret for %s needs at least %zu",
-		     tc->keylen, tokens_alg(tc->alg)->name, least);
+		     tc->keylen, jwa_get(tc->alg)->name, least);
 	if (inline_secret != NULL)
 		sodium_memzero(inline_secret, strlen(inline_secret));
 	free(inline_secret);
@@ -480,7 +481,7 @@ static void read_secret(struct loader *ld, int tbl, struct token_config *tc)
 static bool add_key(struct loader *ld, const char *keypath, const char *file, bool private_key)
 {
 	struct token_config *tc = &ld->cfg->jwt;
-	const struct token_alg *a = tokens_alg(tc->alg);
+	const struct jwa_alg *a = jwa_get(tc->alg);
 	char err[600] = "out of memory";
 	struct token_key k = {0}, *grown;
 	char *path = resolve_path(ld->cfg, file);
@@ -513,7 +514,7 @@ static void check_public_key(struct loader *ld, const char *file)
 	char err[600];
 	char *path = resolve_path(ld->cfg, file);
 	struct evp_pkey_st *pub =
-	    path != NULL ? keys_load(path, false, tokens_alg(tc->alg), err, sizeof(err)) : NULL;
+	    path != NULL ? keys_load(path, false, jwa_get(tc->alg), err, sizeof(err)) : NULL;
 	if (pub == NULL)
 		fail(ld, "jwt.public_key_file", "%s", path != NULL ? err : "out of memory");
 	else if (!keys_match(tc->keys[0].pkey, pub))
@@ -526,7 +527,7 @@ static void check_public_key(struct loader *ld, const char *file)
 /* An RS or ES key pair and the previous public keys, loaded now, once. */
 static void read_key_pair(struct loader *ld, int tbl)
 {
-	const char *name = tokens_alg(ld->cfg->jwt.alg)->name;
+	const char *name = jwa_get(ld->cfg->jwt.alg)->name;
 	char *private_file = NULL, *public_file = NULL, **previous = NULL;
 	size_t nprevious = 0;
 	read_string(ld, tbl, "jwt", "private_key_file", &private_file);
@@ -553,7 +554,7 @@ static void read_key_pair(struct loader *ld, int tbl)
 /* One kind of key per algorithm: a secret for HS*, key files for RS* and ES*. */
 static void read_key(struct loader *ld, int tbl)
 {
-	const struct token_alg *a = tokens_alg(ld->cfg->jwt.alg);
+	const struct jwa_alg *a = jwa_get(ld->cfg->jwt.alg);
 	static const char *const secret_keys[] = {"secret", "secret_file", NULL};
 	static const char *const pair_keys[] = {"private_key_file", "public_key_file",
 						"previous_keys", NULL};
@@ -593,7 +594,7 @@ static void read_jwt(struct loader *ld)
 	check_keys(ld, tbl, "jwt", jwt_keys);
 	char *alg = NULL;
 	read_string(ld, tbl, "jwt", "algorithm", &alg);
-	tc->alg = tokens_alg_parse(alg != NULL ? alg : "HS256");
+	tc->alg = jwa_parse(alg != NULL ? alg : "HS256");
 	if (tc->alg < 0)
 		fail(ld, "jwt.algorithm",
 		     "'%s' is not one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, "

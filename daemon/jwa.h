@@ -1,19 +1,13 @@
-/* tokens.h: issuing and verifying JSON Web Tokens, laid out as flask-jwt-extended lays them. */
-#ifndef SESAME_TOKENS_H
-#define SESAME_TOKENS_H
+/* jwa.h: the JSON Web Algorithms (RFC 7518) sesame signs and verifies tokens with. */
+#ifndef SESAME_JWA_H
+#define SESAME_JWA_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
-struct json_t;
 struct evp_md_st;
-struct evp_pkey_st;
-
-#define TOKENS_MIN_SECRET 32
-#define TOKENS_KID_LEN	  44 /* a base64url SHA-256 and its NUL */
 
 /* What sesame knows of a JWS algorithm (RFC 7518 section 3.1). */
-struct token_alg {
+struct jwa_alg {
 	int alg;	  /* libjwt's jwt_alg_t */
 	const char *name; /* "HS256" ... */
 	char family;	  /* 'H' HMAC, 'R' RSASSA-PKCS1-v1_5, 'E' ECDSA */
@@ -23,107 +17,10 @@ struct token_alg {
 	size_t field;	   /* ES: the bytes of r and of s */
 };
 
-/* An RS or ES key, loaded once from its PEM file, and its RFC 7638 thumbprint. */
-struct token_key {
-	struct evp_pkey_st *pkey; /* OpenSSL's EVP_PKEY */
-	char kid[TOKENS_KID_LEN];
-};
-
-struct token_config {
-	bool configured;    /* a jwt table with a key was given */
-	int alg;	    /* libjwt's jwt_alg_t */
-	unsigned char *key; /* HS: the secret */
-	size_t keylen;
-	/* RS and ES: keys[0] signs (its private half is loaded); keys[1...] are previous_keys,
-	 * public keys still accepted when a token is verified. */
-	struct token_key *keys;
-	size_t nkeys;
-	long access_expires;  /* seconds; 0: access tokens never expire */
-	long refresh_expires; /* seconds; 0: refresh tokens never expire */
-	char *issuer;	      /* NULL when not configured */
-	char *audience;
-	long leeway; /* seconds of clock skew allowed on exp and nbf */
-	/* Tokens in cookies too, with CSRF double submit, as flask-jwt-extended does it. */
-	bool cookies;
-	bool cookie_secure;
-	char *cookie_samesite; /* "Lax", "Strict" or "None" */
-	/* Refresh families and revocation (storage keeps them). */
-	long family_lifetime;  /* seconds: a log-in's refresh tokens end then, rotated or not */
-	long refresh_grace_ms; /* a spent refresh token still rotates this long after */
-	long revocation_refresh_ms; /* how often a worker fetches the newly revoked ids */
-};
-
-/* flask-jwt-extended's names. */
-#define TOKENS_ACCESS_COOKIE	   "access_token_cookie"
-#define TOKENS_REFRESH_COOKIE	   "refresh_token_cookie"
-#define TOKENS_ACCESS_CSRF_COOKIE  "csrf_access_token"
-#define TOKENS_REFRESH_CSRF_COOKIE "csrf_refresh_token"
-#define TOKENS_CSRF_HEADER	   "X-CSRF-TOKEN"
-
-#define TOKENS_MAX_LEN 8192
-
-/* What a route asks of a token. */
-enum token_want { WANT_ACCESS, WANT_FRESH, WANT_REFRESH, WANT_ANY };
-
-/* Why a token was refused, for the client. */
-enum token_verdict { TOKEN_OK, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_NOT_FRESH, TOKEN_WRONG_TYPE };
-
-enum token_type { TOKEN_ACCESS, TOKEN_REFRESH };
-
 /* "HS256" and the like to libjwt's algorithm; -1 when not one sesame signs with. */
-int tokens_alg_parse(const char *name);
+int jwa_parse(const char *name);
 
-/* The algorithm's description; alg is one tokens_alg_parse returned. */
-const struct token_alg *tokens_alg(int alg);
-
-/* What a token to issue says. */
-struct token_request {
-	enum token_type type;
-	const char *identity; /* the sub claim */
-	long expires;	      /* seconds from now; 0 for none; -1 for the configured default */
-	long not_after;	      /* 0, or a time exp may not pass (the end of a refresh family) */
-	bool fresh;	      /* access tokens only */
-	const char *family;   /* the fam claim (the refresh family), or NULL */
-	const char *jti;      /* NULL: a new random one */
-};
-
-#define TOKENS_ID_LEN 37 /* a UUID and its NUL */
-
-/* A random (version 4) UUID, as flask-jwt-extended's jti. */
-void tokens_uuid4(char out[TOKENS_ID_LEN]);
-
-/* Issues a token. Returns a malloc'd token, or NULL with a message in err. */
-char *tokens_issue(const struct token_config *tc, const struct token_request *req, char *err,
-		   size_t errlen);
-
-/*
- * Verifies a compact token per RFC 8725: three parts, size-capped; the header's alg exactly
- * the configured one (never "none"), no "crit"; for RS and ES a kid, when present, names one
- * of the configured keys (without one, each is tried); the signature (an HMAC is compared in
- * constant time);
- * then exp and nbf (with leeway), iss and aud when configured, the type the route wants, a
- * sub and a jti. On TOKEN_OK, *claims is the payload (the caller json_decref's it) and
- * identity holds sub as a string.
- */
-enum token_verdict tokens_verify(const struct token_config *tc, const char *token, size_t len,
-				 enum token_want want, struct json_t **claims, char *identity,
-				 size_t idlen);
-
-const char *tokens_verdict_message(enum token_verdict v);
-
-/*
- * Until when (Unix seconds; 0: for good) a refresh family revoked at now_s stays revoked: until
- * the last of its tokens could expire. Its access tokens live at most access_expires
- * (sesame.jwt.access caps them), its refresh tokens end with the family.
- */
-long long tokens_family_revoke_until(const struct token_config *tc, long long now_s);
-
-/* The JWKS document (RFC 7517) of the public keys, current first: {"keys":[]} for HS. */
-struct json_t *tokens_jwks(const struct token_config *tc);
-
-/* The csrf claim of a token sesame issued, into out; false when it has none. */
-bool tokens_csrf_of(const char *token, char *out, size_t outlen);
-
-void tokens_config_clear(struct token_config *tc);
+/* The algorithm's description; alg is one jwa_parse returned. */
+const struct jwa_alg *jwa_get(int alg);
 
 #endif

@@ -45,7 +45,7 @@ static const char *curve_name(const char *group)
 	return nist != NULL ? nist : group;
 }
 
-static bool suits(const EVP_PKEY *pkey, const struct token_alg *a, const char *path, char *err,
+static bool suits(const EVP_PKEY *pkey, const struct jwa_alg *a, const char *path, char *err,
 		  size_t errlen)
 {
 	const char *want = a->family == 'R' ? "RSA" : "EC";
@@ -71,7 +71,7 @@ static bool suits(const EVP_PKEY *pkey, const struct token_alg *a, const char *p
 	return true;
 }
 
-struct evp_pkey_st *keys_load(const char *path, bool private_key, const struct token_alg *a,
+struct evp_pkey_st *keys_load(const char *path, bool private_key, const struct jwa_alg *a,
 			      char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
@@ -105,7 +105,7 @@ void keys_free(struct evp_pkey_st *pkey)
 	EVP_PKEY_free(pkey);
 }
 
-struct evp_pkey_st *keys_generate(const struct token_alg *a, int bits)
+struct evp_pkey_st *keys_generate(const struct jwa_alg *a, int bits)
 {
 	EVP_PKEY *pkey = a->family == 'R' ? EVP_RSA_gen((unsigned int)bits) : EVP_EC_gen(a->crv);
 	ERR_clear_error();
@@ -165,7 +165,7 @@ static json_t *number(const EVP_PKEY *pkey, const char *name, size_t width)
 }
 
 /* The members of the key's JWK that RFC 7638 hashes (RFC 7518 section 6). */
-static bool add_public(json_t *jwk, const EVP_PKEY *pkey, const struct token_alg *a)
+static bool add_public(json_t *jwk, const EVP_PKEY *pkey, const struct jwa_alg *a)
 {
 	bool ok;
 	if (a->family == 'R')
@@ -185,8 +185,8 @@ static bool add_public(json_t *jwk, const EVP_PKEY *pkey, const struct token_alg
 	return ok;
 }
 
-bool keys_thumbprint(const struct evp_pkey_st *pkey, const struct token_alg *a,
-		     char kid[TOKENS_KID_LEN])
+bool keys_thumbprint(const struct evp_pkey_st *pkey, const struct jwa_alg *a,
+		     char kid[KEYS_KID_LEN])
 {
 	unsigned char digest[crypto_hash_sha256_BYTES];
 	json_t *jwk = json_object();
@@ -199,15 +199,15 @@ bool keys_thumbprint(const struct evp_pkey_st *pkey, const struct token_alg *a,
 		return false;
 	crypto_hash_sha256(digest, (const unsigned char *)text, strlen(text));
 	free(text);
-	sodium_bin2base64(kid, TOKENS_KID_LEN, digest, sizeof(digest),
+	sodium_bin2base64(kid, KEYS_KID_LEN, digest, sizeof(digest),
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	return true;
 }
 
-json_t *keys_jwk(const struct token_key *k, const struct token_alg *a)
+json_t *keys_jwk(const struct evp_pkey_st *pkey, const char *kid, const struct jwa_alg *a)
 {
-	json_t *jwk = json_pack("{s:s, s:s, s:s}", "use", "sig", "alg", a->name, "kid", k->kid);
-	if (jwk != NULL && !add_public(jwk, k->pkey, a)) {
+	json_t *jwk = json_pack("{s:s, s:s, s:s}", "use", "sig", "alg", a->name, "kid", kid);
+	if (jwk != NULL && !add_public(jwk, pkey, a)) {
 		json_decref(jwk);
 		return NULL;
 	}
@@ -253,7 +253,7 @@ static unsigned char *raw_to_der(const unsigned char *sig, size_t field, size_t 
 	return der;
 }
 
-unsigned char *keys_sign(struct evp_pkey_st *pkey, const struct token_alg *a, const char *data,
+unsigned char *keys_sign(struct evp_pkey_st *pkey, const struct jwa_alg *a, const char *data,
 			 size_t len, size_t *siglen)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -273,7 +273,7 @@ unsigned char *keys_sign(struct evp_pkey_st *pkey, const struct token_alg *a, co
 	return sig;
 }
 
-bool keys_verify(struct evp_pkey_st *pkey, const struct token_alg *a, const char *data, size_t len,
+bool keys_verify(struct evp_pkey_st *pkey, const struct jwa_alg *a, const char *data, size_t len,
 		 const unsigned char *sig, size_t siglen)
 {
 	unsigned char *der = NULL;

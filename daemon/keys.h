@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "tokens.h"
+#include "jwa.h"
 
 struct evp_pkey_st;
 struct json_t;
@@ -13,19 +13,20 @@ struct json_t;
 #define KEYS_MIN_RSA_BITS 2048
 #define KEYS_MAX_RSA_BITS 8192
 #define KEYS_MAX_SIG	  (KEYS_MAX_RSA_BITS / 8) /* the widest signature, in bytes */
+#define KEYS_KID_LEN	  44			  /* a base64url SHA-256 and its NUL */
 
 /*
  * Loads the PEM key at path, private or public, and checks that it suits the algorithm: an
  * RSA key of KEYS_MIN_RSA_BITS to KEYS_MAX_RSA_BITS for RS*, a key on the algorithm's curve
  * for ES*. NULL with a message in err that names the file, never its content.
  */
-struct evp_pkey_st *keys_load(const char *path, bool private_key, const struct token_alg *a,
+struct evp_pkey_st *keys_load(const char *path, bool private_key, const struct jwa_alg *a,
 			      char *err, size_t errlen);
 
 void keys_free(struct evp_pkey_st *pkey);
 
 /* A new key for the algorithm (bits: the RSA modulus'), or NULL. */
-struct evp_pkey_st *keys_generate(const struct token_alg *a, int bits);
+struct evp_pkey_st *keys_generate(const struct jwa_alg *a, int bits);
 
 /*
  * The key in PEM: its private half (PKCS#8, unencrypted) or its public one. Returns malloc'd
@@ -37,22 +38,23 @@ char *keys_pem(struct evp_pkey_st *pkey, bool private_key);
 bool keys_match(const struct evp_pkey_st *a, const struct evp_pkey_st *b);
 
 /* The key's RFC 7638 JWK thumbprint (SHA-256, base64url): its kid. */
-bool keys_thumbprint(const struct evp_pkey_st *pkey, const struct token_alg *a,
-		     char kid[TOKENS_KID_LEN]);
+bool keys_thumbprint(const struct evp_pkey_st *pkey, const struct jwa_alg *a,
+		     char kid[KEYS_KID_LEN]);
 
-/* The key's public JWK: kty, use, alg, kid, and n and e or crv, x and y; NULL on failure. */
-struct json_t *keys_jwk(const struct token_key *k, const struct token_alg *a);
+/* The public JWK of the key named kid: kty, use, alg, kid, and n and e or crv, x and y; NULL on
+ * failure. */
+struct json_t *keys_jwk(const struct evp_pkey_st *pkey, const char *kid, const struct jwa_alg *a);
 
 /*
  * Signs data with a private key, the JWS way: an RSA signature as wide as the modulus, an
  * ECDSA one as r||s of fixed width (RFC 7518 section 3.4). Returns the malloc'd signature
  * and its length in *siglen, or NULL.
  */
-unsigned char *keys_sign(struct evp_pkey_st *pkey, const struct token_alg *a, const char *data,
+unsigned char *keys_sign(struct evp_pkey_st *pkey, const struct jwa_alg *a, const char *data,
 			 size_t len, size_t *siglen);
 
 /* Verifies a JWS signature (in the form keys_sign makes) of data. */
-bool keys_verify(struct evp_pkey_st *pkey, const struct token_alg *a, const char *data, size_t len,
+bool keys_verify(struct evp_pkey_st *pkey, const struct jwa_alg *a, const char *data, size_t len,
 		 const unsigned char *sig, size_t siglen);
 
 #endif

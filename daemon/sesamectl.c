@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "jwa.h"
 #include "keys.h"
 #include "log.h"
 #include "plugin.h"
@@ -147,7 +148,7 @@ static void out_drop(struct out_file *o)
 }
 
 /* An HMAC secret, base64: as many random bytes as the hash's output (32, 48 or 64). */
-static char *new_secret(const struct token_alg *a)
+static char *new_secret(const struct jwa_alg *a)
 {
 	size_t bytes = (size_t)EVP_MD_get_size(a->md());
 	unsigned char key[64];
@@ -177,7 +178,7 @@ static int keygen_usage(void)
 	return 2;
 }
 
-static int keygen_secret(const struct token_alg *a, const char *path, bool force)
+static int keygen_secret(const struct jwa_alg *a, const char *path, bool force)
 {
 	struct out_file o;
 	if (!out_open(&o, path, 0600, force))
@@ -212,11 +213,11 @@ static bool same_name(const char *a, const char *b)
 }
 
 /* Both files or neither: each is written in full before either is put in place. */
-static int keygen_pair(const struct token_alg *a, int bits, const char *private_path,
+static int keygen_pair(const struct jwa_alg *a, int bits, const char *private_path,
 		       const char *public_path, bool force)
 {
 	struct out_file priv, pub;
-	char kid[TOKENS_KID_LEN];
+	char kid[KEYS_KID_LEN];
 	if (same_name(private_path, public_path)) {
 		fprintf(stderr, "sesamectl: the private and the public key need two files\n");
 		return 2;
@@ -278,9 +279,9 @@ static int cmd_keygen(int argc, char **argv)
 			return keygen_usage();
 		}
 	}
-	if (tokens_alg_parse(alg) < 0)
+	if (jwa_parse(alg) < 0)
 		return keygen_usage();
-	const struct token_alg *a = tokens_alg(tokens_alg_parse(alg));
+	const struct jwa_alg *a = jwa_get(jwa_parse(alg));
 	int nfiles = a->family == 'H' ? 1 : 2;
 	if (argc - optind != nfiles || (bits != 0 && a->family != 'R'))
 		return keygen_usage();

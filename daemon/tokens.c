@@ -32,38 +32,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "jwa.h"
 #include "keys.h"
 #include "sesame/plugin.h"
-
-static const struct token_alg algs[] = {
-    {JWT_ALG_HS256, "HS256", 'H', EVP_sha256, NULL, NULL, 0},
-    {JWT_ALG_HS384, "HS384", 'H', EVP_sha384, NULL, NULL, 0},
-    {JWT_ALG_HS512, "HS512", 'H', EVP_sha512, NULL, NULL, 0},
-    {JWT_ALG_RS256, "RS256", 'R', EVP_sha256, NULL, NULL, 0},
-    {JWT_ALG_RS384, "RS384", 'R', EVP_sha384, NULL, NULL, 0},
-    {JWT_ALG_RS512, "RS512", 'R', EVP_sha512, NULL, NULL, 0},
-    {JWT_ALG_ES256, "ES256", 'E', EVP_sha256, "prime256v1", "P-256", 32},
-    {JWT_ALG_ES384, "ES384", 'E', EVP_sha384, "secp384r1", "P-384", 48},
-    {JWT_ALG_ES512, "ES512", 'E', EVP_sha512, "secp521r1", "P-521", 66},
-};
-
-int tokens_alg_parse(const char *name)
-{
-	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
-		if (strcmp(name, algs[i].name) == 0)
-			return algs[i].alg;
-	}
-	return -1;
-}
-
-const struct token_alg *tokens_alg(int alg)
-{
-	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
-		if (algs[i].alg == alg)
-			return &algs[i];
-	}
-	return &algs[0];
-}
 
 void tokens_uuid4(char out[TOKENS_ID_LEN])
 {
@@ -139,7 +110,7 @@ static void append_b64url(char *out, size_t *at, size_t cap, const unsigned char
 /* header.claims.signature, signed with the current RS or ES key. */
 static char *sign_with_key(const struct token_config *tc, jwt_t *jwt)
 {
-	const struct token_alg *a = tokens_alg(tc->alg);
+	const struct jwa_alg *a = jwa_get(tc->alg);
 	json_t *h =
 	    json_pack("{s:s, s:s, s:s}", "alg", a->name, "kid", tc->keys[0].kid, "typ", "JWT");
 	char *header = h != NULL ? json_dumps(h, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
@@ -187,7 +158,7 @@ char *tokens_issue(const struct token_config *tc, const struct token_request *re
 	}
 	if (jwt_new(&jwt) != 0 || add_claims(jwt, tc, req) != 0)
 		goto fail;
-	if (tokens_alg(tc->alg)->family != 'H')
+	if (jwa_get(tc->alg)->family != 'H')
 		token = sign_with_key(tc, jwt);
 	else if (jwt_set_alg(jwt, (jwt_alg_t)tc->alg, tc->key, (int)tc->keylen) == 0)
 		token = jwt_encode_str(jwt);
@@ -251,7 +222,7 @@ static bool header_ok(const struct token_config *tc, const char *s, size_t len,
 	json_t *typ = h != NULL ? json_object_get(h, "typ") : NULL;
 	json_t *kid = h != NULL ? json_object_get(h, "kid") : NULL;
 	bool ok =
-	    alg != NULL && strcmp(alg, tokens_alg(tc->alg)->name) == 0 &&
+	    alg != NULL && strcmp(alg, jwa_get(tc->alg)->name) == 0 &&
 	    json_object_get(h, "crit") == NULL &&
 	    (typ == NULL || (json_is_string(typ) && strcmp(json_string_value(typ), "JWT") == 0));
 	*key = NULL;
@@ -271,7 +242,7 @@ static bool hmac_ok(const struct token_config *tc, const char *token, size_t sig
 {
 	unsigned char want[EVP_MAX_MD_SIZE];
 	unsigned int wantlen = 0;
-	if (HMAC(tokens_alg(tc->alg)->md(), tc->key, (int)tc->keylen, (const unsigned char *)token,
+	if (HMAC(jwa_get(tc->alg)->md(), tc->key, (int)tc->keylen, (const unsigned char *)token,
 		 signed_len, want, &wantlen) == NULL ||
 	    gotlen != wantlen)
 		return false;
@@ -326,7 +297,7 @@ static bool signature_ok(const struct token_config *tc, const struct token_key *
 {
 	unsigned char got[KEYS_MAX_SIG];
 	size_t gotlen;
-	const struct token_alg *a = tokens_alg(tc->alg);
+	const struct jwa_alg *a = jwa_get(tc->alg);
 	if (b64url_decode(sig, siglen, got, sizeof(got), &gotlen) != 0)
 		return false;
 	if (a->family == 'H')
@@ -506,7 +477,8 @@ json_t *tokens_jwks(const struct token_config *tc)
 	json_t *keys = json_array();
 	json_t *doc = json_pack("{s:o}", "keys", keys);
 	for (size_t i = 0; doc != NULL && i < tc->nkeys; i++) {
-		if (json_array_append_new(keys, keys_jwk(&tc->keys[i], tokens_alg(tc->alg))) != 0) {
+		if (json_array_append_new(
+			keys, keys_jwk(tc->keys[i].pkey, tc->keys[i].kid, jwa_get(tc->alg))) != 0) {
 			json_decref(doc);
 			doc = NULL;
 		}

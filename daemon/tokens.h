@@ -5,28 +5,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "keys.h"
+
 struct json_t;
-struct evp_md_st;
 struct evp_pkey_st;
 
 #define TOKENS_MIN_SECRET 32
-#define TOKENS_KID_LEN	  44 /* a base64url SHA-256 and its NUL */
-
-/* What sesame knows of a JWS algorithm (RFC 7518 section 3.1). */
-struct token_alg {
-	int alg;	  /* libjwt's jwt_alg_t */
-	const char *name; /* "HS256" ... */
-	char family;	  /* 'H' HMAC, 'R' RSASSA-PKCS1-v1_5, 'E' ECDSA */
-	const struct evp_md_st *(*md)(void);
-	const char *group; /* ES: OpenSSL's name of the curve */
-	const char *crv;   /* ES: its JWK name */
-	size_t field;	   /* ES: the bytes of r and of s */
-};
 
 /* An RS or ES key, loaded once from its PEM file, and its RFC 7638 thumbprint. */
 struct token_key {
 	struct evp_pkey_st *pkey; /* OpenSSL's EVP_PKEY */
-	char kid[TOKENS_KID_LEN];
+	char kid[KEYS_KID_LEN];
 };
 
 struct token_config {
@@ -69,12 +58,6 @@ enum token_want { WANT_ACCESS, WANT_FRESH, WANT_REFRESH, WANT_ANY };
 enum token_verdict { TOKEN_OK, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_NOT_FRESH, TOKEN_WRONG_TYPE };
 
 enum token_type { TOKEN_ACCESS, TOKEN_REFRESH };
-
-/* "HS256" and the like to libjwt's algorithm; -1 when not one sesame signs with. */
-int tokens_alg_parse(const char *name);
-
-/* The algorithm's description; alg is one tokens_alg_parse returned. */
-const struct token_alg *tokens_alg(int alg);
 
 /* What a token to issue says. */
 struct token_request {

@@ -33,7 +33,7 @@ static char folder[] = "/tmp/sesame-test-keys-XXXXXX";
 /* A new key for alg, written to NAME.pem and NAME.pub and loaded back: the private one. */
 static struct evp_pkey_st *make_key(int alg, const char *name, char *pubpath, size_t len)
 {
-	const struct token_alg *a = tokens_alg(alg);
+	const struct jwa_alg *a = jwa_get(alg);
 	struct evp_pkey_st *pkey = keys_generate(a, 2048);
 	assert_non_null(pkey);
 	char path[256], err[512];
@@ -60,7 +60,7 @@ static void add_key(struct token_config *tc, struct evp_pkey_st *pkey)
 	tc->keys = realloc(tc->keys, (tc->nkeys + 1) * sizeof(*tc->keys));
 	assert_non_null(tc->keys);
 	tc->keys[tc->nkeys].pkey = pkey;
-	assert_true(keys_thumbprint(pkey, tokens_alg(tc->alg), tc->keys[tc->nkeys].kid));
+	assert_true(keys_thumbprint(pkey, jwa_get(tc->alg), tc->keys[tc->nkeys].kid));
 	tc->nkeys++;
 }
 
@@ -186,12 +186,12 @@ static void test_rs256_and_previous_keys(void **state)
 	init(&later, JWT_ALG_RS256);
 	add_key(&old, make_key(JWT_ALG_RS256, "old", oldpub, sizeof(oldpub)));
 	add_key(&now, make_key(JWT_ALG_RS256, "now", pub, sizeof(pub)));
-	add_key(&later, keys_load(pub, false, tokens_alg(JWT_ALG_RS256), err, sizeof(err)));
+	add_key(&later, keys_load(pub, false, jwa_get(JWT_ALG_RS256), err, sizeof(err)));
 	assert_true(keys_match(now.keys[0].pkey, later.keys[0].pkey));
 	assert_false(keys_match(now.keys[0].pkey, old.keys[0].pkey));
 	char *token = issue(&old);
 	assert_int_equal(verify(&now, token), TOKEN_INVALID);
-	add_key(&now, keys_load(oldpub, false, tokens_alg(JWT_ALG_RS256), err, sizeof(err)));
+	add_key(&now, keys_load(oldpub, false, jwa_get(JWT_ALG_RS256), err, sizeof(err)));
 	assert_int_equal(verify(&now, token), TOKEN_OK);
 	/* The kid names the old key; a token of the current key verifies with public keys only. */
 	char *current = issue(&now);
@@ -218,16 +218,16 @@ static void test_load_refuses_other_keys(void **state)
 	(void)state;
 	char pub[256], err[512], path[300];
 	keys_free(make_key(JWT_ALG_ES384, "p384", pub, sizeof(pub)));
-	assert_null(keys_load(pub, false, tokens_alg(JWT_ALG_ES256), err, sizeof(err)));
+	assert_null(keys_load(pub, false, jwa_get(JWT_ALG_ES256), err, sizeof(err)));
 	assert_non_null(strstr(err, "on P-384; ES256 needs one on P-256"));
-	assert_null(keys_load(pub, false, tokens_alg(JWT_ALG_RS256), err, sizeof(err)));
+	assert_null(keys_load(pub, false, jwa_get(JWT_ALG_RS256), err, sizeof(err)));
 	assert_non_null(strstr(err, "RS256 needs an RSA key"));
 	snprintf(path, sizeof(path), "%s/p384.pem", folder);
-	assert_null(keys_load(path, false, tokens_alg(JWT_ALG_ES384), err, sizeof(err)));
+	assert_null(keys_load(path, false, jwa_get(JWT_ALG_ES384), err, sizeof(err)));
 	assert_non_null(strstr(err, "no PEM public key"));
 	assert_null(strstr(err, "-----"));
 	snprintf(path, sizeof(path), "%s/none.pem", folder);
-	assert_null(keys_load(path, true, tokens_alg(JWT_ALG_ES384), err, sizeof(err)));
+	assert_null(keys_load(path, true, jwa_get(JWT_ALG_ES384), err, sizeof(err)));
 	assert_non_null(strstr(err, "cannot read"));
 }
 
