@@ -1,54 +1,72 @@
-/* config.h: loading and checking the Lua configuration file. */
-#ifndef SESAME_CONFIG_H
-#define SESAME_CONFIG_H
+/*
+ * config_table.h: reading a section of the configuration through a table of its keys.
+ *
+ * As nginx's command tables do, one table per section names each key with its kind (the
+ * function that reads it), its bounds and where in a struct it goes; the same table gives the
+ * known keys, so an unknown key is reported with a "did you mean" and the list of keys and the
+ * reading cannot disagree.
+ */
+#ifndef SESAME_CONFIG_TABLE_H
+#define SESAME_CONFIG_TABLE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "config_diag.h"
-#include "log.h"
-#include "tokens.h"
 
 struct lua_State;
+struct config_key;
 
-/* Where sesamed and sesamectl look for the configuration without -c. */
-#define CONFIG_DEFAULT_PATH SYSCONFDIR "/sesame/sesame.lua"
-
-struct config {
-	char *path; /* the file as given */
-	char *dir;  /* its folder: relative paths resolve against it */
-
-	/* server */
-	char **listen;
-	size_t nlisten;
-	int workers;
-	int threads;
-	size_t max_body;
-	size_t max_header;
-	int timeout;	      /* seconds to read a request or write a response */
-	int keepalive;	      /* seconds an idle connection is kept open */
-	int shutdown_timeout; /* seconds in-flight requests get to finish on stop or reload */
-	bool debug;
-	char *access_log; /* "stderr", an absolute path, or NULL when off */
-	enum log_level log_level;
-	long handler_instructions; /* instruction budget of one request's handler */
-	int handler_timeout;	   /* seconds a handler may take, waits on job threads included */
-	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
-	int json_depth;
-
-	struct plugins *plugins; /* loaded and initialised */
-	struct token_config jwt;
-
-	/* routes: the route script files, in load order */
-	char **routes;
-	size_t nroutes;
+/* A section being read: the Lua state, where problems go, and the struct it fills. */
+struct config_reader {
+	struct lua_State *L;
+	struct config_errors *errs;
+	const char *file; /* the configuration file, for messages */
+	const char *src;  /* its text, for line numbers */
+	void *base;	  /* the struct the keys' `where` offsets point into */
 };
 
-/* Loads and checks path; NULL when anything is wrong, with every problem in errs. */
-struct config *config_load(const char *path, struct config_errors *errs);
-void config_free(struct config *cfg);
+/*
+ * Reads key's value, at the top of the stack and nil when unset (a kind keeps the default
+ * then), into rd->base + key->where; tbl is the section's table, keypath names the key in
+ * messages. A kind leaves the stack as it found it.
+ */
+typedef void config_kind(struct config_reader *rd, int tbl, const struct config_key *key,
+			 const char *keypath);
 
-/* Overrides server.workers (sesamed -w). */
-void config_set_workers(struct config *cfg, int workers);
+struct config_key {
+	const char *name;
+	config_kind *kind; /* NULL: a known key that another key's kind or the plugins read */
+	long min, max;	   /* the bounds of a number */
+	size_t where;	   /* offsetof the field the value goes to in the reader's base */
+};
+
+/*
+ * Reports every key of the table at tbl that is not in keys (terminated by a NULL name),
+ * then reads each key in the table's order. section is the table's key path ("" at the top).
+ */
+void config_table_read(struct config_reader *rd, int tbl, const char *section,
+		       const struct config_key *keys);
+
+/* Whether the value at the top of the stack is a table; reports it when it is not. */
+bool config_is_table(struct config_reader *rd, const char *keypath);
+
+/* Reports "FILE:LINE: keypath: message". */
+void config_fail(struct config_reader *rd, const char *keypath, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The string at the top of the stack, when set, into *out (malloc'd; the old value freed). */
+void config_read_string(struct config_reader *rd, const char *keypath, char **out);
+
+/* A string or a list of strings at idx into a malloc'd array of *n strings. */
+void config_read_strings(struct config_reader *rd, int idx, const char *keypath, char ***out,
+			 size_t *n);
+
+/* The kinds most keys are: whole numbers from min to max into an int, a long or a size_t. */
+config_kind config_int, config_long, config_size;
+config_kind config_bool;   /* true or false */
+config_kind config_string; /* a malloc'd copy into a char * */
+config_kind config_ms;	   /* seconds, fractions allowed, from min to max ms, into a long of ms */
+config_kind config_expiry; /* seconds from 1 to max into a long, or false for none (0) */
 
 #endif
