@@ -27,9 +27,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config_table.h"
+#include "file.h"
 #include "jwa.h"
 #include "keys.h"
-#include "config_table.h"
 #include "listen.h"
 #include "plugin.h"
 
@@ -42,17 +43,6 @@ struct loader {
 	char *src; /* the file's text, to find lines in */
 	long instructions;
 };
-
-static char *resolve_path(const struct config *cfg, const char *p)
-{
-	if (p[0] == '/')
-		return strdup(p);
-	size_t n = strlen(cfg->dir) + strlen(p) + 2;
-	char *out = malloc(n);
-	if (out != NULL)
-		snprintf(out, n, "%s/%s", cfg->dir, p);
-	return out;
-}
 
 static void free_strings(char **v, size_t n)
 {
@@ -123,7 +113,7 @@ static void read_access_log(struct config_reader *rd, int tbl, const struct conf
 	} else if (t == LUA_TSTRING) {
 		const char *v = lua_tostring(L, -1);
 		free(cfg->access_log);
-		cfg->access_log = strcmp(v, "stderr") == 0 ? strdup(v) : resolve_path(cfg, v);
+		cfg->access_log = strcmp(v, "stderr") == 0 ? strdup(v) : file_resolve(cfg->dir, v);
 	} else if (t != LUA_TNIL) {
 		config_fail(rd, keypath, "expected \"stderr\", a file path or false");
 	}
@@ -200,8 +190,6 @@ static void add_route_file(struct config *cfg, const char *file)
 	cfg->routes[cfg->nroutes] = NULL;
 }
 
-static char *read_file(const char *path);
-
 /* jwt.name: key material, read with the algorithm rather than by the table. */
 static void jwt_string(struct config_reader *rd, int tbl, const char *name, char **out)
 {
@@ -231,8 +219,8 @@ static void read_secret(struct config_reader *rd, int tbl, struct token_config *
 		tc->key = (unsigned char *)inline_secret;
 		inline_secret = NULL;
 	} else if (file != NULL) {
-		char *path = resolve_path(cfg_of(rd), file);
-		char *text = path != NULL ? read_file(path) : NULL;
+		char *path = file_resolve(cfg_of(rd)->dir, file);
+		char *text = path != NULL ? file_read(path) : NULL;
 		struct stat st;
 		if (text == NULL) {
 			config_fail(rd, "jwt.secret_file", "cannot read %s: %s", path ? path : file,
@@ -281,7 +269,7 @@ static bool add_key(struct config_reader *rd, const char *keypath, const char *f
 	const struct jwa_alg *a = jwa_get(tc->alg);
 	char err[600] = "out of memory";
 	struct token_key k = {0}, *grown;
-	char *path = resolve_path(cfg_of(rd), file);
+	char *path = file_resolve(cfg_of(rd)->dir, file);
 	if (path != NULL)
 		k.pkey = keys_load(path, private_key, a, err, sizeof(err));
 	free(path);
@@ -309,7 +297,7 @@ static void check_public_key(struct config_reader *rd, const char *file)
 {
 	struct token_config *tc = &cfg_of(rd)->jwt;
 	char err[600];
-	char *path = resolve_path(cfg_of(rd), file);
+	char *path = file_resolve(cfg_of(rd)->dir, file);
 	struct evp_pkey_st *pub =
 	    path != NULL ? keys_load(path, false, jwa_get(tc->alg), err, sizeof(err)) : NULL;
 	if (pub == NULL)
@@ -454,7 +442,7 @@ static void read_routes(struct config_reader *rd, int top, const struct config_k
 		config_read_strings(rd, -1, keypath, &patterns, &npatterns);
 	}
 	for (size_t i = 0; i < npatterns; i++) {
-		char *full = resolve_path(cfg, patterns[i]);
+		char *full = file_resolve(cfg->dir, patterns[i]);
 		glob_t g;
 		int rc = glob(full, 0, NULL, &g);
 		if (rc == 0) {
@@ -509,39 +497,6 @@ static int env_newindex(lua_State *L)
 				  luaL_typename(L, 2));
 	lua_rawset(L, 1);
 	return 0;
-}
-
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	if (f == NULL)
-		return NULL;
-	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	for (;;) {
-		if (len + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			char *grown = realloc(buf, cap);
-			if (grown == NULL) {
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = grown;
-		}
-		size_t n = fread(buf + len, 1, 4096, f);
-		len += n;
-		if (n < 4096)
-			break;
-	}
-	bool failed = ferror(f);
-	fclose(f);
-	if (failed) {
-		free(buf);
-		return NULL;
-	}
-	buf[len] = '\0';
-	return buf;
 }
 
 /* Runs the chunk; leaves its environment (the settings) at index 1. */
@@ -624,7 +579,7 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	cfg->dir = dir_of(path);
 	set_defaults(cfg);
 
-	ld.src = cfg->dir != NULL ? read_file(path) : NULL;
+	ld.src = cfg->dir != NULL ? file_read(path) : NULL;
 	if (ld.src == NULL) {
 		config_errors_add(errs, "%s: cannot read: %s", path, strerror(errno));
 		goto fail;
