@@ -1,54 +1,13 @@
-/* config.h: loading and checking the Lua configuration file. */
-#ifndef SESAME_CONFIG_H
-#define SESAME_CONFIG_H
+/* config_jwt.h: the jwt section of the configuration. */
+#ifndef SESAME_CONFIG_JWT_H
+#define SESAME_CONFIG_JWT_H
 
-#include <stdbool.h>
-#include <stddef.h>
+#include "config_table.h"
 
-#include "config_diag.h"
-#include "log.h"
-#include "tokens.h"
-
-struct lua_State;
-
-/* Where sesamed and sesamectl look for the configuration without -c. */
-#define CONFIG_DEFAULT_PATH SYSCONFDIR "/sesame/sesame.lua"
-
-struct config {
-	char *path; /* the file as given */
-	char *dir;  /* its folder: relative paths resolve against it */
-
-	/* server */
-	char **listen;
-	size_t nlisten;
-	int workers;
-	int threads;
-	size_t max_body;
-	size_t max_header;
-	int timeout;	      /* seconds to read a request or write a response */
-	int keepalive;	      /* seconds an idle connection is kept open */
-	int shutdown_timeout; /* seconds in-flight requests get to finish on stop or reload */
-	bool debug;
-	char *access_log; /* "stderr", an absolute path, or NULL when off */
-	enum log_level log_level;
-	long handler_instructions; /* instruction budget of one request's handler */
-	int handler_timeout;	   /* seconds a handler may take, waits on job threads included */
-	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
-	int json_depth;
-
-	struct plugins *plugins; /* loaded and initialised */
-	struct token_config jwt;
-
-	/* routes: the route script files, in load order */
-	char **routes;
-	size_t nroutes;
-};
-
-/* Loads and checks path; NULL when anything is wrong, with every problem in errs. */
-struct config *config_load(const char *path, struct config_errors *errs);
-void config_free(struct config *cfg);
-
-/* Overrides server.workers (sesamed -w). */
-void config_set_workers(struct config *cfg, int workers);
+/*
+ * The kind of the top level's jwt key: reads the section into the struct config that is the
+ * reader's base (its jwt member), loading the keys it names. Unset, tokens are not configured.
+ */
+config_kind config_jwt_read;
 
 #endif
