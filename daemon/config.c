@@ -78,11 +78,11 @@ static void read_listen(struct config_reader *rd, int tbl, const struct config_k
 static void read_workers(struct config_reader *rd, int tbl, const struct config_key *key,
 			 const char *keypath)
 {
-	struct config *cfg = cfg_of(rd);
+	int *workers = config_field(rd, key);
 	lua_State *L = rd->L;
 	int t = lua_type(L, -1);
 	if (t == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0) {
-		cfg->workers = 0;
+		*workers = 0;
 	} else if (t != LUA_TNIL) {
 		int isint = 0;
 		lua_Integer v = lua_tointegerx(L, -1, &isint);
@@ -90,32 +90,32 @@ static void read_workers(struct config_reader *rd, int tbl, const struct config_
 			config_fail(rd, keypath, "expected \"auto\" or a number from %ld to %ld",
 				    key->min, key->max);
 		else
-			cfg->workers = (int)v;
+			*workers = (int)v;
 	}
-	if (cfg->workers == 0) {
+	if (*workers == 0) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
-		cfg->workers = cores < 1 ? 1 : cores > key->max ? (int)key->max : (int)cores;
+		*workers = cores < 1 ? 1 : cores > key->max ? (int)key->max : (int)cores;
 	}
 }
 
 static void read_access_log(struct config_reader *rd, int tbl, const struct config_key *key,
 			    const char *keypath)
 {
-	struct config *cfg = cfg_of(rd);
+	char **log = config_field(rd, key);
 	lua_State *L = rd->L;
 	int t = lua_type(L, -1);
 	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-		free(cfg->access_log);
-		cfg->access_log = NULL;
+		free(*log);
+		*log = NULL;
 	} else if (t == LUA_TSTRING) {
 		const char *v = lua_tostring(L, -1);
-		free(cfg->access_log);
-		cfg->access_log = strcmp(v, "stderr") == 0 ? strdup(v) : file_resolve(cfg->dir, v);
+		free(*log);
+		*log = strcmp(v, "stderr") == 0 ? strdup(v) : file_resolve(cfg_of(rd)->dir, v);
 	} else if (t != LUA_TNIL) {
 		config_fail(rd, keypath, "expected \"stderr\", a file path or false");
 	}
 	/* Workers open it after fork: find out now, not in a crash loop, that they cannot. */
-	const char *file = cfg->access_log;
+	const char *file = *log;
 	if (file != NULL && strcmp(file, "stderr") != 0) {
 		int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 		if (fd < 0)
@@ -129,8 +129,8 @@ static void read_log_level(struct config_reader *rd, int tbl, const struct confi
 			   const char *keypath)
 {
 	int t = lua_type(rd->L, -1);
-	if (t != LUA_TNIL && (t != LUA_TSTRING || log_level_parse(lua_tostring(rd->L, -1),
-								  &cfg_of(rd)->log_level) != 0))
+	if (t != LUA_TNIL && (t != LUA_TSTRING ||
+			      log_level_parse(lua_tostring(rd->L, -1), config_field(rd, key)) != 0))
 		config_fail(rd, keypath, "expected \"error\", \"warn\", \"info\" or \"debug\"");
 }
 

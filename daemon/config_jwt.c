@@ -209,11 +209,11 @@ static void read_key(struct config_reader *rd, int tbl)
 static void read_algorithm(struct config_reader *rd, int tbl, const struct config_key *key,
 			   const char *keypath)
 {
-	struct token_config *tc = &cfg_of(rd)->jwt;
+	int *out = config_field(rd, key);
 	char *alg = NULL;
 	config_read_string(rd, keypath, &alg);
-	tc->alg = jwa_parse(alg != NULL ? alg : "HS256");
-	if (tc->alg < 0)
+	*out = jwa_parse(alg != NULL ? alg : "HS256");
+	if (*out < 0)
 		config_fail(rd, keypath,
 			    "'%s' is not one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, "
 			    "ES384, ES512",
@@ -226,7 +226,7 @@ static void read_algorithm(struct config_reader *rd, int tbl, const struct confi
 static void read_samesite(struct config_reader *rd, int tbl, const struct config_key *key,
 			  const char *keypath)
 {
-	char **samesite = &cfg_of(rd)->jwt.cookie_samesite;
+	char **samesite = config_field(rd, key);
 	config_read_string(rd, keypath, samesite);
 	if (*samesite == NULL)
 		*samesite = strdup("Lax");

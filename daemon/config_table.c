@@ -17,9 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The field a key fills, in the reader's base. */
-#define FIELD(rd, key, type) ((type *)(void *)((char *)(rd)->base + (key)->where))
-
 void config_fail(struct config_reader *rd, const char *keypath, const char *fmt, ...)
 {
 	char msg[768];
@@ -85,6 +82,11 @@ void config_table_read(struct config_reader *rd, int tbl, const char *section,
 	}
 }
 
+void *config_field(const struct config_reader *rd, const struct config_key *key)
+{
+	return (char *)rd->base + key->where;
+}
+
 bool config_is_table(struct config_reader *rd, const char *keypath)
 {
 	if (lua_istable(rd->L, -1))
@@ -118,7 +120,7 @@ void config_int(struct config_reader *rd, int tbl, const struct config_key *key,
 {
 	long v;
 	if (!lua_isnil(rd->L, -1) && whole_number(rd, key, keypath, &v))
-		*FIELD(rd, key, int) = (int)v;
+		*(int *)config_field(rd, key) = (int)v;
 }
 
 void config_long(struct config_reader *rd, int tbl, const struct config_key *key,
@@ -126,7 +128,7 @@ void config_long(struct config_reader *rd, int tbl, const struct config_key *key
 {
 	long v;
 	if (!lua_isnil(rd->L, -1) && whole_number(rd, key, keypath, &v))
-		*FIELD(rd, key, long) = v;
+		*(long *)config_field(rd, key) = v;
 }
 
 void config_size(struct config_reader *rd, int tbl, const struct config_key *key,
@@ -134,7 +136,7 @@ void config_size(struct config_reader *rd, int tbl, const struct config_key *key
 {
 	long v;
 	if (!lua_isnil(rd->L, -1) && whole_number(rd, key, keypath, &v))
-		*FIELD(rd, key, size_t) = (size_t)v;
+		*(size_t *)config_field(rd, key) = (size_t)v;
 }
 
 void config_bool(struct config_reader *rd, int tbl, const struct config_key *key,
@@ -142,7 +144,7 @@ void config_bool(struct config_reader *rd, int tbl, const struct config_key *key
 {
 	int t = lua_type(rd->L, -1);
 	if (t == LUA_TBOOLEAN)
-		*FIELD(rd, key, bool) = lua_toboolean(rd->L, -1);
+		*(bool *)config_field(rd, key) = lua_toboolean(rd->L, -1);
 	else if (t != LUA_TNIL)
 		config_fail(rd, keypath, "expected true or false, found %s",
 			    luaL_typename(rd->L, -1));
@@ -162,7 +164,7 @@ void config_read_string(struct config_reader *rd, const char *keypath, char **ou
 void config_string(struct config_reader *rd, int tbl, const struct config_key *key,
 		   const char *keypath)
 {
-	config_read_string(rd, keypath, FIELD(rd, key, char *));
+	config_read_string(rd, keypath, config_field(rd, key));
 }
 
 void config_ms(struct config_reader *rd, int tbl, const struct config_key *key, const char *keypath)
@@ -175,7 +177,7 @@ void config_ms(struct config_reader *rd, int tbl, const struct config_key *key, 
 		config_fail(rd, keypath, "expected a number of seconds from %g to %g",
 			    (double)key->min / 1000.0, (double)key->max / 1000.0);
 	else
-		*FIELD(rd, key, long) = (long)(v + 0.5);
+		*(long *)config_field(rd, key) = (long)(v + 0.5);
 }
 
 void config_expiry(struct config_reader *rd, int tbl, const struct config_key *key,
@@ -183,7 +185,7 @@ void config_expiry(struct config_reader *rd, int tbl, const struct config_key *k
 {
 	int t = lua_type(rd->L, -1);
 	if (t == LUA_TBOOLEAN && !lua_toboolean(rd->L, -1)) {
-		*FIELD(rd, key, long) = 0;
+		*(long *)config_field(rd, key) = 0;
 	} else if (t != LUA_TNIL) {
 		int isint = 0;
 		lua_Integer v = lua_tointegerx(rd->L, -1, &isint);
@@ -191,7 +193,7 @@ void config_expiry(struct config_reader *rd, int tbl, const struct config_key *k
 			config_fail(rd, keypath,
 				    "expected a number of seconds (1 or more) or false");
 		else
-			*FIELD(rd, key, long) = (long)v;
+			*(long *)config_field(rd, key) = (long)v;
 	}
 }
 

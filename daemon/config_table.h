@@ -48,6 +48,9 @@ struct config_key {
 void config_table_read(struct config_reader *rd, int tbl, const char *section,
 		       const struct config_key *keys);
 
+/* The field key fills in the reader's base. */
+void *config_field(const struct config_reader *rd, const struct config_key *key);
+
 /* Whether the value at the top of the stack is a table; reports it when it is not. */
 bool config_is_table(struct config_reader *rd, const char *keypath);
 
