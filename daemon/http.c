@@ -37,6 +37,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "request.h"
@@ -73,9 +74,7 @@ static struct http_server *the_server;
 
 uint64_t http_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return clock_mono_ns();
 }
 
 static const char *method_name(enum evhttp_cmd_type cmd)

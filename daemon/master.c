@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "cycle.h"
 #include "listen.h"
@@ -74,13 +75,6 @@ static struct {
 	struct cycle_migration mig; /* that schema's child process */
 	bool reload_again;	    /* SIGHUP came while a reload was under way */
 } m;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- sockets ---- */
 
@@ -153,8 +147,11 @@ static int spawn(int slot)
 		child_main(rec, slot, pipefd[1], master);
 	}
 	close(pipefd[1]);
-	m.w[rec] = (struct wrec){
-	    .pid = pid, .slot = slot, .gen = m.gen, .ready_fd = pipefd[0], .started_ms = now_ms()};
+	m.w[rec] = (struct wrec){.pid = pid,
+				 .slot = slot,
+				 .gen = m.gen,
+				 .ready_fd = pipefd[0],
+				 .started_ms = clock_mono_ms()};
 	log_debug("worker %ld started for slot %d", (long)pid, slot);
 	return 0;
 }
@@ -164,7 +161,7 @@ static void spawn_generation(void)
 	for (int slot = 0; slot < m.cfg->workers; slot++) {
 		m.slots[slot] = (struct slotstate){0};
 		if (spawn(slot) != 0)
-			m.slots[slot].respawn_at = now_ms() + 1000;
+			m.slots[slot].respawn_at = clock_mono_ms() + 1000;
 	}
 }
 
@@ -188,7 +185,7 @@ static int count_workers(bool current_ready_only)
  */
 static void retire_workers(bool older_only)
 {
-	uint64_t deadline = now_ms() + (uint64_t)m.cfg->shutdown_timeout * 1000u + 5000u;
+	uint64_t deadline = clock_mono_ms() + (uint64_t)m.cfg->shutdown_timeout * 1000u + 5000u;
 	for (int i = 0; i < MAX_RECORDS; i++) {
 		if (m.w[i].pid == 0 || (older_only && m.w[i].gen == m.gen))
 			continue;
@@ -302,14 +299,14 @@ static void reap(void)
 		if (w.gen != m.gen)
 			continue;
 		struct slotstate *s = &m.slots[w.slot];
-		s->failures = now_ms() - w.started_ms < STABLE_MS ? s->failures + 1 : 0;
+		s->failures = clock_mono_ms() - w.started_ms < STABLE_MS ? s->failures + 1 : 0;
 		uint64_t delay = 0;
 		if (s->failures > 1) {
 			delay = 100u << (s->failures - 2 < 7 ? s->failures - 2 : 7);
 			if (delay > BACKOFF_MAX_MS)
 				delay = BACKOFF_MAX_MS;
 		}
-		s->respawn_at = now_ms() + delay;
+		s->respawn_at = clock_mono_ms() + delay;
 		if (delay)
 			log_error("%s; it keeps dying: respawning in %llu ms", what,
 				  (unsigned long long)delay);
@@ -320,7 +317,7 @@ static void reap(void)
 
 static void respawn_due(void)
 {
-	uint64_t now = now_ms();
+	uint64_t now = clock_mono_ms();
 	for (int slot = 0; slot < m.cfg->workers; slot++) {
 		struct slotstate *s = &m.slots[slot];
 		if (s->respawn_at != 0 && s->respawn_at <= now) {
@@ -453,7 +450,7 @@ static void handle_signal(void)
 
 static int next_timeout(void)
 {
-	uint64_t now = now_ms(), next = UINT64_MAX;
+	uint64_t now = clock_mono_ms(), next = UINT64_MAX;
 	for (int slot = 0; slot < m.cfg->workers; slot++) {
 		if (m.slots[slot].respawn_at != 0 && m.slots[slot].respawn_at < next)
 			next = m.slots[slot].respawn_at;
@@ -471,7 +468,7 @@ static int next_timeout(void)
 
 static void tick(void)
 {
-	uint64_t now = now_ms();
+	uint64_t now = clock_mono_ms();
 	if (!m.stopping)
 		respawn_due();
 	if (m.watchdog_ms && now >= m.next_watchdog) {
@@ -570,7 +567,7 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	if (!opts->foreground && detach() != 0)
 		goto done;
 	m.watchdog_ms = notify_watchdog_usec() / 1000u;
-	m.next_watchdog = now_ms();
+	m.next_watchdog = clock_mono_ms();
 	notify_status("starting workers");
 	spawn_generation();
 	loop();

@@ -9,7 +9,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "clock.h"
 
 #ifdef HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -21,12 +22,9 @@ void notify_ready(const char *status)
 
 void notify_reloading(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* MONOTONIC_USEC lets Type=notify-reload (systemd 253+) match this to its request. */
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
-		   (unsigned long long)ts.tv_sec * 1000000ull +
-		       (unsigned long long)ts.tv_nsec / 1000);
+		   (unsigned long long)(clock_mono_ns() / 1000u));
 }
 
 void notify_stopping(void)

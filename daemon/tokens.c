@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "jwa.h"
 #include "keys.h"
 #include "sesame/plugin.h"
@@ -48,23 +49,11 @@ void tokens_uuid4(char out[TOKENS_ID_LEN])
 		 b[15]);
 }
 
-/*
- * Seconds since the epoch, with their fraction. Not time(): glibc's reads a coarse clock that
- * lags the real one by up to a tick after each second begins, long enough to refuse, with no
- * leeway, a token another host issued with nbf = now.
- */
-static double realtime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The claims of the token req asks for. */
 static int add_claims(jwt_t *jwt, const struct token_config *tc, const struct token_request *req)
 {
 	char jti[TOKENS_ID_LEN];
-	long now = (long)realtime(), expires = req->expires;
+	long now = (long)clock_wall_s(), expires = req->expires;
 	enum token_type type = req->type;
 	if (expires < 0)
 		expires = type == TOKEN_ACCESS ? tc->access_expires : tc->refresh_expires;
@@ -356,7 +345,7 @@ static bool token_id_ok(const json_t *v)
 static enum token_verdict claims_ok(const struct token_config *tc, json_t *claims,
 				    enum token_want want, char *identity, size_t idlen)
 {
-	double now = realtime(), exp = 0, nbf = 0;
+	double now = clock_wall_s(), exp = 0, nbf = 0;
 	bool has_exp, has_nbf;
 	const char *type = json_string_value(json_object_get(claims, "type"));
 	json_t *sub = json_object_get(claims, "sub");
