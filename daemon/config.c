@@ -69,7 +69,7 @@ static void read_listen(struct config_reader *rd, int tbl, const struct config_k
 		config_fail(rd, keypath, "at least one address is needed");
 	for (size_t i = 0; i < cfg->nlisten; i++) {
 		struct listen_addr a;
-		char err[160];
+		char err[LOG_ERR_MAX];
 		if (listen_parse(cfg->listen[i], &a, err, sizeof(err)) != 0)
 			config_fail(rd, keypath, "%s", err);
 	}

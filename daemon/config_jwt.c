@@ -110,7 +110,7 @@ static bool add_key(struct config_reader *rd, const char *keypath, const char *f
 {
 	struct token_config *tc = &cfg_of(rd)->jwt;
 	const struct jwa_alg *a = jwa_get(tc->alg);
-	char err[600] = "out of memory";
+	char err[LOG_ERR_MAX] = "out of memory";
 	struct token_key k = {0}, *grown;
 	char *path = file_resolve(cfg_of(rd)->dir, file);
 	if (path != NULL)
@@ -139,7 +139,7 @@ refused:
 static void check_public_key(struct config_reader *rd, const char *file)
 {
 	struct token_config *tc = &cfg_of(rd)->jwt;
-	char err[600];
+	char err[LOG_ERR_MAX];
 	char *path = file_resolve(cfg_of(rd)->dir, file);
 	struct evp_pkey_st *pub =
 	    path != NULL ? keys_load(path, false, jwa_get(tc->alg), err, sizeof(err)) : NULL;

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "lua_api.h"
 #include "plugin.h"
 
@@ -38,7 +39,7 @@ struct config *cycle_load(const char *path, int workers, struct config_errors *e
 
 static _Noreturn void migrate_child(struct config *cfg, int fd)
 {
-	char err[512] = "";
+	char err[LOG_ERR_MAX] = "";
 	int rc = plugins_migrate(cfg->plugins, false, err, sizeof(err));
 	if (rc != 0) {
 		size_t len = strlen(err);
@@ -77,7 +78,7 @@ fail:
 
 int cycle_migrate_finish(struct cycle_migration *mig, int status, struct config_errors *errs)
 {
-	char why[512];
+	char why[LOG_ERR_MAX];
 	ssize_t n = read(mig->fd, why, sizeof(why) - 1);
 	close(mig->fd);
 	*mig = (struct cycle_migration){.pid = 0, .fd = -1};

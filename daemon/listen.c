@@ -131,7 +131,7 @@ static bool listed(char *const *addrs, size_t naddrs, const char *text)
 static int add_sock(struct listen_set *set, const char *addr, int slot)
 {
 	struct listen_addr la;
-	char err[200];
+	char err[LOG_ERR_MAX];
 	int fd = -1;
 	if (listen_parse(addr, &la, err, sizeof(err)) == 0)
 		fd = listen_open(&la, err, sizeof(err));

@@ -17,6 +17,12 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_info(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
 
+/*
+ * The size of every buffer a function writes its error message into (err, errlen): room for a
+ * message that names a file's path.
+ */
+#define LOG_ERR_MAX 768
+
 struct access_entry {
 	const char *method;
 	const char *path; /* without the query string: it may carry secrets */

@@ -242,7 +242,7 @@ static void each_revoked(void *ctx, const char *id, long long expires_at)
 /* Asks the storage for what was revoked since the last look; logs a change of state. */
 static void fetch(struct revocation *rv)
 {
-	char err[300] = "";
+	char err[LOG_ERR_MAX] = "";
 	long long start = revocation_now_ms();
 	/* Tokens are taken until exp + leeway: their revocations are kept as long. */
 	long long alive_at = start / 1000 - rv->cfg->jwt.leeway;
@@ -264,7 +264,7 @@ static void fetch(struct revocation *rv)
 
 static void purge_storage(struct revocation *rv)
 {
-	char err[300] = "";
+	char err[LOG_ERR_MAX] = "";
 	long long before = revocation_now_ms() / 1000 - rv->cfg->jwt.leeway - 60;
 	if (rv->st.fn->token_purge(rv->st.state, before, err, sizeof(err)) != SESAME_STORAGE_OK &&
 	    !rv->failing)

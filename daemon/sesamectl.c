@@ -75,7 +75,7 @@ static struct config *load(const char *path)
 static int cmd_migrate(const char *path)
 {
 	struct config *cfg = load(path);
-	char err[512];
+	char err[LOG_ERR_MAX];
 	if (cfg == NULL)
 		return 1;
 	int rc = plugins_migrate(cfg->plugins, true, err, sizeof(err));
@@ -351,7 +351,7 @@ static int revoke_one(const struct config *cfg, const struct storage *st, const 
 		      unsigned long lineno)
 {
 	json_t *claims = NULL;
-	char identity[256], err[300] = "";
+	char identity[256], err[LOG_ERR_MAX] = "";
 	enum token_verdict v = tokens_verify(&cfg->jwt, token, strlen(token), WANT_ANY, &claims,
 					     identity, sizeof(identity));
 	if (v == TOKEN_EXPIRED) {
@@ -391,7 +391,7 @@ static void count_family(void *ctx, const char *id)
 /* token revoke --user ID: logs a user out everywhere (every refresh family of ID). */
 static int revoke_user(const struct config *cfg, const struct storage *st, const char *user)
 {
-	char err[300] = "";
+	char err[LOG_ERR_MAX] = "";
 	unsigned long n = 0;
 	enum sesame_storage_result r = st->fn->subject_revoke(
 	    st->state, user, tokens_family_revoke_until(&cfg->jwt, (long long)time(NULL)),
@@ -424,7 +424,7 @@ static int cmd_token(const char *path, int argc, char **argv)
 	}
 	struct config *cfg = load(path);
 	struct storage st;
-	char err[512], *line = NULL;
+	char err[LOG_ERR_MAX], *line = NULL;
 	size_t cap = 0;
 	unsigned long lineno = 0, tokens = 0;
 	int status = 0;
