@@ -110,7 +110,7 @@ static void read_access_log(struct config_reader *rd, int tbl, const struct conf
 	} else if (t == LUA_TSTRING) {
 		const char *v = lua_tostring(L, -1);
 		free(*log);
-		*log = strcmp(v, "stderr") == 0 ? strdup(v) : file_resolve(cfg_of(rd)->dir, v);
+		*log = strcmp(v, "stderr") == 0 ? strdup(v) : file_resolve(rd->dir, v);
 	} else if (t != LUA_TNIL) {
 		config_fail(rd, keypath, "expected \"stderr\", a file path or false");
 	}
@@ -201,7 +201,7 @@ static void read_routes(struct config_reader *rd, int top, const struct config_k
 		config_read_strings(rd, -1, keypath, &patterns, &npatterns);
 	}
 	for (size_t i = 0; i < npatterns; i++) {
-		char *full = file_resolve(cfg->dir, patterns[i]);
+		char *full = file_resolve(rd->dir, patterns[i]);
 		glob_t g;
 		int rc = glob(full, 0, NULL, &g);
 		if (rc == 0) {
@@ -220,20 +220,32 @@ static void read_routes(struct config_reader *rd, int top, const struct config_k
 	free(patterns);
 }
 
-/* The settings' own names: plugins, password, storage and the validators' tables are the
- * plugin loader's. */
+/*
+ * The top level: plugins, password, storage and the validators' tables (email, username) are
+ * read by the plugin loader.
+ */
 static const struct config_key top_keys[] = {
-    {"server", read_server, 0, 0, 0}, {"routes", read_routes, 0, 0, 0},	 {"plugins", NULL, 0, 0, 0},
-    {"password", NULL, 0, 0, 0},      {"jwt", config_jwt_read, 0, 0, 0}, {"storage", NULL, 0, 0, 0},
-    {"email", NULL, 0, 0, 0},	      {"username", NULL, 0, 0, 0},	 {NULL, NULL, 0, 0, 0},
+    {"server", read_server, 0, 0, 0},
+    {"routes", read_routes, 0, 0, 0},
+    {"plugins", NULL, 0, 0, 0},
+    {"password", NULL, 0, 0, 0},
+    {"jwt", config_jwt_read, 0, 0, offsetof(struct config, jwt)},
+    {"storage", NULL, 0, 0, 0},
+    {"email", NULL, 0, 0, 0},
+    {"username", NULL, 0, 0, 0},
+    {NULL, NULL, 0, 0, 0},
 };
 
 /* Reads every setting; lua_pcall'd with the settings at index 1 and the loader at 2. */
 static int read_settings(lua_State *L)
 {
 	struct loader *ld = lua_touserdata(L, 2);
-	struct config_reader rd = {
-	    .L = L, .errs = ld->errs, .file = ld->cfg->path, .src = ld->src, .base = ld->cfg};
+	struct config_reader rd = {.L = L,
+				   .errs = ld->errs,
+				   .file = ld->cfg->path,
+				   .src = ld->src,
+				   .dir = ld->cfg->dir,
+				   .base = ld->cfg};
 	lua_settop(L, 1);
 	config_table_read(&rd, 1, "", top_keys);
 	return 0;

@@ -22,13 +22,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "config.h"
 #include "file.h"
 #include "jwa.h"
 #include "keys.h"
+#include "log.h"
+#include "tokens.h"
 
-/* The configuration the section is read into. */
-static struct config *cfg_of(const struct config_reader *rd)
+/* The token settings the section is read into. */
+static struct token_config *tc_of(const struct config_reader *rd)
 {
 	return rd->base;
 }
@@ -62,7 +63,7 @@ static void read_secret(struct config_reader *rd, int tbl, struct token_config *
 		tc->key = (unsigned char *)inline_secret;
 		inline_secret = NULL;
 	} else if (file != NULL) {
-		char *path = file_resolve(cfg_of(rd)->dir, file);
+		char *path = file_resolve(rd->dir, file);
 		char *text = path != NULL ? file_read(path) : NULL;
 		struct stat st;
 		if (text == NULL) {
@@ -108,11 +109,11 @@ static void read_secret(struct config_reader *rd, int tbl, struct token_config *
 static bool add_key(struct config_reader *rd, const char *keypath, const char *file,
 		    bool private_key)
 {
-	struct token_config *tc = &cfg_of(rd)->jwt;
+	struct token_config *tc = tc_of(rd);
 	const struct jwa_alg *a = jwa_get(tc->alg);
 	char err[LOG_ERR_MAX] = "out of memory";
 	struct token_key k = {0}, *grown;
-	char *path = file_resolve(cfg_of(rd)->dir, file);
+	char *path = file_resolve(rd->dir, file);
 	if (path != NULL)
 		k.pkey = keys_load(path, private_key, a, err, sizeof(err));
 	free(path);
@@ -138,9 +139,9 @@ refused:
 /* The public key file: the private key's other half, checked, then not kept. */
 static void check_public_key(struct config_reader *rd, const char *file)
 {
-	struct token_config *tc = &cfg_of(rd)->jwt;
+	struct token_config *tc = tc_of(rd);
 	char err[LOG_ERR_MAX];
-	char *path = file_resolve(cfg_of(rd)->dir, file);
+	char *path = file_resolve(rd->dir, file);
 	struct evp_pkey_st *pub =
 	    path != NULL ? keys_load(path, false, jwa_get(tc->alg), err, sizeof(err)) : NULL;
 	if (pub == NULL)
@@ -155,7 +156,7 @@ static void check_public_key(struct config_reader *rd, const char *file)
 /* An RS or ES key pair and the previous public keys, loaded now, once. */
 static void read_key_pair(struct config_reader *rd, int tbl)
 {
-	const char *name = jwa_get(cfg_of(rd)->jwt.alg)->name;
+	const char *name = jwa_get(tc_of(rd)->alg)->name;
 	char *private_file = NULL, *public_file = NULL, **previous = NULL;
 	size_t nprevious = 0;
 	jwt_string(rd, tbl, "private_key_file", &private_file);
@@ -183,7 +184,7 @@ static void read_key_pair(struct config_reader *rd, int tbl)
 /* One kind of key per algorithm: a secret for HS*, key files for RS* and ES*. */
 static void read_key(struct config_reader *rd, int tbl)
 {
-	const struct jwa_alg *a = jwa_get(cfg_of(rd)->jwt.alg);
+	const struct jwa_alg *a = jwa_get(tc_of(rd)->alg);
 	static const char *const secret_keys[] = {"secret", "secret_file", NULL};
 	static const char *const pair_keys[] = {"private_key_file", "public_key_file",
 						"previous_keys", NULL};
@@ -200,7 +201,7 @@ static void read_key(struct config_reader *rd, int tbl)
 		lua_pop(rd->L, 1);
 	}
 	if (a->family == 'H')
-		read_secret(rd, tbl, &cfg_of(rd)->jwt);
+		read_secret(rd, tbl, tc_of(rd));
 	else
 		read_key_pair(rd, tbl);
 }
@@ -235,7 +236,7 @@ static void read_samesite(struct config_reader *rd, int tbl, const struct config
 		config_fail(rd, keypath, "expected \"Lax\", \"Strict\" or \"None\"");
 }
 
-#define JWT(field)  offsetof(struct config, jwt.field)
+#define JWT(field)  offsetof(struct token_config, field)
 #define MAX_SECONDS (100L * 365 * 86400)
 
 static const struct config_key jwt_keys[] = {
@@ -263,10 +264,12 @@ static const struct config_key jwt_keys[] = {
 void config_jwt_read(struct config_reader *rd, int top, const struct config_key *key,
 		     const char *keypath)
 {
-	struct token_config *tc = &cfg_of(rd)->jwt;
+	struct token_config *tc = config_field(rd, key);
+	struct config_reader section = *rd;
 	if (lua_isnil(rd->L, -1) || !config_is_table(rd, keypath))
 		return;
+	section.base = tc;
 	tc->cookie_secure = true;
-	config_table_read(rd, -1, keypath, jwt_keys);
+	config_table_read(&section, -1, keypath, jwt_keys);
 	tc->configured = tc->key != NULL || tc->nkeys > 0;
 }

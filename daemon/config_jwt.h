@@ -5,8 +5,8 @@
 #include "config_table.h"
 
 /*
- * The kind of the top level's jwt key: reads the section into the struct config that is the
- * reader's base (its jwt member), loading the keys it names. Unset, tokens are not configured.
+ * The kind of the top level's jwt key: reads the section into the struct token_config its
+ * table entry points to, loading the keys it names. Unset, tokens are not configured.
  */
 config_kind config_jwt_read;
 

@@ -23,6 +23,7 @@ struct config_reader {
 	struct config_errors *errs;
 	const char *file; /* the configuration file, for messages */
 	const char *src;  /* its text, for line numbers */
+	const char *dir;  /* its folder, where relative paths resolve */
 	void *base;	  /* the struct the keys' `where` offsets point into */
 };
 
