@@ -72,11 +72,6 @@ struct http_server {
  */
 static struct http_server *the_server;
 
-uint64_t http_now_ns(void)
-{
-	return clock_mono_ns();
-}
-
 static const char *method_name(enum evhttp_cmd_type cmd)
 {
 	switch (cmd) {
@@ -119,7 +114,7 @@ static void log_access(const char *method, const char *path, int status, uint64_
 	    .method = method,
 	    .path = path,
 	    .status = status,
-	    .duration_ms = start_ns ? (double)(http_now_ns() - start_ns) / 1e6 : 0.0,
+	    .duration_ms = start_ns ? (double)(clock_mono_ns() - start_ns) / 1e6 : 0.0,
 	    .remote = remote,
 	    .request_id = id,
 	};
@@ -208,7 +203,7 @@ void http_reply(struct http_request *r, int status, const char *json, size_t len
 	struct evhttp_connection *conn = evhttp_request_get_connection(r->ev);
 	evhttp_send_reply(r->ev, status, NULL, buf);
 	/* The reply is written on a later turn of the loop: a draining worker waits for it. */
-	srv->last_activity_ns = http_now_ns();
+	srv->last_activity_ns = clock_mono_ns();
 	/* Between requests, a connection waits only as long as keepalive allows. */
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->keepalive);
@@ -253,7 +248,7 @@ static struct http_request *request_new(struct http_server *srv, struct evhttp_r
 		return NULL;
 	r->ev = ev;
 	r->srv = srv;
-	r->start_ns = http_now_ns();
+	r->start_ns = clock_mono_ns();
 	r->method = method_name(evhttp_request_get_command(ev));
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
@@ -340,7 +335,7 @@ static void on_accept_error(struct evconnlistener *listener, void *arg)
 	if (srv == NULL || srv->draining)
 		return;
 	if (!evtimer_pending(srv->resume_accept, NULL)) {
-		uint64_t now = http_now_ns();
+		uint64_t now = clock_mono_ns();
 		if (now - srv->accept_warned_ns > 10000000000u || srv->accept_warned_ns == 0) {
 			log_warn("cannot accept connections: %s; pausing accepts (said at most "
 				 "every 10 s)",
@@ -422,7 +417,7 @@ void http_server_free(struct http_server *srv)
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *srv = arg;
-	uint64_t quiet = (http_now_ns() - srv->last_activity_ns) / 1000000u;
+	uint64_t quiet = (clock_mono_ns() - srv->last_activity_ns) / 1000000u;
 	if (srv->inflight > 0 || quiet < QUIET_MS)
 		return;
 	event_del(srv->drain_timer);

@@ -48,7 +48,4 @@ void http_reply(struct http_request *r, int status, const char *json, size_t len
 /* Sends {"result":"fail","error":message}, with "detail" when the server runs with debug. */
 void http_reply_error(struct http_request *r, int status, const char *message, const char *detail);
 
-/* Monotonic clock in nanoseconds. */
-uint64_t http_now_ns(void);
-
 #endif

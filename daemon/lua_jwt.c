@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "json.h"
 #include "log.h"
 #include "lua_private.h"
@@ -67,7 +68,7 @@ static void issue_options(lua_State *L, int idx, struct token_request *tr)
 /* Signs tr and pushes the token; raises when it cannot be signed. */
 static void push_token(lua_State *L, const struct token_request *tr)
 {
-	char err[160];
+	char err[LOG_ERR_MAX];
 	char *token = tokens_issue(&luaapi_get(L)->cfg->jwt, tr, err, sizeof(err));
 	if (token == NULL)
 		luaL_error(L, "%s", err);
@@ -165,7 +166,7 @@ struct token_job {
 	char current[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the jti the storage says to issue */
 	long expires;			       /* the refresh token's expires option */
 	enum sesame_storage_result rc;
-	char err[300];
+	char err[LOG_ERR_MAX];
 	/* subject_revoke: the families revoked */
 	char (*ids)[SESAME_TOKEN_ID_MAX + 1];
 	size_t nids, capids, count;
@@ -281,7 +282,7 @@ static struct token_job *new_token_job(lua_State *L, enum token_op op, const cha
 	tj->op = op;
 	if (identity != NULL)
 		snprintf(tj->identity, sizeof(tj->identity), "%s", identity);
-	tj->now_ms = revocation_now_ms();
+	tj->now_ms = clock_wall_ms();
 	tj->grace_ms = api->cfg->jwt.refresh_grace_ms;
 	tj->family_end = tj->now_ms / 1000 + api->cfg->jwt.family_lifetime;
 	tj->revoke_until = tokens_family_revoke_until(&api->cfg->jwt, tj->now_ms / 1000);
@@ -398,13 +399,13 @@ static int l_jwt_revoke(lua_State *L)
 	const char *fname = "sesame.jwt.revoke";
 	luaL_checktype(L, 1, LUA_TTABLE);
 	struct luaapi *api = luaapi_get(L);
-	char err[160];
+	char err[LOG_ERR_MAX];
 	json_t **box = push_claims_box(L);
 	if ((*box = json_from_lua(L, 1, 16, err, sizeof(err))) == NULL)
 		return luaL_error(L, "%s takes a verified token's claims (req.claims): %s", fname,
 				  err);
 	struct token_revocation rev;
-	const char *why = tokens_revocation(&api->cfg->jwt, *box, revocation_now_ms() / 1000, &rev);
+	const char *why = tokens_revocation(&api->cfg->jwt, *box, clock_wall_ms() / 1000, &rev);
 	if (why != NULL)
 		return luaL_error(L, "%s takes a verified token's claims (req.claims): %s", fname,
 				  why);

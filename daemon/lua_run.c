@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "http.h"
 #include "json.h"
 #include "log.h"
@@ -83,7 +84,7 @@ static void arm_deadline(struct luaapi_call *call)
 	if (call->deadline != NULL || api->base == NULL)
 		return;
 	uint64_t limit = (uint64_t)api->cfg->handler_timeout * 1000000000u;
-	uint64_t spent = http_now_ns() - call->r->start_ns;
+	uint64_t spent = clock_mono_ns() - call->r->start_ns;
 	uint64_t left = spent < limit ? limit - spent : 0;
 	struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u),
 			     .tv_usec = (suseconds_t)(left % 1000000000u / 1000u)};
@@ -271,7 +272,7 @@ static void answer(struct luaapi_call *call, int nres)
 {
 	lua_State *co = call->co;
 	struct http_request *r = call->r;
-	char err[200];
+	char err[LOG_ERR_MAX];
 	int isint = 0;
 	lua_Integer status = nres >= 1 ? lua_tointegerx(co, 1, &isint) : 0;
 	if (!isint || status < 200 || status > 599) {

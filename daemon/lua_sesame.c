@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "file.h"
 #include "json.h"
 #include "log.h"
 #include "lua_private.h"
@@ -103,14 +104,11 @@ static int l_readfile(lua_State *L)
 	struct readfile_job *rj = calloc(1, sizeof(*rj));
 	if (rj == NULL)
 		return luaL_error(L, "out of memory");
-	size_t n = strlen(api->cfg->dir) + strlen(path) + 2;
-	rj->path = malloc(n);
+	rj->path = file_resolve(api->cfg->dir, path);
 	if (rj->path == NULL) {
 		free(rj);
 		return luaL_error(L, "out of memory");
 	}
-	snprintf(rj->path, n, "%s%s%s", path[0] == '/' ? "" : api->cfg->dir,
-		 path[0] == '/' ? "" : "/", path);
 	rj->lj.job.run = readfile_run;
 	rj->lj.push = readfile_push;
 	rj->lj.release = readfile_release;
@@ -160,7 +158,7 @@ static int l_route(lua_State *L)
 	luaL_checktype(L, fn, LUA_TFUNCTION);
 	lua_pushvalue(L, fn);
 	int ref = luaL_ref(L, LUA_REGISTRYINDEX);
-	char err[200];
+	char err[LOG_ERR_MAX];
 	if (router_add(api->router, method, path, ref, auth, err, sizeof(err)) != 0) {
 		luaL_unref(L, LUA_REGISTRYINDEX, ref);
 		return luaL_error(L, "%s", err);

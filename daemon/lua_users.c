@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "lua_private.h"
 
 /* sesame.users.create{...}, .find{...} and .update{...}: storage calls on a job thread. */
@@ -25,7 +26,7 @@ struct user_job {
 	enum sesame_storage_result rc;
 	struct sesame_user found;
 	char buf[2048];
-	char err[300];
+	char err[LOG_ERR_MAX];
 };
 
 static void user_run(struct job *job)

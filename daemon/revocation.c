@@ -67,11 +67,6 @@ struct revocation {
 	bool failing;
 };
 
-long long revocation_now_ms(void)
-{
-	return clock_wall_ms();
-}
-
 /* ---- the set ---- */
 
 static void hash_id(const struct revocation *rv, const char *id, uint64_t h[2])
@@ -112,7 +107,7 @@ static struct entry *build(const struct revocation *rv, size_t want, size_t *cap
 	struct entry *slots = calloc(cap, sizeof(*slots));
 	if (slots == NULL)
 		return NULL;
-	long long now_s = revocation_now_ms() / 1000;
+	long long now_s = clock_wall_ms() / 1000;
 	size_t n = 0;
 	for (size_t i = 0; i < rv->cap; i++) {
 		const struct entry *e = &rv->slots[i];
@@ -243,7 +238,7 @@ static void each_revoked(void *ctx, const char *id, long long expires_at)
 static void fetch(struct revocation *rv)
 {
 	char err[LOG_ERR_MAX] = "";
-	long long start = revocation_now_ms();
+	long long start = clock_wall_ms();
 	/* Tokens are taken until exp + leeway: their revocations are kept as long. */
 	long long alive_at = start / 1000 - rv->cfg->jwt.leeway;
 	enum sesame_storage_result r = rv->st.fn->revoked_since(
@@ -265,7 +260,7 @@ static void fetch(struct revocation *rv)
 static void purge_storage(struct revocation *rv)
 {
 	char err[LOG_ERR_MAX] = "";
-	long long before = revocation_now_ms() / 1000 - rv->cfg->jwt.leeway - 60;
+	long long before = clock_wall_ms() / 1000 - rv->cfg->jwt.leeway - 60;
 	if (rv->st.fn->token_purge(rv->st.state, before, err, sizeof(err)) != SESAME_STORAGE_OK &&
 	    !rv->failing)
 		log_warn("revocation: cannot purge expired token state: %s", err);
@@ -287,7 +282,7 @@ static void *fetcher(void *arg)
 	struct revocation *rv = arg;
 	long interval = rv->cfg->jwt.revocation_refresh_ms;
 	/* Workers purge at different moments: one of them is enough, any of them will do. */
-	long long next_purge = revocation_now_ms() + randombytes_uniform(PURGE_EVERY_MS);
+	long long next_purge = clock_wall_ms() + randombytes_uniform(PURGE_EVERY_MS);
 	purge_storage(rv);
 	pthread_mutex_lock(&rv->wait_lock);
 	while (!rv->stopping) {
@@ -301,10 +296,10 @@ static void *fetcher(void *arg)
 		pthread_mutex_unlock(&rv->wait_lock);
 		file_own(rv);
 		fetch(rv);
-		if (revocation_now_ms() >= next_purge) {
+		if (clock_wall_ms() >= next_purge) {
 			purge_storage(rv);
 			purge_memory(rv);
-			next_purge = revocation_now_ms() + PURGE_EVERY_MS;
+			next_purge = clock_wall_ms() + PURGE_EVERY_MS;
 		}
 		pthread_mutex_lock(&rv->wait_lock);
 	}

@@ -27,7 +27,4 @@ bool revocation_has(struct revocation *rv, const char *id);
 /* Adds an id this worker revoked itself, so that it is refused at once here. */
 void revocation_add(struct revocation *rv, const char *id, long long expires_at);
 
-/* Milliseconds since the Unix epoch, the clock the token state is kept in. */
-long long revocation_now_ms(void);
-
 #endif
