@@ -1,0 +1,100 @@
+/*
+ * plugin_private.h: what the loader's files share (plugin.c, plugin_open.c, host.c and the
+ * readers of the sections plugins are configured in). Not an interface for the rest of the
+ * daemon: that is plugin.h.
+ */
+#ifndef SESAME_PLUGIN_PRIVATE_H
+#define SESAME_PLUGIN_PRIVATE_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dbpool.h"
+#include "plugin.h"
+
+#define MAX_SEEN 64
+
+struct plugin {
+	struct sesame_host host; /* first: the host pointer a plugin gets leads back here */
+	char *path;
+	char *name;
+	void *handle;
+	const struct sesame_plugin_header *h;
+	void *state;
+	bool inited;
+	char **strings; /* configuration strings handed to the plugin, kept until fini */
+	size_t nstrings;
+};
+
+struct plugins {
+	struct plugin *v;
+	size_t n;
+	struct hasher *accept; /* password.accept, in order */
+	size_t naccept;
+	struct hasher scheme;
+	char *dummy; /* a hash no one knows the password of */
+	/* storage */
+	struct plugin *storage; /* the backend, NULL when storage is not configured */
+	struct sesame_users_schema users;
+	char *users_names[5];
+	bool migrate;
+	bool have_pool;
+	struct dbpool_config db;
+	struct dbpool *pool; /* in a worker, or the master while it migrates */
+};
+
+struct sesame_config {
+	struct plugin *owner;
+	lua_State *L;
+	int tbl; /* absolute index of the table, 0 when the table is absent */
+	char path[128];
+	char seen[MAX_SEEN][64]; /* copies: a plugin's key may live on its own stack */
+	size_t nseen;
+	const char *file, *src;
+	struct config_errors *errs;
+	bool failed;
+};
+
+/* What loading needs at hand. */
+struct loading {
+	const char *file, *dir, *src;
+	lua_State *L;
+	int settings;
+	struct config_errors *errs;
+	struct plugins *p;
+};
+
+/* Every kind starts alike: the header, init, fini. */
+struct common {
+	struct sesame_plugin_header header;
+	int (*init)(const struct sesame_host *host, struct sesame_config *cfg, void **state);
+	void (*fini)(void *state);
+};
+
+/* host.c: the host table each plugin gets, and the reading of its configuration table. */
+void host_init(struct plugin *pl, const char *config_dir);
+void host_config_error(struct sesame_config *cfg, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+struct sesame_config host_config(struct loading *ld, struct plugin *pl, int tbl, const char *path);
+int host_run_init(struct loading *ld, struct plugin *pl, struct sesame_config *cfg);
+void host_free_strings(struct plugin *pl);
+
+/* plugin_open.c: dlopen and the checks of the descriptor, before any plugin code runs. */
+int plugin_open(struct loading *ld, struct plugin *pl, const char *path);
+
+/* plugin.c: helpers of the section readers. */
+const struct common *plugin_common(const struct plugin *pl);
+struct plugin *plugin_find(struct plugins *p, uint32_t kind, const char *name);
+int plugin_push_section(struct loading *ld, const char *name);
+void plugin_check_keys(struct loading *ld, int idx, const char *section, const char *const *list,
+		       bool (*extra)(struct loading *, const char *));
+void plugin_not_a_table(struct loading *ld, const char *section, const char *name);
+
+/* The sections: each initialises the plugins it configures. */
+void plugin_validators_read(struct loading *ld);
+void plugin_password_read(struct loading *ld);
+extern const char *const plugin_password_keys[]; /* the password table's own keys */
+void plugin_storage_read(struct loading *ld);
+
+#endif
