@@ -241,15 +241,3 @@ const struct sesame_mariadb *dbpool_host_api(void)
 	    .acquire = acquire, .release = release, .prepare = prepare};
 	return &api;
 }
-
-void dbpool_config_clear(struct dbpool_config *cfg)
-{
-	free(cfg->socket);
-	free(cfg->host);
-	free(cfg->user);
-	if (cfg->password != NULL)
-		memset(cfg->password, 0, strlen(cfg->password));
-	free(cfg->password);
-	free(cfg->database);
-	memset(cfg, 0, sizeof(*cfg));
-}

@@ -70,62 +70,6 @@ static void read_users(struct loading *ld, int storage)
 	lua_pop(L, 1);
 }
 
-static char *copy_or(const char *v, const char *fallback)
-{
-	return v != NULL ? strdup(v) : fallback != NULL ? strdup(fallback) : NULL;
-}
-
-/* storage.mariadb's connection keys: sesamed's own pool reads them, not the plugin. */
-static void read_pool(struct loading *ld, struct sesame_config *cfg)
-{
-	const struct sesame_host *host = &cfg->owner->host;
-	struct dbpool_config *db = &ld->p->db;
-	const char *socket = NULL, *hostname = NULL, *user = NULL, *password = NULL,
-		   *password_file = NULL, *database = NULL;
-	long long port = 3306, size = 8, ct = 5, rt = 30, wt = 30;
-	host->config_string(cfg, "socket", &socket);
-	host->config_string(cfg, "host", &hostname);
-	host->config_integer(cfg, "port", 1, 65535, &port);
-	host->config_string(cfg, "user", &user);
-	host->config_string(cfg, "password", &password);
-	host->config_string(cfg, "password_file", &password_file);
-	host->config_string(cfg, "database", &database);
-	host->config_integer(cfg, "pool", 1, 256, &size);
-	host->config_integer(cfg, "connect_timeout", 1, 300, &ct);
-	host->config_integer(cfg, "read_timeout", 1, 3600, &rt);
-	host->config_integer(cfg, "write_timeout", 1, 3600, &wt);
-	if (socket == NULL && hostname == NULL)
-		socket = "/run/mysqld/mysqld.sock";
-	*db = (struct dbpool_config){.socket = copy_or(socket, NULL),
-				     .host = copy_or(hostname, NULL),
-				     .port = (int)port,
-				     .user = copy_or(user, "sesame"),
-				     .database = copy_or(database, "sesame"),
-				     .size = (int)size,
-				     .connect_timeout = (int)ct,
-				     .read_timeout = (int)rt,
-				     .write_timeout = (int)wt};
-	if (password != NULL && password_file != NULL) {
-		host_config_error(cfg, "password_file", "give password or password_file, not both");
-	} else if (password_file != NULL) {
-		char path[4200];
-		snprintf(path, sizeof(path), "%s%s%s", password_file[0] == '/' ? "" : ld->dir,
-			 password_file[0] == '/' ? "" : "/", password_file);
-		FILE *f = fopen(path, "r");
-		char buf[512] = "";
-		if (f == NULL || fgets(buf, sizeof(buf), f) == NULL)
-			host_config_error(cfg, "password_file", "cannot read %s", path);
-		buf[strcspn(buf, "\r\n")] = '\0';
-		db->password = strdup(buf);
-		sodium_memzero(buf, sizeof(buf));
-		if (f != NULL)
-			fclose(f);
-	} else {
-		db->password = copy_or(password, NULL);
-	}
-	ld->p->have_pool = true;
-}
-
 void plugin_storage_read(struct loading *ld)
 {
 	lua_State *L = ld->L;
@@ -164,7 +108,8 @@ void plugin_storage_read(struct loading *ld)
 			plugin_not_a_table(ld, "storage", backend);
 		struct sesame_config cfg = host_config(ld, pl, sub, path);
 		if (strcmp(backend, "mariadb") == 0) {
-			read_pool(ld, &cfg);
+			dbpool_config_read(&ld->p->db, &pl->host, &cfg);
+			ld->p->have_pool = true;
 			pl->host.mariadb = dbpool_host_api();
 		}
 		pl->host.users = &ld->p->users;
