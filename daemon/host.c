@@ -188,8 +188,17 @@ int host_run_init(struct loading *ld, struct plugin *pl, struct sesame_config *c
 		return -1;
 	}
 	pl->inited = true;
+	char who[96];
+	snprintf(who, sizeof(who), "plugin %s", pl->name);
+	host_check_unread(ld, cfg, who);
+	return 0;
+}
+
+/* Reports each key of cfg's table that no one read; reader names who reads that table. */
+void host_check_unread(struct loading *ld, const struct sesame_config *cfg, const char *reader)
+{
 	if (cfg->tbl == 0)
-		return 0;
+		return;
 	lua_pushnil(ld->L);
 	while (lua_next(ld->L, cfg->tbl) != 0) {
 		lua_pop(ld->L, 1);
@@ -202,10 +211,9 @@ int host_run_init(struct loading *ld, struct plugin *pl, struct sesame_config *c
 			char keypath[192];
 			snprintf(keypath, sizeof(keypath), "%s.%s", cfg->path, key);
 			config_error_at(ld->errs, ld->file, ld->src, keypath,
-					"unknown key (plugin %s does not read it)", pl->name);
+					"unknown key (%s does not read it)", reader);
 		}
 	}
-	return 0;
 }
 
 /* Among them, perhaps, a database password. */

@@ -210,6 +210,7 @@ struct plugins *plugins_load(const char *file, const char *dir, const char *src,
 	free(pdir);
 	lua_pop(L, 1);
 	if (errs->n == before) {
+		plugin_pool_read(&ld);
 		plugin_validators_read(&ld);
 		plugin_password_read(&ld);
 		plugin_storage_read(&ld);

@@ -63,6 +63,8 @@ struct loading {
 	int settings;
 	struct config_errors *errs;
 	struct plugins *p;
+	struct plugin pool_reader; /* the core's pool reads its table as a plugin would */
+	struct sesame_config pool; /* its table: the keys it read */
 };
 
 /* Every kind starts alike: the header, init, fini. */
@@ -78,6 +80,7 @@ void host_config_error(struct sesame_config *cfg, const char *key, const char *f
     __attribute__((format(printf, 3, 4)));
 struct sesame_config host_config(struct loading *ld, struct plugin *pl, int tbl, const char *path);
 int host_run_init(struct loading *ld, struct plugin *pl, struct sesame_config *cfg);
+void host_check_unread(struct loading *ld, const struct sesame_config *cfg, const char *reader);
 void host_free_strings(struct plugin *pl);
 
 /* plugin_open.c: dlopen and the checks of the descriptor, before any plugin code runs. */
@@ -91,7 +94,8 @@ void plugin_check_keys(struct loading *ld, int idx, const char *section, const c
 		       bool (*extra)(struct loading *, const char *));
 void plugin_not_a_table(struct loading *ld, const char *section, const char *name);
 
-/* The sections: each initialises the plugins it configures. */
+/* The sections: each initialises the plugins it configures. The pool's comes first. */
+void plugin_pool_read(struct loading *ld);
 void plugin_validators_read(struct loading *ld);
 void plugin_password_read(struct loading *ld);
 extern const char *const plugin_password_keys[]; /* the password table's own keys */

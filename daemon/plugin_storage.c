@@ -1,6 +1,7 @@
 /*
- * plugin_storage.c: the storage table: the backend, the users table's names, whether to
- * migrate, and the backend plugin's own table (storage.NAME).
+ * plugin_storage.c: the storage table: the core's MariaDB pool (storage.mariadb), the
+ * backend, the users table's names, whether to migrate, and the backend plugin's own table
+ * (storage.NAME).
  */
 #include "autoconfig.h"
 
@@ -13,7 +14,7 @@
 
 #include "plugin_private.h"
 
-static const char *const storage_keys[] = {"backend", "users", "migrate", NULL};
+static const char *const storage_keys[] = {"backend", "users", "migrate", "mariadb", NULL};
 static const char *const users_keys[] = {"table", "id", "email", "username", "password", NULL};
 
 static bool is_loaded_storage(struct loading *ld, const char *name)
@@ -70,6 +71,59 @@ static void read_users(struct loading *ld, int storage)
 	lua_pop(L, 1);
 }
 
+/*
+ * The core's MariaDB pool is configured whenever there is a storage table: its settings are
+ * storage.mariadb, every key with a default. It is offered to every plugin (host->mariadb),
+ * so it is read before any plugin's init runs.
+ */
+void plugin_pool_read(struct loading *ld)
+{
+	lua_State *L = ld->L;
+	if (plugin_push_section(ld, "storage") != LUA_TTABLE) {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pushliteral(L, "mariadb");
+	int t = lua_rawget(L, -2), sub = t == LUA_TTABLE ? lua_gettop(L) : 0;
+	if (t != LUA_TTABLE && t != LUA_TNIL)
+		plugin_not_a_table(ld, "storage", "mariadb");
+	host_init(&ld->pool_reader, ld->dir);
+	ld->pool = host_config(ld, &ld->pool_reader, sub, "storage.mariadb");
+	dbpool_config_read(&ld->p->db, &ld->pool_reader.host, &ld->pool);
+	/* The pool keeps copies: the reader's strings, a password among them, go now. */
+	host_free_strings(&ld->pool_reader);
+	ld->pool.tbl = 0;
+	ld->p->have_pool = true;
+	for (size_t i = 0; i < ld->p->n; i++)
+		ld->p->v[i].host.mariadb = dbpool_host_api();
+	lua_pop(L, 2);
+}
+
+/* A backend whose table is the pool's (storage.mariadb) reads it after the pool: the keys the
+ * pool read count as read for the backend. */
+static bool share_pool_table(struct loading *ld, struct sesame_config *cfg)
+{
+	if (!ld->p->have_pool || strcmp(cfg->path, ld->pool.path) != 0)
+		return false;
+	memcpy(cfg->seen, ld->pool.seen, sizeof(cfg->seen));
+	cfg->nseen = ld->pool.nseen;
+	return true;
+}
+
+/* Without a backend reading it too, the pool's table is checked for keys no one reads. */
+static void check_pool_keys(struct loading *ld, int storage)
+{
+	if (!ld->p->have_pool)
+		return;
+	lua_pushliteral(ld->L, "mariadb");
+	if (lua_rawget(ld->L, storage) == LUA_TTABLE) {
+		struct sesame_config cfg = ld->pool;
+		cfg.tbl = lua_gettop(ld->L);
+		host_check_unread(ld, &cfg, "the MariaDB pool");
+	}
+	lua_pop(ld->L, 1);
+}
+
 void plugin_storage_read(struct loading *ld)
 {
 	lua_State *L = ld->L;
@@ -78,6 +132,7 @@ void plugin_storage_read(struct loading *ld)
 		return;
 	}
 	int tbl = lua_gettop(L);
+	bool shared = false;
 	plugin_check_keys(ld, tbl, "storage", storage_keys, is_loaded_storage);
 	read_users(ld, tbl);
 	ld->p->migrate = true;
@@ -104,19 +159,17 @@ void plugin_storage_read(struct loading *ld)
 		snprintf(path, sizeof(path), "storage.%s", backend);
 		lua_pushstring(L, backend);
 		int t = lua_rawget(L, tbl), sub = t == LUA_TTABLE ? lua_gettop(L) : 0;
-		if (t != LUA_TTABLE && t != LUA_TNIL)
-			plugin_not_a_table(ld, "storage", backend);
 		struct sesame_config cfg = host_config(ld, pl, sub, path);
-		if (strcmp(backend, "mariadb") == 0) {
-			dbpool_config_read(&ld->p->db, &pl->host, &cfg);
-			ld->p->have_pool = true;
-			pl->host.mariadb = dbpool_host_api();
-		}
+		shared = share_pool_table(ld, &cfg);
+		if (t != LUA_TTABLE && t != LUA_TNIL && !shared)
+			plugin_not_a_table(ld, "storage", backend);
 		pl->host.users = &ld->p->users;
 		if (host_run_init(ld, pl, &cfg) == 0)
 			ld->p->storage = pl;
 		lua_pop(L, 1);
 	}
+	if (!shared)
+		check_pool_keys(ld, tbl);
 	lua_pop(L, 2);
 }
 

@@ -121,7 +121,15 @@ struct sesame_family {
 	long long expires_at; /* Unix seconds: its absolute end, whatever the rotations */
 };
 
-/* The core's MariaDB pool, for storage plugins (host->mariadb). Functions run on job threads. */
+/*
+ * The core's MariaDB pool (host->mariadb), for any plugin that wants MariaDB: the mariadb
+ * storage backend, a validator that reads a table of its own; route scripts' sesame.db.query
+ * is to use it too. Each worker has its own pool of storage.mariadb.pool connections, made
+ * when first needed; one idle for a second or more is pinged before it is handed out, and
+ * one released as broken is closed and made again on the next acquire. acquire waits at
+ * most storage.mariadb.connect_timeout seconds for a free connection. Call these functions
+ * on job threads, never on the event loop (a validator's check runs there), nor in init.
+ */
 struct sesame_mariadb {
 	/* A connection of this worker's pool (a MYSQL *), or NULL with the reason in err. */
 	void *(*acquire)(char *err, size_t errlen);
@@ -171,7 +179,10 @@ struct sesame_host {
 	/* Compares two secrets of len bytes in constant time: 0 when equal. */
 	int (*memcmp_secret)(const void *a, const void *b, size_t len);
 
-	/* For storage plugins: the users table, and the MariaDB pool (NULL unless configured). */
+	/*
+	 * For storage plugins: the users table. For every plugin: the core's MariaDB pool,
+	 * NULL when the configuration has no storage table (and so no pool).
+	 */
 	const struct sesame_users_schema *users;
 	const struct sesame_mariadb *mariadb;
 
