@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "dbpool.h"
 #include "log.h"
 #include "lua_api.h"
 #include "plugin.h"
@@ -40,7 +41,13 @@ struct config *cycle_load(const char *path, int workers, struct config_errors *e
 static _Noreturn void migrate_child(struct config *cfg, int fd)
 {
 	char err[LOG_ERR_MAX] = "";
-	int rc = plugins_migrate(cfg->plugins, false, err, sizeof(err));
+	int rc = -1;
+	/* The child's own pool: the master itself never holds a connection across a fork. */
+	if (dbpool_start(plugins_pool(cfg->plugins)) != 0)
+		snprintf(err, sizeof(err), "out of memory");
+	else
+		rc = plugins_migrate(cfg->plugins, false, err, sizeof(err));
+	dbpool_stop();
 	if (rc != 0) {
 		size_t len = strlen(err);
 		ssize_t n = write(fd, err, len > 0 ? len : 1);

@@ -1,6 +1,8 @@
 /*
  * dbpool.c: the core's MariaDB connection pool, one per worker (and a short-lived one in the
- * master for migrations). Storage plugins reach it through struct sesame_mariadb.
+ * master while plugins are initialised, closed before any fork, and in the process that
+ * applies migrations). Plugins reach it through struct sesame_mariadb (host->mariadb); the
+ * core starts and stops it, a plugin only borrows connections.
  *
  * A job thread acquires a connection, waiting at most connect_timeout for a free one; a slot
  * connects lazily, so a worker started while the server is down still starts, and a
@@ -53,7 +55,7 @@ static void library_init(void)
 	mysql_library_init(0, NULL, NULL);
 }
 
-struct dbpool *dbpool_new(const struct dbpool_config *cfg)
+static struct dbpool *pool_new(const struct dbpool_config *cfg)
 {
 	pthread_once(&library_once, library_init);
 	struct dbpool *pool = calloc(1, sizeof(*pool));
@@ -83,7 +85,7 @@ static void close_slot(struct slot *s)
 	s->conn = NULL;
 }
 
-void dbpool_free(struct dbpool *pool)
+static void pool_free(struct dbpool *pool)
 {
 	if (pool == NULL)
 		return;
@@ -92,8 +94,6 @@ void dbpool_free(struct dbpool *pool)
 	pthread_mutex_destroy(&pool->lock);
 	pthread_cond_destroy(&pool->freed);
 	free(pool->slots);
-	if (current == pool)
-		current = NULL;
 	free(pool);
 }
 
@@ -230,9 +230,19 @@ static void *prepare(void *conn, const char *sql, char *err, size_t errlen)
 	return stmt;
 }
 
-void dbpool_set_current(struct dbpool *pool)
+int dbpool_start(const struct dbpool_config *cfg)
 {
-	current = pool;
+	if (cfg == NULL)
+		return 0;
+	pool_free(current);
+	current = pool_new(cfg);
+	return current != NULL ? 0 : -1;
+}
+
+void dbpool_stop(void)
+{
+	pool_free(current);
+	current = NULL;
 }
 
 const struct sesame_mariadb *dbpool_host_api(void)

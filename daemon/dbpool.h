@@ -1,4 +1,8 @@
-/* dbpool.h: a worker's pool of MariaDB connections, used from job threads. */
+/*
+ * dbpool.h: the core's MariaDB pool, a service of its own: one per worker, offered to every
+ * plugin through host->mariadb, and the pool sesame.db.query is to use. Its contract, for
+ * plugin developers, is in <sesame/plugin.h> (struct sesame_mariadb) and docs/plugins.md.
+ */
 #ifndef SESAME_DBPOOL_H
 #define SESAME_DBPOOL_H
 
@@ -20,13 +24,16 @@ struct dbpool_config {
 	int write_timeout;
 };
 
-struct dbpool;
+/*
+ * Makes this process's pool from cfg (nothing when cfg is NULL), replacing the one before:
+ * the pool the host's MariaDB functions use. No connection is made until one is acquired.
+ * 0, or -1 when out of memory. dbpool_stop closes it and its connections: the master calls it
+ * before it forks, a worker before it exits.
+ */
+int dbpool_start(const struct dbpool_config *cfg);
+void dbpool_stop(void);
 
-struct dbpool *dbpool_new(const struct dbpool_config *cfg);
-void dbpool_free(struct dbpool *pool);
-
-/* The pool the host's MariaDB functions (struct sesame_mariadb) use in this process. */
-void dbpool_set_current(struct dbpool *pool);
+/* The host's MariaDB functions (host->mariadb), on this process's pool. */
 const struct sesame_mariadb *dbpool_host_api(void);
 
 /*

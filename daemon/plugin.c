@@ -211,9 +211,14 @@ struct plugins *plugins_load(const char *file, const char *dir, const char *src,
 	lua_pop(L, 1);
 	if (errs->n == before) {
 		plugin_pool_read(&ld);
+		/* A plugin may borrow a connection in init: the master has a pool while they run.
+		 */
+		if (dbpool_start(plugins_pool(ld.p)) != 0)
+			config_errors_add(errs, "storage.mariadb: out of memory");
 		plugin_validators_read(&ld);
 		plugin_password_read(&ld);
 		plugin_storage_read(&ld);
+		dbpool_stop();
 	}
 	if (errs->n > before) {
 		plugins_free(ld.p);
@@ -241,7 +246,6 @@ void plugins_free(struct plugins *p)
 	free(p->dummy);
 	for (int i = 0; i < 5; i++)
 		free(p->users_names[i]);
-	dbpool_free(p->pool);
 	dbpool_config_clear(&p->db);
 	free(p);
 }
@@ -260,21 +264,9 @@ const struct hasher *plugins_identify(const struct plugins *p, const char *store
 	return NULL;
 }
 
-static int start_pool(struct plugins *p)
+const struct dbpool_config *plugins_pool(const struct plugins *p)
 {
-	if (!p->have_pool)
-		return 0;
-	p->pool = dbpool_new(&p->db);
-	if (p->pool == NULL)
-		return -1;
-	dbpool_set_current(p->pool);
-	return 0;
-}
-
-static void stop_pool(struct plugins *p)
-{
-	dbpool_free(p->pool);
-	p->pool = NULL;
+	return p != NULL && p->have_pool ? &p->db : NULL;
 }
 
 bool plugins_wants_migration(const struct plugins *p)
@@ -287,14 +279,7 @@ int plugins_migrate(struct plugins *p, bool always, char *err, size_t errlen)
 	struct storage st;
 	if (!plugins_storage(p, &st) || !(p->migrate || always))
 		return 0;
-	if (start_pool(p) != 0) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	/* The master's connections close before any fork: workers make their own. */
-	int rc = st.fn->migrate(st.state, err, errlen);
-	stop_pool(p);
-	return rc;
+	return st.fn->migrate(st.state, err, errlen);
 }
 
 int plugins_worker_start(struct plugins *p)
@@ -302,8 +287,6 @@ int plugins_worker_start(struct plugins *p)
 	struct storage st;
 	if (!plugins_storage(p, &st))
 		return 0;
-	if (start_pool(p) != 0)
-		return -1;
 	return st.fn->worker_start(st.state);
 }
 
@@ -313,7 +296,6 @@ void plugins_worker_stop(struct plugins *p)
 	if (!plugins_storage(p, &st))
 		return;
 	st.fn->worker_stop(st.state);
-	stop_pool(p);
 }
 
 const char *plugins_dummy_hash(const struct plugins *p)

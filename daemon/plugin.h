@@ -59,7 +59,15 @@ bool plugins_wants_migration(const struct plugins *p);
  */
 int plugins_migrate(struct plugins *p, bool always, char *err, size_t errlen);
 
-/* In each worker after fork, and before it exits: its connections. */
+/*
+ * The settings of the core's MariaDB pool (storage.mariadb), read with the plugins' sections,
+ * or NULL when the configuration has none. The core starts the pool (dbpool_start) in each
+ * worker before plugins_worker_start, and around plugins_migrate.
+ */
+struct dbpool_config;
+const struct dbpool_config *plugins_pool(const struct plugins *p);
+
+/* In each worker after fork, and before it exits: the storage's per-worker part. */
 int plugins_worker_start(struct plugins *p);
 void plugins_worker_stop(struct plugins *p);
 

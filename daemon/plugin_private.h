@@ -40,8 +40,7 @@ struct plugins {
 	char *users_names[5];
 	bool migrate;
 	bool have_pool;
-	struct dbpool_config db;
-	struct dbpool *pool; /* in a worker, or the master while it migrates */
+	struct dbpool_config db; /* the core's MariaDB pool's settings, read with the rest */
 };
 
 struct sesame_config {

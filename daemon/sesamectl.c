@@ -33,6 +33,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "dbpool.h"
 #include "jwa.h"
 #include "keys.h"
 #include "log.h"
@@ -75,10 +76,13 @@ static struct config *load(const char *path)
 static int cmd_migrate(const char *path)
 {
 	struct config *cfg = load(path);
-	char err[LOG_ERR_MAX];
+	char err[LOG_ERR_MAX] = "out of memory";
 	if (cfg == NULL)
 		return 1;
-	int rc = plugins_migrate(cfg->plugins, true, err, sizeof(err));
+	int rc = dbpool_start(plugins_pool(cfg->plugins));
+	if (rc == 0)
+		rc = plugins_migrate(cfg->plugins, true, err, sizeof(err));
+	dbpool_stop();
 	if (rc != 0)
 		fprintf(stderr, "sesamectl: storage: %s\n", err);
 	else
@@ -436,9 +440,12 @@ static int cmd_token(const char *path, int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
-	if (plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0 ||
+	err[0] = '\0';
+	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
+	    plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0 ||
 	    plugins_worker_start(cfg->plugins) != 0) {
 		fprintf(stderr, "sesamectl: storage: %s\n", err[0] != '\0' ? err : "cannot start");
+		dbpool_stop();
 		config_free(cfg);
 		return 1;
 	}
@@ -446,6 +453,7 @@ static int cmd_token(const char *path, int argc, char **argv)
 	if (user != NULL) {
 		status = revoke_user(cfg, &st, user);
 		plugins_worker_stop(cfg->plugins);
+		dbpool_stop();
 		config_free(cfg);
 		return status;
 	}
@@ -463,6 +471,7 @@ static int cmd_token(const char *path, int argc, char **argv)
 	if (tokens == 0)
 		fprintf(stderr, "sesamectl: no token on standard input\n");
 	plugins_worker_stop(cfg->plugins);
+	dbpool_stop();
 	config_free(cfg);
 	return tokens == 0 ? 1 : status;
 }

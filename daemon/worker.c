@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dbpool.h"
 #include "http.h"
 #include "jobs.h"
 #include "log.h"
@@ -127,7 +128,8 @@ int worker_run(const struct worker_spec *spec)
 	}
 	if ((jobs = jobs_new(w.base, cfg->threads)) == NULL)
 		goto done;
-	if (plugins_worker_start(cfg->plugins) != 0) {
+	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
+	    plugins_worker_start(cfg->plugins) != 0) {
 		log_error("worker %ld: the storage cannot start", (long)getpid());
 		goto done;
 	}
@@ -170,6 +172,7 @@ done:
 	revocation_stop(rv);
 	if (storage_started)
 		plugins_worker_stop(cfg->plugins);
+	dbpool_stop();
 	if (w.base != NULL)
 		event_base_free(w.base);
 	config_errors_free(&errs);

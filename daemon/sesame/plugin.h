@@ -128,7 +128,9 @@ struct sesame_family {
  * when first needed; one idle for a second or more is pinged before it is handed out, and
  * one released as broken is closed and made again on the next acquire. acquire waits at
  * most storage.mariadb.connect_timeout seconds for a free connection. Call these functions
- * on job threads, never on the event loop (a validator's check runs there), nor in init.
+ * on job threads, or in init (the master has a pool of its own while plugins are initialised,
+ * closed before the workers fork): never on the event loop, where a validator's check runs,
+ * and never keep a connection past the call that acquired it.
  */
 struct sesame_mariadb {
 	/* A connection of this worker's pool (a MYSQL *), or NULL with the reason in err. */
@@ -233,7 +235,7 @@ struct sesame_hasher {
 
 /*
  * The user store. init runs in the master; migrate in a child process of the master, before
- * the workers are forked, when storage.migrate is on: it opens and closes its own connections.
+ * the workers are forked, when storage.migrate is on: the core's pool there is the child's.
  * worker_start runs in each worker after fork (connections belong to
  * one process); every other function runs on job threads, concurrently.
  */
