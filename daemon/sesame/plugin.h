@@ -13,7 +13,8 @@
  * says it is there. ABI 1.0 is final with sesame's first release; until then it still grows
  * (the storage's token state was added to it), and plugins are rebuilt with each sesamed.
  *
- * Build a plugin with hidden visibility and export the descriptor with SESAME_PLUGIN_EXPORT:
+ * Define the descriptor with its kind's macro (SESAME_VALIDATOR_PLUGIN, SESAME_HASHER_PLUGIN,
+ * SESAME_STORAGE_PLUGIN), which exports it, and build with hidden visibility:
  *
  *     cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags sesame-plugin) -o NAME.so NAME.c
  */
@@ -55,12 +56,34 @@ struct sesame_plugin_header {
 	const char *version;
 };
 
-/* Fills a header for a descriptor of type TYPE. */
+/* Fills a header for a descriptor of type TYPE. Prefer the kind's macro below. */
 #define SESAME_PLUGIN_HEADER(TYPE, KIND, NAME, VERSION)                                            \
 	{                                                                                          \
 		SESAME_PLUGIN_MAGIC, SESAME_PLUGIN_ABI_MAJOR, SESAME_PLUGIN_ABI_MINOR,             \
 		    (uint32_t)sizeof(TYPE), (KIND), (NAME), (VERSION)                              \
 	}
+
+/*
+ * Defines the plugin's exported descriptor, one macro per kind, which ties the table's type,
+ * the kind and the size together: the rest are the kind's functions, as designated
+ * initialisers. A table of another kind does not compile (a hasher's .hash is no member of
+ * struct sesame_validator), nor, with -Werror, does a function of the wrong type:
+ *
+ *     SESAME_HASHER_PLUGIN("myscheme", "1.0", .init = init, .fini = fini, .hash = hash,
+ *                          .verify = verify, .identify = identify, .needs_rehash = needs_rehash);
+ */
+#define SESAME_PLUGIN_DESCRIPTOR(TYPE, KIND, NAME, VERSION, ...)                                   \
+	SESAME_PLUGIN_EXPORT const TYPE sesame_plugin = {                                          \
+	    .header = SESAME_PLUGIN_HEADER(TYPE, KIND, NAME, VERSION), __VA_ARGS__}
+#define SESAME_VALIDATOR_PLUGIN(NAME, VERSION, ...)                                                \
+	SESAME_PLUGIN_DESCRIPTOR(struct sesame_validator, SESAME_PLUGIN_VALIDATOR, NAME, VERSION,  \
+				 __VA_ARGS__)
+#define SESAME_HASHER_PLUGIN(NAME, VERSION, ...)                                                   \
+	SESAME_PLUGIN_DESCRIPTOR(struct sesame_hasher, SESAME_PLUGIN_HASHER, NAME, VERSION,        \
+				 __VA_ARGS__)
+#define SESAME_STORAGE_PLUGIN(NAME, VERSION, ...)                                                  \
+	SESAME_PLUGIN_DESCRIPTOR(struct sesame_storage, SESAME_PLUGIN_STORAGE, NAME, VERSION,      \
+				 __VA_ARGS__)
 
 enum sesame_log_level {
 	SESAME_LOG_ERROR = 0,
