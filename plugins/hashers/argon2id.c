@@ -114,13 +114,5 @@ static bool needs_rehash(void *state, const char *stored)
 	return m < a->memory_kib || t < a->iterations;
 }
 
-SESAME_PLUGIN_EXPORT const struct sesame_hasher sesame_plugin = {
-    .header = SESAME_PLUGIN_HEADER(struct sesame_hasher, SESAME_PLUGIN_HASHER, "argon2id",
-				   PLUGIN_VERSION),
-    .init = init,
-    .fini = fini,
-    .hash = hash,
-    .verify = verify,
-    .identify = identify,
-    .needs_rehash = needs_rehash,
-};
+SESAME_HASHER_PLUGIN("argon2id", PLUGIN_VERSION, .init = init, .fini = fini, .hash = hash,
+		     .verify = verify, .identify = identify, .needs_rehash = needs_rehash);

@@ -148,13 +148,5 @@ static bool needs_rehash(void *state, const char *stored)
 	return parse(stored, &rounds, salt, &saltlen, sum) != 0 || rounds < p->rounds;
 }
 
-SESAME_PLUGIN_EXPORT const struct sesame_hasher sesame_plugin = {
-    .header = SESAME_PLUGIN_HEADER(struct sesame_hasher, SESAME_PLUGIN_HASHER, "pbkdf2_sha256",
-				   PLUGIN_VERSION),
-    .init = init,
-    .fini = fini,
-    .hash = hash,
-    .verify = verify,
-    .identify = identify,
-    .needs_rehash = needs_rehash,
-};
+SESAME_HASHER_PLUGIN("pbkdf2_sha256", PLUGIN_VERSION, .init = init, .fini = fini, .hash = hash,
+		     .verify = verify, .identify = identify, .needs_rehash = needs_rehash);

@@ -879,21 +879,10 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 	return again(r, true) ? purge_once(state, before, err, errlen) : r;
 }
 
-SESAME_PLUGIN_EXPORT const struct sesame_storage sesame_plugin = {
-    .header = SESAME_PLUGIN_HEADER(struct sesame_storage, SESAME_PLUGIN_STORAGE, "mariadb",
-				   PLUGIN_VERSION),
-    .init = init,
-    .fini = fini,
-    .migrate = migrate,
-    .worker_start = worker_start,
-    .worker_stop = worker_stop,
-    .user_create = user_create,
-    .user_find = user_find,
-    .user_set_password = user_set_password,
-    .family_create = family_create,
-    .family_rotate = family_rotate,
-    .token_revoke = token_revoke,
-    .revoked_since = revoked_since,
-    .subject_revoke = subject_revoke,
-    .token_purge = token_purge,
-};
+SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
+		      .worker_start = worker_start, .worker_stop = worker_stop,
+		      .user_create = user_create, .user_find = user_find,
+		      .user_set_password = user_set_password, .family_create = family_create,
+		      .family_rotate = family_rotate, .token_revoke = token_revoke,
+		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
+		      .token_purge = token_purge);

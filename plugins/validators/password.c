@@ -113,10 +113,4 @@ static int check(void *state, const char *value, size_t len, const char *const *
 	return 1;
 }
 
-SESAME_PLUGIN_EXPORT const struct sesame_validator sesame_plugin = {
-    .header = SESAME_PLUGIN_HEADER(struct sesame_validator, SESAME_PLUGIN_VALIDATOR, "password",
-				   PLUGIN_VERSION),
-    .init = init,
-    .fini = fini,
-    .check = check,
-};
+SESAME_VALIDATOR_PLUGIN("password", PLUGIN_VERSION, .init = init, .fini = fini, .check = check);

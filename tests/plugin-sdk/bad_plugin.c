@@ -8,13 +8,17 @@
  *   -DTRUNCATED        exports the header alone
  *   -DWRONG_NAME       names itself differently from its file
  * With none of them, it is a working hasher that stores passwords as "plain$PASSWORD" (for
- * the tests only).
+ * the tests only), its descriptor defined as every plugin's is, with its kind's macro.
  */
 #include <sesame/plugin.h>
 
 #include <stdio.h>
 #include <string.h>
 
+#if defined(WRONG_MAGIC) || defined(ABI_MAJOR) || defined(ABI_MINOR) || defined(TRUNCATED) ||      \
+    defined(WRONG_NAME)
+#define FORGED /* a header built by hand: the kind's macro would build it right */
+#endif
 #ifndef ABI_MAJOR
 #define ABI_MAJOR SESAME_PLUGIN_ABI_MAJOR
 #endif
@@ -65,10 +69,10 @@ static bool needs_rehash(void *state, const char *stored)
 	return false;
 }
 
-#ifdef TRUNCATED
+#if defined(TRUNCATED)
 SESAME_PLUGIN_EXPORT const struct sesame_plugin_header sesame_plugin = {
     MAGIC, ABI_MAJOR, ABI_MINOR, sizeof(struct sesame_hasher), SESAME_PLUGIN_HASHER, NAME, "1"};
-#else
+#elif defined(FORGED)
 SESAME_PLUGIN_EXPORT const struct sesame_hasher sesame_plugin = {
     .header = {MAGIC, ABI_MAJOR, ABI_MINOR, sizeof(struct sesame_hasher), SESAME_PLUGIN_HASHER,
 	       NAME, "1"},
@@ -79,4 +83,7 @@ SESAME_PLUGIN_EXPORT const struct sesame_hasher sesame_plugin = {
     .identify = identify,
     .needs_rehash = needs_rehash,
 };
+#else
+SESAME_HASHER_PLUGIN(PLUGIN_NAME, "1", .init = init, .fini = fini, .hash = hash, .verify = verify,
+		     .identify = identify, .needs_rehash = needs_rehash);
 #endif
