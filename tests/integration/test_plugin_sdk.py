@@ -1,5 +1,5 @@
 """The plugin SDK as installed: out-of-tree plugins built with pkg-config against the installed
-header, and a plugin's kind checked by the compiler."""
+header, a plugin's kind checked by the compiler, and a validator on the core's MariaDB pool."""
 import os
 import subprocess
 from pathlib import Path
@@ -21,6 +21,14 @@ static bool needs_rehash(void *s, const char *stored) { return false; }
 %s("mine", "1", .init = init, .fini = fini, .hash = hash, .verify = verify,
    .identify = identify, .needs_rehash = needs_rehash);
 """
+
+ROUTES = {"validate.lua": 'local sesame = require "sesame"\n'
+          'sesame.route("POST", "/validate", function(req)\n'
+          '  local v, err = sesame.validate("known_domain", req:json().email)\n'
+          '  if not v then return 400, { result = "fail", error = err } end\n'
+          '  return 200, { result = "success", email = v }\n'
+          'end)\n'}
+
 
 @pytest.fixture(scope="module")
 def sdk(tmp_path_factory):
@@ -67,3 +75,46 @@ def test_a_plugin_of_another_kind_does_not_compile(sdk, tmp_path, macro, compile
         # The compiler names the kind's table and the member it lacks.
         assert f"struct sesame_{kind}" in r.stderr and "hash" in r.stderr, r.stderr
 
+
+def test_a_validator_reads_its_table_on_the_core_pool(sdk, sesamed, mariadb, tmp_path):
+    env, installed = sdk
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    for so in installed.glob("*.so"):
+        (folder / so.name).symlink_to(so)
+    libmariadb = subprocess.run(["pkg-config", "--cflags", "--libs", "libmariadb"],
+                                capture_output=True, text=True, check=True).stdout.split()
+    r = compile_plugin(env, TOP / "tests/plugin-sdk/known_domain.c", folder / "known_domain.so",
+                       *libmariadb)
+    assert r.returncode == 0, r.stderr
+    storage = mariadb.storage(mariadb.database)
+    mariadb.sql("CREATE TABLE known_domains (domain VARCHAR(253) PRIMARY KEY)", mariadb.database)
+    mariadb.sql("INSERT INTO known_domains VALUES ('example.org'), ('example.net')",
+                mariadb.database)
+    s = sesamed(routes=ROUTES, start=False, more=storage)
+    s.config.write_text(s.config.read_text().replace(str(BUILD / "plugins"), str(folder)))
+    s.start()
+    s.wait_log("plugin known_domain: 2 known domains")
+    r = s.post("/validate", json={"email": "alice@Example.ORG"})
+    assert r.status_code == 200 and r.json()["email"] == "alice@Example.ORG"
+    r = s.post("/validate", json={"email": "bob@example.com"})
+    assert r.status_code == 400
+    assert r.json()["error"] == "e-mail addresses of that domain are not accepted"
+
+
+def test_a_validator_that_wants_the_pool_without_storage(sdk, sesamed, tmp_path):
+    env, installed = sdk
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "argon2id.so").symlink_to(installed / "argon2id.so")
+    libmariadb = subprocess.run(["pkg-config", "--cflags", "--libs", "libmariadb"],
+                                capture_output=True, text=True, check=True).stdout.split()
+    r = compile_plugin(env, TOP / "tests/plugin-sdk/known_domain.c", folder / "known_domain.so",
+                       *libmariadb)
+    assert r.returncode == 0, r.stderr
+    s = sesamed(start=False)
+    s.config.write_text(s.config.read_text().replace(str(BUILD / "plugins"), str(folder)))
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "plugin known_domain: needs the core's MariaDB pool (storage.mariadb)" in r.stderr
