@@ -5,9 +5,7 @@
  */
 #include "autoconfig.h"
 
-#include <lauxlib.h>
 #include <lua.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +97,10 @@ void plugin_pool_read(struct loading *ld)
 	lua_pop(L, 2);
 }
 
-/* A backend whose table is the pool's (storage.mariadb) reads it after the pool: the keys the
- * pool read count as read for the backend. */
+/*
+ * A backend whose table is the pool's (storage.mariadb) reads it after the pool: the keys the
+ * pool read count as read for the backend.
+ */
 static bool share_pool_table(struct loading *ld, struct sesame_config *cfg)
 {
 	if (!ld->p->have_pool || strcmp(cfg->path, ld->pool.path) != 0)
@@ -122,6 +122,25 @@ static void check_pool_keys(struct loading *ld, int storage)
 		host_check_unread(ld, &cfg, "the MariaDB pool");
 	}
 	lua_pop(ld->L, 1);
+}
+
+/* Initialises the backend pl with its table, storage.NAME; true when that is the pool's. */
+static bool read_backend(struct loading *ld, int storage, struct plugin *pl)
+{
+	lua_State *L = ld->L;
+	char path[96];
+	snprintf(path, sizeof(path), "storage.%s", pl->name);
+	lua_pushstring(L, pl->name);
+	int t = lua_rawget(L, storage), sub = t == LUA_TTABLE ? lua_gettop(L) : 0;
+	struct sesame_config cfg = host_config(ld, pl, sub, path);
+	bool shared = share_pool_table(ld, &cfg);
+	if (t != LUA_TTABLE && t != LUA_TNIL && !shared)
+		plugin_not_a_table(ld, "storage", pl->name);
+	pl->host.users = &ld->p->users;
+	if (host_run_init(ld, pl, &cfg) == 0)
+		ld->p->storage = pl;
+	lua_pop(L, 1);
+	return shared;
 }
 
 void plugin_storage_read(struct loading *ld)
@@ -154,20 +173,8 @@ void plugin_storage_read(struct loading *ld)
 	else if (pl == NULL)
 		config_error_at(ld->errs, ld->file, ld->src, "storage.backend",
 				"'%s' is not a loaded storage plugin", backend);
-	if (pl != NULL) {
-		char path[96];
-		snprintf(path, sizeof(path), "storage.%s", backend);
-		lua_pushstring(L, backend);
-		int t = lua_rawget(L, tbl), sub = t == LUA_TTABLE ? lua_gettop(L) : 0;
-		struct sesame_config cfg = host_config(ld, pl, sub, path);
-		shared = share_pool_table(ld, &cfg);
-		if (t != LUA_TTABLE && t != LUA_TNIL && !shared)
-			plugin_not_a_table(ld, "storage", backend);
-		pl->host.users = &ld->p->users;
-		if (host_run_init(ld, pl, &cfg) == 0)
-			ld->p->storage = pl;
-		lua_pop(L, 1);
-	}
+	if (pl != NULL)
+		shared = read_backend(ld, tbl, pl);
 	if (!shared)
 		check_pool_keys(ld, tbl);
 	lua_pop(L, 2);
