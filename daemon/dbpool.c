@@ -57,7 +57,6 @@ static void library_init(void)
 
 static struct dbpool *pool_new(const struct dbpool_config *cfg)
 {
-	pthread_once(&library_once, library_init);
 	struct dbpool *pool = calloc(1, sizeof(*pool));
 	if (pool == NULL)
 		return NULL;
@@ -99,6 +98,8 @@ static void pool_free(struct dbpool *pool)
 
 static MYSQL *connect_one(const struct dbpool_config *cfg, char *err, size_t errlen)
 {
+	/* Only a process that connects needs the client library: a pool may go unused. */
+	pthread_once(&library_once, library_init);
 	MYSQL *conn = mysql_init(NULL);
 	unsigned int ct = (unsigned)cfg->connect_timeout, rt = (unsigned)cfg->read_timeout,
 		     wt = (unsigned)cfg->write_timeout;
