@@ -211,3 +211,13 @@ def test_update_of_a_missing_user_finds_nobody(sesamed, mariadb):
     assert s.get("/find", params={"id": str(uid)}).json()["password"] == "$new"
     assert s.post("/update", json={"id": uid + 1000, "password": "$x"}).json() == {"id": None}
     assert s.post("/update", json={"id": uid, "email": "x@y.z"}).status_code == 500
+
+
+def test_the_pool_reads_its_table_whatever_the_backend(sesamed):
+    s = sesamed(routes=ROUTES, start=False, more=(
+        'storage = { backend = "sqlite", sqlite = { path = "sesame.db" },\n'
+        '  mariadb = { pool = 0, sock = "x" } }\n'))
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "storage.mariadb.pool: 0 is out of range (1 to 256)" in r.stderr
+    assert "storage.mariadb.sock: unknown key (the MariaDB pool does not read it)" in r.stderr
