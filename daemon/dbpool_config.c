@@ -15,9 +15,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "file.h"
+
 static char *copy_or(const char *v, const char *fallback)
 {
 	return v != NULL ? strdup(v) : fallback != NULL ? strdup(fallback) : NULL;
+}
+
+/* The first line of the file name, resolved against the configuration's folder. */
+static char *read_password_file(const struct sesame_host *host, struct sesame_config *cfg,
+				const char *name)
+{
+	char buf[512] = "";
+	char *path = file_resolve(host->config_dir, name);
+	FILE *f = path != NULL ? fopen(path, "r") : NULL;
+	if (f == NULL || fgets(buf, sizeof(buf), f) == NULL)
+		host->config_error(cfg, "password_file", "cannot read %s", path ? path : name);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	char *password = strdup(buf);
+	sodium_memzero(buf, sizeof(buf));
+	if (f != NULL)
+		fclose(f);
+	free(path);
+	return password;
 }
 
 void dbpool_config_read(struct dbpool_config *db, const struct sesame_host *host,
@@ -52,19 +72,7 @@ void dbpool_config_read(struct dbpool_config *db, const struct sesame_host *host
 		host->config_error(cfg, "password_file",
 				   "give password or password_file, not both");
 	} else if (password_file != NULL) {
-		char path[4200];
-		snprintf(path, sizeof(path), "%s%s%s",
-			 password_file[0] == '/' ? "" : host->config_dir,
-			 password_file[0] == '/' ? "" : "/", password_file);
-		FILE *f = fopen(path, "r");
-		char buf[512] = "";
-		if (f == NULL || fgets(buf, sizeof(buf), f) == NULL)
-			host->config_error(cfg, "password_file", "cannot read %s", path);
-		buf[strcspn(buf, "\r\n")] = '\0';
-		db->password = strdup(buf);
-		sodium_memzero(buf, sizeof(buf));
-		if (f != NULL)
-			fclose(f);
+		db->password = read_password_file(host, cfg, password_file);
 	} else {
 		db->password = copy_or(password, NULL);
 	}

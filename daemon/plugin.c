@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "file.h"
 #include "plugin_private.h"
 
 #define DEFAULT_DIR PKGLIBDIR "/plugins"
@@ -87,9 +88,7 @@ static char *plugin_dir(struct loading *ld, int tbl, bool *given)
 					"expected a folder path");
 		}
 	}
-	char *out = malloc(strlen(ld->dir) + strlen(dir) + 2);
-	if (out != NULL)
-		sprintf(out, "%s%s%s", dir[0] == '/' ? "" : ld->dir, dir[0] == '/' ? "" : "/", dir);
+	char *out = file_resolve(ld->dir, dir);
 	if (tbl != 0)
 		lua_pop(ld->L, 1);
 	return out;
