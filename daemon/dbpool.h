@@ -40,8 +40,8 @@ const struct sesame_mariadb *dbpool_host_api(void);
  * dbpool_config.c: reads the pool's settings from its table (storage.mariadb) through host's
  * config functions, as a plugin reads its own; problems are reported through host.
  */
-void dbpool_config_read(struct dbpool_config *cfg, const struct sesame_host *host,
-			struct sesame_config *table);
+void dbpool_config_read(struct dbpool_config *db, const struct sesame_host *host,
+			struct sesame_config *cfg);
 void dbpool_config_clear(struct dbpool_config *cfg);
 
 #endif
