@@ -236,7 +236,10 @@ static const struct config_key top_keys[] = {
     {NULL, NULL, 0, 0, 0},
 };
 
-/* Reads every setting; lua_pcall'd with the settings at index 1 and the loader at 2. */
+/*
+ * Reads every setting; lua_pcall'd with the settings at index 1 and the loader at 2. The top
+ * level's names are checked once the plugins have loaded: a validator's table is named after it.
+ */
 static int read_settings(lua_State *L)
 {
 	struct loader *ld = lua_touserdata(L, 2);
@@ -247,8 +250,15 @@ static int read_settings(lua_State *L)
 				   .dir = ld->cfg->dir,
 				   .base = ld->cfg};
 	lua_settop(L, 1);
-	config_table_read(&rd, 1, "", top_keys);
+	config_table_read_keys(&rd, 1, "", top_keys);
 	return 0;
+}
+
+/* A top-level table named after a loaded validator is that validator's configuration. */
+static bool names_validator(const void *plugins, const char *name)
+{
+	struct validator v;
+	return plugins_validator(plugins, name, &v);
 }
 
 /* A configuration is data: one that runs this long is stuck in a loop. */
@@ -373,6 +383,8 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	}
 	if (errs->n == before)
 		cfg->plugins = plugins_load(cfg->path, cfg->dir, ld.src, ld.L, 1, errs);
+	struct config_reader rd = {.L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src};
+	config_table_check(&rd, 1, "", top_keys, names_validator, cfg->plugins);
 	if (errs->n > before)
 		goto fail;
 	lua_close(ld.L);

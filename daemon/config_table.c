@@ -3,8 +3,10 @@
  *
  * The table is walked twice: once over the section's own keys, to report each one the table
  * does not name (with the nearest known name, when one is close), then over the table, to
- * read each key in order with its kind. A kind reads a nil value too, keeping the default, so
- * a key whose default depends on others (server.workers = "auto") is settled in one place.
+ * read each key in order with its kind. The two walks can be made apart, where some known
+ * names are learnt only later (the top level: the tables of the plugins once they load). A kind
+ * reads a nil value too, keeping the default, so a key whose default depends on others
+ * (server.workers = "auto") is settled in one place.
  */
 #include "autoconfig.h"
 
@@ -17,9 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 void config_fail(struct config_reader *rd, const char *keypath, const char *fmt, ...)
 {
-	char msg[768];
+	char msg[LOG_ERR_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -50,18 +54,19 @@ static bool is_known(const char *key, const struct config_key *keys)
 	return false;
 }
 
-/* Reports every key of the table at tbl that keys does not name. */
-static void check_keys(struct config_reader *rd, int tbl, const char *section,
-		       const struct config_key *keys)
+void config_table_check(struct config_reader *rd, int tbl, const char *section,
+			const struct config_key *keys, config_known *known, const void *ctx)
 {
 	lua_State *L = rd->L;
+	tbl = lua_absindex(L, tbl);
 	lua_pushnil(L);
 	while (lua_next(L, tbl) != 0) {
 		lua_pop(L, 1);
 		if (lua_type(L, -1) != LUA_TSTRING)
 			config_fail(rd, section, "keys must be names, found a %s key",
 				    luaL_typename(L, -1));
-		else if (!is_known(lua_tostring(L, -1), keys))
+		else if (!is_known(lua_tostring(L, -1), keys) &&
+			 (known == NULL || !known(ctx, lua_tostring(L, -1))))
 			unknown_key(rd, section, lua_tostring(L, -1), keys);
 	}
 }
@@ -69,8 +74,14 @@ static void check_keys(struct config_reader *rd, int tbl, const char *section,
 void config_table_read(struct config_reader *rd, int tbl, const char *section,
 		       const struct config_key *keys)
 {
+	config_table_check(rd, tbl, section, keys, NULL, NULL);
+	config_table_read_keys(rd, tbl, section, keys);
+}
+
+void config_table_read_keys(struct config_reader *rd, int tbl, const char *section,
+			    const struct config_key *keys)
+{
 	tbl = lua_absindex(rd->L, tbl);
-	check_keys(rd, tbl, section, keys);
 	for (const struct config_key *k = keys; k->name != NULL; k++) {
 		if (k->kind == NULL)
 			continue;

@@ -49,6 +49,15 @@ struct config_key {
 void config_table_read(struct config_reader *rd, int tbl, const char *section,
 		       const struct config_key *keys);
 
+/* Whether name is known beyond a table's keys; ctx is the caller's. */
+typedef bool config_known(const void *ctx, const char *name);
+
+/* The two halves of config_table_read: the check, which known (or NULL) widens, and the reading. */
+void config_table_check(struct config_reader *rd, int tbl, const char *section,
+			const struct config_key *keys, config_known *known, const void *ctx);
+void config_table_read_keys(struct config_reader *rd, int tbl, const char *section,
+			    const struct config_key *keys);
+
 /* The field key fills in the reader's base. */
 void *config_field(const struct config_reader *rd, const struct config_key *key);
 

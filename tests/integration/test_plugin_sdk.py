@@ -87,12 +87,19 @@ def test_a_validator_reads_its_table_on_the_core_pool(sdk, sesamed, mariadb, tmp
     r = compile_plugin(env, TOP / "tests/plugin-sdk/known_domain.c", folder / "known_domain.so",
                        *libmariadb)
     assert r.returncode == 0, r.stderr
+    # Its configuration is the top-level table of its name, as a shipped validator's is.
     storage = mariadb.storage(mariadb.database)
-    mariadb.sql("CREATE TABLE known_domains (domain VARCHAR(253) PRIMARY KEY)", mariadb.database)
-    mariadb.sql("INSERT INTO known_domains VALUES ('example.org'), ('example.net')",
+    mariadb.sql("CREATE TABLE accepted (name VARCHAR(253) PRIMARY KEY)", mariadb.database)
+    mariadb.sql("INSERT INTO accepted VALUES ('example.org'), ('example.net')",
                 mariadb.database)
-    s = sesamed(routes=ROUTES, start=False, more=storage)
+    s = sesamed(routes=ROUTES, start=False, more=storage + (
+        'known_domain = { table = "accepted", column = "name", colour = "blue" }\n'))
     s.config.write_text(s.config.read_text().replace(str(BUILD / "plugins"), str(folder)))
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "known_domain.colour: unknown key (plugin known_domain does not read it)" in r.stderr
+    s.config.write_text(s.config.read_text().replace(', colour = "blue"', ''))
     s.start()
     s.wait_log("plugin known_domain: 2 known domains")
     r = s.post("/validate", json={"email": "alice@Example.ORG"})
