@@ -63,8 +63,8 @@ static int get_key(struct sesame_config *cfg, const char *key)
 	return lua_rawget(cfg->L, cfg->tbl);
 }
 
-static enum sesame_config_result config_string(struct sesame_config *cfg, const char *key,
-					       const char **out)
+static enum sesame_config_result host_read_string(struct sesame_config *cfg, const char *key,
+						  const char **out)
 {
 	int t = get_key(cfg, key);
 	enum sesame_config_result rc = SESAME_CONFIG_ABSENT;
@@ -92,8 +92,8 @@ static enum sesame_config_result config_string(struct sesame_config *cfg, const 
 	return rc;
 }
 
-static enum sesame_config_result config_integer(struct sesame_config *cfg, const char *key,
-						long long min, long long max, long long *out)
+static enum sesame_config_result host_read_integer(struct sesame_config *cfg, const char *key,
+						   long long min, long long max, long long *out)
 {
 	int t = get_key(cfg, key), isint = 0;
 	enum sesame_config_result rc = SESAME_CONFIG_ABSENT;
@@ -115,8 +115,8 @@ static enum sesame_config_result config_integer(struct sesame_config *cfg, const
 	return rc;
 }
 
-static enum sesame_config_result config_boolean(struct sesame_config *cfg, const char *key,
-						bool *out)
+static enum sesame_config_result host_read_boolean(struct sesame_config *cfg, const char *key,
+						   bool *out)
 {
 	int t = get_key(cfg, key);
 	enum sesame_config_result rc = SESAME_CONFIG_ABSENT;
@@ -149,9 +149,9 @@ void host_init(struct plugin *pl, const char *config_dir)
 	    .abi_major = SESAME_PLUGIN_ABI_MAJOR,
 	    .abi_minor = SESAME_PLUGIN_ABI_MINOR,
 	    .log = host_log,
-	    .config_string = config_string,
-	    .config_integer = config_integer,
-	    .config_boolean = config_boolean,
+	    .config_string = host_read_string,
+	    .config_integer = host_read_integer,
+	    .config_boolean = host_read_boolean,
 	    .config_error = host_config_error,
 	    .random = host_random,
 	    .memcmp_secret = host_memcmp_secret,

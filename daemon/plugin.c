@@ -29,16 +29,11 @@
 
 /* ---- the plugins table ---- */
 
-static const char *const plugins_keys[] = {"path", "load", NULL};
-
-static bool known(const char *key, const char *const *list)
-{
-	for (; *list != NULL; list++) {
-		if (strcmp(*list, key) == 0)
-			return true;
-	}
-	return false;
-}
+static const struct config_key plugins_keys[] = {
+    {"path", NULL, 0, 0, 0},
+    {"load", NULL, 0, 0, 0},
+    {NULL, NULL, 0, 0, 0},
+};
 
 /* Pushes settings[name] when it is a table, else nil (reporting a wrong type). */
 int plugin_push_section(struct loading *ld, const char *name)
@@ -55,22 +50,13 @@ int plugin_push_section(struct loading *ld, const char *name)
 	return t;
 }
 
-/* Reports every key of the table at idx that is neither in list nor accepted by extra. */
-void plugin_check_keys(struct loading *ld, int idx, const char *section, const char *const *list,
-		       bool (*extra)(struct loading *, const char *))
+/* Reports every key of the table at idx that is neither in keys nor accepted by extra(ld). */
+void plugin_check_keys(struct loading *ld, int idx, const char *section,
+		       const struct config_key *keys, config_known *extra)
 {
-	lua_State *L = ld->L;
-	idx = lua_absindex(L, idx);
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		lua_pop(L, 1);
-		const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-		char keypath[192];
-		if (key != NULL && (known(key, list) || (extra != NULL && extra(ld, key))))
-			continue;
-		snprintf(keypath, sizeof(keypath), "%s.%s", section, key ? key : "?");
-		config_error_at(ld->errs, ld->file, ld->src, keypath, "unknown key");
-	}
+	struct config_reader rd = {
+	    .L = ld->L, .errs = ld->errs, .file = ld->file, .src = ld->src, .dir = ld->dir};
+	config_table_check(&rd, idx, section, keys, extra, ld);
 }
 
 static char *plugin_dir(struct loading *ld, int tbl, bool *given)

@@ -16,8 +16,9 @@
 
 #include "plugin_private.h"
 
-static bool is_loaded_hasher(struct loading *ld, const char *name)
+static bool is_loaded_hasher(const void *loading, const char *name)
 {
+	const struct loading *ld = loading;
 	for (size_t i = 0; i < ld->p->n; i++) {
 		if (ld->p->v[i].h->kind == SESAME_PLUGIN_HASHER &&
 		    strcmp(ld->p->v[i].name, name) == 0)
@@ -26,7 +27,11 @@ static bool is_loaded_hasher(struct loading *ld, const char *name)
 	return false;
 }
 
-const char *const plugin_password_keys[] = {"scheme", "accept", NULL};
+const struct config_key plugin_password_keys[] = {
+    {"scheme", NULL, 0, 0, 0},
+    {"accept", NULL, 0, 0, 0},
+    {NULL, NULL, 0, 0, 0},
+};
 
 static int init_plugin(struct loading *ld, struct plugin *pl, int tbl, const char *path)
 {

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config_table.h"
 #include "dbpool.h"
 #include "plugin.h"
 
@@ -89,15 +90,15 @@ int plugin_open(struct loading *ld, struct plugin *pl, const char *path);
 const struct common *plugin_common(const struct plugin *pl);
 struct plugin *plugin_find(struct plugins *p, uint32_t kind, const char *name);
 int plugin_push_section(struct loading *ld, const char *name);
-void plugin_check_keys(struct loading *ld, int idx, const char *section, const char *const *list,
-		       bool (*extra)(struct loading *, const char *));
+void plugin_check_keys(struct loading *ld, int idx, const char *section,
+		       const struct config_key *keys, config_known *extra);
 void plugin_not_a_table(struct loading *ld, const char *section, const char *name);
 
 /* The sections: each initialises the plugins it configures. The pool's comes first. */
 void plugin_pool_read(struct loading *ld);
 void plugin_validators_read(struct loading *ld);
 void plugin_password_read(struct loading *ld);
-extern const char *const plugin_password_keys[]; /* the password table's own keys */
+extern const struct config_key plugin_password_keys[]; /* the password table's own keys */
 void plugin_storage_read(struct loading *ld);
 
 #endif

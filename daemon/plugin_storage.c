@@ -12,11 +12,18 @@
 
 #include "plugin_private.h"
 
-static const char *const storage_keys[] = {"backend", "users", "migrate", "mariadb", NULL};
-static const char *const users_keys[] = {"table", "id", "email", "username", "password", NULL};
+static const struct config_key storage_keys[] = {
+    {"backend", NULL, 0, 0, 0}, {"users", NULL, 0, 0, 0}, {"migrate", NULL, 0, 0, 0},
+    {"mariadb", NULL, 0, 0, 0}, {NULL, NULL, 0, 0, 0},
+};
+static const struct config_key users_keys[] = {
+    {"table", NULL, 0, 0, 0},	 {"id", NULL, 0, 0, 0},	      {"email", NULL, 0, 0, 0},
+    {"username", NULL, 0, 0, 0}, {"password", NULL, 0, 0, 0}, {NULL, NULL, 0, 0, 0},
+};
 
-static bool is_loaded_storage(struct loading *ld, const char *name)
+static bool is_loaded_storage(const void *loading, const char *name)
 {
+	const struct loading *ld = loading;
 	return plugin_find(ld->p, SESAME_PLUGIN_STORAGE, name) != NULL;
 }
 
@@ -44,9 +51,9 @@ static void read_users(struct loading *ld, int storage)
 	for (int i = 0; i < 5; i++) {
 		const char *name = defaults[i];
 		char keypath[64];
-		snprintf(keypath, sizeof(keypath), "storage.users.%s", users_keys[i]);
+		snprintf(keypath, sizeof(keypath), "storage.users.%s", users_keys[i].name);
 		if (tbl != 0) {
-			lua_pushstring(L, users_keys[i]);
+			lua_pushstring(L, users_keys[i].name);
 			if (lua_rawget(L, tbl) == LUA_TSTRING)
 				name = lua_tostring(L, -1);
 			else if (!lua_isnil(L, -1))

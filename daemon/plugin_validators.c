@@ -23,8 +23,9 @@ void plugin_validators_read(struct loading *ld)
 		int tbl = plugin_push_section(ld, pl->name) == LUA_TTABLE ? lua_gettop(L) : 0;
 		struct sesame_config cfg = host_config(ld, pl, tbl, pl->name);
 		if (strcmp(pl->name, "password") == 0) {
-			for (const char *const *k = plugin_password_keys; *k != NULL; k++)
-				snprintf(cfg.seen[cfg.nseen++], sizeof(cfg.seen[0]), "%s", *k);
+			for (const struct config_key *k = plugin_password_keys; k->name != NULL;
+			     k++)
+				snprintf(cfg.seen[cfg.nseen++], sizeof(cfg.seen[0]), "%s", k->name);
 			for (size_t j = 0; j < ld->p->n && cfg.nseen < MAX_SEEN; j++) {
 				if (ld->p->v[j].h->kind == SESAME_PLUGIN_HASHER)
 					snprintf(cfg.seen[cfg.nseen++], sizeof(cfg.seen[0]), "%s",

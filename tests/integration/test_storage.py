@@ -110,6 +110,8 @@ def test_unreachable_storage_answers_503_and_recovers(sesamed, mariadb, tmp_path
 @pytest.mark.parametrize("extra,message", [
     ('users = { table = "bad name" }', "storage.users.table: 'bad name' is not a plain name"),
     ('users = { colour = "x" }', "storage.users.colour: unknown key"),
+    ('users = { emial = "x" }', "storage.users.emial: unknown key (did you mean 'email'?)"),
+    ('migrat = false', "storage.migrat: unknown key (did you mean 'migrate'?)"),
     ('migrate = "yes"', "storage.migrate: expected true or false"),
 ])
 def test_bad_storage_settings(sesamed, mariadb, extra, message):
