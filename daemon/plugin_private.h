@@ -1,6 +1,6 @@
 /*
- * plugin_private.h: what the loader's files share (plugin.c, plugin_open.c, host.c and the
- * readers of the sections plugins are configured in). Not an interface for the rest of the
+ * plugin_private.h: what the loader's files share (plugin.c, plugin_open.c, host.c,
+ * plugin_section.c and the readers of the sections plugins are configured in). Not an interface for the rest of the
  * daemon: that is plugin.h.
  */
 #ifndef SESAME_PLUGIN_PRIVATE_H
@@ -86,7 +86,7 @@ void host_free_strings(struct plugin *pl);
 /* plugin_open.c: dlopen and the checks of the descriptor, before any plugin code runs. */
 int plugin_open(struct loading *ld, struct plugin *pl, const char *path);
 
-/* plugin.c: helpers of the section readers. */
+/* plugin_section.c: helpers of the section readers. */
 const struct common *plugin_common(const struct plugin *pl);
 struct plugin *plugin_find(struct plugins *p, uint32_t kind, const char *name);
 int plugin_push_section(struct loading *ld, const char *name);
