@@ -72,15 +72,28 @@ struct luaapi_job {
 	void (*release)(struct luaapi_job *lj);
 };
 
-/* lua_state.c: the worker's API, and the call the running coroutine serves (NULL while the
- * scripts load). */
-struct luaapi *luaapi_get(lua_State *L);
-struct luaapi_call *luaapi_current(lua_State *L);
+/* lua_state.c: the registry key of the worker's struct luaapi, a light userdata. */
+extern const char luaapi_key;
 
-/* lua_state.c: enforces server.handler_instructions, on the main state and on coroutines. */
+/* The worker's API, from any of its coroutines. */
+static inline struct luaapi *luaapi_get(lua_State *L)
+{
+	lua_rawgetp(L, LUA_REGISTRYINDEX, &luaapi_key);
+	struct luaapi *api = lua_touserdata(L, -1);
+	lua_pop(L, 1);
+	return api;
+}
+
+/* The call the running coroutine serves: NULL on the main state, while the scripts load. */
+static inline struct luaapi_call *luaapi_current(lua_State *L)
+{
+	return *(struct luaapi_call **)lua_getextraspace(L);
+}
+
+/* lua_run.c: enforces server.handler_instructions, on the main state and on coroutines. */
 void luaapi_count_hook(lua_State *L, lua_Debug *ar);
 
-/* lua_run.c: raises an error that answers the client with status and message, not a 500. */
+/* lua_request.c: raises an error that answers the client with status and message, not a 500. */
 extern const char luaapi_client_error_mt[];
 int luaapi_client_error(lua_State *L, int status, const char *message);
 

@@ -5,7 +5,8 @@
  * req finds it answered, not freed. Its fields (method, path, headers, query, cookies, body,
  * params, identity, claims...) are computed when first read and cached in its user value, as
  * most handlers read only a few; req:json() parses the body once, and refuses bad input by
- * raising a client error.
+ * raising a client error: a table with status and error, which lua_run.c answers as such
+ * instead of as a 500.
  */
 #include "autoconfig.h"
 
@@ -26,6 +27,20 @@ struct req_ud {
 };
 
 static const char req_mt[] = "sesame.request";
+
+const char luaapi_client_error_mt[] = "sesame.client_error";
+
+/* Raises an error that answers the client with status and message instead of a 500. */
+int luaapi_client_error(lua_State *L, int status, const char *message)
+{
+	lua_createtable(L, 0, 2);
+	lua_pushinteger(L, status);
+	lua_setfield(L, -2, "status");
+	lua_pushstring(L, message);
+	lua_setfield(L, -2, "error");
+	luaL_setmetatable(L, luaapi_client_error_mt);
+	return lua_error(L);
+}
 
 static struct luaapi_call *check_req(lua_State *L)
 {

@@ -29,18 +29,23 @@
 #include "router.h"
 #include "scoreboard.h"
 
-const char luaapi_client_error_mt[] = "sesame.client_error";
-
-/* Raises an error that answers the client with status and message instead of a 500. */
-int luaapi_client_error(lua_State *L, int status, const char *message)
+/* Enforces server.handler_instructions, on the main state and on coroutines. */
+void luaapi_count_hook(lua_State *L, lua_Debug *ar)
 {
-	lua_createtable(L, 0, 2);
-	lua_pushinteger(L, status);
-	lua_setfield(L, -2, "status");
-	lua_pushstring(L, message);
-	lua_setfield(L, -2, "error");
-	luaL_setmetatable(L, luaapi_client_error_mt);
-	return lua_error(L);
+	struct luaapi_call *call = luaapi_current(L);
+	if (call == NULL) {
+		/* The scripts are loading, on the main state: they get one handler's budget. */
+		struct luaapi *api = luaapi_get(L);
+		api->load_instructions += LUAAPI_HOOK_EVERY;
+		if (api->load_instructions > api->cfg->handler_instructions)
+			luaL_error(L, "the route scripts exceed the instruction budget "
+				      "(server.handler_instructions) while they load");
+		return;
+	}
+	call->instructions += LUAAPI_HOOK_EVERY;
+	if (call->instructions > call->api->cfg->handler_instructions)
+		luaL_error(L,
+			   "handler exceeded its instruction budget (server.handler_instructions)");
 }
 
 static void resume(struct luaapi_call *call, int nargs);

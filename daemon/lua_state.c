@@ -21,20 +21,7 @@
 #include "lua_private.h"
 #include "router.h"
 
-static const char api_key; /* registry: light userdata of the struct luaapi */
-
-struct luaapi *luaapi_get(lua_State *L)
-{
-	lua_rawgetp(L, LUA_REGISTRYINDEX, &api_key);
-	struct luaapi *api = lua_touserdata(L, -1);
-	lua_pop(L, 1);
-	return api;
-}
-
-struct luaapi_call *luaapi_current(lua_State *L)
-{
-	return *(struct luaapi_call **)lua_getextraspace(L);
-}
+const char luaapi_key = 0;
 
 /* ---- allocator and budget ---- */
 
@@ -53,24 +40,6 @@ static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	if (p != NULL)
 		api->used = api->used - old + nsize;
 	return p;
-}
-
-void luaapi_count_hook(lua_State *L, lua_Debug *ar)
-{
-	struct luaapi_call *call = luaapi_current(L);
-	if (call == NULL) {
-		/* The scripts are loading, on the main state: they get one handler's budget. */
-		struct luaapi *api = luaapi_get(L);
-		api->load_instructions += LUAAPI_HOOK_EVERY;
-		if (api->load_instructions > api->cfg->handler_instructions)
-			luaL_error(L, "the route scripts exceed the instruction budget "
-				      "(server.handler_instructions) while they load");
-		return;
-	}
-	call->instructions += LUAAPI_HOOK_EVERY;
-	if (call->instructions > call->api->cfg->handler_instructions)
-		luaL_error(L,
-			   "handler exceeded its instruction budget (server.handler_instructions)");
 }
 
 /* The sesame module: each API surface adds its part. */
@@ -210,7 +179,7 @@ struct luaapi *luaapi_new(const struct config *cfg, struct event_base *base, str
 	}
 	*(struct luaapi_call **)lua_getextraspace(api->L) = NULL;
 	lua_pushlightuserdata(api->L, api);
-	lua_rawsetp(api->L, LUA_REGISTRYINDEX, &api_key);
+	lua_rawsetp(api->L, LUA_REGISTRYINDEX, &luaapi_key);
 	register_metatables(api->L);
 	open_libs(api->L, cfg);
 	if (load_routes(api, errs) != 0)
