@@ -259,7 +259,7 @@ static void test_the_wait_for_a_free_connection_is_bounded(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_null(db->acquire(err, sizeof(err)));
 	double waited = seconds_since(&t0);
-	assert_true(waited >= 0.9 && waited < 3);
+	assert_true(waited >= 0.9 && waited < 4); /* bounded, with room for a loaded machine */
 	assert_string_equal(err, "no MariaDB connection free within 1 s (storage.mariadb.pool)");
 	db->release(conn, false);
 	dbpool_stop();
@@ -283,7 +283,7 @@ static void test_a_waiter_gets_the_connection_given_back(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(pthread_create(&th, NULL, release_later, conn), 0);
 	void *again = acquire();
-	assert_true(seconds_since(&t0) < 2);
+	assert_true(seconds_since(&t0) < 4); /* woken, not timed out at 5 s */
 	assert_ptr_equal(again, conn);
 	pthread_join(th, NULL);
 	db->release(again, false);
