@@ -233,7 +233,9 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 	}
 	/* A family the storage does not know (purged after its end) is as good as revoked. */
 	int n = luaapi_storage_push(
-	    co, tj->rc == SESAME_STORAGE_NOT_FOUND ? SESAME_STORAGE_REVOKED : tj->rc, tj->err);
+	    co, tj->rc == SESAME_STORAGE_NOT_FOUND ? SESAME_STORAGE_REVOKED : tj->rc,
+	    LUAAPI_REFUSAL(SESAME_STORAGE_REUSED) | LUAAPI_REFUSAL(SESAME_STORAGE_REVOKED),
+	    tj->err);
 	if (n != 0)
 		return n;
 	if (tj->op == SUBJECT_REVOKE) {

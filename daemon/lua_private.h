@@ -106,13 +106,18 @@ int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname);
  */
 void *luaapi_storage_job(lua_State *L, size_t size, struct storage *st, const char *fname);
 
+/* A storage result that a function answers with nil (and a message), in a set of them. */
+#define LUAAPI_REFUSAL(rc) (1u << (unsigned)(rc))
+
 /*
  * lua_run.c: what a storage result means to the function that waited on it. OK pushes nothing
- * and returns 0: the caller pushes its results. A result that says no pushes nil and, but for
- * "not found", a message ("exists", "token revoked"), and returns their number. A store that
- * cannot be reached ends the handler with 503; any other failure raises, err going to the log.
+ * and returns 0: the caller pushes its results. A result in refusals (LUAAPI_REFUSAL bits)
+ * pushes nil and, but for "not found", a message ("exists", "token revoked"), and returns their
+ * number. A store that cannot be reached ends the handler with 503; any other result raises,
+ * err going to the log.
  */
-int luaapi_storage_push(lua_State *co, enum sesame_storage_result rc, const char *err);
+int luaapi_storage_push(lua_State *co, enum sesame_storage_result rc, unsigned refusals,
+			const char *err);
 
 /* lua_request.c: the request object, its metatable, and its end. */
 void luaapi_request_init(lua_State *L);

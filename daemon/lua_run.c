@@ -137,49 +137,41 @@ void *luaapi_storage_job(lua_State *L, size_t size, struct storage *st, const ch
 	return job;
 }
 
-/* What a storage result means to a client: an HTTP status, and the message for it. */
-struct storage_answer {
-	int status;
-	const char *message; /* NULL: none (not found), or err for a failure */
-};
+/* The message a refusal comes with; NULL for none (not found). */
+static const char *refusal_message(enum sesame_storage_result rc)
+{
+	switch (rc) {
+	case SESAME_STORAGE_CONFLICT:
+		return "exists";
+	case SESAME_STORAGE_REUSED:
+	case SESAME_STORAGE_REVOKED:
+		return "token revoked";
+	default:
+		return NULL;
+	}
+}
 
-static struct storage_answer storage_answer(enum sesame_storage_result rc)
+int luaapi_storage_push(lua_State *co, enum sesame_storage_result rc, unsigned refusals,
+			const char *err)
 {
 	switch (rc) {
 	case SESAME_STORAGE_OK:
-		return (struct storage_answer){200, NULL};
-	case SESAME_STORAGE_NOT_FOUND:
-		return (struct storage_answer){404, NULL};
-	case SESAME_STORAGE_CONFLICT:
-		return (struct storage_answer){409, "exists"};
-	case SESAME_STORAGE_REUSED:
-	case SESAME_STORAGE_REVOKED:
-		return (struct storage_answer){401, "token revoked"};
+		return 0;
 	case SESAME_STORAGE_UNAVAILABLE:
-		return (struct storage_answer){503, "storage unavailable"};
+		log_error("storage unavailable: %s", err);
+		return luaapi_client_error(co, 503, "storage unavailable");
 	case SESAME_STORAGE_FAILED:
+		return luaL_error(co, "storage: %s", err);
+	default:
 		break;
 	}
-	return (struct storage_answer){500, NULL};
-}
-
-int luaapi_storage_push(lua_State *co, enum sesame_storage_result rc, const char *err)
-{
-	struct storage_answer a = storage_answer(rc);
-	if (a.status == 200)
-		return 0;
-	if (a.status == 503) {
-		log_error("storage unavailable: %s", err);
-		return luaapi_client_error(co, a.status, a.message);
-	}
-	if (a.status == 500 && rc != SESAME_STORAGE_FAILED)
+	if (rc < 0 || !(refusals & LUAAPI_REFUSAL(rc)))
 		return luaL_error(co, "storage: unexpected result %d", (int)rc);
-	if (a.status == 500)
-		return luaL_error(co, "storage: %s", err);
 	lua_pushnil(co);
-	if (a.message == NULL)
+	const char *message = refusal_message(rc);
+	if (message == NULL)
 		return 1;
-	lua_pushstring(co, a.message);
+	lua_pushstring(co, message);
 	return 2;
 }
 

@@ -50,7 +50,10 @@ static void user_run(struct job *job)
 static int user_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct user_job *uj = (struct user_job *)lj;
-	int n = luaapi_storage_push(co, uj->rc, uj->err);
+	int n = luaapi_storage_push(co, uj->rc,
+				    LUAAPI_REFUSAL(SESAME_STORAGE_CONFLICT) |
+					LUAAPI_REFUSAL(SESAME_STORAGE_NOT_FOUND),
+				    uj->err);
 	if (n != 0)
 		return n;
 	if (uj->op != USER_FIND) {
