@@ -392,6 +392,43 @@ static json_t **push_claims_box(lua_State *L)
 }
 
 /*
+ * The claims the revocation policy reads (jti, sub, fam, exp) of the table at idx, as JSON;
+ * any other claim may hold what JSON cannot. A value of a type no claim has becomes null, which
+ * the policy refuses. NULL when out of memory.
+ */
+static json_t *policy_claims(lua_State *L, int idx)
+{
+	static const char *const names[] = {"jti", "sub", "fam", "exp"};
+	json_t *claims = json_object();
+	for (size_t i = 0; claims != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
+		json_t *v = NULL;
+		size_t len;
+		switch (lua_getfield(L, idx, names[i])) {
+		case LUA_TNIL:
+			break;
+		case LUA_TSTRING: {
+			const char *s = lua_tolstring(L, -1, &len);
+			v = json_stringn_nocheck(s, len);
+			break;
+		}
+		case LUA_TNUMBER:
+			v = lua_isinteger(L, -1) ? json_integer(lua_tointeger(L, -1))
+						 : json_real(lua_tonumber(L, -1));
+			break;
+		default:
+			v = json_null();
+			break;
+		}
+		lua_pop(L, 1);
+		if (v != NULL && json_object_set_new(claims, names[i], v) != 0) {
+			json_decref(claims);
+			claims = NULL;
+		}
+	}
+	return claims;
+}
+
+/*
  * sesame.jwt.revoke(claims): revokes the token (its jti) and, when it belongs to one, its
  * refresh family, as tokens_revocation decides: every worker of every sesamed on this storage
  * refuses them within jwt.revocation_refresh, this worker at once. Returns true.
@@ -401,16 +438,13 @@ static int l_jwt_revoke(lua_State *L)
 	const char *fname = "sesame.jwt.revoke";
 	luaL_checktype(L, 1, LUA_TTABLE);
 	struct luaapi *api = luaapi_get(L);
-	char err[LOG_ERR_MAX];
 	json_t **box = push_claims_box(L);
-	if ((*box = json_from_lua(L, 1, 16, err, sizeof(err))) == NULL)
-		return luaL_error(L, "%s takes a verified token's claims (req.claims): %s", fname,
-				  err);
+	if ((*box = policy_claims(L, 1)) == NULL)
+		return luaL_error(L, "out of memory");
 	struct token_revocation rev;
 	const char *why = tokens_revocation(&api->cfg->jwt, *box, clock_wall_ms() / 1000, &rev);
 	if (why != NULL)
-		return luaL_error(L, "%s takes a verified token's claims (req.claims): %s", fname,
-				  why);
+		return luaL_error(L, "%s: %s", fname, why);
 	struct token_job *tj = new_token_job(L, TOKEN_REVOKE, fname, NULL);
 	snprintf(tj->jti, sizeof(tj->jti), "%s", rev.jti);
 	snprintf(tj->family, sizeof(tj->family), "%s", rev.family != NULL ? rev.family : "");

@@ -597,3 +597,39 @@ def test_log_out_everywhere(app, how):
     # Nothing left to revoke but the new log-in's family.
     r = app.post("/users/logout/all", headers=bearer(fresh["access_token"]))
     assert r.json()["sessions"] == 1
+
+
+REVOKE_ROUTES = {"revoke.lua": """
+local sesame = require "sesame"
+sesame.route("POST", "/revoke/odd", { auth = "required" }, function(req)
+  -- Claims the policy does not read may hold anything: a function, a deep table.
+  local deep = {}
+  for _ = 1, 20 do deep = { deep } end
+  local claims = { note = function() end, deep = deep }
+  for k, v in pairs(req.claims) do claims[k] = v end
+  return 200, { result = "success", revoked = sesame.jwt.revoke(claims) }
+end)
+sesame.route("POST", "/revoke/bad-family", { auth = "required" }, function(req)
+  local claims = {}
+  for k, v in pairs(req.claims) do claims[k] = v end
+  claims.fam = 42
+  sesame.jwt.revoke(claims)
+  return 200, { result = "success" }
+end)
+"""}
+
+
+def test_revoke_reads_only_the_claims_it_needs(sesamed, storage):
+    more = storage + f'jwt = {{ secret = "{SECRET}" }}\n'
+    s = sesamed(routes={**ROUTES, **REVOKE_ROUTES}, more=more)
+    assert s.post("/users/register", json=USER).status_code == 200
+    pair = login(s)
+    r = s.post("/revoke/bad-family", headers=bearer(pair["access_token"]))
+    assert r.status_code == 500
+    s.wait_log("sesame.jwt.revoke: the claims' fam is not a family id")
+    assert s.get("/users/me", headers=bearer(pair["access_token"])).status_code == 200
+    r = s.post("/revoke/odd", headers=bearer(pair["access_token"]))
+    assert r.status_code == 200 and r.json()["revoked"] is True
+    r = s.get("/users/me", headers=bearer(pair["access_token"]))
+    assert r.status_code == 401 and r.json()["error"] == "token revoked"
+    assert refresh(s, pair["refresh_token"]).status_code == 401
