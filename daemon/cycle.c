@@ -56,7 +56,8 @@ static _Noreturn void migrate_child(struct config *cfg, int fd)
 	_exit(rc == 0 ? 0 : 1);
 }
 
-int cycle_migrate_start(struct config *cfg, struct cycle_migration *mig, struct config_errors *errs)
+int cycle_migrate_start(struct config *cfg, struct cycle_migration *mig, void (*in_child)(void),
+			struct config_errors *errs)
 {
 	*mig = (struct cycle_migration){.pid = 0, .fd = -1};
 	if (!plugins_wants_migration(cfg->plugins))
@@ -72,6 +73,8 @@ int cycle_migrate_start(struct config *cfg, struct cycle_migration *mig, struct 
 	}
 	if (pid == 0) {
 		close(p[0]);
+		if (in_child != NULL)
+			in_child();
 		migrate_child(cfg, p[1]);
 	}
 	close(p[1]);
@@ -107,7 +110,7 @@ int cycle_migrate_finish(struct cycle_migration *mig, int status, struct config_
 int cycle_migrate(struct config *cfg, struct config_errors *errs)
 {
 	struct cycle_migration mig;
-	if (cycle_migrate_start(cfg, &mig, errs) != 0)
+	if (cycle_migrate_start(cfg, &mig, NULL, errs) != 0)
 		return -1;
 	if (mig.pid == 0)
 		return 0;

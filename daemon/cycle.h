@@ -24,10 +24,11 @@ struct cycle_migration {
 };
 
 /*
- * Starts applying cfg's schema (when storage.migrate is on) in a child process. Returns 0
- * with mig->pid == 0 when there is nothing to apply, or -1 with the reason in errs.
+ * Starts applying cfg's schema (when storage.migrate is on) in a child process, which first
+ * calls in_child (when not NULL: the caller's own clean-up after fork). Returns 0 with
+ * mig->pid == 0 when there is nothing to apply, or -1 with the reason in errs.
  */
-int cycle_migrate_start(struct config *cfg, struct cycle_migration *mig,
+int cycle_migrate_start(struct config *cfg, struct cycle_migration *mig, void (*in_child)(void),
 			struct config_errors *errs);
 
 /*

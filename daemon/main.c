@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (cycle_migrate(cfg, &errs) != 0) {
-		fprintf(stderr, "sesamed: %s\n", errs.msg[0]);
+		fprintf(stderr, "sesamed: %s\n", errs.n > 0 ? errs.msg[0] : "out of memory");
 		config_errors_free(&errs);
 		config_free(cfg);
 		return 1;

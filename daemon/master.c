@@ -94,16 +94,17 @@ static int free_record(void)
 	return -1;
 }
 
-static void child_main(int rec, int slot, int ready_fd, pid_t master)
+/*
+ * In a process forked from the master: closes what is the master's alone, but the sockets of
+ * slot (none when slot < 0), which go to fds; returns how many.
+ */
+static size_t shed_master_fds(int slot, int *fds)
 {
-	int *fds = calloc(m.socks.n + 1, sizeof(int));
-	size_t nfds = 0;
+	size_t n = 0;
 	close(m.sigfd);
-	if (fds == NULL)
-		_exit(1);
 	for (size_t i = 0; i < m.socks.n; i++) {
-		if (m.socks.socks[i].slot % m.cfg->workers == slot)
-			fds[nfds++] = m.socks.socks[i].fd;
+		if (slot >= 0 && m.socks.socks[i].slot % m.cfg->workers == slot)
+			fds[n++] = m.socks.socks[i].fd;
 		else
 			close(m.socks.socks[i].fd);
 	}
@@ -113,6 +114,17 @@ static void child_main(int rec, int slot, int ready_fd, pid_t master)
 	}
 	if (m.parent_fd >= 0)
 		close(m.parent_fd);
+	if (m.mig.fd >= 0)
+		close(m.mig.fd);
+	return n;
+}
+
+static void child_main(int rec, int slot, int ready_fd, pid_t master)
+{
+	int *fds = calloc(m.socks.n + 1, sizeof(int));
+	if (fds == NULL)
+		_exit(1);
+	size_t nfds = shed_master_fds(slot, fds);
 	struct worker_spec spec = {.cfg = m.cfg,
 				   .fds = fds,
 				   .nfds = nfds,
@@ -339,8 +351,21 @@ static void reload_failed(struct config_errors *errs)
 	config_errors_free(errs);
 	config_free(m.pending);
 	m.pending = NULL;
+	if (m.stopping) {
+		log_info("reload abandoned: stopping");
+		return;
+	}
 	log_error("reload failed: still serving the previous configuration");
 	notify_ready("reload failed: serving the previous configuration");
+}
+
+/* The reload's schema child: signals as a plain process gets them, none of the master's fds. */
+static void migration_child(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	shed_master_fds(-1, NULL);
 }
 
 /* The new configuration is checked and its schema applied: a new generation serves it. */
@@ -402,7 +427,8 @@ static void reload(void)
 	notify_reloading();
 	log_info("reloading %s", m.cfg->path);
 	m.pending = cycle_load(m.cfg->path, m.opts->workers, &errs);
-	if (m.pending == NULL || cycle_migrate_start(m.pending, &m.mig, &errs) != 0) {
+	if (m.pending == NULL ||
+	    cycle_migrate_start(m.pending, &m.mig, migration_child, &errs) != 0) {
 		reload_failed(&errs);
 		return;
 	}
@@ -421,6 +447,9 @@ static void begin_stop(int sig)
 	notify_stopping();
 	m.stopping = true;
 	retire_workers(false);
+	/* A reload's schema child is not waited for: its transaction is the database's to undo. */
+	if (m.mig.pid != 0)
+		kill(m.mig.pid, SIGTERM);
 }
 
 static void handle_signal(void)

@@ -136,3 +136,25 @@ def test_a_slow_schema_on_reload_keeps_the_master_turning(notified, silent_serve
     assert "storage: cannot apply the schema" in s.log()
     s.wait_log("reload failed", count=2, timeout=30)
     assert s.get("/healthz").status_code == 200
+
+
+def test_a_stop_during_a_reloads_schema_ends_it(notified, silent_server):
+    s, notify = notified
+    notify.wait_for("READY=1")
+    s.write_config(more=(
+        f'storage = {{ backend = "mariadb", migrate = true, mariadb = {{ host = "127.0.0.1", '
+        f'port = {silent_server}, user = "root", database = "x", connect_timeout = 20, '
+        'read_timeout = 20, write_timeout = 20 } }\n'))
+    mark = len(notify.messages)
+    s.signal(signal.SIGHUP)
+    notify.wait_for("RELOADING=1", after=mark)
+    time.sleep(0.3)
+    started = time.monotonic()
+    s.signal(signal.SIGTERM)
+    assert s.proc.wait(10) == 0
+    assert time.monotonic() - started < 8, "the stop did not wait out the schema's timeouts"
+    stopping = next(i for i, m in enumerate(notify.messages) if "STOPPING=1" in m.split("\n"))
+    time.sleep(0.2)
+    assert not any("READY=1" in m.split("\n") for m in notify.messages[stopping:])
+    assert "reload abandoned: stopping" in s.log()
+    assert "still serving the previous configuration" not in s.log()
