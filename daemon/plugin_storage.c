@@ -84,7 +84,8 @@ static void read_users(struct loading *ld, int storage)
 void plugin_pool_read(struct loading *ld)
 {
 	lua_State *L = ld->L;
-	if (plugin_push_section(ld, "storage") != LUA_TTABLE) {
+	lua_pushliteral(L, "storage");
+	if (lua_rawget(L, ld->settings) != LUA_TTABLE) { /* plugin_storage_read says why */
 		lua_pop(L, 1);
 		return;
 	}

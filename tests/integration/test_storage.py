@@ -223,3 +223,15 @@ def test_the_pool_reads_its_table_whatever_the_backend(sesamed):
     assert r.returncode == 1
     assert "storage.mariadb.pool: 0 is out of range (1 to 256)" in r.stderr
     assert "storage.mariadb.sock: unknown key (the MariaDB pool does not read it)" in r.stderr
+
+
+@pytest.mark.parametrize("setting,message", [
+    ('storage = "oops"', "storage: expected a table, found string"),
+    ('storage = { backend = "mariadb", mariadb = "x" }',
+     "storage.mariadb: expected a table, found string"),
+])
+def test_a_storage_table_of_the_wrong_type_is_reported_once(sesamed, setting, message):
+    s = sesamed(routes=ROUTES, start=False, more=setting + "\n")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.count(message) == 1, r.stderr
