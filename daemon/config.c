@@ -254,11 +254,21 @@ static int read_settings(lua_State *L)
 	return 0;
 }
 
-/* A top-level table named after a loaded validator is that validator's configuration. */
-static bool names_validator(const void *plugins, const char *name)
+/*
+ * A top-level table named after a loaded validator is that validator's configuration. When the
+ * plugins were not loaded (the file has errors already), any table may be one: only the next
+ * check, once those are mended, can tell.
+ */
+static bool names_validator(const void *loader, const char *name)
 {
+	const struct loader *ld = loader;
 	struct validator v;
-	return plugins_validator(plugins, name, &v);
+	if (ld->cfg->plugins != NULL)
+		return plugins_validator(ld->cfg->plugins, name, &v);
+	lua_pushstring(ld->L, name);
+	bool table = lua_rawget(ld->L, 1) == LUA_TTABLE;
+	lua_pop(ld->L, 1);
+	return table;
 }
 
 /* A configuration is data: one that runs this long is stuck in a loop. */
@@ -384,7 +394,7 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	if (errs->n == before)
 		cfg->plugins = plugins_load(cfg->path, cfg->dir, ld.src, ld.L, 1, errs);
 	struct config_reader rd = {.L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src};
-	config_table_check(&rd, 1, "", top_keys, names_validator, cfg->plugins);
+	config_table_check(&rd, 1, "", top_keys, names_validator, &ld);
 	if (errs->n > before)
 		goto fail;
 	lua_close(ld.L);

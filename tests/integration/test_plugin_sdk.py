@@ -99,6 +99,14 @@ def test_a_validator_reads_its_table_on_the_core_pool(sdk, sesamed, mariadb, tmp
                        timeout=30)
     assert r.returncode == 1
     assert "known_domain.colour: unknown key (plugin known_domain does not read it)" in r.stderr
+    # With an error found before the plugins load, its table is not called unknown.
+    s.config.write_text(s.config.read_text().replace("workers = 2", "workers = 0"))
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "server.workers: expected" in r.stderr
+    assert "known_domain: unknown key" not in r.stderr
+    s.config.write_text(s.config.read_text().replace("workers = 0", "workers = 2"))
     s.config.write_text(s.config.read_text().replace(', colour = "blue"', ''))
     s.start()
     s.wait_log("plugin known_domain: 2 known domains")
