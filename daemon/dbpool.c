@@ -23,15 +23,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
-#define STMT_CACHE 32
-#define IDLE_CHECK 1 /* seconds idle after which a connection is pinged before use */
+#define STMT_CACHE    32
+#define IDLE_CHECK_MS 1000 /* idle this long, a connection is pinged before use */
 
 struct slot {
 	MYSQL *conn;
 	bool busy;
-	time_t used; /* when it was last given back */
+	uint64_t used; /* when it was last given back, on the monotonic clock (ms) */
 	struct {
 		char *sql;
 		MYSQL_STMT *stmt;
@@ -172,7 +173,8 @@ static void *acquire(char *err, size_t errlen)
 	if (s == NULL)
 		return NULL;
 	/* A connection idle for a while may have outlived its server (a restart): check it. */
-	if (s->conn != NULL && time(NULL) - s->used >= IDLE_CHECK && mysql_ping(s->conn) != 0)
+	if (s->conn != NULL && clock_mono_ms() - s->used >= IDLE_CHECK_MS &&
+	    mysql_ping(s->conn) != 0)
 		close_slot(s);
 	if (s->conn == NULL && (s->conn = connect_one(pool->cfg, err, errlen)) == NULL) {
 		give_back(pool, s);
@@ -189,7 +191,7 @@ static void release(void *conn, bool broken)
 		return;
 	if (broken)
 		close_slot(s);
-	s->used = time(NULL);
+	s->used = clock_mono_ms();
 	give_back(pool, s);
 }
 
@@ -233,9 +235,10 @@ static void *prepare(void *conn, const char *sql, char *err, size_t errlen)
 
 int dbpool_start(const struct dbpool_config *cfg)
 {
+	pool_free(current);
+	current = NULL;
 	if (cfg == NULL)
 		return 0;
-	pool_free(current);
 	current = pool_new(cfg);
 	return current != NULL ? 0 : -1;
 }

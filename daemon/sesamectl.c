@@ -369,7 +369,7 @@ static int revoke_one(const struct config *cfg, const struct storage *st, const 
 	}
 	struct token_revocation rev;
 	int status = 1;
-	const char *why = tokens_revocation(&cfg->jwt, claims, (long long)time(NULL), &rev);
+	const char *why = tokens_revocation(&cfg->jwt, claims, clock_wall_ms() / 1000, &rev);
 	if (why != NULL) {
 		fprintf(stderr, "sesamectl: line %lu: %s\n", lineno, why);
 		goto done;
@@ -398,7 +398,7 @@ static int revoke_user(const struct config *cfg, const struct storage *st, const
 	char err[LOG_ERR_MAX] = "";
 	unsigned long n = 0;
 	enum sesame_storage_result r = st->fn->subject_revoke(
-	    st->state, user, tokens_family_revoke_until(&cfg->jwt, (long long)time(NULL)),
+	    st->state, user, tokens_family_revoke_until(&cfg->jwt, clock_wall_ms() / 1000),
 	    count_family, &n, err, sizeof(err));
 	if (r != SESAME_STORAGE_OK) {
 		fprintf(stderr, "sesamectl: storage: %s\n", err);
