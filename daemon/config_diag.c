@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 void config_errors_add(struct config_errors *errs, const char *fmt, ...)
 {
 	char buf[1024];
@@ -175,7 +177,7 @@ int config_find_line(const char *src, const char *keypath)
 void config_error_at(struct config_errors *errs, const char *file, const char *src,
 		     const char *keypath, const char *fmt, ...)
 {
-	char msg[768];
+	char msg[LOG_ERR_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);

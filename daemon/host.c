@@ -38,9 +38,9 @@ static void host_log(const struct sesame_host *host, enum sesame_log_level level
 	log_msg((enum log_level)level, "plugin %s: %s", pl->name, msg);
 }
 
-void host_config_error(struct sesame_config *cfg, const char *key, const char *fmt, ...)
+static void host_config_error(struct sesame_config *cfg, const char *key, const char *fmt, ...)
 {
-	char keypath[192], msg[512];
+	char keypath[192], msg[LOG_ERR_MAX];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "plugin_private.h"
 
 /* ---- checking a descriptor ---- */
@@ -133,7 +134,7 @@ static int check_descriptor(struct plugin *pl, const void *sym, char *why, size_
 
 int plugin_open(struct loading *ld, struct plugin *pl, const char *path)
 {
-	char why[300];
+	char why[LOG_ERR_MAX];
 	pl->path = strdup(path);
 	pl->name = name_of_file(path);
 	if (pl->path == NULL || pl->name == NULL)

@@ -1,7 +1,7 @@
 /*
  * plugin_private.h: what the loader's files share (plugin.c, plugin_open.c, host.c,
- * plugin_section.c and the readers of the sections plugins are configured in). Not an interface for the rest of the
- * daemon: that is plugin.h.
+ * plugin_section.c and the readers of the sections plugins are configured in). Not an interface for
+ * the rest of the daemon: that is plugin.h.
  */
 #ifndef SESAME_PLUGIN_PRIVATE_H
 #define SESAME_PLUGIN_PRIVATE_H
@@ -76,8 +76,6 @@ struct common {
 
 /* host.c: the host table each plugin gets, and the reading of its configuration table. */
 void host_init(struct plugin *pl, const char *config_dir);
-void host_config_error(struct sesame_config *cfg, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 struct sesame_config host_config(struct loading *ld, struct plugin *pl, int tbl, const char *path);
 int host_run_init(struct loading *ld, struct plugin *pl, struct sesame_config *cfg);
 void host_check_unread(struct loading *ld, const struct sesame_config *cfg, const char *reader);
