@@ -151,9 +151,10 @@ struct sesame_family {
  * when first needed; one idle for a second or more is pinged before it is handed out, and
  * one released as broken is closed and made again on the next acquire. acquire waits at
  * most storage.mariadb.connect_timeout seconds for a free connection. Call these functions
- * on job threads, or in init (the master has a pool of its own while plugins are initialised,
- * closed before the workers fork): never on the event loop, where a validator's check runs,
- * and never keep a connection past the call that acquired it.
+ * on job threads, in migrate, or in init (the master has a pool of its own while plugins are
+ * initialised, closed before the workers fork; the master waits while init does, so read
+ * little there): never on the event loop, where a validator's check runs, and never keep a
+ * connection past the call that acquired it.
  */
 struct sesame_mariadb {
 	/* A connection of this worker's pool (a MYSQL *), or NULL with the reason in err. */
