@@ -105,13 +105,17 @@ def silent_server():
     sock.close()
 
 
+def storage_on(port, timeout):
+    """A storage table whose schema is to be applied on the server at port."""
+    return (f'storage = {{ backend = "mariadb", migrate = true, mariadb = {{ host = "127.0.0.1", '
+            f'port = {port}, user = "root", database = "x", connect_timeout = {timeout}, '
+            f'read_timeout = {timeout}, write_timeout = {timeout} }} }}\n')
+
+
 def test_a_slow_schema_on_reload_keeps_the_master_turning(notified, silent_server):
     s, notify = notified
     notify.wait_for("READY=1")
-    s.write_config(more=(
-        f'storage = {{ backend = "mariadb", migrate = true, mariadb = {{ host = "127.0.0.1", '
-        f'port = {silent_server}, user = "root", database = "x", connect_timeout = 4, '
-        'read_timeout = 4, write_timeout = 4 } }\n'))
+    s.write_config(more=storage_on(silent_server, timeout=4))
     workers = child_pids(s.proc.pid)
     mark = len(notify.messages)
     started = time.monotonic()
@@ -141,10 +145,7 @@ def test_a_slow_schema_on_reload_keeps_the_master_turning(notified, silent_serve
 def test_a_stop_during_a_reloads_schema_ends_it(notified, silent_server):
     s, notify = notified
     notify.wait_for("READY=1")
-    s.write_config(more=(
-        f'storage = {{ backend = "mariadb", migrate = true, mariadb = {{ host = "127.0.0.1", '
-        f'port = {silent_server}, user = "root", database = "x", connect_timeout = 20, '
-        'read_timeout = 20, write_timeout = 20 } }\n'))
+    s.write_config(more=storage_on(silent_server, timeout=20))
     mark = len(notify.messages)
     s.signal(signal.SIGHUP)
     notify.wait_for("RELOADING=1", after=mark)
