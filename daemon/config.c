@@ -32,6 +32,12 @@
 #include "plugin.h"
 
 #define MAX_THREADS 64
+/*
+ * server.queue, unset: jobs per job thread a worker holds before it sheds. At a password hash
+ * of about 0.1 s the last of them waits some 6 s: well inside server.handler_timeout, so queued
+ * work is still wanted when it runs; storage jobs take milliseconds, so it is ample for them.
+ */
+#define QUEUE_PER_THREAD 64
 
 struct loader {
 	lua_State *L;
@@ -152,6 +158,8 @@ static const struct config_key server_keys[] = {
     {"handler_timeout", config_int, 1, 3600, SERVER(handler_timeout)},
     {"lua_memory", config_size, 1L << 20, 1L << 40, SERVER(lua_memory)},
     {"json_depth", config_int, 1, 1000, SERVER(json_depth)},
+    {"queue", config_int, 1, 1 << 20, SERVER(queue)},
+    {"hang_timeout", config_ms, 1000, 3600000, SERVER(hang_timeout_ms)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -166,6 +174,9 @@ static void read_server(struct config_reader *rd, int top, const struct config_k
 		config_table_read(rd, -1, keypath, server_keys);
 	if (unset)
 		lua_pop(rd->L, 1);
+	struct config *cfg = cfg_of(rd);
+	if (cfg->queue == 0)
+		cfg->queue = QUEUE_PER_THREAD * cfg->threads;
 }
 
 static bool has_glob_chars(const char *s)
@@ -344,6 +355,7 @@ static void set_defaults(struct config *cfg)
 	cfg->jwt.revocation_refresh_ms = 1000;
 	cfg->lua_memory = 256u << 20;
 	cfg->json_depth = 32;
+	cfg->hang_timeout_ms = 10000;
 }
 
 /* The file's folder as an absolute path: the daemon may change directory later. */

@@ -38,6 +38,8 @@ struct config {
 	int handler_timeout;	   /* seconds a handler may take, waits on job threads included */
 	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
 	int json_depth;
+	int queue;	      /* jobs a worker holds at once; past it, requests get 503 */
+	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
 
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;

@@ -13,6 +13,11 @@
  * evhttp_send_error: the dynamic linker binds libevent's internal calls to it, and those
  * answers become JSON envelopes like every other.
  *
+ * A request that waits on a job thread can be watched for its client leaving: evhttp reads
+ * nothing from a connection while its request is being served, so it would learn of a close
+ * only when the answer is written. An EV_CLOSED event on the socket learns it at once, and the
+ * waiting work is dropped (http_watch_close).
+ *
  * A draining server has given its listening sockets back (the master keeps them open, so the
  * queue survives) and closes each connection after its current response. It reports drained
  * once nothing is in flight and no request has arrived or been answered for a short quiet
@@ -25,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
@@ -185,9 +191,29 @@ int http_add_header(struct http_request *r, const char *name, const char *value)
 	return evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
 }
 
+/* Before the connection can close: an event left on its descriptor would outlive it. */
+static void unwatch(struct http_request *r)
+{
+	if (r->close_ev != NULL)
+		event_free(r->close_ev);
+	r->close_ev = NULL;
+}
+
+/* The end of r, answered or not: its log line, its memory. */
+static void request_end(struct http_request *r, int status)
+{
+	/* A parameterised route logs its pattern: a parameter may be a secret (a reset token). */
+	const char *logged = r->route != NULL && r->params.n > 0 ? r->route->pattern : r->path;
+	log_access(r->method, logged, status, r->start_ns, r->remote, r->id);
+	r->srv->inflight--;
+	free(r->path);
+	free(r);
+}
+
 void http_reply(struct http_request *r, int status, const char *json, size_t len)
 {
 	struct http_server *srv = r->srv;
+	unwatch(r);
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
 	struct evbuffer *buf = NULL;
 	evhttp_remove_header(out, "Content-Type");
@@ -207,14 +233,46 @@ void http_reply(struct http_request *r, int status, const char *json, size_t len
 	/* Between requests, a connection waits only as long as keepalive allows. */
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->keepalive);
-	/* A parameterised route logs its pattern: a parameter may be a secret (a reset token). */
-	const char *logged = r->route != NULL && r->params.n > 0 ? r->route->pattern : r->path;
-	log_access(r->method, logged, status, r->start_ns, r->remote, r->id);
 	if (buf != NULL)
 		evbuffer_free(buf);
-	free(r->path);
-	free(r);
-	srv->inflight--;
+	request_end(r, status);
+}
+
+static void on_peer_closed(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_request *r = arg;
+	r->gone(r->gone_arg);
+}
+
+void http_watch_close(struct http_request *r, void (*gone)(void *arg), void *arg)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(r->ev);
+	if (r->close_ev != NULL || conn == NULL ||
+	    !(event_base_get_features(r->srv->base) & EV_FEATURE_EARLY_CLOSE))
+		return;
+	evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(conn));
+	if (fd < 0)
+		return;
+	r->gone = gone;
+	r->gone_arg = arg;
+	r->close_ev = event_new(r->srv->base, fd, EV_CLOSED, on_peer_closed, r);
+	if (r->close_ev != NULL && event_add(r->close_ev, NULL) != 0) {
+		event_free(r->close_ev);
+		r->close_ev = NULL;
+	}
+}
+
+void http_reply_gone(struct http_request *r)
+{
+	/* Freeing the connection frees its request too: nothing is written to a closed peer. */
+	struct evhttp_connection *conn = evhttp_request_get_connection(r->ev);
+	unwatch(r);
+	if (conn != NULL)
+		evhttp_connection_free(conn);
+	else
+		evhttp_request_free(r->ev);
+	r->srv->last_activity_ns = clock_mono_ns();
+	request_end(r, 499);
 }
 
 void http_reply_error(struct http_request *r, int status, const char *message, const char *detail)

@@ -9,6 +9,7 @@
 #include "router.h"
 
 struct config;
+struct event;
 struct event_base;
 struct evhttp_request;
 struct http_server;
@@ -23,6 +24,9 @@ struct http_request {
 	char id[65];
 	char remote[64];
 	uint64_t start_ns;
+	struct event *close_ev; /* armed by http_watch_close */
+	void (*gone)(void *arg);
+	void *gone_arg;
 };
 
 /* Called for each request that matched a route; the callee must reply, now or later. */
@@ -47,5 +51,15 @@ void http_reply(struct http_request *r, int status, const char *json, size_t len
 
 /* Sends {"result":"fail","error":message}, with "detail" when the server runs with debug. */
 void http_reply_error(struct http_request *r, int status, const char *message, const char *detail);
+
+/*
+ * Calls gone(arg) on the loop if the client closes its connection before r is answered; the
+ * callee must then end r with http_reply_gone. Without a backend that reports a peer's close
+ * (EV_FEATURE_EARLY_CLOSE: epoll has it), nothing is watched.
+ */
+void http_watch_close(struct http_request *r, void (*gone)(void *arg), void *arg);
+
+/* Ends r, whose client has left: nothing is sent, the connection is closed, 499 is logged. */
+void http_reply_gone(struct http_request *r);
 
 #endif

@@ -6,6 +6,11 @@
  * nor libevent), and appends it to the completion list; the first completion of a batch
  * activates one event on the worker's base, whose callback runs each job's done on the loop.
  * That is where the waiting Lua coroutine is resumed.
+ *
+ * The work is bounded: past max_pending jobs a submission is refused and the caller answers
+ * "busy" at once, rather than growing a backlog that answers nobody in time. A job whose
+ * request is gone (timed out, client left) is cancelled: a thread that takes it skips its run,
+ * so no password is hashed for a client that will never read the answer.
  */
 #include "autoconfig.h"
 
@@ -25,7 +30,7 @@ struct jobs {
 	struct job *queue_head, *queue_tail; /* waiting for a thread */
 	struct job *done_head, *done_tail;   /* run, waiting for the loop */
 	bool stopping;
-	size_t pending;
+	size_t pending, max_pending;
 	struct event *done_ev;
 	pthread_t *threads;
 	int nthreads;
@@ -46,7 +51,8 @@ static void *thread_main(void *arg)
 			jobs->queue_tail = NULL;
 		pthread_mutex_unlock(&jobs->lock);
 
-		job->run(job);
+		if (!atomic_load(&job->cancelled))
+			job->run(job);
 
 		pthread_mutex_lock(&jobs->lock);
 		job->next = NULL;
@@ -78,11 +84,12 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-struct jobs *jobs_new(struct event_base *base, int nthreads)
+struct jobs *jobs_new(struct event_base *base, int nthreads, size_t max_pending)
 {
 	struct jobs *jobs = calloc(1, sizeof(*jobs));
 	if (jobs == NULL)
 		return NULL;
+	jobs->max_pending = max_pending;
 	pthread_mutex_init(&jobs->lock, NULL);
 	pthread_cond_init(&jobs->cond, NULL);
 	jobs->done_ev = event_new(base, -1, 0, on_done, jobs);
@@ -109,9 +116,12 @@ fail:
 	return NULL;
 }
 
-void jobs_submit(struct jobs *jobs, struct job *job)
+int jobs_submit(struct jobs *jobs, struct job *job)
 {
+	if (jobs->pending >= jobs->max_pending)
+		return -1;
 	job->next = NULL;
+	atomic_init(&job->cancelled, false);
 	jobs->pending++;
 	pthread_mutex_lock(&jobs->lock);
 	if (jobs->queue_tail != NULL)
@@ -121,6 +131,12 @@ void jobs_submit(struct jobs *jobs, struct job *job)
 	jobs->queue_tail = job;
 	pthread_cond_signal(&jobs->cond);
 	pthread_mutex_unlock(&jobs->lock);
+	return 0;
+}
+
+void jobs_cancel(struct job *job)
+{
+	atomic_store(&job->cancelled, true);
 }
 
 size_t jobs_pending(const struct jobs *jobs)

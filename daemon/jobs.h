@@ -2,23 +2,39 @@
 #ifndef SESAME_JOBS_H
 #define SESAME_JOBS_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
 
 struct job {
 	void (*run)(struct job *job);  /* on a job thread: no Lua, no libevent */
-	void (*done)(struct job *job); /* on the event loop, once run has returned */
+	void (*done)(struct job *job); /* on the event loop, once run has returned or was skipped */
 	struct job *next;
+	atomic_bool cancelled; /* set by jobs_cancel: run is skipped if it has not started */
 };
 
 struct jobs;
 
-/* Starts nthreads job threads delivering completions to base. evthread_use_pthreads() first. */
-struct jobs *jobs_new(struct event_base *base, int nthreads);
+/*
+ * Starts nthreads job threads delivering completions to base, with room for max_pending jobs
+ * at once (waiting, running or done and not yet delivered). evthread_use_pthreads() first.
+ */
+struct jobs *jobs_new(struct event_base *base, int nthreads, size_t max_pending);
 
-/* Queues job; its done callback runs on base's loop after run. */
-void jobs_submit(struct jobs *jobs, struct job *job);
+/*
+ * Queues job; its done callback runs on base's loop after run. On the loop. -1, and job left
+ * untouched, when max_pending jobs are pending already: the caller sheds the work.
+ */
+int jobs_submit(struct jobs *jobs, struct job *job);
+
+/*
+ * Marks a submitted job as no longer wanted (its request is gone): a job thread that has not
+ * started it skips run, and done is called all the same. From the loop; safe against the
+ * threads.
+ */
+void jobs_cancel(struct job *job);
 
 /* Jobs submitted whose done callback has not run yet. */
 size_t jobs_pending(const struct jobs *jobs);

@@ -15,6 +15,7 @@
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "jobs.h"
@@ -44,6 +45,8 @@ struct luaapi {
 	size_t used, limit;
 	bool enforce;
 	size_t active; /* handlers started and not yet answered */
+	unsigned long shed; /* requests answered 503 for a full job queue */
+	uint64_t shed_warned_ns;
 	/* idle coroutines */
 	lua_State *pool[LUAAPI_POOL_MAX];
 	int pool_ref[LUAAPI_POOL_MAX];
@@ -62,6 +65,7 @@ struct luaapi_call {
 	json_t *claims;		/* the verified token's, when the route asked for one */
 	char identity[256];	/* its sub; "" when there is none */
 	struct event *deadline; /* armed when the handler first waits */
+	bool shed;		/* the job queue was full: answered 503, never resumed */
 };
 
 /* Work a yielding function hands to the job threads. */

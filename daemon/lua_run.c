@@ -5,7 +5,10 @@
  * not rebuilt per request). A C function that must not block the loop (a file read, hashing,
  * storage) packs its work into a job, submits it to the job threads and yields; when it is done
  * the loop resumes the coroutine with the results, inside the coroutine, and a deadline armed
- * at the first wait ends a handler that takes too long. A handler returns status, body
+ * at the first wait ends a handler that takes too long. When the worker's job queue is full
+ * (server.queue) the handler is not resumed at all: the request is answered 503 "server busy"
+ * with Retry-After. A job whose request timed out or whose client left is cancelled, so that
+ * no job thread starts it. A handler returns status, body
  * table[, headers]; a client error it raises (req:json() refusing bad input, storage that is
  * down) becomes a 4xx or 503 answer instead of a 500.
  */
@@ -77,9 +80,23 @@ static int job_continue(lua_State *L, int status, lua_KContext ctx)
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct luaapi_call *call = arg;
+	if (call->job != NULL)
+		jobs_cancel(&call->job->job);
 	log_error("%s: handler did not finish within server.handler_timeout (%d s)",
 		  call->r->route->name, call->api->cfg->handler_timeout);
 	http_reply_error(call->r, 503, "request timed out", NULL);
+	call->r = NULL; /* the job still owns the call: job_done finishes it */
+}
+
+/* The client closed its connection while the handler waits: nobody will read the answer. */
+static void on_gone(void *arg)
+{
+	struct luaapi_call *call = arg;
+	if (call->job != NULL)
+		jobs_cancel(&call->job->job);
+	if (call->deadline != NULL)
+		evtimer_del(call->deadline);
+	http_reply_gone(call->r);
 	call->r = NULL; /* the job still owns the call: job_done finishes it */
 }
 
@@ -115,11 +132,18 @@ int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
 	 * the error) is still the call's: done with now. */
 	if (call->job != NULL)
 		call->job->release(call->job);
+	call->job = NULL;
 	lj->call = call;
 	lj->job.done = job_done;
+	if (jobs_submit(call->api->jobs, &lj->job) != 0) {
+		/* Queue full: the handler is suspended here for good and answered 503 (resume). */
+		lj->release(lj);
+		call->shed = true;
+		return lua_yield(L, 0);
+	}
 	call->job = lj;
 	arm_deadline(call);
-	jobs_submit(call->api->jobs, &lj->job);
+	http_watch_close(call->r, on_gone, call);
 	return lua_yieldk(L, 0, 0, job_continue);
 }
 
@@ -345,6 +369,24 @@ static void finish(struct luaapi_call *call, bool failed)
 	free(call);
 }
 
+/* The job queue was full: 503 at once, and the handler's coroutine is dropped unfinished. */
+static void shed(struct luaapi_call *call)
+{
+	struct luaapi *api = call->api;
+	uint64_t now = clock_mono_ns();
+	api->shed++;
+	if (api->shed_warned_ns == 0 || now - api->shed_warned_ns > 10000000000u) {
+		log_warn("job queue full (server.queue = %d): %lu requests answered 503 so far "
+			 "(said at most every 10 s)",
+			 api->cfg->queue, api->shed);
+		api->shed_warned_ns = now;
+	}
+	http_add_header(call->r, "Retry-After", "1");
+	http_reply_error(call->r, 503, "server busy", NULL);
+	call->r = NULL;
+	finish(call, true);
+}
+
 static void resume(struct luaapi_call *call, int nargs)
 {
 	struct luaapi *api = call->api;
@@ -354,6 +396,10 @@ static void resume(struct luaapi_call *call, int nargs)
 	int rc = lua_resume(call->co, api->L, nargs, &nres);
 	api->enforce = false;
 
+	if (rc == LUA_YIELD && call->shed) {
+		shed(call);
+		return;
+	}
 	if (rc == LUA_YIELD && call->job != NULL)
 		return;
 	if (rc == LUA_YIELD) {

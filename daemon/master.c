@@ -9,7 +9,10 @@
  * configuration's schema is applied by a child process (cycle.c), whose exit is reaped like a
  * worker's, so that a slow database never stops this loop from feeding the watchdog. Signals
  * are read from a signalfd in one poll loop together with the workers' "ready" pipes; timers
- * (respawn backoff, the watchdog, the stop deadline) are that loop's timeout.
+ * (respawn backoff, the watchdog, the stop deadline, the look at the workers' heartbeats) are
+ * that loop's timeout. A serving worker whose heartbeat in the scoreboard is older than
+ * server.hang_timeout has a loop that no longer turns: it is killed, its route logged, and it is
+ * replaced like any worker that dies.
  */
 #include "autoconfig.h"
 
@@ -41,6 +44,7 @@
 #define MAX_RECORDS    (4 * CONFIG_MAX_WORKERS)
 #define BACKOFF_MAX_MS 10000
 #define STABLE_MS      2000 /* a worker that lived this long was not crash-looping */
+#define HANG_CHECK_MS  250  /* how often the heartbeats are looked at */
 
 struct wrec {
 	pid_t pid; /* 0: free record */
@@ -49,6 +53,7 @@ struct wrec {
 	int ready_fd;
 	bool ready;
 	bool retiring;
+	bool hung; /* killed for a stale heartbeat */
 	uint64_t started_ms;
 	uint64_t kill_at; /* when retiring: SIGKILL if still alive then */
 };
@@ -71,6 +76,7 @@ static struct {
 	int parent_fd;	/* a detaching sesamed's parent waits on this for startup */
 	bool stopping;
 	uint64_t watchdog_ms, next_watchdog;
+	uint64_t next_hang_check;
 	struct config *pending;	    /* a reload's configuration while its schema is applied */
 	struct cycle_migration mig; /* that schema's child process */
 	bool reload_again;	    /* SIGHUP came while a reload was under way */
@@ -217,6 +223,29 @@ static void kill_overdue(uint64_t now)
 			kill(m.w[i].pid, SIGKILL);
 			m.w[i].kill_at = now + 1000;
 		}
+	}
+}
+
+/*
+ * A serving worker whose loop has not turned for server.hang_timeout is stuck in C code that
+ * the instruction budget cannot stop (a finalizer, a pattern match): it is killed and reaped
+ * like a worker that died. Draining workers have kill_at for the same purpose.
+ */
+static void kill_hung(uint64_t now)
+{
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		struct wrec *w = &m.w[i];
+		if (w->pid == 0 || !w->ready || w->retiring || w->hung)
+			continue;
+		uint64_t silence = scoreboard_silence_ms(&m.sb[i], now);
+		if (silence <= (uint64_t)m.cfg->hang_timeout_ms)
+			continue;
+		const char *route = m.sb[i].route[0] != '\0' ? m.sb[i].route : "no route";
+		log_error("worker %ld (slot %d) hung: its loop has not turned for %.1f s "
+			  "(server.hang_timeout) while serving %.120s: killing it",
+			  (long)w->pid, w->slot, (double)silence / 1000.0, route);
+		kill(w->pid, SIGKILL);
+		w->hung = true;
 	}
 }
 
@@ -486,6 +515,8 @@ static int next_timeout(void)
 	}
 	if (m.watchdog_ms && m.next_watchdog < next)
 		next = m.next_watchdog;
+	if (count_workers(true) > 0 && m.next_hang_check < next)
+		next = m.next_hang_check;
 	for (int i = 0; i < MAX_RECORDS; i++) {
 		if (m.w[i].pid != 0 && m.w[i].retiring && m.w[i].kill_at < next)
 			next = m.w[i].kill_at;
@@ -506,6 +537,10 @@ static void tick(void)
 		m.next_watchdog = now + m.watchdog_ms / 2;
 	}
 	kill_overdue(now);
+	if (now >= m.next_hang_check) {
+		kill_hung(now);
+		m.next_hang_check = now + HANG_CHECK_MS;
+	}
 }
 
 static void loop(void)

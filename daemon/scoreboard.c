@@ -1,7 +1,9 @@
 /*
  * scoreboard.c: a page of shared memory with one slot per worker process. A worker writes the
  * name of the route whose handler it resumes, and clears it once no handler is in flight, so that
- * when a worker dies the master can say which route it was serving.
+ * when a worker dies the master can say which route it was serving. A timer of the worker's loop
+ * stamps a heartbeat; a heartbeat gone stale tells the master that the loop is stuck (a script
+ * in a finalizer or a pattern match that never returns), and on which route.
  */
 #include "autoconfig.h"
 
@@ -9,6 +11,8 @@
 
 #include <string.h>
 #include <sys/mman.h>
+
+#include "clock.h"
 
 struct scoreboard_slot *scoreboard_new(size_t n)
 {
@@ -36,4 +40,16 @@ void scoreboard_leave(struct scoreboard_slot *slot)
 {
 	if (slot != NULL)
 		slot->route[0] = '\0';
+}
+
+void scoreboard_beat(struct scoreboard_slot *slot)
+{
+	if (slot != NULL)
+		atomic_store_explicit(&slot->heartbeat_ms, clock_mono_ms(), memory_order_relaxed);
+}
+
+uint64_t scoreboard_silence_ms(const struct scoreboard_slot *slot, uint64_t now_ms)
+{
+	uint64_t beat = atomic_load_explicit(&slot->heartbeat_ms, memory_order_relaxed);
+	return now_ms > beat ? now_ms - beat : 0;
 }

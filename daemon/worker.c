@@ -6,7 +6,8 @@
  * scripts, and its HTTP server on the slot's sockets. It then tells the master it is serving
  * and runs its loop. SIGTERM starts a graceful stop: the server drains, and the loop ends once
  * nothing is in flight, or when server.shutdown_timeout runs out. A worker also stops when its
- * master dies.
+ * master dies. A timer stamps the worker's heartbeat in the scoreboard while the loop turns: the
+ * master kills a worker whose heartbeat goes stale (server.hang_timeout).
  */
 #include "autoconfig.h"
 
@@ -30,13 +31,30 @@
 #include "revocation.h"
 #include "scoreboard.h"
 
+#define HEARTBEAT_MS 250
+
 struct worker {
 	const struct worker_spec *spec;
 	struct event_base *base;
 	struct http_server *srv;
-	struct event *term_ev, *deadline_ev;
+	struct event *term_ev, *deadline_ev, *beat_ev;
 	bool timed_out;
 };
+
+static void on_beat(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	scoreboard_beat(w->spec->slot);
+}
+
+/* Stamps the heartbeat now and then every HEARTBEAT_MS while the loop turns. */
+static int start_heartbeat(struct worker *w)
+{
+	struct timeval every = {.tv_usec = HEARTBEAT_MS * 1000};
+	scoreboard_beat(w->spec->slot);
+	w->beat_ev = event_new(w->base, -1, EV_PERSIST, on_beat, w);
+	return w->beat_ev != NULL ? event_add(w->beat_ev, &every) : -1;
+}
 
 static void on_drained(void *arg)
 {
@@ -126,7 +144,7 @@ int worker_run(const struct worker_spec *spec)
 		log_error("cannot create the event base");
 		goto done;
 	}
-	if ((jobs = jobs_new(w.base, cfg->threads)) == NULL)
+	if ((jobs = jobs_new(w.base, cfg->threads, (size_t)cfg->queue)) == NULL)
 		goto done;
 	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
 	    plugins_worker_start(cfg->plugins) != 0) {
@@ -146,7 +164,8 @@ int worker_run(const struct worker_spec *spec)
 	w.srv = http_server_new(cfg, w.base, spec->fds, spec->nfds, luaapi_router(api),
 				luaapi_dispatch, api);
 	w.term_ev = evsignal_new(w.base, SIGTERM, on_term, &w);
-	if (w.srv == NULL || w.term_ev == NULL || evsignal_add(w.term_ev, NULL) != 0)
+	if (w.srv == NULL || w.term_ev == NULL || evsignal_add(w.term_ev, NULL) != 0 ||
+	    start_heartbeat(&w) != 0)
 		goto done;
 
 	tell_ready(spec);
@@ -166,6 +185,8 @@ done:
 		event_free(w.term_ev);
 	if (w.deadline_ev != NULL)
 		event_free(w.deadline_ev);
+	if (w.beat_ev != NULL)
+		event_free(w.beat_ev);
 	http_server_free(w.srv);
 	luaapi_free(api);
 	jobs_free(jobs);
