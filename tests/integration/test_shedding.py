@@ -144,3 +144,133 @@ def test_a_login_flood_leaves_no_backlog(sesamed, mariadb):
     spent = cpu_seconds(workers) - before
     assert spent < 0.2, (spent, flood.statuses)
     assert s.workers() == workers
+
+
+def never_opened(fifo, seconds=1.0):
+    """True when no reader opens fifo within seconds: the job that would read it never ran."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.02)
+            continue
+        os.close(fd)
+        return False
+    return True
+
+
+def fifos(tmp_path, *names):
+    for name in names:
+        os.mkfifo(tmp_path / name)
+    return [tmp_path / name for name in names]
+
+
+def test_a_full_queue_answers_503_at_once(sesamed, tmp_path):
+    s = sesamed("threads = 1, queue = 2,", routes=WAIT, workers=1)
+    running, queued, extra = fifos(tmp_path, "running", "queued", "extra")
+    t1, r1 = start_waiting(s, running)
+    writer = wait_reader(running)
+    t2, r2 = start_waiting(s, queued)
+    time.sleep(1.0)  # the second request is read and its job queued
+    started = time.monotonic()
+    r = s.get("/wait", params={"fifo": str(extra)})
+    assert time.monotonic() - started < 3
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "1"
+    assert r.json() == {"result": "fail", "error": "server busy"}
+    s.wait_log("job queue full (server.queue = 2)")
+    # The queued request was not refused: it runs once the thread is free.
+    feed_fd(writer, "first")
+    feed_fd(wait_reader(queued), "second")
+    t1.join()
+    t2.join()
+    assert r1["r"].json()["data"] == "first"
+    assert r2["r"].json()["data"] == "second"
+    assert never_opened(extra, 0.3)
+    assert s.get("/version").json() == {"version": 1}
+
+
+def test_a_job_whose_client_left_is_dropped(sesamed, tmp_path):
+    s = sesamed("threads = 1,", routes=WAIT, workers=1)
+    running, abandoned = fifos(tmp_path, "running", "abandoned")
+    t1, r1 = start_waiting(s, running)
+    writer = wait_reader(running)
+    with socket.create_connection(("127.0.0.1", s.port)) as sock:
+        sock.sendall(f"GET /wait?fifo={abandoned} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(1.0)  # read, and its job queued behind the running one
+    s.wait_log('"status":499')
+    feed_fd(writer, "first")
+    t1.join()
+    assert r1["r"].json()["data"] == "first"
+    assert never_opened(abandoned)
+    assert s.get("/version").json() == {"version": 1}
+
+
+def test_a_job_whose_request_timed_out_is_dropped(sesamed, tmp_path):
+    s = sesamed("threads = 1, handler_timeout = 1,", routes=WAIT, workers=1)
+    running, late = fifos(tmp_path, "running", "late")
+    t1, r1 = start_waiting(s, running)
+    writer = wait_reader(running)
+    r = s.get("/wait", params={"fifo": str(late)})
+    assert r.status_code == 503 and r.json()["error"] == "request timed out"
+    t1.join()
+    feed_fd(writer, "too late")
+    assert never_opened(late)
+    assert s.get("/version").json() == {"version": 1}
+
+
+HANGS = {
+    "hangs.lua": """local sesame = require "sesame"
+
+-- A finalizer runs with the instruction hook off: its endless loop is out of the budget's
+-- reach. The garbage made after it brings the collector round to it.
+sesame.route("GET", "/hang/finalizer", function(req)
+  setmetatable({}, { __gc = function() while true do end end })
+  for _ = 1, 2000000 do
+    local _ = {}
+  end
+  return 200, { result = "success" }
+end)
+
+-- One call into C that backtracks for far longer than any test runs.
+sesame.route("GET", "/hang/pattern", function(req)
+  return 200, { found = string.find(string.rep("a", 30000), ".-.-.-.-.-.-b") }
+end)
+""",
+    "version.lua": WAIT["version.lua"],
+}
+
+
+def test_hung_workers_are_killed_and_replaced(sesamed):
+    s = sesamed("hang_timeout = 2,", routes=HANGS)
+    for path in ("/hang/finalizer", "/hang/pattern"):
+        before = s.workers()
+        hung = {}
+
+        def call():
+            try:
+                hung["r"] = s.get(path, timeout=30)
+            except OSError as e:
+                hung["error"] = e
+        t = threading.Thread(target=call)
+        started = time.monotonic()
+        t.start()
+        # The other worker serves meanwhile (new connections spread over both sockets).
+        served = 0
+        for _ in range(20):
+            try:
+                served += s.get("/version", timeout=0.5).status_code == 200
+            except OSError:
+                pass
+        s.wait_log(f"while serving GET {path}: killing it", timeout=20)
+        assert time.monotonic() - started < 2 + 8
+        t.join()
+        assert "error" in hung or hung["r"].status_code != 200
+        assert served > 0
+        line = next(x for x in s.log().splitlines() if f"serving GET {path}: killing" in x)
+        assert "hung: its loop has not turned" in line and "server.hang_timeout" in line
+        assert any(f"worker {pid} " in line for pid in before), line
+        assert wait_for(lambda: len(s.workers()) == 2 and s.workers() != before)
+        assert wait_for(lambda: s.get("/version").status_code == 200)
+    s.wait_log("killed by signal 9", count=2)
