@@ -36,6 +36,14 @@ server = {
   handler_timeout = 30,
   -- How deeply a JSON request body may nest.
   json_depth = 32,
+  -- Jobs (hashes, storage calls) a worker holds at once, waiting or running; a request that
+  -- would go past it gets 503 "server busy" with Retry-After: 1 at once. Unset, it is 64 per
+  -- job thread: 128 with threads = 2.
+  -- queue = 128,
+  -- Seconds a worker's event loop may stop turning (a script stuck in a finalizer or a
+  -- pattern match, out of reach of the instruction budget) before the master kills it,
+  -- logging the route it was serving, and starts another. 1 or more.
+  hang_timeout = 10,
 }
 
 -- Plugins: every NAME.so in path, or only those `load` names (load = { "argon2id", ... }).

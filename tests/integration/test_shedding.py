@@ -2,11 +2,12 @@
 gone, a log-in flood that leaves no backlog, and hung workers killed on a stale heartbeat."""
 import json
 import os
+import subprocess
 import socket
 import threading
 import time
 
-from conftest import TOP, wait_for
+from conftest import SESAMED, TOP, wait_for
 from test_process import WAIT, feed_fd, start_waiting, wait_reader
 
 SECRET = "shedding-tests-secret-0123456789abcdef"
@@ -274,3 +275,16 @@ def test_hung_workers_are_killed_and_replaced(sesamed):
         assert wait_for(lambda: len(s.workers()) == 2 and s.workers() != before)
         assert wait_for(lambda: s.get("/version").status_code == 200)
     s.wait_log("killed by signal 9", count=2)
+
+
+def test_check_bounds_the_new_settings(sesamed):
+    s = sesamed(start=False)
+    s.write_config("queue = 0, hang_timeout = 0.5,")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "server.queue: 0 is out of range (1 to 1048576)" in r.stderr, r.stderr
+    assert "server.hang_timeout: expected a number of seconds from 1 to 3600" in r.stderr
+    s.write_config("queue = 1, hang_timeout = 1.5,")
+    assert subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True,
+                          timeout=30).returncode == 0
