@@ -44,7 +44,7 @@ struct luaapi {
 	/* the allocator */
 	size_t used, limit;
 	bool enforce;
-	size_t active; /* handlers started and not yet answered */
+	size_t active;	    /* handlers started and not yet answered */
 	unsigned long shed; /* requests answered 503 for a full job queue */
 	uint64_t shed_warned_ns;
 	/* idle coroutines */

@@ -192,11 +192,16 @@ def test_a_full_queue_answers_503_at_once(sesamed, tmp_path):
     assert s.get("/version").json() == {"version": 1}
 
 
-def test_a_job_whose_client_left_is_dropped(sesamed, tmp_path):
-    s = sesamed("threads = 1,", routes=WAIT, workers=1)
-    running, abandoned = fifos(tmp_path, "running", "abandoned")
+def busy_thread(sesamed, tmp_path, config):
+    """One worker with its one job thread held by a request; the FIFO of a second request."""
+    s = sesamed(config, routes=WAIT, workers=1)
+    running, second = fifos(tmp_path, "running", "second")
     t1, r1 = start_waiting(s, running)
-    writer = wait_reader(running)
+    return s, second, t1, r1, wait_reader(running)
+
+
+def test_a_job_whose_client_left_is_dropped(sesamed, tmp_path):
+    s, abandoned, t1, r1, writer = busy_thread(sesamed, tmp_path, "threads = 1,")
     with socket.create_connection(("127.0.0.1", s.port)) as sock:
         sock.sendall(f"GET /wait?fifo={abandoned} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         time.sleep(1.0)  # read, and its job queued behind the running one
@@ -209,13 +214,12 @@ def test_a_job_whose_client_left_is_dropped(sesamed, tmp_path):
 
 
 def test_a_job_whose_request_timed_out_is_dropped(sesamed, tmp_path):
-    s = sesamed("threads = 1, handler_timeout = 1,", routes=WAIT, workers=1)
-    running, late = fifos(tmp_path, "running", "late")
-    t1, r1 = start_waiting(s, running)
-    writer = wait_reader(running)
+    s, late, t1, r1, writer = busy_thread(sesamed, tmp_path,
+                                          "threads = 1, handler_timeout = 1,")
     r = s.get("/wait", params={"fifo": str(late)})
     assert r.status_code == 503 and r.json()["error"] == "request timed out"
     t1.join()
+    assert r1["r"].status_code == 503  # the first timed out too; its job still runs
     feed_fd(writer, "too late")
     assert never_opened(late)
     assert s.get("/version").json() == {"version": 1}
