@@ -145,6 +145,8 @@ static void read_log_level(struct config_reader *rd, int tbl, const struct confi
 static const struct config_key server_keys[] = {
     {"listen", read_listen, 0, 0, SERVER(listen)},
     {"workers", read_workers, 1, CONFIG_MAX_WORKERS, SERVER(workers)},
+    {"user", config_string, 0, 0, SERVER(privs.user)},
+    {"group", config_string, 0, 0, SERVER(privs.group)},
     {"threads", config_int, 1, MAX_THREADS, SERVER(threads)},
     {"max_body", config_size, 0, 64L << 20, SERVER(max_body)},
     {"max_header", config_size, 1024, 1L << 20, SERVER(max_header)},
@@ -163,6 +165,25 @@ static const struct config_key server_keys[] = {
     {NULL, NULL, 0, 0, 0},
 };
 
+/* server.user and server.group into ids, here and not after fork. */
+static void read_privs(struct config_reader *rd)
+{
+	char why[LOG_ERR_MAX];
+	switch (privs_resolve(&cfg_of(rd)->privs, why, sizeof(why))) {
+	case PRIVS_OK:
+		break;
+	case PRIVS_IGNORED:
+		log_warn("%s: server.user: %s", rd->file, why);
+		break;
+	case PRIVS_BAD_USER:
+		config_fail(rd, "server.user", "%s", why);
+		break;
+	case PRIVS_BAD_GROUP:
+		config_fail(rd, "server.group", "%s", why);
+		break;
+	}
+}
+
 static void read_server(struct config_reader *rd, int top, const struct config_key *key,
 			const char *keypath)
 {
@@ -172,6 +193,7 @@ static void read_server(struct config_reader *rd, int top, const struct config_k
 		lua_newtable(rd->L);
 	if (unset || config_is_table(rd, keypath))
 		config_table_read(rd, -1, keypath, server_keys);
+	read_privs(rd);
 	if (unset)
 		lua_pop(rd->L, 1);
 	struct config *cfg = cfg_of(rd);
@@ -438,6 +460,7 @@ void config_free(struct config *cfg)
 	free_strings(cfg->listen, cfg->nlisten);
 	free_strings(cfg->routes, cfg->nroutes);
 	free(cfg->access_log);
+	privs_clear(&cfg->privs);
 	tokens_config_clear(&cfg->jwt);
 	free(cfg);
 }

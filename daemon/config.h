@@ -7,6 +7,7 @@
 
 #include "config_diag.h"
 #include "log.h"
+#include "privs.h"
 #include "tokens.h"
 
 struct lua_State;
@@ -40,6 +41,7 @@ struct config {
 	int json_depth;
 	int queue;	      /* jobs a worker holds at once; past it, requests get 503 */
 	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
+	struct privs privs; /* server.user and server.group, looked up */
 
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "plugin.h"
+#include "privs.h"
 
 struct config *cycle_load(const char *path, int workers, struct config_errors *errs)
 {
@@ -31,6 +32,12 @@ struct config *cycle_load(const char *path, int workers, struct config_errors *e
 		return NULL;
 	if (workers > 0)
 		config_set_workers(cfg, workers);
+	char why[LOG_ERR_MAX];
+	if (privs_check_root(&cfg->privs, why, sizeof(why)) != 0) {
+		config_errors_add(errs, "%s: %s", cfg->path, why);
+		config_free(cfg);
+		return NULL;
+	}
 	if (luaapi_check(cfg, errs) != 0) {
 		config_free(cfg);
 		return NULL;
@@ -41,12 +48,17 @@ struct config *cycle_load(const char *path, int workers, struct config_errors *e
 static _Noreturn void migrate_child(struct config *cfg, int fd)
 {
 	char err[LOG_ERR_MAX] = "";
-	int rc = -1;
-	/* The child's own pool: the master itself never holds a connection across a fork. */
-	if (dbpool_start(plugins_pool(cfg->plugins)) != 0)
+	/*
+	 * As server.user: the files the schema makes (an SQLite database) are the workers' to
+	 * write. The child's own pool: the master itself never holds a connection across a fork.
+	 */
+	int rc = privs_drop(&cfg->privs, err, sizeof(err));
+	if (rc == 0 && dbpool_start(plugins_pool(cfg->plugins)) != 0) {
 		snprintf(err, sizeof(err), "out of memory");
-	else
+		rc = -1;
+	} else if (rc == 0) {
 		rc = plugins_migrate(cfg->plugins, false, err, sizeof(err));
+	}
 	dbpool_stop();
 	if (rc != 0) {
 		size_t len = strlen(err);

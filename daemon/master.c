@@ -80,6 +80,7 @@ static struct {
 	struct config *pending;	    /* a reload's configuration while its schema is applied */
 	struct cycle_migration mig; /* that schema's child process */
 	bool reload_again;	    /* SIGHUP came while a reload was under way */
+	bool start_failed;	    /* the first generation could not start: exit 1 */
 } m;
 
 /* ---- sockets ---- */
@@ -307,6 +308,23 @@ static void describe_exit(const struct wrec *w, int status, const char *route, c
 
 static void migration_exited(int status);
 
+/*
+ * A worker of the first generation that cannot change to server.user: no respawn would do
+ * better, so the start fails, clearly, rather than looping.
+ */
+static bool start_cannot_drop(int status, const char *what)
+{
+	if (m.gen != 1 || m.announced || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != WORKER_EXIT_PRIVS)
+		return false;
+	log_error("%s: it cannot run as server.user; stopping", what);
+	m.start_failed = true;
+	m.stopping = true;
+	notify_stopping();
+	retire_workers(false);
+	return true;
+}
+
 static void reap(void)
 {
 	int status;
@@ -337,7 +355,7 @@ static void reap(void)
 				log_warn("%s", what);
 			continue;
 		}
-		if (w.gen != m.gen)
+		if (start_cannot_drop(status, what) || w.gen != m.gen)
 			continue;
 		struct slotstate *s = &m.slots[w.slot];
 		s->failures = clock_mono_ms() - w.started_ms < STABLE_MS ? s->failures + 1 : 0;
@@ -635,7 +653,7 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	notify_status("starting workers");
 	spawn_generation();
 	loop();
-	status = 0;
+	status = m.start_failed ? 1 : 0;
 	log_info("stopped");
 done:
 	listen_set_free(&m.socks);

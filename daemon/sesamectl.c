@@ -12,7 +12,9 @@
  *                                        log user ID out everywhere: revoke every refresh
  *                                        family of it
  *
- * It reads the same configuration as sesamed, checked the same way.
+ * It reads the same configuration as sesamed, checked the same way. Started as root, the
+ * commands that touch storage (migrate, token revoke) change to server.user first, as
+ * sesamed's workers do, once the configuration (and the keys) are read.
  */
 #include "autoconfig.h"
 
@@ -38,6 +40,7 @@
 #include "keys.h"
 #include "log.h"
 #include "plugin.h"
+#include "privs.h"
 #include "tokens.h"
 
 static void usage(FILE *out)
@@ -59,7 +62,10 @@ static void usage(FILE *out)
 	    "  token revoke --user ID\n"
 	    "                       log user ID out everywhere: revoke every refresh family\n"
 	    "\n"
-	    "  -c FILE  configuration file (default: %s)\n",
+	    "  -c FILE  configuration file (default: %s)\n"
+	    "\n"
+	    "Started as root, migrate and token revoke run as server.user once the\n"
+	    "configuration is read.\n",
 	    CONFIG_DEFAULT_PATH);
 }
 
@@ -73,9 +79,25 @@ static struct config *load(const char *path)
 	return cfg;
 }
 
-static int cmd_migrate(const char *path)
+/*
+ * The configuration, with this process changed to server.user (when started as root): the
+ * storage it touches next is the workers' to write, the files it makes included.
+ */
+static struct config *load_as_user(const char *path)
 {
 	struct config *cfg = load(path);
+	char why[LOG_ERR_MAX];
+	if (cfg != NULL && privs_drop(&cfg->privs, why, sizeof(why)) != 0) {
+		fprintf(stderr, "sesamectl: %s\n", why);
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+static int cmd_migrate(const char *path)
+{
+	struct config *cfg = load_as_user(path);
 	char err[LOG_ERR_MAX] = "out of memory";
 	if (cfg == NULL)
 		return 1;
@@ -426,7 +448,7 @@ static int cmd_token(const char *path, int argc, char **argv)
 				"       sesamectl [-c FILE] token revoke --user ID\n");
 		return 2;
 	}
-	struct config *cfg = load(path);
+	struct config *cfg = load_as_user(path);
 	struct storage st;
 	char err[LOG_ERR_MAX], *line = NULL;
 	size_t cap = 0;

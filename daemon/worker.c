@@ -28,6 +28,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "plugin.h"
+#include "privs.h"
 #include "revocation.h"
 #include "scoreboard.h"
 
@@ -129,16 +130,24 @@ int worker_run(const struct worker_spec *spec)
 	bool storage_started = false;
 
 	reset_signals();
+	spec->slot->pid = getpid();
+	log_set_level(cfg->log_level);
+	/* The log is opened as root; everything after, route scripts included, as server.user. */
+	if (accesslog_open(cfg->access_log) != 0)
+		goto done;
+	char why[LOG_ERR_MAX];
+	if (privs_drop(&cfg->privs, why, sizeof(why)) != 0) {
+		log_error("worker %ld: %s", (long)getpid(), why);
+		status = WORKER_EXIT_PRIVS;
+		goto done;
+	}
+	/* After the change of user, which clears it. */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != spec->master) {
 		log_error("worker %ld: the master is gone before the worker started",
 			  (long)getpid());
-		return 1;
-	}
-	spec->slot->pid = getpid();
-	log_set_level(cfg->log_level);
-	if (accesslog_open(cfg->access_log) != 0)
 		goto done;
+	}
 	event_set_log_callback(libevent_log);
 	if (evthread_use_pthreads() != 0 || (w.base = event_base_new()) == NULL) {
 		log_error("cannot create the event base");

@@ -17,6 +17,12 @@ struct worker_spec {
 	pid_t master; /* the worker stops when its parent is no longer this process */
 };
 
+/*
+ * The exit status of a worker that could not change to server.user: no worker of that
+ * configuration will do better, so a start stops on it rather than respawning.
+ */
+#define WORKER_EXIT_PRIVS 3
+
 /* Runs a worker in the freshly forked child; returns its exit status. */
 int worker_run(const struct worker_spec *spec);
 

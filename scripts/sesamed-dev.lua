@@ -5,6 +5,8 @@ server = {
   listen = "127.0.0.1:8080",
   workers = 2,
   debug = true,
+  -- Run by root (a container), the workers stay root: on purpose, for development only.
+  user = "root",
 }
 plugins = { path = "../build/plugins" }
 jwt = { secret_file = "../build/run/jwt.key" }

@@ -9,6 +9,12 @@
 server = {
   -- Addresses to listen on: "IPv4:PORT", "[IPv6]:PORT", "localhost:PORT" or "*:PORT".
   listen = { "127.0.0.1:8080" },
+  -- The account the workers run as. Started as root, sesamed binds, reads the keys and opens
+  -- the logs as root, then its workers (and its schema migrations) change to this user and its
+  -- groups (group = "NAME" sets the group). Started as root without it, sesamed refuses to
+  -- start: user = "root" keeps the workers root, on purpose. Started as any other user (as
+  -- sesamed.service does), it is ignored, with a warning when it names another user.
+  user = "sesame",
   -- Worker processes: "auto" is one per core. sesamed -w N overrides it.
   workers = "auto",
   -- Job threads per worker, where hashing and storage calls run off the event loop.

@@ -2,11 +2,11 @@
  * sqlite.c: the SQLite user store, sesame's embedded default for one machine and for trying
  * sesame out. One database file (storage.sqlite.path), shared by every worker.
  *
- * Nothing stays open across fork: init only reads the configuration, migrate (in the master)
- * opens the file, applies the numbered migrations of scripts/schema/sqlite, compiled in, and
- * closes it. Each worker opens a small set of connections in worker_start (WAL, so readers
- * never wait for the writer; synchronous=FULL; foreign keys; a busy timeout for the other
- * workers' writes); a job thread borrows one connection at a time, so no connection is ever
+ * Nothing stays open across fork: init only reads the configuration, migrate (in a child of
+ * the master, as server.user) opens the file, made 0600 when it is new, applies the numbered
+ * migrations of scripts/schema/sqlite, compiled in, and closes it. Each worker opens a small
+ * set of connections in worker_start (WAL, so readers never wait for the writer;
+ * synchronous=FULL; foreign keys; a busy timeout for the other workers' writes); a job thread borrows one connection at a time, so no connection is ever
  * used by two threads at once. Statements are prepared once per connection, on first use,
  * with the table and column names of storage.users, which are checked plain identifiers and
  * quoted: the same plugin runs on sesame's own `users` table and on a tutorial's `user`.
@@ -25,6 +25,7 @@
 #include <sesame/plugin.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -240,10 +241,29 @@ static void cannot_open(const char *path, sqlite3 *db, int rc, char *err, size_t
 	free(copy);
 }
 
+/*
+ * SQLite makes a new database 0644 less the umask, and gives its -wal and -shm the database's
+ * mode (and owner): a new database is made here first, empty, 0600 whatever the umask. When
+ * that fails, sqlite3_open_v2 fails too and says why; an existing file keeps its mode.
+ */
+static void create_private(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (fchmod(fd, 0600) != 0) {
+		close(fd);
+		unlink(path);
+		return;
+	}
+	close(fd);
+}
+
 static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errlen)
 {
 	sqlite3 *db = NULL;
 	char mode[16] = "";
+	create_private(s->path);
 	int rc = sqlite3_open_v2(
 	    s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

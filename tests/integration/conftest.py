@@ -74,7 +74,8 @@ class Sesamed:
         more = self.more
         self.config.write_text(
             f'server = {{ listen = "127.0.0.1:{self.port}", workers = {workers}, '
-            f"shutdown_timeout = 10, {extra} }}\n"
+            # user = "root": the suite runs as root; a test's own user comes later and wins.
+            f'shutdown_timeout = 10, user = "root", {extra} }}\n'
             f'plugins = {{ path = "{PLUGINS}" }}\n'
             'routes = { "routes/*.lua" }\n' + more)
 
