@@ -25,14 +25,18 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs r
 
 @pytest.fixture
 def folder():
-    """A folder that nobody can reach (pytest's own tmp folders are root's alone)."""
+    """A folder the user nobody can reach (pytest's own tmp folders are root's alone)."""
     d = Path(tempfile.mkdtemp(prefix="sesame-privs-"))
     d.chmod(0o755)
     made = []
     yield d, made
     for s in made:
         s.stop()
+        s.log_text = s.log()
     shutil.rmtree(d)
+    for s in made:
+        for report in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert report not in s.log_text, s.log_text
 
 
 def nobody_data(d):
