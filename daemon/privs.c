@@ -98,8 +98,10 @@ static enum privs_lookup not_root(const struct privs *p, char *why, size_t len)
 	const struct passwd *pw = getpwuid(me);
 	if (pw != NULL && strcmp(pw->pw_name, p->user) == 0)
 		return PRIVS_OK;
-	snprintf(why, len, "\"%s\" is ignored: only a process started as root changes user, "
-		 "and this one runs as uid %ld", p->user, (long)me);
+	snprintf(why, len,
+		 "\"%s\" is ignored: only a process started as root changes user, "
+		 "and this one runs as uid %ld",
+		 p->user, (long)me);
 	return PRIVS_IGNORED;
 }
 
@@ -140,8 +142,7 @@ static int change(const struct privs *p, char *why, size_t len)
 				return 0;
 		}
 	}
-	snprintf(why, len, "cannot change to user \"%s\": %s: %s", p->user, step,
-		 strerror(errno));
+	snprintf(why, len, "cannot change to user \"%s\": %s: %s", p->user, step, strerror(errno));
 	return -1;
 }
 

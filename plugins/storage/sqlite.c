@@ -6,10 +6,11 @@
  * the master, as server.user) opens the file, made 0600 when it is new, applies the numbered
  * migrations of scripts/schema/sqlite, compiled in, and closes it. Each worker opens a small
  * set of connections in worker_start (WAL, so readers never wait for the writer;
- * synchronous=FULL; foreign keys; a busy timeout for the other workers' writes); a job thread borrows one connection at a time, so no connection is ever
- * used by two threads at once. Statements are prepared once per connection, on first use,
- * with the table and column names of storage.users, which are checked plain identifiers and
- * quoted: the same plugin runs on sesame's own `users` table and on a tutorial's `user`.
+ * synchronous=FULL; foreign keys; a busy timeout for the other workers' writes); a job thread
+ * borrows one connection at a time, so no connection is ever used by two threads at once.
+ * Statements are prepared once per connection, on first use, with the table and column names of
+ * storage.users, which are checked plain identifiers and quoted: the same plugin runs on sesame's
+ * own `users` table and on a tutorial's `user`.
  *
  * E-mails are compared with NOCASE, and a unique NOCASE index settles concurrent registrations
  * of one address: the loser gets CONFLICT. NOCASE folds ASCII letters only (the email
