@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config_jwt.h"
+#include "config_limits.h"
 #include "config_table.h"
 #include "file.h"
 #include "listen.h"
@@ -152,6 +153,7 @@ static const struct config_key server_keys[] = {
     {"handler_timeout", config_int, 1, 3600, SERVER(handler_timeout)},
     {"lua_memory", config_size, 1L << 20, 1L << 40, SERVER(lua_memory)},
     {"json_depth", config_int, 1, 1000, SERVER(json_depth)},
+    {"trusted_proxies", config_trusted_proxies, 0, 0, SERVER(trusted_proxies)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -233,6 +235,7 @@ static const struct config_key top_keys[] = {
     {"storage", NULL, 0, 0, 0},
     {"email", NULL, 0, 0, 0},
     {"username", NULL, 0, 0, 0},
+    {"limits", config_limits_read, 0, 0, offsetof(struct config, limits)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -344,6 +347,7 @@ static void set_defaults(struct config *cfg)
 	cfg->jwt.revocation_refresh_ms = 1000;
 	cfg->lua_memory = 256u << 20;
 	cfg->json_depth = 32;
+	ratelimit_rules_defaults(&cfg->limits);
 }
 
 /* The file's folder as an absolute path: the daemon may change directory later. */
@@ -427,5 +431,7 @@ void config_free(struct config *cfg)
 	free_strings(cfg->routes, cfg->nroutes);
 	free(cfg->access_log);
 	tokens_config_clear(&cfg->jwt);
+	ratelimit_rules_clear(&cfg->limits);
+	proxies_clear(&cfg->trusted_proxies);
 	free(cfg);
 }

@@ -6,7 +6,9 @@
 #include <stddef.h>
 
 #include "config_diag.h"
+#include "ratelimit.h"
 #include "log.h"
+#include "proxies.h"
 #include "tokens.h"
 
 struct lua_State;
@@ -38,9 +40,11 @@ struct config {
 	int handler_timeout;	   /* seconds a handler may take, waits on job threads included */
 	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
 	int json_depth;
+	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */
 
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;
+	struct ratelimit_rules limits; /* the `limits` table */
 
 	/* routes: the route script files, in load order */
 	char **routes;
