@@ -67,8 +67,10 @@ void config_trusted_proxies(struct config_reader *rd, int tbl, const struct conf
 	for (size_t i = 0; i < n; i++) {
 		struct proxies_net net;
 		if (proxies_parse(nets[i], &net) != 0)
-			config_fail(rd, keypath, "%s: expected an IPv4 or IPv6 address or network "
-					       "(ADDRESS/PREFIX)", nets[i]);
+			config_fail(rd, keypath,
+				    "%s: expected an IPv4 or IPv6 address or network "
+				    "(ADDRESS/PREFIX)",
+				    nets[i]);
 		else if (proxies_add(p, &net) != 0)
 			config_fail(rd, keypath, "out of memory");
 		free(nets[i]);

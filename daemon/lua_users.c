@@ -251,7 +251,8 @@ static int failure_call(lua_State *L, enum failure_op op, const char *fname)
 	fj->st = st;
 	fj->op = op;
 	for (size_t i = 0; i < len; i++)
-		fj->account[i] = (char)(email[i] >= 'A' && email[i] <= 'Z' ? email[i] + 32 : email[i]);
+		fj->account[i] =
+		    (char)(email[i] >= 'A' && email[i] <= 'Z' ? email[i] + 32 : email[i]);
 	fj->period_ms = (long long)rule->period_ms;
 	fj->interval_ms = fj->period_ms / rule->count;
 	fj->lj.job.run = failure_run;

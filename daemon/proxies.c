@@ -108,8 +108,7 @@ bool proxies_trusted(const struct proxies *p, const char *addr)
  * One X-Forwarded-For entry, s[0..len): an address, "1.2.3.4:port", "[v6]" or "[v6]:port",
  * with blanks around it. Its address into a16 and, written canonically, into text.
  */
-static bool parse_entry(const char *s, size_t len, unsigned char *a16, char *text,
-			size_t textlen)
+static bool parse_entry(const char *s, size_t len, unsigned char *a16, char *text, size_t textlen)
 {
 	char buf[INET6_ADDRSTRLEN + 8];
 	bool v4;
@@ -138,8 +137,8 @@ static bool parse_entry(const char *s, size_t len, unsigned char *a16, char *tex
 	return inet_ntop(AF_INET6, a16, text, (socklen_t)textlen) != NULL;
 }
 
-void proxies_client(const struct proxies *p, const char *peer, const char *const *xff,
-		    size_t nxff, char *out, size_t outlen)
+void proxies_client(const struct proxies *p, const char *peer, const char *const *xff, size_t nxff,
+		    char *out, size_t outlen)
 {
 	snprintf(out, outlen, "%s", peer);
 	if (!proxies_trusted(p, peer))

@@ -36,7 +36,7 @@ bool proxies_trusted(const struct proxies *p, const char *addr);
  * right, and the first one p does not trust is the client. An entry that is not an address
  * (an optional port is allowed) ends the walk at the last good one. Written to out.
  */
-void proxies_client(const struct proxies *p, const char *peer, const char *const *xff,
-		    size_t nxff, char *out, size_t outlen);
+void proxies_client(const struct proxies *p, const char *peer, const char *const *xff, size_t nxff,
+		    char *out, size_t outlen);
 
 #endif

@@ -37,9 +37,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define RATELIMIT_SETS	 32768
+#define RATELIMIT_SETS	    32768
 #define RATELIMIT_COUNT_MAX 1000000
-#define SPINS_BEFORE_CHECK 100000
+#define SPINS_BEFORE_CHECK  100000
 
 /* ---- rules ---- */
 
@@ -79,7 +79,8 @@ int ratelimit_rules_defaults(struct ratelimit_rules *rules)
 	return 0;
 }
 
-const struct ratelimit_rule *ratelimit_rules_find(const struct ratelimit_rules *rules, const char *name)
+const struct ratelimit_rule *ratelimit_rules_find(const struct ratelimit_rules *rules,
+						  const char *name)
 {
 	for (size_t i = 0; i < rules->n; i++) {
 		if (strcmp(rules->v[i].name, name) == 0)
@@ -88,7 +89,8 @@ const struct ratelimit_rule *ratelimit_rules_find(const struct ratelimit_rules *
 	return NULL;
 }
 
-int ratelimit_rules_set(struct ratelimit_rules *rules, const char *name, const struct ratelimit_rule *rule)
+int ratelimit_rules_set(struct ratelimit_rules *rules, const char *name,
+			const struct ratelimit_rule *rule)
 {
 	size_t len = strlen(name);
 	if (len == 0 || len >= RATELIMIT_NAME_MAX)
@@ -191,9 +193,8 @@ static void lock_set(struct set *s)
 	int32_t me = (int32_t)getpid();
 	for (unsigned long spins = 1;; spins++) {
 		int32_t holder = 0;
-		if (atomic_compare_exchange_weak_explicit(&s->owner, &holder, me,
-							  memory_order_acquire,
-							  memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(
+			&s->owner, &holder, me, memory_order_acquire, memory_order_relaxed))
 			return;
 		if (spins % 64 == 0)
 			sched_yield();
@@ -226,7 +227,7 @@ static struct entry *entry_for(struct set *s, uint64_t key, uint64_t now)
 }
 
 bool ratelimit_take(struct ratelimit_table *t, const struct ratelimit_rule *rule, const char *key,
-		 size_t keylen, uint64_t now_ms, uint64_t *retry_ms)
+		    size_t keylen, uint64_t now_ms, uint64_t *retry_ms)
 {
 	*retry_ms = 0;
 	if (t == NULL || rule->count == 0)

@@ -30,8 +30,10 @@ int ratelimit_parse(const char *text, struct ratelimit_rule *rule);
 /* The shipped rules (register, login, login_failures) with their defaults. */
 int ratelimit_rules_defaults(struct ratelimit_rules *rules);
 /* Sets name's rule (a count of 0: off), adding it when it is new; -1 when out of memory. */
-int ratelimit_rules_set(struct ratelimit_rules *rules, const char *name, const struct ratelimit_rule *rule);
-const struct ratelimit_rule *ratelimit_rules_find(const struct ratelimit_rules *rules, const char *name);
+int ratelimit_rules_set(struct ratelimit_rules *rules, const char *name,
+			const struct ratelimit_rule *rule);
+const struct ratelimit_rule *ratelimit_rules_find(const struct ratelimit_rules *rules,
+						  const char *name);
 void ratelimit_rules_clear(struct ratelimit_rules *rules);
 
 /*
@@ -51,7 +53,7 @@ size_t ratelimit_table_bytes(const struct ratelimit_table *t);
  * always allows. Safe from any process that shares t, and from any thread.
  */
 bool ratelimit_take(struct ratelimit_table *t, const struct ratelimit_rule *rule, const char *key,
-		 size_t keylen, uint64_t now_ms, uint64_t *retry_ms);
+		    size_t keylen, uint64_t now_ms, uint64_t *retry_ms);
 
 /* The node's table: made by ratelimit_shared_init in the master, inherited by the workers. */
 int ratelimit_shared_init(void);

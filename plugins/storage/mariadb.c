@@ -929,7 +929,7 @@ static enum sesame_storage_result check_once(struct store *s, const char *accoun
 
 /* Runs sql, which returns no rows, on a connection of its own. */
 static enum sesame_storage_result run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
-					   char *err, size_t errlen)
+					    char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
@@ -941,8 +941,8 @@ static enum sesame_storage_result run_alone(struct store *s, const char *sql, MY
 }
 
 static enum sesame_storage_result record_once(struct store *s, const char *account,
-					      long long interval_ms, long long period_ms,
-					      char *err, size_t errlen)
+					      long long interval_ms, long long period_ms, char *err,
+					      size_t errlen)
 {
 	MYSQL_BIND p[4];
 	unsigned long len;

@@ -991,9 +991,8 @@ static enum sesame_storage_result failure_check(void *state, const char *account
 }
 
 /* Runs which, a statement on account, on a connection of its own. */
-static enum sesame_storage_result failure_run(struct store *s, int which,
-					      const struct failure_args *a, char *err,
-					      size_t errlen)
+static enum sesame_storage_result
+failure_run(struct store *s, int which, const struct failure_args *a, char *err, size_t errlen)
 {
 	if (s->pool == NULL)
 		return not_started(err, errlen);

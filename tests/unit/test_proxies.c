@@ -23,13 +23,13 @@ static struct proxies trust(const char *const *nets)
 static void test_parse(void **state)
 {
 	struct proxies_net n;
-	const char *good[] = {"127.0.0.1", "10.0.0.0/8", "0.0.0.0/0", "::1", "2001:db8::/32",
-			      "fd00::/8", "::/0", "192.0.2.1/32", NULL};
+	const char *good[] = {"127.0.0.1", "10.0.0.0/8", "0.0.0.0/0",	 "::1", "2001:db8::/32",
+			      "fd00::/8",  "::/0",	 "192.0.2.1/32", NULL};
 	for (const char **g = good; *g != NULL; g++)
 		assert_int_equal(proxies_parse(*g, &n), 0);
-	const char *bad[] = {"",	    "10.0.0.0/33", "::1/129", "10.0.0.0/", "10.0.0.0/-1",
-			     "10.0.0.0/8x", "localhost",   "10.0.0",  "/8",	   "1.2.3.4/ 8",
-			     "10.0.0.0/0008", NULL};
+	const char *bad[] = {
+	    "",		 "10.0.0.0/33", "::1/129", "10.0.0.0/",	 "10.0.0.0/-1",	  "10.0.0.0/8x",
+	    "localhost", "10.0.0",	"/8",	   "1.2.3.4/ 8", "10.0.0.0/0008", NULL};
 	for (const char **b = bad; *b != NULL; b++)
 		assert_int_equal(proxies_parse(*b, &n), -1);
 }

@@ -37,9 +37,20 @@ static void test_parse(void **state)
 	assert_int_equal(r.period_ms, 1000);
 	assert_int_equal(ratelimit_parse("100/hour", &r), 0);
 	assert_int_equal(r.period_ms, 3600000);
-	const char *bad[] = {"",	 "20",	      "20/",	  "0/minute", "-1/minute",
-			     "20/min",	 "20/minutes", " 20/minute", "20/minute ", "x/hour",
-			     "1000001/second", "99999999999999999999/hour", "+5/hour", NULL};
+	const char *bad[] = {"",
+			     "20",
+			     "20/",
+			     "0/minute",
+			     "-1/minute",
+			     "20/min",
+			     "20/minutes",
+			     " 20/minute",
+			     "20/minute ",
+			     "x/hour",
+			     "1000001/second",
+			     "99999999999999999999/hour",
+			     "+5/hour",
+			     NULL};
 	for (const char **b = bad; *b != NULL; b++)
 		assert_int_equal(ratelimit_parse(*b, &r), -1);
 }
