@@ -1,5 +1,6 @@
 """Rate limits and lock-out: the limits table, per-address limits shared by a node's workers,
 server.trusted_proxies, sesame.limit, and failed log-ins per account kept by storage."""
+import signal
 import sqlite3
 import subprocess
 import time
@@ -7,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import PLUGINS, SESAMED, TOP
+from conftest import PLUGINS, SESAMED, TOP, wait_for
 
 SECRET = "limits-tests-secret-0123456789abcdef!!"
 USERS = {"users.lua": (TOP / "etc/sesame/routes/users.lua").read_text()}
@@ -270,3 +271,14 @@ def test_good_limits_check(sesamed):
     r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_reload_keeps_the_counters(sesamed):
+    s = app(sesamed, 'mine = "2/minute"', routes={"limit.lua": LIMIT_ROUTE})
+    assert [fresh(s, "GET", "/limit/mine").json()["allowed"] for _ in range(2)] == [True, True]
+    old = set(s.workers())
+    s.signal(signal.SIGHUP)
+    s.wait_log("reloaded")
+    assert wait_for(lambda: not old & set(s.workers()))  # served by new workers only
+    refused = fresh(s, "GET", "/limit/mine").json()
+    assert refused["allowed"] is False and 1 <= refused["retry_after"] <= 30
