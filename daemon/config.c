@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "config_jwt.h"
+#include "config_limits.h"
 #include "config_table.h"
 #include "file.h"
 #include "listen.h"
@@ -162,6 +163,7 @@ static const struct config_key server_keys[] = {
     {"json_depth", config_int, 1, 1000, SERVER(json_depth)},
     {"queue", config_int, 1, 1 << 20, SERVER(queue)},
     {"hang_timeout", config_ms, 1000, 3600000, SERVER(hang_timeout_ms)},
+    {"trusted_proxies", config_trusted_proxies, 0, 0, SERVER(trusted_proxies)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -266,6 +268,7 @@ static const struct config_key top_keys[] = {
     {"storage", NULL, 0, 0, 0},
     {"email", NULL, 0, 0, 0},
     {"username", NULL, 0, 0, 0},
+    {"limits", config_limits_read, 0, 0, offsetof(struct config, limits)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -378,6 +381,7 @@ static void set_defaults(struct config *cfg)
 	cfg->lua_memory = 256u << 20;
 	cfg->json_depth = 32;
 	cfg->hang_timeout_ms = 10000;
+	ratelimit_rules_defaults(&cfg->limits);
 }
 
 /* The file's folder as an absolute path: the daemon may change directory later. */
@@ -462,5 +466,7 @@ void config_free(struct config *cfg)
 	free(cfg->access_log);
 	privs_clear(&cfg->privs);
 	tokens_config_clear(&cfg->jwt);
+	ratelimit_rules_clear(&cfg->limits);
+	proxies_clear(&cfg->trusted_proxies);
 	free(cfg);
 }

@@ -6,8 +6,10 @@
 #include <stddef.h>
 
 #include "config_diag.h"
+#include "ratelimit.h"
 #include "log.h"
 #include "privs.h"
+#include "proxies.h"
 #include "tokens.h"
 
 struct lua_State;
@@ -42,9 +44,11 @@ struct config {
 	int queue;	      /* jobs a worker holds at once; past it, requests get 503 */
 	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
 	struct privs privs; /* server.user and server.group, looked up */
+	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */
 
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;
+	struct ratelimit_rules limits; /* the `limits` table */
 
 	/* routes: the route script files, in load order */
 	char **routes;

@@ -36,16 +36,19 @@
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <event2/util.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "proxies.h"
 #include "request.h"
 
 #define QUIET_MS 300
@@ -60,6 +63,7 @@ struct http_server {
 	size_t nbound;
 	struct timeval timeout, keepalive;
 	bool debug;
+	const struct proxies *proxies; /* server.trusted_proxies */
 	size_t inflight;
 	uint64_t last_activity_ns;
 	bool draining;
@@ -111,6 +115,31 @@ static void peer_address(struct evhttp_request *ev, char *out, size_t len)
 		if (addr != NULL)
 			snprintf(out, len, "%s", addr);
 	}
+}
+
+/* The most X-Forwarded-For headers a request's client address is looked for in. */
+#define XFF_MAX 16
+
+/* The client's address into r->remote: the peer's, or the one its trusted proxy names. */
+static void client_address(struct http_server *srv, struct http_request *r)
+{
+	const char *xff[XFF_MAX];
+	size_t n = 0;
+	struct evkeyval *h;
+	if (!proxies_trusted(srv->proxies, r->peer)) {
+		snprintf(r->remote, sizeof(r->remote), "%s", r->peer);
+		return;
+	}
+	/* Several headers are one list, in order; the right-most ones are the nearest. */
+	TAILQ_FOREACH(h, evhttp_request_get_input_headers(r->ev), next)
+	{
+		if (evutil_ascii_strcasecmp(h->key, "X-Forwarded-For") != 0)
+			continue;
+		if (n == XFF_MAX)
+			memmove(xff, xff + 1, --n * sizeof(*xff));
+		xff[n++] = h->value;
+	}
+	proxies_client(srv->proxies, r->peer, xff, n, r->remote, sizeof(r->remote));
 }
 
 static void log_access(const char *method, const char *path, int status, uint64_t start_ns,
@@ -315,7 +344,8 @@ static struct http_request *request_new(struct http_server *srv, struct evhttp_r
 		free(r);
 		return NULL;
 	}
-	peer_address(ev, r->remote, sizeof(r->remote));
+	peer_address(ev, r->peer, sizeof(r->peer));
+	client_address(srv, r);
 	make_id(srv, r);
 	return r;
 }
@@ -417,6 +447,7 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 	srv->dispatch = dispatch;
 	srv->arg = arg;
 	srv->debug = cfg->debug;
+	srv->proxies = &cfg->trusted_proxies;
 	srv->timeout = (struct timeval){.tv_sec = cfg->timeout};
 	srv->keepalive = (struct timeval){.tv_sec = cfg->keepalive};
 	unsigned char rnd[8];

@@ -22,7 +22,8 @@ struct http_request {
 	const struct route *route;
 	struct route_params params;
 	char id[65];
-	char remote[64];
+	char remote[64]; /* the client's address: the peer's, or behind a trusted proxy */
+	char peer[64];	 /* the socket peer's address */
 	uint64_t start_ns;
 	struct event *close_ev; /* armed by http_watch_close */
 	void (*gone)(void *arg);

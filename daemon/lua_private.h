@@ -5,7 +5,8 @@
  * The API is split by surface, as lua-nginx-module splits its own: lua_state.c owns the state
  * and assembles the sesame table, calling one inject function per file; lua_run.c runs a
  * request's handler and its waits on job threads; lua_request.c is the request object;
- * lua_sesame.c, lua_hash.c, lua_jwt.c and lua_users.c are the functions of the sesame table.
+ * lua_sesame.c, lua_hash.c, lua_jwt.c, lua_users.c and lua_limit.c are the functions of the
+ * sesame table.
  */
 #ifndef SESAME_LUA_PRIVATE_H
 #define SESAME_LUA_PRIVATE_H
@@ -139,5 +140,6 @@ void luaapi_sesame_inject(lua_State *L); /* route, log, readfile, array, null, v
 void luaapi_hash_inject(lua_State *L);	 /* hash, verify, validate */
 void luaapi_jwt_inject(lua_State *L);	 /* jwt */
 void luaapi_users_inject(lua_State *L);	 /* users */
+void luaapi_limit_inject(lua_State *L);	 /* limit */
 
 #endif

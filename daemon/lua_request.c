@@ -140,6 +140,8 @@ static int push_field(lua_State *L, struct luaapi_call *call, const char *key)
 		lua_pushstring(L, r->path);
 	} else if (strcmp(key, "remote_addr") == 0) {
 		lua_pushstring(L, r->remote);
+	} else if (strcmp(key, "peer_addr") == 0) {
+		lua_pushstring(L, r->peer);
 	} else if (strcmp(key, "id") == 0) {
 		lua_pushstring(L, r->id);
 	} else if (strcmp(key, "headers") == 0) {

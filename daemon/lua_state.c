@@ -50,6 +50,7 @@ static int open_sesame(lua_State *L)
 	luaapi_hash_inject(L);
 	luaapi_jwt_inject(L);
 	luaapi_users_inject(L);
+	luaapi_limit_inject(L);
 	return 1;
 }
 

@@ -1,9 +1,11 @@
 /*
- * lua_users.c: sesame.users, the user store: create, find and update.
+ * lua_users.c: sesame.users, the user store: create, find and update, and the failed log-ins
+ * per account (failures, failed, succeeded) that limits.login_failures bounds.
  *
  * Each is a storage call on a job thread: the fields are copied into a user job (and wiped
  * when it is released, as one is a password hash) and the handler yields until the storage
- * plugin answers.
+ * plugin answers. Failed log-ins are counted by the store, on its clock, so that every node
+ * sharing it counts the same guesses.
  */
 #include "autoconfig.h"
 
@@ -13,6 +15,7 @@
 
 #include "log.h"
 #include "lua_private.h"
+#include "ratelimit.h"
 
 /* sesame.users.create{...}, .find{...} and .update{...}: storage calls on a job thread. */
 enum user_op { USER_CREATE, USER_FIND, USER_SET_PASSWORD };
@@ -177,11 +180,113 @@ static int l_users_find(lua_State *L)
 	return luaapi_await_job(L, &uj->lj, "sesame.users.find");
 }
 
+/* sesame.users.failures/failed/succeeded(email): limits.login_failures, kept by storage. */
+enum failure_op { FAILURE_CHECK, FAILURE_RECORD, FAILURE_RESET };
+
+/* The longest account: an e-mail address. */
+#define ACCOUNT_MAX 254
+
+struct failure_job {
+	struct luaapi_job lj;
+	struct storage st;
+	enum failure_op op;
+	char account[ACCOUNT_MAX + 1];
+	long long interval_ms, period_ms, retry_ms;
+	enum sesame_storage_result rc;
+	char err[LOG_ERR_MAX];
+};
+
+static void failure_run(struct job *job)
+{
+	struct failure_job *fj = (struct failure_job *)job;
+	const struct sesame_storage *fn = fj->st.fn;
+	fj->err[0] = '\0';
+	if (fj->op == FAILURE_CHECK)
+		fj->rc = fn->failure_check(fj->st.state, fj->account, fj->interval_ms,
+					   fj->period_ms, &fj->retry_ms, fj->err, sizeof(fj->err));
+	else if (fj->op == FAILURE_RECORD)
+		fj->rc = fn->failure_record(fj->st.state, fj->account, fj->interval_ms,
+					    fj->period_ms, fj->err, sizeof(fj->err));
+	else
+		fj->rc = fn->failure_reset(fj->st.state, fj->account, fj->err, sizeof(fj->err));
+}
+
+static int failure_push(struct luaapi_job *lj, lua_State *co)
+{
+	struct failure_job *fj = (struct failure_job *)lj;
+	int n = luaapi_storage_push(co, fj->rc, 0, fj->err);
+	if (n != 0 || fj->op != FAILURE_CHECK)
+		return n;
+	lua_pushboolean(co, fj->retry_ms <= 0);
+	lua_pushinteger(co, fj->retry_ms <= 0 ? 0 : (lua_Integer)((fj->retry_ms + 999) / 1000));
+	return 2;
+}
+
+static void failure_release(struct luaapi_job *lj)
+{
+	free(lj);
+}
+
+/*
+ * Starts op on the account at 1 (an e-mail: letter case ignored) under limits.login_failures;
+ * returns 0 without waiting when the rule is off.
+ */
+static int failure_call(lua_State *L, enum failure_op op, const char *fname)
+{
+	size_t len;
+	const char *email = luaL_checklstring(L, 1, &len);
+	if (len > ACCOUNT_MAX)
+		return luaL_error(L, "%s: an account is at most %d bytes", fname, ACCOUNT_MAX);
+	const struct ratelimit_rule *rule =
+	    ratelimit_rules_find(&luaapi_get(L)->cfg->limits, "login_failures");
+	if (rule == NULL || rule->count == 0) {
+		if (op != FAILURE_CHECK)
+			return 0;
+		lua_pushboolean(L, 1);
+		lua_pushinteger(L, 0);
+		return 2;
+	}
+	struct storage st;
+	struct failure_job *fj = luaapi_storage_job(L, sizeof(*fj), &st, fname);
+	fj->st = st;
+	fj->op = op;
+	for (size_t i = 0; i < len; i++)
+		fj->account[i] =
+		    (char)(email[i] >= 'A' && email[i] <= 'Z' ? email[i] + 32 : email[i]);
+	fj->period_ms = (long long)rule->period_ms;
+	fj->interval_ms = fj->period_ms / rule->count;
+	fj->lj.job.run = failure_run;
+	fj->lj.push = failure_push;
+	fj->lj.release = failure_release;
+	return luaapi_await_job(L, &fj->lj, fname);
+}
+
+/* sesame.users.failures(email) -> allowed, retry_after: may a log-in be tried now? */
+static int l_users_failures(lua_State *L)
+{
+	return failure_call(L, FAILURE_CHECK, "sesame.users.failures");
+}
+
+/* sesame.users.failed(email): counts a failed log-in (a wrong password, an unknown e-mail). */
+static int l_users_failed(lua_State *L)
+{
+	return failure_call(L, FAILURE_RECORD, "sesame.users.failed");
+}
+
+/* sesame.users.succeeded(email): a log-in succeeded; the account's failures are forgotten. */
+static int l_users_succeeded(lua_State *L)
+{
+	return failure_call(L, FAILURE_RESET, "sesame.users.succeeded");
+}
+
 void luaapi_users_inject(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {{"create", l_users_create},
 					 {"find", l_users_find},
 					 {"update", l_users_update},
+					 {"failures", l_users_failures},
+					 {"failed", l_users_failed},
+					 {"succeeded", l_users_succeeded},
 					 {NULL, NULL}};
 	luaL_newlib(L, funcs);
 	lua_setfield(L, -2, "users");

@@ -34,6 +34,7 @@
 #include "clock.h"
 #include "config.h"
 #include "cycle.h"
+#include "ratelimit.h"
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
@@ -640,7 +641,8 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	m.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	m.sb = scoreboard_new(MAX_RECORDS);
-	if (m.sigfd < 0 || m.sb == NULL) {
+	/* The rate-limit counters outlive reloads: made once, before any worker. */
+	if (m.sigfd < 0 || m.sb == NULL || ratelimit_shared_init() != 0) {
 		log_error("cannot set up the master: %s", strerror(errno));
 		goto done;
 	}

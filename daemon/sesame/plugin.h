@@ -340,9 +340,35 @@ struct sesame_storage {
 						     long long until,
 						     void (*each)(void *ctx, const char *id),
 						     void *ctx, char *err, size_t errlen);
-	/* Deletes revoked ids and families that ended before before (Unix seconds). */
+	/*
+	 * Deletes revoked ids and families that ended before before (Unix seconds), and the
+	 * failed log-ins whose count has run out (on the store's clock).
+	 */
 	enum sesame_storage_result (*token_purge)(void *state, long long before, char *err,
 						  size_t errlen);
+
+	/*
+	 * Failed log-ins per account (limits.login_failures), counted in the store so that
+	 * every node of a cluster counts the same guesses, on the store's own clock (the
+	 * database server's, never the host's). account is a normalised e-mail, at most 254
+	 * bytes, compared as the users table compares e-mails; it need not belong to a user.
+	 * The count is a GCRA: one time per account (its theoretical arrival time, TAT, in
+	 * milliseconds), each failure moving it interval_ms later, from now when it lies in
+	 * the past; a log-in is refused while the next failure would move it past now +
+	 * period_ms. Each is one statement; rows whose TAT has passed are purged by
+	 * token_purge.
+	 */
+	/* *retry_ms: 0 when a log-in may be tried, else the milliseconds until one may. */
+	enum sesame_storage_result (*failure_check)(void *state, const char *account,
+						    long long interval_ms, long long period_ms,
+						    long long *retry_ms, char *err, size_t errlen);
+	/* Counts one failure: TAT = min(max(TAT, now) + interval_ms, now + period_ms). */
+	enum sesame_storage_result (*failure_record)(void *state, const char *account,
+						     long long interval_ms, long long period_ms,
+						     char *err, size_t errlen);
+	/* A successful log-in: forgets the account's failures. */
+	enum sesame_storage_result (*failure_reset)(void *state, const char *account, char *err,
+						    size_t errlen);
 };
 
 #ifdef __cplusplus

@@ -50,6 +50,21 @@ server = {
   -- pattern match, out of reach of the instruction budget) before the master kills it,
   -- logging the route it was serving, and starts another. 1 or more.
   hang_timeout = 10,
+  -- The reverse proxies in front of sesamed (addresses, or networks like "10.0.0.0/8" and
+  -- "fd00::/8"): behind one of them the client's address is the right-most X-Forwarded-For
+  -- entry that is not a trusted proxy. None by default: the client is the connection's peer.
+  -- trusted_proxies = { "127.0.0.1", "::1" },
+}
+
+-- Rate limits: "N/second", "N/minute" or "N/hour", or false for none. A limited request gets
+-- 429 with Retry-After. register and login count per client address (an IPv6 client per
+-- /64), on this node; login_failures counts wrong passwords per account in storage, on every
+-- node alike, and a successful log-in forgets them. Rules of other names are for route
+-- scripts: sesame.limit("NAME", key).
+limits = {
+  register = "20/minute",
+  login = "60/minute",
+  login_failures = "100/hour",
 }
 
 -- Plugins: every NAME.so in path, or only those `load` names (load = { "argon2id", ... }).
@@ -94,7 +109,7 @@ password = {
 --   revocation_refresh = 1,         -- seconds until every worker refuses a revoked token
 -- }
 
--- Where users, refresh families and revoked tokens are kept. The connection is the other setting without a default.
+-- Where users, refresh families, revoked tokens and failed log-ins are kept. The connection is the other setting without a default.
 -- storage = {
 --   backend = "mariadb",
 --   mariadb = { socket = "/run/mysqld/mysqld.sock", user = "sesame", database = "sesame",

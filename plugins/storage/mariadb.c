@@ -13,6 +13,8 @@
  * locked FOR UPDATE first (two rotations, or a rotation and a logout, of one family wait for
  * each other), then the time read, then the writes, whose lock waits are bounded to 5 s: a
  * revocation's time is never much older than its commit, which the workers' fetches need.
+ * Failed log-ins per account are one statement each, on the server's clock (NOW(3)), so that
+ * every node counts the same guesses whatever its own clock says.
  *
  * migrate applies the numbered migrations of scripts/schema/mariadb, compiled in, recording
  * each in sesame_migrations. A connection error (server down or restarted) answers
@@ -444,6 +446,9 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 	"SELECT `id` FROM `sesame_refresh_families` WHERE `subject` = ? AND `revoked_at` IS "      \
 	"NULL AND `expires_at` * 1000 > ? FOR UPDATE"
 #define PURGE_FAMILIES_SQL "DELETE FROM `sesame_refresh_families` WHERE `expires_at` < ?"
+/* The server's clock, Unix milliseconds: every node counts failures on the same one. */
+#define SERVER_MS "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
+#define PURGE_FAILURES_SQL "DELETE FROM `sesame_login_failures` WHERE `tat` < " SERVER_MS
 
 static void bind_long(MYSQL_BIND *b, long long *v)
 {
@@ -734,6 +739,8 @@ static enum sesame_storage_result purge_once(struct store *s, long long before, 
 	if (r == SESAME_STORAGE_OK)
 		r = execute_only(s, conn, PURGE_FAMILIES_SQL, &p, err, errlen);
 	if (r == SESAME_STORAGE_OK)
+		r = execute_only(s, conn, PURGE_FAILURES_SQL, NULL, err, errlen);
+	if (r == SESAME_STORAGE_OK)
 		s->db->release(conn, false);
 	return r;
 }
@@ -879,10 +886,120 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 	return again(r, true) ? purge_once(state, before, err, errlen) : r;
 }
 
+/* ---- failed log-ins ---- */
+
+#define FAILURE_CHECK_SQL                                                                          \
+	"SELECT GREATEST(`tat` - " SERVER_MS " + ? - ?, 0) FROM `sesame_login_failures` WHERE "    \
+	"`account` = ?"
+/* One statement, so two nodes recording at once both count: the row lock orders them. */
+#define FAILURE_RECORD_SQL                                                                         \
+	"SET STATEMENT innodb_lock_wait_timeout = 5 FOR INSERT INTO `sesame_login_failures` "      \
+	"(`account`, `tat`) VALUES (?, " SERVER_MS " + ?) ON DUPLICATE KEY UPDATE `tat` = "        \
+	"LEAST(GREATEST(`tat`, " SERVER_MS ") + ?, " SERVER_MS " + ?)"
+#define FAILURE_RESET_SQL "DELETE FROM `sesame_login_failures` WHERE `account` = ?"
+
+static enum sesame_storage_result check_once(struct store *s, const char *account,
+					     long long interval_ms, long long period_ms,
+					     long long *retry_ms, char *err, size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	MYSQL_BIND p[3], res;
+	unsigned long len;
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	bind_long(&p[0], &interval_ms);
+	bind_long(&p[1], &period_ms);
+	bind_string(&p[2], account, &len);
+	MYSQL_STMT *stmt = execute(s, conn, FAILURE_CHECK_SQL, p, &r, err, errlen);
+	if (stmt == NULL)
+		return r;
+	*retry_ms = 0;
+	bind_long(&res, retry_ms);
+	if (mysql_stmt_bind_result(stmt, &res) != 0)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	int rc = mysql_stmt_fetch(stmt);
+	if (rc != 0 && rc != MYSQL_NO_DATA)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	mysql_stmt_free_result(stmt);
+	mysql_stmt_reset(stmt);
+	s->db->release(conn, false);
+	return SESAME_STORAGE_OK;
+}
+
+/* Runs sql, which returns no rows, on a connection of its own. */
+static enum sesame_storage_result run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
+					    char *err, size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	enum sesame_storage_result r = execute_only(s, conn, sql, params, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		s->db->release(conn, false);
+	return r;
+}
+
+static enum sesame_storage_result record_once(struct store *s, const char *account,
+					      long long interval_ms, long long period_ms, char *err,
+					      size_t errlen)
+{
+	MYSQL_BIND p[4];
+	unsigned long len;
+	bind_string(&p[0], account, &len);
+	bind_long(&p[1], &interval_ms);
+	bind_long(&p[2], &interval_ms);
+	bind_long(&p[3], &period_ms);
+	return run_alone(s, FAILURE_RECORD_SQL, p, err, errlen);
+}
+
+static enum sesame_storage_result reset_once(struct store *s, const char *account, char *err,
+					     size_t errlen)
+{
+	MYSQL_BIND p;
+	unsigned long len;
+	bind_string(&p, account, &len);
+	return run_alone(s, FAILURE_RESET_SQL, &p, err, errlen);
+}
+
+static enum sesame_storage_result failure_check(void *state, const char *account,
+						long long interval_ms, long long period_ms,
+						long long *retry_ms, char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r =
+	    check_once(state, account, interval_ms, period_ms, retry_ms, err, errlen);
+	if (again(r, true))
+		r = check_once(state, account, interval_ms, period_ms, retry_ms, err, errlen);
+	return r;
+}
+
+/* A failure counted twice is a guess counted twice: only a statement that never ran is
+ * tried again. */
+static enum sesame_storage_result failure_record(void *state, const char *account,
+						 long long interval_ms, long long period_ms,
+						 char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r =
+	    record_once(state, account, interval_ms, period_ms, err, errlen);
+	return again(r, false) ? record_once(state, account, interval_ms, period_ms, err, errlen)
+			       : r;
+}
+
+static enum sesame_storage_result failure_reset(void *state, const char *account, char *err,
+						size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = reset_once(state, account, err, errlen);
+	return again(r, true) ? reset_once(state, account, err, errlen) : r;
+}
+
 SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
 		      .worker_start = worker_start, .worker_stop = worker_stop,
 		      .user_create = user_create, .user_find = user_find,
 		      .user_set_password = user_set_password, .family_create = family_create,
 		      .family_rotate = family_rotate, .token_revoke = token_revoke,
 		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
-		      .token_purge = token_purge);
+		      .token_purge = token_purge, .failure_check = failure_check,
+		      .failure_record = failure_record, .failure_reset = failure_reset);

@@ -22,6 +22,7 @@
  * whatever storage.users says. Each token-state function is one transaction begun with BEGIN
  * IMMEDIATE, which takes the write lock first (waiting up to the busy timeout); the time is
  * read after, so a revocation's time is never older than its commit by more than the writes.
+ * Failed log-ins per account are one statement each, on SQLite's own clock.
  */
 #include <sesame/plugin.h>
 
@@ -66,8 +67,15 @@ enum {
 	PURGE_REVOKED,
 	PURGE_FAMILIES,
 	SUBJECT_FAMILIES,
+	FAILURE_CHECK,
+	FAILURE_RECORD,
+	FAILURE_RESET,
+	PURGE_FAILURES,
 	STATEMENTS
 };
+
+/* SQLite's clock, Unix milliseconds: constant within one statement. */
+#define SQLITE_MS "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
 /* The token state's statements: sesame's own tables, whatever storage.users says. */
 static const char *const token_sql[STATEMENTS] = {
@@ -98,6 +106,13 @@ static const char *const token_sql[STATEMENTS] = {
     [PURGE_FAMILIES] = "DELETE FROM \"sesame_refresh_families\" WHERE \"expires_at\" < ?1",
     [SUBJECT_FAMILIES] = "SELECT \"id\" FROM \"sesame_refresh_families\" WHERE \"subject\" = ?1 "
 			 "AND \"revoked_at\" IS NULL AND \"expires_at\" * 1000 > ?2",
+    [FAILURE_CHECK] = "SELECT MAX(\"tat\" - " SQLITE_MS " + ?2 - ?3, 0) FROM "
+		      "\"sesame_login_failures\" WHERE \"account\" = ?1",
+    [FAILURE_RECORD] = "INSERT INTO \"sesame_login_failures\" (\"account\", \"tat\") VALUES "
+		       "(?1, " SQLITE_MS " + ?2) ON CONFLICT (\"account\") DO UPDATE SET "
+		       "\"tat\" = MIN(MAX(\"tat\", " SQLITE_MS ") + ?2, " SQLITE_MS " + ?3)",
+    [FAILURE_RESET] = "DELETE FROM \"sesame_login_failures\" WHERE \"account\" = ?1",
+    [PURGE_FAILURES] = "DELETE FROM \"sesame_login_failures\" WHERE \"tat\" < " SQLITE_MS,
 };
 
 struct conn {
@@ -947,9 +962,81 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 	int rc = run_stmt(s, c, PURGE_REVOKED, bind_before, &before);
 	if (rc == 0)
 		rc = run_stmt(s, c, PURGE_FAMILIES, bind_before, &before);
+	if (rc == 0)
+		rc = run_stmt(s, c, PURGE_FAILURES, NULL, NULL);
 	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
 	release(s->pool, c);
 	return r;
+}
+
+/* ---- failed log-ins ---- */
+
+struct failure_args {
+	const char *account;
+	long long interval_ms, period_ms;
+};
+
+static void bind_failure(sqlite3_stmt *st, const void *ctx)
+{
+	const struct failure_args *a = ctx;
+	sqlite3_bind_text(st, 1, a->account, -1, SQLITE_STATIC);
+	if (sqlite3_bind_parameter_count(st) >= 3) {
+		sqlite3_bind_int64(st, 2, a->interval_ms);
+		sqlite3_bind_int64(st, 3, a->period_ms);
+	}
+}
+
+static enum sesame_storage_result failure_check(void *state, const char *account,
+						long long interval_ms, long long period_ms,
+						long long *retry_ms, char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct failure_args a = {account, interval_ms, period_ms};
+	struct conn *c = acquire(s->pool);
+	sqlite3_stmt *st = statement(s, c, FAILURE_CHECK);
+	int rc = st == NULL ? sqlite3_extended_errcode(c->db) : 0;
+	*retry_ms = 0;
+	if (st != NULL) {
+		bind_failure(st, &a);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			*retry_ms = sqlite3_column_int64(st, 0);
+		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
+		done_with(st);
+	}
+	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
+	release(s->pool, c);
+	return r;
+}
+
+/* Runs which, a statement on account, on a connection of its own. */
+static enum sesame_storage_result
+failure_run(struct store *s, int which, const struct failure_args *a, char *err, size_t errlen)
+{
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct conn *c = acquire(s->pool);
+	int rc = run_stmt(s, c, which, bind_failure, a);
+	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
+	release(s->pool, c);
+	return r;
+}
+
+static enum sesame_storage_result failure_record(void *state, const char *account,
+						 long long interval_ms, long long period_ms,
+						 char *err, size_t errlen)
+{
+	struct failure_args a = {account, interval_ms, period_ms};
+	return failure_run(state, FAILURE_RECORD, &a, err, errlen);
+}
+
+static enum sesame_storage_result failure_reset(void *state, const char *account, char *err,
+						size_t errlen)
+{
+	struct failure_args a = {.account = account};
+	return failure_run(state, FAILURE_RESET, &a, err, errlen);
 }
 
 SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
@@ -958,4 +1045,5 @@ SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .mig
 		      .user_set_password = user_set_password, .family_create = family_create,
 		      .family_rotate = family_rotate, .token_revoke = token_revoke,
 		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
-		      .token_purge = token_purge);
+		      .token_purge = token_purge, .failure_check = failure_check,
+		      .failure_record = failure_record, .failure_reset = failure_reset);

@@ -15,6 +15,11 @@ SESAMED = os.environ.get("SESAMED", str(TOP / "build" / "sesamed"))
 ROUTES = Path(__file__).resolve().parent / "routes"
 LUA = Path(__file__).resolve().parent / "lua"
 PLUGINS = Path(SESAMED).parent / "plugins"
+# Tests register and log in many times from 127.0.0.1: the shipped limits would refuse them.
+# A test's own `limits = {...}` (in more) replaces this table, and the rules it leaves out
+# take the shipped defaults. It shares the routes line, so that line numbers stay put.
+GENEROUS_LIMITS = ('limits = { register = "100000/second", login = "100000/second", '
+                   'login_failures = "100000/second" }\n')
 
 
 def free_port():
@@ -77,7 +82,7 @@ class Sesamed:
             # user = "root": the suite runs as root; a test's own user comes later and wins.
             f'shutdown_timeout = 10, user = "root", {extra} }}\n'
             f'plugins = {{ path = "{PLUGINS}" }}\n'
-            'routes = { "routes/*.lua" }\n' + more)
+            'routes = { "routes/*.lua" } ' + GENEROUS_LIMITS + more)
 
     def start(self, wait=True):
         self.logf = open(self.log_path, "ab")

@@ -22,15 +22,16 @@ def test_migrations_create_the_schema_once(sesamed, mariadb):
     s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
     s.wait_log("applied migration 001_users")
     tables = mariadb.sql("SHOW TABLES", mariadb.database).stdout.split()
-    assert sorted(tables) == ["sesame_migrations", "sesame_refresh_families",
-                              "sesame_revoked_tokens", "users"]
+    assert sorted(tables) == ["sesame_login_failures", "sesame_migrations",
+                              "sesame_refresh_families", "sesame_revoked_tokens", "users"]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
-    assert s.log().count("applied migration") == 4
+    assert s.log().count("applied migration") == 5
     rows = mariadb.sql("SELECT version, name FROM sesame_migrations ORDER BY version",
                        mariadb.database).stdout
     assert rows.split() == ["1", "001_users", "2", "002_unique_email", "3",
-                            "003_refresh_families", "4", "004_revoked_tokens"]
+                            "003_refresh_families", "4", "004_revoked_tokens", "5",
+                            "005_login_failures"]
 
 
 def test_create_and_find(sesamed, mariadb):
@@ -185,7 +186,7 @@ def test_two_masters_migrating_at_once(sesamed, mariadb):
         assert p.returncode == 0, err
     rows = mariadb.sql("SELECT version FROM sesame_migrations ORDER BY version",
                        mariadb.database).stdout.split()
-    assert rows == ["1", "2", "3", "4"]
+    assert rows == ["1", "2", "3", "4", "5"]
 
 
 def test_a_server_restart_costs_no_request(sesamed, mariadb):

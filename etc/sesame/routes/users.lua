@@ -59,11 +59,21 @@ local function tokens(id, fresh)
   return answer(sesame.jwt.access(id, { fresh = fresh, family = family }), refresh)
 end
 
+-- Too many requests: the client may try again in retry_after seconds. Nothing was done.
+local function too_many(retry_after)
+  return 429, { result = "fail", error = "too many requests" }, { ["Retry-After"] = tostring(retry_after) }
+end
+
 local function refused(message)
   return 401, { result = "fail", error = message }, { ["WWW-Authenticate"] = 'Bearer error="invalid_token"' }
 end
 
 sesame.route("POST", "/users/register", function(req)
+  -- limits.register, per client address (behind server.trusted_proxies: the client's own).
+  local allowed, retry_after = sesame.limit("register", req.remote_addr)
+  if not allowed then
+    return too_many(retry_after)
+  end
   local f, err = fields(req:json(), { "email", "username", "password" })
   if not f then
     return fail(400, err)
@@ -97,17 +107,35 @@ end)
 -- e-mail is verified against a dummy hash (sesame.verify with no stored hash).
 local BAD_LOGIN = "invalid email or password"
 
+-- Guessing is bounded twice, before any hashing: limits.login per client address, and
+-- limits.login_failures per account, counted by storage so that every node sharing it counts
+-- the same guesses. An unknown e-mail is counted and locked out as a known one is, so that a
+-- 429 tells nothing about which addresses are registered; a success forgets the failures.
 sesame.route("POST", "/users/login", function(req)
+  local allowed, retry_after = sesame.limit("login", req.remote_addr)
+  if not allowed then
+    return too_many(retry_after)
+  end
   local f, err = fields(req:json(), { "email", "password" })
   if not f then
     return fail(400, err)
   end
   local email = sesame.validate("email", trim(f.email))
+  if email then
+    allowed, retry_after = sesame.users.failures(email)
+    if not allowed then
+      return too_many(retry_after)
+    end
+  end
   local user = email and sesame.users.find { email = email }
   local ok, rehash = sesame.verify(f.password, user and user.password)
   if not ok then
+    if email then
+      sesame.users.failed(email)
+    end
     return fail(401, BAD_LOGIN)
   end
+  sesame.users.succeeded(email)
   -- A hash from another scheme (a Flask service's pbkdf2_sha256) or weaker settings is
   -- upgraded now, while the password is at hand. The log-in does not depend on it: a failed
   -- upgrade is logged and tried again at the next log-in.
