@@ -60,7 +60,8 @@ static bool functions_present(const struct sesame_plugin_header *h)
 		return st->init && st->fini && st->migrate && st->worker_start && st->worker_stop &&
 		       st->user_create && st->user_find && st->user_set_password &&
 		       st->family_create && st->family_rotate && st->token_revoke &&
-		       st->revoked_since && st->subject_revoke && st->token_purge;
+		       st->revoked_since && st->subject_revoke && st->token_purge &&
+		       st->ping;
 	}
 	const struct sesame_hasher *x = (const void *)h;
 	return x->init && x->fini && x->hash && x->verify && x->identify && x->needs_rehash;
