@@ -2,7 +2,8 @@
  * http.c: the worker's HTTP server.
  *
  * evhttp accepts on the worker's slot sockets with every limit set (body, headers, timeouts).
- * Each request gets a struct http_request; the built-in /healthz is answered here, an unknown
+ * Each request gets a struct http_request; the built-in /healthz is answered here, /readyz by
+ * the worker's readiness checks (ready.c) it was given, an unknown
  * path gets 404 and a known path with another method 405 with Allow, and everything else goes
  * to the dispatcher (the Lua layer), which replies through http_reply, now or after its
  * coroutine has waited on a job. Every reply, built-in or not, is JSON, carries X-Request-Id
@@ -68,6 +69,8 @@ struct http_server {
 	uint64_t last_activity_ns;
 	bool draining;
 	http_drained_fn drained;
+	http_ready_fn ready;
+	void *ready_arg;
 	void *drained_arg;
 	struct event *drain_timer;
 	struct event *resume_accept; /* accepting paused: out of file descriptors */
@@ -373,6 +376,11 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		reply_literal(r, 200, "{\"result\":\"success\",\"status\":\"ok\"}");
 		return;
 	}
+	bool readyz = srv->ready != NULL && strcmp(r->path, "/readyz") == 0;
+	if (get && readyz) {
+		srv->ready(srv->ready_arg, r);
+		return;
+	}
 	char allow[128];
 	switch (router_match(srv->router, r->method, r->path, &r->route, &r->params, allow,
 			     sizeof(allow))) {
@@ -386,7 +394,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	case ROUTER_NO_PATH:
 		break;
 	}
-	if (strcmp(r->path, "/healthz") == 0) {
+	if (strcmp(r->path, "/healthz") == 0 || readyz) {
 		evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow", "GET, HEAD");
 		reply_literal(r, 405, "{\"result\":\"fail\",\"error\":\"method not allowed\"}");
 		return;
@@ -485,6 +493,12 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 fail:
 	http_server_free(srv);
 	return NULL;
+}
+
+void http_server_set_ready(struct http_server *srv, http_ready_fn ready, void *arg)
+{
+	srv->ready = ready;
+	srv->ready_arg = arg;
 }
 
 void http_server_free(struct http_server *srv)

@@ -34,11 +34,16 @@ struct http_request {
 typedef void (*http_dispatch_fn)(void *arg, struct http_request *r);
 /* Called once a draining server has no request left. */
 typedef void (*http_drained_fn)(void *arg);
+/* Answers GET /readyz, now or later. */
+typedef void (*http_ready_fn)(void *arg, struct http_request *r);
 
 struct http_server *http_server_new(const struct config *cfg, struct event_base *base,
 				    const int *fds, size_t nfds, const struct router *router,
 				    http_dispatch_fn dispatch, void *arg);
 void http_server_free(struct http_server *srv);
+
+/* Serves GET /readyz with ready (until set, /readyz is not found). */
+void http_server_set_ready(struct http_server *srv, http_ready_fn ready, void *arg);
 
 /* Stops accepting; answers what is in flight with "Connection: close"; calls drained after. */
 void http_server_drain(struct http_server *srv, http_drained_fn drained, void *arg);

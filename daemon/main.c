@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "clock.h"
 #include "config.h"
 #include "cycle.h"
 #include "log.h"
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	clock_init();
 	log_init(false);
 	raise_fd_limit();
 	if (sodium_init() < 0) {

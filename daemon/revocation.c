@@ -13,6 +13,9 @@
  * The ids revoked since T are asked for with T a little before the previous fetch began
  * (FETCH_OVERLAP_MS): a revocation written by another process with a time just before that
  * fetch, but committed just after it, is seen by the next one. Adding an id twice is harmless.
+ * Both times are the storage's clock (the database server's), never this host's: revocations
+ * are stamped by it and each fetch reports it, so a host whose clock runs ahead or behind
+ * neither misses other hosts' revocations nor hides its own.
  *
  * The set keeps a 128-bit keyed hash (SipHash) of each id, not the id: 24 bytes an entry
  * however long the id, and ids chosen by anyone cannot aim at one bucket. A false match would
@@ -238,11 +241,12 @@ static void each_revoked(void *ctx, const char *id, long long expires_at)
 static void fetch(struct revocation *rv)
 {
 	char err[LOG_ERR_MAX] = "";
-	long long start = clock_wall_ms();
-	/* Tokens are taken until exp + leeway: their revocations are kept as long. */
-	long long alive_at = start / 1000 - rv->cfg->jwt.leeway;
+	long long start = 0;
+	/* Tokens are taken until exp + leeway, by this host's clock as every token check is:
+	 * their revocations are kept as long. */
+	long long alive_at = clock_wall_ms() / 1000 - rv->cfg->jwt.leeway;
 	enum sesame_storage_result r = rv->st.fn->revoked_since(
-	    rv->st.state, rv->since_ms, alive_at, each_revoked, rv, err, sizeof(err));
+	    rv->st.state, rv->since_ms, alive_at, each_revoked, rv, &start, err, sizeof(err));
 	if (r == SESAME_STORAGE_OK) {
 		if (rv->failing)
 			log_info("revocation: the revoked token ids are fetched again");

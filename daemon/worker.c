@@ -29,6 +29,7 @@
 #include "lua_api.h"
 #include "plugin.h"
 #include "privs.h"
+#include "ready.h"
 #include "revocation.h"
 #include "scoreboard.h"
 
@@ -125,6 +126,7 @@ int worker_run(const struct worker_spec *spec)
 	struct jobs *jobs = NULL;
 	struct luaapi *api = NULL;
 	struct revocation *rv = NULL;
+	struct ready *rd = NULL;
 	struct config_errors errs = {0};
 	int status = 1;
 	bool storage_started = false;
@@ -170,12 +172,15 @@ int worker_run(const struct worker_spec *spec)
 		goto done;
 	}
 	luaapi_set_revocation(api, rv);
+	if ((rd = ready_new(cfg, jobs)) == NULL)
+		goto done;
 	w.srv = http_server_new(cfg, w.base, spec->fds, spec->nfds, luaapi_router(api),
 				luaapi_dispatch, api);
 	w.term_ev = evsignal_new(w.base, SIGTERM, on_term, &w);
 	if (w.srv == NULL || w.term_ev == NULL || evsignal_add(w.term_ev, NULL) != 0 ||
 	    start_heartbeat(&w) != 0)
 		goto done;
+	http_server_set_ready(w.srv, ready_answer, rd);
 
 	tell_ready(spec);
 	event_base_dispatch(w.base);
@@ -197,6 +202,7 @@ done:
 	if (w.beat_ev != NULL)
 		event_free(w.beat_ev);
 	http_server_free(w.srv);
+	ready_free(rd);
 	luaapi_free(api);
 	jobs_free(jobs);
 	revocation_stop(rv);

@@ -286,12 +286,13 @@ struct sesame_storage {
 	/*
 	 * Token state. Ids are at most SESAME_TOKEN_ID_MAX bytes and compared byte for byte.
 	 * Ends and expiries are Unix seconds: a revoked id's expiry may be 0 (never), a family's
-	 * end is always a time. The times of rotations and
-	 * revocations are the plugin's clock (CLOCK_REALTIME, Unix milliseconds), read once the
-	 * transaction holds its locks: a revocation's time must never be more than a few
+	 * end is always a time. The times of rotations and revocations are the store's own
+	 * clock (the database server's, Unix milliseconds), never the calling host's, read once
+	 * the transaction holds its locks: a revocation's time must never be more than a few
 	 * seconds older than its commit, since workers ask for the ids revoked since shortly
-	 * (10 s) before their previous look. Bound lock waits accordingly. Several sesamed
-	 * nodes sharing a store keep their clocks in step, as token expiry needs anyway.
+	 * (10 s) before the store's time at their previous look. Bound lock waits accordingly.
+	 * So a sesamed whose clock is off cannot hide its revocations from the other nodes, nor
+	 * miss theirs; token expiry still needs the nodes' clocks in step within jwt.leeway.
 	 */
 
 	/* Records a new family, its first refresh token current. CONFLICT when id exists. */
@@ -300,7 +301,7 @@ struct sesame_storage {
 	/*
 	 * Spends refresh token jti of family id, atomically. When jti is the family's current
 	 * token, next becomes current. When jti is the one current before it, replaced less
-	 * than grace_ms ago (two refreshes racing), the current one stays. Either way OK, with
+	 * than grace_ms ago by the store's clock (two refreshes racing), the current one stays. Either way OK, with
 	 * the current jti in current (SESAME_TOKEN_ID_MAX + 1 bytes) and the family's end in
 	 * *expires_at. Any other jti is a spent token presented again: in the same
 	 * transaction the family is revoked until revoke_until, as token_revoke(NULL, 0, id,
@@ -322,15 +323,18 @@ struct sesame_storage {
 						   long long family_until, char *err,
 						   size_t errlen);
 	/*
-	 * Calls each(ctx, id, expires_at) for every id revoked at since_ms or later whose
-	 * expiry is 0 or alive_at or later. Each worker of each sesamed asks this every
-	 * jwt.revocation_refresh: it must be cheap (an index on the revocation time).
+	 * Calls each(ctx, id, expires_at) for every id revoked at since_ms or later (the
+	 * store's clock) whose expiry is 0 or alive_at or later, and sets *now_ms to the
+	 * store's time read before the ids: the caller's next since_ms derives from it, never
+	 * from its own clock. since_ms is -1 for every id. Each worker of each sesamed asks
+	 * this every jwt.revocation_refresh: it must be cheap (an index on the revocation time).
 	 */
 	enum sesame_storage_result (*revoked_since)(void *state, long long since_ms,
 						    long long alive_at,
 						    void (*each)(void *ctx, const char *id,
 								 long long expires_at),
-						    void *ctx, char *err, size_t errlen);
+						    void *ctx, long long *now_ms, char *err,
+						    size_t errlen);
 	/*
 	 * Log out everywhere: revokes, in one transaction and until until, every family of
 	 * subject that is neither revoked nor ended, calling each(ctx, id) for each of them
@@ -369,6 +373,11 @@ struct sesame_storage {
 	/* A successful log-in: forgets the account's failures. */
 	enum sesame_storage_result (*failure_reset)(void *state, const char *account, char *err,
 						    size_t errlen);
+	/*
+	 * Does the store answer? A cheap round trip (GET /readyz asks it about once a second
+	 * per worker): OK, or UNAVAILABLE with the reason in err.
+	 */
+	enum sesame_storage_result (*ping)(void *state, char *err, size_t errlen);
 };
 
 #ifdef __cplusplus

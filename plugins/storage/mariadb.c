@@ -13,6 +13,9 @@
  * locked FOR UPDATE first (two rotations, or a rotation and a logout, of one family wait for
  * each other), then the time read, then the writes, whose lock waits are bounded to 5 s: a
  * revocation's time is never much older than its commit, which the workers' fetches need.
+ * Every such time is the database server's (UTC_TIMESTAMP, whatever the session's time
+ * zone), never this host's: nodes whose clocks disagree still agree on the order of
+ * revocations and fetches.
  * Failed log-ins per account are one statement each, on the server's clock (NOW(3)), so that
  * every node counts the same guesses whatever its own clock says.
  *
@@ -28,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct migration {
 	int version;
@@ -414,9 +416,12 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 
 /* ---- token state ---- */
 
+/* The database server's time, Unix milliseconds; UTC, so no time zone can make it ambiguous. */
+#define NOW_MS_SQL "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)"
+#define NOW_SQL	   "SELECT " NOW_MS_SQL
 #define FAMILY_INSERT_SQL                                                                          \
 	"INSERT INTO `sesame_refresh_families` (`id`, `subject`, `current_jti`, `rotated_at`, "    \
-	"`expires_at`) VALUES (?, ?, ?, ?, ?)"
+	"`expires_at`) VALUES (?, ?, ?, " NOW_MS_SQL ", ?)"
 #define FAMILY_GET_SQL                                                                             \
 	"SELECT `current_jti`, `previous_jti`, `rotated_at`, `expires_at`, `revoked_at` FROM "     \
 	"`sesame_refresh_families` WHERE `id` = ? FOR UPDATE"
@@ -444,11 +449,10 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 	"DELETE FROM `sesame_revoked_tokens` WHERE `expires_at` <> 0 AND `expires_at` < ?"
 #define SUBJECT_FAMILIES_SQL                                                                       \
 	"SELECT `id` FROM `sesame_refresh_families` WHERE `subject` = ? AND `revoked_at` IS "      \
-	"NULL AND `expires_at` * 1000 > ? FOR UPDATE"
+	"NULL AND `expires_at` * 1000 > " NOW_MS_SQL " FOR UPDATE"
 #define PURGE_FAMILIES_SQL "DELETE FROM `sesame_refresh_families` WHERE `expires_at` < ?"
 /* The server's clock, Unix milliseconds: every node counts failures on the same one. */
-#define SERVER_MS "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
-#define PURGE_FAILURES_SQL "DELETE FROM `sesame_login_failures` WHERE `tat` < " SERVER_MS
+#define PURGE_FAILURES_SQL "DELETE FROM `sesame_login_failures` WHERE `tat` < " NOW_MS_SQL
 
 static void bind_long(MYSQL_BIND *b, long long *v)
 {
@@ -488,12 +492,24 @@ static enum sesame_storage_result execute_only(struct store *s, MYSQL *conn, con
 	return r;
 }
 
-/* The plugin's clock, Unix milliseconds: read once a transaction holds its locks. */
-static long long clock_ms(void)
+/*
+ * The database server's time in *now_ms, Unix milliseconds: read once a transaction holds its
+ * locks. On failure the connection is given back.
+ */
+static enum sesame_storage_result server_now(struct store *s, MYSQL *conn, long long *now_ms,
+					     char *err, size_t errlen)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	MYSQL_BIND res;
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	MYSQL_STMT *stmt = execute(s, conn, NOW_SQL, NULL, &r, err, errlen);
+	if (stmt == NULL)
+		return r;
+	bind_long(&res, now_ms);
+	if (mysql_stmt_bind_result(stmt, &res) != 0 || mysql_stmt_fetch(stmt) != 0)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	mysql_stmt_free_result(stmt);
+	mysql_stmt_reset(stmt);
+	return SESAME_STORAGE_OK;
 }
 
 static enum sesame_storage_result family_create_once(void *state, const struct sesame_family *f,
@@ -503,14 +519,13 @@ static enum sesame_storage_result family_create_once(void *state, const struct s
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
-	MYSQL_BIND p[5];
+	MYSQL_BIND p[4];
 	unsigned long lens[3];
-	long long expires_at = f->expires_at, now_ms = clock_ms();
+	long long expires_at = f->expires_at;
 	bind_string(&p[0], f->id, &lens[0]);
 	bind_string(&p[1], f->subject, &lens[1]);
 	bind_string(&p[2], f->jti, &lens[2]);
-	bind_long(&p[3], &now_ms);
-	bind_long(&p[4], &expires_at);
+	bind_long(&p[3], &expires_at);
 	enum sesame_storage_result r = execute_only(s, conn, FAMILY_INSERT_SQL, p, err, errlen);
 	if (r == SESAME_STORAGE_OK)
 		s->db->release(conn, false);
@@ -551,8 +566,9 @@ static enum sesame_storage_result revoke_in(struct store *s, MYSQL *conn, const 
 		mysql_stmt_free_result(stmt);
 		mysql_stmt_reset(stmt);
 	}
-	long long now_ms = clock_ms();
-	if (jti != NULL)
+	long long now_ms = 0;
+	r = server_now(s, conn, &now_ms, err, errlen);
+	if (r == SESAME_STORAGE_OK && jti != NULL)
 		r = revoke_id(s, conn, jti, jti_until, now_ms, err, errlen);
 	if (r == SESAME_STORAGE_OK && family != NULL)
 		r = revoke_id(s, conn, family, family_until, now_ms, err, errlen);
@@ -652,7 +668,11 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 	*expires_at = row.expires_at;
 	if (r == SESAME_STORAGE_NOT_FOUND)
 		return commit(s, conn, r, err, errlen);
-	long long now_ms = clock_ms(), since = now_ms - row.rotated_at;
+	long long now_ms = 0;
+	r = server_now(s, conn, &now_ms, err, errlen);
+	if (r != SESAME_STORAGE_OK)
+		return r;
+	long long since = now_ms - row.rotated_at;
 	if (!row.nulls[4] || row.expires_at * 1000 <= now_ms)
 		return commit(s, conn, SESAME_STORAGE_REVOKED, err, errlen);
 	if (strcmp(jti, row.current) == 0) {
@@ -690,14 +710,17 @@ static enum sesame_storage_result revoke_once(struct store *s, const char *jti, 
 
 static enum sesame_storage_result
 since_once(struct store *s, long long since_ms, long long alive_at,
-	   void (*each)(void *ctx, const char *id, long long expires_at), void *ctx, char *err,
-	   size_t errlen)
+	   void (*each)(void *ctx, const char *id, long long expires_at), void *ctx,
+	   long long *now_ms, char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_BIND p[2], res[2];
-	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	/* The time first: a revocation committed after the ids are read is stamped after it. */
+	enum sesame_storage_result r = server_now(s, conn, now_ms, err, errlen);
+	if (r != SESAME_STORAGE_OK)
+		return r;
 	bind_long(&p[0], &since_ms);
 	bind_long(&p[1], &alive_at);
 	MYSQL_STMT *stmt = execute(s, conn, REVOKED_SINCE_SQL, p, &r, err, errlen);
@@ -752,17 +775,15 @@ static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
 						   char (**ids)[SESAME_TOKEN_ID_MAX + 1], size_t *n,
 						   char *err, size_t errlen)
 {
-	MYSQL_BIND p[2], res;
+	MYSQL_BIND p, res;
 	unsigned long plen, len = 0;
-	long long now = clock_ms();
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
 	char id[SESAME_TOKEN_ID_MAX + 1];
 	size_t cap = 0;
 	*ids = NULL;
 	*n = 0;
-	bind_string(&p[0], subject, &plen);
-	bind_long(&p[1], &now);
-	MYSQL_STMT *stmt = execute(s, conn, SUBJECT_FAMILIES_SQL, p, &r, err, errlen);
+	bind_string(&p, subject, &plen);
+	MYSQL_STMT *stmt = execute(s, conn, SUBJECT_FAMILIES_SQL, &p, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
 	memset(&res, 0, sizeof(res));
@@ -870,12 +891,15 @@ static enum sesame_storage_result token_revoke(void *state, const char *jti, lon
 static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long alive_at,
 						void (*each)(void *ctx, const char *id,
 							     long long expires_at),
-						void *ctx, char *err, size_t errlen)
+						void *ctx, long long *now_ms, char *err,
+						size_t errlen)
 {
 	last_code = 0;
 	enum sesame_storage_result r =
-	    since_once(state, since_ms, alive_at, each, ctx, err, errlen);
-	return again(r, true) ? since_once(state, since_ms, alive_at, each, ctx, err, errlen) : r;
+	    since_once(state, since_ms, alive_at, each, ctx, now_ms, err, errlen);
+	if (again(r, true))
+		r = since_once(state, since_ms, alive_at, each, ctx, now_ms, err, errlen);
+	return r;
 }
 
 static enum sesame_storage_result token_purge(void *state, long long before, char *err,
@@ -889,13 +913,13 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 /* ---- failed log-ins ---- */
 
 #define FAILURE_CHECK_SQL                                                                          \
-	"SELECT GREATEST(`tat` - " SERVER_MS " + ? - ?, 0) FROM `sesame_login_failures` WHERE "    \
+	"SELECT GREATEST(`tat` - " NOW_MS_SQL " + ? - ?, 0) FROM `sesame_login_failures` WHERE "    \
 	"`account` = ?"
 /* One statement, so two nodes recording at once both count: the row lock orders them. */
 #define FAILURE_RECORD_SQL                                                                         \
 	"SET STATEMENT innodb_lock_wait_timeout = 5 FOR INSERT INTO `sesame_login_failures` "      \
-	"(`account`, `tat`) VALUES (?, " SERVER_MS " + ?) ON DUPLICATE KEY UPDATE `tat` = "        \
-	"LEAST(GREATEST(`tat`, " SERVER_MS ") + ?, " SERVER_MS " + ?)"
+	"(`account`, `tat`) VALUES (?, " NOW_MS_SQL " + ?) ON DUPLICATE KEY UPDATE `tat` = "        \
+	"LEAST(GREATEST(`tat`, " NOW_MS_SQL ") + ?, " NOW_MS_SQL " + ?)"
 #define FAILURE_RESET_SQL "DELETE FROM `sesame_login_failures` WHERE `account` = ?"
 
 static enum sesame_storage_result check_once(struct store *s, const char *account,
@@ -995,6 +1019,24 @@ static enum sesame_storage_result failure_reset(void *state, const char *account
 	return again(r, true) ? reset_once(state, account, err, errlen) : r;
 }
 
+static enum sesame_storage_result ping_once(struct store *s, char *err, size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	if (mysql_ping(conn) != 0)
+		return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+	s->db->release(conn, false);
+	return SESAME_STORAGE_OK;
+}
+
+static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = ping_once(state, err, errlen);
+	return again(r, true) ? ping_once(state, err, errlen) : r;
+}
+
 SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
 		      .worker_start = worker_start, .worker_stop = worker_stop,
 		      .user_create = user_create, .user_find = user_find,
@@ -1002,4 +1044,5 @@ SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .mi
 		      .family_rotate = family_rotate, .token_revoke = token_revoke,
 		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
 		      .token_purge = token_purge, .failure_check = failure_check,
-		      .failure_record = failure_record, .failure_reset = failure_reset);
+		      .failure_record = failure_record, .failure_reset = failure_reset,
+		      .ping = ping);

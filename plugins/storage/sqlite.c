@@ -23,6 +23,7 @@
  * IMMEDIATE, which takes the write lock first (waiting up to the busy timeout); the time is
  * read after, so a revocation's time is never older than its commit by more than the writes.
  * Failed log-ins per account are one statement each, on SQLite's own clock.
+ * The time is SQLite's own ('now'): the store's clock, as the MariaDB store's is its server's.
  */
 #include <sesame/plugin.h>
 
@@ -35,7 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 struct migration {
@@ -71,6 +71,8 @@ enum {
 	FAILURE_RECORD,
 	FAILURE_RESET,
 	PURGE_FAILURES,
+	NOW,
+	PING,
 	STATEMENTS
 };
 
@@ -113,6 +115,10 @@ static const char *const token_sql[STATEMENTS] = {
 		       "\"tat\" = MIN(MAX(\"tat\", " SQLITE_MS ") + ?2, " SQLITE_MS " + ?3)",
     [FAILURE_RESET] = "DELETE FROM \"sesame_login_failures\" WHERE \"account\" = ?1",
     [PURGE_FAILURES] = "DELETE FROM \"sesame_login_failures\" WHERE \"tat\" < " SQLITE_MS,
+    /* Unix milliseconds: julianday counts days from noon, 24 November 4714 BC. */
+    [NOW] = "SELECT " SQLITE_MS,
+    /* Reads the schema from the file: a file gone or unreadable fails here. */
+    [PING] = "SELECT count(*) FROM \"sqlite_master\"",
 };
 
 struct conn {
@@ -685,12 +691,20 @@ static int run_stmt(const struct store *s, struct conn *c, int which,
 	return rc;
 }
 
-/* The plugin's clock, Unix milliseconds: read once a transaction holds the write lock. */
-static long long clock_ms(void)
+/* SQLite's clock in *now_ms, Unix milliseconds: read once a transaction holds the write lock.
+ * 0, or the failing result code. */
+static int store_now(const struct store *s, struct conn *c, long long *now_ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	sqlite3_stmt *st = statement(s, c, NOW);
+	if (st == NULL)
+		return sqlite3_extended_errcode(c->db);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*now_ms = sqlite3_column_int64(st, 0);
+		rc = sqlite3_step(st);
+	}
+	done_with(st);
+	return rc == SQLITE_DONE ? 0 : rc;
 }
 
 struct family_args {
@@ -743,9 +757,11 @@ static enum sesame_storage_result family_create(void *state, const struct sesame
 	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
-	struct family_args a = {.f = f, .now_ms = clock_ms()};
+	struct family_args a = {.f = f};
 	struct conn *c = acquire(s->pool);
-	int rc = run_stmt(s, c, FAMILY_INSERT, bind_family_insert, &a);
+	int rc = store_now(s, c, &a.now_ms);
+	if (rc == 0)
+		rc = run_stmt(s, c, FAMILY_INSERT, bind_family_insert, &a);
 	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
 	release(s->pool, c);
 	return r;
@@ -756,10 +772,12 @@ static enum sesame_storage_result family_create(void *state, const struct sesame
 static int revoke_in(const struct store *s, struct conn *c, const char *jti, long long jti_until,
 		     const char *family, long long family_until)
 {
-	long long now = clock_ms();
+	long long now = 0;
+	int rc = store_now(s, c, &now);
 	struct family_args j = {.id = jti, .now_ms = now, .until = jti_until};
 	struct family_args f = {.id = family, .now_ms = now, .until = family_until};
-	int rc = jti != NULL ? run_stmt(s, c, REVOKE, bind_revoke, &j) : 0;
+	if (rc == 0 && jti != NULL)
+		rc = run_stmt(s, c, REVOKE, bind_revoke, &j);
 	if (rc == 0 && family != NULL)
 		rc = run_stmt(s, c, REVOKE, bind_revoke, &f);
 	if (rc == 0 && family != NULL)
@@ -831,10 +849,13 @@ static enum sesame_storage_result family_rotate(void *state, const char *id, con
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
 	struct conn *c = acquire(s->pool);
 	int rc = begin(s, c);
+	long long now = 0;
 	if (rc == 0)
 		rc = read_family(s, c, id, &row);
+	if (rc == 0)
+		rc = store_now(s, c, &now);
 	if (rc == 0) {
-		long long now = clock_ms(), since = now - row.rotated_at;
+		long long since = now - row.rotated_at;
 		struct family_args a = {.id = id, .next = next, .now_ms = now};
 		*expires_at = row.expires_at;
 		if (!row.found) {
@@ -912,9 +933,12 @@ static enum sesame_storage_result subject_revoke(void *state, const char *subjec
 	char(*ids)[SESAME_TOKEN_ID_MAX + 1] = NULL;
 	size_t n = 0;
 	struct conn *c = acquire(s->pool);
+	long long now = 0;
 	int rc = begin(s, c);
 	if (rc == 0)
-		rc = subject_families(s, c, subject, clock_ms(), &ids, &n);
+		rc = store_now(s, c, &now);
+	if (rc == 0)
+		rc = subject_families(s, c, subject, now, &ids, &n);
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = revoke_in(s, c, NULL, 0, ids[i], until);
 	for (size_t i = 0; rc == 0 && i < n; i++)
@@ -928,14 +952,18 @@ static enum sesame_storage_result subject_revoke(void *state, const char *subjec
 static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long alive_at,
 						void (*each)(void *ctx, const char *id,
 							     long long expires_at),
-						void *ctx, char *err, size_t errlen)
+						void *ctx, long long *now_ms, char *err,
+						size_t errlen)
 {
 	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
 	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, REVOKED_SINCE);
-	int rc = sqlite3_extended_errcode(c->db);
+	/* The time first: a revocation committed after the ids are read is stamped after it. */
+	int rc = store_now(s, c, now_ms);
+	sqlite3_stmt *st = rc == 0 ? statement(s, c, REVOKED_SINCE) : NULL;
+	if (rc == 0)
+		rc = sqlite3_extended_errcode(c->db);
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, since_ms);
 		sqlite3_bind_int64(st, 2, alive_at);
@@ -1039,6 +1067,19 @@ static enum sesame_storage_result failure_reset(void *state, const char *account
 	return failure_run(state, FAILURE_RESET, &a, err, errlen);
 }
 
+static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct conn *c = acquire(s->pool);
+	int rc = run_stmt(s, c, PING, NULL, NULL);
+	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
+	release(s->pool, c);
+	return r;
+}
+
+
 SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
 		      .worker_start = worker_start, .worker_stop = worker_stop,
 		      .user_create = user_create, .user_find = user_find,
@@ -1046,4 +1087,5 @@ SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .mig
 		      .family_rotate = family_rotate, .token_revoke = token_revoke,
 		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
 		      .token_purge = token_purge, .failure_check = failure_check,
-		      .failure_record = failure_record, .failure_reset = failure_reset);
+		      .failure_record = failure_record, .failure_reset = failure_reset,
+		      .ping = ping);
