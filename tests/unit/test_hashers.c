@@ -1150,29 +1150,29 @@ static void test_argon2id_cost_limit(void **state)
 	assert_int_equal(argon2id->hash(dflt, "pw", 2, stored, sizeof(stored)), 0);
 	field(stored, 4, salt, sizeof(salt));
 
-	/* 4 GiB, a million passes, a thousand lanes: none is run. */
-	with_params(stored, "m=4194304,t=2,p=1", other, sizeof(other));
-	assert_refused_cost(argon2id, dflt, other, "memory is over the limit (m=4194304 KiB", salt);
-	with_params(stored, "m=19456,t=1000000,p=1", other, sizeof(other));
-	assert_refused_cost(argon2id, dflt, other, "iterations", salt);
-	with_params(stored, "m=19456,t=2,p=1000", other, sizeof(other));
-	assert_refused_cost(argon2id, dflt, other, "parallelism", salt);
-	with_params(stored, "m=18446744073709551615,t=2,p=1", other, sizeof(other));
-	assert_refused_cost(argon2id, dflt, other, "memory", salt);
-
-	/* The limits: 4 times the configured memory and passes, never under 100 MiB and 10. */
+	/* 4 GiB, a million passes, a thousand lanes, then just past each limit: 4 times the
+	 * configured memory and passes, never under 100 MiB and 10; 8 lanes. None is run. */
+	const struct {
+		void *st;
+		const char *params, *want;
+	} refused[] = {
+	    {dflt, "m=4194304,t=2,p=1", "memory is over the limit (m=4194304 KiB"},
+	    {dflt, "m=19456,t=1000000,p=1", "iterations"},
+	    {dflt, "m=19456,t=2,p=1000", "parallelism"},
+	    {dflt, "m=18446744073709551615,t=2,p=1", "memory"},
+	    {dflt, "m=102401,t=2,p=1", "memory"},
+	    {dflt, "m=19456,t=11,p=1", "iterations"},
+	    {dflt, "m=19456,t=2,p=9", "parallelism"},
+	    {mem, "m=262145,t=2,p=1", "memory"},
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		with_params(stored, refused[i].params, other, sizeof(other));
+		assert_refused_cost(argon2id, refused[i].st, other, refused[i].want, salt);
+	}
 	with_params(stored, "m=102400,t=10,p=8", other, sizeof(other));
 	assert_false(argon2id->needs_rehash(dflt, other));
-	with_params(stored, "m=102401,t=2,p=1", other, sizeof(other));
-	assert_refused_cost(argon2id, dflt, other, "memory", salt);
-	with_params(stored, "m=19456,t=11,p=1", other, sizeof(other));
-	assert_refused_cost(argon2id, dflt, other, "iterations", salt);
-	with_params(stored, "m=19456,t=2,p=9", other, sizeof(other));
-	assert_refused_cost(argon2id, dflt, other, "parallelism", salt);
 	with_params(stored, "m=262144,t=2,p=1", other, sizeof(other));
 	assert_false(argon2id->needs_rehash(mem, other));
-	with_params(stored, "m=262145,t=2,p=1", other, sizeof(other));
-	assert_refused_cost(argon2id, mem, other, "memory", salt);
 
 	/* Without "v=", libsodium would read the cost; sesame does not, and runs nothing. */
 	forget_warning();
