@@ -4,7 +4,11 @@
  * Hashing and verifying run on a job thread (the hasher plugins are slow by design): the
  * password is copied into the job, wiped when it is released, and the handler yields. A
  * verification with no stored hash, or one no accepted scheme reads, does the same work against
- * a dummy hash and refuses, so that an unknown user takes as long as a wrong password.
+ * a dummy hash and refuses, so that an unknown user takes as long as a wrong password. A
+ * failed verification against a cheaper hash (another scheme, or weaker settings) then also
+ * verifies against the dummy hash: a user on a legacy hash takes no less time than an unknown
+ * one. Sleeping until the dummy's measured time instead would tie up the job thread all the
+ * same, and a time measured once is only as good as the load it was measured under.
  * Validation is quick and runs on the loop.
  */
 #include "autoconfig.h"
@@ -22,7 +26,8 @@ struct hash_job {
 	const struct hasher *scheme; /* verify: the scheme new hashes use */
 	char *password;
 	size_t len;
-	char *stored; /* verify */
+	char *stored;		/* verify */
+	const char *dummy_hash; /* verify: the scheme's dummy, run too when stored is cheaper */
 	char out[512];
 	int rc;
 	bool rehash;
@@ -41,8 +46,11 @@ static void hash_run(struct job *job)
 	hj->rc = fn->verify(hj->hasher->state, hj->password, hj->len, hj->stored);
 	if (hj->dummy)
 		hj->rc = 0;
-	hj->rehash = hj->rc == 1 && (hj->scheme == NULL || hj->hasher->fn != hj->scheme->fn ||
-				     fn->needs_rehash(hj->hasher->state, hj->stored));
+	bool cheaper = hj->scheme == NULL || hj->hasher->fn != hj->scheme->fn ||
+		       fn->needs_rehash(hj->hasher->state, hj->stored);
+	hj->rehash = hj->rc == 1 && cheaper;
+	if (hj->rc != 1 && !hj->dummy && cheaper && hj->scheme != NULL && hj->dummy_hash != NULL)
+		hj->scheme->fn->verify(hj->scheme->state, hj->password, hj->len, hj->dummy_hash);
 }
 
 static int hash_push(struct luaapi_job *lj, lua_State *co)
@@ -65,6 +73,8 @@ static void hash_release(struct luaapi_job *lj)
 	if (hj->password != NULL)
 		sodium_memzero(hj->password, hj->len);
 	free(hj->password);
+	if (hj->stored != NULL)
+		sodium_memzero(hj->stored, strlen(hj->stored));
 	free(hj->stored);
 	sodium_memzero(hj->out, sizeof(hj->out));
 	free(hj);
@@ -120,6 +130,7 @@ static int l_verify(lua_State *L)
 	}
 	struct hash_job *hj = new_hash_job(L, h);
 	hj->scheme = plugins_scheme(p);
+	hj->dummy_hash = plugins_dummy_hash(p);
 	hj->dummy = dummy;
 	if ((hj->stored = strdup(stored)) == NULL) {
 		hash_release(&hj->lj);

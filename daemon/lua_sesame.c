@@ -31,21 +31,45 @@ static const char *const auth_modes[] = {"", "required", "optional", "refresh", 
 /* sesame.readfile(path): reads a whole file on a job thread. */
 struct readfile_job {
 	struct luaapi_job lj;
+	const char *dir; /* the configuration's folder: nothing outside it is read */
 	char *path;
 	char *data;
 	size_t len;
 	int err;
 };
 
+/*
+ * The file's real path when it lies below dir, symlinks resolved; NULL with errno set
+ * otherwise (EXDEV: outside it).
+ */
+static char *below(const char *dir, const char *path)
+{
+	char *real = realpath(path, NULL);
+	int err = errno;
+	char *top = real != NULL ? realpath(dir, NULL) : NULL;
+	if (real != NULL &&
+	    (top == NULL || strncmp(real, top, strlen(top)) != 0 || real[strlen(top)] != '/')) {
+		free(real);
+		real = NULL;
+		err = EXDEV;
+	}
+	free(top);
+	errno = err;
+	return real;
+}
+
 static void readfile_run(struct job *job)
 {
 	struct readfile_job *rj = (struct readfile_job *)job;
-	int fd = open(rj->path, O_RDONLY | O_CLOEXEC);
+	char *real = below(rj->dir, rj->path);
+	int fd = real != NULL ? open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
 	size_t cap = 0;
 	if (fd < 0) {
 		rj->err = errno;
+		free(real);
 		return;
 	}
+	free(real);
 	for (;;) {
 		if (rj->len == cap) {
 			/* One byte past the limit tells a file of exactly the limit from a longer
@@ -82,7 +106,8 @@ static int readfile_push(struct luaapi_job *lj, lua_State *co)
 	struct readfile_job *rj = (struct readfile_job *)lj;
 	if (rj->err != 0) {
 		lua_pushnil(co);
-		lua_pushstring(co, strerror(rj->err));
+		lua_pushstring(co, rj->err == EXDEV ? "outside the configuration folder"
+						    : strerror(rj->err));
 		return 2;
 	}
 	lua_pushlstring(co, rj->data != NULL ? rj->data : "", rj->len);
@@ -104,6 +129,7 @@ static int l_readfile(lua_State *L)
 	struct readfile_job *rj = calloc(1, sizeof(*rj));
 	if (rj == NULL)
 		return luaL_error(L, "out of memory");
+	rj->dir = api->cfg->dir;
 	rj->path = file_resolve(api->cfg->dir, path);
 	if (rj->path == NULL) {
 		free(rj);

@@ -16,6 +16,8 @@
 
 #include <lualib.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "lua_private.h"
@@ -66,6 +68,85 @@ static int l_load_text(lua_State *L)
 	return lua_gettop(L);
 }
 
+/* collectgarbage("count") only: the rest would let a script stop or retune the collector. */
+static int l_collectgarbage(lua_State *L)
+{
+	const char *opt = luaL_optstring(L, 1, "collect");
+	if (strcmp(opt, "count") != 0)
+		return luaL_error(L, "collectgarbage(\"%s\") is not allowed: only \"count\" is",
+				  opt);
+	lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT) +
+			      (lua_Number)lua_gc(L, LUA_GCCOUNTB) / 1024);
+	return 1;
+}
+
+/*
+ * require's one file searcher: Lua source only (mode "t"), found on the path the core set,
+ * kept as this function's upvalue, so that changing package.path reaches nothing else.
+ */
+static int search_source(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	const char *path = lua_tostring(L, lua_upvalueindex(1));
+	const char *file = luaL_gsub(L, name, ".", "/");
+	luaL_Buffer tried;
+	luaL_buffinit(L, &tried);
+	for (const char *t = path; *t != '\0';) {
+		const char *end = strchr(t, ';');
+		size_t len = end != NULL ? (size_t)(end - t) : strlen(t);
+		lua_pushlstring(L, t, len);
+		const char *candidate = luaL_gsub(L, lua_tostring(L, -1), "?", file);
+		if (access(candidate, R_OK) == 0) {
+			if (luaL_loadfilex(L, candidate, "t") != LUA_OK)
+				return luaL_error(L,
+						  "error loading module '%s' from file '%s':\n\t%s",
+						  name, candidate, lua_tostring(L, -1));
+			lua_pushstring(L, candidate);
+			return 2;
+		}
+		lua_pushfstring(L, "\n\tno file '%s'", candidate);
+		lua_remove(L, -2);
+		lua_remove(L, -2);
+		luaL_addvalue(&tried);
+		t += len + (end != NULL);
+	}
+	luaL_pushresult(&tried);
+	return 1;
+}
+
+/* Does routes[i] lie in a folder one of routes[0..i-1] lay in? */
+static bool folder_seen(char *const *routes, size_t i, size_t len)
+{
+	for (size_t j = 0; j < i; j++) {
+		const char *slash = strrchr(routes[j], '/');
+		if (slash != NULL && (size_t)(slash - routes[j]) == len &&
+		    strncmp(routes[j], routes[i], len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* package.path: each route script's folder and lua/ beside the configuration. */
+static void push_module_path(lua_State *L, const struct config *cfg)
+{
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const char *slash = strrchr(cfg->routes[i], '/');
+		size_t len = slash != NULL ? (size_t)(slash - cfg->routes[i]) : 0;
+		if (slash == NULL || folder_seen(cfg->routes, i, len))
+			continue;
+		lua_pushlstring(L, cfg->routes[i], len);
+		const char *dir = lua_tostring(L, -1);
+		lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+		lua_remove(L, -2);
+		luaL_addvalue(&b);
+	}
+	lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua", cfg->dir, cfg->dir);
+	luaL_addvalue(&b);
+	luaL_pushresult(&b);
+}
+
 /* Only what a route script needs: no io, no C modules, no loading files by hand. */
 static void open_libs(lua_State *L, const struct config *cfg)
 {
@@ -80,7 +161,7 @@ static void open_libs(lua_State *L, const struct config *cfg)
 	}
 	static const char *const drop_base[] = {"dofile", "loadfile", NULL};
 	static const char *const drop_os[] = {"execute", "exit",      "remove", "rename",
-					      "tmpname", "setlocale", NULL};
+					      "tmpname", "setlocale", "getenv", NULL};
 	for (const char *const *k = drop_base; *k != NULL; k++) {
 		lua_pushnil(L);
 		lua_setglobal(L, *k);
@@ -88,6 +169,13 @@ static void open_libs(lua_State *L, const struct config *cfg)
 	lua_getglobal(L, "load");
 	lua_pushcclosure(L, l_load_text, 1);
 	lua_setglobal(L, "load");
+	lua_pushcfunction(L, l_collectgarbage);
+	lua_setglobal(L, "collectgarbage");
+	/* Changed in place: package.loaded holds these very tables. */
+	lua_getglobal(L, "string");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "dump");
+	lua_pop(L, 1);
 	lua_getglobal(L, "os");
 	for (const char *const *k = drop_os; *k != NULL; k++) {
 		lua_pushnil(L);
@@ -95,20 +183,26 @@ static void open_libs(lua_State *L, const struct config *cfg)
 	}
 	lua_pop(L, 1);
 
-	/* require finds Lua modules beside the config, in lua/, and never loads C. */
+	/* require finds Lua source in the route folders and lua/, and never loads C. */
 	lua_getglobal(L, "package");
-	lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua", cfg->dir, cfg->dir);
-	lua_setfield(L, -2, "path");
-	lua_pushliteral(L, "");
-	lua_setfield(L, -2, "cpath");
-	lua_pushnil(L);
-	lua_setfield(L, -2, "loadlib");
-	lua_getfield(L, -1, "searchers");
+	push_module_path(L, cfg);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -3, "path");
+	lua_getfield(L, -2, "searchers");
+	lua_insert(L, -2);
+	lua_pushcclosure(L, search_source, 1);
+	lua_rawseti(L, -2, 2);
 	lua_pushnil(L);
 	lua_rawseti(L, -2, 4);
 	lua_pushnil(L);
 	lua_rawseti(L, -2, 3);
 	lua_pop(L, 1);
+	lua_pushliteral(L, "");
+	lua_setfield(L, -2, "cpath");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "loadlib");
+	lua_pushnil(L);
+	lua_setfield(L, -2, "searchpath");
 	lua_getfield(L, -1, "preload");
 	lua_pushcfunction(L, open_sesame);
 	lua_setfield(L, -2, "sesame");

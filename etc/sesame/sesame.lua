@@ -78,9 +78,10 @@ password = {
   scheme = "argon2id",
   accept = { "argon2id", "pbkdf2_sha256" },
   -- argon2id's cost: memory in KiB and iterations; OWASP's recommendation is the floor.
+  -- A stored hash asking for more than four times the cost is refused unrun (and logged).
   argon2id = { memory = 19456, iterations = 2 },
   -- passlib's pbkdf2_sha256, for hashes a Flask/passlib service stored; no fewer rounds than
-  -- passlib's 29000.
+  -- passlib's 29000 (and, in a stored hash, no more than four times these, or a million).
   pbkdf2_sha256 = { rounds = 600000 },
   -- Passwords are counted in characters (code points) and never truncated.
   min_length = 8,

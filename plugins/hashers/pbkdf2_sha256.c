@@ -7,6 +7,11 @@
  * of the password. New hashes use a 16-byte salt and password.pbkdf2_sha256.rounds (600000 by
  * default, as OWASP recommends; no fewer than passlib's default of 29000). A stored hash with
  * fewer rounds than configured needs a rehash.
+ *
+ * A stored hash names its own rounds, and a row written by anyone else could ask for two
+ * billion of them: a hash asking for more than MAX_ROUNDS_FACTOR times the configured rounds
+ * (never less than MAX_ROUNDS_FLOOR, above passlib's and OWASP's defaults) is refused without
+ * being run, and the refusal logged with its rounds.
  */
 #include <sesame/plugin.h>
 
@@ -21,8 +26,12 @@
 #define CHECKSUM_BYTES 32
 #define MAX_SALT_BYTES 1024
 
+#define MAX_ROUNDS_FACTOR 4
+#define MAX_ROUNDS_FLOOR  1000000UL
+
 struct pbkdf2 {
 	unsigned long rounds;
+	unsigned long max_rounds; /* the most a stored hash may ask for */
 	const struct sesame_host *host;
 };
 
@@ -43,6 +52,9 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	}
 	if (rc == SESAME_CONFIG_OK)
 		p->rounds = (unsigned long)v;
+	p->max_rounds = p->rounds * MAX_ROUNDS_FACTOR;
+	if (p->max_rounds < MAX_ROUNDS_FLOOR)
+		p->max_rounds = MAX_ROUNDS_FLOOR;
 	*state = p;
 	return 0;
 }
@@ -128,11 +140,19 @@ static int parse(const char *stored, unsigned long *rounds, unsigned char *salt,
 
 static int verify(void *state, const char *password, size_t len, const char *stored)
 {
+	const struct pbkdf2 *p = state;
 	unsigned char salt[MAX_SALT_BYTES], want[CHECKSUM_BYTES], got[CHECKSUM_BYTES];
 	unsigned long rounds;
 	size_t saltlen;
-	if (len > 0x7fffffff || parse(stored, &rounds, salt, &saltlen, want) != 0 ||
-	    derive(password, len, salt, saltlen, rounds, got) != 0)
+	if (len > 0x7fffffff || parse(stored, &rounds, salt, &saltlen, want) != 0)
+		return 0;
+	if (rounds > p->max_rounds) {
+		p->host->log(p->host, SESAME_LOG_WARN,
+			     "stored hash refused: rounds %lu is over the limit of %lu", rounds,
+			     p->max_rounds);
+		return 0;
+	}
+	if (derive(password, len, salt, saltlen, rounds, got) != 0)
 		return 0;
 	int ok = sodium_memcmp(want, got, CHECKSUM_BYTES) == 0;
 	sodium_memzero(got, sizeof(got));
@@ -145,7 +165,8 @@ static bool needs_rehash(void *state, const char *stored)
 	unsigned char salt[MAX_SALT_BYTES], sum[CHECKSUM_BYTES];
 	unsigned long rounds;
 	size_t saltlen;
-	return parse(stored, &rounds, salt, &saltlen, sum) != 0 || rounds < p->rounds;
+	return parse(stored, &rounds, salt, &saltlen, sum) != 0 || rounds < p->rounds ||
+	       rounds > p->max_rounds;
 }
 
 SESAME_HASHER_PLUGIN("pbkdf2_sha256", PLUGIN_VERSION, .init = init, .fini = fini, .hash = hash,

@@ -266,11 +266,11 @@ def test_empty_arrays_and_null(app):
                                         "nothing": None}
 
 
-def test_readfile_runs_on_a_job_thread(app, tmp_path):
-    f = tmp_path / "data.txt"
+def test_readfile_runs_on_a_job_thread(app):
+    f = app.dir / "data.txt"
     f.write_text("hello file")
     assert app.get("/file", params={"path": str(f)}).json()["data"] == "hello file"
-    r = app.get("/file", params={"path": str(tmp_path / "missing")})
+    r = app.get("/file", params={"path": str(app.dir / "missing")})
     assert r.status_code == 404
     assert r.json()["error"] == "No such file or directory"
 

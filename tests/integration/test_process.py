@@ -102,7 +102,7 @@ def test_killed_worker_is_replaced(sesamed):
 
 def test_worker_death_names_the_route(sesamed, tmp_path):
     s = sesamed(routes=WAIT, workers=1)
-    fifo = tmp_path / "fifo"
+    fifo = s.dir / "fifo"  # sesame.readfile reads below the configuration folder only
     os.mkfifo(fifo)
     t, result = start_waiting(s, fifo)
     writer = wait_reader(fifo)
@@ -127,7 +127,7 @@ def test_crash_looping_worker_backs_off(sesamed):
 
 def test_loop_answers_while_a_job_waits(sesamed, tmp_path):
     s = sesamed(routes=WAIT, workers=1)
-    fifo = tmp_path / "fifo"
+    fifo = s.dir / "fifo"  # sesame.readfile reads below the configuration folder only
     os.mkfifo(fifo)
     t, result = start_waiting(s, fifo)
     writer = wait_reader(fifo)
@@ -143,7 +143,7 @@ def test_loop_answers_while_a_job_waits(sesamed, tmp_path):
 
 def test_sigterm_lets_a_waiting_request_finish(sesamed, tmp_path):
     s = sesamed(routes=WAIT, workers=1)
-    fifo = tmp_path / "fifo"
+    fifo = s.dir / "fifo"  # sesame.readfile reads below the configuration folder only
     os.mkfifo(fifo)
     t, result = start_waiting(s, fifo)
     writer = wait_reader(fifo)
@@ -172,7 +172,7 @@ def test_shutdown_timeout_bounds_the_wait(sesamed, tmp_path):
     s.write_config("shutdown_timeout = 1,", workers=1)
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
-    fifo = tmp_path / "fifo"
+    fifo = s.dir / "fifo"  # sesame.readfile reads below the configuration folder only
     os.mkfifo(fifo)
     t, result = start_waiting(s, fifo)
     writer = wait_reader(fifo)
@@ -337,7 +337,7 @@ def test_detached_start_with_a_relative_config_reloads(sesamed):
 
 def test_handler_timeout_answers_503_while_the_job_waits(sesamed, tmp_path):
     s = sesamed("handler_timeout = 1,", routes=WAIT, workers=1)
-    fifo = tmp_path / "fifo"
+    fifo = s.dir / "fifo"  # sesame.readfile reads below the configuration folder only
     os.mkfifo(fifo)
     started = time.monotonic()
     r = s.get("/wait", params={"fifo": str(fifo)})
@@ -347,7 +347,7 @@ def test_handler_timeout_answers_503_while_the_job_waits(sesamed, tmp_path):
     s.wait_log("did not finish within server.handler_timeout")
     feed(fifo, "late")
     assert wait_for(lambda: s.get("/version").json() == {"version": 1})
-    fifo2 = tmp_path / "fifo2"
+    fifo2 = s.dir / "fifo2"
     os.mkfifo(fifo2)
     t, result = start_waiting(s, fifo2)
     writer = wait_reader(fifo2)

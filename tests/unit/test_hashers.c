@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef TEST_PYTHON3
@@ -68,18 +69,34 @@ struct sesame_config {
 
 static int urandom_fd = -1;
 
+/* The plugins' last warning, for the tests that expect one. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_warning[512];
+
 static void host_log(const struct sesame_host *host, enum sesame_log_level level, const char *fmt,
 		     ...) __attribute__((format(printf, 3, 4)));
 static void host_log(const struct sesame_host *host, enum sesame_log_level level, const char *fmt,
 		     ...)
 {
 	va_list ap;
+	char msg[512];
 	(void)host;
-	fprintf(stderr, "plugin log (level %d): ", (int)level);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "plugin log (level %d): %s\n", (int)level, msg);
+	if (level == SESAME_LOG_WARN) {
+		pthread_mutex_lock(&log_lock);
+		memcpy(last_warning, msg, sizeof(msg));
+		pthread_mutex_unlock(&log_lock);
+	}
+}
+
+static void forget_warning(void)
+{
+	pthread_mutex_lock(&log_lock);
+	last_warning[0] = '\0';
+	pthread_mutex_unlock(&log_lock);
 }
 
 static void config_error(struct sesame_config *cfg, const char *key, const char *fmt, ...)
@@ -810,6 +827,72 @@ static void test_pbkdf2_init_limits(void **state)
 	assert_false(refuses(pbkdf2, ok));
 }
 
+/* Seconds on the monotonic clock. */
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * stored is refused at once (a real run would take minutes or more), with a warning that
+ * names want and never the stored string's salt or checksum.
+ */
+static void assert_refused_cost(const struct sesame_hasher *h, void *st, const char *stored,
+				const char *want, const char *secret)
+{
+	forget_warning();
+	double started = now();
+	assert_int_equal(h->verify(st, "pw", 2, stored), 0);
+	if (now() - started > 2.0)
+		fail_msg("%s: refusing %s took %.1f s", h->header.name, stored, now() - started);
+	if (strstr(last_warning, want) == NULL)
+		fail_msg("%s: no warning naming '%s' for %s (got '%s')", h->header.name, want,
+			 stored, last_warning);
+	assert_null(strstr(last_warning, secret));
+	assert_true(h->needs_rehash(st, stored));
+}
+
+static void test_pbkdf2_cost_limit(void **state)
+{
+	(void)state;
+	const struct setting r29000[] = {INTEGER("rounds", 29000)};
+	const struct setting r500000[] = {INTEGER("rounds", 500000)};
+	void *lo = start(pbkdf2, r29000, 1), *hi = start(pbkdf2, r500000, 1);
+	void *dflt = start(pbkdf2, NULL, 0);
+	char stored[HASH_MAX], other[HASH_MAX], salt[64];
+	assert_int_equal(pbkdf2->hash(lo, "pw", 2, stored, sizeof(stored)), 0);
+	field(stored, 3, salt, sizeof(salt));
+
+	/* Two billion rounds: the most parse() reads, hours of work. */
+	with_rounds(stored, "2000000000", other, sizeof(other));
+	assert_refused_cost(pbkdf2, dflt, other, "rounds 2000000000", salt);
+	assert_refused_cost(pbkdf2, lo, other, "rounds 2000000000", salt);
+	assert_string_equal(strstr(last_warning, "limit of "), "limit of 1000000");
+
+	/* Four times the configured rounds, never under a million. */
+	with_rounds(stored, "2400000", other, sizeof(other));
+	assert_false(pbkdf2->needs_rehash(dflt, other));
+	with_rounds(stored, "2400001", other, sizeof(other));
+	assert_refused_cost(pbkdf2, dflt, other, "rounds 2400001", salt);
+	with_rounds(stored, "2000000", other, sizeof(other));
+	assert_false(pbkdf2->needs_rehash(hi, other));
+	with_rounds(stored, "2000001", other, sizeof(other));
+	assert_refused_cost(pbkdf2, hi, other, "rounds 2000001", salt);
+	with_rounds(stored, "1000001", other, sizeof(other));
+	assert_refused_cost(pbkdf2, lo, other, "rounds 1000001", salt);
+
+	/* passlib's default rounds, and a hash at the limit, still verify everywhere. */
+	assert_verifies(pbkdf2, dflt, "pw", stored);
+	assert_verifies(pbkdf2, hi, "pw", stored);
+	assert_int_equal(pbkdf2->hash(hi, "pw", 2, other, sizeof(other)), 0);
+	assert_verifies(pbkdf2, lo, "pw", other);
+	pbkdf2->fini(lo);
+	pbkdf2->fini(hi);
+	pbkdf2->fini(dflt);
+}
+
 static void test_pbkdf2_threads(void **state)
 {
 	(void)state;
@@ -1050,6 +1133,65 @@ static void test_argon2id_libsodium(void **state)
 	argon2id->fini(st);
 }
 
+/* stored with its "m=M,t=T,p=P" replaced by params. */
+static void with_params(const char *stored, const char *params, char *out, size_t outlen)
+{
+	const char *rest = strchr(stored + strlen("$argon2id$v=19$"), '$');
+	assert_non_null(rest);
+	assert_true((size_t)snprintf(out, outlen, "$argon2id$v=19$%s%s", params, rest) < outlen);
+}
+
+static void test_argon2id_cost_limit(void **state)
+{
+	(void)state;
+	const struct setting more_memory[] = {INTEGER("memory", 65536)};
+	void *dflt = start(argon2id, NULL, 0), *mem = start(argon2id, more_memory, 1);
+	char stored[HASH_MAX], other[HASH_MAX], salt[64], theirs[crypto_pwhash_STRBYTES];
+	assert_int_equal(argon2id->hash(dflt, "pw", 2, stored, sizeof(stored)), 0);
+	field(stored, 4, salt, sizeof(salt));
+
+	/* 4 GiB, a million passes, a thousand lanes, then just past each limit: 4 times the
+	 * configured memory and passes, never under 100 MiB and 10; 8 lanes. None is run. */
+	const struct {
+		void *st;
+		const char *params, *want;
+	} refused[] = {
+	    {dflt, "m=4194304,t=2,p=1", "memory is over the limit (m=4194304 KiB"},
+	    {dflt, "m=19456,t=1000000,p=1", "iterations"},
+	    {dflt, "m=19456,t=2,p=1000", "parallelism"},
+	    {dflt, "m=18446744073709551615,t=2,p=1", "memory"},
+	    {dflt, "m=102401,t=2,p=1", "memory"},
+	    {dflt, "m=19456,t=11,p=1", "iterations"},
+	    {dflt, "m=19456,t=2,p=9", "parallelism"},
+	    {mem, "m=262145,t=2,p=1", "memory"},
+	};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		with_params(stored, refused[i].params, other, sizeof(other));
+		assert_refused_cost(argon2id, refused[i].st, other, refused[i].want, salt);
+	}
+	with_params(stored, "m=102400,t=10,p=8", other, sizeof(other));
+	assert_false(argon2id->needs_rehash(dflt, other));
+	with_params(stored, "m=262144,t=2,p=1", other, sizeof(other));
+	assert_false(argon2id->needs_rehash(mem, other));
+
+	/* Without "v=", libsodium would read the cost; sesame does not, and runs nothing. */
+	forget_warning();
+	snprintf(other, sizeof(other), "$argon2id$m=4194304,t=2,p=1%s",
+		 strchr(stored + strlen("$argon2id$v=19$"), '$'));
+	assert_int_equal(argon2id->verify(dflt, "pw", 2, other), 0);
+	assert_true(argon2id->needs_rehash(dflt, other));
+
+	/* The libraries' usual settings, dearer than configured, verify. */
+	assert_int_equal(
+	    crypto_pwhash_str_alg(theirs, "pw", 2, 3, 65536 * 1024, crypto_pwhash_ALG_ARGON2ID13),
+	    0);
+	assert_verifies(argon2id, dflt, "pw", theirs);
+	assert_false(argon2id->needs_rehash(dflt, theirs));
+	assert_verifies(argon2id, dflt, "pw", stored);
+	argon2id->fini(dflt);
+	argon2id->fini(mem);
+}
+
 static void test_argon2id_threads(void **state)
 {
 	(void)state;
@@ -1096,6 +1238,7 @@ int main(void)
 	    cmocka_unit_test(test_pbkdf2_identify),
 	    cmocka_unit_test(test_pbkdf2_needs_rehash),
 	    cmocka_unit_test(test_pbkdf2_init_limits),
+	    cmocka_unit_test(test_pbkdf2_cost_limit),
 	    cmocka_unit_test(test_pbkdf2_threads),
 	    cmocka_unit_test(test_argon2id_round_trip),
 	    cmocka_unit_test(test_argon2id_identify),
@@ -1104,6 +1247,7 @@ int main(void)
 	    cmocka_unit_test(test_argon2id_init_limits),
 	    cmocka_unit_test(test_argon2id_malformed),
 	    cmocka_unit_test(test_argon2id_libsodium),
+	    cmocka_unit_test(test_argon2id_cost_limit),
 	    cmocka_unit_test(test_argon2id_threads),
 	};
 	return cmocka_run_group_tests_name("hashers", tests, load_plugins, unload_plugins);

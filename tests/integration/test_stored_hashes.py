@@ -1,0 +1,92 @@
+"""Stored hashes that ask for too much work, and log-ins that tell no e-mail from another."""
+import statistics
+import time
+
+import pytest
+from passlib.hash import pbkdf2_sha256
+
+from conftest import TOP
+
+SECRET = "stored-hash-tests-secret-0123456789!!"
+ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text() for name in ("users.lua",)}
+
+
+def login(s, email, password="wrong password"):
+    return s.post("/users/login", json={"email": email, "password": password})
+
+
+def insert_user(s, email, stored):
+    s.db.sql(f"INSERT INTO users (email, username, password) VALUES "
+             f"('{email}', 'legacy', '{stored}')", s.db.database)
+
+
+@pytest.fixture
+def app(sesamed, mariadb):
+    more = mariadb.storage(mariadb.database) + f'jwt = {{ secret = "{SECRET}" }}\n'
+    s = sesamed(routes=ROUTES, more=more, workers=1)
+    s.db = mariadb
+    return s
+
+
+@pytest.mark.parametrize("scheme,params,parameter", [
+    ("pbkdf2", "2000000000", "rounds 2000000000 is over the limit of 2400000"),
+    ("argon2id", "m=4194304,t=2,p=1", "its memory is over the limit"),
+    ("argon2id", "m=19456,t=100000,p=1", "its iterations is over the limit"),
+    ("argon2id", "m=19456,t=2,p=64", "its parallelism is over the limit"),
+])
+def test_a_stored_hash_cannot_set_its_own_cost(app, scheme, params, parameter):
+    if scheme == "pbkdf2":
+        good = pbkdf2_sha256.using(rounds=29000).hash("tutorial password")
+        salt = good.split("$")[3]
+        stored = f"$pbkdf2-sha256${params}${salt}${good.split('$')[4]}"
+        name = "pbkdf2_sha256"
+    else:
+        assert app.post("/users/register", json={"email": "model@example.com", "username": "model",
+                                                 "password": "model password"}).status_code == 200
+        good = app.db.sql("SELECT password FROM users WHERE email = 'model@example.com'",
+                          app.db.database).stdout.strip()
+        salt = good.split("$")[4]
+        stored = f"$argon2id$v=19${params}${salt}${good.split('$')[5]}"
+        name = "argon2id"
+    insert_user(app, "heavy@example.com", stored)
+    started = time.monotonic()
+    r = login(app, "heavy@example.com", "tutorial password")
+    # Run, it would take hours (pbkdf2) or 4 GiB: refused, it takes about a dummy hash.
+    assert time.monotonic() - started < 5
+    assert r.status_code == 401 and r.json()["error"] == "invalid email or password"
+    app.wait_log(f"plugin {name}: stored hash refused: ")
+    line = next(l for l in app.log().splitlines() if "stored hash refused" in l)
+    assert parameter in line
+    assert salt not in app.log()
+    assert app.get("/healthz").status_code == 200
+
+
+def test_hashes_within_the_limits_still_verify(app):
+    # passlib's default rounds, and the OWASP rounds a newer Flask service would write.
+    for i, rounds in enumerate((29000, 600000)):
+        stored = pbkdf2_sha256.using(rounds=rounds).hash("tutorial password")
+        insert_user(app, f"flask{i}@example.com", stored)
+        assert login(app, f"flask{i}@example.com", "tutorial password").status_code == 200
+    assert "stored hash refused" not in app.log()
+
+
+def test_a_legacy_hash_answers_no_faster_than_an_unknown_email(sesamed, mariadb):
+    # A dearer argon2id than the default widens what a leak would show against the noise.
+    more = mariadb.storage(mariadb.database) + f'jwt = {{ secret = "{SECRET}" }}\n' + \
+        "password = { argon2id = { memory = 65536, iterations = 3 } }\n"
+    s = sesamed(routes=ROUTES, more=more, workers=1)
+    s.db = mariadb
+    insert_user(s, "legacy@example.com", pbkdf2_sha256.using(rounds=29000).hash("tutorial pw"))
+
+    def timed(email):
+        started = time.monotonic()
+        assert login(s, email).status_code == 401
+        return time.monotonic() - started
+    legacy, unknown = [], []
+    for _ in range(7):  # interleaved, so that a busy spell hits both alike
+        legacy.append(timed("legacy@example.com"))
+        unknown.append(timed("nobody@example.com"))
+    legacy, unknown = statistics.median(legacy), statistics.median(unknown)
+    # Without the dummy verification, the legacy log-in takes a fraction of the unknown one.
+    assert legacy >= unknown * 0.9 - 0.005, (legacy, unknown)
+    assert login(s, "legacy@example.com", "tutorial pw").status_code == 200
