@@ -6,9 +6,9 @@
  * flask-jwt-extended's way: a token from a cookie on a request that changes state must come
  * with the CSRF header repeating its csrf claim (double submit), since a browser sends cookies
  * on its own. On a forward-auth route that request is the client's, whose method the proxy
- * reports in a header. The token is verified (tokens_verify), then looked up among the worker's revoked
- * ids by its jti and its refresh family. The verdict is the answer a refusal gets: 401, with
- * the RFC 6750 challenge that tells a client whether to log in again or to re-authenticate.
+ * reports in a header. The token is verified (tokens_verify), then looked up among the worker's
+ * revoked ids by its jti and its refresh family. The verdict is the answer a refusal gets: 401,
+ * with the RFC 6750 challenge that tells a client whether to log in again or to re-authenticate.
  */
 #include "autoconfig.h"
 
@@ -131,9 +131,9 @@ static struct auth_verdict check_claims(struct revocation *rv, const struct http
 	return pass;
 }
 
-struct auth_verdict auth_check(const struct token_config *tc, struct revocation *rv,
-			       int options, const struct http_request *r, json_t **claims,
-			       char *identity, size_t idlen)
+struct auth_verdict auth_check(const struct token_config *tc, struct revocation *rv, int options,
+			       const struct http_request *r, json_t **claims, char *identity,
+			       size_t idlen)
 {
 	enum auth_mode mode = AUTH_MODE(options);
 	*claims = NULL;
@@ -142,11 +142,11 @@ struct auth_verdict auth_check(const struct token_config *tc, struct revocation 
 	const char *token = bearer(r, &len);
 	bool from_cookie = false;
 	if (token == NULL && tc->cookies) {
-		token = cookie_token(
-		    r,
-		    tokens_cookie_name(tc, mode == AUTH_REFRESH ? TOKENS_COOKIE_REFRESH
+		token = cookie_token(r,
+				     tokens_cookie_name(tc, mode == AUTH_REFRESH
+								? TOKENS_COOKIE_REFRESH
 								: TOKENS_COOKIE_ACCESS),
-		    &len);
+				     &len);
 		from_cookie = token != NULL;
 	}
 	if (token == NULL)

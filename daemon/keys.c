@@ -86,7 +86,7 @@ struct evp_pkey_st *keys_load(const char *path, bool private_key, const struct j
 		return NULL;
 	}
 	BIO *bio = len <= INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
-	EVP_PKEY *pkey = bio == NULL	  ? NULL
+	EVP_PKEY *pkey = bio == NULL   ? NULL
 			 : private_key ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
 				       : PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
 	int read_errno = bio == NULL ? ENOMEM : 0;

@@ -264,7 +264,8 @@ static int add_headers(lua_State *co, int idx, struct http_request *r, char *err
 			lua_pop(co, 1);
 		}
 		if (name == NULL) {
-			/* The name only, made printable: never the value, which may hold a secret. */
+			/* The name only, made printable: never the value, which may hold a secret.
+			 */
 			char shown[64] = "(not a name)";
 			if (lua_type(co, -2) == LUA_TSTRING)
 				shown_name(shown, sizeof(shown), lua_tostring(co, -2));

@@ -122,8 +122,9 @@ static int route_options(lua_State *L, int idx, const char *method, const char *
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
 		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TSTRING || (strcmp(lua_tostring(L, -1), "auth") != 0 &&
-						       strcmp(lua_tostring(L, -1), "forward_auth") != 0))
+		if (lua_type(L, -1) != LUA_TSTRING ||
+		    (strcmp(lua_tostring(L, -1), "auth") != 0 &&
+		     strcmp(lua_tostring(L, -1), "forward_auth") != 0))
 			return luaL_error(L, "route %s %s: unknown option '%s'", method, path,
 					  luaL_tolstring(L, -1, NULL));
 	}

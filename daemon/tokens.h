@@ -35,7 +35,7 @@ struct token_config {
 	/* Tokens in cookies too, with CSRF double submit, as flask-jwt-extended does it. */
 	bool cookies;
 	bool cookie_secure;
-	char *cookie_samesite; /* "Lax", "Strict" or "None" */
+	char *cookie_samesite;	   /* "Lax", "Strict" or "None" */
 	char *refresh_cookie_path; /* the refresh token cookie's Path: the refresh route */
 	bool cookie_host_prefix;   /* names with __Host- (__Secure- for a narrower Path) */
 	/* Refresh families and revocation (storage keeps them). */
