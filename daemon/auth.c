@@ -5,9 +5,10 @@
  * comes from "Authorization: Bearer", or with jwt.cookies from the access or refresh cookie,
  * flask-jwt-extended's way: a token from a cookie on a request that changes state must come
  * with the CSRF header repeating its csrf claim (double submit), since a browser sends cookies
- * on its own. The token is verified (tokens_verify), then looked up among the worker's revoked
- * ids by its jti and its refresh family. The verdict is the answer a refusal gets: 401, with
- * the RFC 6750 challenge that tells a client whether to log in again or to re-authenticate.
+ * on its own. On a forward-auth route that request is the client's, whose method the proxy
+ * reports in a header. The token is verified (tokens_verify), then looked up among the worker's
+ * revoked ids by its jti and its refresh family. The verdict is the answer a refusal gets: 401,
+ * with the RFC 6750 challenge that tells a client whether to log in again or to re-authenticate.
  */
 #include "autoconfig.h"
 
@@ -70,11 +71,42 @@ static const char *cookie_token(const struct http_request *r, const char *name, 
 	return cs.value != NULL && cs.len > 0 ? cs.value : NULL;
 }
 
-/* A token from a cookie on a state-changing request needs the CSRF header to repeat its claim. */
-static bool csrf_ok(const struct http_request *r, const json_t *claims)
+/* GET, HEAD, OPTIONS and TRACE only read (RFC 9110 9.2.1); any other method may change state. */
+static bool only_reads(const char *m)
 {
-	const char *m = r->method;
-	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0)
+	return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0 ||
+	       strcmp(m, "TRACE") == 0;
+}
+
+/*
+ * Does the client's request only read? On a forward-auth route the request is the proxy's
+ * GET sub-request, so the client's method is the one the proxy reports: Traefik's (and
+ * Caddy's) X-Forwarded-Method, or X-Original-Method as nginx configurations set it. When the
+ * proxy reports none, or two that disagree, the method is unknown and judged as one that
+ * changes state: a missing header fails closed.
+ */
+static bool client_only_reads(const struct http_request *r, int options)
+{
+	if (!(options & AUTH_FORWARDED))
+		return only_reads(r->method);
+	struct evkeyvalq *in = evhttp_request_get_input_headers(r->ev);
+	static const char *const names[] = {"X-Forwarded-Method", "X-Original-Method"};
+	bool seen = false;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *m = evhttp_find_header(in, names[i]);
+		if (m == NULL)
+			continue;
+		if (!only_reads(m))
+			return false;
+		seen = true;
+	}
+	return seen;
+}
+
+/* A token from a cookie on a state-changing request needs the CSRF header to repeat its claim. */
+static bool csrf_ok(const struct http_request *r, int options, const json_t *claims)
+{
+	if (client_only_reads(r, options))
 		return true;
 	const char *want = json_string_value(json_object_get(claims, "csrf"));
 	const char *got =
@@ -90,27 +122,31 @@ static struct auth_verdict refuse(const char *error, const char *challenge)
 
 /* The verdict on a token that tokens_verify accepted, whose claims these are. */
 static struct auth_verdict check_claims(struct revocation *rv, const struct http_request *r,
-					bool from_cookie, const json_t *claims)
+					int options, bool from_cookie, const json_t *claims)
 {
-	if (from_cookie && !csrf_ok(r, claims))
+	if (from_cookie && !csrf_ok(r, options, claims))
 		return refuse("missing or wrong CSRF token", NULL);
 	if (auth_revoked(rv, claims))
 		return refuse("token revoked", "Bearer error=\"invalid_token\"");
 	return pass;
 }
 
-struct auth_verdict auth_check(const struct token_config *tc, struct revocation *rv,
-			       enum auth_mode mode, const struct http_request *r, json_t **claims,
-			       char *identity, size_t idlen)
+struct auth_verdict auth_check(const struct token_config *tc, struct revocation *rv, int options,
+			       const struct http_request *r, json_t **claims, char *identity,
+			       size_t idlen)
 {
+	enum auth_mode mode = AUTH_MODE(options);
 	*claims = NULL;
 	identity[0] = '\0';
 	size_t len = 0;
 	const char *token = bearer(r, &len);
 	bool from_cookie = false;
 	if (token == NULL && tc->cookies) {
-		token = cookie_token(
-		    r, mode == AUTH_REFRESH ? TOKENS_REFRESH_COOKIE : TOKENS_ACCESS_COOKIE, &len);
+		token = cookie_token(r,
+				     tokens_cookie_name(tc, mode == AUTH_REFRESH
+								? TOKENS_COOKIE_REFRESH
+								: TOKENS_COOKIE_ACCESS),
+				     &len);
 		from_cookie = token != NULL;
 	}
 	if (token == NULL)
@@ -123,7 +159,7 @@ struct auth_verdict auth_check(const struct token_config *tc, struct revocation 
 	    v != TOKEN_OK ? refuse(tokens_verdict_message(v),
 				   v == TOKEN_NOT_FRESH ? "Bearer error=\"insufficient_scope\""
 							: "Bearer error=\"invalid_token\"")
-			  : check_claims(rv, r, from_cookie, *claims);
+			  : check_claims(rv, r, options, from_cookie, *claims);
 	if (verdict.status != 0) {
 		json_decref(*claims);
 		*claims = NULL;

@@ -436,12 +436,13 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	if (errs->n > before)
 		goto fail;
 	lua_close(ld.L);
-	free(ld.src);
+	file_free_secret(ld.src, strlen(ld.src)); /* it may set jwt.secret or a password */
 	return cfg;
 fail:
 	if (ld.L != NULL)
 		lua_close(ld.L);
-	free(ld.src);
+	if (ld.src != NULL)
+		file_free_secret(ld.src, strlen(ld.src));
 	config_free(cfg);
 	return NULL;
 }

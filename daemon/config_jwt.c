@@ -15,12 +15,10 @@
 #include <errno.h>
 #include <lua.h>
 #include <openssl/evp.h>
-#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "file.h"
 #include "jwa.h"
@@ -64,22 +62,20 @@ static void read_secret(struct config_reader *rd, int tbl, struct token_config *
 		inline_secret = NULL;
 	} else if (file != NULL) {
 		char *path = file_resolve(rd->dir, file);
-		char *text = path != NULL ? file_read(path) : NULL;
-		struct stat st;
+		size_t len = 0;
+		char *text = path != NULL ? file_read_len(path, &len) : NULL;
 		if (text == NULL) {
 			config_fail(rd, "jwt.secret_file", "cannot read %s: %s", path ? path : file,
 				    strerror(errno));
-		} else if (stat(path, &st) == 0 && (size_t)st.st_size != strlen(text)) {
+		} else if (len != strlen(text)) {
 			config_fail(
 			    rd, "jwt.secret_file",
 			    "%s holds a NUL byte: a secret file is text (sesamectl keygen writes "
 			    "one)",
 			    path);
-			sodium_memzero(text, (size_t)st.st_size);
-			free(text);
+			file_free_secret(text, len);
 		} else {
 			/* A trailing newline is the editor's, not the secret's. */
-			size_t len = strlen(text);
 			while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 				text[--len] = '\0';
 			tc->key = (unsigned char *)text;
@@ -100,8 +96,7 @@ static void read_secret(struct config_reader *rd, int tbl, struct token_config *
 		    "the secret is %zu bytes long; an HMAC secret for %s needs at least %zu",
 		    tc->keylen, jwa_get(tc->alg)->name, least);
 	if (inline_secret != NULL)
-		sodium_memzero(inline_secret, strlen(inline_secret));
-	free(inline_secret);
+		file_free_secret(inline_secret, strlen(inline_secret));
 	free(file);
 }
 
@@ -236,6 +231,32 @@ static void read_samesite(struct config_reader *rd, int tbl, const struct config
 		config_fail(rd, keypath, "expected \"Lax\", \"Strict\" or \"None\"");
 }
 
+/* A cookie Path (RFC 6265 path-value) kept to printable characters without ';' or space, so
+ * that it cannot add an attribute of its own. */
+static bool cookie_path_ok(const char *path)
+{
+	if (path[0] != '/')
+		return false;
+	for (const char *p = path; *p != '\0'; p++) {
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || *p == ';')
+			return false;
+	}
+	return true;
+}
+
+static void read_cookie_path(struct config_reader *rd, int tbl, const struct config_key *key,
+			     const char *keypath)
+{
+	char **path = config_field(rd, key);
+	config_read_string(rd, keypath, path);
+	if (*path == NULL)
+		*path = strdup(TOKENS_REFRESH_COOKIE_PATH);
+	else if (!cookie_path_ok(*path))
+		config_fail(rd, keypath,
+			    "expected a path that starts with / and holds printable characters, "
+			    "no ';' or space");
+}
+
 #define JWT(field)  offsetof(struct token_config, field)
 #define MAX_SECONDS (100L * 365 * 86400)
 
@@ -256,6 +277,8 @@ static const struct config_key jwt_keys[] = {
     {"cookies", config_bool, 0, 0, JWT(cookies)},
     {"cookie_secure", config_bool, 0, 0, JWT(cookie_secure)},
     {"cookie_samesite", read_samesite, 0, 0, JWT(cookie_samesite)},
+    {"cookie_host_prefix", config_bool, 0, 0, JWT(cookie_host_prefix)},
+    {"refresh_cookie_path", read_cookie_path, 0, 0, JWT(refresh_cookie_path)},
     {"issuer", config_string, 0, 0, JWT(issuer)},
     {"audience", config_string, 0, 0, JWT(audience)},
     {NULL, NULL, 0, 0, 0},
@@ -271,5 +294,9 @@ void config_jwt_read(struct config_reader *rd, int top, const struct config_key 
 	section.base = tc;
 	tc->cookie_secure = true;
 	config_table_read(&section, -1, keypath, jwt_keys);
+	if (tc->cookie_host_prefix && !tc->cookie_secure)
+		config_fail(rd, "jwt.cookie_host_prefix",
+			    "a browser takes __Host- and __Secure- cookies only with Secure: "
+			    "jwt.cookie_secure cannot be false");
 	tc->configured = tc->key != NULL || tc->nkeys > 0;
 }

@@ -10,7 +10,6 @@
 
 #include "dbpool.h"
 
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,20 +21,20 @@ static char *copy_or(const char *v, const char *fallback)
 	return v != NULL ? strdup(v) : fallback != NULL ? strdup(fallback) : NULL;
 }
 
-/* The first line of the file name, resolved against the configuration's folder. */
+/* The first line of the file name, resolved against the configuration's folder; every buffer
+ * the file passed through is wiped. */
 static char *read_password_file(const struct sesame_host *host, struct sesame_config *cfg,
 				const char *name)
 {
-	char buf[512] = "";
+	size_t len = 0;
 	char *path = file_resolve(host->config_dir, name);
-	FILE *f = path != NULL ? fopen(path, "r") : NULL;
-	if (f == NULL || fgets(buf, sizeof(buf), f) == NULL)
+	char *text = path != NULL ? file_read_len(path, &len) : NULL;
+	char *password = NULL;
+	if (text == NULL)
 		host->config_error(cfg, "password_file", "cannot read %s", path ? path : name);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	char *password = strdup(buf);
-	sodium_memzero(buf, sizeof(buf));
-	if (f != NULL)
-		fclose(f);
+	else
+		password = strndup(text, strcspn(text, "\r\n"));
+	file_free_secret(text, len);
 	free(path);
 	return password;
 }
@@ -84,8 +83,7 @@ void dbpool_config_clear(struct dbpool_config *cfg)
 	free(cfg->host);
 	free(cfg->user);
 	if (cfg->password != NULL)
-		memset(cfg->password, 0, strlen(cfg->password));
-	free(cfg->password);
+		file_free_secret(cfg->password, strlen(cfg->password));
 	free(cfg->database);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -213,12 +213,24 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 	free(body);
 }
 
+/* A field value (RFC 9110 5.5): visible characters, spaces and tabs; no CR, LF, NUL or other
+ * control character, so that it cannot split the response. */
+static bool field_value_ok(const char *value)
+{
+	for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return false;
+	}
+	return true;
+}
+
 int http_add_header(struct http_request *r, const char *name, const char *value)
 {
 	size_t nlen = strlen(name);
 	if (nlen == 0 ||
 	    strspn(name, "!#$%&'*+-.^_`|~0123456789"
-			 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != nlen)
+			 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != nlen ||
+	    !field_value_ok(value))
 		return -1;
 	return evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
 }

@@ -6,13 +6,15 @@
  * signature is r||s, each as wide as the curve's field (RFC 7518 section 3.4), where OpenSSL
  * speaks DER: the two forms are converted here, and a signature of any other width is refused.
  * A key's kid is its RFC 7638 thumbprint, so that anyone holding the public key computes the
- * same one. Nothing here prints a key, and OpenSSL's error queue is left empty.
+ * same one. Nothing here prints a key, the PEM text read is wiped, and OpenSSL's error queue
+ * is left empty.
  */
 #include "autoconfig.h"
 
 #include "keys.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -25,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "file.h"
 
 #define MAX_FIELD 66 /* P-521 */
 
@@ -74,15 +78,20 @@ static bool suits(const EVP_PKEY *pkey, const struct jwa_alg *a, const char *pat
 struct evp_pkey_st *keys_load(const char *path, bool private_key, const struct jwa_alg *a,
 			      char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	if (f == NULL) {
+	/* Read here rather than by OpenSSL through stdio, so that the PEM text is wiped after. */
+	size_t len = 0;
+	char *pem = file_read_len(path, &len);
+	if (pem == NULL) {
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		return NULL;
 	}
-	EVP_PKEY *pkey = private_key ? PEM_read_PrivateKey(f, NULL, no_passphrase, NULL)
-				     : PEM_read_PUBKEY(f, NULL, no_passphrase, NULL);
-	int read_errno = ferror(f) ? errno : 0;
-	fclose(f);
+	BIO *bio = len <= INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
+	EVP_PKEY *pkey = bio == NULL   ? NULL
+			 : private_key ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
+				       : PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+	int read_errno = bio == NULL ? ENOMEM : 0;
+	BIO_free(bio);
+	file_free_secret(pem, len);
 	ERR_clear_error();
 	if (pkey == NULL) {
 		if (read_errno != 0)

@@ -96,21 +96,26 @@ static int l_jwt_access(lua_State *L)
 	return 1;
 }
 
-static void add_cookie(lua_State *L, const struct token_config *tc, const char *name,
-		       const char *value, long max_age, bool http_only)
+/*
+ * Appends to the table on top the Set-Cookie of cookie c with value: its name and Path as
+ * tokens_cookie_name and _path give them, HttpOnly for a token (the page's script reads only
+ * the CSRF values), and max_age as it is (0 clears the cookie).
+ */
+static void add_cookie(lua_State *L, const struct token_config *tc, enum tokens_cookie c,
+		       const char *value, long long max_age)
 {
+	char age[32];
 	luaL_Buffer b;
 	luaL_buffinit(L, &b);
-	lua_pushfstring(L, "%s=%s; Path=/; SameSite=%s", name, value, tc->cookie_samesite);
+	lua_pushfstring(L, "%s=%s; Path=%s; SameSite=%s", tokens_cookie_name(tc, c), value,
+			tokens_cookie_path(tc, c), tc->cookie_samesite);
 	luaL_addvalue(&b);
-	if (http_only)
+	if (c == TOKENS_COOKIE_ACCESS || c == TOKENS_COOKIE_REFRESH)
 		luaL_addstring(&b, "; HttpOnly");
 	if (tc->cookie_secure)
 		luaL_addstring(&b, "; Secure");
-	if (max_age != 0) { /* -1: expired now, which clears the cookie */
-		lua_pushfstring(L, "; Max-Age=%d", max_age < 0 ? 0 : (int)max_age);
-		luaL_addvalue(&b);
-	}
+	snprintf(age, sizeof(age), "; Max-Age=%lld", max_age);
+	luaL_addstring(&b, age);
 	luaL_pushresult(&b);
 	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 }
@@ -118,7 +123,8 @@ static void add_cookie(lua_State *L, const struct token_config *tc, const char *
 /*
  * sesame.jwt.cookies(access_token[, refresh_token]): the Set-Cookie headers that carry the
  * tokens (HttpOnly) and their CSRF values (readable by the page's script), as a headers table
- * for a handler's answer; an empty table when jwt.cookies is off.
+ * for a handler's answer; an empty table when jwt.cookies is off. Each lives as long as its
+ * kind of token, capped at TOKENS_COOKIE_MAX_AGE (also for a token that never expires).
  */
 static int l_jwt_cookies(lua_State *L)
 {
@@ -129,9 +135,11 @@ static int l_jwt_cookies(lua_State *L)
 		return 1;
 	lua_newtable(L);
 	const char *tokens[2] = {access, refresh};
-	const char *names[2][2] = {{TOKENS_ACCESS_COOKIE, TOKENS_ACCESS_CSRF_COOKIE},
-				   {TOKENS_REFRESH_COOKIE, TOKENS_REFRESH_CSRF_COOKIE}};
-	long ages[2] = {tc->access_expires, tc->refresh_expires};
+	const enum tokens_cookie cookies[2][2] = {
+	    {TOKENS_COOKIE_ACCESS, TOKENS_COOKIE_ACCESS_CSRF},
+	    {TOKENS_COOKIE_REFRESH, TOKENS_COOKIE_REFRESH_CSRF}};
+	long long ages[2] = {tokens_cookie_max_age(tc->access_expires),
+			     tokens_cookie_max_age(tc->refresh_expires)};
 	for (int i = 0; i < 2; i++) {
 		char csrf[64];
 		if (tokens[i] == NULL)
@@ -139,8 +147,8 @@ static int l_jwt_cookies(lua_State *L)
 		if (!tokens_csrf_of(tokens[i], csrf, sizeof(csrf)))
 			return luaL_error(
 			    L, "sesame.jwt.cookies: not a token sesame issued with cookies on");
-		add_cookie(L, tc, names[i][0], tokens[i], ages[i], true);
-		add_cookie(L, tc, names[i][1], csrf, ages[i], false);
+		add_cookie(L, tc, cookies[i][0], tokens[i], ages[i]);
+		add_cookie(L, tc, cookies[i][1], csrf, ages[i]);
 	}
 	lua_setfield(L, -2, "Set-Cookie");
 	return 1;
@@ -465,7 +473,8 @@ static int l_jwt_revoke_all(lua_State *L)
 	return luaapi_await_job(L, &tj->lj, "sesame.jwt.revoke_all");
 }
 
-/* sesame.jwt.unset_cookies(): the Set-Cookie headers that clear the token cookies (logout). */
+/* sesame.jwt.unset_cookies(): the Set-Cookie headers that clear the token cookies (logout),
+ * each with the name and Path it was set with: a browser matches both. */
 static int l_jwt_unset_cookies(lua_State *L)
 {
 	const struct token_config *tc = &luaapi_get(L)->cfg->jwt;
@@ -473,10 +482,8 @@ static int l_jwt_unset_cookies(lua_State *L)
 	if (!tc->cookies)
 		return 1;
 	lua_newtable(L);
-	const char *names[] = {TOKENS_ACCESS_COOKIE, TOKENS_ACCESS_CSRF_COOKIE,
-			       TOKENS_REFRESH_COOKIE, TOKENS_REFRESH_CSRF_COOKIE};
-	for (int i = 0; i < 4; i++)
-		add_cookie(L, tc, names[i], "", -1, i % 2 == 0);
+	for (int c = TOKENS_COOKIE_ACCESS; c <= TOKENS_COOKIE_REFRESH_CSRF; c++)
+		add_cookie(L, tc, (enum tokens_cookie)c, "", 0);
 	lua_setfield(L, -2, "Set-Cookie");
 	return 1;
 }

@@ -249,6 +249,15 @@ static bool framing_header(const char *name)
 	return false;
 }
 
+/* name for a log line, at most size - 1 bytes, every byte outside printable ASCII a '?'. */
+static void shown_name(char *out, size_t size, const char *name)
+{
+	size_t n = 0;
+	for (; name[n] != '\0' && n + 1 < size; n++)
+		out[n] = name[n] > ' ' && name[n] < 0x7f ? name[n] : '?';
+	out[n] = '\0';
+}
+
 /* Adds the handler's headers table (at idx) to the response; -1 with err on a bad one. */
 static int add_headers(lua_State *co, int idx, struct http_request *r, char *err, size_t errlen)
 {
@@ -267,19 +276,24 @@ static int add_headers(lua_State *co, int idx, struct http_request *r, char *err
 				lua_rawgeti(co, -1, i);
 			else
 				lua_pushvalue(co, -1);
+			size_t vlen = 0;
 			const char *value =
 			    lua_type(co, -1) == LUA_TSTRING || lua_type(co, -1) == LUA_TNUMBER
-				? lua_tostring(co, -1)
+				? lua_tolstring(co, -1, &vlen)
 				: NULL;
-			if (value == NULL || framing_header(name) ||
+			/* A NUL would cut the value short: refused as any control character. */
+			if (value == NULL || strlen(value) != vlen || framing_header(name) ||
 			    http_add_header(r, name, value) != 0)
 				name = NULL;
 			lua_pop(co, 1);
 		}
 		if (name == NULL) {
-			snprintf(err, errlen, "header %s cannot be sent",
-				 lua_type(co, -2) == LUA_TSTRING ? lua_tostring(co, -2)
-								 : "(not a name)");
+			/* The name only, made printable: never the value, which may hold a secret.
+			 */
+			char shown[64] = "(not a name)";
+			if (lua_type(co, -2) == LUA_TSTRING)
+				shown_name(shown, sizeof(shown), lua_tostring(co, -2));
+			snprintf(err, errlen, "header %s cannot be sent", shown);
 			lua_pop(co, 2);
 			return -1;
 		}

@@ -141,14 +141,16 @@ static int l_readfile(lua_State *L)
 	return luaapi_await_job(L, &rj->lj, "sesame.readfile");
 }
 
-/* sesame.hash(password) and sesame.verify(password, stored): on a job thread each. */
+/* A route's options: the auth mode of opts.auth, with AUTH_FORWARDED for opts.forward_auth. */
 static int route_options(lua_State *L, int idx, const char *method, const char *path)
 {
 	int auth = AUTH_NONE;
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
 		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "auth") != 0)
+		if (lua_type(L, -1) != LUA_TSTRING ||
+		    (strcmp(lua_tostring(L, -1), "auth") != 0 &&
+		     strcmp(lua_tostring(L, -1), "forward_auth") != 0))
 			return luaL_error(L, "route %s %s: unknown option '%s'", method, path,
 					  luaL_tolstring(L, -1, NULL));
 	}
@@ -164,7 +166,16 @@ static int route_options(lua_State *L, int idx, const char *method, const char *
 					  "\"refresh\" or \"fresh\"",
 					  method, path);
 	}
-	lua_pop(L, 1);
+	int ft = lua_getfield(L, idx, "forward_auth");
+	if (ft != LUA_TNIL && ft != LUA_TBOOLEAN)
+		return luaL_error(L, "route %s %s: forward_auth is true or false", method, path);
+	if (lua_toboolean(L, -1)) {
+		if (auth == AUTH_NONE)
+			return luaL_error(L, "route %s %s: forward_auth needs an auth mode", method,
+					  path);
+		auth |= AUTH_FORWARDED;
+	}
+	lua_pop(L, 2);
 	return auth;
 }
 

@@ -172,6 +172,7 @@ void tokens_config_clear(struct token_config *tc)
 	free(tc->issuer);
 	free(tc->audience);
 	free(tc->cookie_samesite);
+	free(tc->refresh_cookie_path);
 	memset(tc, 0, sizeof(*tc));
 }
 
@@ -486,4 +487,34 @@ bool tokens_csrf_of(const char *token, char *out, size_t outlen)
 		snprintf(out, outlen, "%s", csrf);
 	json_decref(payload);
 	return found;
+}
+
+/* ---- cookies ---- */
+
+const char *tokens_cookie_name(const struct token_config *tc, enum tokens_cookie c)
+{
+	static const char *const plain[] = {TOKENS_ACCESS_COOKIE, TOKENS_ACCESS_CSRF_COOKIE,
+					    TOKENS_REFRESH_COOKIE, TOKENS_REFRESH_CSRF_COOKIE};
+	static const char *const host[] = {
+	    "__Host-" TOKENS_ACCESS_COOKIE, "__Host-" TOKENS_ACCESS_CSRF_COOKIE,
+	    "__Host-" TOKENS_REFRESH_COOKIE, "__Host-" TOKENS_REFRESH_CSRF_COOKIE};
+	if (!tc->cookie_host_prefix)
+		return plain[c];
+	if (c == TOKENS_COOKIE_REFRESH && strcmp(tokens_cookie_path(tc, c), "/") != 0)
+		return "__Secure-" TOKENS_REFRESH_COOKIE;
+	return host[c];
+}
+
+const char *tokens_cookie_path(const struct token_config *tc, enum tokens_cookie c)
+{
+	if (c != TOKENS_COOKIE_REFRESH)
+		return "/";
+	return tc->refresh_cookie_path != NULL ? tc->refresh_cookie_path
+					       : TOKENS_REFRESH_COOKIE_PATH;
+}
+
+long long tokens_cookie_max_age(long expires)
+{
+	long long age = expires;
+	return age <= 0 || age > TOKENS_COOKIE_MAX_AGE ? TOKENS_COOKIE_MAX_AGE : age;
 }

@@ -35,7 +35,9 @@ struct token_config {
 	/* Tokens in cookies too, with CSRF double submit, as flask-jwt-extended does it. */
 	bool cookies;
 	bool cookie_secure;
-	char *cookie_samesite; /* "Lax", "Strict" or "None" */
+	char *cookie_samesite;	   /* "Lax", "Strict" or "None" */
+	char *refresh_cookie_path; /* the refresh token cookie's Path: the refresh route */
+	bool cookie_host_prefix;   /* names with __Host- (__Secure- for a narrower Path) */
 	/* Refresh families and revocation (storage keeps them). */
 	long family_lifetime;  /* seconds: a log-in's refresh tokens end then, rotated or not */
 	long refresh_grace_ms; /* a spent refresh token still rotates this long after */
@@ -48,6 +50,35 @@ struct token_config {
 #define TOKENS_ACCESS_CSRF_COOKIE  "csrf_access_token"
 #define TOKENS_REFRESH_CSRF_COOKIE "csrf_refresh_token"
 #define TOKENS_CSRF_HEADER	   "X-CSRF-TOKEN"
+
+/* The default Path of the refresh token's cookie: the only route that reads it. */
+#define TOKENS_REFRESH_COOKIE_PATH "/token/refresh"
+
+/* Cookies longer than this (RFC 6265bis' 400 days) are capped by browsers anyway. */
+#define TOKENS_COOKIE_MAX_AGE (400LL * 86400)
+
+/* The token cookies, in the order sesame.jwt.cookies sets them. */
+enum tokens_cookie {
+	TOKENS_COOKIE_ACCESS,
+	TOKENS_COOKIE_ACCESS_CSRF,
+	TOKENS_COOKIE_REFRESH,
+	TOKENS_COOKIE_REFRESH_CSRF
+};
+
+/*
+ * A cookie's name: flask-jwt-extended's, or with jwt.cookie_host_prefix the same with
+ * "__Host-" (which a browser only accepts Secure, with Path=/ and no Domain), or "__Secure-"
+ * for the refresh token's when its Path is narrower than "/".
+ */
+const char *tokens_cookie_name(const struct token_config *tc, enum tokens_cookie c);
+
+/* A cookie's Path: jwt.refresh_cookie_path for the refresh token's, "/" for the others (the
+ * page's script reads the CSRF cookies, and every route reads the access token). */
+const char *tokens_cookie_path(const struct token_config *tc, enum tokens_cookie c);
+
+/* The Max-Age of a cookie for a token living expires seconds (0: for ever): never negative,
+ * at most TOKENS_COOKIE_MAX_AGE. */
+long long tokens_cookie_max_age(long expires);
 
 #define TOKENS_MAX_LEN 8192
 

@@ -105,6 +105,8 @@ password = {
 --   leeway = 0,                     -- seconds of clock skew allowed on exp and nbf
 --   cookies = false,                -- tokens in cookies too, with CSRF double submit
 --   cookie_secure = true, cookie_samesite = "Lax",
+--   refresh_cookie_path = "/token/refresh", -- the refresh cookie goes to this route only
+--   cookie_host_prefix = false,     -- __Host- cookie names (__Secure- for the refresh one)
 --   family_lifetime = 7776000,      -- seconds a log-in's refresh tokens last, rotated or not
 --   refresh_grace = 2,              -- seconds a spent refresh token still rotates (racing tabs)
 --   revocation_refresh = 1,         -- seconds until every worker refuses a revoked token
