@@ -15,6 +15,8 @@ SESAMED = os.environ.get("SESAMED", str(TOP / "build" / "sesamed"))
 ROUTES = Path(__file__).resolve().parent / "routes"
 LUA = Path(__file__).resolve().parent / "lua"
 PLUGINS = Path(SESAMED).parent / "plugins"
+# A sanitizer build: its leak and error reports go to sesamed's log, which every test checks.
+SANITIZED = Path(SESAMED).exists() and b"__asan_init" in Path(SESAMED).read_bytes()
 
 
 def free_port():
