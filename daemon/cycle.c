@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "dbpool.h"
+#include "leakcheck.h"
 #include "log.h"
 #include "lua_api.h"
 #include "plugin.h"
@@ -65,7 +66,7 @@ static _Noreturn void migrate_child(struct config *cfg, int fd)
 		ssize_t n = write(fd, err, len > 0 ? len : 1);
 		(void)n;
 	}
-	_exit(rc == 0 ? 0 : 1);
+	leakcheck_exit(rc == 0 ? 0 : 1);
 }
 
 int cycle_migrate_start(struct config *cfg, struct cycle_migration *mig, void (*in_child)(void),

@@ -35,6 +35,7 @@
 #include "config.h"
 #include "cycle.h"
 #include "ratelimit.h"
+#include "leakcheck.h"
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
@@ -141,7 +142,7 @@ static void child_main(int rec, int slot, int ready_fd, pid_t master)
 				   .master = master};
 	int status = worker_run(&spec);
 	free(fds);
-	_exit(status);
+	leakcheck_exit(status);
 }
 
 static int spawn(int slot)

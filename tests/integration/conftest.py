@@ -20,6 +20,8 @@ PLUGINS = Path(SESAMED).parent / "plugins"
 # take the shipped defaults. It shares the routes line, so that line numbers stay put.
 GENEROUS_LIMITS = ('limits = { register = "100000/second", login = "100000/second", '
                    'login_failures = "100000/second" }\n')
+# A sanitizer build: its leak and error reports go to sesamed's log, which every test checks.
+SANITIZED = Path(SESAMED).exists() and b"__asan_init" in Path(SESAMED).read_bytes()
 
 
 def free_port():
