@@ -7,7 +7,9 @@
 
 #include "fuzz.h"
 
+#include <dlfcn.h>
 #include <ftw.h>
+#include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,4 +77,18 @@ char *fuzz_string(const uint8_t *data, size_t size)
 	memcpy(s, data, size);
 	s[size] = '\0';
 	return s;
+}
+
+void fuzz_pin_plugins(void)
+{
+	glob_t g;
+	if (glob(FUZZ_PLUGINDIR "/*.so", 0, NULL, &g) != 0)
+		abort();
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		if (dlopen(g.gl_pathv[i], RTLD_NOW | RTLD_NODELETE) == NULL) {
+			fprintf(stderr, "%s\n", dlerror());
+			abort();
+		}
+	}
+	globfree(&g);
 }

@@ -26,6 +26,13 @@
 struct config *fuzz_config(const char *name, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * Keeps every plugin of FUZZ_PLUGINDIR loaded for good. A target that frees its
+ * configurations unloads their plugins, and libFuzzer would then clear the coverage counters
+ * of a module no longer mapped.
+ */
+void fuzz_pin_plugins(void);
+
 /* The fuzzer's input as a NUL-terminated copy (the caller frees it). */
 char *fuzz_string(const uint8_t *data, size_t size);
 

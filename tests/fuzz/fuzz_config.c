@@ -27,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	log_set_level(LOG_LEVEL_ERROR);
+	fuzz_pin_plugins();
 	snprintf(path, sizeof(path), "%s/sesame.lua", fuzz_dir());
 	return 0;
 }
