@@ -414,6 +414,11 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	reply_literal(r, 404, "{\"result\":\"fail\",\"error\":\"not found\"}");
 }
 
+void http_server_handle(struct http_server *srv, struct evhttp_request *ev)
+{
+	on_request(ev, srv);
+}
+
 static void set_accepting(struct http_server *srv, bool on)
 {
 	for (size_t i = 0; i < srv->nbound; i++) {

@@ -49,6 +49,12 @@ void http_server_set_ready(struct http_server *srv, http_ready_fn ready, void *a
 void http_server_drain(struct http_server *srv, http_drained_fn drained, void *arg);
 size_t http_server_inflight(const struct http_server *srv);
 
+/*
+ * Serves one request as evhttp hands it over (the built-in answers, routing, dispatch): the
+ * request fuzz target calls it with requests it built itself.
+ */
+void http_server_handle(struct http_server *srv, struct evhttp_request *ev);
+
 /* Adds a response header; -1 when the name or the value could split the response. */
 int http_add_header(struct http_request *r, const char *name, const char *value);
 

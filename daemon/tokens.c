@@ -388,10 +388,15 @@ enum token_verdict tokens_verify(const struct token_config *tc, const char *toke
 				 size_t idlen)
 {
 	*claims = NULL;
-	if (!tc->configured || len == 0 || len > TOKENS_MAX_LEN ||
-	    strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
-		len)
+	if (!tc->configured || len == 0 || len > TOKENS_MAX_LEN)
 		return TOKEN_INVALID;
+	/* Within len only: a token cut out of a header or a cookie is not NUL-terminated. */
+	for (size_t i = 0; i < len; i++) {
+		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.",
+			    token[i]) ||
+		    token[i] == '\0')
+			return TOKEN_INVALID;
+	}
 	const char *dot1 = memchr(token, '.', len);
 	const char *dot2 =
 	    dot1 != NULL ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
