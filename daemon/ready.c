@@ -143,5 +143,14 @@ void ready_answer(void *arg, struct http_request *r)
 		return;
 	rd->pinging = true;
 	rd->ping.job = (struct job){.run = ping_run, .done = ping_done};
-	jobs_submit(rd->jobs, &rd->ping.job);
+	if (jobs_submit(rd->jobs, &rd->ping.job) == 0)
+		return;
+	/* The job queue is full (server.queue): the node is too busy to be sent more work. */
+	rd->pinging = false;
+	size_t n = rd->nwaiting;
+	rd->nwaiting = 0;
+	for (size_t i = 0; i < n; i++) {
+		http_add_header(rd->waiting[i], "Retry-After", "1");
+		http_reply_error(rd->waiting[i], 503, "server busy", NULL);
+	}
 }

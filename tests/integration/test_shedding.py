@@ -14,9 +14,8 @@ SECRET = "shedding-tests-secret-0123456789abcdef"
 ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text()
           for name in ("users.lua", "auth.lua")}
 # Rate limits would answer a flood from one address with 429 before it reaches the queue: the
-# flood test turns them off, so that what it measures is the queue. Once the limits table
-# exists, this is where it goes: 'limits = { login = false, login_failures = false }\n'.
-LIMITS_OFF = ""
+# flood test turns them off, so that what it measures is the queue.
+LIMITS_OFF = "limits = { login = false, login_failures = false }\n"
 # Hashes costly enough that a flood saturates the job threads, cheap enough for a quick test.
 HASH = "password = { argon2id = { memory = 32768, iterations = 2 } }\n"
 
