@@ -14,6 +14,7 @@
 #include "autoconfig.h"
 
 #include "privs.h"
+#include "leakcheck.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -126,8 +127,9 @@ int privs_check_root(const struct privs *p, char *why, size_t len)
 	if (geteuid() != 0 || p->user != NULL)
 		return 0;
 	snprintf(why, len,
-		 "sesamed runs as root and server.user is not set: set it to the account the "
-		 "workers run as (server.user = \"root\" keeps them root, on purpose)");
+		 "%s runs as root and server.user is not set: set it to the account the "
+		 "workers run as (server.user = \"root\" keeps them root, on purpose)",
+		 program_invocation_short_name);
 	return -1;
 }
 
@@ -157,7 +159,8 @@ static int verify(const struct privs *p, char *why, size_t len)
 			 p->user);
 		return -1;
 	}
-	if (setuid(0) == 0 || setgid(0) == 0) {
+	/* Root's group is no way back when it is the group asked for (server.group = "root"). */
+	if (setuid(0) == 0 || (p->gid != 0 && setgid(0) == 0)) {
 		snprintf(why, len, "changed to user \"%s\", yet root can be taken back", p->user);
 		return -1;
 	}
@@ -168,15 +171,17 @@ int privs_drop(const struct privs *p, char *why, size_t len)
 {
 	if (p->drop && (change(p, why, len) != 0 || verify(p, why, len) != 0))
 		return -1;
+#ifdef LEAKCHECK_ASAN
 	/*
-	 * Changing user made the process undumpable; as nginx does, it is made dumpable again,
-	 * so that a crash leaves a core for the operator (systemd-coredump keeps it root's) and
-	 * the sanitizers' leak check can inspect it. Only the user's own processes gain access.
+	 * Changing user made the process undumpable, which keeps the user's other processes from
+	 * reading the keys in its memory. A sanitizer build makes it dumpable again: its leak
+	 * check stops the process's threads through ptrace, which an undumpable process refuses.
 	 */
 	if (p->drop && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) {
 		snprintf(why, len, "cannot make the process dumpable: %s", strerror(errno));
 		return -1;
 	}
+#endif
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
 		snprintf(why, len, "cannot forbid new privileges: %s", strerror(errno));
 		return -1;

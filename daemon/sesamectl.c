@@ -81,13 +81,15 @@ static struct config *load(const char *path)
 
 /*
  * The configuration, with this process changed to server.user (when started as root): the
- * storage it touches next is the workers' to write, the files it makes included.
+ * storage it touches next is the workers' to write, the files it makes included. As root
+ * without server.user it refuses, as sesamed does: the files it made would be root's.
  */
 static struct config *load_as_user(const char *path)
 {
 	struct config *cfg = load(path);
 	char why[LOG_ERR_MAX];
-	if (cfg != NULL && privs_drop(&cfg->privs, why, sizeof(why)) != 0) {
+	if (cfg != NULL && (privs_check_root(&cfg->privs, why, sizeof(why)) != 0 ||
+			    privs_drop(&cfg->privs, why, sizeof(why)) != 0)) {
 		fprintf(stderr, "sesamectl: %s\n", why);
 		config_free(cfg);
 		return NULL;

@@ -266,7 +266,9 @@ static void cannot_open(const char *path, sqlite3 *db, int rc, char *err, size_t
 /*
  * SQLite makes a new database 0644 less the umask, and gives its -wal and -shm the database's
  * mode (and owner): a new database is made here first, empty, 0600 whatever the umask. When
- * that fails, sqlite3_open_v2 fails too and says why; an existing file keeps its mode.
+ * that fails, sqlite3_open_v2 fails too and says why; an existing file keeps its mode. The
+ * database is never opened through a symbolic link (SQLITE_OPEN_NOFOLLOW): a link planted in
+ * the state folder cannot make a root sesamectl write elsewhere.
  */
 static void create_private(const char *path)
 {
@@ -287,7 +289,9 @@ static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errle
 	char mode[16] = "";
 	create_private(s->path);
 	int rc = sqlite3_open_v2(
-	    s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	    s->path, &db,
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	    NULL);
 	if (rc != SQLITE_OK) {
 		cannot_open(s->path, db, rc, err, errlen);
 		goto fail;

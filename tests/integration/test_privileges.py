@@ -212,3 +212,25 @@ def test_sesamectl_as_root_works_as_the_user(folder):
                        text=True, timeout=60)
     assert r.returncode == 1
     assert not (data / "sesame.db").exists()
+
+
+def test_sesamectl_as_root_without_a_user_refuses(folder):
+    s = make(folder, config="", more=APP.replace("sqlite = {", "migrate = false, sqlite = {"))
+    data = nobody_data(s.dir)
+    r = subprocess.run([SESAMECTL, "-c", str(s.config), "migrate"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1
+    assert "sesamectl runs as root and server.user is not set" in r.stderr
+    assert list(data.iterdir()) == []
+
+
+def test_a_planted_symlink_is_not_followed(folder):
+    s = make(folder, more=APP.replace("sqlite = {", "migrate = false, sqlite = {"))
+    data = nobody_data(s.dir)
+    victim = data / "elsewhere.db"  # somewhere the user may write
+    (data / "sesame.db").symlink_to(victim)
+    r = subprocess.run([SESAMECTL, "-c", str(s.config), "migrate"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1
+    assert not victim.exists()
+    assert (data / "sesame.db").is_symlink()
