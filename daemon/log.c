@@ -137,6 +137,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	(void)r;
 }
 
+/* Opened as root, before the worker changes user: a symbolic link planted there is refused. */
 int accesslog_open(const char *dest)
 {
 	accesslog_close();
@@ -148,7 +149,7 @@ int accesslog_open(const char *dest)
 		access_owned = false;
 		return 0;
 	}
-	access_fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	access_fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (access_fd < 0) {
 		log_error("cannot open access log %s: %s", dest, strerror(errno));
 		return -1;

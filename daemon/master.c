@@ -535,7 +535,7 @@ static int next_timeout(void)
 	}
 	if (m.watchdog_ms && m.next_watchdog < next)
 		next = m.next_watchdog;
-	if (count_workers(true) > 0 && m.next_hang_check < next)
+	if (count_workers(false) > 0 && m.next_hang_check < next)
 		next = m.next_hang_check;
 	for (int i = 0; i < MAX_RECORDS; i++) {
 		if (m.w[i].pid != 0 && m.w[i].retiring && m.w[i].kill_at < next)
