@@ -168,7 +168,7 @@ def fifos(tmp_path, *names):
 
 def test_a_full_queue_answers_503_at_once(sesamed, tmp_path):
     s = sesamed("threads = 1, queue = 2,", routes=WAIT, workers=1)
-    running, queued, extra = fifos(tmp_path, "running", "queued", "extra")
+    running, queued, extra = fifos(s.dir, "running", "queued", "extra")  # below the config folder
     t1, r1 = start_waiting(s, running)
     writer = wait_reader(running)
     t2, r2 = start_waiting(s, queued)
@@ -194,7 +194,7 @@ def test_a_full_queue_answers_503_at_once(sesamed, tmp_path):
 def busy_thread(sesamed, tmp_path, config):
     """One worker with its one job thread held by a request; the FIFO of a second request."""
     s = sesamed(config, routes=WAIT, workers=1)
-    running, second = fifos(tmp_path, "running", "second")
+    running, second = fifos(s.dir, "running", "second")
     t1, r1 = start_waiting(s, running)
     return s, second, t1, r1, wait_reader(running)
 
