@@ -43,7 +43,7 @@ struct config {
 	int json_depth;
 	int queue;	      /* jobs a worker holds at once; past it, requests get 503 */
 	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
-	struct privs privs; /* server.user and server.group, looked up */
+	struct privs privs;   /* server.user and server.group, looked up */
 	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */
 
 	struct plugins *plugins; /* loaded and initialised */

@@ -61,8 +61,7 @@ static bool functions_present(const struct sesame_plugin_header *h)
 		       st->user_create && st->user_find && st->user_set_password &&
 		       st->family_create && st->family_rotate && st->token_revoke &&
 		       st->revoked_since && st->subject_revoke && st->token_purge &&
-		       st->failure_check && st->failure_record && st->failure_reset &&
-		       st->ping;
+		       st->failure_check && st->failure_record && st->failure_reset && st->ping;
 	}
 	const struct sesame_hasher *x = (const void *)h;
 	return x->init && x->fini && x->hash && x->verify && x->identify && x->needs_rehash;

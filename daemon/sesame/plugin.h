@@ -301,9 +301,9 @@ struct sesame_storage {
 	/*
 	 * Spends refresh token jti of family id, atomically. When jti is the family's current
 	 * token, next becomes current. When jti is the one current before it, replaced less
-	 * than grace_ms ago by the store's clock (two refreshes racing), the current one stays. Either way OK, with
-	 * the current jti in current (SESAME_TOKEN_ID_MAX + 1 bytes) and the family's end in
-	 * *expires_at. Any other jti is a spent token presented again: in the same
+	 * than grace_ms ago by the store's clock (two refreshes racing), the current one stays.
+	 * Either way OK, with the current jti in current (SESAME_TOKEN_ID_MAX + 1 bytes) and the
+	 * family's end in *expires_at. Any other jti is a spent token presented again: in the same
 	 * transaction the family is revoked until revoke_until, as token_revoke(NULL, 0, id,
 	 * revoke_until) does, and the answer is REUSED. A family revoked before or past its
 	 * end: REVOKED. No such family: NOT_FOUND.
@@ -329,12 +329,10 @@ struct sesame_storage {
 	 * from its own clock. since_ms is -1 for every id. Each worker of each sesamed asks
 	 * this every jwt.revocation_refresh: it must be cheap (an index on the revocation time).
 	 */
-	enum sesame_storage_result (*revoked_since)(void *state, long long since_ms,
-						    long long alive_at,
-						    void (*each)(void *ctx, const char *id,
-								 long long expires_at),
-						    void *ctx, long long *now_ms, char *err,
-						    size_t errlen);
+	enum sesame_storage_result (*revoked_since)(
+	    void *state, long long since_ms, long long alive_at,
+	    void (*each)(void *ctx, const char *id, long long expires_at), void *ctx,
+	    long long *now_ms, char *err, size_t errlen);
 	/*
 	 * Log out everywhere: revokes, in one transaction and until until, every family of
 	 * subject that is neither revoked nor ended, calling each(ctx, id) for each of them

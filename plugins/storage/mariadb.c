@@ -888,11 +888,10 @@ static enum sesame_storage_result token_revoke(void *state, const char *jti, lon
 	return r;
 }
 
-static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long alive_at,
-						void (*each)(void *ctx, const char *id,
-							     long long expires_at),
-						void *ctx, long long *now_ms, char *err,
-						size_t errlen)
+static enum sesame_storage_result
+revoked_since(void *state, long long since_ms, long long alive_at,
+	      void (*each)(void *ctx, const char *id, long long expires_at), void *ctx,
+	      long long *now_ms, char *err, size_t errlen)
 {
 	last_code = 0;
 	enum sesame_storage_result r =
@@ -913,12 +912,12 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 /* ---- failed log-ins ---- */
 
 #define FAILURE_CHECK_SQL                                                                          \
-	"SELECT GREATEST(`tat` - " NOW_MS_SQL " + ? - ?, 0) FROM `sesame_login_failures` WHERE "    \
+	"SELECT GREATEST(`tat` - " NOW_MS_SQL " + ? - ?, 0) FROM `sesame_login_failures` WHERE "   \
 	"`account` = ?"
 /* One statement, so two nodes recording at once both count: the row lock orders them. */
 #define FAILURE_RECORD_SQL                                                                         \
 	"SET STATEMENT innodb_lock_wait_timeout = 5 FOR INSERT INTO `sesame_login_failures` "      \
-	"(`account`, `tat`) VALUES (?, " NOW_MS_SQL " + ?) ON DUPLICATE KEY UPDATE `tat` = "        \
+	"(`account`, `tat`) VALUES (?, " NOW_MS_SQL " + ?) ON DUPLICATE KEY UPDATE `tat` = "       \
 	"LEAST(GREATEST(`tat`, " NOW_MS_SQL ") + ?, " NOW_MS_SQL " + ?)"
 #define FAILURE_RESET_SQL "DELETE FROM `sesame_login_failures` WHERE `account` = ?"
 

@@ -288,10 +288,10 @@ static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errle
 	sqlite3 *db = NULL;
 	char mode[16] = "";
 	create_private(s->path);
-	int rc = sqlite3_open_v2(
-	    s->path, &db,
-	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
-	    NULL);
+	int rc = sqlite3_open_v2(s->path, &db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+				     SQLITE_OPEN_NOFOLLOW,
+				 NULL);
 	if (rc != SQLITE_OK) {
 		cannot_open(s->path, db, rc, err, errlen);
 		goto fail;
@@ -953,11 +953,10 @@ static enum sesame_storage_result subject_revoke(void *state, const char *subjec
 	return r;
 }
 
-static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long alive_at,
-						void (*each)(void *ctx, const char *id,
-							     long long expires_at),
-						void *ctx, long long *now_ms, char *err,
-						size_t errlen)
+static enum sesame_storage_result
+revoked_since(void *state, long long since_ms, long long alive_at,
+	      void (*each)(void *ctx, const char *id, long long expires_at), void *ctx,
+	      long long *now_ms, char *err, size_t errlen)
 {
 	struct store *s = state;
 	if (s->pool == NULL)
@@ -1082,7 +1081,6 @@ static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 	release(s->pool, c);
 	return r;
 }
-
 
 SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
 		      .worker_start = worker_start, .worker_stop = worker_stop,

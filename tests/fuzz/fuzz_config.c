@@ -53,9 +53,9 @@ static bool has_word(const char *text, const char *name)
 static bool reaches_outside(const char *text)
 {
 	static const char *const outside[] = {
-	    "os",      "io",	"require", "load",	    "loadstring",     "loadfile", "dofile",
-	    "package", "debug", "_G",	   "_ENV",	    "getmetatable",   "collectgarbage",
-	    "plugins", "mariadb", NULL};
+	    "os",      "io",	"require", "load", "loadstring",   "loadfile",	     "dofile",
+	    "package", "debug", "_G",	   "_ENV", "getmetatable", "collectgarbage", "plugins",
+	    "mariadb", NULL};
 	for (const char *const *w = outside; *w != NULL; w++) {
 		if (has_word(text, *w))
 			return true;

@@ -39,20 +39,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	log_set_level(LOG_LEVEL_ERROR);
-	cfg =
-	    fuzz_config("request",
-			"server = { access_log = false }\n"
-			"plugins = { path = \"%s\" }\n"
-			"jwt = { secret = \"a secret for the request fuzz target, 48 bytes\",\n"
-			"        cookies = true }\n"
-			"routes = { \"%s/etc/sesame/routes/*.lua\", \"%s/tests/fuzz/routes/*.lua\" }\n",
-			FUZZ_PLUGINDIR, FUZZ_SRCDIR, FUZZ_SRCDIR);
+	cfg = fuzz_config(
+	    "request",
+	    "server = { access_log = false }\n"
+	    "plugins = { path = \"%s\" }\n"
+	    "jwt = { secret = \"a secret for the request fuzz target, 48 bytes\",\n"
+	    "        cookies = true }\n"
+	    "routes = { \"%s/etc/sesame/routes/*.lua\", \"%s/tests/fuzz/routes/*.lua\" }\n",
+	    FUZZ_PLUGINDIR, FUZZ_SRCDIR, FUZZ_SRCDIR);
 	struct config_errors errs = {0};
 	base = event_base_new();
 	api = base != NULL ? luaapi_new(cfg, base, NULL, NULL, &errs) : NULL;
-	srv = api != NULL ? http_server_new(cfg, base, NULL, 0, luaapi_router(api),
-					    luaapi_dispatch, api)
-			  : NULL;
+	srv = api != NULL
+		  ? http_server_new(cfg, base, NULL, 0, luaapi_router(api), luaapi_dispatch, api)
+		  : NULL;
 	if (srv == NULL) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msg[i]);
@@ -65,7 +65,7 @@ static const struct {
 	const char *name;
 	enum evhttp_cmd_type cmd;
 } methods[] = {
-    {"GET", EVHTTP_REQ_GET},	 {"POST", EVHTTP_REQ_POST},	  {"HEAD", EVHTTP_REQ_HEAD},
+    {"GET", EVHTTP_REQ_GET},	 {"POST", EVHTTP_REQ_POST},	{"HEAD", EVHTTP_REQ_HEAD},
     {"PUT", EVHTTP_REQ_PUT},	 {"DELETE", EVHTTP_REQ_DELETE}, {"OPTIONS", EVHTTP_REQ_OPTIONS},
     {"PATCH", EVHTTP_REQ_PATCH},
 };

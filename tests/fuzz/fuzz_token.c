@@ -70,21 +70,24 @@ static void verify(const struct token_config *tc, const char *token, size_t len)
 static char *sign(const uint8_t *claims, size_t size)
 {
 	static const char header[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* HS256, JWT */
-	size_t cap = sizeof(header) + sodium_base64_ENCODED_LEN(size, sodium_base64_VARIANT_URLSAFE_NO_PADDING) + 64;
+	size_t cap = sizeof(header) +
+		     sodium_base64_ENCODED_LEN(size, sodium_base64_VARIANT_URLSAFE_NO_PADDING) + 64;
 	char *token = malloc(cap);
 	if (token == NULL)
 		abort();
 	size_t n = strlen(header);
 	memcpy(token, header, n);
 	token[n++] = '.';
-	sodium_bin2base64(token + n, cap - n, claims, size, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_bin2base64(token + n, cap - n, claims, size,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	n += strlen(token + n);
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = 0;
 	HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const unsigned char *)token, n, mac,
 	     &maclen);
 	token[n++] = '.';
-	sodium_bin2base64(token + n, cap - n, mac, maclen, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_bin2base64(token + n, cap - n, mac, maclen,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	return token;
 }
 

@@ -26,12 +26,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	static const char *const names[] = {"email", "username", "password"};
 	log_set_level(LOG_LEVEL_ERROR);
 	cfg = fuzz_config("validators",
-					 "plugins = { path = \"%s\" }\n"
-					 "email = { allow_special_domains = true }\n"
-					 "username = { min_length = 1, max_length = 64 }\n"
-					 "password = { min_length = 8, max_length = 128 }\n"
-					 "routes = {}\n",
-					 FUZZ_PLUGINDIR);
+			  "plugins = { path = \"%s\" }\n"
+			  "email = { allow_special_domains = true }\n"
+			  "username = { min_length = 1, max_length = 64 }\n"
+			  "password = { min_length = 8, max_length = 128 }\n"
+			  "routes = {}\n",
+			  FUZZ_PLUGINDIR);
 	for (size_t i = 0; i < 3; i++) {
 		if (!plugins_validator(cfg->plugins, names[i], &validators[i]))
 			abort();
