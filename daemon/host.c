@@ -23,6 +23,11 @@
 /* ---- host functions ---- */
 
 static void host_log(const struct sesame_host *host, enum sesame_log_level level, const char *fmt,
+		     ...) __attribute__((format(printf, 3, 4)));
+static void host_config_error(struct sesame_config *cfg, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void host_log(const struct sesame_host *host, enum sesame_log_level level, const char *fmt,
 		     ...)
 {
 	const struct plugin *pl = (const struct plugin *)host;
