@@ -1042,14 +1042,15 @@ static enum sesame_storage_result failure_check(void *state, const char *account
 	return r;
 }
 
-/* Runs which, a statement on account, on a connection of its own. */
-static enum sesame_storage_result
-failure_run(struct store *s, int which, const struct failure_args *a, char *err, size_t errlen)
+/* Runs which, a statement that returns no rows, bound by bind, on a connection of its own. */
+static enum sesame_storage_result run_alone(struct store *s, int which,
+					    void (*bind)(sqlite3_stmt *, const void *),
+					    const void *ctx, char *err, size_t errlen)
 {
 	if (s->pool == NULL)
 		return not_started(err, errlen);
 	struct conn *c = acquire(s->pool);
-	int rc = run_stmt(s, c, which, bind_failure, a);
+	int rc = run_stmt(s, c, which, bind, ctx);
 	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
 	release(s->pool, c);
 	return r;
@@ -1060,26 +1061,19 @@ static enum sesame_storage_result failure_record(void *state, const char *accoun
 						 char *err, size_t errlen)
 {
 	struct failure_args a = {account, interval_ms, period_ms};
-	return failure_run(state, FAILURE_RECORD, &a, err, errlen);
+	return run_alone(state, FAILURE_RECORD, bind_failure, &a, err, errlen);
 }
 
 static enum sesame_storage_result failure_reset(void *state, const char *account, char *err,
 						size_t errlen)
 {
 	struct failure_args a = {.account = account};
-	return failure_run(state, FAILURE_RESET, &a, err, errlen);
+	return run_alone(state, FAILURE_RESET, bind_failure, &a, err, errlen);
 }
 
 static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 {
-	struct store *s = state;
-	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	int rc = run_stmt(s, c, PING, NULL, NULL);
-	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	release(s->pool, c);
-	return r;
+	return run_alone(state, PING, NULL, NULL, err, errlen);
 }
 
 SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
