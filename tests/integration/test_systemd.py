@@ -16,7 +16,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from conftest import SESAMED, Sesamed, child_pids, route_file, wait_for
+from conftest import SANITIZED, SESAMED, TOP, Sesamed, child_pids, route_file, wait_for
 
 ROUTES = {"wait.lua": route_file("wait.lua")}
 
@@ -323,3 +323,75 @@ def test_a_service_account_reads_rotated_keys_through_its_group(shared_dir):
             jwt.decode(token, old, algorithms=["HS256"])
     finally:
         assert s.stop() == 0, s.log()
+
+
+# ---- the system call filter, against what sesamed really calls ----
+
+def syscall_groups():
+    """systemd-analyze's groups: {"@name": {members, "@nested", ...}}."""
+    groups, name = {}, None
+    for line in run("systemd-analyze", "syscall-filter").stdout.splitlines():
+        word = line.split("#")[0].strip()
+        if line.startswith("@"):
+            name = word
+            groups[name] = set()
+        elif name and word:
+            groups[name].add(word)
+    return groups
+
+
+def expand(groups, names):
+    out = set()
+    for n in names:
+        out |= expand(groups, groups[n]) if n.startswith("@") else {n}
+    return out
+
+
+def unit_filter(groups, unit_text):
+    """The calls a unit's SystemCallFilter= lines allow: an allow list, then ~ removals."""
+    allowed = expand(groups, ["@default"])
+    for value in re.findall(r"^SystemCallFilter=(.*)$", unit_text, re.M):
+        if value.startswith("~"):
+            allowed -= expand(groups, value[1:].split())
+        else:
+            allowed |= expand(groups, value.split())
+    return allowed
+
+
+@pytest.mark.skipif(SANITIZED or shutil.which("strace") is None
+                    or shutil.which("systemd-analyze") is None,
+                    reason="needs strace and systemd-analyze, and a build without sanitizers")
+def test_the_system_call_filter_allows_every_call_sesamed_makes(shared_dir):
+    """sesamed, run as an account as the unit runs it, traced through a start, a
+    registration, a log-in, a reload and a stop: each call it makes is one that
+    sesamed.service's SystemCallFilter= allows (under systemd others fail with EPERM)."""
+    unit = (TOP / "etc/systemd/sesamed.service.in").read_text()
+    allowed = unit_filter(syscall_groups(), unit)
+    state = shared_dir / "state"  # the service's StateDirectory=: the account's to write
+    state.mkdir()
+    shutil.chown(state, "daemon", "daemon")
+    s = Sesamed(shared_dir, config='user = "daemon",',
+                routes={"users.lua": (TOP / "etc/sesame/routes/users.lua").read_text()},
+                more='storage = { backend = "sqlite", sqlite = { path = "state/sesame.db" } }\n'
+                     'jwt = { secret = "systemd-tests-secret-0123456789abcdef" }\n')
+    s.logf = open(s.log_path, "ab")
+    s.proc = subprocess.Popen(["setpriv", "--reuid=daemon", "--regid=daemon", "--init-groups",
+                               "strace", "-f", "-qq", "-o", str(state / "trace"), SESAMED, "-f",
+                               "-c", str(s.config)], stdout=s.logf, stderr=s.logf)
+    try:
+        s.wait_ready()
+        body = {"email": "unit@example.com", "username": "unit", "password": "correct horse"}
+        assert s.post("/users/register", json=body).status_code == 200
+        login = s.post("/users/login", json=body).json()
+        me = s.get("/users/me", headers={"Authorization": f"Bearer {login['access_token']}"})
+        assert me.status_code == 200
+        master = child_pids(s.proc.pid)[0]
+        os.kill(master, signal.SIGHUP)
+        s.wait_log("reloaded")
+        os.kill(master, signal.SIGTERM)  # strace itself would detach, not stop sesamed
+        assert s.proc.wait(60) == 0, s.log()
+    finally:
+        s.stop()
+    calls = set(re.findall(r"^\d+\s+(\w+)\(", (state / "trace").read_text(), re.M))
+    assert {"accept4", "clone3", "pwrite64"} <= calls, "the trace holds the workers' calls"
+    assert calls - allowed == set(), f"outside SystemCallFilter=: {sorted(calls - allowed)}"
