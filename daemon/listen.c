@@ -5,7 +5,9 @@
  * kernel spreads new connections across the workers and a socket outlives the worker serving
  * it: connections that arrive while a worker is being replaced wait in the socket's queue.
  * The set of those sockets lives as long as the master, across reloads: a reload opens only
- * the sockets it adds, and closes those it no longer wants once its workers serve.
+ * the sockets it adds, and closes those it no longer wants once its workers serve. Under
+ * socket activation the set holds the sockets systemd passed instead (activation.c), each
+ * served by every worker, and no configuration opens or closes any of them.
  */
 #include "autoconfig.h"
 
@@ -102,6 +104,20 @@ fail:
 	return -1;
 }
 
+int listen_format(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+	int n = -1;
+	if (ss->ss_family == AF_INET && inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host)))
+		n = snprintf(out, len, "%s:%u", host, ntohs(s4->sin_port));
+	else if (ss->ss_family == AF_INET6 &&
+		 inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host)))
+		n = snprintf(out, len, "[%s]:%u", host, ntohs(s6->sin6_port));
+	return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
 static struct listen_sock *find_sock(struct listen_set *set, const char *text, int slot)
 {
 	for (size_t i = 0; i < set->n; i++) {
@@ -152,8 +168,60 @@ static int add_sock(struct listen_set *set, const char *addr, int slot)
 	return 0;
 }
 
+int listen_set_adopt(struct listen_set *set, int fd, const char *text)
+{
+	struct listen_sock *grown = realloc(set->socks, (set->n + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -1;
+	set->socks = grown;
+	char *copy = strdup(text);
+	if (copy == NULL)
+		return -1;
+	set->socks[set->n++] =
+	    (struct listen_sock){.text = copy, .slot = LISTEN_EVERY_SLOT, .fd = fd, .wanted = true};
+	set->inherited = true;
+	return 0;
+}
+
+bool listen_sock_serves(const struct listen_sock *s, int slot, int workers)
+{
+	return slot >= 0 && (s->slot == LISTEN_EVERY_SLOT || s->slot % workers == slot);
+}
+
+/* Is the address text (as configured) among the passed sockets? */
+static bool passed(const struct listen_set *set, const char *text)
+{
+	struct listen_addr la;
+	char err[LOG_ERR_MAX], canon[INET6_ADDRSTRLEN + 8];
+	if (listen_parse(text, &la, err, sizeof(err)) != 0 ||
+	    listen_format(&la.ss, canon, sizeof(canon)) != 0)
+		return false;
+	for (size_t i = 0; i < set->n; i++) {
+		if (strcmp(set->socks[i].text, canon) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Under socket activation: warns when server.listen names other addresses than systemd's. */
+static void compare_passed(const struct listen_set *set, char *const *addrs, size_t naddrs)
+{
+	bool same = naddrs == set->n;
+	for (size_t a = 0; a < naddrs && same; a++)
+		same = passed(set, addrs[a]);
+	if (!same)
+		log_warn("server.listen (%s%s) is not what systemd passed: serving on its %zu "
+			 "socket%s (%s%s) only",
+			 naddrs > 0 ? addrs[0] : "none", naddrs > 1 ? " and more" : "", set->n,
+			 set->n == 1 ? "" : "s", set->socks[0].text, set->n > 1 ? " and more" : "");
+}
+
 int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, int slots)
 {
+	if (set->inherited) {
+		compare_passed(set, addrs, naddrs);
+		return 0;
+	}
 	for (size_t i = 0; i < set->n; i++)
 		set->socks[i].wanted = listed(addrs, naddrs, set->socks[i].text);
 	size_t before = set->n;

@@ -17,6 +17,12 @@ int listen_parse(const char *text, struct listen_addr *out, char *err, size_t er
 /* A non-blocking SO_REUSEPORT socket listening on a; -1 with err set on failure. */
 int listen_open(const struct listen_addr *a, char *err, size_t errlen);
 
+/* Writes an IPv4 or IPv6 address as listen_parse reads it ("[::1]:8080"); 0, or -1. */
+int listen_format(const struct sockaddr_storage *ss, char *out, size_t len);
+
+/* The slot of a socket that every worker slot serves (one that systemd passed). */
+#define LISTEN_EVERY_SLOT (-1)
+
 /*
  * The master's sockets: one per (address, worker slot), kept across reloads so that no queued
  * connection is lost.
@@ -31,13 +37,22 @@ struct listen_sock {
 struct listen_set {
 	struct listen_sock *socks;
 	size_t n;
+	bool inherited; /* the sockets came from systemd (activation.c): server.listen opens none */
 };
+
+/* Adds a listening socket that every worker slot serves; 0, or -1 (out of memory). */
+int listen_set_adopt(struct listen_set *set, int fd, const char *text);
+
+/* Does the worker of slot (of workers slots) serve on s? */
+bool listen_sock_serves(const struct listen_sock *s, int slot, int workers);
 
 /*
  * Opens the sockets that addrs (naddrs of them) and slots worker slots need and that are not
  * open yet, and marks every socket wanted or not; on failure, logs why and closes what it
  * opened. The sockets of slots beyond a smaller worker count stay open and wanted, served by
- * the remaining slots: closing one would reset the connections queued in it.
+ * the remaining slots: closing one would reset the connections queued in it. Sockets that
+ * systemd passed stay as they are: the addresses are only compared with them, with a warning
+ * when they differ.
  */
 int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, int slots);
 

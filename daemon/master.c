@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "activation.h"
 #include "clock.h"
 #include "config.h"
 #include "cycle.h"
@@ -112,7 +113,7 @@ static size_t shed_master_fds(int slot, int *fds)
 	size_t n = 0;
 	close(m.sigfd);
 	for (size_t i = 0; i < m.socks.n; i++) {
-		if (slot >= 0 && m.socks.socks[i].slot % m.cfg->workers == slot)
+		if (listen_sock_serves(&m.socks.socks[i], slot, m.cfg->workers))
 			fds[n++] = m.socks.socks[i].fd;
 		else
 			close(m.socks.socks[i].fd);
@@ -255,8 +256,10 @@ static void kill_hung(uint64_t now)
 static void announce_ready(void)
 {
 	char status[160];
-	snprintf(status, sizeof(status), "serving on %s%s with %d workers", m.cfg->listen[0],
-		 m.cfg->nlisten > 1 ? " and more" : "", m.cfg->workers);
+	bool passed = m.socks.inherited; /* socket activation: systemd's addresses, not ours */
+	snprintf(status, sizeof(status), "serving on %s%s with %d workers",
+		 passed ? m.socks.socks[0].text : m.cfg->listen[0],
+		 (passed ? m.socks.n : m.cfg->nlisten) > 1 ? " and more" : "", m.cfg->workers);
 	if (m.gen == 1)
 		log_info("%s", status);
 	else
@@ -647,7 +650,7 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 		log_error("cannot set up the master: %s", strerror(errno));
 		goto done;
 	}
-	if (open_sockets(cfg) != 0)
+	if (activation_take(&m.socks) < 0 || open_sockets(cfg) != 0)
 		goto done;
 	if (!opts->foreground && detach() != 0)
 		goto done;

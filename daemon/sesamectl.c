@@ -4,7 +4,8 @@
  *   sesamectl [-c FILE] migrate          apply the storage schema's migrations now
  *   sesamectl keygen [-a ALG] FILE...    write a new HMAC secret (mode 0600), or an RS or ES
  *                                        key pair (private 0600, public 0644); never over a
- *                                        file without --force
+ *                                        file without --force; --group NAME: the secret or
+ *                                        private key is NAME's to read (mode 0640)
  *   sesamectl [-c FILE] hash-bench [N]   time N hashes with the configured password scheme
  *   sesamectl [-c FILE] token revoke     revoke the tokens read from standard input, and
  *                                        their refresh families
@@ -21,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <openssl/evp.h>
@@ -55,7 +57,8 @@ static void usage(FILE *out)
 	    "                       HS512; mode 0600), or a key pair for jwt.private_key_file\n"
 	    "                       and jwt.public_key_file (RS256, RS384, RS512 with -b BITS,\n"
 	    "                       default 3072; ES256, ES384, ES512); an existing file is\n"
-	    "                       replaced only with -f (--force)\n"
+	    "                       replaced only with -f (--force); with -g NAME (--group)\n"
+	    "                       the secret or private key belongs to group NAME, mode 0640\n"
 	    "  hash-bench [N]       time N password hashes (default 5) with password.scheme\n"
 	    "  token revoke         revoke each token read from standard input (one a line) and\n"
 	    "                       its refresh family, on every sesamed sharing the storage\n"
@@ -115,6 +118,13 @@ static int cmd_migrate(const char *path)
 	return rc == 0 ? 0 : 1;
 }
 
+/* What keygen was asked for besides the algorithm and the files. */
+struct keygen_opts {
+	bool force;
+	gid_t group; /* the secret's group, or NO_GROUP */
+};
+#define NO_GROUP ((gid_t)-1)
+
 /* A file keygen writes: created anew, or with --force beside its target and renamed over it. */
 struct out_file {
 	const char *path;
@@ -122,7 +132,8 @@ struct out_file {
 	int fd;
 };
 
-static bool out_open(struct out_file *o, const char *path, mode_t mode, bool force)
+/* Opens a file for a key; group (or NO_GROUP) is the file's group, mode its mode. */
+static bool out_open(struct out_file *o, const char *path, mode_t mode, gid_t group, bool force)
 {
 	o->path = path;
 	o->fd = -1;
@@ -133,8 +144,9 @@ static bool out_open(struct out_file *o, const char *path, mode_t mode, bool for
 		o->fd = mkostemp(o->tmp, O_CLOEXEC);
 	else
 		errno = ENAMETOOLONG;
-	/* The mode exactly, whatever the umask. */
-	if (o->fd >= 0 && fchmod(o->fd, mode) == 0)
+	/* The group first, then the mode exactly, whatever the umask. */
+	if (o->fd >= 0 && (group == NO_GROUP || fchown(o->fd, (uid_t)-1, group) == 0) &&
+	    fchmod(o->fd, mode) == 0)
 		return true;
 	fprintf(stderr, "sesamectl: %s: %s%s\n", path, strerror(errno),
 		errno == EEXIST ? " (--force replaces it)" : "");
@@ -201,16 +213,23 @@ static void free_secret(char *text)
 
 static int keygen_usage(void)
 {
-	fprintf(stderr, "sesamectl: keygen [-f] [-a HS256|HS384|HS512] FILE\n"
-			"           keygen [-f] -a RS256|RS384|RS512 [-b BITS] PRIVATE PUBLIC\n"
-			"           keygen [-f] -a ES256|ES384|ES512 PRIVATE PUBLIC\n");
+	fprintf(stderr, "sesamectl: keygen [-f] [-g GROUP] [-a HS256|HS384|HS512] FILE\n"
+			"           keygen [-f] [-g GROUP] -a RS256|RS384|RS512 [-b BITS] PRIVATE "
+			"PUBLIC\n"
+			"           keygen [-f] [-g GROUP] -a ES256|ES384|ES512 PRIVATE PUBLIC\n");
 	return 2;
 }
 
-static int keygen_secret(const struct jwa_alg *a, const char *path, bool force)
+/* The mode of a secret or private key: its group's to read when it has one. */
+static mode_t secret_mode(const struct keygen_opts *k)
+{
+	return k->group == NO_GROUP ? 0600 : 0640;
+}
+
+static int keygen_secret(const struct jwa_alg *a, const char *path, const struct keygen_opts *k)
 {
 	struct out_file o;
-	if (!out_open(&o, path, 0600, force))
+	if (!out_open(&o, path, secret_mode(k), k->group, k->force))
 		return 1;
 	char *text = new_secret(a);
 	bool ok = text != NULL && out_write(&o, text) && out_commit(&o);
@@ -219,7 +238,8 @@ static int keygen_secret(const struct jwa_alg *a, const char *path, bool force)
 		out_drop(&o);
 		return 1;
 	}
-	printf("sesamectl: wrote a %s secret to %s (mode 0600)\n", a->name, path);
+	printf("sesamectl: wrote a %s secret to %s (mode %04o)\n", a->name, path,
+	       (unsigned)secret_mode(k));
 	return 0;
 }
 
@@ -243,7 +263,7 @@ static bool same_name(const char *a, const char *b)
 
 /* Both files or neither: each is written in full before either is put in place. */
 static int keygen_pair(const struct jwa_alg *a, int bits, const char *private_path,
-		       const char *public_path, bool force)
+		       const char *public_path, const struct keygen_opts *k)
 {
 	struct out_file priv, pub;
 	char kid[KEYS_KID_LEN];
@@ -251,9 +271,9 @@ static int keygen_pair(const struct jwa_alg *a, int bits, const char *private_pa
 		fprintf(stderr, "sesamectl: the private and the public key need two files\n");
 		return 2;
 	}
-	if (!out_open(&priv, private_path, 0600, force))
+	if (!out_open(&priv, private_path, secret_mode(k), k->group, k->force))
 		return 1;
-	if (!out_open(&pub, public_path, 0644, force)) {
+	if (!out_open(&pub, public_path, 0644, NO_GROUP, k->force)) {
 		out_drop(&priv);
 		return 1;
 	}
@@ -273,10 +293,29 @@ static int keygen_pair(const struct jwa_alg *a, int bits, const char *private_pa
 		out_drop(&pub);
 		return 1;
 	}
-	printf("sesamectl: wrote an %s key pair: the private key to %s (mode 0600), the public key "
+	printf("sesamectl: wrote an %s key pair: the private key to %s (mode %04o), the public key "
 	       "to %s (mode 0644); kid %s\n",
-	       a->name, private_path, public_path, kid);
+	       a->name, private_path, (unsigned)secret_mode(k), public_path, kid);
 	return 0;
+}
+
+/* --group NAME: the group's number into gid; -1 with a message when there is no such group. */
+static int keygen_group(const char *name, gid_t *gid)
+{
+	errno = 0;
+	const struct group *gr = getgrnam(name);
+	if (gr != NULL) {
+		*gid = gr->gr_gid;
+		return 0;
+	}
+	if (errno != 0 && errno != ENOENT)
+		fprintf(stderr, "sesamectl: cannot look group \"%s\" up: %s\n", name,
+			strerror(errno));
+	else
+		fprintf(stderr,
+			"sesamectl: no such group \"%s\" (systemd-sysusers makes sesame's)\n",
+			name);
+	return -1;
 }
 
 static int cmd_keygen(int argc, char **argv)
@@ -284,14 +323,15 @@ static int cmd_keygen(int argc, char **argv)
 	static const struct option longopts[] = {{"algorithm", required_argument, NULL, 'a'},
 						 {"bits", required_argument, NULL, 'b'},
 						 {"force", no_argument, NULL, 'f'},
+						 {"group", required_argument, NULL, 'g'},
 						 {NULL, 0, NULL, 0}};
 	const char *alg = "HS256";
 	int c;
 	long bits = 0;
 	char *end;
-	bool force = false;
+	struct keygen_opts k = {.force = false, .group = NO_GROUP};
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "a:b:f", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "a:b:fg:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 			alg = optarg;
@@ -302,7 +342,11 @@ static int cmd_keygen(int argc, char **argv)
 				return keygen_usage();
 			break;
 		case 'f':
-			force = true;
+			k.force = true;
+			break;
+		case 'g':
+			if (keygen_group(optarg, &k.group) != 0)
+				return 2;
 			break;
 		default:
 			return keygen_usage();
@@ -322,8 +366,8 @@ static int cmd_keygen(int argc, char **argv)
 		return 2;
 	}
 	if (a->family == 'H')
-		return keygen_secret(a, argv[optind], force);
-	return keygen_pair(a, (int)bits, argv[optind], argv[optind + 1], force);
+		return keygen_secret(a, argv[optind], &k);
+	return keygen_pair(a, (int)bits, argv[optind], argv[optind + 1], &k);
 }
 
 static int cmd_hash_bench(const char *path, int argc, char **argv)

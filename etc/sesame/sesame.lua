@@ -8,12 +8,14 @@
 
 server = {
   -- Addresses to listen on: "IPv4:PORT", "[IPv6]:PORT", "localhost:PORT" or "*:PORT".
+  -- Under socket activation (sesamed.socket) the sockets systemd passes are served instead.
   listen = { "127.0.0.1:8080" },
   -- The account the workers run as. Started as root, sesamed binds, reads the keys and opens
   -- the logs as root, then its workers (and its schema migrations) change to this user and its
   -- groups (group = "NAME" sets the group). Started as root without it, sesamed refuses to
-  -- start: user = "root" keeps the workers root, on purpose. Started as any other user (as
-  -- sesamed.service does), it is ignored, with a warning when it names another user.
+  -- start: user = "root" keeps the workers root, on purpose. Started as any other user, it
+  -- is ignored, with a warning when it names another user: sesamed.service starts it as
+  -- sesame itself.
   user = "sesame",
   -- Worker processes: "auto" is one per core. sesamed -w N overrides it.
   workers = "auto",
@@ -90,8 +92,9 @@ password = {
 
 -- Tokens. The key is the one setting without a default: a shared secret (HS*), or a key pair
 -- (RS* or ES*) whose public key other services fetch from GET /.well-known/jwks.json.
--- Make a secret with:    sesamectl keygen /etc/sesame/jwt.key
--- or a key pair with:    sesamectl keygen -a ES256 /etc/sesame/jwt.pem /etc/sesame/jwt.pub
+-- Make a secret with:    sesamectl keygen --group sesame /etc/sesame/jwt.key
+-- or a key pair with:    sesamectl keygen --group sesame -a ES256 /etc/sesame/jwt.pem /etc/sesame/jwt.pub
+-- (--group sesame: root:sesame 0640, for sesamed.service, which runs as sesame)
 -- jwt = {
 --   algorithm = "HS256",            -- or HS384, HS512; RS256, RS384, RS512; ES256, ES384, ES512
 --   secret_file = "jwt.key",        -- HS: or secret = "...", 32+ bytes (48 HS384, 64 HS512)
