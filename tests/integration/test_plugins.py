@@ -69,6 +69,14 @@ def test_unknown_plugin_keys_are_errors(sesamed):
     assert f"{s.config}:7: password.extra: unknown key" in r.stderr
 
 
+def test_a_scheme_whose_settings_are_refused_is_not_used(sesamed):
+    # Its init failed: the check reports why, and makes no hash with it.
+    s = sesamed(start=False, more='password = { argon2id = { memory = 8192 } }\n')
+    r = check_config(s)
+    assert r.returncode == 1
+    assert "password.argon2id.memory: 8192 is out of range (19456 to 4194304)" in r.stderr
+
+
 def test_scheme_must_be_loaded_and_accepted(sesamed):
     s = sesamed(start=False, more='password = { scheme = "argon2id", accept = { "pbkdf2_sha256" } }\n')
     r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
