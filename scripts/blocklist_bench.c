@@ -100,7 +100,8 @@ int main(int argc, char **argv)
 	char pw[32], out[64], msg[64];
 	for (long i = 0; i < n; i++) {
 		int len = snprintf(pw, sizeof(pw), i % 2 ? "pw-%07ld" : "not-%07ld", i / 2);
-		refused += v->check(state, pw, (size_t)len, NULL, out, sizeof(out), msg, sizeof(msg)) == 0;
+		refused +=
+		    v->check(state, pw, (size_t)len, NULL, out, sizeof(out), msg, sizeof(msg)) == 0;
 	}
 	double t2 = now();
 	size_t count = 0, dups = 0, bytes = 0;
