@@ -139,16 +139,32 @@ static int l_verify(lua_State *L)
 	return luaapi_await_job(L, &hj->lj, "sesame.verify");
 }
 
+/* v's verdict on value: 1 with the normal form pushed, or 0 with the client's message. */
+static int check_one(lua_State *L, const char *name, const struct validator *v, const char *value,
+		     size_t len, const char *const *related, char *msg, size_t msglen)
+{
+	size_t outlen = len * 4 + 64;
+	char *out = luaapi_push_scratch(L, outlen);
+	int rc = v->fn->check(v->state, value, len, related, out, outlen, msg, msglen);
+	if (rc < 0)
+		return luaL_error(L, "validator %s: its normal form does not fit", name);
+	if (rc == 1)
+		lua_pushstring(L, out);
+	return rc;
+}
+
 /*
- * sesame.validate(name, value[, related]): the validator plugin name's verdict, on the loop.
+ * sesame.validate(name, value[, related]): the validator plugin name's verdict, on the loop,
+ * and that of the one that follows it (the password policy: password, then blocklist).
  * Returns the value's normal form, or nil and a message for the client.
  */
 static int l_validate(lua_State *L)
 {
 	const char *name = luaL_checkstring(L, 1);
+	const struct plugins *p = luaapi_get(L)->cfg->plugins;
 	struct validator v;
 	const char *related[9] = {NULL};
-	if (!plugins_validator(luaapi_get(L)->cfg->plugins, name, &v))
+	if (!plugins_validator(p, name, &v))
 		return luaL_error(L, "no validator plugin named '%s' is loaded", name);
 	if (lua_type(L, 2) != LUA_TSTRING) {
 		lua_pushnil(L);
@@ -168,18 +184,18 @@ static int l_validate(lua_State *L)
 				break;
 		}
 	}
-	size_t outlen = len * 4 + 64;
-	char *out = luaapi_push_scratch(L, outlen), msg[256] = "";
-	int rc = v.fn->check(v.state, value, len, related[0] != NULL ? related : NULL, out, outlen,
-			     msg, sizeof(msg));
-	if (rc < 0)
-		return luaL_error(L, "validator %s: its normal form does not fit", name);
+	const char *const *rel = related[0] != NULL ? related : NULL;
+	char msg[256] = "";
+	int rc = check_one(L, name, &v, value, len, rel, msg, sizeof(msg));
+	if (rc == 1 && plugins_validator_then(p, name, &v)) {
+		value = lua_tolstring(L, -1, &len);
+		rc = check_one(L, "blocklist", &v, value, len, rel, msg, sizeof(msg));
+	}
 	if (rc == 0) {
 		lua_pushnil(L);
 		lua_pushstring(L, msg[0] != '\0' ? msg : "invalid value");
 		return 2;
 	}
-	lua_pushstring(L, out);
 	return 1;
 }
 

@@ -176,6 +176,7 @@ void plugins_free(struct plugins *p)
 		host_free_strings(pl);
 		if (pl->handle != NULL)
 			dlclose(pl->handle);
+		free((void *)pl->h);
 		free(pl->path);
 		free(pl->name);
 	}

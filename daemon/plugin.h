@@ -43,6 +43,12 @@ struct validator {
 };
 bool plugins_validator(const struct plugins *p, const char *name, struct validator *out);
 
+/*
+ * The validator that judges next what validator name accepted, when one does: the password
+ * policy is the password validator, then the blocklist validator when it is loaded.
+ */
+bool plugins_validator_then(const struct plugins *p, const char *name, struct validator *out);
+
 /* The storage backend (storage.backend), or NULL when storage is not configured. */
 struct storage {
 	const struct sesame_storage *fn;

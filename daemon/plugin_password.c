@@ -150,7 +150,7 @@ void plugin_password_read(struct loading *ld)
 		else if (!accepted)
 			config_error_at(ld->errs, ld->file, ld->src, "password.scheme",
 					"'%s' must be in password.accept too", scheme);
-		else {
+		else if (pl->inited) { /* else its init failed, and said why */
 			ld->p->scheme = (struct hasher){
 			    .fn = (const void *)pl->h, .state = pl->state, .name = pl->name};
 			make_dummy(ld);

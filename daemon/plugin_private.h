@@ -9,6 +9,7 @@
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config_table.h"
 #include "dbpool.h"
@@ -21,7 +22,7 @@ struct plugin {
 	char *path;
 	char *name;
 	void *handle;
-	const struct sesame_plugin_header *h;
+	const struct sesame_plugin_header *h; /* the core's copy of the descriptor (plugin_abi.c) */
 	void *state;
 	bool inited;
 	char **strings; /* configuration strings handed to the plugin, kept until fini */
@@ -80,6 +81,30 @@ struct sesame_config host_config(struct loading *ld, struct plugin *pl, int tbl,
 int host_run_init(struct loading *ld, struct plugin *pl, struct sesame_config *cfg);
 void host_check_unread(struct loading *ld, const struct sesame_config *cfg, const char *reader);
 void host_free_strings(struct plugin *pl);
+
+/* plugin_abi.c: the members each ABI minor of a kind's descriptor holds. */
+struct plugin_member {
+	const char *name;
+	size_t offset;
+	unsigned minor; /* the minor of ABI 1 that introduced it */
+	bool required;
+};
+struct plugin_kind {
+	uint32_t kind;
+	const char *name;
+	size_t size; /* sizeof the descriptor in this sesamed */
+	const struct plugin_member *members;
+	size_t nmembers;
+};
+extern const struct plugin_kind plugin_kinds[]; /* ends with a NULL name */
+size_t plugin_abi_size(const struct plugin_kind *k, unsigned minor);
+/*
+ * Checks the descriptor at sym, of which have bytes may be read, against kinds: returns 0 with
+ * *copy a zeroed struct of the kind's full size holding the descriptor (free it), or -1 with
+ * the reason in why.
+ */
+int plugin_abi_check(const struct plugin_kind *kinds, const void *sym, size_t have, void **copy,
+		     char *why, size_t len);
 
 /* plugin_open.c: dlopen and the checks of the descriptor, before any plugin code runs. */
 int plugin_open(struct loading *ld, struct plugin *pl, const char *path);

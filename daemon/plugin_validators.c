@@ -3,7 +3,8 @@
  *
  * A validator NAME reads the top-level table NAME. The password table is shared: the
  * password validator's keys (min_length, ...) sit beside the hashing keys, which count as
- * read for it.
+ * read for it. The password policy is two validators: password, then blocklist (common
+ * passwords) when it is loaded.
  */
 #include "autoconfig.h"
 
@@ -36,7 +37,7 @@ void plugin_validators_read(struct loading *ld)
 		lua_pop(L, 1);
 	}
 	/* A table for a validator that is not loaded would be silently ignored: say so. */
-	static const char *const own[] = {"email", "username", NULL};
+	static const char *const own[] = {"email", "username", "blocklist", NULL};
 	for (const char *const *k = own; *k != NULL; k++) {
 		lua_pushstring(L, *k);
 		if (lua_rawget(L, ld->settings) != LUA_TNIL &&
@@ -57,4 +58,9 @@ bool plugins_validator(const struct plugins *p, const char *name, struct validat
 		}
 	}
 	return false;
+}
+
+bool plugins_validator_then(const struct plugins *p, const char *name, struct validator *out)
+{
+	return strcmp(name, "password") == 0 && plugins_validator(p, "blocklist", out);
 }

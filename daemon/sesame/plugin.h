@@ -7,11 +7,20 @@
  * ABI major and minor, the descriptor's size, kind, name) before it calls anything in the
  * plugin, and refuses a plugin built for another ABI with a message saying so.
  *
- * ABI rules: the major changes when a member changes meaning or moves; the minor when members
- * are added at the end of a descriptor or of struct sesame_host. A plugin runs on a sesamed of
- * the same major and the same or a newer minor. It reads a host member only when host->size
- * says it is there. ABI 1.0 is final with sesame's first release; until then it still grows
- * (the storage's token state was added to it), and plugins are rebuilt with each sesamed.
+ * ABI 1.0 is frozen. The rules:
+ *  - Nothing in ABI 1 changes meaning, type or place. A new minor (1.1, 1.2, ...) only adds
+ *    members at the end of a kind's descriptor or of struct sesame_host; a change of anything
+ *    else is a new major.
+ *  - sesamed loads a plugin of its own major built for any minor. From an older minor it
+ *    reads only the descriptor's own size (header.size) and treats the members that minor
+ *    lacks as absent; a function is required only when the plugin's minor had it. From a
+ *    newer minor it reads the members it knows and ignores the rest: the plugin cannot count
+ *    on sesamed calling functions a newer minor added.
+ *  - A plugin built for another major, older or newer, is refused, with a message that names
+ *    the plugin, the ABI it was built for and the one this sesamed loads.
+ *  - A plugin reads a host member only when host->size says it is there (a host of an older
+ *    minor is smaller), and may read host->abi_minor.
+ *  - The descriptor's size is sizeof its kind's struct, set by the kind's macro below.
  *
  * Define the descriptor with its kind's macro (SESAME_VALIDATOR_PLUGIN, SESAME_HASHER_PLUGIN,
  * SESAME_STORAGE_PLUGIN), which exports it, and build with hidden visibility:

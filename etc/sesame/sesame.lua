@@ -129,6 +129,10 @@ password = {
 -- email = { allow_special_domains = false }
 -- username = { min_length = 3, max_length = 64, allowed = "ascii" }
 -- password.min_length and password.max_length: see the password table above.
+-- Common passwords refused wherever the password policy is asked for (registration, a new
+-- password): a list, one password per line; none ships with sesame (docs/operations.md says
+-- where to find one). Without a file, nothing is refused.
+-- blocklist = { file = "common-passwords.txt", ignore_case = false }
 
 -- The route scripts, loaded in this order (each pattern's matches sorted by name).
 routes = { "routes/*.lua" }

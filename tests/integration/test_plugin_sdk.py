@@ -37,6 +37,14 @@ def sdk(tmp_path_factory):
     subprocess.run(["make", "-C", str(BUILD), "install", f"DESTDIR={root}"], check=True,
                    capture_output=True, timeout=600)
     pc = next(root.rglob("sesame-plugin.pc"))
+    # The folder is a sysroot, as in a cross build: pkg-config prefixes every path it gives
+    # with it, so it holds the other libraries a plugin builds with too (MariaDB's, linked).
+    for flag in subprocess.run(["pkg-config", "--cflags", "--libs-only-L", "libmariadb"],
+                               capture_output=True, text=True, check=True).stdout.split():
+        path = Path(flag[2:].rstrip("/"))
+        if flag[:2] in ("-I", "-L") and not (root / path.relative_to("/")).exists():
+            (root / path.relative_to("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / path.relative_to("/")).symlink_to(path)
     env = dict(os.environ, PKG_CONFIG_PATH=str(pc.parent), PKG_CONFIG_SYSROOT_DIR=str(root))
     plugins = next(p for p in root.rglob("plugins") if (p / "argon2id.so").exists())
     return env, plugins
@@ -53,6 +61,43 @@ def compile_plugin(env, source, out, *extra):
                            "-Wno-unused-parameter", *cflags(env, "sesame-plugin"), *extra,
                            "-o", str(out), str(source)],
                           capture_output=True, text=True, timeout=120)
+
+
+def docs_makefile():
+    """The Makefile docs/plugins.md gives plugin developers, as written there."""
+    doc = (TOP / "docs/plugins.md").read_text()
+    after = doc.split("<!-- the Makefile of tests/integration/test_plugin_sdk.py -->\n", 1)[1]
+    return after.split("```make\n", 1)[1].split("```\n", 1)[0]
+
+
+def make_known_domain(env, tmp_path, folder):
+    """Builds known_domain.so with the docs' Makefile in a folder of its own, as a plugin
+    developer would, and installs it into folder; returns make's output."""
+    src = tmp_path / "known_domain"
+    src.mkdir()
+    (src / "Makefile").write_text(docs_makefile())
+    (src / "known_domain.c").write_text((TOP / "tests/plugin-sdk/known_domain.c").read_text())
+    r = subprocess.run(["make", "-C", str(src)], capture_output=True, text=True, timeout=120,
+                       env=dict(env, CFLAGS="-O2 -Wall -Wextra -Werror -Wno-unused-parameter"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    i = subprocess.run(["make", "-C", str(src), "install", f"plugindir={folder}"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert i.returncode == 0, i.stdout + i.stderr
+    return r.stdout
+
+
+def test_the_docs_makefile_builds_against_the_installed_tree_only(sdk, tmp_path):
+    env, installed = sdk
+    folder = tmp_path / "plugins"
+    out = make_known_domain(env, tmp_path, folder)
+    # Nothing of the source tree: the header comes from the installed tree, through pkg-config.
+    assert str(TOP) not in out
+    assert f"-I{Path(env['PKG_CONFIG_SYSROOT_DIR'])}" in out
+    assert (folder / "known_domain.so").exists()
+    # Where make install puts it by default: beside sesame's own plugins (in the sysroot).
+    plugindir = subprocess.run(["pkg-config", "--variable=plugindir", "sesame-plugin"],
+                               env=env, capture_output=True, text=True, check=True).stdout
+    assert Path(plugindir.strip()) == installed
 
 
 def test_the_installed_header_is_found_by_pkg_config(sdk):
@@ -82,11 +127,7 @@ def test_a_validator_reads_its_table_on_the_core_pool(sdk, sesamed, mariadb, tmp
     folder.mkdir()
     for so in installed.glob("*.so"):
         (folder / so.name).symlink_to(so)
-    libmariadb = subprocess.run(["pkg-config", "--cflags", "--libs", "libmariadb"],
-                                capture_output=True, text=True, check=True).stdout.split()
-    r = compile_plugin(env, TOP / "tests/plugin-sdk/known_domain.c", folder / "known_domain.so",
-                       *libmariadb)
-    assert r.returncode == 0, r.stderr
+    make_known_domain(env, tmp_path, folder)
     # Its configuration is the top-level table of its name, as a shipped validator's is.
     storage = mariadb.storage(mariadb.database)
     mariadb.sql("CREATE TABLE accepted (name VARCHAR(253) PRIMARY KEY)", mariadb.database)
@@ -122,11 +163,7 @@ def test_a_validator_that_wants_the_pool_without_storage(sdk, sesamed, tmp_path)
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "argon2id.so").symlink_to(installed / "argon2id.so")
-    libmariadb = subprocess.run(["pkg-config", "--cflags", "--libs", "libmariadb"],
-                                capture_output=True, text=True, check=True).stdout.split()
-    r = compile_plugin(env, TOP / "tests/plugin-sdk/known_domain.c", folder / "known_domain.so",
-                       *libmariadb)
-    assert r.returncode == 0, r.stderr
+    make_known_domain(env, tmp_path, folder)
     s = sesamed(start=False)
     s.config.write_text(s.config.read_text().replace(str(BUILD / "plugins"), str(folder)))
     r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,

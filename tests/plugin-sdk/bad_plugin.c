@@ -4,9 +4,13 @@
  *
  *   -DWRONG_MAGIC      another magic number
  *   -DABI_MAJOR=N      built for another ABI major
- *   -DABI_MINOR=N      built for a newer ABI minor
+ *   -DABI_MINOR=N      built for another ABI minor (with -DEXTRA_TAIL: a newer one)
  *   -DTRUNCATED        exports the header alone
+ *   -DSHORT            its header says it is a pointer shorter than its kind's descriptor
+ *   -DNO_VERIFY        lacks a function its kind requires
  *   -DWRONG_NAME       names itself differently from its file
+ *   -DEXTRA_TAIL       a newer minor's descriptor: a member this sesamed does not know at the
+ *                      end, which sesamed must ignore (the plugin then loads and works)
  * With none of them, it is a working hasher that stores passwords as "plain$PASSWORD" (for
  * the tests only), its descriptor defined as every plugin's is, with its kind's macro.
  */
@@ -16,7 +20,7 @@
 #include <string.h>
 
 #if defined(WRONG_MAGIC) || defined(ABI_MAJOR) || defined(ABI_MINOR) || defined(TRUNCATED) ||      \
-    defined(WRONG_NAME)
+    defined(WRONG_NAME) || defined(SHORT) || defined(NO_VERIFY) || defined(EXTRA_TAIL)
 #define FORGED /* a header built by hand: the kind's macro would build it right */
 #endif
 #ifndef ABI_MAJOR
@@ -69,17 +73,47 @@ static bool needs_rehash(void *state, const char *stored)
 	return false;
 }
 
+#ifdef SHORT
+#define SIZE (sizeof(struct sesame_hasher) - sizeof(void *))
+#else
+#define SIZE sizeof(struct sesame_hasher)
+#endif
+#ifdef NO_VERIFY
+#define VERIFY NULL
+#else
+#define VERIFY verify
+#endif
+
 #if defined(TRUNCATED)
 SESAME_PLUGIN_EXPORT const struct sesame_plugin_header sesame_plugin = {
     MAGIC, ABI_MAJOR, ABI_MINOR, sizeof(struct sesame_hasher), SESAME_PLUGIN_HASHER, NAME, "1"};
+#elif defined(EXTRA_TAIL)
+static int later(void)
+{
+	return 0;
+}
+
+SESAME_PLUGIN_EXPORT const struct newer_hasher {
+	struct sesame_hasher known;
+	int (*later)(void);
+} sesame_plugin = {
+    .known = {.header = {MAGIC, ABI_MAJOR, ABI_MINOR, sizeof(struct newer_hasher),
+			 SESAME_PLUGIN_HASHER, NAME, "1"},
+	      .init = init,
+	      .fini = fini,
+	      .hash = hash,
+	      .verify = verify,
+	      .identify = identify,
+	      .needs_rehash = needs_rehash},
+    .later = later,
+};
 #elif defined(FORGED)
 SESAME_PLUGIN_EXPORT const struct sesame_hasher sesame_plugin = {
-    .header = {MAGIC, ABI_MAJOR, ABI_MINOR, sizeof(struct sesame_hasher), SESAME_PLUGIN_HASHER,
-	       NAME, "1"},
+    .header = {MAGIC, ABI_MAJOR, ABI_MINOR, SIZE, SESAME_PLUGIN_HASHER, NAME, "1"},
     .init = init,
     .fini = fini,
     .hash = hash,
-    .verify = verify,
+    .verify = VERIFY,
     .identify = identify,
     .needs_rehash = needs_rehash,
 };

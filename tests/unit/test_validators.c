@@ -19,9 +19,12 @@
 #include <sesame/plugin.h>
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define PYTHON	   "/usr/bin/python3"
 #define CORPUS_MAX 160
@@ -60,15 +63,16 @@ struct sesame_config {
 	char error[256];
 };
 
+static char last_log[1024]; /* the plugin's last log line */
+
 static void host_log(const struct sesame_host *host, enum sesame_log_level level, const char *fmt,
 		     ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fprintf(stderr, "plugin log %d: ", (int)level);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vsnprintf(last_log, sizeof(last_log), fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "plugin log %d: %s\n", (int)level, last_log);
 }
 
 static void host_config_error(struct sesame_config *cfg, const char *key, const char *fmt, ...)
@@ -857,6 +861,199 @@ static void test_username_config(void **state)
 	assert_init_fails("username", zero, "min_length");
 }
 
+/* ---- blocklist ---- */
+
+static char list_dir[64];
+
+/* Writes text (len bytes) to a file of the test's folder; returns its path (static). */
+static const char *list_file(const char *name, const char *text, size_t len)
+{
+	static char path[128];
+	if (list_dir[0] == '\0') {
+		snprintf(list_dir, sizeof(list_dir), "/tmp/test_blocklist.XXXXXX");
+		assert_non_null(mkdtemp(list_dir));
+	}
+	snprintf(path, sizeof(path), "%s/%s", list_dir, name);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+	return path;
+}
+
+#define LIST(name, lit) list_file((name), (lit), sizeof(lit) - 1)
+
+/* The counts of the plugin's "N passwords from PATH (D listed twice), B bytes" log line. */
+static void logged_counts(size_t *n, size_t *dups, size_t *bytes)
+{
+	const char *paren = strstr(last_log, " (");
+	assert_non_null(strstr(last_log, " passwords from "));
+	assert_non_null(paren);
+	assert_int_equal(sscanf(last_log, "%zu", n), 1);
+	assert_int_equal(sscanf(paren, " (%zu listed twice), %zu bytes", dups, bytes), 2);
+}
+
+static void test_blocklist_lookups(void **state)
+{
+	const struct kv cfg[] = {STR("file", LIST("common.txt", "password1234\nqwerty123\r\n"
+								"letmein!\n\n  spaced  \n"
+								"\xc3\xbcn\xc3\xaf"
+								"c\xc3\xb6"
+								"d\xc3\xa9"
+								"1\nlast-no-newline")),
+				 {0}};
+	struct validator *t = start("blocklist", cfg);
+	size_t n, dups, bytes;
+	logged_counts(&n, &dups, &bytes);
+	assert_int_equal(n, 6);
+	assert_int_equal(dups, 0);
+	assert_true(asked(t, "file") && asked(t, "ignore_case"));
+	INVALID(t, "password1234", "password is too common");
+	INVALID(t, "qwerty123", "password is too common"); /* its CR is no part of it */
+	INVALID(t, "letmein!", "password is too common");
+	INVALID(t, "  spaced  ", "password is too common");
+	INVALID(t,
+		"\xc3\xbcn\xc3\xaf"
+		"c\xc3\xb6"
+		"d\xc3\xa9"
+		"1",
+		"password is too common");
+	INVALID(t, "last-no-newline", "password is too common");
+	/* Exact matches only: another case, a prefix, the spaces trimmed, a CR kept. */
+	VALID(t, "Password1234", "Password1234");
+	VALID(t, "password123", "password123");
+	VALID(t, "spaced", "spaced");
+	VALID(t, "qwerty123\r", "qwerty123\r");
+	VALID(t, "", "");
+	char tiny[4];
+	assert_int_equal(t->v->check(t->state, "not listed", 10, NULL, tiny, sizeof(tiny), t->msg,
+				     sizeof(t->msg)),
+			 -1);
+	unload(t);
+}
+
+static void test_blocklist_ignore_case(void **state)
+{
+	const struct kv cfg[] = {STR("file", LIST("case.txt", "Password1234\n\xc3\xbc"
+							      "ber-geheim\n")),
+				 BOOL("ignore_case", true),
+				 {0}};
+	struct validator *t = start("blocklist", cfg);
+	INVALID(t, "password1234", "password is too common");
+	INVALID(t, "PASSWORD1234", "password is too common");
+	INVALID(t,
+		"\xc3\x9c"
+		"BER-GEHEIM",
+		"password is too common"); /* \u00dc: the folded case of \u00fc */
+	VALID(t, "PASSWORD12345", "PASSWORD12345");
+	VALID(t, "\xff\xfe not UTF-8", "\xff\xfe not UTF-8");
+	unload(t);
+}
+
+static void test_blocklist_duplicates_and_long_lines(void **state)
+{
+	char *longline = repeat("x", 100000, "");
+	size_t len = strlen(longline);
+	char *text = malloc(len + 64);
+	assert_non_null(text);
+	int head = snprintf(text, len + 64, "same\nsame\r\nsame\n");
+	memcpy(text + head, longline, len);
+	memcpy(text + head + len, "\n", 2);
+	const struct kv cfg[] = {STR("file", list_file("dups.txt", text, head + len + 1)), {0}};
+	struct validator *t = start("blocklist", cfg);
+	size_t n, dups, bytes;
+	logged_counts(&n, &dups, &bytes);
+	assert_int_equal(n, 2);
+	assert_int_equal(dups, 2);
+	INVALID(t, "same", "password is too common");
+	assert_int_equal(run(t, longline, len, NULL), 0);
+	assert_int_equal(run(t, longline, len - 1, NULL), -1); /* valid, but out is too small */
+	longline[len - 1] = '\0';
+	assert_int_equal(
+	    t->v->check(t->state, longline, len - 1, NULL, text, len + 64, t->msg, sizeof(t->msg)),
+	    1);
+	unload(t);
+	free(text);
+	free(longline);
+}
+
+static void test_blocklist_empty_absent_missing(void **state)
+{
+	const struct kv empty[] = {STR("file", LIST("empty.txt", "")), {0}};
+	struct validator *t = start("blocklist", empty);
+	size_t n, dups, bytes;
+	logged_counts(&n, &dups, &bytes);
+	assert_int_equal(n, 0);
+	VALID(t, "password1234", "password1234");
+	unload(t);
+	/* No list: it refuses nothing. */
+	t = start("blocklist", NULL);
+	VALID(t, "password1234", "password1234");
+	unload(t);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/not-there.txt", list_dir);
+	const struct kv missing[] = {STR("file", path), {0}};
+	t = load("blocklist", missing);
+	assert_int_equal(t->v->init(&host, &t->cfg, &t->state), -1);
+	assert_string_equal(t->cfg.error_key, "file");
+	char want[256];
+	snprintf(want, sizeof(want), "%s: No such file or directory", path);
+	assert_string_equal(t->cfg.error, want);
+	unload(t);
+	const struct kv not_bool[] = {STR("ignore_case", "yes"), {0}};
+	assert_init_fails("blocklist", not_bool, "ignore_case");
+}
+
+/* A million passwords: read fast, in at most 32 bytes each. */
+static void test_blocklist_a_million(void **state)
+{
+	enum { N = 1000000 };
+	char *text = malloc((size_t)N * 16), *p = text;
+	assert_non_null(text);
+	for (int i = 0; i < N; i++)
+		p += sprintf(p, "pw-%07d-%x\n", i, (unsigned)(i * 2654435761u) >> 20);
+	const struct kv cfg[] = {STR("file", list_file("million.txt", text, (size_t)(p - text))),
+				 {0}};
+	free(text);
+	struct timespec t0, t1;
+	struct mallinfo2 before = mallinfo2();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	struct validator *t = start("blocklist", cfg);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	struct mallinfo2 after = mallinfo2();
+	double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	size_t n, dups, bytes;
+	logged_counts(&n, &dups, &bytes);
+	assert_int_equal(n, N);
+	assert_int_equal(dups, 0);
+	assert_true(bytes <= (size_t)N * 32);
+	/* The heap says the same (a sanitizer's allocator reports nothing here). */
+	size_t used = (after.uordblks + after.hblkhd) - (before.uordblks + before.hblkhd);
+	if (after.uordblks + after.hblkhd > 0)
+		assert_true(used <= (size_t)N * 32 && used >= bytes);
+	if (seconds > 10)
+		fail_msg("a million passwords took %.1f s to read", seconds);
+	INVALID(t, "pw-0000000-0", "password is too common");
+	char pw[32];
+	for (int i = 1; i < N; i += 9973) {
+		snprintf(pw, sizeof(pw), "pw-%07d-%x", i, (unsigned)(i * 2654435761u) >> 20);
+		assert_int_equal(run(t, pw, strlen(pw), NULL), 0);
+		pw[3] = 'X';
+		assert_int_equal(run(t, pw, strlen(pw), NULL), 1);
+	}
+	unload(t);
+}
+
+static int remove_lists(void **state)
+{
+	char cmd[128];
+	if (list_dir[0] != '\0') {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", list_dir);
+		return system(cmd) == 0 ? 0 : -1;
+	}
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -874,6 +1071,11 @@ int main(void)
 	    cmocka_unit_test(test_username_ascii),
 	    cmocka_unit_test(test_username_unicode),
 	    cmocka_unit_test(test_username_config),
+	    cmocka_unit_test(test_blocklist_lookups),
+	    cmocka_unit_test(test_blocklist_ignore_case),
+	    cmocka_unit_test(test_blocklist_duplicates_and_long_lines),
+	    cmocka_unit_test(test_blocklist_empty_absent_missing),
+	    cmocka_unit_test(test_blocklist_a_million),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, remove_lists);
 }
