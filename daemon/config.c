@@ -164,6 +164,7 @@ static const struct config_key server_keys[] = {
     {"queue", config_int, 1, 1 << 20, SERVER(queue)},
     {"hang_timeout", config_ms, 1000, 3600000, SERVER(hang_timeout_ms)},
     {"trusted_proxies", config_trusted_proxies, 0, 0, SERVER(trusted_proxies)},
+    {"metrics", config_metrics, 0, 0, SERVER(metrics)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -382,6 +383,7 @@ static void set_defaults(struct config *cfg)
 	cfg->json_depth = 32;
 	cfg->hang_timeout_ms = 10000;
 	ratelimit_rules_defaults(&cfg->limits);
+	config_metrics_defaults(&cfg->metrics);
 }
 
 /* The file's folder as an absolute path: the daemon may change directory later. */
@@ -469,5 +471,6 @@ void config_free(struct config *cfg)
 	tokens_config_clear(&cfg->jwt);
 	ratelimit_rules_clear(&cfg->limits);
 	proxies_clear(&cfg->trusted_proxies);
+	proxies_clear(&cfg->metrics.allow);
 	free(cfg);
 }

@@ -20,6 +20,12 @@ struct lua_State;
 /* The most workers (server.workers, sesamed -w) one sesamed runs. */
 #define CONFIG_MAX_WORKERS 128
 
+/* server.metrics: whether GET /metrics is answered, and to which peers. */
+struct config_metrics {
+	bool on;
+	struct proxies allow;
+};
+
 struct config {
 	char *path; /* the file as given */
 	char *dir;  /* its folder: relative paths resolve against it */
@@ -45,6 +51,7 @@ struct config {
 	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
 	struct privs privs;   /* server.user and server.group, looked up */
 	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */
+	struct config_metrics metrics;
 
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;

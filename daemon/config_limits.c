@@ -4,7 +4,8 @@
  *
  * Every name in `limits` is a rule: the shipped ones (register, login, login_failures) keep
  * their defaults unless set, and any other name is the operator's own, for sesame.limit.
- * A rule is "N/second", "N/minute", "N/hour", or false for none.
+ * A rule is "N/second", "N/minute", "N/hour", or false for none. server.metrics names the
+ * peers GET /metrics answers with the same addresses and networks.
  */
 #include "autoconfig.h"
 
@@ -12,9 +13,11 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "config.h"
 #include "ratelimit.h"
 #include "proxies.h"
 
@@ -76,4 +79,50 @@ void config_trusted_proxies(struct config_reader *rd, int tbl, const struct conf
 		free(nets[i]);
 	}
 	free(nets);
+}
+
+/* server.metrics.allow: replaces the default (loopback) when set. */
+static void read_metrics_allow(struct config_reader *rd, int tbl, const struct config_key *key,
+			       const char *keypath)
+{
+	if (lua_isnil(rd->L, -1))
+		return;
+	proxies_clear(config_field(rd, key));
+	config_trusted_proxies(rd, tbl, key, keypath);
+}
+
+void config_metrics(struct config_reader *rd, int tbl, const struct config_key *key,
+		    const char *keypath)
+{
+	static const struct config_key keys[] = {
+	    {"allow", read_metrics_allow, 0, 0, offsetof(struct config_metrics, allow)},
+	    {NULL, NULL, 0, 0, 0},
+	};
+	struct config_metrics *m = config_field(rd, key);
+	int t = lua_type(rd->L, -1);
+	if (t == LUA_TNIL)
+		return;
+	if (t == LUA_TBOOLEAN) {
+		m->on = lua_toboolean(rd->L, -1);
+		return;
+	}
+	if (t != LUA_TTABLE) {
+		config_fail(rd, keypath, "expected true, false or a table { allow = ... }");
+		return;
+	}
+	struct config_reader sub = *rd;
+	sub.base = m;
+	m->on = true;
+	config_table_read(&sub, -1, keypath, keys);
+}
+
+void config_metrics_defaults(struct config_metrics *m)
+{
+	static const char *const loopback[] = {"127.0.0.0/8", "::1"};
+	m->on = true;
+	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		struct proxies_net net;
+		if (proxies_parse(loopback[i], &net) == 0)
+			proxies_add(&m->allow, &net);
+	}
 }

@@ -25,6 +25,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 #define STMT_CACHE    32
 #define IDLE_CHECK_MS 1000 /* idle this long, a connection is pinged before use */
@@ -122,6 +123,20 @@ static MYSQL *connect_one(const struct dbpool_config *cfg, char *err, size_t err
 	return conn;
 }
 
+/* Under the pool's lock: the worker's pool gauges. A slot's connection changes only while the
+ * slot is busy, so the count is exact. */
+static void publish_use(const struct dbpool *pool)
+{
+	int busy = 0, idle = 0;
+	for (int i = 0; i < pool->size; i++) {
+		if (pool->slots[i].busy)
+			busy++;
+		else if (pool->slots[i].conn != NULL)
+			idle++;
+	}
+	metrics_pool(busy, idle);
+}
+
 static struct slot *wait_slot(struct dbpool *pool, char *err, size_t errlen)
 {
 	struct timespec until;
@@ -132,6 +147,7 @@ static struct slot *wait_slot(struct dbpool *pool, char *err, size_t errlen)
 		for (int i = 0; i < pool->size; i++) {
 			if (!pool->slots[i].busy) {
 				pool->slots[i].busy = true;
+				publish_use(pool);
 				pthread_mutex_unlock(&pool->lock);
 				return &pool->slots[i];
 			}
@@ -158,6 +174,7 @@ static void give_back(struct dbpool *pool, struct slot *s)
 {
 	pthread_mutex_lock(&pool->lock);
 	s->busy = false;
+	publish_use(pool);
 	pthread_cond_signal(&pool->freed);
 	pthread_mutex_unlock(&pool->lock);
 }

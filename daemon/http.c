@@ -3,7 +3,8 @@
  *
  * evhttp accepts on the worker's slot sockets with every limit set (body, headers, timeouts).
  * Each request gets a struct http_request; the built-in /healthz is answered here, /readyz by
- * the worker's readiness checks (ready.c) it was given, an unknown
+ * the worker's readiness checks (ready.c) it was given, /metrics (metrics.c) to the peers
+ * server.metrics allows, an unknown
  * path gets 404 and a known path with another method 405 with Allow, and everything else goes
  * to the dispatcher (the Lua layer), which replies through http_reply, now or after its
  * coroutine has waited on a job. Every reply, built-in or not, is JSON, carries X-Request-Id
@@ -49,6 +50,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxies.h"
 #include "request.h"
 
@@ -65,6 +67,7 @@ struct http_server {
 	struct timeval timeout, keepalive;
 	bool debug;
 	const struct proxies *proxies; /* server.trusted_proxies */
+	const struct proxies *metrics; /* server.metrics.allow; NULL when it is off */
 	size_t inflight;
 	uint64_t last_activity_ns;
 	bool draining;
@@ -208,6 +211,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 	/* req may be freed by the send: everything logged was read before. */
 	evhttp_send_reply(req, error, reason, buf);
 	log_access(method, "-", error, 0, remote, "-");
+	metrics_request_unparsed(method, error);
 	if (buf != NULL)
 		evbuffer_free(buf);
 	free(body);
@@ -249,19 +253,23 @@ static void request_end(struct http_request *r, int status)
 	/* A parameterised route logs its pattern: a parameter may be a secret (a reset token). */
 	const char *logged = r->route != NULL && r->params.n > 0 ? r->route->pattern : r->path;
 	log_access(r->method, logged, status, r->start_ns, r->remote, r->id);
+	metrics_request(r->route != NULL ? r->route->metric : r->metric_route, r->method, status,
+			clock_mono_ns() - r->start_ns);
 	r->srv->inflight--;
 	free(r->path);
 	free(r);
 }
 
-void http_reply(struct http_request *r, int status, const char *json, size_t len)
+/* Sends status with body (NULL for none) of type ctype, and frees r. */
+static void send_reply(struct http_request *r, int status, const char *ctype, const char *json,
+		       size_t len)
 {
 	struct http_server *srv = r->srv;
 	unwatch(r);
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
 	struct evbuffer *buf = NULL;
 	evhttp_remove_header(out, "Content-Type");
-	evhttp_add_header(out, "Content-Type", "application/json");
+	evhttp_add_header(out, "Content-Type", ctype);
 	evhttp_add_header(out, "X-Request-Id", r->id);
 	if (srv->draining)
 		evhttp_add_header(out, "Connection", "close");
@@ -280,6 +288,24 @@ void http_reply(struct http_request *r, int status, const char *json, size_t len
 	if (buf != NULL)
 		evbuffer_free(buf);
 	request_end(r, status);
+}
+
+void http_reply(struct http_request *r, int status, const char *json, size_t len)
+{
+	send_reply(r, status, "application/json", json, len);
+}
+
+/* GET /metrics: the node's metrics in Prometheus's text format. */
+static void reply_metrics(struct http_request *r)
+{
+	size_t len = 0;
+	char *text = metrics_render(&len);
+	if (text == NULL) {
+		http_reply_error(r, 500, "internal server error", "out of memory");
+		return;
+	}
+	send_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
 }
 
 static void on_peer_closed(evutil_socket_t fd, short what, void *arg)
@@ -384,13 +410,26 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		return;
 	}
 	bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+	if (strcmp(r->path, "/healthz") == 0)
+		r->metric_route = METRICS_ROUTE_HEALTHZ;
 	if (get && strcmp(r->path, "/healthz") == 0) {
 		reply_literal(r, 200, "{\"result\":\"success\",\"status\":\"ok\"}");
 		return;
 	}
 	bool readyz = srv->ready != NULL && strcmp(r->path, "/readyz") == 0;
+	if (readyz)
+		r->metric_route = METRICS_ROUTE_READYZ;
 	if (get && readyz) {
 		srv->ready(srv->ready_arg, r);
+		return;
+	}
+	/* A peer the metrics are not for finds no such path (or a route script's). */
+	bool metrics = srv->metrics != NULL && strcmp(r->path, "/metrics") == 0 &&
+		       proxies_trusted(srv->metrics, r->peer);
+	if (metrics)
+		r->metric_route = METRICS_ROUTE_METRICS;
+	if (get && metrics) {
+		reply_metrics(r);
 		return;
 	}
 	char allow[128];
@@ -406,7 +445,7 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	case ROUTER_NO_PATH:
 		break;
 	}
-	if (strcmp(r->path, "/healthz") == 0 || readyz) {
+	if (strcmp(r->path, "/healthz") == 0 || readyz || metrics) {
 		evhttp_add_header(evhttp_request_get_output_headers(ev), "Allow", "GET, HEAD");
 		reply_literal(r, 405, "{\"result\":\"fail\",\"error\":\"method not allowed\"}");
 		return;
@@ -473,6 +512,7 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 	srv->arg = arg;
 	srv->debug = cfg->debug;
 	srv->proxies = &cfg->trusted_proxies;
+	srv->metrics = cfg->metrics.on ? &cfg->metrics.allow : NULL;
 	srv->timeout = (struct timeval){.tv_sec = cfg->timeout};
 	srv->keepalive = (struct timeval){.tv_sec = cfg->keepalive};
 	unsigned char rnd[8];

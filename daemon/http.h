@@ -25,6 +25,8 @@ struct http_request {
 	char remote[64]; /* the client's address: the peer's, or behind a trusted proxy */
 	char peer[64];	 /* the socket peer's address */
 	uint64_t start_ns;
+	/* a built-in answer's route label in the metrics (metrics.h); a route has its own */
+	int metric_route;
 	struct event *close_ev; /* armed by http_watch_close */
 	void (*gone)(void *arg);
 	void *gone_arg;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "metrics.h"
 
 struct jobs {
 	pthread_mutex_t lock;
@@ -79,6 +80,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	while (job != NULL) {
 		struct job *next = job->next;
 		jobs->pending--;
+		metrics_jobs_queued(-1);
 		job->done(job);
 		job = next;
 	}
@@ -123,6 +125,7 @@ int jobs_submit(struct jobs *jobs, struct job *job)
 	job->next = NULL;
 	atomic_init(&job->cancelled, false);
 	jobs->pending++;
+	metrics_jobs_queued(1);
 	pthread_mutex_lock(&jobs->lock);
 	if (jobs->queue_tail != NULL)
 		jobs->queue_tail->next = job;

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "lua_private.h"
+#include "metrics.h"
 
 /* sesame.hash(password) and sesame.verify(password, stored): on a job thread each. */
 struct hash_job {
@@ -34,9 +36,8 @@ struct hash_job {
 	bool dummy; /* verify against the dummy hash: never a match */
 };
 
-static void hash_run(struct job *job)
+static void hash_work(struct hash_job *hj)
 {
-	struct hash_job *hj = (struct hash_job *)job;
 	const struct sesame_hasher *fn = hj->hasher->fn;
 	if (hj->stored == NULL) {
 		hj->rc =
@@ -51,6 +52,14 @@ static void hash_run(struct job *job)
 	hj->rehash = hj->rc == 1 && cheaper;
 	if (hj->rc != 1 && !hj->dummy && cheaper && hj->scheme != NULL && hj->dummy_hash != NULL)
 		hj->scheme->fn->verify(hj->scheme->state, hj->password, hj->len, hj->dummy_hash);
+}
+
+static void hash_run(struct job *job)
+{
+	struct hash_job *hj = (struct hash_job *)job;
+	uint64_t start = clock_mono_ns();
+	hash_work(hj);
+	metrics_hash(hj->stored == NULL ? METRICS_HASH : METRICS_VERIFY, clock_mono_ns() - start);
 }
 
 static int hash_push(struct luaapi_job *lj, lua_State *co)

@@ -19,6 +19,7 @@
 #include "json.h"
 #include "log.h"
 #include "lua_private.h"
+#include "metrics.h"
 #include "revocation.h"
 #include "tokens.h"
 
@@ -204,12 +205,14 @@ static void token_run(struct job *job)
 	if (tj->op == SUBJECT_REVOKE) {
 		tj->rc = fn->subject_revoke(st, tj->identity, tj->revoke_until, collect_id, tj,
 					    tj->err, sizeof(tj->err));
+		metrics_storage(METRICS_SUBJECT_REVOKE, tj->rc);
 		return;
 	}
 	if (tj->op == TOKEN_REVOKE) {
 		tj->rc = fn->token_revoke(st, tj->jti, tj->jti_expires,
 					  tj->family[0] != '\0' ? tj->family : NULL,
 					  tj->revoke_until, tj->err, sizeof(tj->err));
+		metrics_storage(METRICS_TOKEN_REVOKE, tj->rc);
 		return;
 	}
 	if (tj->op == FAMILY_NEW || tj->adopt) {
@@ -218,6 +221,7 @@ static void token_run(struct job *job)
 					  .jti = tj->op == FAMILY_NEW ? tj->next : tj->jti,
 					  .expires_at = tj->family_end};
 		tj->rc = fn->family_create(st, &f, tj->err, sizeof(tj->err));
+		metrics_storage(METRICS_FAMILY_CREATE, tj->rc);
 		/* Adopting, a racing refresh of the same token may have started it already. */
 		bool go_on =
 		    tj->adopt && (tj->rc == SESAME_STORAGE_OK || tj->rc == SESAME_STORAGE_CONFLICT);
@@ -227,6 +231,7 @@ static void token_run(struct job *job)
 	tj->rc =
 	    fn->family_rotate(st, tj->family, tj->jti, tj->next, tj->grace_ms, tj->revoke_until,
 			      tj->current, &tj->family_end, tj->err, sizeof(tj->err));
+	metrics_storage(METRICS_FAMILY_ROTATE, tj->rc);
 }
 
 static int token_push(struct luaapi_job *lj, lua_State *co)
@@ -238,6 +243,7 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 			 "revoked",
 			 tj->identity);
 		revocation_add(api->rv, tj->family, tj->revoke_until);
+		metrics_revocation(METRICS_REVOKE_REUSE);
 	}
 	/* A family the storage does not know (purged after its end) is as good as revoked. */
 	int n = luaapi_storage_push(
@@ -247,6 +253,7 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 	if (n != 0)
 		return n;
 	if (tj->op == SUBJECT_REVOKE) {
+		metrics_revocation(METRICS_REVOKE_ALL);
 		/* This worker refuses them at once (the others within revocation_refresh); ids
 		 * that could not be kept here for want of memory still reach it by the fetch. */
 		for (size_t i = 0; i < tj->nids; i++)
@@ -255,6 +262,7 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 		return 1;
 	}
 	if (tj->op == TOKEN_REVOKE) {
+		metrics_revocation(METRICS_REVOKE);
 		if (tj->jti[0] != '\0')
 			revocation_add(api->rv, tj->jti, tj->jti_expires);
 		if (tj->family[0] != '\0')

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "ratelimit.h"
 #include "lua_private.h"
+#include "metrics.h"
 
 /* sesame.limit(rule, key) -> allowed, retry_after (whole seconds, at least 1; 0 if allowed) */
 static int l_limit(lua_State *L)
@@ -31,6 +32,8 @@ static int l_limit(lua_State *L)
 	uint64_t retry_ms;
 	bool allowed =
 	    ratelimit_take(ratelimit_shared(), rule, counted, keylen, clock_mono_ms(), &retry_ms);
+	if (!allowed)
+		metrics_rate_limited(name);
 	lua_pushboolean(L, allowed);
 	lua_pushinteger(L, allowed ? 0 : (lua_Integer)((retry_ms + 999) / 1000));
 	return 2;

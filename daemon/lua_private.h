@@ -142,4 +142,7 @@ void luaapi_jwt_inject(lua_State *L);	 /* jwt */
 void luaapi_users_inject(lua_State *L);	 /* users */
 void luaapi_limit_inject(lua_State *L);	 /* limit */
 
+/* metrics */
+void luaapi_metrics_inject(lua_State *L);
+
 #endif

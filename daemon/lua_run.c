@@ -29,6 +29,7 @@
 #include "json.h"
 #include "log.h"
 #include "lua_private.h"
+#include "metrics.h"
 #include "router.h"
 #include "scoreboard.h"
 
@@ -80,8 +81,10 @@ static int job_continue(lua_State *L, int status, lua_KContext ctx)
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct luaapi_call *call = arg;
-	if (call->job != NULL)
+	if (call->job != NULL) {
 		jobs_cancel(&call->job->job);
+		metrics_jobs_dropped(METRICS_DROP_TIMEOUT);
+	}
 	log_error("%s: handler did not finish within server.handler_timeout (%d s)",
 		  call->r->route->name, call->api->cfg->handler_timeout);
 	http_reply_error(call->r, 503, "request timed out", NULL);
@@ -92,8 +95,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 static void on_gone(void *arg)
 {
 	struct luaapi_call *call = arg;
-	if (call->job != NULL)
+	if (call->job != NULL) {
 		jobs_cancel(&call->job->job);
+		metrics_jobs_dropped(METRICS_DROP_CLIENT_GONE);
+	}
 	if (call->deadline != NULL)
 		evtimer_del(call->deadline);
 	http_reply_gone(call->r);
@@ -389,6 +394,7 @@ static void shed(struct luaapi_call *call)
 	struct luaapi *api = call->api;
 	uint64_t now = clock_mono_ns();
 	api->shed++;
+	metrics_jobs_shed();
 	if (api->shed_warned_ns == 0 || now - api->shed_warned_ns > 10000000000u) {
 		log_warn("job queue full (server.queue = %d): %lu requests answered 503 so far "
 			 "(said at most every 10 s)",

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "lua_private.h"
+#include "metrics.h"
 #include "ratelimit.h"
 
 /* sesame.users.create{...}, .find{...} and .update{...}: storage calls on a job thread. */
@@ -41,12 +42,15 @@ static void user_run(struct job *job)
 		    .email = uj->field[0], .username = uj->field[1], .password = uj->field[2]};
 		uj->rc =
 		    uj->st.fn->user_create(uj->st.state, &u, &uj->id, uj->err, sizeof(uj->err));
+		metrics_storage(METRICS_USER_CREATE, uj->rc);
 	} else if (uj->op == USER_SET_PASSWORD) {
 		uj->rc = uj->st.fn->user_set_password(uj->st.state, uj->id, uj->field[0], uj->err,
 						      sizeof(uj->err));
+		metrics_storage(METRICS_USER_SET_PASSWORD, uj->rc);
 	} else {
 		uj->rc = uj->st.fn->user_find(uj->st.state, uj->field[0], uj->field[1], &uj->found,
 					      uj->buf, sizeof(uj->buf), uj->err, sizeof(uj->err));
+		metrics_storage(METRICS_USER_FIND, uj->rc);
 	}
 }
 
@@ -209,6 +213,10 @@ static void failure_run(struct job *job)
 					    fj->period_ms, fj->err, sizeof(fj->err));
 	else
 		fj->rc = fn->failure_reset(fj->st.state, fj->account, fj->err, sizeof(fj->err));
+	metrics_storage(fj->op == FAILURE_CHECK	   ? METRICS_FAILURE_CHECK
+			: fj->op == FAILURE_RECORD ? METRICS_FAILURE_RECORD
+						   : METRICS_FAILURE_RESET,
+			fj->rc);
 }
 
 static int failure_push(struct luaapi_job *lj, lua_State *co)
@@ -217,6 +225,8 @@ static int failure_push(struct luaapi_job *lj, lua_State *co)
 	int n = luaapi_storage_push(co, fj->rc, 0, fj->err);
 	if (n != 0 || fj->op != FAILURE_CHECK)
 		return n;
+	if (fj->retry_ms > 0)
+		metrics_rate_limited("login_failures");
 	lua_pushboolean(co, fj->retry_ms <= 0);
 	lua_pushinteger(co, fj->retry_ms <= 0 ? 0 : (lua_Integer)((fj->retry_ms + 999) / 1000));
 	return 2;

@@ -12,7 +12,8 @@
  * (respawn backoff, the watchdog, the stop deadline, the look at the workers' heartbeats) are
  * that loop's timeout. A serving worker whose heartbeat in the scoreboard is older than
  * server.hang_timeout has a loop that no longer turns: it is killed, its route logged, and it is
- * replaced like any worker that dies.
+ * replaced like any worker that dies. The metrics segment hears of the generation and of how
+ * many of its workers serve (GET /readyz reads it), and of every restart.
  */
 #include "autoconfig.h"
 
@@ -39,6 +40,7 @@
 #include "leakcheck.h"
 #include "listen.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "scoreboard.h"
 #include "worker.h"
@@ -135,6 +137,7 @@ static void child_main(int rec, int slot, int ready_fd, pid_t master)
 	if (fds == NULL)
 		_exit(1);
 	size_t nfds = shed_master_fds(slot, fds);
+	metrics_worker_bind((size_t)rec);
 	struct worker_spec spec = {.cfg = m.cfg,
 				   .fds = fds,
 				   .nfds = nfds,
@@ -178,6 +181,8 @@ static int spawn(int slot)
 	return 0;
 }
 
+static void publish_workers(void);
+
 static void spawn_generation(void)
 {
 	for (int slot = 0; slot < m.cfg->workers; slot++) {
@@ -185,6 +190,7 @@ static void spawn_generation(void)
 		if (spawn(slot) != 0)
 			m.slots[slot].respawn_at = clock_mono_ms() + 1000;
 	}
+	publish_workers();
 }
 
 static int count_workers(bool current_ready_only)
@@ -198,6 +204,12 @@ static int count_workers(bool current_ready_only)
 			n++;
 	}
 	return n;
+}
+
+/* The metrics segment's view of the current generation: its size, and who of it serves. */
+static void publish_workers(void)
+{
+	metrics_workers(m.gen, m.cfg->workers, count_workers(true));
 }
 
 /*
@@ -293,6 +305,7 @@ static void on_ready_pipe(int rec)
 	m.w[rec].ready_fd = -1;
 	if (n == 1) {
 		m.w[rec].ready = true;
+		publish_workers();
 		check_generation_ready();
 	}
 }
@@ -350,6 +363,7 @@ static void reap(void)
 		if (w.ready_fd >= 0)
 			close(w.ready_fd);
 		m.w[rec].pid = 0;
+		metrics_worker_gone((size_t)rec);
 		char what[300];
 		describe_exit(&w, status, m.sb[rec].route, what, sizeof(what));
 		bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -371,6 +385,9 @@ static void reap(void)
 				delay = BACKOFF_MAX_MS;
 		}
 		s->respawn_at = clock_mono_ms() + delay;
+		metrics_restart(w.hung		      ? METRICS_RESTART_HANG
+				: WIFSIGNALED(status) ? METRICS_RESTART_CRASH
+						      : METRICS_RESTART_EXIT);
 		if (delay)
 			log_error("%s; it keeps dying: respawning in %llu ms", what,
 				  (unsigned long long)delay);
@@ -560,6 +577,7 @@ static void tick(void)
 		m.next_watchdog = now + m.watchdog_ms / 2;
 	}
 	kill_overdue(now);
+	publish_workers();
 	if (now >= m.next_hang_check) {
 		kill_hung(now);
 		m.next_hang_check = now + HANG_CHECK_MS;
@@ -645,8 +663,9 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	m.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	m.sb = scoreboard_new(MAX_RECORDS);
-	/* The rate-limit counters outlive reloads: made once, before any worker. */
-	if (m.sigfd < 0 || m.sb == NULL || ratelimit_shared_init() != 0) {
+	/* The rate-limit counters and the metrics outlive reloads: made once, before any worker. */
+	if (m.sigfd < 0 || m.sb == NULL || ratelimit_shared_init() != 0 ||
+	    metrics_shared_init(MAX_RECORDS) != 0) {
 		log_error("cannot set up the master: %s", strerror(errno));
 		goto done;
 	}

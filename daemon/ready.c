@@ -6,7 +6,11 @@
  * away. The check is a storage ping (the plugin's ping) on a job thread, never on the loop,
  * and at most one per CHECK_EVERY_MS per worker: a request within that time gets the last
  * result; requests that arrive while a ping runs wait for it. A check of another kind
- * (another condition for being ready) goes into checks_fail, next to the storage's.
+ * (another condition for being ready) goes into checks_fail, next to the storage's: the other
+ * one is the worker set, which the master keeps in the metrics segment. While the current
+ * generation lacks a worker (one died and waits for its respawn, or a reload starts its new
+ * workers), the node is not ready: a connection that the kernel hands to the missing worker's
+ * socket waits until a worker serves it again.
  */
 #include "autoconfig.h"
 
@@ -21,6 +25,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin.h"
 
 #define CHECK_EVERY_MS 1000
@@ -70,6 +75,8 @@ static const char *checks_fail(const struct ready *rd)
 {
 	if (rd->has_storage && !rd->storage_ok)
 		return "storage unavailable";
+	if (!metrics_workers_complete())
+		return "worker set incomplete";
 	return NULL;
 }
 
@@ -89,6 +96,7 @@ static void ping_run(struct job *job)
 	struct ready *rd = pj->rd;
 	pj->err[0] = '\0';
 	pj->result = rd->st.fn->ping(rd->st.state, pj->err, sizeof(pj->err));
+	metrics_storage(METRICS_PING, pj->result);
 }
 
 /* On the loop: files the result, logs a change, answers everyone who waited for it. */
@@ -150,6 +158,7 @@ void ready_answer(void *arg, struct http_request *r)
 	size_t n = rd->nwaiting;
 	rd->nwaiting = 0;
 	for (size_t i = 0; i < n; i++) {
+		metrics_jobs_shed();
 		http_add_header(rd->waiting[i], "Retry-After", "1");
 		http_reply_error(rd->waiting[i], 503, "server busy", NULL);
 	}

@@ -36,6 +36,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 #define FETCH_OVERLAP_MS 10000
 #define PURGE_EVERY_MS	 60000
@@ -247,6 +248,8 @@ static void fetch(struct revocation *rv)
 	long long alive_at = clock_wall_ms() / 1000 - rv->cfg->jwt.leeway;
 	enum sesame_storage_result r = rv->st.fn->revoked_since(
 	    rv->st.state, rv->since_ms, alive_at, each_revoked, rv, &start, err, sizeof(err));
+	metrics_storage(METRICS_REVOKED_SINCE, r);
+	metrics_revoked_ids(rv->n);
 	if (r == SESAME_STORAGE_OK) {
 		if (rv->failing)
 			log_info("revocation: the revoked token ids are fetched again");
@@ -265,8 +268,10 @@ static void purge_storage(struct revocation *rv)
 {
 	char err[LOG_ERR_MAX] = "";
 	long long before = clock_wall_ms() / 1000 - rv->cfg->jwt.leeway - 60;
-	if (rv->st.fn->token_purge(rv->st.state, before, err, sizeof(err)) != SESAME_STORAGE_OK &&
-	    !rv->failing)
+	enum sesame_storage_result r =
+	    rv->st.fn->token_purge(rv->st.state, before, err, sizeof(err));
+	metrics_storage(METRICS_TOKEN_PURGE, r);
+	if (r != SESAME_STORAGE_OK && !rv->failing)
 		log_warn("revocation: cannot purge expired token state: %s", err);
 }
 

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics.h"
+
 struct path_entry {
 	char *pattern;
 	bool literal;
@@ -176,6 +178,7 @@ int router_add(struct router *r, const char *method, const char *pattern, int ha
 	rt->name = malloc(namelen);
 	rt->handler = handler;
 	rt->options = options;
+	rt->metric = metrics_route(pattern);
 	if (rt->name != NULL)
 		snprintf(rt->name, namelen, "%s %s", method, pattern);
 	p->routes[p->nroutes++] = rt;

@@ -12,6 +12,7 @@ struct route {
 	char *name;    /* "GET /users/:id", for logs */
 	int handler;   /* the Lua registry reference of the handler */
 	int options;   /* the caller's, kept with the route (auth.h: an enum auth_mode) */
+	int metric;    /* the pattern's route label in the metrics segment (metrics_route) */
 };
 
 struct route_params {

@@ -56,6 +56,9 @@ server = {
   -- "fd00::/8"): behind one of them the client's address is the right-most X-Forwarded-For
   -- entry that is not a trusted proxy. None by default: the client is the connection's peer.
   -- trusted_proxies = { "127.0.0.1", "::1" },
+  -- Who may read GET /metrics (Prometheus text): addresses and networks matched against the
+  -- connection's peer, never X-Forwarded-For; others get 404. false turns it off.
+  metrics = { allow = { "127.0.0.0/8", "::1" } },
 }
 
 -- Rate limits: "N/second", "N/minute" or "N/hour", or false for none. A limited request gets

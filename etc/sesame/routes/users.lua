@@ -111,19 +111,23 @@ local BAD_LOGIN = "invalid email or password"
 -- limits.login_failures per account, counted by storage so that every node sharing it counts
 -- the same guesses. An unknown e-mail is counted and locked out as a known one is, so that a
 -- 429 tells nothing about which addresses are registered; a success forgets the failures.
+-- Each outcome is counted for GET /metrics: sesame_logins_total{outcome=...}.
 sesame.route("POST", "/users/login", function(req)
   local allowed, retry_after = sesame.limit("login", req.remote_addr)
   if not allowed then
+    sesame.metrics.count("logins", "limited")
     return too_many(retry_after)
   end
   local f, err = fields(req:json(), { "email", "password" })
   if not f then
+    sesame.metrics.count("logins", "malformed")
     return fail(400, err)
   end
   local email = sesame.validate("email", trim(f.email))
   if email then
     allowed, retry_after = sesame.users.failures(email)
     if not allowed then
+      sesame.metrics.count("logins", "locked")
       return too_many(retry_after)
     end
   end
@@ -133,9 +137,11 @@ sesame.route("POST", "/users/login", function(req)
     if email then
       sesame.users.failed(email)
     end
+    sesame.metrics.count("logins", "invalid")
     return fail(401, BAD_LOGIN)
   end
   sesame.users.succeeded(email)
+  sesame.metrics.count("logins", "success")
   -- A hash from another scheme (a Flask service's pbkdf2_sha256) or weaker settings is
   -- upgraded now, while the password is at hand. The log-in does not depend on it: a failed
   -- upgrade is logged and tried again at the next log-in.
