@@ -67,6 +67,9 @@ def test_every_file_is_in_its_place(installed):
         assert (d["docdir"] / name).exists(), name
     for page in MAN:
         assert (d["mandir"] / page).exists(), page
+    for shipped in ("etc/nginx/sesame.conf", "etc/haproxy/sesame.cfg"):
+        assert (d["docdir"] / "examples" / Path(shipped).name).read_text() == \
+            (TOP / shipped).read_text()
 
 
 def test_modes_are_sane(installed):
@@ -77,7 +80,7 @@ def test_modes_are_sane(installed):
         m = mode(p)
         assert not m & (stat.S_ISUID | stat.S_ISGID | stat.S_IWOTH), f"{p}: {oct(m)}"
         if p.is_file() and p.suffix in (".lua", ".sql", ".md", ".h", ".pc", ".8", ".5",
-                                        ".default"):
+                                        ".default", ".conf", ".cfg"):
             assert m == 0o644, f"{p}: {oct(m)}"
 
 
