@@ -5,7 +5,6 @@ The shipped files are changed only in their ports, addresses and paths."""
 import json
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -18,7 +17,7 @@ import pytest
 import requests
 from passlib.hash import pbkdf2_sha256
 
-from conftest import TOP, free_port, wait_for
+from conftest import TOP, free_port, nginx_conf, stop_process, wait_for
 
 SECRET = "deploy-tests-secret-0123456789abcdef"
 ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text()
@@ -83,15 +82,6 @@ def started(args, log, url, cert):
     return proc
 
 
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 class App(BaseHTTPRequestHandler):
     """The protected application: says who nginx said the user is, and who the client was."""
 
@@ -119,19 +109,6 @@ def app_server():
     thread.join()
 
 
-NGINX_MAIN = """daemon off; master_process off; worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  include {d}/sesame.conf;
-}}
-"""
-
-
 @pytest.fixture
 def nginx(tmp_path, cert):
     exe = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -150,7 +127,7 @@ def nginx(tmp_path, cert):
             ("server 127.0.0.1:5000;", f"server 127.0.0.1:{app_port};"),
             ("/etc/ssl/certs/auth.example.com.pem", str(cert / "cert.pem")),
             ("/etc/ssl/private/auth.example.com.key", str(cert / "key.pem"))]))
-        (d / "nginx.conf").write_text(NGINX_MAIN.format(d=d))
+        (d / "nginx.conf").write_text(nginx_conf(d, f"  include {d}/sesame.conf;"))
         url = f"https://127.0.0.1:{https}"
         procs.append(started([exe, "-p", str(d), "-e", str(d / "error.log"), "-c",
                               str(d / "nginx.conf")], d / "nginx.out", url + "/users/me", cert))
@@ -158,7 +135,7 @@ def nginx(tmp_path, cert):
 
     yield start
     for p in procs:
-        stop(p)
+        stop_process(p)
 
 
 def bearer(token):
@@ -321,7 +298,7 @@ def test_behind_haproxy(sesamed, mariadb, tmp_path, cert):
         relay.open()
         assert wait_for(lambda: login_ok() and logins(b) > before, 30), b.log()
     finally:
-        stop(proxy)
+        stop_process(proxy)
         if relay.srv.fileno() != -1:
             relay.close()
 
