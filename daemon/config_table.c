@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_keys.h"
 #include "log.h"
 
 void config_fail(struct config_reader *rd, const char *keypath, const char *fmt, ...)
@@ -54,10 +55,64 @@ static bool is_known(const char *key, const struct config_key *keys)
 	return false;
 }
 
+/* The type each shared kind reads; a section's own kinds are "other". */
+static const struct {
+	config_kind *kind;
+	const char *type;
+} kind_types[] = {
+    {config_int, "integer"},   {config_long, "integer"},	 {config_size, "integer"},
+    {config_ms, "seconds"},    {config_expiry, "seconds|false"}, {config_bool, "boolean"},
+    {config_string, "string"},
+};
+
+/* What a key's kind reads, and its bounds, for the list of keys. */
+static void note_key(const char *section, const struct config_key *k)
+{
+	char range[64] = "";
+	const char *type = k->kind == NULL ? NULL : "other";
+	for (size_t i = 0; i < sizeof(kind_types) / sizeof(kind_types[0]); i++) {
+		if (kind_types[i].kind == k->kind)
+			type = kind_types[i].type;
+	}
+	if (k->kind == config_ms)
+		snprintf(range, sizeof(range), "%g..%g", (double)k->min / 1000.0,
+			 (double)k->max / 1000.0);
+	else if (k->kind == config_expiry)
+		snprintf(range, sizeof(range), "1..%ld", k->max);
+	else if (type != NULL && strcmp(type, "integer") == 0)
+		snprintf(range, sizeof(range), "%ld..%ld", k->min, k->max);
+	config_keys_note(section, k->name, type, range[0] ? range : NULL, NULL);
+}
+
+/* The value a key's kind left in its field: after a reading of nothing, its default. */
+static void note_value(const struct config_reader *rd, const char *section,
+		       const struct config_key *k)
+{
+	char v[64] = "";
+	const void *f = config_field(rd, k);
+	if (k->kind == config_int)
+		snprintf(v, sizeof(v), "%d", *(const int *)f);
+	else if (k->kind == config_long)
+		snprintf(v, sizeof(v), "%ld", *(const long *)f);
+	else if (k->kind == config_size)
+		snprintf(v, sizeof(v), "%zu", *(const size_t *)f);
+	else if (k->kind == config_ms)
+		snprintf(v, sizeof(v), "%g", (double)*(const long *)f / 1000.0);
+	else if (k->kind == config_expiry)
+		snprintf(v, sizeof(v), *(const long *)f ? "%ld" : "false", *(const long *)f);
+	else if (k->kind == config_bool)
+		snprintf(v, sizeof(v), "%s", *(const bool *)f ? "true" : "false");
+	else if (k->kind == config_string && *(char *const *)f != NULL)
+		snprintf(v, sizeof(v), "\"%s\"", *(char *const *)f);
+	config_keys_note(section, k->name, NULL, NULL, v[0] ? v : NULL);
+}
+
 void config_table_check(struct config_reader *rd, int tbl, const char *section,
 			const struct config_key *keys, config_known *known, const void *ctx)
 {
 	lua_State *L = rd->L;
+	for (const struct config_key *k = keys; config_keys_recording() && k->name != NULL; k++)
+		note_key(section, k);
 	tbl = lua_absindex(L, tbl);
 	lua_pushnil(L);
 	while (lua_next(L, tbl) != 0) {
@@ -90,6 +145,8 @@ void config_table_read_keys(struct config_reader *rd, int tbl, const char *secti
 		lua_getfield(rd->L, tbl, k->name);
 		k->kind(rd, tbl, k, keypath);
 		lua_pop(rd->L, 1);
+		if (config_keys_recording())
+			note_value(rd, section, k);
 	}
 }
 

@@ -42,8 +42,8 @@ static char *read_password_file(const struct sesame_host *host, struct sesame_co
 void dbpool_config_read(struct dbpool_config *db, const struct sesame_host *host,
 			struct sesame_config *cfg)
 {
-	const char *socket = NULL, *hostname = NULL, *user = NULL, *password = NULL,
-		   *password_file = NULL, *database = NULL;
+	const char *socket = NULL, *hostname = NULL, *user = "sesame", *password = NULL,
+		   *password_file = NULL, *database = "sesame";
 	long long port = 3306, size = 8, ct = 5, rt = 30, wt = 30;
 	host->config_string(cfg, "socket", &socket);
 	host->config_string(cfg, "host", &hostname);
@@ -61,8 +61,8 @@ void dbpool_config_read(struct dbpool_config *db, const struct sesame_host *host
 	*db = (struct dbpool_config){.socket = copy_or(socket, NULL),
 				     .host = copy_or(hostname, NULL),
 				     .port = (int)port,
-				     .user = copy_or(user, "sesame"),
-				     .database = copy_or(database, "sesame"),
+				     .user = copy_or(user, NULL),
+				     .database = copy_or(database, NULL),
 				     .size = (int)size,
 				     .connect_timeout = (int)ct,
 				     .read_timeout = (int)rt,

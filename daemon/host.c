@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_keys.h"
 #include "log.h"
 #include "plugin_private.h"
 
@@ -68,9 +69,31 @@ static int get_key(struct sesame_config *cfg, const char *key)
 	return lua_rawget(cfg->L, cfg->tbl);
 }
 
+/* For the list of keys: what the plugin asks for, and what it holds before (its default). */
+static void note_string(const struct sesame_config *cfg, const char *key, const char *def)
+{
+	char v[160];
+	if (!config_keys_recording())
+		return;
+	snprintf(v, sizeof(v), "\"%s\"", def != NULL ? def : "");
+	config_keys_note(cfg->path, key, "string", NULL, def != NULL ? v : NULL);
+}
+
+static void note_integer(const struct sesame_config *cfg, const char *key, long long min,
+			 long long max, long long def)
+{
+	char range[64], v[32];
+	if (!config_keys_recording())
+		return;
+	snprintf(range, sizeof(range), "%lld..%lld", min, max);
+	snprintf(v, sizeof(v), "%lld", def);
+	config_keys_note(cfg->path, key, "integer", range, v);
+}
+
 static enum sesame_config_result host_read_string(struct sesame_config *cfg, const char *key,
 						  const char **out)
 {
+	note_string(cfg, key, *out);
 	int t = get_key(cfg, key);
 	enum sesame_config_result rc = SESAME_CONFIG_ABSENT;
 	if (t == LUA_TSTRING) {
@@ -100,6 +123,7 @@ static enum sesame_config_result host_read_string(struct sesame_config *cfg, con
 static enum sesame_config_result host_read_integer(struct sesame_config *cfg, const char *key,
 						   long long min, long long max, long long *out)
 {
+	note_integer(cfg, key, min, max, *out);
 	int t = get_key(cfg, key), isint = 0;
 	enum sesame_config_result rc = SESAME_CONFIG_ABSENT;
 	if (t != LUA_TNIL) {
@@ -123,6 +147,8 @@ static enum sesame_config_result host_read_integer(struct sesame_config *cfg, co
 static enum sesame_config_result host_read_boolean(struct sesame_config *cfg, const char *key,
 						   bool *out)
 {
+	if (config_keys_recording())
+		config_keys_note(cfg->path, key, "boolean", NULL, *out ? "true" : "false");
 	int t = get_key(cfg, key);
 	enum sesame_config_result rc = SESAME_CONFIG_ABSENT;
 	if (t == LUA_TBOOLEAN) {

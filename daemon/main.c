@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "config_keys.h"
 #include "cycle.h"
 #include "log.h"
 #include "master.h"
@@ -20,7 +21,7 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: sesamed [-c FILE] [-t] [-f] [-w N] [-V] [-h]\n"
+		"Usage: sesamed [-c FILE] [-t] [-f] [-w N] [-V] [-h] [--config-keys]\n"
 		"\n"
 		"The sesame authentication daemon.\n"
 		"\n"
@@ -30,6 +31,8 @@ static void usage(FILE *out)
 		"  -w N     run N workers, whatever server.workers says\n"
 		"  -V       print the version and exit\n"
 		"  -h       print this help and exit\n"
+		"  --config-keys  load the configuration as -t does, then print every key its\n"
+		"           readers know (key, type, range, default) and exit\n"
 		"\n"
 		"Signals: TERM or INT stop gracefully, HUP reloads the configuration.\n",
 		CONFIG_DEFAULT_PATH);
@@ -56,9 +59,15 @@ int main(int argc, char **argv)
 	const char *path = CONFIG_DEFAULT_PATH;
 	bool check = false;
 	struct master_opts opts = {0};
+	static const struct option longopts[] = {{"config-keys", no_argument, NULL, 'K'},
+						 {NULL, 0, NULL, 0}};
 	int c;
-	while ((c = getopt(argc, argv, "c:tfw:Vh")) != -1) {
+	while ((c = getopt_long(argc, argv, "c:tfw:Vh", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'K':
+			config_keys_record(true);
+			check = true;
+			break;
 		case 'c':
 			path = optarg;
 			break;
@@ -109,9 +118,16 @@ int main(int argc, char **argv)
 		print_errors(&errs);
 		fprintf(stderr, "sesamed: %s: configuration has errors\n", path);
 		config_errors_free(&errs);
+		config_keys_free();
 		return 1;
 	}
 	config_errors_free(&errs);
+	if (config_keys_recording()) {
+		config_keys_print(stdout);
+		config_keys_free();
+		config_free(cfg);
+		return 0;
+	}
 	if (check) {
 		printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path,
 		       cfg->nroutes);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_keys.h"
 #include "plugin_private.h"
 
 static bool is_loaded_hasher(const void *loading, const char *name)
@@ -98,6 +99,10 @@ void plugin_password_read(struct loading *ld)
 		if (tbl != 0)
 			lua_pop(L, 1);
 	}
+	/* The password validator, when loaded, checks these keys: they are listed here. */
+	for (const struct config_key *k = plugin_password_keys;
+	     config_keys_recording() && k->name != NULL; k++)
+		config_keys_note("password", k->name, NULL, NULL, NULL);
 	if (tbl != 0)
 		if (plugin_find(ld->p, SESAME_PLUGIN_VALIDATOR, "password") == NULL)
 			plugin_check_keys(ld, tbl, "password", plugin_password_keys,

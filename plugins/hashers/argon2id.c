@@ -53,9 +53,11 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	a->iterations = MIN_ITERATIONS;
 	/* Memory in KiB, as the PHC string's m= says it. */
 	enum sesame_config_result rm, rt;
+	v = a->memory_kib; /* each key's default before the read, for the list of keys */
 	if ((rm = host->config_integer(cfg, "memory", MIN_MEMORY_KIB, 4LL << 20, &v)) ==
 	    SESAME_CONFIG_OK)
 		a->memory_kib = (unsigned long long)v;
+	v = a->iterations;
 	if ((rt = host->config_integer(cfg, "iterations", MIN_ITERATIONS, 1000, &v)) ==
 	    SESAME_CONFIG_OK)
 		a->iterations = (unsigned long long)v;

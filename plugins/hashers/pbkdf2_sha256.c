@@ -45,6 +45,7 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	}
 	p->host = host;
 	p->rounds = 600000;
+	v = p->rounds; /* the default before the read, for the list of keys */
 	enum sesame_config_result rc = host->config_integer(cfg, "rounds", 29000, 100000000, &v);
 	if (rc == SESAME_CONFIG_WRONG) {
 		free(p);

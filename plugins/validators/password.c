@@ -36,9 +36,12 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	}
 	p->min_length = DEFAULT_MIN;
 	p->max_length = DEFAULT_MAX;
+	/* v holds each key's default before the read, as the list of keys reports it. */
+	v = p->min_length;
 	enum sesame_config_result min = host->config_integer(cfg, "min_length", 1, 1024, &v);
 	if (min == SESAME_CONFIG_OK)
 		p->min_length = v;
+	v = p->max_length;
 	enum sesame_config_result max =
 	    host->config_integer(cfg, "max_length", p->min_length, 4096, &v);
 	if (max == SESAME_CONFIG_OK)

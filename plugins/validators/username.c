@@ -38,7 +38,7 @@ struct username {
 static int read_allowed(const struct sesame_host *host, struct sesame_config *cfg,
 			struct username *u)
 {
-	const char *allowed;
+	const char *allowed = "ascii";
 	enum sesame_config_result rc = host->config_string(cfg, "allowed", &allowed);
 	if (rc != SESAME_CONFIG_OK)
 		return rc == SESAME_CONFIG_WRONG ? -1 : 0;
@@ -62,9 +62,12 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	}
 	u->min_length = DEFAULT_MIN;
 	u->max_length = DEFAULT_MAX;
+	/* v holds each key's default before the read, as the list of keys reports it. */
+	v = u->min_length;
 	enum sesame_config_result min = host->config_integer(cfg, "min_length", 1, LIMIT, &v);
 	if (min == SESAME_CONFIG_OK)
 		u->min_length = v;
+	v = u->max_length;
 	enum sesame_config_result max =
 	    host->config_integer(cfg, "max_length", u->min_length, LIMIT, &v);
 	if (max == SESAME_CONFIG_OK)

@@ -40,6 +40,33 @@ def wait_for(predicate, timeout=15):
     return False
 
 
+# nginx in the foreground in a folder of its own (-p), on what a test puts in its http block.
+NGINX_MAIN = """daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+{http}
+}}
+"""
+
+
+def nginx_conf(folder, http):
+    return NGINX_MAIN.format(d=folder, http=http)
+
+
+def stop_process(proc, timeout=15):
+    """Stops a process a test started (a proxy, a server) by its pid: TERM, then KILL."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def child_pids(pid):
     """The live children of pid (the workers of a master)."""
     out = []

@@ -1,12 +1,11 @@
 """Forward auth judges the client's method; cookie paths, prefixes and ages; header values."""
 import shutil
-import signal
 import subprocess
 
 import pytest
 import requests
 
-from conftest import SESAMED, TOP, free_port, wait_for
+from conftest import SESAMED, TOP, free_port, nginx_conf, stop_process, wait_for
 
 SECRET = "fwdauth-tests-secret-0123456789abcdef"
 ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text()
@@ -201,14 +200,7 @@ def test_a_tab_and_obs_text_are_fine_in_a_value(sesamed):
     assert r.status_code == 200 and r.raw.headers["X-A"].startswith("a\tb")
 
 
-NGINX_CONF = """
-daemon off; master_process off; worker_processes 1; pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+NGINX_SERVER = """
   server {{
     listen 127.0.0.1:{port};
     location = /_auth {{
@@ -227,7 +219,6 @@ http {{
       proxy_pass {sesame};
     }}
   }}
-}}
 """
 
 
@@ -242,7 +233,8 @@ def nginx(tmp_path):
         d = tmp_path / "nginx"
         d.mkdir()
         port = free_port()
-        (d / "nginx.conf").write_text(NGINX_CONF.format(dir=d, port=port, sesame=sesame_url))
+        (d / "nginx.conf").write_text(
+            nginx_conf(d, NGINX_SERVER.format(port=port, sesame=sesame_url)))
         p = subprocess.Popen([exe, "-p", str(d), "-c", str(d / "nginx.conf")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(p)
@@ -259,12 +251,7 @@ def nginx(tmp_path):
 
     yield start
     for p in procs:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_process(p, 10)
 
 
 def test_nginx_auth_request_passes_the_method(app, nginx):
