@@ -213,6 +213,19 @@ class Checker:
             self.raw_seen.add(key)
         self.check(base, method, path, status, CaseInsensitiveDict(headers), body)
 
+    def check_exchange(self, base, request, answer):
+        """The first answer in bytes read off a socket, to the request bytes sent."""
+        __tracebackhide__ = True
+        words = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = CaseInsensitiveDict(
+            (k.strip(), v.strip()) for k, v in (line.split(":", 1) for line in lines[1:]))
+        if "Content-Length" in headers:
+            body = body[:int(headers["Content-Length"])]
+        self.check(base, words[0], words[1] if len(words) > 1 else "", int(lines[0].split()[1]),
+                   headers, body)
+
     def check(self, base, method, path, status, headers, body):
         __tracebackhide__ = True
         with self.lock:

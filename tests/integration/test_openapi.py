@@ -3,7 +3,6 @@ application, and the answers of that application that no other test asks for. Ev
 these tests receive is checked against the document by conftest.py's wrapper, as every other
 test's is; the asserts here say what each answer must be."""
 import re
-import socket
 
 import jsonschema
 import pytest
@@ -11,6 +10,7 @@ import requests
 
 import openapi_check
 from conftest import OPENAPI, SESAMED, TOP
+from test_http import raw_request
 
 SECRET = "openapi-tests-secret-0123456789abcdef!"
 ROUTES = {p.name: p.read_text() for p in (TOP / "etc/sesame/routes").glob("*.lua")}
@@ -188,36 +188,17 @@ def test_a_body_that_is_not_a_json_object(app, method, path):
     assert r.status_code == 413 and r.json()["error"] == "request too large"
 
 
-def raw(s, request):
-    """Sends request bytes on a connection of their own; the answer, checked as any other."""
-    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
-        sock.sendall(request)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    status = int(lines[0].split()[1])
-    path = request.split(b" ")[1].decode("latin-1")
-    OPENAPI.check_raw(s.url, request.split(b" ")[0].decode(), path, status, headers, body)
-    return status, headers, body
-
-
 def test_answers_given_before_routing(app):
     # Not HTTP: libevent's own answer, as a JSON envelope too.
-    status, headers, body = raw(app, b"GET /healthz HTTP/1.1\r\nBad header line\r\n\r\n")
-    assert status == 400 and b'"malformed request"' in body
+    status, _, body = raw_request(app, b"GET /healthz HTTP/1.1\r\nBad header line\r\n\r\n")
+    assert status == 400 and body["error"] == "malformed request"
     r = app.request("TRACE", "/healthz")
     assert r.status_code == 501 and r.json()["error"] == "method not implemented"
     r = app.request("GET", "/healthz", data="x" * 70000)
     assert r.status_code == 413
-    status, headers, body = raw(app, b"POST /users/login HTTP/1.1\r\nHost: x\r\n"
-                                     b"Expect: something\r\nContent-Length: 2\r\n\r\n{}")
-    assert status == 417 and b'"expectation failed"' in body
+    status, _, body = raw_request(app, b"POST /users/login HTTP/1.1\r\nHost: x\r\n"
+                                       b"Expect: something\r\nContent-Length: 2\r\n\r\n{}")
+    assert status == 417 and body["error"] == "expectation failed"
 
 
 def test_tokens_refused(app):
