@@ -6,7 +6,6 @@ import re
 
 import jsonschema
 import pytest
-import requests
 
 import openapi_check
 from conftest import OPENAPI, SESAMED, TOP
