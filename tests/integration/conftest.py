@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
+import openapi_check
+
 TOP = Path(__file__).resolve().parents[2]
 SESAMED = os.environ.get("SESAMED", str(TOP / "build" / "sesamed"))
 ROUTES = Path(__file__).resolve().parent / "routes"
@@ -22,6 +24,8 @@ GENEROUS_LIMITS = ('limits = { register = "100000/second", login = "100000/secon
                    'login_failures = "100000/second" }\n')
 # A sanitizer build: its leak and error reports go to sesamed's log, which every test checks.
 SANITIZED = Path(SESAMED).exists() and b"__asan_init" in Path(SESAMED).read_bytes()
+# Every answer from the shipped route scripts is checked against docs/openapi.yaml.
+OPENAPI = openapi_check.Checker(SESAMED)
 
 
 def free_port():
@@ -102,6 +106,8 @@ class Sesamed:
 
     def write_route(self, name, text):
         (self.routes_dir / name).write_text(text)
+        if getattr(self, "proc", None) is not None:
+            OPENAPI.serve(self.url, self.routes_dir)
 
     def write_config(self, extra="", workers=2, more=None):
         self.more = more if more is not None else getattr(self, "more", "")
@@ -114,6 +120,7 @@ class Sesamed:
             'routes = { "routes/*.lua" } ' + GENEROUS_LIMITS + more)
 
     def start(self, wait=True):
+        OPENAPI.serve(self.url, self.routes_dir)
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([SESAMED, "-f", "-c", str(self.config)],
                                      stdout=self.logf, stderr=self.logf)
@@ -153,6 +160,7 @@ class Sesamed:
         self.proc.send_signal(sig)
 
     def stop(self, timeout=30):
+        OPENAPI.forget(self.url)
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
@@ -195,6 +203,52 @@ def sesamed(tmp_path):
         assert "ERROR: AddressSanitizer" not in s.log(), s.log()
         assert "ERROR: LeakSanitizer" not in s.log(), s.log()
         assert "runtime error:" not in s.log(), s.log()
+
+
+def whole_suite(session):
+    """Did this run collect every test of the integration suite? (OPENAPI_COVERAGE=1 in the
+    environment asks for the coverage check on a part of it too.)"""
+    if os.environ.get("OPENAPI_COVERAGE") == "1":
+        return True
+    here = Path(__file__).resolve().parent
+    ran = {Path(str(item.fspath)).resolve() for item in session.items}
+    narrowed = any("::" in arg for arg in session.config.args)
+    return (not narrowed and not getattr(session, "deselected_any", False) and
+            set(here.glob("test_*.py")) <= ran)
+
+
+def pytest_deselected(items):
+    if items:
+        items[0].session.deselected_any = True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def openapi_contract(request):
+    """Checks every answer against docs/openapi.yaml; a run of the whole suite must have
+    received every documented answer that is not marked x-untested."""
+    OPENAPI.install()
+    yield OPENAPI
+    OPENAPI.uninstall()
+    if whole_suite(request.session):
+        missed = OPENAPI.misses()
+        report = request.config.pluginmanager.get_plugin("terminalreporter")
+        if report is not None:
+            report.write_line(f"docs/openapi.yaml: {len(OPENAPI.seen)} documented answers "
+                              f"received, {len(missed)} missed")
+        if missed:
+            pytest.fail("documented answers that no test received (test them, or mark them "
+                        "x-untested in docs/openapi.yaml):\n  " +
+                        "\n  ".join(" ".join(m) for m in missed), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def openapi_answers():
+    """Answers that other threads of a test received are judged at its end."""
+    OPENAPI.take_pending()
+    yield
+    found = OPENAPI.take_pending()
+    if found:
+        pytest.fail("\n".join(found), pytrace=False)
 
 
 def route_file(name):

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from conftest import route_file
+from conftest import OPENAPI, route_file
 
 APP = {"app.lua": route_file("app.lua")}
 
@@ -39,6 +39,7 @@ def raw_request(s, data, read_all=True):
                           if l.lower().startswith(b"content-length:")]
                 if length and len(body) >= length[0]:
                     break
+    OPENAPI.check_exchange(s.url, data, buf)
     head, _, body = buf.partition(b"\r\n\r\n")
     status = int(head.split(b" ")[1])
     return status, head.decode(), json.loads(body) if body else None

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from conftest import SESAMED, TOP, wait_for
+from conftest import OPENAPI, SESAMED, TOP, wait_for
 from test_process import WAIT, feed_fd, start_waiting, wait_reader
 
 SECRET = "shedding-tests-secret-0123456789abcdef"
@@ -61,6 +61,8 @@ class Flood:
             t.start()
 
     def count(self, status, headers, body):
+        OPENAPI.check_raw(f"http://127.0.0.1:{self.port}", "POST", "/users/login", status,
+                          headers, body)
         with self.lock:
             self.statuses[status] = self.statuses.get(status, 0) + 1
             if status != 503:
