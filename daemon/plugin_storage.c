@@ -132,6 +132,17 @@ static void check_pool_keys(struct loading *ld, int storage)
 	lua_pop(ld->L, 1);
 }
 
+/*
+ * The user administration members come last in the descriptor: a backend without them
+ * cannot disable, list or delete users, which sesame's routes and sesamectl rely on.
+ */
+static bool administers_users(const struct plugin *pl)
+{
+	const struct sesame_storage *st = (const struct sesame_storage *)pl->h;
+	return st->header.size >= sizeof(*st) && st->user_disabled && st->user_set_disabled &&
+	       st->user_list && st->user_delete && st->subject_revoke_except;
+}
+
 /* Initialises the backend pl with its table, storage.NAME; true when that is the pool's. */
 static bool read_backend(struct loading *ld, int storage, struct plugin *pl)
 {
@@ -145,7 +156,13 @@ static bool read_backend(struct loading *ld, int storage, struct plugin *pl)
 	if (t != LUA_TTABLE && t != LUA_TNIL && !shared)
 		plugin_not_a_table(ld, "storage", pl->name);
 	pl->host.users = &ld->p->users;
-	if (host_run_init(ld, pl, &cfg) == 0)
+	if (!administers_users(pl))
+		config_error_at(ld->errs, ld->file, ld->src, "storage.backend",
+				"storage plugin '%s' lacks the user administration functions "
+				"(user_disabled, user_set_disabled, user_list, user_delete, "
+				"subject_revoke_except): rebuild it against this sesame",
+				pl->name);
+	else if (host_run_init(ld, pl, &cfg) == 0)
 		ld->p->storage = pl;
 	lua_pop(L, 1);
 	return shared;
