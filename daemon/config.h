@@ -45,6 +45,7 @@ struct config {
 	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
 	struct privs privs;   /* server.user and server.group, looked up */
 	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */
+	char *control; /* the master's control socket (server.control), NULL when off */
 
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;

@@ -103,6 +103,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sesamed: cannot initialise libsodium\n");
 		return 1;
 	}
+	if (check)
+		return cycle_check(path, opts.workers);
 	struct config_errors errs = {0};
 	struct config *cfg = cycle_load(path, opts.workers, &errs);
 	if (cfg == NULL) {
@@ -112,12 +114,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	config_errors_free(&errs);
-	if (check) {
-		printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path,
-		       cfg->nroutes);
-		config_free(cfg);
-		return 0;
-	}
 	if (cycle_migrate(cfg, &errs) != 0) {
 		fprintf(stderr, "sesamed: %s\n", errs.n > 0 ? errs.msg[0] : "out of memory");
 		config_errors_free(&errs);
