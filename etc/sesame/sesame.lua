@@ -54,6 +54,9 @@ server = {
   -- "fd00::/8"): behind one of them the client's address is the right-most X-Forwarded-For
   -- entry that is not a trusted proxy. None by default: the client is the connection's peer.
   -- trusted_proxies = { "127.0.0.1", "::1" },
+  -- The master's control socket, where `sesamectl status` asks for its workers, generation
+  -- and uptime: mode 0660, group server.group when set; false for none. Read at start.
+  control = "/run/sesame/control",
 }
 
 -- Rate limits: "N/second", "N/minute" or "N/hour", or false for none. A limited request gets

@@ -963,24 +963,21 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 	"LEAST(GREATEST(`tat`, " NOW_MS_SQL ") + ?, " NOW_MS_SQL " + ?)"
 #define FAILURE_RESET_SQL "DELETE FROM `sesame_login_failures` WHERE `account` = ?"
 
-static enum sesame_storage_result check_once(struct store *s, const char *account,
-					     long long interval_ms, long long period_ms,
-					     long long *retry_ms, char *err, size_t errlen)
+/* Runs sql with params on a connection of its own: its first row's first column in *out,
+ * which stays 0 without a row. */
+static enum sesame_storage_result read_long(struct store *s, const char *sql, MYSQL_BIND *params,
+					    long long *out, char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
-	MYSQL_BIND p[3], res;
-	unsigned long len;
+	MYSQL_BIND res;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	bind_long(&p[0], &interval_ms);
-	bind_long(&p[1], &period_ms);
-	bind_string(&p[2], account, &len);
-	MYSQL_STMT *stmt = execute(s, conn, FAILURE_CHECK_SQL, p, &r, err, errlen);
+	MYSQL_STMT *stmt = execute(s, conn, sql, params, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
-	*retry_ms = 0;
-	bind_long(&res, retry_ms);
+	*out = 0;
+	bind_long(&res, out);
 	if (mysql_stmt_bind_result(stmt, &res) != 0)
 		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
 	int rc = mysql_stmt_fetch(stmt);
@@ -990,6 +987,18 @@ static enum sesame_storage_result check_once(struct store *s, const char *accoun
 	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
+}
+
+static enum sesame_storage_result check_once(struct store *s, const char *account,
+					     long long interval_ms, long long period_ms,
+					     long long *retry_ms, char *err, size_t errlen)
+{
+	MYSQL_BIND p[3];
+	unsigned long len;
+	bind_long(&p[0], &interval_ms);
+	bind_long(&p[1], &period_ms);
+	bind_string(&p[2], account, &len);
+	return read_long(s, FAILURE_CHECK_SQL, p, retry_ms, err, errlen);
 }
 
 /* Runs sql, which returns no rows, on a connection of its own. */
@@ -1092,26 +1101,9 @@ static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 static enum sesame_storage_result disabled_once(struct store *s, long long id,
 						long long *disabled_at, char *err, size_t errlen)
 {
-	MYSQL *conn = s->db->acquire(err, errlen);
-	if (conn == NULL)
-		return SESAME_STORAGE_UNAVAILABLE;
-	MYSQL_BIND p, res;
-	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	MYSQL_BIND p;
 	bind_long(&p, &id);
-	MYSQL_STMT *stmt = execute(s, conn, STATE_GET_SQL, &p, &r, err, errlen);
-	if (stmt == NULL)
-		return r;
-	*disabled_at = 0;
-	bind_long(&res, disabled_at);
-	if (mysql_stmt_bind_result(stmt, &res) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
-	int rc = mysql_stmt_fetch(stmt);
-	if (rc != 0 && rc != MYSQL_NO_DATA)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
-	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
-	s->db->release(conn, false);
-	return SESAME_STORAGE_OK;
+	return read_long(s, STATE_GET_SQL, &p, disabled_at, err, errlen);
 }
 
 static enum sesame_storage_result user_disabled(void *state, long long id, long long *disabled_at,

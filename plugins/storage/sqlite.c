@@ -1070,29 +1070,38 @@ static void bind_failure(sqlite3_stmt *st, const void *ctx)
 	}
 }
 
-static enum sesame_storage_result failure_check(void *state, const char *account,
-						long long interval_ms, long long period_ms,
-						long long *retry_ms, char *err, size_t errlen)
+/* Runs which, bound by bind, on a connection of its own: its first row's first column in
+ * *out, which stays 0 without a row. */
+static enum sesame_storage_result read_integer(struct store *s, int which,
+					       void (*bind)(sqlite3_stmt *, const void *),
+					       const void *ctx, long long *out, char *err,
+					       size_t errlen)
 {
-	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
-	struct failure_args a = {account, interval_ms, period_ms};
 	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, FAILURE_CHECK);
+	sqlite3_stmt *st = statement(s, c, which);
 	int rc = st == NULL ? sqlite3_extended_errcode(c->db) : 0;
-	*retry_ms = 0;
+	*out = 0;
 	if (st != NULL) {
-		bind_failure(st, &a);
+		bind(st, ctx);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
-			*retry_ms = sqlite3_column_int64(st, 0);
+			*out = sqlite3_column_int64(st, 0);
 		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
 		done_with(st);
 	}
 	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
 	release(s->pool, c);
 	return r;
+}
+
+static enum sesame_storage_result failure_check(void *state, const char *account,
+						long long interval_ms, long long period_ms,
+						long long *retry_ms, char *err, size_t errlen)
+{
+	struct failure_args a = {account, interval_ms, period_ms};
+	return read_integer(state, FAILURE_CHECK, bind_failure, &a, retry_ms, err, errlen);
 }
 
 /* Runs which, a statement that returns no rows, bound by bind, on a connection of its own. */
@@ -1139,24 +1148,7 @@ static void bind_id(sqlite3_stmt *st, const void *ctx)
 static enum sesame_storage_result user_disabled(void *state, long long id, long long *disabled_at,
 						char *err, size_t errlen)
 {
-	struct store *s = state;
-	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, STATE_GET);
-	int rc = st == NULL ? sqlite3_extended_errcode(c->db) : 0;
-	*disabled_at = 0;
-	if (st != NULL) {
-		bind_id(st, &id);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			*disabled_at = sqlite3_column_int64(st, 0);
-		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
-		done_with(st);
-	}
-	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	release(s->pool, c);
-	return r;
+	return read_integer(state, STATE_GET, bind_id, &id, disabled_at, err, errlen);
 }
 
 static enum sesame_storage_result user_set_disabled(void *state, long long id, bool disabled,
