@@ -51,7 +51,7 @@ def test_success_revokes_every_other_session(app):
     ({"password": OLD}, "new_password is missing"),
     ({"password": OLD, "new_password": 12345678}, "new_password must be a string"),
     ({"password": OLD, "new_password": "short"}, "The password must have at least 8 characters."),
-    (["not", "an", "object"], "password is missing"),
+    (["not", "an", "object"], "request body must be a JSON object"),
 ])
 def test_bad_requests_are_400(app, body, error):
     r = change(app, login(app)["access_token"], body)
