@@ -132,6 +132,23 @@ static void read_access_log(struct config_reader *rd, int tbl, const struct conf
 	}
 }
 
+/* server.control: the master's control socket, a path, or false for none. */
+static void read_control(struct config_reader *rd, int tbl, const struct config_key *key,
+			 const char *keypath)
+{
+	char **control = config_field(rd, key);
+	int t = lua_type(rd->L, -1);
+	if (t == LUA_TBOOLEAN && !lua_toboolean(rd->L, -1)) {
+		free(*control);
+		*control = NULL;
+	} else if (t == LUA_TSTRING && lua_tostring(rd->L, -1)[0] != '\0') {
+		free(*control);
+		*control = file_resolve(rd->dir, lua_tostring(rd->L, -1));
+	} else if (t != LUA_TNIL) {
+		config_fail(rd, keypath, "expected a socket path or false");
+	}
+}
+
 static void read_log_level(struct config_reader *rd, int tbl, const struct config_key *key,
 			   const char *keypath)
 {
@@ -165,6 +182,7 @@ static const struct config_key server_keys[] = {
     {"hang_timeout", config_ms, 1000, 3600000, SERVER(hang_timeout_ms)},
     {"trusted_proxies", config_trusted_proxies, 0, 0, SERVER(trusted_proxies)},
     {"metrics", config_metrics, 0, 0, SERVER(metrics)},
+    {"control", read_control, 0, 0, SERVER(control)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -371,6 +389,7 @@ static void set_defaults(struct config *cfg)
 	cfg->keepalive = 15;
 	cfg->shutdown_timeout = 30;
 	cfg->access_log = strdup("stderr");
+	cfg->control = strdup("/run/sesame/control");
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->handler_instructions = 50000000;
 	cfg->handler_timeout = 30;
@@ -467,6 +486,7 @@ void config_free(struct config *cfg)
 	free_strings(cfg->listen, cfg->nlisten);
 	free_strings(cfg->routes, cfg->nroutes);
 	free(cfg->access_log);
+	free(cfg->control);
 	privs_clear(&cfg->privs);
 	tokens_config_clear(&cfg->jwt);
 	ratelimit_rules_clear(&cfg->limits);

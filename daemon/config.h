@@ -52,6 +52,7 @@ struct config {
 	struct privs privs;   /* server.user and server.group, looked up */
 	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */
 	struct config_metrics metrics;
+	char *control; /* the master's control socket (server.control), NULL when off */
 
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;

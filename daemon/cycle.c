@@ -46,6 +46,22 @@ struct config *cycle_load(const char *path, int workers, struct config_errors *e
 	return cfg;
 }
 
+int cycle_check(const char *path, int workers)
+{
+	struct config_errors errs = {0};
+	struct config *cfg = cycle_load(path, workers, &errs);
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.msg[i]);
+	config_errors_free(&errs);
+	if (cfg == NULL) {
+		fprintf(stderr, "sesamed: %s: configuration has errors\n", path);
+		return 1;
+	}
+	printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path, cfg->nroutes);
+	config_free(cfg);
+	return 0;
+}
+
 static _Noreturn void migrate_child(struct config *cfg, int fd)
 {
 	char err[LOG_ERR_MAX] = "";

@@ -17,6 +17,13 @@
  */
 struct config *cycle_load(const char *path, int workers, struct config_errors *errs);
 
+/*
+ * sesamed -t and sesamectl check: loads and checks path as cycle_load does, prints every
+ * problem on standard error or the verdict on standard output, and returns the exit status:
+ * 0 when it is ok, 1 when not.
+ */
+int cycle_check(const char *path, int workers);
+
 /* A schema being applied in a child process, so that the caller's loop keeps turning. */
 struct cycle_migration {
 	pid_t pid; /* 0: nothing to apply, or done */

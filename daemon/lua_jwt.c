@@ -166,12 +166,12 @@ struct token_job {
 	long long now_ms, grace_ms;
 	long long revoke_until; /* how long a revoked family's id stays revoked */
 	char identity[256];
-	char family[SESAME_TOKEN_ID_MAX + 1];
-	long long family_end;		   /* Unix seconds */
-	char jti[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the token spent; revoke: the one revoked */
-	long long jti_expires;		   /* revoke */
-	bool adopt;			   /* rotate: a token without fam starts a family */
-	char next[TOKENS_ID_LEN];	   /* the jti of the refresh token to issue */
+	char family[SESAME_TOKEN_ID_MAX + 1]; /* subject_revoke: the family spared, or "" */
+	long long family_end;		      /* Unix seconds */
+	char jti[SESAME_TOKEN_ID_MAX + 1];    /* rotate: the token spent; revoke: the one revoked */
+	long long jti_expires;		      /* revoke */
+	bool adopt;			      /* rotate: a token without fam starts a family */
+	char next[TOKENS_ID_LEN];	      /* the jti of the refresh token to issue */
 	char current[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the jti the storage says to issue */
 	long expires;			       /* the refresh token's expires option */
 	enum sesame_storage_result rc;
@@ -203,8 +203,9 @@ static void token_run(struct job *job)
 	void *st = tj->st.state;
 	tj->err[0] = '\0';
 	if (tj->op == SUBJECT_REVOKE) {
-		tj->rc = fn->subject_revoke(st, tj->identity, tj->revoke_until, collect_id, tj,
-					    tj->err, sizeof(tj->err));
+		tj->rc = fn->subject_revoke_except(
+		    st, tj->identity, tj->family[0] != '\0' ? tj->family : NULL, tj->revoke_until,
+		    collect_id, tj, tj->err, sizeof(tj->err));
 		metrics_storage(METRICS_SUBJECT_REVOKE, tj->rc);
 		return;
 	}
@@ -470,14 +471,25 @@ static int l_jwt_revoke(lua_State *L)
 }
 
 /*
- * sesame.jwt.revoke_all(identity): logs identity out everywhere: revokes every refresh family
- * of it (each log-in's refresh and access tokens) on every worker of every sesamed within
- * jwt.revocation_refresh, this worker at once. Returns how many families were revoked.
+ * sesame.jwt.revoke_all(identity[, {except_family = id}]): logs identity out everywhere:
+ * revokes every refresh family of it (each log-in's refresh and access tokens) but
+ * except_family (the caller's own session, as req.claims.fam names it) on every worker of
+ * every sesamed within jwt.revocation_refresh, this worker at once. Returns how many
+ * families were revoked.
  */
 static int l_jwt_revoke_all(lua_State *L)
 {
-	struct token_job *tj =
-	    new_token_job(L, SUBJECT_REVOKE, "sesame.jwt.revoke_all", identity_arg(L, 1));
+	const char *identity = identity_arg(L, 1), *except = NULL;
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		int t = lua_getfield(L, 2, "except_family");
+		lua_pop(L, 1);
+		if (t != LUA_TNIL && (except = token_id(L, 2, "except_family")) == NULL)
+			return luaL_argerror(L, 2, "except_family is a refresh family's id");
+	}
+	struct token_job *tj = new_token_job(L, SUBJECT_REVOKE, "sesame.jwt.revoke_all", identity);
+	if (except != NULL)
+		snprintf(tj->family, sizeof(tj->family), "%s", except);
 	return luaapi_await_job(L, &tj->lj, "sesame.jwt.revoke_all");
 }
 

@@ -1,6 +1,7 @@
 /*
- * lua_users.c: sesame.users, the user store: create, find and update, and the failed log-ins
- * per account (failures, failed, succeeded) that limits.login_failures bounds.
+ * lua_users.c: sesame.users, the user store: create, find (with the disabled flag that
+ * sesamectl user disable sets) and update, and the failed log-ins per account (failures,
+ * failed, succeeded) that limits.login_failures bounds.
  *
  * Each is a storage call on a job thread: the fields are copied into a user job (and wiped
  * when it is released, as one is a password hash) and the handler yields until the storage
@@ -29,6 +30,7 @@ struct user_job {
 	long long id;
 	enum sesame_storage_result rc;
 	struct sesame_user found;
+	long long disabled_at; /* find: the user's, 0 when enabled */
 	char buf[2048];
 	char err[LOG_ERR_MAX];
 };
@@ -51,6 +53,9 @@ static void user_run(struct job *job)
 		uj->rc = uj->st.fn->user_find(uj->st.state, uj->field[0], uj->field[1], &uj->found,
 					      uj->buf, sizeof(uj->buf), uj->err, sizeof(uj->err));
 		metrics_storage(METRICS_USER_FIND, uj->rc);
+		if (uj->rc == SESAME_STORAGE_OK)
+			uj->rc = uj->st.fn->user_disabled(
+			    uj->st.state, uj->found.id, &uj->disabled_at, uj->err, sizeof(uj->err));
 	}
 }
 
@@ -76,6 +81,10 @@ static int user_push(struct luaapi_job *lj, lua_State *co)
 	lua_setfield(co, -2, "username");
 	lua_pushstring(co, uj->found.password);
 	lua_setfield(co, -2, "password");
+	if (uj->disabled_at != 0) {
+		lua_pushboolean(co, 1);
+		lua_setfield(co, -2, "disabled");
+	}
 	return 1;
 }
 

@@ -112,6 +112,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sesamed: cannot initialise libsodium\n");
 		return 1;
 	}
+	if (check && !config_keys_recording())
+		return cycle_check(path, opts.workers);
 	struct config_errors errs = {0};
 	struct config *cfg = cycle_load(path, opts.workers, &errs);
 	if (cfg == NULL) {
@@ -125,12 +127,6 @@ int main(int argc, char **argv)
 	if (config_keys_recording()) {
 		config_keys_print(stdout);
 		config_keys_free();
-		config_free(cfg);
-		return 0;
-	}
-	if (check) {
-		printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path,
-		       cfg->nroutes);
 		config_free(cfg);
 		return 0;
 	}

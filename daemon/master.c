@@ -35,6 +35,7 @@
 #include "activation.h"
 #include "clock.h"
 #include "config.h"
+#include "control.h"
 #include "cycle.h"
 #include "ratelimit.h"
 #include "leakcheck.h"
@@ -86,6 +87,9 @@ static struct {
 	struct cycle_migration mig; /* that schema's child process */
 	bool reload_again;	    /* SIGHUP came while a reload was under way */
 	bool start_failed;	    /* the first generation could not start: exit 1 */
+	int control_fd;		    /* server.control, as the first configuration set it */
+	char *control_path;
+	uint64_t started_ms;
 } m;
 
 /* ---- sockets ---- */
@@ -128,6 +132,8 @@ static size_t shed_master_fds(int slot, int *fds)
 		close(m.parent_fd);
 	if (m.mig.fd >= 0)
 		close(m.mig.fd);
+	if (m.control_fd >= 0)
+		close(m.control_fd);
 	return n;
 }
 
@@ -544,6 +550,38 @@ static void handle_signal(void)
 	}
 }
 
+/* ---- the control socket ---- */
+
+static const char *worker_state(const struct wrec *w)
+{
+	return w->hung ? "hung" : w->retiring ? "retiring" : w->ready ? "serving" : "starting";
+}
+
+/* What sesamectl status shows: the master, its generation and every worker alive. */
+static json_t *status_doc(void)
+{
+	json_t *workers = json_array();
+	for (int i = 0; workers != NULL && i < MAX_RECORDS; i++) {
+		const struct wrec *w = &m.w[i];
+		if (w->pid != 0)
+			json_array_append_new(
+			    workers,
+			    json_pack("{sI si sI ss}", "pid", (json_int_t)w->pid, "slot", w->slot,
+				      "generation", (json_int_t)w->gen, "state", worker_state(w)));
+	}
+	return json_pack("{sI sf sI si ss ss so*}", "pid", (json_int_t)getpid(), "uptime",
+			 (double)(clock_mono_ms() - m.started_ms) / 1000.0, "generation",
+			 (json_int_t)m.gen, "workers_wanted", m.cfg->workers, "config", m.cfg->path,
+			 "version", PACKAGE_VERSION, "workers", workers);
+}
+
+static void on_control(void)
+{
+	json_t *doc = status_doc();
+	control_answer(m.control_fd, doc);
+	json_decref(doc);
+}
+
 /* ---- the loop ---- */
 
 static int next_timeout(void)
@@ -586,11 +624,13 @@ static void tick(void)
 
 static void loop(void)
 {
-	struct pollfd pfd[MAX_RECORDS + 1];
-	int recs[MAX_RECORDS + 1];
+	struct pollfd pfd[MAX_RECORDS + 2];
+	int recs[MAX_RECORDS + 2];
 	while (!m.stopping || count_workers(false) > 0 || m.mig.pid != 0) {
 		nfds_t n = 0;
 		pfd[n++] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
+		recs[n] = -1;
+		pfd[n++] = (struct pollfd){.fd = m.control_fd, .events = POLLIN};
 		for (int i = 0; i < MAX_RECORDS; i++) {
 			if (m.w[i].pid != 0 && m.w[i].ready_fd >= 0) {
 				recs[n] = i;
@@ -602,7 +642,9 @@ static void loop(void)
 			log_error("poll: %s", strerror(errno));
 			break;
 		}
-		for (nfds_t i = 1; rc > 0 && i < n; i++) {
+		if (rc > 0 && pfd[1].revents != 0)
+			on_control();
+		for (nfds_t i = 2; rc > 0 && i < n; i++) {
 			if (pfd[i].revents != 0 && m.w[recs[i]].ready_fd == pfd[i].fd)
 				on_ready_pipe(recs[i]);
 		}
@@ -652,6 +694,8 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	m.sigfd = -1;
 	m.parent_fd = -1;
 	m.mig.fd = -1;
+	m.control_fd = -1;
+	m.started_ms = clock_mono_ms();
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
@@ -673,6 +717,8 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 		goto done;
 	if (!opts->foreground && detach() != 0)
 		goto done;
+	if (cfg->control != NULL && (m.control_path = strdup(cfg->control)) != NULL)
+		m.control_fd = control_open(m.control_path, &cfg->privs);
 	m.watchdog_ms = notify_watchdog_usec() / 1000u;
 	m.next_watchdog = clock_mono_ms();
 	notify_status("starting workers");
@@ -681,6 +727,8 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	status = m.start_failed ? 1 : 0;
 	log_info("stopped");
 done:
+	control_close(m.control_fd, m.control_path);
+	free(m.control_path);
 	listen_set_free(&m.socks);
 	if (m.sigfd >= 0)
 		close(m.sigfd);

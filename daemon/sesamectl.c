@@ -12,6 +12,9 @@
  *   sesamectl [-c FILE] token revoke --user ID
  *                                        log user ID out everywhere: revoke every refresh
  *                                        family of it
+ *   sesamectl [-c FILE] check            sesamed -t
+ *   sesamectl [-c FILE] user ...         the users (sesamectl_user.c)
+ *   sesamectl [-c FILE] status           the master's state (sesamectl_status.c)
  *
  * It reads the same configuration as sesamed, checked the same way. Started as root, the
  * commands that touch storage (migrate, token revoke) change to server.user first, as
@@ -37,12 +40,14 @@
 
 #include "clock.h"
 #include "config.h"
+#include "cycle.h"
 #include "dbpool.h"
 #include "jwa.h"
 #include "keys.h"
 #include "log.h"
 #include "plugin.h"
 #include "privs.h"
+#include "sesamectl.h"
 #include "tokens.h"
 
 static void usage(FILE *out)
@@ -64,15 +69,29 @@ static void usage(FILE *out)
 	    "                       its refresh family, on every sesamed sharing the storage\n"
 	    "  token revoke --user ID\n"
 	    "                       log user ID out everywhere: revoke every refresh family\n"
+	    "  user add EMAIL [--username NAME]\n"
+	    "                       add a user; the password is asked twice on the terminal,\n"
+	    "                       or read as one line of standard input\n"
+	    "  user passwd EMAIL    set a new password and log the user out everywhere\n"
+	    "  user disable EMAIL   refuse the user's log-ins and log it out everywhere\n"
+	    "  user enable EMAIL    let a disabled user log in again\n"
+	    "  user delete EMAIL [--yes]\n"
+	    "                       delete the user and its sessions (asks, unless --yes)\n"
+	    "  user list [--limit N] [--after ID] [--json]\n"
+	    "  user show EMAIL [--json]\n"
+	    "  check                check the configuration and the route scripts (sesamed -t)\n"
+	    "  status [--json]      the running master's workers, generation and uptime, asked\n"
+	    "                       on its control socket (server.control)\n"
 	    "\n"
 	    "  -c FILE  configuration file (default: %s)\n"
 	    "\n"
-	    "Started as root, migrate and token revoke run as server.user once the\n"
-	    "configuration is read.\n",
+	    "Started as root, migrate, token revoke and user run as server.user once the\n"
+	    "configuration is read. Exit status: 0 done, 1 failed, 2 usage, 3 no such user,\n"
+	    "4 refused.\n",
 	    CONFIG_DEFAULT_PATH);
 }
 
-static struct config *load(const char *path)
+struct config *ctl_load(const char *path)
 {
 	struct config_errors errs = {0};
 	struct config *cfg = config_load(path, &errs);
@@ -89,7 +108,7 @@ static struct config *load(const char *path)
  */
 static struct config *load_as_user(const char *path)
 {
-	struct config *cfg = load(path);
+	struct config *cfg = ctl_load(path);
 	char why[LOG_ERR_MAX];
 	if (cfg != NULL && (privs_check_root(&cfg->privs, why, sizeof(why)) != 0 ||
 			    privs_drop(&cfg->privs, why, sizeof(why)) != 0)) {
@@ -373,7 +392,7 @@ static int cmd_keygen(int argc, char **argv)
 static int cmd_hash_bench(const char *path, int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 5;
-	struct config *cfg = load(path);
+	struct config *cfg = ctl_load(path);
 	if (cfg == NULL)
 		return 1;
 	const struct hasher *h = plugins_scheme(cfg->plugins);
@@ -477,6 +496,35 @@ static int revoke_user(const struct config *cfg, const struct storage *st, const
 	return 0;
 }
 
+struct config *ctl_storage_open(const char *path, struct storage *st)
+{
+	struct config *cfg = load_as_user(path);
+	char err[LOG_ERR_MAX] = "";
+	if (cfg == NULL)
+		return NULL;
+	if (!plugins_storage(cfg->plugins, st)) {
+		fprintf(stderr, "sesamectl: no storage is configured (storage.backend)\n");
+		config_free(cfg);
+		return NULL;
+	}
+	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
+	    plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0 ||
+	    plugins_worker_start(cfg->plugins) != 0) {
+		fprintf(stderr, "sesamectl: storage: %s\n", err[0] != '\0' ? err : "cannot start");
+		dbpool_stop();
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+void ctl_storage_close(struct config *cfg)
+{
+	plugins_worker_stop(cfg->plugins);
+	dbpool_stop();
+	config_free(cfg);
+}
+
 /*
  * token revoke: tokens come on standard input, never as arguments, which every user of the
  * machine may read. Each is verified with the configuration's keys first; its jti and its
@@ -492,37 +540,19 @@ static int cmd_token(const char *path, int argc, char **argv)
 	else if (argc != 2 || strcmp(argv[1], "revoke") != 0) {
 		fprintf(stderr, "Usage: sesamectl [-c FILE] token revoke < TOKENS\n"
 				"       sesamectl [-c FILE] token revoke --user ID\n");
-		return 2;
+		return CTL_USAGE;
 	}
-	struct config *cfg = load_as_user(path);
 	struct storage st;
-	char err[LOG_ERR_MAX], *line = NULL;
+	struct config *cfg = ctl_storage_open(path, &st);
+	char *line = NULL;
 	size_t cap = 0;
 	unsigned long lineno = 0, tokens = 0;
 	int status = 0;
 	if (cfg == NULL)
-		return 1;
-	if (!plugins_storage(cfg->plugins, &st)) {
-		fprintf(stderr, "sesamectl: no storage is configured (storage.backend): tokens are "
-				"revoked in storage\n");
-		config_free(cfg);
-		return 1;
-	}
-	err[0] = '\0';
-	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
-	    plugins_migrate(cfg->plugins, false, err, sizeof(err)) != 0 ||
-	    plugins_worker_start(cfg->plugins) != 0) {
-		fprintf(stderr, "sesamectl: storage: %s\n", err[0] != '\0' ? err : "cannot start");
-		dbpool_stop();
-		config_free(cfg);
-		return 1;
-	}
-	err[0] = '\0';
+		return CTL_FAILED;
 	if (user != NULL) {
 		status = revoke_user(cfg, &st, user);
-		plugins_worker_stop(cfg->plugins);
-		dbpool_stop();
-		config_free(cfg);
+		ctl_storage_close(cfg);
 		return status;
 	}
 	while (getline(&line, &cap, stdin) != -1) {
@@ -538,10 +568,19 @@ static int cmd_token(const char *path, int argc, char **argv)
 	free(line);
 	if (tokens == 0)
 		fprintf(stderr, "sesamectl: no token on standard input\n");
-	plugins_worker_stop(cfg->plugins);
-	dbpool_stop();
-	config_free(cfg);
-	return tokens == 0 ? 1 : status;
+	ctl_storage_close(cfg);
+	return tokens == 0 ? CTL_FAILED : status;
+}
+
+/* check: sesamed -t, the same code, output and exit status. */
+static int cmd_check(const char *path, int argc)
+{
+	if (argc != 1) {
+		fprintf(stderr, "Usage: sesamectl [-c FILE] check\n");
+		return CTL_USAGE;
+	}
+	clock_init();
+	return cycle_check(path, 0);
 }
 
 int main(int argc, char **argv)
@@ -577,6 +616,12 @@ int main(int argc, char **argv)
 		return cmd_hash_bench(path, argc - optind, argv + optind);
 	if (strcmp(cmd, "token") == 0)
 		return cmd_token(path, argc - optind, argv + optind);
+	if (strcmp(cmd, "user") == 0)
+		return ctl_user(path, argc - optind, argv + optind);
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(path, argc - optind);
+	if (strcmp(cmd, "status") == 0)
+		return ctl_status(path, argc - optind, argv + optind);
 	fprintf(stderr, "sesamectl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

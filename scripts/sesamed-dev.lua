@@ -7,6 +7,8 @@ server = {
   debug = true,
   -- Run by root (a container), the workers stay root: on purpose, for development only.
   user = "root",
+  -- sesamectl -c scripts/sesamed-dev.lua status asks the master here, not in /run.
+  control = "../build/run/control",
 }
 plugins = { path = "../build/plugins" }
 jwt = { secret_file = "../build/run/jwt.key" }

@@ -385,6 +385,46 @@ struct sesame_storage {
 	 * per worker): OK, or UNAVAILABLE with the reason in err.
 	 */
 	enum sesame_storage_result (*ping)(void *state, char *err, size_t errlen);
+
+	/*
+	 * User administration (sesamectl user, sesame.users.find's disabled flag, POST
+	 * /users/password). The state sesame keeps about a user beyond the users table (whether
+	 * it is disabled) lives in a table of sesame's own, keyed by the user's id, so that a
+	 * users table of another application is never altered.
+	 */
+	/* *disabled_at: when user id was disabled (Unix seconds), or 0 when it is not. */
+	enum sesame_storage_result (*user_disabled)(void *state, long long id,
+						    long long *disabled_at, char *err,
+						    size_t errlen);
+	/* Disables user id (disabled true: a disabled one keeps its time) or enables it. */
+	enum sesame_storage_result (*user_set_disabled)(void *state, long long id, bool disabled,
+							char *err, size_t errlen);
+	/*
+	 * Calls each(ctx, user, created, disabled_at) for at most limit users whose id is
+	 * greater than after, in order of id. user->password is NULL; created is the row's
+	 * created_at as the store writes it, or NULL when the users table has no such column;
+	 * disabled_at as user_disabled gives it.
+	 */
+	enum sesame_storage_result (*user_list)(void *state, long long after, long long limit,
+						void (*each)(void *ctx,
+							     const struct sesame_user *user,
+							     const char *created,
+							     long long disabled_at),
+						void *ctx, char *err, size_t errlen);
+	/*
+	 * Deletes user id and, in the same transaction, everything sesame keeps about it: every
+	 * refresh family of subject (its id as the sub claim) is revoked until until (so that
+	 * its outstanding access tokens are refused) and deleted, the failed log-ins of email
+	 * and its state are deleted. NOT_FOUND when there is no such user.
+	 */
+	enum sesame_storage_result (*user_delete)(void *state, long long id, const char *subject,
+						  const char *email, long long until, char *err,
+						  size_t errlen);
+	/* As subject_revoke, but the family except (NULL: none) is left alone. */
+	enum sesame_storage_result (*subject_revoke_except)(void *state, const char *subject,
+							    const char *except, long long until,
+							    void (*each)(void *ctx, const char *id),
+							    void *ctx, char *err, size_t errlen);
 };
 
 #ifdef __cplusplus

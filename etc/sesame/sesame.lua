@@ -59,6 +59,9 @@ server = {
   -- Who may read GET /metrics (Prometheus text): addresses and networks matched against the
   -- connection's peer, never X-Forwarded-For; others get 404. false turns it off.
   metrics = { allow = { "127.0.0.0/8", "::1" } },
+  -- The master's control socket, where `sesamectl status` asks for its workers, generation
+  -- and uptime: mode 0660, group server.group when set; false for none. Read at start.
+  control = "/run/sesame/control",
 }
 
 -- Rate limits: "N/second", "N/minute" or "N/hour", or false for none. A limited request gets

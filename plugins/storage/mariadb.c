@@ -48,6 +48,9 @@ struct store {
 	char find_by_email_sql[512];
 	char find_by_id_sql[512];
 	char set_password_sql[512];
+	char list_sql[640];
+	char list_bare_sql[640];
+	char delete_sql[512];
 };
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
@@ -76,6 +79,18 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 		 u->username, u->password, u->table, u->id);
 	snprintf(s->set_password_sql, sizeof(s->set_password_sql),
 		 "UPDATE `%s` SET `%s` = ? WHERE `%s` = ?", u->table, u->password, u->id);
+	snprintf(s->list_sql, sizeof(s->list_sql),
+		 "SELECT u.`%s`, u.`%s`, u.`%s`, u.`created_at`, st.`disabled_at` FROM `%s` u "
+		 "LEFT JOIN `sesame_user_state` st ON st.`user_id` = u.`%s` WHERE u.`%s` > ? "
+		 "ORDER BY u.`%s` LIMIT ?",
+		 u->id, u->email, u->username, u->table, u->id, u->id, u->id);
+	snprintf(s->list_bare_sql, sizeof(s->list_bare_sql),
+		 "SELECT u.`%s`, u.`%s`, u.`%s`, NULL, st.`disabled_at` FROM `%s` u LEFT JOIN "
+		 "`sesame_user_state` st ON st.`user_id` = u.`%s` WHERE u.`%s` > ? ORDER BY u.`%s` "
+		 "LIMIT ?",
+		 u->id, u->email, u->username, u->table, u->id, u->id, u->id);
+	snprintf(s->delete_sql, sizeof(s->delete_sql), "DELETE FROM `%s` WHERE `%s` = ?", u->table,
+		 u->id);
 	*state = s;
 	return 0;
 }
@@ -449,7 +464,7 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 	"DELETE FROM `sesame_revoked_tokens` WHERE `expires_at` <> 0 AND `expires_at` < ?"
 #define SUBJECT_FAMILIES_SQL                                                                       \
 	"SELECT `id` FROM `sesame_refresh_families` WHERE `subject` = ? AND `revoked_at` IS "      \
-	"NULL AND `expires_at` * 1000 > " NOW_MS_SQL " FOR UPDATE"
+	"NULL AND `expires_at` * 1000 > " NOW_MS_SQL " AND NOT (`id` <=> ?) FOR UPDATE"
 #define PURGE_FAMILIES_SQL "DELETE FROM `sesame_refresh_families` WHERE `expires_at` < ?"
 /* The server's clock, Unix milliseconds: every node counts failures on the same one. */
 #define PURGE_FAILURES_SQL "DELETE FROM `sesame_login_failures` WHERE `tat` < " NOW_MS_SQL
@@ -768,22 +783,28 @@ static enum sesame_storage_result purge_once(struct store *s, long long before, 
 	return r;
 }
 
-/* The ids of subject's live families, locked; a malloc'd array of *n. On failure the
- * connection is given back. */
+/* The ids of subject's live families but except (NULL: none), locked; a malloc'd array of
+ * *n. On failure the connection is given back. */
 static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
-						   const char *subject,
+						   const char *subject, const char *except,
 						   char (**ids)[SESAME_TOKEN_ID_MAX + 1], size_t *n,
 						   char *err, size_t errlen)
 {
-	MYSQL_BIND p, res;
-	unsigned long plen, len = 0;
+	MYSQL_BIND p[2], res;
+	unsigned long plen, elen, len = 0;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
 	char id[SESAME_TOKEN_ID_MAX + 1];
 	size_t cap = 0;
 	*ids = NULL;
 	*n = 0;
-	bind_string(&p, subject, &plen);
-	MYSQL_STMT *stmt = execute(s, conn, SUBJECT_FAMILIES_SQL, &p, &r, err, errlen);
+	bind_string(&p[0], subject, &plen);
+	if (except != NULL) {
+		bind_string(&p[1], except, &elen);
+	} else {
+		memset(&p[1], 0, sizeof(p[1]));
+		p[1].buffer_type = MYSQL_TYPE_NULL;
+	}
+	MYSQL_STMT *stmt = execute(s, conn, SUBJECT_FAMILIES_SQL, p, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
 	memset(&res, 0, sizeof(res));
@@ -819,27 +840,52 @@ static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
 	return SESAME_STORAGE_OK;
 }
 
-static enum sesame_storage_result subject_revoke_once(struct store *s, const char *subject,
-						      long long until,
-						      void (*each)(void *ctx, const char *id),
-						      void *ctx, char *err, size_t errlen)
+/* In a transaction: revokes subject's live families but except until until, then calls each
+ * (when not NULL) for each of them. On failure the connection is given back. */
+static enum sesame_storage_result revoke_subject_in(struct store *s, MYSQL *conn,
+						    const char *subject, const char *except,
+						    long long until,
+						    void (*each)(void *ctx, const char *id),
+						    void *ctx, char *err, size_t errlen)
 {
 	char(*ids)[SESAME_TOKEN_ID_MAX + 1] = NULL;
 	size_t n = 0;
+	enum sesame_storage_result r =
+	    subject_families(s, conn, subject, except, &ids, &n, err, errlen);
+	for (size_t i = 0; r == SESAME_STORAGE_OK && i < n; i++)
+		r = revoke_in(s, conn, NULL, 0, ids[i], until, err, errlen);
+	for (size_t i = 0; r == SESAME_STORAGE_OK && each != NULL && i < n; i++)
+		each(ctx, ids[i]);
+	free(ids);
+	return r;
+}
+
+static enum sesame_storage_result subject_revoke_once(struct store *s, const char *subject,
+						      const char *except, long long until,
+						      void (*each)(void *ctx, const char *id),
+						      void *ctx, char *err, size_t errlen)
+{
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
 	enum sesame_storage_result r = begin(s, conn, err, errlen);
 	if (r == SESAME_STORAGE_OK)
-		r = subject_families(s, conn, subject, &ids, &n, err, errlen);
-	for (size_t i = 0; r == SESAME_STORAGE_OK && i < n; i++)
-		r = revoke_in(s, conn, NULL, 0, ids[i], until, err, errlen);
-	if (r == SESAME_STORAGE_OK) {
-		for (size_t i = 0; i < n; i++)
-			each(ctx, ids[i]);
+		r = revoke_subject_in(s, conn, subject, except, until, each, ctx, err, errlen);
+	if (r == SESAME_STORAGE_OK)
 		r = commit(s, conn, SESAME_STORAGE_OK, err, errlen);
-	}
-	free(ids);
+	return r;
+}
+
+static enum sesame_storage_result subject_revoke_except(void *state, const char *subject,
+							const char *except, long long until,
+							void (*each)(void *ctx, const char *id),
+							void *ctx, char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r =
+	    subject_revoke_once(state, subject, except, until, each, ctx, err, errlen);
+	if (again(r, false))
+		r = subject_revoke_once(state, subject, except, until, each, ctx, err, errlen);
 	return r;
 }
 
@@ -847,11 +893,7 @@ static enum sesame_storage_result subject_revoke(void *state, const char *subjec
 						 void (*each)(void *ctx, const char *id), void *ctx,
 						 char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r =
-	    subject_revoke_once(state, subject, until, each, ctx, err, errlen);
-	return again(r, false) ? subject_revoke_once(state, subject, until, each, ctx, err, errlen)
-			       : r;
+	return subject_revoke_except(state, subject, NULL, until, each, ctx, err, errlen);
 }
 
 static enum sesame_storage_result family_create(void *state, const struct sesame_family *f,
@@ -921,24 +963,21 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 	"LEAST(GREATEST(`tat`, " NOW_MS_SQL ") + ?, " NOW_MS_SQL " + ?)"
 #define FAILURE_RESET_SQL "DELETE FROM `sesame_login_failures` WHERE `account` = ?"
 
-static enum sesame_storage_result check_once(struct store *s, const char *account,
-					     long long interval_ms, long long period_ms,
-					     long long *retry_ms, char *err, size_t errlen)
+/* Runs sql with params on a connection of its own: its first row's first column in *out,
+ * which stays 0 without a row. */
+static enum sesame_storage_result read_long(struct store *s, const char *sql, MYSQL_BIND *params,
+					    long long *out, char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
-	MYSQL_BIND p[3], res;
-	unsigned long len;
+	MYSQL_BIND res;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	bind_long(&p[0], &interval_ms);
-	bind_long(&p[1], &period_ms);
-	bind_string(&p[2], account, &len);
-	MYSQL_STMT *stmt = execute(s, conn, FAILURE_CHECK_SQL, p, &r, err, errlen);
+	MYSQL_STMT *stmt = execute(s, conn, sql, params, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
-	*retry_ms = 0;
-	bind_long(&res, retry_ms);
+	*out = 0;
+	bind_long(&res, out);
 	if (mysql_stmt_bind_result(stmt, &res) != 0)
 		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
 	int rc = mysql_stmt_fetch(stmt);
@@ -948,6 +987,18 @@ static enum sesame_storage_result check_once(struct store *s, const char *accoun
 	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
+}
+
+static enum sesame_storage_result check_once(struct store *s, const char *account,
+					     long long interval_ms, long long period_ms,
+					     long long *retry_ms, char *err, size_t errlen)
+{
+	MYSQL_BIND p[3];
+	unsigned long len;
+	bind_long(&p[0], &interval_ms);
+	bind_long(&p[1], &period_ms);
+	bind_string(&p[2], account, &len);
+	return read_long(s, FAILURE_CHECK_SQL, p, retry_ms, err, errlen);
 }
 
 /* Runs sql, which returns no rows, on a connection of its own. */
@@ -1036,6 +1087,180 @@ static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 	return again(r, true) ? ping_once(state, err, errlen) : r;
 }
 
+/* ---- user administration ---- */
+
+#define STATE_GET_SQL                                                                              \
+	"SELECT `disabled_at` FROM `sesame_user_state` WHERE `user_id` = ? AND `disabled_at` IS "  \
+	"NOT NULL"
+#define STATE_DISABLE_SQL                                                                          \
+	"INSERT INTO `sesame_user_state` (`user_id`, `disabled_at`) VALUES (?, UNIX_TIMESTAMP()) " \
+	"ON DUPLICATE KEY UPDATE `disabled_at` = COALESCE(`disabled_at`, VALUES(`disabled_at`))"
+#define STATE_DELETE_SQL	    "DELETE FROM `sesame_user_state` WHERE `user_id` = ?"
+#define SUBJECT_FAMILIES_DELETE_SQL "DELETE FROM `sesame_refresh_families` WHERE `subject` = ?"
+
+static enum sesame_storage_result disabled_once(struct store *s, long long id,
+						long long *disabled_at, char *err, size_t errlen)
+{
+	MYSQL_BIND p;
+	bind_long(&p, &id);
+	return read_long(s, STATE_GET_SQL, &p, disabled_at, err, errlen);
+}
+
+static enum sesame_storage_result user_disabled(void *state, long long id, long long *disabled_at,
+						char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = disabled_once(state, id, disabled_at, err, errlen);
+	return again(r, true) ? disabled_once(state, id, disabled_at, err, errlen) : r;
+}
+
+static enum sesame_storage_result set_disabled_once(struct store *s, long long id, bool disabled,
+						    char *err, size_t errlen)
+{
+	MYSQL_BIND p;
+	bind_long(&p, &id);
+	return run_alone(s, disabled ? STATE_DISABLE_SQL : STATE_DELETE_SQL, &p, err, errlen);
+}
+
+static enum sesame_storage_result user_set_disabled(void *state, long long id, bool disabled,
+						    char *err, size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = set_disabled_once(state, id, disabled, err, errlen);
+	return again(r, true) ? set_disabled_once(state, id, disabled, err, errlen) : r;
+}
+
+typedef void (*user_each)(void *ctx, const struct sesame_user *user, const char *created,
+			  long long disabled_at);
+
+/* One row of user_list: the strings, each NUL-terminated in its own buffer. */
+struct list_row {
+	long long id, disabled_at;
+	char text[3][256];
+	unsigned long lens[5];
+	my_bool nulls[5];
+};
+
+static void bind_list_row(MYSQL_BIND *res, struct list_row *row)
+{
+	memset(res, 0, 5 * sizeof(*res));
+	bind_long(&res[0], &row->id);
+	bind_long(&res[4], &row->disabled_at);
+	for (int i = 1; i < 4; i++) {
+		res[i].buffer_type = MYSQL_TYPE_STRING;
+		res[i].buffer = row->text[i - 1];
+		res[i].buffer_length = sizeof(row->text[i - 1]) - 1;
+		res[i].length = &row->lens[i];
+	}
+	for (int i = 0; i < 5; i++)
+		res[i].is_null = &row->nulls[i];
+}
+
+/* A users table of another application may have no created_at: the list then does without. */
+static MYSQL_STMT *prepare_list(struct store *s, MYSQL *conn, char *err, size_t errlen)
+{
+	MYSQL_STMT *stmt = s->db->prepare(conn, s->list_sql, err, errlen);
+	return stmt != NULL ? stmt : s->db->prepare(conn, s->list_bare_sql, err, errlen);
+}
+
+static enum sesame_storage_result list_once(struct store *s, long long after, long long limit,
+					    user_each each, void *ctx, char *err, size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	MYSQL_STMT *stmt = prepare_list(s, conn, err, errlen);
+	if (stmt == NULL)
+		return not_prepared(s, conn);
+	MYSQL_BIND p[2], res[5];
+	struct list_row row;
+	bind_long(&p[0], &after);
+	bind_long(&p[1], &limit);
+	bind_list_row(res, &row);
+	if (mysql_stmt_bind_param(stmt, p) != 0 || mysql_stmt_execute(stmt) != 0 ||
+	    mysql_stmt_bind_result(stmt, res) != 0)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	int rc;
+	while ((rc = mysql_stmt_fetch(stmt)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
+		for (int i = 1; i < 4; i++)
+			row.text[i - 1][row.nulls[i]	    ? 0
+					: row.lens[i] < 255 ? row.lens[i]
+							    : 255] = '\0';
+		struct sesame_user u = {
+		    .id = row.id, .email = row.text[0], .username = row.text[1]};
+		each(ctx, &u, row.nulls[3] ? NULL : row.text[2],
+		     row.nulls[4] ? 0 : row.disabled_at);
+	}
+	if (rc != MYSQL_NO_DATA)
+		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+	mysql_stmt_free_result(stmt);
+	mysql_stmt_reset(stmt);
+	s->db->release(conn, false);
+	return SESAME_STORAGE_OK;
+}
+
+static enum sesame_storage_result user_list(void *state, long long after, long long limit,
+					    user_each each, void *ctx, char *err, size_t errlen)
+{
+	last_code = 0;
+	return list_once(state, after, limit, each, ctx, err, errlen);
+}
+
+/* In the transaction: what sesame keeps about the user deleted with it. */
+static enum sesame_storage_result delete_state(struct store *s, MYSQL *conn, long long id,
+					       const char *subject, const char *email,
+					       long long until, char *err, size_t errlen)
+{
+	MYSQL_BIND p;
+	unsigned long len;
+	enum sesame_storage_result r =
+	    revoke_subject_in(s, conn, subject, NULL, until, NULL, NULL, err, errlen);
+	bind_string(&p, subject, &len);
+	if (r == SESAME_STORAGE_OK)
+		r = execute_only(s, conn, SUBJECT_FAMILIES_DELETE_SQL, &p, err, errlen);
+	bind_string(&p, email, &len);
+	if (r == SESAME_STORAGE_OK)
+		r = execute_only(s, conn, FAILURE_RESET_SQL, &p, err, errlen);
+	bind_long(&p, &id);
+	if (r == SESAME_STORAGE_OK)
+		r = execute_only(s, conn, STATE_DELETE_SQL, &p, err, errlen);
+	return r;
+}
+
+static enum sesame_storage_result delete_once(struct store *s, long long id, const char *subject,
+					      const char *email, long long until, char *err,
+					      size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	MYSQL_BIND p;
+	enum sesame_storage_result r = begin(s, conn, err, errlen);
+	MYSQL_STMT *stmt = NULL;
+	bind_long(&p, &id);
+	if (r == SESAME_STORAGE_OK)
+		stmt = execute(s, conn, s->delete_sql, &p, &r, err, errlen);
+	if (stmt == NULL)
+		return r;
+	my_ulonglong deleted = mysql_stmt_affected_rows(stmt);
+	mysql_stmt_reset(stmt);
+	if (deleted > 0)
+		r = delete_state(s, conn, id, subject, email, until, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		r = commit(s, conn, deleted > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND, err,
+			   errlen);
+	return r;
+}
+
+static enum sesame_storage_result user_delete(void *state, long long id, const char *subject,
+					      const char *email, long long until, char *err,
+					      size_t errlen)
+{
+	last_code = 0;
+	enum sesame_storage_result r = delete_once(state, id, subject, email, until, err, errlen);
+	return again(r, false) ? delete_once(state, id, subject, email, until, err, errlen) : r;
+}
+
 SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
 		      .worker_start = worker_start, .worker_stop = worker_stop,
 		      .user_create = user_create, .user_find = user_find,
@@ -1044,4 +1269,6 @@ SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .mi
 		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
 		      .token_purge = token_purge, .failure_check = failure_check,
 		      .failure_record = failure_record, .failure_reset = failure_reset,
-		      .ping = ping);
+		      .ping = ping, .user_disabled = user_disabled,
+		      .user_set_disabled = user_set_disabled, .user_list = user_list,
+		      .user_delete = user_delete, .subject_revoke_except = subject_revoke_except);

@@ -73,6 +73,13 @@ enum {
 	PURGE_FAILURES,
 	NOW,
 	PING,
+	USER_LIST,
+	USER_LIST_BARE,
+	USER_DELETE,
+	STATE_GET,
+	STATE_DISABLE,
+	STATE_DELETE,
+	SUBJECT_FAMILIES_DELETE,
 	STATEMENTS
 };
 
@@ -107,7 +114,8 @@ static const char *const token_sql[STATEMENTS] = {
 		      "\"expires_at\" < ?1",
     [PURGE_FAMILIES] = "DELETE FROM \"sesame_refresh_families\" WHERE \"expires_at\" < ?1",
     [SUBJECT_FAMILIES] = "SELECT \"id\" FROM \"sesame_refresh_families\" WHERE \"subject\" = ?1 "
-			 "AND \"revoked_at\" IS NULL AND \"expires_at\" * 1000 > ?2",
+			 "AND \"revoked_at\" IS NULL AND \"expires_at\" * 1000 > ?2 AND \"id\" IS "
+			 "NOT ?3",
     [FAILURE_CHECK] = "SELECT MAX(\"tat\" - " SQLITE_MS " + ?2 - ?3, 0) FROM "
 		      "\"sesame_login_failures\" WHERE \"account\" = ?1",
     [FAILURE_RECORD] = "INSERT INTO \"sesame_login_failures\" (\"account\", \"tat\") VALUES "
@@ -119,6 +127,14 @@ static const char *const token_sql[STATEMENTS] = {
     [NOW] = "SELECT " SQLITE_MS,
     /* Reads the schema from the file: a file gone or unreadable fails here. */
     [PING] = "SELECT count(*) FROM \"sqlite_master\"",
+    [STATE_GET] = "SELECT \"disabled_at\" FROM \"sesame_user_state\" WHERE \"user_id\" = ?1 "
+		  "AND \"disabled_at\" IS NOT NULL",
+    [STATE_DISABLE] = "INSERT INTO \"sesame_user_state\" (\"user_id\", \"disabled_at\") VALUES "
+		      "(?1, CAST(strftime('%s', 'now') AS INTEGER)) ON CONFLICT (\"user_id\") DO "
+		      "UPDATE SET \"disabled_at\" = COALESCE(\"disabled_at\", "
+		      "excluded.\"disabled_at\")",
+    [STATE_DELETE] = "DELETE FROM \"sesame_user_state\" WHERE \"user_id\" = ?1",
+    [SUBJECT_FAMILIES_DELETE] = "DELETE FROM \"sesame_refresh_families\" WHERE \"subject\" = ?1",
 };
 
 struct conn {
@@ -174,8 +190,23 @@ static void make_sql(struct store *s)
 	    u->id, u->email, u->username, u->password, u->table, u->email);
 	snprintf(s->sql[SET_PASSWORD], sizeof(s->sql[SET_PASSWORD]),
 		 "UPDATE \"%s\" SET \"%s\" = ?1 WHERE \"%s\" = ?2", u->table, u->password, u->id);
-	for (int i = BEGIN; i < STATEMENTS; i++)
-		snprintf(s->sql[i], sizeof(s->sql[i]), "%s", token_sql[i]);
+	/* A users table of another application may have no created_at: USER_LIST_BARE then. */
+	snprintf(s->sql[USER_LIST], sizeof(s->sql[USER_LIST]),
+		 "SELECT u.\"%s\", u.\"%s\", u.\"%s\", u.\"created_at\", st.\"disabled_at\" FROM "
+		 "\"%s\" u LEFT JOIN \"sesame_user_state\" st ON st.\"user_id\" = u.\"%s\" WHERE "
+		 "u.\"%s\" > ?1 ORDER BY u.\"%s\" LIMIT ?2",
+		 u->id, u->email, u->username, u->table, u->id, u->id, u->id);
+	snprintf(s->sql[USER_LIST_BARE], sizeof(s->sql[USER_LIST_BARE]),
+		 "SELECT u.\"%s\", u.\"%s\", u.\"%s\", NULL, st.\"disabled_at\" FROM \"%s\" u "
+		 "LEFT JOIN \"sesame_user_state\" st ON st.\"user_id\" = u.\"%s\" WHERE u.\"%s\" > "
+		 "?1 ORDER BY u.\"%s\" LIMIT ?2",
+		 u->id, u->email, u->username, u->table, u->id, u->id, u->id);
+	snprintf(s->sql[USER_DELETE], sizeof(s->sql[USER_DELETE]),
+		 "DELETE FROM \"%s\" WHERE \"%s\" = ?1", u->table, u->id);
+	for (int i = BEGIN; i < STATEMENTS; i++) {
+		if (token_sql[i] != NULL)
+			snprintf(s->sql[i], sizeof(s->sql[i]), "%s", token_sql[i]);
+	}
 }
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
@@ -897,9 +928,11 @@ static enum sesame_storage_result token_revoke(void *state, const char *jti, lon
 	return r;
 }
 
-/* The ids of subject's live families, read in the transaction; a malloc'd array of *n. */
+/* The ids of subject's live families but except (NULL: none), read in the transaction; a
+ * malloc'd array of *n. */
 static int subject_families(const struct store *s, struct conn *c, const char *subject,
-			    long long now, char (**ids)[SESAME_TOKEN_ID_MAX + 1], size_t *n)
+			    const char *except, long long now,
+			    char (**ids)[SESAME_TOKEN_ID_MAX + 1], size_t *n)
 {
 	sqlite3_stmt *st = statement(s, c, SUBJECT_FAMILIES);
 	size_t cap = 0;
@@ -910,6 +943,8 @@ static int subject_families(const struct store *s, struct conn *c, const char *s
 		return sqlite3_extended_errcode(c->db);
 	sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
+	if (except != NULL)
+		sqlite3_bind_text(st, 3, except, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (*n == cap) {
 			cap = cap ? cap * 2 : 8;
@@ -927,30 +962,48 @@ static int subject_families(const struct store *s, struct conn *c, const char *s
 	return rc == SQLITE_DONE ? 0 : rc;
 }
 
-static enum sesame_storage_result subject_revoke(void *state, const char *subject, long long until,
-						 void (*each)(void *ctx, const char *id), void *ctx,
-						 char *err, size_t errlen)
+/* In a transaction: revokes subject's live families but except until until, then calls
+ * each (when not NULL) for each of them. 0, or the failing result code. */
+static int revoke_subject_in(const struct store *s, struct conn *c, const char *subject,
+			     const char *except, long long until,
+			     void (*each)(void *ctx, const char *id), void *ctx)
+{
+	char(*ids)[SESAME_TOKEN_ID_MAX + 1] = NULL;
+	size_t n = 0;
+	long long now = 0;
+	int rc = store_now(s, c, &now);
+	if (rc == 0)
+		rc = subject_families(s, c, subject, except, now, &ids, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = revoke_in(s, c, NULL, 0, ids[i], until);
+	for (size_t i = 0; rc == 0 && each != NULL && i < n; i++)
+		each(ctx, ids[i]);
+	free(ids);
+	return rc;
+}
+
+static enum sesame_storage_result subject_revoke_except(void *state, const char *subject,
+							const char *except, long long until,
+							void (*each)(void *ctx, const char *id),
+							void *ctx, char *err, size_t errlen)
 {
 	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
-	char(*ids)[SESAME_TOKEN_ID_MAX + 1] = NULL;
-	size_t n = 0;
 	struct conn *c = acquire(s->pool);
-	long long now = 0;
 	int rc = begin(s, c);
 	if (rc == 0)
-		rc = store_now(s, c, &now);
-	if (rc == 0)
-		rc = subject_families(s, c, subject, now, &ids, &n);
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = revoke_in(s, c, NULL, 0, ids[i], until);
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		each(ctx, ids[i]);
+		rc = revoke_subject_in(s, c, subject, except, until, each, ctx);
 	enum sesame_storage_result r = end(s, c, rc, SESAME_STORAGE_OK, err, errlen);
 	release(s->pool, c);
-	free(ids);
 	return r;
+}
+
+static enum sesame_storage_result subject_revoke(void *state, const char *subject, long long until,
+						 void (*each)(void *ctx, const char *id), void *ctx,
+						 char *err, size_t errlen)
+{
+	return subject_revoke_except(state, subject, NULL, until, each, ctx, err, errlen);
 }
 
 static enum sesame_storage_result
@@ -1017,29 +1070,38 @@ static void bind_failure(sqlite3_stmt *st, const void *ctx)
 	}
 }
 
-static enum sesame_storage_result failure_check(void *state, const char *account,
-						long long interval_ms, long long period_ms,
-						long long *retry_ms, char *err, size_t errlen)
+/* Runs which, bound by bind, on a connection of its own: its first row's first column in
+ * *out, which stays 0 without a row. */
+static enum sesame_storage_result read_integer(struct store *s, int which,
+					       void (*bind)(sqlite3_stmt *, const void *),
+					       const void *ctx, long long *out, char *err,
+					       size_t errlen)
 {
-	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
-	struct failure_args a = {account, interval_ms, period_ms};
 	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, FAILURE_CHECK);
+	sqlite3_stmt *st = statement(s, c, which);
 	int rc = st == NULL ? sqlite3_extended_errcode(c->db) : 0;
-	*retry_ms = 0;
+	*out = 0;
 	if (st != NULL) {
-		bind_failure(st, &a);
+		bind(st, ctx);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
-			*retry_ms = sqlite3_column_int64(st, 0);
+			*out = sqlite3_column_int64(st, 0);
 		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
 		done_with(st);
 	}
 	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
 	release(s->pool, c);
 	return r;
+}
+
+static enum sesame_storage_result failure_check(void *state, const char *account,
+						long long interval_ms, long long period_ms,
+						long long *retry_ms, char *err, size_t errlen)
+{
+	struct failure_args a = {account, interval_ms, period_ms};
+	return read_integer(state, FAILURE_CHECK, bind_failure, &a, retry_ms, err, errlen);
 }
 
 /* Runs which, a statement that returns no rows, bound by bind, on a connection of its own. */
@@ -1076,6 +1138,94 @@ static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 	return run_alone(state, PING, NULL, NULL, err, errlen);
 }
 
+/* ---- user administration ---- */
+
+static void bind_id(sqlite3_stmt *st, const void *ctx)
+{
+	sqlite3_bind_int64(st, 1, *(const long long *)ctx);
+}
+
+static enum sesame_storage_result user_disabled(void *state, long long id, long long *disabled_at,
+						char *err, size_t errlen)
+{
+	return read_integer(state, STATE_GET, bind_id, &id, disabled_at, err, errlen);
+}
+
+static enum sesame_storage_result user_set_disabled(void *state, long long id, bool disabled,
+						    char *err, size_t errlen)
+{
+	return run_alone(state, disabled ? STATE_DISABLE : STATE_DELETE, bind_id, &id, err, errlen);
+}
+
+typedef void (*user_each)(void *ctx, const struct sesame_user *user, const char *created,
+			  long long disabled_at);
+
+static const char *column(sqlite3_stmt *st, int i)
+{
+	const unsigned char *text = sqlite3_column_text(st, i);
+	return text != NULL ? (const char *)text : NULL;
+}
+
+static enum sesame_storage_result user_list(void *state, long long after, long long limit,
+					    user_each each, void *ctx, char *err, size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct conn *c = acquire(s->pool);
+	sqlite3_stmt *st = statement(s, c, USER_LIST);
+	if (st == NULL)
+		st = statement(s, c, USER_LIST_BARE);
+	int rc = st == NULL ? sqlite3_extended_errcode(c->db) : 0;
+	if (st != NULL) {
+		sqlite3_bind_int64(st, 1, after);
+		sqlite3_bind_int64(st, 2, limit);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			struct sesame_user u = {.id = sqlite3_column_int64(st, 0),
+						.email = column(st, 1),
+						.username = column(st, 2)};
+			each(ctx, &u, column(st, 3), sqlite3_column_int64(st, 4));
+		}
+		rc = rc == SQLITE_DONE ? 0 : rc;
+		done_with(st);
+	}
+	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
+	release(s->pool, c);
+	return r;
+}
+
+static void bind_subject(sqlite3_stmt *st, const void *ctx)
+{
+	sqlite3_bind_text(st, 1, ctx, -1, SQLITE_STATIC);
+}
+
+static enum sesame_storage_result user_delete(void *state, long long id, const char *subject,
+					      const char *email, long long until, char *err,
+					      size_t errlen)
+{
+	struct store *s = state;
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	struct failure_args fa = {.account = email};
+	struct conn *c = acquire(s->pool);
+	int rc = begin(s, c);
+	if (rc == 0)
+		rc = run_stmt(s, c, USER_DELETE, bind_id, &id);
+	bool found = rc == 0 && sqlite3_changes(c->db) > 0;
+	if (rc == 0 && found)
+		rc = revoke_subject_in(s, c, subject, NULL, until, NULL, NULL);
+	if (rc == 0 && found)
+		rc = run_stmt(s, c, SUBJECT_FAMILIES_DELETE, bind_subject, subject);
+	if (rc == 0 && found)
+		rc = run_stmt(s, c, FAILURE_RESET, bind_failure, &fa);
+	if (rc == 0 && found)
+		rc = run_stmt(s, c, STATE_DELETE, bind_id, &id);
+	enum sesame_storage_result r =
+	    end(s, c, rc, found ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND, err, errlen);
+	release(s->pool, c);
+	return r;
+}
+
 SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
 		      .worker_start = worker_start, .worker_stop = worker_stop,
 		      .user_create = user_create, .user_find = user_find,
@@ -1084,4 +1234,6 @@ SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .mig
 		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
 		      .token_purge = token_purge, .failure_check = failure_check,
 		      .failure_record = failure_record, .failure_reset = failure_reset,
-		      .ping = ping);
+		      .ping = ping, .user_disabled = user_disabled,
+		      .user_set_disabled = user_set_disabled, .user_list = user_list,
+		      .user_delete = user_delete, .subject_revoke_except = subject_revoke_except);

@@ -115,7 +115,7 @@ class Sesamed:
         self.config.write_text(
             f'server = {{ listen = "127.0.0.1:{self.port}", workers = {workers}, '
             # user = "root": the suite runs as root; a test's own user comes later and wins.
-            f'shutdown_timeout = 10, user = "root", {extra} }}\n'
+            f'shutdown_timeout = 10, user = "root", control = "control.sock", {extra} }}\n'
             f'plugins = {{ path = "{PLUGINS}" }}\n'
             'routes = { "routes/*.lua" } ' + GENEROUS_LIMITS + more)
 

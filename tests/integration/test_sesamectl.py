@@ -1,5 +1,10 @@
-"""sesamectl: keygen, migrate and hash-bench, run as an operator would."""
+"""sesamectl: keygen, migrate, hash-bench, user, check and status, run as an operator would."""
+import json
 import os
+import pty
+import re
+import signal
+import socket
 import stat
 import subprocess
 from pathlib import Path
@@ -7,7 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from conftest import SESAMED
+from conftest import SESAMED, wait_for
 
 SESAMECTL = str(Path(SESAMED).parent / "sesamectl")
 
@@ -75,3 +80,243 @@ def test_usage_errors():
     assert ctl().returncode == 2
     assert ctl("frobnicate").returncode == 2
     assert "migrate" in ctl("-h").stdout
+
+
+# ---- user, check and status ----
+
+SECRET = "sesamectl-tests-secret-0123456789abcdef"
+USERS_ROUTES = {"users.lua": (Path(__file__).resolve().parents[2] / "etc/sesame/routes/users.lua")
+                .read_text()}
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def app(request, sesamed):
+    if request.param == "sqlite":
+        storage = 'storage = { backend = "sqlite", sqlite = { path = "sesame.db" } }\n'
+    else:
+        db = request.getfixturevalue("mariadb")
+        storage = db.storage(db.database)
+    s = sesamed(routes=USERS_ROUTES, more=storage + f'jwt = {{ secret = "{SECRET}" }}\n')
+    s.ctl = lambda *args, input=None: subprocess.run(
+        [SESAMECTL, "-c", str(s.config), *args], input=input, capture_output=True, text=True,
+        timeout=120)
+    return s
+
+
+def login(s, email, password):
+    return s.post("/users/login", json={"email": email, "password": password})
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def me(s, access):
+    return s.get("/users/me", headers=bearer(access)).status_code
+
+
+def refresh(s, token):
+    return s.post("/token/refresh", headers=bearer(token)).status_code
+
+
+def test_user_add_reads_the_password_from_standard_input(app):
+    r = app.ctl("user", "add", "Ann@Example.com", "--username", "ann", input="correct horse\n")
+    assert r.returncode == 0, r.stderr
+    assert "correct horse" not in r.stdout + r.stderr
+    assert login(app, "ann@example.com", "correct horse").status_code == 200
+    # The same address again, in another letter case: refused, nothing changed.
+    r = app.ctl("user", "add", "ann@EXAMPLE.com", input="another horse\n")
+    assert r.returncode == 4 and "already registered" in r.stderr
+    assert login(app, "ann@example.com", "correct horse").status_code == 200
+
+
+def test_user_add_keeps_to_the_policy(app):
+    for args, stdin in ((["bob@example.com"], "short\n"), (["not an address"], "correct horse\n"),
+                        (["bob@example.com"], "")):
+        r = app.ctl("user", "add", *args, input=stdin)
+        assert r.returncode in (1, 4), r
+        assert r.returncode == (1 if stdin == "" else 4)
+    assert "at least 8 characters" in app.ctl("user", "add", "bob@example.com",
+                                              input="short\n").stderr
+    r = app.ctl("user", "list", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == []
+
+
+def test_a_password_is_never_an_argument(app):
+    r = app.ctl("user", "add", "ann@example.com", "correct horse", input="correct horse\n")
+    assert r.returncode == 2
+    assert app.ctl("user", "list", "--json").stdout.strip() == "[]"
+
+
+def add(s, email, password="correct horse", username=None):
+    args = ["user", "add", email] + (["--username", username] if username else [])
+    r = s.ctl(*args, input=password + "\n")
+    assert r.returncode == 0, r.stderr
+
+
+def test_disable_and_enable(app):
+    add(app, "ann@example.com")
+    tokens = login(app, "ann@example.com", "correct horse").json()
+    r = app.ctl("user", "disable", "ann@example.com")
+    assert r.returncode == 0, r.stderr
+    assert "1 session revoked" in r.stdout
+    bad = login(app, "ann@example.com", "correct horse")
+    assert bad.status_code == 401
+    assert bad.json() == login(app, "ann@example.com", "wrong horse").json() == {
+        "result": "fail", "error": "invalid email or password"}
+    assert refresh(app, tokens["refresh_token"]) == 401
+    assert wait_for(lambda: me(app, tokens["access_token"]) == 401, timeout=10)
+    assert json.loads(app.ctl("user", "show", "ann@example.com", "--json").stdout)["disabled"]
+    assert app.ctl("user", "enable", "ann@example.com").returncode == 0
+    assert login(app, "ann@example.com", "correct horse").status_code == 200
+    assert app.ctl("user", "disable", "nobody@example.com").returncode == 3
+
+
+def test_passwd_logs_out_everywhere(app):
+    add(app, "ann@example.com")
+    old = login(app, "ann@example.com", "correct horse").json()
+    assert app.ctl("user", "passwd", "ann@example.com", input="short\n").returncode == 4
+    assert login(app, "ann@example.com", "correct horse").status_code == 200
+    r = app.ctl("user", "passwd", "ann@example.com", input="battery staple\n")
+    assert r.returncode == 0, r.stderr
+    assert login(app, "ann@example.com", "correct horse").status_code == 401
+    assert login(app, "ann@example.com", "battery staple").status_code == 200
+    assert refresh(app, old["refresh_token"]) == 401
+    assert wait_for(lambda: me(app, old["access_token"]) == 401, timeout=10)
+    assert app.ctl("user", "passwd", "nobody@example.com", input="battery staple\n"
+                   ).returncode == 3
+
+
+def test_delete(app):
+    add(app, "ann@example.com")
+    tokens = login(app, "ann@example.com", "correct horse").json()
+    r = app.ctl("user", "delete", "ann@example.com", input="")
+    assert r.returncode == 4 and "--yes" in r.stderr
+    assert login(app, "ann@example.com", "correct horse").status_code == 200
+    r = app.ctl("user", "delete", "ann@example.com", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert login(app, "ann@example.com", "correct horse").status_code == 401
+    assert refresh(app, tokens["refresh_token"]) == 401
+    assert me(app, tokens["access_token"]) == 401
+    assert app.ctl("user", "show", "ann@example.com").returncode == 3
+    assert app.ctl("user", "delete", "ann@example.com", "--yes").returncode == 3
+
+
+def test_list_and_show(app):
+    for i in range(5):
+        add(app, f"u{i}@example.com", username=f"user{i}")
+    app.ctl("user", "disable", "u3@example.com")
+    rows = json.loads(app.ctl("user", "list", "--json").stdout)
+    assert [r["email"] for r in rows] == [f"u{i}@example.com" for i in range(5)]
+    assert [r["disabled"] for r in rows] == [False, False, False, True, False]
+    ids = [r["id"] for r in rows]
+    assert ids == sorted(ids) and all(r["created"] for r in rows)
+    page = json.loads(app.ctl("user", "list", "--json", "--after", str(ids[1]), "--limit", "2"
+                              ).stdout)
+    assert [r["id"] for r in page] == ids[2:4]
+    text = app.ctl("user", "list").stdout.splitlines()
+    assert text[0].split() == ["ID", "EMAIL", "USERNAME", "CREATED", "DISABLED"]
+    assert len(text) == 6 and text[4].split()[:3] == [str(ids[3]), "u3@example.com", "user3"]
+    shown = json.loads(app.ctl("user", "show", "U1@example.com", "--json").stdout)
+    assert shown == rows[1]
+    r = app.ctl("user", "show", "u1@example.com")
+    assert r.returncode == 0 and "username: user1" in r.stdout and "disabled: no" in r.stdout
+    assert app.ctl("user", "list", "--limit", "0").returncode == 2
+    assert app.ctl("user", "frobnicate").returncode == 2
+
+
+def run_in_pty(args, answers):
+    """Runs args on a terminal, typing each answer after each prompt; its output and status."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(args[0], args)
+    out = b""
+    for i, answer in enumerate(answers):
+        # Typed before its prompt, an answer would be flushed with the echo turned off.
+        while out.count(b"password: ") <= i:
+            out += os.read(fd, 1024)
+        os.write(fd, answer.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+
+
+def test_passwords_are_asked_twice_without_echo(app):
+    base = [SESAMECTL, "-c", str(app.config), "user", "add"]
+    out, code = run_in_pty(base + ["ann@example.com"], ["correct horse", "correct horse"])
+    assert code == 0, out
+    assert "New password:" in out and "Retype the new password:" in out
+    assert "correct horse" not in out
+    assert login(app, "ann@example.com", "correct horse").status_code == 200
+    out, code = run_in_pty(base + ["bob@example.com"], ["correct horse", "correct house"])
+    assert code == 4 and "do not match" in out
+    assert app.ctl("user", "show", "bob@example.com").returncode == 3
+
+
+def unstamped(log):
+    return re.sub(r"^\S+ sesamed\[\d+\] ", "", log, flags=re.M)
+
+
+def test_check_is_sesamed_t(sesamed):
+    s = sesamed(start=False)
+    for text in (None, "server = { workers = 0 }\n"):
+        if text is not None:
+            s.config.write_text(s.config.read_text() + text)
+        ours = ctl("-c", str(s.config), "check")
+        theirs = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True,
+                                text=True, timeout=60)
+        # Log lines carry the time and the process id: the rest is the same.
+        assert (ours.returncode, ours.stdout, unstamped(ours.stderr)) == (
+            theirs.returncode, theirs.stdout, unstamped(theirs.stderr))
+        assert ours.returncode == (0 if text is None else 1)
+    assert "configuration has errors" in ours.stderr
+
+
+def status(s):
+    r = ctl("-c", str(s.config), "status", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_status_from_the_master(sesamed):
+    s = sesamed(workers=2)
+    first = status(s)
+    assert first["pid"] == s.proc.pid and first["generation"] == 1
+    assert sorted(w["pid"] for w in first["workers"]) == s.workers()
+    assert sorted(w["slot"] for w in first["workers"]) == [0, 1]
+    assert {w["state"] for w in first["workers"]} == {"serving"}
+    assert first["config"] == str(s.config)
+    assert stat.S_IMODE(os.stat(s.dir / "control.sock").st_mode) == 0o660
+    s.signal(signal.SIGHUP)
+    assert wait_for(lambda: status(s)["generation"] == 2 and {
+        w["generation"] for w in status(s)["workers"]} == {2}, timeout=30)
+    second = status(s)
+    assert second["uptime"] > first["uptime"]
+    assert sorted(w["pid"] for w in second["workers"]) == s.workers()
+    text = ctl("-c", str(s.config), "status").stdout
+    assert "generation: 2" in text and str(s.proc.pid) in text
+    s.stop()
+    assert not (s.dir / "control.sock").exists()
+
+
+def test_status_without_a_master(sesamed):
+    s = sesamed(start=False)
+    r = ctl("-c", str(s.config), "status")
+    assert r.returncode == 1
+    assert "cannot reach the master" in r.stderr and "server.control" in r.stderr
+
+
+def test_a_stale_control_socket_is_replaced(sesamed):
+    s = sesamed(start=False)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(s.dir / "control.sock"))
+    stale.close()
+    s.start()
+    assert status(s)["pid"] == s.proc.pid

@@ -133,7 +133,9 @@ sesame.route("POST", "/users/login", function(req)
   end
   local user = email and sesame.users.find { email = email }
   local ok, rehash = sesame.verify(f.password, user and user.password)
-  if not ok then
+  -- A disabled user (sesamectl user disable) gets the wrong password's answer, after the same
+  -- hashing: the answer tells nothing about which accounts exist or are disabled.
+  if not ok or user.disabled then
     if email then
       sesame.users.failed(email)
     end
@@ -170,7 +172,13 @@ end)
 -- Rotation: the refresh token is spent, and its successor comes with a new access token (not
 -- fresh: no password was given). A spent token presented again revokes its whole family, the
 -- thief's tokens and the owner's alike; the owner logs in again.
+-- A disabled user's families were revoked when it was disabled; a refresh token that
+-- started none (issued by a Flask service sharing the key) is refused here.
 sesame.route("POST", "/token/refresh", { auth = "refresh" }, function(req)
+  local user = sesame.users.find { id = req.identity }
+  if user and user.disabled then
+    return refused("token revoked")
+  end
   local refresh, family = sesame.jwt.rotate(req.claims)
   if not refresh then
     return refused(family) -- nil and the reason: "token revoked"
@@ -195,4 +203,41 @@ sesame.route("POST", "/users/logout/all", { auth = "required" }, function(req)
   local headers = sesame.jwt.unset_cookies()
   headers["Cache-Control"] = "no-store"
   return 200, { result = "success", sessions = sessions }, headers
+end)
+
+-- Changes the password: a fresh token (from a log-in, not a refresh) and the current password,
+-- which is counted against limits.login_failures like a log-in's; the new one meets the
+-- password policy. Every other session of the user is logged out, on every worker within
+-- jwt.revocation_refresh; the caller's own (its token's refresh family) goes on. Guessing
+-- the current password is bounded by limits.login per client address, as log-ins are.
+sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
+  local allowed, retry_after = sesame.limit("login", req.remote_addr)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  local f, err = fields(req:json(), { "password", "new_password" })
+  if not f then
+    return fail(400, err)
+  end
+  local user = sesame.users.find { id = req.identity }
+  if not user or user.disabled then
+    return refused("invalid token")
+  end
+  local ok
+  ok, err = sesame.validate("password", f.new_password, { user.email, user.username })
+  if not ok then
+    return fail(400, err)
+  end
+  allowed, retry_after = sesame.users.failures(user.email)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  if not sesame.verify(f.password, user.password) then
+    sesame.users.failed(user.email)
+    return fail(401, "invalid password")
+  end
+  sesame.users.succeeded(user.email)
+  sesame.users.update { id = user.id, password = sesame.hash(f.new_password) }
+  sesame.jwt.revoke_all(user.id, { except_family = req.claims.fam })
+  return 200, { result = "success" }, { ["Cache-Control"] = "no-store" }
 end)

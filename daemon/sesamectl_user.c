@@ -1,0 +1,519 @@
+/*
+ * sesamectl_user.c: sesamectl user, the operator's side of the users table:
+ *
+ *   user add EMAIL [--username NAME]   user passwd EMAIL   user disable EMAIL
+ *   user enable EMAIL   user delete EMAIL [--yes]   user show EMAIL [--json]
+ *   user list [--limit N] [--after ID] [--json]
+ *
+ * Each is a storage call of the configured backend, made as a worker makes it. Values go
+ * through the same validator plugins and password policy as POST /users/register, and a new
+ * password is hashed with password.scheme. A password is never an argument (every user of the
+ * machine reads those) nor an environment variable: it is asked twice, without echo, on a
+ * terminal, or read as one line of standard input; it is wiped once hashed. Setting a
+ * password and disabling a user log it out everywhere: every refresh family revoked, which
+ * every worker learns within jwt.revocation_refresh.
+ */
+#include "autoconfig.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "sesamectl.h"
+#include "tokens.h"
+
+struct user_opts {
+	const char *username;
+	bool yes, json;
+	long long limit, after;
+	char **args; /* the positional arguments */
+	int nargs;
+};
+
+/* What a command works with: the configuration, its storage and the user named. */
+struct user_ctx {
+	struct config *cfg;
+	struct storage st;
+	struct sesame_user user;
+	char buf[2048];
+	char subject[32]; /* the user's id as the sub claim writes it */
+};
+
+static int user_usage(void)
+{
+	fprintf(stderr, "Usage: sesamectl [-c FILE] user add EMAIL [--username NAME]\n"
+			"       sesamectl [-c FILE] user passwd|disable|enable EMAIL\n"
+			"       sesamectl [-c FILE] user delete EMAIL [--yes]\n"
+			"       sesamectl [-c FILE] user show EMAIL [--json]\n"
+			"       sesamectl [-c FILE] user list [--limit N] [--after ID] [--json]\n"
+			"A password is asked on the terminal or read from standard input.\n");
+	return CTL_USAGE;
+}
+
+static bool number_arg(const char *s, long long min, long long *out)
+{
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v < min)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* argv[0] is the subcommand; options may come before or after the arguments. */
+static int parse_opts(int argc, char **argv, struct user_opts *o)
+{
+	static const struct option longopts[] = {
+	    {"username", required_argument, NULL, 'u'}, {"yes", no_argument, NULL, 'y'},
+	    {"json", no_argument, NULL, 'j'},		{"limit", required_argument, NULL, 'l'},
+	    {"after", required_argument, NULL, 'a'},	{NULL, 0, NULL, 0}};
+	int c;
+	*o = (struct user_opts){.limit = 100};
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "u:yj", longopts, NULL)) != -1) {
+		if (c == 'u')
+			o->username = optarg;
+		else if (c == 'y')
+			o->yes = true;
+		else if (c == 'j')
+			o->json = true;
+		else if (c == 'l' && number_arg(optarg, 1, &o->limit))
+			continue;
+		else if (c == 'a' && number_arg(optarg, 0, &o->after))
+			continue;
+		else
+			return -1;
+	}
+	o->args = argv + optind;
+	o->nargs = argc - optind;
+	return 0;
+}
+
+/* ---- passwords ---- */
+
+static void drop_line_end(char *line)
+{
+	size_t n = strlen(line);
+	if (n > 0 && line[n - 1] == '\n')
+		line[--n] = '\0';
+	if (n > 0 && line[n - 1] == '\r')
+		line[n - 1] = '\0';
+}
+
+static void free_secret_line(char *line, size_t cap)
+{
+	if (line != NULL)
+		sodium_memzero(line, cap);
+	free(line);
+}
+
+/* One line of standard input, without echo when it is a terminal; NULL at its end. */
+static char *read_line(const char *prompt, size_t *cap)
+{
+	struct termios old, quiet;
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	char *line = NULL;
+	*cap = 0;
+	if (tty) {
+		fprintf(stderr, "%s", prompt);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		quiet.c_lflag |= ECHONL;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
+	ssize_t n = getline(&line, cap, stdin);
+	if (tty)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	if (n < 0) {
+		free_secret_line(line, *cap);
+		return NULL;
+	}
+	drop_line_end(line);
+	return line;
+}
+
+/* The new password: asked twice on a terminal (both must match), else one line of input. */
+static char *read_password(size_t *cap, int *status)
+{
+	size_t cap2;
+	char *pw = read_line("New password: ", cap), *again = NULL;
+	*status = CTL_FAILED;
+	if (pw == NULL) {
+		fprintf(stderr, "sesamectl: no password on standard input\n");
+		return NULL;
+	}
+	if (!isatty(STDIN_FILENO))
+		return pw;
+	again = read_line("Retype the new password: ", &cap2);
+	bool same = again != NULL && strcmp(pw, again) == 0;
+	free_secret_line(again, cap2);
+	if (same)
+		return pw;
+	fprintf(stderr, "sesamectl: the passwords do not match\n");
+	free_secret_line(pw, *cap);
+	*status = CTL_REFUSED;
+	return NULL;
+}
+
+/* ---- validation and hashing, as POST /users/register does them ---- */
+
+/* The validator name's normal form of value in out; else CTL_REFUSED with its message. */
+static int validate(const struct config *cfg, const char *name, const char *value,
+		    const char *const *related, char *out, size_t outlen)
+{
+	struct validator v;
+	char msg[256] = "";
+	if (!plugins_validator(cfg->plugins, name, &v)) {
+		fprintf(stderr, "sesamectl: no validator plugin named '%s' is loaded\n", name);
+		return CTL_FAILED;
+	}
+	int rc = v.fn->check(v.state, value, strlen(value), related, out, outlen, msg, sizeof(msg));
+	if (rc == 1)
+		return CTL_OK;
+	fprintf(stderr, "sesamectl: %s: %s\n", name,
+		rc == 0 && msg[0] != '\0' ? msg : "invalid value");
+	return CTL_REFUSED;
+}
+
+/* Reads, checks and hashes a new password for email and username into hash. */
+static int new_password_hash(const struct config *cfg, const char *email, const char *username,
+			     char *hash, size_t hashlen)
+{
+	const struct hasher *h = plugins_scheme(cfg->plugins);
+	const char *related[] = {email, username, NULL};
+	size_t cap = 0, len;
+	int status;
+	char *pw = read_password(&cap, &status);
+	if (pw == NULL)
+		return status;
+	len = strlen(pw);
+	char *normal = malloc(len * 4 + 64);
+	status = normal == NULL ? CTL_FAILED
+				: validate(cfg, "password", pw, related, normal, len * 4 + 64);
+	if (normal != NULL)
+		sodium_memzero(normal, len * 4 + 64);
+	free(normal);
+	if (status == CTL_OK && (h == NULL || h->fn->hash(h->state, pw, len, hash, hashlen) != 0)) {
+		fprintf(stderr, "sesamectl: the password cannot be hashed\n");
+		status = CTL_FAILED;
+	}
+	free_secret_line(pw, cap);
+	return status;
+}
+
+/* ---- storage ---- */
+
+static int storage_failed(enum sesame_storage_result r, const char *err)
+{
+	fprintf(stderr, "sesamectl: storage: %s\n", err[0] != '\0' ? err : "failed");
+	return r == SESAME_STORAGE_NOT_FOUND ? CTL_NOT_FOUND : CTL_FAILED;
+}
+
+/* Finds the user whose e-mail is email (in its normal form) into uc->user. */
+static int find_user(struct user_ctx *uc, const char *email)
+{
+	char normal[1100], err[LOG_ERR_MAX] = "";
+	if (strlen(email) > 254 ||
+	    validate(uc->cfg, "email", email, NULL, normal, sizeof(normal)) != CTL_OK) {
+		fprintf(stderr, "sesamectl: no user has the e-mail address %s\n", email);
+		return CTL_NOT_FOUND;
+	}
+	enum sesame_storage_result r = uc->st.fn->user_find(
+	    uc->st.state, "email", normal, &uc->user, uc->buf, sizeof(uc->buf), err, sizeof(err));
+	if (r == SESAME_STORAGE_NOT_FOUND) {
+		fprintf(stderr, "sesamectl: no user has the e-mail address %s\n", normal);
+		return CTL_NOT_FOUND;
+	}
+	if (r != SESAME_STORAGE_OK)
+		return storage_failed(r, err);
+	snprintf(uc->subject, sizeof(uc->subject), "%lld", uc->user.id);
+	return CTL_OK;
+}
+
+static void count_family(void *ctx, const char *id)
+{
+	(*(unsigned long *)ctx)++;
+}
+
+/* Every refresh family of the user revoked: it is logged out everywhere. */
+static int log_out_everywhere(struct user_ctx *uc)
+{
+	char err[LOG_ERR_MAX] = "";
+	unsigned long n = 0;
+	long long until = tokens_family_revoke_until(&uc->cfg->jwt, clock_wall_ms() / 1000);
+	enum sesame_storage_result r = uc->st.fn->subject_revoke(
+	    uc->st.state, uc->subject, until, count_family, &n, err, sizeof(err));
+	if (r != SESAME_STORAGE_OK)
+		return storage_failed(r, err);
+	printf("sesamectl: user %lld logged out everywhere (%lu %s revoked)\n", uc->user.id, n,
+	       n == 1 ? "session" : "sessions");
+	return CTL_OK;
+}
+
+/* ---- the commands ---- */
+
+static int user_add(struct user_ctx *uc, const struct user_opts *o)
+{
+	char email[1100], username[1100], hash[512], err[LOG_ERR_MAX] = "";
+	char local[256];
+	const char *name = o->username;
+	int status = validate(uc->cfg, "email", o->args[0], NULL, email, sizeof(email));
+	if (status != CTL_OK)
+		return status;
+	if (name == NULL) { /* the address's local part, as the username validator takes it */
+		snprintf(local, sizeof(local), "%.*s", (int)strcspn(email, "@"), email);
+		name = local;
+	}
+	status = validate(uc->cfg, "username", name, NULL, username, sizeof(username));
+	if (status == CTL_OK)
+		status = new_password_hash(uc->cfg, email, username, hash, sizeof(hash));
+	if (status != CTL_OK)
+		return status;
+	struct sesame_user u = {.email = email, .username = username, .password = hash};
+	long long id = 0;
+	enum sesame_storage_result r =
+	    uc->st.fn->user_create(uc->st.state, &u, &id, err, sizeof(err));
+	sodium_memzero(hash, sizeof(hash));
+	if (r == SESAME_STORAGE_CONFLICT) {
+		fprintf(stderr, "sesamectl: %s is already registered\n", email);
+		return CTL_REFUSED;
+	}
+	if (r != SESAME_STORAGE_OK)
+		return storage_failed(r, err);
+	printf("sesamectl: added user %lld (%s, %s)\n", id, email, username);
+	return CTL_OK;
+}
+
+static int user_passwd(struct user_ctx *uc, const struct user_opts *o)
+{
+	char hash[512], err[LOG_ERR_MAX] = "";
+	int status = find_user(uc, o->args[0]);
+	if (status == CTL_OK)
+		status = new_password_hash(uc->cfg, uc->user.email, uc->user.username, hash,
+					   sizeof(hash));
+	if (status != CTL_OK)
+		return status;
+	enum sesame_storage_result r =
+	    uc->st.fn->user_set_password(uc->st.state, uc->user.id, hash, err, sizeof(err));
+	sodium_memzero(hash, sizeof(hash));
+	if (r != SESAME_STORAGE_OK)
+		return storage_failed(r, err);
+	printf("sesamectl: new password set for user %lld (%s)\n", uc->user.id, uc->user.email);
+	return log_out_everywhere(uc);
+}
+
+static int user_set_disabled(struct user_ctx *uc, const struct user_opts *o, bool disabled)
+{
+	char err[LOG_ERR_MAX] = "";
+	int status = find_user(uc, o->args[0]);
+	if (status != CTL_OK)
+		return status;
+	enum sesame_storage_result r =
+	    uc->st.fn->user_set_disabled(uc->st.state, uc->user.id, disabled, err, sizeof(err));
+	if (r != SESAME_STORAGE_OK)
+		return storage_failed(r, err);
+	printf("sesamectl: user %lld (%s) %s\n", uc->user.id, uc->user.email,
+	       disabled ? "disabled" : "enabled");
+	return disabled ? log_out_everywhere(uc) : CTL_OK;
+}
+
+/* A deletion is confirmed with --yes, or by typing yes on a terminal. */
+static bool confirmed(const struct user_ctx *uc, const struct user_opts *o)
+{
+	if (o->yes)
+		return true;
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "sesamectl: not deleting without --yes: standard input is not a "
+				"terminal to confirm on\n");
+		return false;
+	}
+	fprintf(stderr, "Delete user %lld (%s) and every session of it? Type yes: ", uc->user.id,
+		uc->user.email);
+	char *line = NULL;
+	size_t cap = 0;
+	bool yes = getline(&line, &cap, stdin) > 0 && strcmp(line, "yes\n") == 0;
+	free(line);
+	if (!yes)
+		fprintf(stderr, "sesamectl: not deleted\n");
+	return yes;
+}
+
+static int user_delete(struct user_ctx *uc, const struct user_opts *o)
+{
+	char err[LOG_ERR_MAX] = "";
+	int status = find_user(uc, o->args[0]);
+	if (status != CTL_OK)
+		return status;
+	if (!confirmed(uc, o))
+		return CTL_REFUSED;
+	long long until = tokens_family_revoke_until(&uc->cfg->jwt, clock_wall_ms() / 1000);
+	enum sesame_storage_result r = uc->st.fn->user_delete(
+	    uc->st.state, uc->user.id, uc->subject, uc->user.email, until, err, sizeof(err));
+	if (r != SESAME_STORAGE_OK)
+		return storage_failed(r, err);
+	printf("sesamectl: deleted user %lld (%s) and its sessions\n", uc->user.id, uc->user.email);
+	return CTL_OK;
+}
+
+/* ---- list and show ---- */
+
+struct listing {
+	json_t *rows;
+	bool oom;
+};
+
+static void collect_user(void *ctx, const struct sesame_user *u, const char *created,
+			 long long disabled_at)
+{
+	struct listing *l = ctx;
+	json_t *row = json_pack(
+	    "{sI ss ss so? sb so?}", "id", (json_int_t)u->id, "email", u->email, "username",
+	    u->username, "created", created != NULL ? json_string(created) : NULL, "disabled",
+	    disabled_at != 0, "disabled_at", disabled_at != 0 ? json_integer(disabled_at) : NULL);
+	if (row == NULL || json_array_append_new(l->rows, row) != 0)
+		l->oom = true;
+}
+
+static void utc(long long t, char *out, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL)
+		snprintf(out, len, "-");
+	else
+		strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void print_table(json_t *rows)
+{
+	size_t i;
+	json_t *row;
+	printf("%-8s %-32s %-20s %-19s %s\n", "ID", "EMAIL", "USERNAME", "CREATED", "DISABLED");
+	json_array_foreach (rows, i, row) {
+		char since[32];
+		json_t *created = json_object_get(row, "created");
+		utc(json_integer_value(json_object_get(row, "disabled_at")), since, sizeof(since));
+		printf("%-8lld %-32s %-20s %-19s %s\n",
+		       (long long)json_integer_value(json_object_get(row, "id")),
+		       json_string_value(json_object_get(row, "email")),
+		       json_string_value(json_object_get(row, "username")),
+		       json_is_string(created) ? json_string_value(created) : "-", since);
+	}
+}
+
+static void print_json(json_t *doc)
+{
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
+	if (text != NULL)
+		printf("%s\n", text);
+	free(text);
+}
+
+/* Users after after, at most limit of them, into l->rows. */
+static int list_into(struct user_ctx *uc, long long after, long long limit, struct listing *l)
+{
+	char err[LOG_ERR_MAX] = "";
+	l->rows = json_array();
+	l->oom = l->rows == NULL;
+	enum sesame_storage_result r =
+	    l->oom ? SESAME_STORAGE_FAILED
+		   : uc->st.fn->user_list(uc->st.state, after, limit, collect_user, l, err,
+					  sizeof(err));
+	if (r == SESAME_STORAGE_OK && l->oom)
+		snprintf(err, sizeof(err), "out of memory");
+	return r == SESAME_STORAGE_OK && !l->oom ? CTL_OK : storage_failed(r, err);
+}
+
+static int user_list(struct user_ctx *uc, const struct user_opts *o)
+{
+	struct listing l;
+	int status = list_into(uc, o->after, o->limit, &l);
+	if (status == CTL_OK && o->json)
+		print_json(l.rows);
+	else if (status == CTL_OK)
+		print_table(l.rows);
+	json_decref(l.rows);
+	return status;
+}
+
+static int user_show(struct user_ctx *uc, const struct user_opts *o)
+{
+	struct listing l = {0};
+	int status = find_user(uc, o->args[0]);
+	if (status == CTL_OK)
+		status = list_into(uc, uc->user.id - 1, 1, &l);
+	json_t *row = status == CTL_OK ? json_array_get(l.rows, 0) : NULL;
+	if (status == CTL_OK && row == NULL) { /* deleted meanwhile */
+		fprintf(stderr, "sesamectl: no user has the e-mail address %s\n", o->args[0]);
+		status = CTL_NOT_FOUND;
+	}
+	if (row != NULL && o->json) {
+		print_json(row);
+	} else if (row != NULL) {
+		char since[32];
+		json_t *created = json_object_get(row, "created");
+		utc(json_integer_value(json_object_get(row, "disabled_at")), since, sizeof(since));
+		printf("id:       %lld\nemail:    %s\nusername: %s\ncreated:  %s\ndisabled: %s\n",
+		       uc->user.id, json_string_value(json_object_get(row, "email")),
+		       json_string_value(json_object_get(row, "username")),
+		       json_is_string(created) ? json_string_value(created) : "-",
+		       json_is_true(json_object_get(row, "disabled")) ? since : "no");
+	}
+	json_decref(l.rows);
+	return status;
+}
+
+/* ---- dispatch ---- */
+
+struct user_command {
+	const char *name;
+	int nargs; /* positional arguments */
+	int (*run)(struct user_ctx *uc, const struct user_opts *o);
+};
+
+static int user_disable(struct user_ctx *uc, const struct user_opts *o)
+{
+	return user_set_disabled(uc, o, true);
+}
+
+static int user_enable(struct user_ctx *uc, const struct user_opts *o)
+{
+	return user_set_disabled(uc, o, false);
+}
+
+static const struct user_command commands[] = {
+    {"add", 1, user_add},	  {"passwd", 1, user_passwd},
+    {"disable", 1, user_disable}, {"enable", 1, user_enable},
+    {"delete", 1, user_delete},	  {"list", 0, user_list},
+    {"show", 1, user_show},	  {NULL, 0, NULL},
+};
+
+int ctl_user(const char *path, int argc, char **argv)
+{
+	struct user_opts o;
+	const struct user_command *cmd = commands;
+	if (argc < 2)
+		return user_usage();
+	while (cmd->name != NULL && strcmp(cmd->name, argv[1]) != 0)
+		cmd++;
+	if (cmd->name == NULL || parse_opts(argc - 1, argv + 1, &o) != 0 || o.nargs != cmd->nargs)
+		return user_usage();
+	struct user_ctx *uc = calloc(1, sizeof(*uc));
+	if (uc == NULL)
+		return CTL_FAILED;
+	uc->cfg = ctl_storage_open(path, &uc->st);
+	int status = uc->cfg != NULL ? cmd->run(uc, &o) : CTL_FAILED;
+	if (uc->cfg != NULL)
+		ctl_storage_close(uc->cfg);
+	sodium_memzero(uc->buf, sizeof(uc->buf));
+	free(uc);
+	return status;
+}
