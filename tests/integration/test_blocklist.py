@@ -59,6 +59,24 @@ def test_a_listed_password_is_refused_at_registration(listed):
     assert register(s, 12, "password123").status_code == 200
 
 
+def test_a_listed_password_is_refused_as_a_new_password(listed):
+    s = listed()
+    assert register(s, 1, "a password nobody listed").status_code == 200
+    tokens = s.post("/users/login", json={"email": "user1@example.com",
+                                          "password": "a password nobody listed"}).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    r = s.post("/users/password", headers=headers,
+               json={"password": "a password nobody listed", "new_password": "iloveyou123"})
+    assert r.status_code == 400
+    assert r.json() == {"result": "fail", "error": "password is too common"}
+    # Nothing changed: the old password still logs in, the session still refreshes.
+    login = s.post("/users/login", json={"email": "user1@example.com",
+                                         "password": "a password nobody listed"})
+    assert login.status_code == 200
+    assert s.post("/token/refresh", headers={
+        "Authorization": f"Bearer {tokens['refresh_token']}"}).status_code == 200
+
+
 def test_the_password_validator_judges_first(listed):
     s = listed()
     r = register(s, 1, "qwerty")
