@@ -109,8 +109,12 @@ static void worker_stop(void *state)
 {
 }
 
-/* The error code of this thread's last failed statement. */
-static _Thread_local unsigned int last_code;
+/*
+ * The error code of this thread's last failed statement. In the static TLS block that glibc
+ * keeps spare for dlopen'd modules: no block allocated per thread on first use, and none that
+ * LeakSanitizer's walk of a thread's dynamic TLS would trip on.
+ */
+static _Thread_local unsigned int last_code __attribute__((tls_model("initial-exec")));
 
 static bool connection_error(unsigned int code)
 {
