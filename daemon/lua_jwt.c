@@ -203,9 +203,9 @@ static void token_run(struct job *job)
 	void *st = tj->st.state;
 	tj->err[0] = '\0';
 	if (tj->op == SUBJECT_REVOKE) {
-		tj->rc = fn->subject_revoke_except(
-		    st, tj->identity, tj->family[0] != '\0' ? tj->family : NULL, tj->revoke_until,
-		    collect_id, tj, tj->err, sizeof(tj->err));
+		tj->rc =
+		    fn->subject_revoke(st, tj->identity, tj->family[0] != '\0' ? tj->family : NULL,
+				       tj->revoke_until, collect_id, tj, tj->err, sizeof(tj->err));
 		metrics_storage(METRICS_SUBJECT_REVOKE, tj->rc);
 		return;
 	}

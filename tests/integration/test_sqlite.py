@@ -243,3 +243,26 @@ def test_bad_sqlite_settings(sesamed, sqlite, message):
     assert r.returncode == 1
     assert f"{s.config}:4: {message}" in r.stderr  # the storage line
     assert not (s.dir / "sesame.db").exists()
+
+
+def test_an_old_schema_without_migrate_refuses_to_start(sesamed):
+    s = sesamed(start=False, routes=ROUTES, more=STORAGE.replace("sqlite = {",
+                                                                 "migrate = false, sqlite = {"))
+    ctl = [str(Path(SESAMED).parent / "sesamectl"), "-c", str(s.config), "migrate"]
+    assert subprocess.run(ctl, capture_output=True, timeout=60).returncode == 0
+    # The schema of the sesamed before: its last migration not applied.
+    db = sqlite3.connect(s.dir / "sesame.db")
+    db.execute("DROP TABLE sesame_user_state")
+    db.execute("DELETE FROM sesame_migrations WHERE version = 4")
+    db.commit()
+    db.close()
+    r = run_foreground(s)
+    assert r.returncode == 1
+    assert ("sesamed: storage: the schema is at version 3, this sesamed needs 4: run sesamectl "
+            "migrate") in r.stderr
+    assert "serving on" not in r.stderr
+    assert query(s.dir / "sesame.db", "SELECT MAX(version) FROM sesame_migrations") == [(3,)]
+    assert subprocess.run(ctl, capture_output=True, timeout=60).returncode == 0
+    s.start()
+    assert s.post("/create", json=user(1)).status_code == 200
+    assert s.get("/find", params={"email": "user1@example.com"}).status_code == 200
