@@ -36,16 +36,14 @@ static const struct auth_verdict pass = {0};
 static bool before_cutoff(struct revocation *rv, const json_t *claims)
 {
 	const json_t *sub = json_object_get(claims, "sub"), *iat = json_object_get(claims, "iat");
-	char id[SESAME_TOKEN_ID_MAX + 1];
-	int n = -1;
-	if (json_is_string(sub))
-		n = snprintf(id, sizeof(id), "%s%s", SESAME_SUBJECT_CUTOFF_PREFIX,
-			     json_string_value(sub));
-	else if (json_is_integer(sub))
-		n = snprintf(id, sizeof(id), "%s%lld", SESAME_SUBJECT_CUTOFF_PREFIX,
-			     (long long)json_integer_value(sub));
-	if (n < 0 || (size_t)n >= sizeof(id))
-		return false; /* no subject that long can have a cutoff */
+	char number[24], id[SESAME_TOKEN_ID_MAX + 1];
+	const char *subject = json_string_value(sub);
+	if (json_is_integer(sub)) {
+		snprintf(number, sizeof(number), "%lld", (long long)json_integer_value(sub));
+		subject = number;
+	}
+	if (subject == NULL || sesame_subject_cutoff_id(subject, id) != 0)
+		return false; /* no such subject can have a cutoff */
 	long long cutoff = revocation_time(rv, id);
 	if (cutoff < 0)
 		return false;

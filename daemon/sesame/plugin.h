@@ -159,6 +159,25 @@ struct sesame_user {
 #define SESAME_SUBJECT_CUTOFF_PREFIX "sub:"
 #define SESAME_SUBJECT_MAX	     (SESAME_TOKEN_ID_MAX - 4)
 
+/* Writes subject's cutoff id into id (SESAME_TOKEN_ID_MAX + 1 bytes): 0, or -1 when subject
+ * is not 1 to SESAME_SUBJECT_MAX bytes of printable ASCII. */
+static inline int sesame_subject_cutoff_id(const char *subject, char *id)
+{
+	const char *prefix = SESAME_SUBJECT_CUTOFF_PREFIX;
+	size_t n = 0, p = 0;
+	for (; subject[n] != '\0'; n++) {
+		if (n >= SESAME_SUBJECT_MAX || subject[n] < 0x20 || subject[n] > 0x7e)
+			return -1;
+	}
+	if (n == 0)
+		return -1;
+	for (; prefix[p] != '\0'; p++)
+		id[p] = prefix[p];
+	for (size_t i = 0; i <= n; i++)
+		id[p + i] = subject[i];
+	return 0;
+}
+
 /*
  * A refresh family: the refresh tokens one log-in leads to, each spent by the next (rotation).
  * Its id is the fam claim of each of its tokens, access tokens included.

@@ -910,18 +910,10 @@ static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
 static bool cutoff_id(const char *subject, char id[SESAME_TOKEN_ID_MAX + 1], char *err,
 		      size_t errlen)
 {
-	size_t n = strlen(subject);
-	for (size_t i = 0; i < n; i++) {
-		if (subject[i] < 0x20 || subject[i] > 0x7e)
-			n = SESAME_SUBJECT_MAX + 1;
-	}
-	if (n == 0 || n > SESAME_SUBJECT_MAX) {
-		snprintf(err, errlen, "a subject is 1 to %d bytes of printable ASCII",
-			 SESAME_SUBJECT_MAX);
-		return false;
-	}
-	snprintf(id, SESAME_TOKEN_ID_MAX + 1, "%s%s", SESAME_SUBJECT_CUTOFF_PREFIX, subject);
-	return true;
+	if (sesame_subject_cutoff_id(subject, id) == 0)
+		return true;
+	snprintf(err, errlen, "a subject is 1 to %d bytes of printable ASCII", SESAME_SUBJECT_MAX);
+	return false;
 }
 
 /* In a transaction, the families locked: the subject's cutoff, at the server's time now. */

@@ -1005,18 +1005,10 @@ static int subject_families(const struct store *s, struct conn *c, const char *s
 static bool cutoff_id(const char *subject, char id[SESAME_TOKEN_ID_MAX + 1], char *err,
 		      size_t errlen)
 {
-	size_t n = strlen(subject);
-	for (size_t i = 0; i < n; i++) {
-		if (subject[i] < 0x20 || subject[i] > 0x7e)
-			n = SESAME_SUBJECT_MAX + 1;
-	}
-	if (n == 0 || n > SESAME_SUBJECT_MAX) {
-		snprintf(err, errlen, "a subject is 1 to %d bytes of printable ASCII",
-			 SESAME_SUBJECT_MAX);
-		return false;
-	}
-	snprintf(id, SESAME_TOKEN_ID_MAX + 1, "%s%s", SESAME_SUBJECT_CUTOFF_PREFIX, subject);
-	return true;
+	if (sesame_subject_cutoff_id(subject, id) == 0)
+		return true;
+	snprintf(err, errlen, "a subject is 1 to %d bytes of printable ASCII", SESAME_SUBJECT_MAX);
+	return false;
 }
 
 /* A subject's revoked families: the callers name them only once they are committed. */
