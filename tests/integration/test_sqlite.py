@@ -48,15 +48,17 @@ def test_migrations_are_applied_once(sesamed):
     tables = query(db, "SELECT name FROM sqlite_master WHERE type = 'table' "
                        "AND name NOT LIKE 'sqlite_%' ORDER BY name")
     assert tables == [("sesame_login_failures",), ("sesame_migrations",),
-                      ("sesame_refresh_families",), ("sesame_revoked_tokens",), ("users",)]
-    applied = [(1, "001_users"), (2, "002_token_state"), (3, "003_login_failures")]
+                      ("sesame_refresh_families",), ("sesame_revoked_tokens",),
+                      ("sesame_user_state",), ("users",)]
+    applied = [(1, "001_users"), (2, "002_token_state"), (3, "003_login_failures"),
+               (4, "004_user_state")]
     assert query(db, "SELECT version, name FROM sesame_migrations") == applied
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
     assert s.stop() == 0
     s.start()
-    assert s.log().count("applied migration") == 3
+    assert s.log().count("applied migration") == 4
     assert query(db, "SELECT version, name FROM sesame_migrations") == applied
 
 

@@ -23,15 +23,16 @@ def test_migrations_create_the_schema_once(sesamed, mariadb):
     s.wait_log("applied migration 001_users")
     tables = mariadb.sql("SHOW TABLES", mariadb.database).stdout.split()
     assert sorted(tables) == ["sesame_login_failures", "sesame_migrations",
-                              "sesame_refresh_families", "sesame_revoked_tokens", "users"]
+                              "sesame_refresh_families", "sesame_revoked_tokens",
+                              "sesame_user_state", "users"]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
-    assert s.log().count("applied migration") == 5
+    assert s.log().count("applied migration") == 6
     rows = mariadb.sql("SELECT version, name FROM sesame_migrations ORDER BY version",
                        mariadb.database).stdout
     assert rows.split() == ["1", "001_users", "2", "002_unique_email", "3",
                             "003_refresh_families", "4", "004_revoked_tokens", "5",
-                            "005_login_failures"]
+                            "005_login_failures", "6", "006_user_state"]
 
 
 def test_create_and_find(sesamed, mariadb):
