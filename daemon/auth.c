@@ -7,8 +7,13 @@
  * with the CSRF header repeating its csrf claim (double submit), since a browser sends cookies
  * on its own. On a forward-auth route that request is the client's, whose method the proxy
  * reports in a header. The token is verified (tokens_verify), then looked up among the worker's
- * revoked ids by its jti and its refresh family. The verdict is the answer a refusal gets: 401,
- * with the RFC 6750 challenge that tells a client whether to log in again or to re-authenticate.
+ * revoked ids by its jti and its refresh family, or, for a token without a family (such as one
+ * a service sharing the secret issued), by its subject's cutoff: logged out everywhere,
+ * disabled or deleted, a subject's tokens issued (iat) at or before that time are refused. A
+ * token with a family needs no cutoff: its family was revoked with it, and so a client that
+ * logs in again at once is not refused for a token issued in the cutoff's second. The verdict is
+ * the answer a refusal gets: 401, with the RFC 6750 challenge that tells a client whether to log in
+ * again or to re-authenticate.
  */
 #include "autoconfig.h"
 
@@ -26,10 +31,30 @@
 
 static const struct auth_verdict pass = {0};
 
+/* A token without fam issued at or before its subject's cutoff; one without iat, when the
+ * subject has a cutoff at all. */
+static bool before_cutoff(struct revocation *rv, const json_t *claims)
+{
+	const json_t *sub = json_object_get(claims, "sub"), *iat = json_object_get(claims, "iat");
+	char number[24], id[SESAME_TOKEN_ID_MAX + 1];
+	const char *subject = json_string_value(sub);
+	if (json_is_integer(sub)) {
+		snprintf(number, sizeof(number), "%lld", (long long)json_integer_value(sub));
+		subject = number;
+	}
+	if (subject == NULL || sesame_subject_cutoff_id(subject, id) != 0)
+		return false; /* no such subject can have a cutoff */
+	long long cutoff = revocation_time(rv, id);
+	if (cutoff < 0)
+		return false;
+	return !json_is_number(iat) || json_number_value(iat) * 1000.0 <= (double)cutoff;
+}
+
 bool auth_revoked(struct revocation *rv, const json_t *claims)
 {
+	const char *fam = json_string_value(json_object_get(claims, "fam"));
 	return revocation_has(rv, json_string_value(json_object_get(claims, "jti"))) ||
-	       revocation_has(rv, json_string_value(json_object_get(claims, "fam")));
+	       (fam != NULL ? revocation_has(rv, fam) : before_cutoff(rv, claims));
 }
 
 /* The token of "Authorization: Bearer TOKEN", or NULL. */

@@ -88,7 +88,8 @@ static _Noreturn void migrate_child(struct config *cfg, int fd)
 int cycle_migrate_start(struct config *cfg, struct cycle_migration *mig, void (*in_child)(void),
 			struct config_errors *errs)
 {
-	*mig = (struct cycle_migration){.pid = 0, .fd = -1};
+	*mig = (struct cycle_migration){
+	    .pid = 0, .fd = -1, .apply = plugins_applies_migrations(cfg->plugins)};
 	if (!plugins_wants_migration(cfg->plugins))
 		return 0;
 	int p[2];
@@ -119,6 +120,7 @@ int cycle_migrate_finish(struct cycle_migration *mig, int status, struct config_
 {
 	char why[LOG_ERR_MAX];
 	ssize_t n = read(mig->fd, why, sizeof(why) - 1);
+	bool apply = mig->apply;
 	close(mig->fd);
 	*mig = (struct cycle_migration){.pid = 0, .fd = -1};
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -132,7 +134,9 @@ int cycle_migrate_finish(struct cycle_migration *mig, int status, struct config_
 		snprintf(why, sizeof(why), "the migration exited with status %d",
 			 WEXITSTATUS(status));
 	}
-	config_errors_add(errs, "storage: cannot apply the schema: %s", why);
+	/* Only checked (storage.migrate = false): the plugin's reason says what to do. */
+	config_errors_add(errs, apply ? "storage: cannot apply the schema: %s" : "storage: %s",
+			  why);
 	return -1;
 }
 

@@ -24,14 +24,19 @@ struct config *cycle_load(const char *path, int workers, struct config_errors *e
  */
 int cycle_check(const char *path, int workers);
 
-/* A schema being applied in a child process, so that the caller's loop keeps turning. */
+/*
+ * A schema being applied, or checked, in a child process, so that the caller's loop keeps
+ * turning.
+ */
 struct cycle_migration {
-	pid_t pid; /* 0: nothing to apply, or done */
-	int fd;	   /* the child's report: empty when it succeeded, else the reason */
+	pid_t pid;  /* 0: nothing to apply, or done */
+	int fd;	    /* the child's report: empty when it succeeded, else the reason */
+	bool apply; /* storage.migrate: applied; else only checked */
 };
 
 /*
- * Starts applying cfg's schema (when storage.migrate is on) in a child process, which first
+ * Starts applying cfg's schema (when storage.migrate is on; else checking that it is not
+ * older than the storage plugin's migrations) in a child process, which first
  * calls in_child (when not NULL: the caller's own clean-up after fork). Returns 0 with
  * mig->pid == 0 when there is nothing to apply, or -1 with the reason in errs.
  */

@@ -203,9 +203,9 @@ static void token_run(struct job *job)
 	void *st = tj->st.state;
 	tj->err[0] = '\0';
 	if (tj->op == SUBJECT_REVOKE) {
-		tj->rc = fn->subject_revoke_except(
-		    st, tj->identity, tj->family[0] != '\0' ? tj->family : NULL, tj->revoke_until,
-		    collect_id, tj, tj->err, sizeof(tj->err));
+		tj->rc =
+		    fn->subject_revoke(st, tj->identity, tj->family[0] != '\0' ? tj->family : NULL,
+				       tj->revoke_until, collect_id, tj, tj->err, sizeof(tj->err));
 		metrics_storage(METRICS_SUBJECT_REVOKE, tj->rc);
 		return;
 	}
@@ -474,12 +474,17 @@ static int l_jwt_revoke(lua_State *L)
  * sesame.jwt.revoke_all(identity[, {except_family = id}]): logs identity out everywhere:
  * revokes every refresh family of it (each log-in's refresh and access tokens) but
  * except_family (the caller's own session, as req.claims.fam names it) on every worker of
- * every sesamed within jwt.revocation_refresh, this worker at once. Returns how many
+ * every sesamed within jwt.revocation_refresh, this worker at once, and its tokens without
+ * a family issued until now (its cutoff) within jwt.revocation_refresh. Returns how many
  * families were revoked.
  */
 static int l_jwt_revoke_all(lua_State *L)
 {
 	const char *identity = identity_arg(L, 1), *except = NULL;
+	char cutoff[SESAME_TOKEN_ID_MAX + 1];
+	if (sesame_subject_cutoff_id(identity, cutoff) != 0)
+		return luaL_argerror(L, 1,
+				     "an identity to revoke is 1 to 60 printable ASCII bytes");
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		int t = lua_getfield(L, 2, "except_family");

@@ -30,7 +30,6 @@ struct user_job {
 	long long id;
 	enum sesame_storage_result rc;
 	struct sesame_user found;
-	long long disabled_at; /* find: the user's, 0 when enabled */
 	char buf[2048];
 	char err[LOG_ERR_MAX];
 };
@@ -53,9 +52,6 @@ static void user_run(struct job *job)
 		uj->rc = uj->st.fn->user_find(uj->st.state, uj->field[0], uj->field[1], &uj->found,
 					      uj->buf, sizeof(uj->buf), uj->err, sizeof(uj->err));
 		metrics_storage(METRICS_USER_FIND, uj->rc);
-		if (uj->rc == SESAME_STORAGE_OK)
-			uj->rc = uj->st.fn->user_disabled(
-			    uj->st.state, uj->found.id, &uj->disabled_at, uj->err, sizeof(uj->err));
 	}
 }
 
@@ -81,7 +77,7 @@ static int user_push(struct luaapi_job *lj, lua_State *co)
 	lua_setfield(co, -2, "username");
 	lua_pushstring(co, uj->found.password);
 	lua_setfield(co, -2, "password");
-	if (uj->disabled_at != 0) {
+	if (uj->found.disabled_at != 0) {
 		lua_pushboolean(co, 1);
 		lua_setfield(co, -2, "disabled");
 	}

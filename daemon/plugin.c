@@ -210,15 +210,20 @@ const struct dbpool_config *plugins_pool(const struct plugins *p)
 
 bool plugins_wants_migration(const struct plugins *p)
 {
-	return p != NULL && p->storage != NULL && p->migrate;
+	return p != NULL && p->storage != NULL;
+}
+
+bool plugins_applies_migrations(const struct plugins *p)
+{
+	return p != NULL && p->migrate;
 }
 
 int plugins_migrate(struct plugins *p, bool always, char *err, size_t errlen)
 {
 	struct storage st;
-	if (!plugins_storage(p, &st) || !(p->migrate || always))
+	if (!plugins_storage(p, &st))
 		return 0;
-	return st.fn->migrate(st.state, err, errlen);
+	return st.fn->migrate(st.state, p->migrate || always, err, errlen);
 }
 
 int plugins_worker_start(struct plugins *p)

@@ -56,12 +56,16 @@ struct storage {
 };
 bool plugins_storage(const struct plugins *p, struct storage *out);
 
-/* Whether storage.migrate asks for the schema before the workers start. */
+/* Whether there is a schema to apply or check before the workers start (a storage). */
 bool plugins_wants_migration(const struct plugins *p);
 
+/* Whether storage.migrate asks for the schema to be applied, not only checked. */
+bool plugins_applies_migrations(const struct plugins *p);
+
 /*
- * Before the workers start, in the master or a child of it: the schema, when storage.migrate
- * is on, or always (sesamectl migrate).
+ * Before the workers start, in the master or a child of it: applies the schema when
+ * storage.migrate is on, or always (sesamectl migrate); else checks that it is not older
+ * than the storage plugin's migrations, and fails saying so when it is.
  */
 int plugins_migrate(struct plugins *p, bool always, char *err, size_t errlen);
 

@@ -54,11 +54,9 @@ static const struct plugin_member storage_members[] = {
     MEMBER(struct sesame_storage, failure_record, 0),
     MEMBER(struct sesame_storage, failure_reset, 0),
     MEMBER(struct sesame_storage, ping, 0),
-    MEMBER(struct sesame_storage, user_disabled, 0),
     MEMBER(struct sesame_storage, user_set_disabled, 0),
     MEMBER(struct sesame_storage, user_list, 0),
     MEMBER(struct sesame_storage, user_delete, 0),
-    MEMBER(struct sesame_storage, subject_revoke_except, 0),
 };
 
 #define KIND(KIND, NAME, TYPE, MEMBERS)                                                            \

@@ -17,7 +17,11 @@
  * are stamped by it and each fetch reports it, so a host whose clock runs ahead or behind
  * neither misses other hosts' revocations nor hides its own.
  *
- * The set keeps a 128-bit keyed hash (SipHash) of each id, not the id: 24 bytes an entry
+ * A subject's cutoff (SESAME_SUBJECT_CUTOFF_PREFIX and the subject, recorded when the subject
+ * is logged out everywhere, disabled or deleted) is an id of the set too, kept with its
+ * revocation time: tokens of the subject issued at or before it are refused (auth.c).
+ *
+ * The set keeps a 128-bit keyed hash (SipHash) of each id, not the id: 32 bytes an entry
  * however long the id, and ids chosen by anyone cannot aim at one bucket. A false match would
  * need two ids with one 128-bit hash under a key drawn when the worker starts.
  */
@@ -45,6 +49,7 @@
 struct entry {
 	uint64_t h[2]; /* {0, 0}: an empty slot */
 	long long expires_at;
+	long long revoked_at; /* Unix ms, the store's clock; 0 for the ids revoked here */
 };
 
 struct revocation {
@@ -142,8 +147,10 @@ static bool rebuild(struct revocation *rv, size_t want)
 	return true;
 }
 
-/* Files one id's hash into the table; the fetching side only. A later expiry wins. */
-static void file_entry(struct revocation *rv, const uint64_t h[2], long long expires_at)
+/* Files one id's hash into the table; the fetching side only. A later expiry wins, and so
+ * does a later revocation time. */
+static void file_entry(struct revocation *rv, const uint64_t h[2], long long expires_at,
+		       long long revoked_at)
 {
 	if ((rv->n + 1) * 2 > rv->cap && !rebuild(rv, 1)) {
 		log_error("revocation: out of memory: a revoked id is not kept");
@@ -152,10 +159,14 @@ static void file_entry(struct revocation *rv, const uint64_t h[2], long long exp
 	pthread_mutex_lock(&rv->lock);
 	struct entry *e = slot_of(rv->slots, rv->cap, h);
 	if (e->h[0] == 0 && e->h[1] == 0) {
-		*e = (struct entry){.h = {h[0], h[1]}, .expires_at = expires_at};
+		*e = (struct entry){
+		    .h = {h[0], h[1]}, .expires_at = expires_at, .revoked_at = revoked_at};
 		rv->n++;
-	} else if (e->expires_at != 0 && (expires_at == 0 || expires_at > e->expires_at)) {
-		e->expires_at = expires_at;
+	} else {
+		if (e->expires_at != 0 && (expires_at == 0 || expires_at > e->expires_at))
+			e->expires_at = expires_at;
+		if (revoked_at > e->revoked_at)
+			e->revoked_at = revoked_at;
 	}
 	pthread_mutex_unlock(&rv->lock);
 }
@@ -181,6 +192,23 @@ void revocation_add(struct revocation *rv, const char *id, long long expires_at)
 	}
 	rv->own[rv->nown++] = e;
 	pthread_mutex_unlock(&rv->lock);
+}
+
+long long revocation_time(struct revocation *rv, const char *id)
+{
+	if (rv == NULL || id == NULL)
+		return -1;
+	long long at = -1;
+	uint64_t h[2];
+	hash_id(rv, id, h);
+	pthread_mutex_lock(&rv->lock);
+	if (rv->n > 0) {
+		const struct entry *e = slot_of(rv->slots, rv->cap, h);
+		if (e->h[0] != 0 || e->h[1] != 0)
+			at = e->revoked_at;
+	}
+	pthread_mutex_unlock(&rv->lock);
+	return at;
 }
 
 bool revocation_has(struct revocation *rv, const char *id)
@@ -214,7 +242,7 @@ static void file_own(struct revocation *rv)
 	if (copy == NULL)
 		return; /* nothing to file, or out of memory: they wait in the list */
 	for (size_t i = 0; i < k; i++)
-		file_entry(rv, copy[i].h, copy[i].expires_at);
+		file_entry(rv, copy[i].h, copy[i].expires_at, copy[i].revoked_at);
 	free(copy);
 	pthread_mutex_lock(&rv->lock);
 	memmove(rv->own, rv->own + k, (rv->nown - k) * sizeof(*rv->own));
@@ -230,12 +258,12 @@ static void purge_memory(struct revocation *rv)
 
 /* ---- fetching ---- */
 
-static void each_revoked(void *ctx, const char *id, long long expires_at)
+static void each_revoked(void *ctx, const char *id, long long expires_at, long long revoked_at)
 {
 	struct revocation *rv = ctx;
 	uint64_t h[2];
 	hash_id(rv, id, h);
-	file_entry(rv, h, expires_at);
+	file_entry(rv, h, expires_at, revoked_at);
 }
 
 /* Asks the storage for what was revoked since the last look; logs a change of state. */

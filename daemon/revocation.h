@@ -24,6 +24,12 @@ void revocation_stop(struct revocation *rv);
 /* Is id (a jti or a refresh family's id) revoked? On the event loop, never blocks long. */
 bool revocation_has(struct revocation *rv, const char *id);
 
+/*
+ * The revocation time of id (Unix milliseconds, the store's clock) as the storage reported
+ * it, or -1 when id is not among the fetched ones: a subject's cutoff. On the event loop.
+ */
+long long revocation_time(struct revocation *rv, const char *id);
+
 /* Adds an id this worker revoked itself, so that it is refused at once here. */
 void revocation_add(struct revocation *rv, const char *id, long long expires_at);
 

@@ -485,7 +485,7 @@ static int revoke_user(const struct config *cfg, const struct storage *st, const
 	char err[LOG_ERR_MAX] = "";
 	unsigned long n = 0;
 	enum sesame_storage_result r = st->fn->subject_revoke(
-	    st->state, user, tokens_family_revoke_until(&cfg->jwt, clock_wall_ms() / 1000),
+	    st->state, user, NULL, tokens_family_revoke_until(&cfg->jwt, clock_wall_ms() / 1000),
 	    count_family, &n, err, sizeof(err));
 	if (r != SESAME_STORAGE_OK) {
 		fprintf(stderr, "sesamectl: storage: %s\n", err);

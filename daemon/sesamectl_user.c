@@ -250,7 +250,7 @@ static int log_out_everywhere(struct user_ctx *uc)
 	unsigned long n = 0;
 	long long until = tokens_family_revoke_until(&uc->cfg->jwt, clock_wall_ms() / 1000);
 	enum sesame_storage_result r = uc->st.fn->subject_revoke(
-	    uc->st.state, uc->subject, until, count_family, &n, err, sizeof(err));
+	    uc->st.state, uc->subject, NULL, until, count_family, &n, err, sizeof(err));
 	if (r != SESAME_STORAGE_OK)
 		return storage_failed(r, err);
 	printf("sesamectl: user %lld logged out everywhere (%lu %s revoked)\n", uc->user.id, n,

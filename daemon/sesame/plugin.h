@@ -137,10 +137,46 @@ struct sesame_user {
 	const char *email;
 	const char *username;
 	const char *password; /* the stored hash */
+	/*
+	 * When the user was disabled (sesamectl user disable), Unix seconds by the store's
+	 * clock; 0 while it is enabled. user_find fills it in (in the same query as the rest);
+	 * user_create ignores it.
+	 */
+	long long disabled_at;
 };
 
 /* The longest token id (a jti, or a refresh family's id) sesamed accepts, in bytes. */
 #define SESAME_TOKEN_ID_MAX 64
+
+/*
+ * A subject's cutoff: subject_revoke and user_delete revoke, besides the subject's refresh
+ * families, the id SESAME_SUBJECT_CUTOFF_PREFIX followed by the subject (the sub claim),
+ * whose revocation time is the transaction's: sesamed refuses every token of the subject
+ * without a fam claim that was issued (iat) at or before it, such as an access token that a
+ * service sharing the secret issued. Subjects are at most SESAME_SUBJECT_MAX bytes of
+ * printable ASCII, so that the id fits SESAME_TOKEN_ID_MAX.
+ */
+#define SESAME_SUBJECT_CUTOFF_PREFIX "sub:"
+#define SESAME_SUBJECT_MAX	     (SESAME_TOKEN_ID_MAX - 4)
+
+/* Writes subject's cutoff id into id (SESAME_TOKEN_ID_MAX + 1 bytes): 0, or -1 when subject
+ * is not 1 to SESAME_SUBJECT_MAX bytes of printable ASCII. */
+static inline int sesame_subject_cutoff_id(const char *subject, char *id)
+{
+	const char *prefix = SESAME_SUBJECT_CUTOFF_PREFIX;
+	size_t n = 0, p = 0;
+	for (; subject[n] != '\0'; n++) {
+		if (n >= SESAME_SUBJECT_MAX || subject[n] < 0x20 || subject[n] > 0x7e)
+			return -1;
+	}
+	if (n == 0)
+		return -1;
+	for (; prefix[p] != '\0'; p++)
+		id[p] = prefix[p];
+	for (size_t i = 0; i <= n; i++)
+		id[p + i] = subject[i];
+	return 0;
+}
 
 /*
  * A refresh family: the refresh tokens one log-in leads to, each spent by the next (rotation).
@@ -268,7 +304,7 @@ struct sesame_hasher {
 
 /*
  * The user store. init runs in the master; migrate in a child process of the master, before
- * the workers are forked, when storage.migrate is on: the core's pool there is the child's.
+ * the workers are forked (at every start and reload): the core's pool there is the child's.
  * worker_start runs in each worker after fork (connections belong to
  * one process); every other function runs on job threads, concurrently.
  */
@@ -276,14 +312,24 @@ struct sesame_storage {
 	struct sesame_plugin_header header;
 	int (*init)(const struct sesame_host *host, struct sesame_config *cfg, void **state);
 	void (*fini)(void *state);
-	/* Creates or upgrades the schema; 0, or -1 with the reason in err. */
-	int (*migrate)(void *state, char *err, size_t errlen);
+	/*
+	 * apply (storage.migrate, sesamectl migrate): creates or upgrades the schema, at most
+	 * one process at a time. Without apply, changes nothing and fails when the schema is
+	 * older than the plugin's migrations, with err saying "the schema is at version N,
+	 * this sesamed needs M: run sesamectl migrate": a sesamed on an old schema refuses to
+	 * start rather than fail every request. 0, or -1 with the reason in err.
+	 */
+	int (*migrate)(void *state, bool apply, char *err, size_t errlen);
 	int (*worker_start)(void *state);
 	void (*worker_stop)(void *state);
 	/* Inserts user (id ignored) and commits; *id is the new row's. */
 	enum sesame_storage_result (*user_create)(void *state, const struct sesame_user *user,
 						  long long *id, char *err, size_t errlen);
-	/* Finds the user whose column by ("id" or "email") equals value; e-mails ignore case. */
+	/*
+	 * Finds the user whose column by ("id" or "email") equals value; e-mails ignore case.
+	 * One query, whether the user is disabled included (out->disabled_at): a known e-mail
+	 * costs what an unknown one does.
+	 */
 	enum sesame_storage_result (*user_find)(void *state, const char *by, const char *value,
 						struct sesame_user *out, char *buf, size_t buflen,
 						char *err, size_t errlen);
@@ -332,23 +378,28 @@ struct sesame_storage {
 						   long long family_until, char *err,
 						   size_t errlen);
 	/*
-	 * Calls each(ctx, id, expires_at) for every id revoked at since_ms or later (the
-	 * store's clock) whose expiry is 0 or alive_at or later, and sets *now_ms to the
-	 * store's time read before the ids: the caller's next since_ms derives from it, never
-	 * from its own clock. since_ms is -1 for every id. Each worker of each sesamed asks
-	 * this every jwt.revocation_refresh: it must be cheap (an index on the revocation time).
+	 * Calls each(ctx, id, expires_at, revoked_at) for every id revoked at since_ms or later
+	 * (the store's clock) whose expiry is 0 or alive_at or later, revoked_at being its
+	 * revocation time (Unix milliseconds, the store's clock: a subject's cutoff), and sets
+	 * *now_ms to the store's time read before the ids: the caller's next since_ms derives
+	 * from it, never from its own clock. since_ms is -1 for every id. Each worker of each
+	 * sesamed asks this every jwt.revocation_refresh: it must be cheap (an index on the
+	 * revocation time).
 	 */
 	enum sesame_storage_result (*revoked_since)(
 	    void *state, long long since_ms, long long alive_at,
-	    void (*each)(void *ctx, const char *id, long long expires_at), void *ctx,
-	    long long *now_ms, char *err, size_t errlen);
+	    void (*each)(void *ctx, const char *id, long long expires_at, long long revoked_at),
+	    void *ctx, long long *now_ms, char *err, size_t errlen);
 	/*
 	 * Log out everywhere: revokes, in one transaction and until until, every family of
-	 * subject that is neither revoked nor ended, calling each(ctx, id) for each of them
-	 * (before the commit: the caller trusts the ids only on OK).
+	 * subject that is neither revoked nor ended but except_family (NULL: none), calling
+	 * each(ctx, id) for each of them (before the commit: the caller trusts the ids only on
+	 * OK), and the subject's cutoff (SESAME_SUBJECT_CUTOFF_PREFIX), whose revocation time
+	 * becomes the transaction's even when it was revoked before, and whose expiry becomes
+	 * the later of the two (0 is later than any).
 	 */
 	enum sesame_storage_result (*subject_revoke)(void *state, const char *subject,
-						     long long until,
+						     const char *except_family, long long until,
 						     void (*each)(void *ctx, const char *id),
 						     void *ctx, char *err, size_t errlen);
 	/*
@@ -387,23 +438,23 @@ struct sesame_storage {
 	enum sesame_storage_result (*ping)(void *state, char *err, size_t errlen);
 
 	/*
-	 * User administration (sesamectl user, sesame.users.find's disabled flag, POST
-	 * /users/password). The state sesame keeps about a user beyond the users table (whether
-	 * it is disabled) lives in a table of sesame's own, keyed by the user's id, so that a
-	 * users table of another application is never altered.
+	 * User administration (sesamectl user, sesame.users.find's disabled flag). The state
+	 * sesame keeps about a user beyond the users table (whether it is disabled) lives in a
+	 * table of sesame's own, keyed by the user's id, so that a users table of another
+	 * application is never altered.
 	 */
-	/* *disabled_at: when user id was disabled (Unix seconds), or 0 when it is not. */
-	enum sesame_storage_result (*user_disabled)(void *state, long long id,
-						    long long *disabled_at, char *err,
-						    size_t errlen);
-	/* Disables user id (disabled true: a disabled one keeps its time) or enables it. */
+	/*
+	 * Disables user id (disabled true: a disabled one keeps its time, Unix seconds by the
+	 * store's clock) or enables it. It does not log the user out: the caller does
+	 * (subject_revoke). OK also when there is no such user.
+	 */
 	enum sesame_storage_result (*user_set_disabled)(void *state, long long id, bool disabled,
 							char *err, size_t errlen);
 	/*
 	 * Calls each(ctx, user, created, disabled_at) for at most limit users whose id is
 	 * greater than after, in order of id. user->password is NULL; created is the row's
 	 * created_at as the store writes it, or NULL when the users table has no such column;
-	 * disabled_at as user_disabled gives it.
+	 * disabled_at as user_find gives it.
 	 */
 	enum sesame_storage_result (*user_list)(void *state, long long after, long long limit,
 						void (*each)(void *ctx,
@@ -413,18 +464,14 @@ struct sesame_storage {
 						void *ctx, char *err, size_t errlen);
 	/*
 	 * Deletes user id and, in the same transaction, everything sesame keeps about it: every
-	 * refresh family of subject (its id as the sub claim) is revoked until until (so that
-	 * its outstanding access tokens are refused) and deleted, the failed log-ins of email
+	 * refresh family of subject (its id as the sub claim) is revoked until until, as
+	 * subject_revoke(subject, NULL, until) revokes them and the subject's cutoff (so that
+	 * its outstanding access tokens are refused), and deleted; the failed log-ins of email
 	 * and its state are deleted. NOT_FOUND when there is no such user.
 	 */
 	enum sesame_storage_result (*user_delete)(void *state, long long id, const char *subject,
 						  const char *email, long long until, char *err,
 						  size_t errlen);
-	/* As subject_revoke, but the family except (NULL: none) is left alone. */
-	enum sesame_storage_result (*subject_revoke_except)(void *state, const char *subject,
-							    const char *except, long long until,
-							    void (*each)(void *ctx, const char *id),
-							    void *ctx, char *err, size_t errlen);
 };
 
 #ifdef __cplusplus

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct migration {
 	int version;
@@ -71,12 +72,16 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	snprintf(s->insert_sql, sizeof(s->insert_sql),
 		 "INSERT INTO `%s` (`%s`, `%s`, `%s`) VALUES (?, ?, ?)", u->table, u->email,
 		 u->username, u->password);
+	/* The user and whether it is disabled in one query, for a known e-mail as for one
+	 * not known: the time of a log-in does not tell them apart. */
 	snprintf(s->find_by_email_sql, sizeof(s->find_by_email_sql),
-		 "SELECT `%s`, `%s`, `%s`, `%s` FROM `%s` WHERE `%s` = ?", u->id, u->email,
-		 u->username, u->password, u->table, u->email);
+		 "SELECT u.`%s`, u.`%s`, u.`%s`, u.`%s`, st.`disabled_at` FROM `%s` u LEFT JOIN "
+		 "`sesame_user_state` st ON st.`user_id` = u.`%s` WHERE u.`%s` = ?",
+		 u->id, u->email, u->username, u->password, u->table, u->id, u->email);
 	snprintf(s->find_by_id_sql, sizeof(s->find_by_id_sql),
-		 "SELECT `%s`, `%s`, `%s`, `%s` FROM `%s` WHERE `%s` = ?", u->id, u->email,
-		 u->username, u->password, u->table, u->id);
+		 "SELECT u.`%s`, u.`%s`, u.`%s`, u.`%s`, st.`disabled_at` FROM `%s` u LEFT JOIN "
+		 "`sesame_user_state` st ON st.`user_id` = u.`%s` WHERE u.`%s` = ?",
+		 u->id, u->email, u->username, u->password, u->table, u->id, u->id);
 	snprintf(s->set_password_sql, sizeof(s->set_password_sql),
 		 "UPDATE `%s` SET `%s` = ? WHERE `%s` = ?", u->table, u->password, u->id);
 	snprintf(s->list_sql, sizeof(s->list_sql),
@@ -200,16 +205,20 @@ static int run_select(MYSQL *conn, const char *sql)
 	return mysql_real_query(conn, sql, (unsigned long)strlen(sql));
 }
 
-static int applied_version(MYSQL *conn, int *version, char *err, size_t errlen)
+/* The last migration applied, 0 for none; without create, a missing record table is 0. */
+static int applied_version(MYSQL *conn, bool create, int *version, char *err, size_t errlen)
 {
-	if (run(conn,
-		"CREATE TABLE IF NOT EXISTS `sesame_migrations` (`version` INT NOT NULL PRIMARY "
-		"KEY, `name` VARCHAR(255) NOT NULL, `applied_at` TIMESTAMP NOT NULL DEFAULT "
-		"CURRENT_TIMESTAMP) ENGINE=InnoDB",
-		err, errlen) != 0 ||
-	    run_select(conn, "SELECT COALESCE(MAX(`version`), 0) FROM `sesame_migrations`") != 0) {
-		if (err[0] == '\0')
-			snprintf(err, errlen, "MariaDB: %s", mysql_error(conn));
+	*version = 0;
+	if (create && run(conn,
+			  "CREATE TABLE IF NOT EXISTS `sesame_migrations` (`version` INT NOT NULL "
+			  "PRIMARY KEY, `name` VARCHAR(255) NOT NULL, `applied_at` TIMESTAMP NOT "
+			  "NULL DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB",
+			  err, errlen) != 0)
+		return -1;
+	if (run_select(conn, "SELECT COALESCE(MAX(`version`), 0) FROM `sesame_migrations`") != 0) {
+		if (!create && mysql_errno(conn) == ER_NO_SUCH_TABLE)
+			return 0;
+		snprintf(err, errlen, "MariaDB: %s", mysql_error(conn));
 		return -1;
 	}
 	MYSQL_RES *res = mysql_store_result(conn);
@@ -240,7 +249,24 @@ static int apply(struct store *s, MYSQL *conn, const struct migration *m, char *
 	return rc;
 }
 
-static int migrate(void *state, char *err, size_t errlen)
+#define LATEST_VERSION (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
+
+/* Without apply: is the schema as new as this plugin's migrations? */
+static int check_version(struct store *s, MYSQL *conn, char *err, size_t errlen)
+{
+	int version = 0, rc = applied_version(conn, false, &version, err, errlen);
+	if (rc == 0 && version < LATEST_VERSION) {
+		snprintf(
+		    err, errlen,
+		    "the schema is at version %d, this sesamed needs %d: run sesamectl migrate",
+		    version, LATEST_VERSION);
+		rc = -1;
+	}
+	s->db->release(conn, rc != 0 && connection_error(mysql_errno(conn)));
+	return rc;
+}
+
+static int migrate(void *state, bool upgrade, char *err, size_t errlen)
 {
 	struct store *s = state;
 	int version = 0, rc = 0;
@@ -248,10 +274,12 @@ static int migrate(void *state, char *err, size_t errlen)
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return -1;
+	if (!upgrade)
+		return check_version(s, conn, err, errlen);
 	/* Two sesame masters starting together: the second waits, then finds nothing to do. */
 	rc = run(conn, "SELECT GET_LOCK('sesame_migrate', 60)", err, errlen);
 	if (rc == 0)
-		rc = applied_version(conn, &version, err, errlen);
+		rc = applied_version(conn, true, &version, err, errlen);
 	for (size_t i = 0; rc == 0 && i < sizeof(migrations) / sizeof(migrations[0]); i++) {
 		if (migrations[i].version > version)
 			rc = apply(s, conn, &migrations[i], err, errlen);
@@ -297,14 +325,17 @@ static enum sesame_storage_result create_once(void *state, const struct sesame_u
 	return SESAME_STORAGE_OK;
 }
 
-/* Binds the four result columns: the strings go into buf, one after another. */
-static void bind_user(MYSQL_BIND *res, long long *id, char *buf, size_t buflen, unsigned long *lens,
-		      my_bool *nulls)
+/* Binds the five result columns: the strings go into buf, one after another. */
+static void bind_user(MYSQL_BIND *res, long long *id, long long *disabled_at, char *buf,
+		      size_t buflen, unsigned long *lens, my_bool *nulls)
 {
-	memset(res, 0, 4 * sizeof(*res));
+	memset(res, 0, 5 * sizeof(*res));
 	res[0].buffer_type = MYSQL_TYPE_LONGLONG;
 	res[0].buffer = id;
 	res[0].is_null = &nulls[0];
+	res[4].buffer_type = MYSQL_TYPE_LONGLONG;
+	res[4].buffer = disabled_at;
+	res[4].is_null = &nulls[4];
 	size_t part = buflen / 3;
 	for (int i = 1; i < 4; i++) {
 		res[i].buffer_type = MYSQL_TYPE_STRING;
@@ -327,10 +358,10 @@ static enum sesame_storage_result find_once(void *state, const char *by, const c
 	MYSQL_STMT *stmt = s->db->prepare(conn, sql, err, errlen);
 	if (stmt == NULL)
 		return not_prepared(s, conn);
-	MYSQL_BIND param, res[4];
-	unsigned long plen, lens[4] = {0};
-	my_bool nulls[4] = {0};
-	long long id = 0, wanted = 0;
+	MYSQL_BIND param, res[5];
+	unsigned long plen, lens[5] = {0};
+	my_bool nulls[5] = {0};
+	long long id = 0, wanted = 0, disabled_at = 0;
 	if (sql == s->find_by_id_sql) {
 		/* Bound as a number: a string compared with the id column compares as a double. */
 		char *end;
@@ -345,7 +376,7 @@ static enum sesame_storage_result find_once(void *state, const char *by, const c
 	} else {
 		bind_string(&param, value, &plen);
 	}
-	bind_user(res, &id, buf, buflen, lens, nulls);
+	bind_user(res, &id, &disabled_at, buf, buflen, lens, nulls);
 	if (mysql_stmt_bind_param(stmt, &param) != 0 || mysql_stmt_execute(stmt) != 0 ||
 	    mysql_stmt_bind_result(stmt, res) != 0)
 		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
@@ -360,8 +391,11 @@ static enum sesame_storage_result find_once(void *state, const char *by, const c
 		size_t part = buflen / 3;
 		for (int i = 1; i < 4; i++)
 			buf[(size_t)(i - 1) * part + (nulls[i] ? 0 : lens[i])] = '\0';
-		*out = (struct sesame_user){
-		    .id = id, .email = buf, .username = buf + part, .password = buf + 2 * part};
+		*out = (struct sesame_user){.id = id,
+					    .email = buf,
+					    .username = buf + part,
+					    .password = buf + 2 * part,
+					    .disabled_at = nulls[4] ? 0 : disabled_at};
 	}
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
@@ -406,6 +440,30 @@ static bool again(enum sesame_storage_result r, bool idempotent)
 		     (idempotent ? connection_error(last_code) : last_code == CR_SERVER_GONE_ERROR);
 	last_code = 0;
 	return retry;
+}
+
+/*
+ * A transaction that lost a deadlock or, on a Galera cluster, a certification conflict
+ * (ER_LOCK_DEADLOCK, at any statement or at COMMIT), or that waited too long for a lock
+ * (ER_LOCK_WAIT_TIMEOUT, after which failed() rolled it back), has changed nothing: it is run
+ * again as a whole, at most CONFLICT_TRIES times in all, after a short pause drawn at random
+ * so that the two that collided do not collide again.
+ */
+#define CONFLICT_TRIES 3
+
+static bool lost_conflict(struct store *s, enum sesame_storage_result r, int tries)
+{
+	if (r != SESAME_STORAGE_FAILED || tries >= CONFLICT_TRIES ||
+	    (last_code != ER_LOCK_DEADLOCK && last_code != ER_LOCK_WAIT_TIMEOUT))
+		return false;
+	uint32_t jitter;
+	s->host->random(&jitter, sizeof(jitter));
+	long ms = 5 + (long)(jitter % (20u << tries));
+	struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&pause, NULL);
+	s->host->log(s->host, SESAME_LOG_INFO, "a transaction lost a lock conflict (%u): retried",
+		     last_code);
+	return true;
 }
 
 static enum sesame_storage_result user_create(void *state, const struct sesame_user *user,
@@ -461,9 +519,15 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 	"`expires_at` = IF(`expires_at` <> 0 AND (VALUES(`expires_at`) = 0 OR "                    \
 	"VALUES(`expires_at`) > `expires_at`), VALUES(`expires_at`), `expires_at`)"
 #define FAMILY_LOCK_SQL "SELECT 1 FROM `sesame_refresh_families` WHERE `id` = ? FOR UPDATE"
+/* A subject's cutoff always takes the new time (it only moves later) and the later expiry. */
+#define CUTOFF_SQL                                                                                 \
+	"SET STATEMENT innodb_lock_wait_timeout = 5 FOR INSERT INTO `sesame_revoked_tokens` "      \
+	"(`id`, `revoked_at`, `expires_at`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE "             \
+	"`expires_at` = IF(`expires_at` = 0 OR VALUES(`expires_at`) = 0, 0, "                      \
+	"GREATEST(`expires_at`, VALUES(`expires_at`))), `revoked_at` = VALUES(`revoked_at`)"
 #define REVOKED_SINCE_SQL                                                                          \
-	"SELECT `id`, `expires_at` FROM `sesame_revoked_tokens` WHERE `revoked_at` >= ? AND "      \
-	"(`expires_at` = 0 OR `expires_at` >= ?)"
+	"SELECT `id`, `expires_at`, `revoked_at` FROM `sesame_revoked_tokens` WHERE `revoked_at` " \
+	">= ? AND (`expires_at` = 0 OR `expires_at` >= ?)"
 #define PURGE_REVOKED_SQL                                                                          \
 	"DELETE FROM `sesame_revoked_tokens` WHERE `expires_at` <> 0 AND `expires_at` < ?"
 #define SUBJECT_FAMILIES_SQL                                                                       \
@@ -727,15 +791,16 @@ static enum sesame_storage_result revoke_once(struct store *s, const char *jti, 
 	return r != SESAME_STORAGE_OK ? r : commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 }
 
-static enum sesame_storage_result
-since_once(struct store *s, long long since_ms, long long alive_at,
-	   void (*each)(void *ctx, const char *id, long long expires_at), void *ctx,
-	   long long *now_ms, char *err, size_t errlen)
+typedef void (*revoked_each)(void *ctx, const char *id, long long expires_at, long long revoked_at);
+
+static enum sesame_storage_result since_once(struct store *s, long long since_ms,
+					     long long alive_at, revoked_each each, void *ctx,
+					     long long *now_ms, char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
-	MYSQL_BIND p[2], res[2];
+	MYSQL_BIND p[2], res[3];
 	/* The time first: a revocation committed after the ids are read is stamped after it. */
 	enum sesame_storage_result r = server_now(s, conn, now_ms, err, errlen);
 	if (r != SESAME_STORAGE_OK)
@@ -747,19 +812,20 @@ since_once(struct store *s, long long since_ms, long long alive_at,
 		return r;
 	char id[SESAME_TOKEN_ID_MAX + 1];
 	unsigned long len = 0;
-	long long expires_at = 0;
+	long long expires_at = 0, revoked_at = 0;
 	memset(res, 0, sizeof(res));
 	res[0].buffer_type = MYSQL_TYPE_STRING;
 	res[0].buffer = id;
 	res[0].buffer_length = SESAME_TOKEN_ID_MAX;
 	res[0].length = &len;
 	bind_long(&res[1], &expires_at);
+	bind_long(&res[2], &revoked_at);
 	if (mysql_stmt_bind_result(stmt, res) != 0)
 		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
 	int rc;
 	while ((rc = mysql_stmt_fetch(stmt)) == 0) {
 		id[len] = '\0';
-		each(ctx, id, expires_at);
+		each(ctx, id, expires_at, revoked_at);
 	}
 	if (rc != MYSQL_NO_DATA)
 		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
@@ -844,60 +910,95 @@ static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
 	return SESAME_STORAGE_OK;
 }
 
-/* In a transaction: revokes subject's live families but except until until, then calls each
- * (when not NULL) for each of them. On failure the connection is given back. */
-static enum sesame_storage_result revoke_subject_in(struct store *s, MYSQL *conn,
-						    const char *subject, const char *except,
-						    long long until,
-						    void (*each)(void *ctx, const char *id),
-						    void *ctx, char *err, size_t errlen)
+/* Writes subject's cutoff id into id; false, with the reason in err, when it cannot have one. */
+static bool cutoff_id(const char *subject, char id[SESAME_TOKEN_ID_MAX + 1], char *err,
+		      size_t errlen)
 {
-	char(*ids)[SESAME_TOKEN_ID_MAX + 1] = NULL;
-	size_t n = 0;
+	if (sesame_subject_cutoff_id(subject, id) == 0)
+		return true;
+	snprintf(err, errlen, "a subject is 1 to %d bytes of printable ASCII", SESAME_SUBJECT_MAX);
+	return false;
+}
+
+/* In a transaction, the families locked: the subject's cutoff, at the server's time now. */
+static enum sesame_storage_result revoke_cutoff(struct store *s, MYSQL *conn, const char *id,
+						long long until, char *err, size_t errlen)
+{
+	long long now_ms = 0;
+	enum sesame_storage_result r = server_now(s, conn, &now_ms, err, errlen);
+	MYSQL_BIND p[3];
+	unsigned long len;
+	bind_string(&p[0], id, &len);
+	bind_long(&p[1], &now_ms);
+	bind_long(&p[2], &until);
+	return r == SESAME_STORAGE_OK ? execute_only(s, conn, CUTOFF_SQL, p, err, errlen) : r;
+}
+
+/* A subject's revoked families: the callers name them only once they are committed. */
+struct revoked_families {
+	char (*ids)[SESAME_TOKEN_ID_MAX + 1];
+	size_t n;
+};
+
+/* In a transaction: revokes subject's live families but except until until and its cutoff
+ * (cutoff, its id), the families' ids in *out (to free). On failure the connection is given
+ * back. */
+static enum sesame_storage_result revoke_subject_in(struct store *s, MYSQL *conn,
+						    const char *subject, const char *cutoff,
+						    const char *except, long long until,
+						    struct revoked_families *out, char *err,
+						    size_t errlen)
+{
 	enum sesame_storage_result r =
-	    subject_families(s, conn, subject, except, &ids, &n, err, errlen);
-	for (size_t i = 0; r == SESAME_STORAGE_OK && i < n; i++)
-		r = revoke_in(s, conn, NULL, 0, ids[i], until, err, errlen);
-	for (size_t i = 0; r == SESAME_STORAGE_OK && each != NULL && i < n; i++)
-		each(ctx, ids[i]);
-	free(ids);
+	    subject_families(s, conn, subject, except, &out->ids, &out->n, err, errlen);
+	for (size_t i = 0; r == SESAME_STORAGE_OK && i < out->n; i++)
+		r = revoke_in(s, conn, NULL, 0, out->ids[i], until, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		r = revoke_cutoff(s, conn, cutoff, until, err, errlen);
 	return r;
 }
 
 static enum sesame_storage_result subject_revoke_once(struct store *s, const char *subject,
-						      const char *except, long long until,
+						      const char *cutoff, const char *except,
+						      long long until,
 						      void (*each)(void *ctx, const char *id),
 						      void *ctx, char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
+	struct revoked_families fam = {NULL, 0};
 	enum sesame_storage_result r = begin(s, conn, err, errlen);
 	if (r == SESAME_STORAGE_OK)
-		r = revoke_subject_in(s, conn, subject, except, until, each, ctx, err, errlen);
+		r = revoke_subject_in(s, conn, subject, cutoff, except, until, &fam, err, errlen);
 	if (r == SESAME_STORAGE_OK)
 		r = commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+	for (size_t i = 0; r == SESAME_STORAGE_OK && i < fam.n; i++)
+		each(ctx, fam.ids[i]);
+	free(fam.ids);
 	return r;
 }
 
-static enum sesame_storage_result subject_revoke_except(void *state, const char *subject,
-							const char *except, long long until,
-							void (*each)(void *ctx, const char *id),
-							void *ctx, char *err, size_t errlen)
-{
-	last_code = 0;
-	enum sesame_storage_result r =
-	    subject_revoke_once(state, subject, except, until, each, ctx, err, errlen);
-	if (again(r, false))
-		r = subject_revoke_once(state, subject, except, until, each, ctx, err, errlen);
-	return r;
-}
-
-static enum sesame_storage_result subject_revoke(void *state, const char *subject, long long until,
+static enum sesame_storage_result subject_revoke(void *state, const char *subject,
+						 const char *except_family, long long until,
 						 void (*each)(void *ctx, const char *id), void *ctx,
 						 char *err, size_t errlen)
 {
-	return subject_revoke_except(state, subject, NULL, until, each, ctx, err, errlen);
+	char cutoff[SESAME_TOKEN_ID_MAX + 1];
+	if (!cutoff_id(subject, cutoff, err, errlen))
+		return SESAME_STORAGE_FAILED;
+	enum sesame_storage_result r;
+	for (int tries = 1;; tries++) {
+		last_code = 0;
+		r = subject_revoke_once(state, subject, cutoff, except_family, until, each, ctx,
+					err, errlen);
+		if (!lost_conflict(state, r, tries))
+			break;
+	}
+	if (again(r, false))
+		r = subject_revoke_once(state, subject, cutoff, except_family, until, each, ctx,
+					err, errlen);
+	return r;
 }
 
 static enum sesame_storage_result family_create(void *state, const struct sesame_family *f,
@@ -913,9 +1014,14 @@ static enum sesame_storage_result family_rotate(void *state, const char *id, con
 						long long revoke_until, char *current,
 						long long *expires_at, char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = rotate_once(state, id, jti, next, grace_ms, revoke_until,
-						   current, expires_at, err, errlen);
+	enum sesame_storage_result r;
+	for (int tries = 1;; tries++) {
+		last_code = 0;
+		r = rotate_once(state, id, jti, next, grace_ms, revoke_until, current, expires_at,
+				err, errlen);
+		if (!lost_conflict(state, r, tries))
+			break;
+	}
 	if (again(r, false))
 		r = rotate_once(state, id, jti, next, grace_ms, revoke_until, current, expires_at,
 				err, errlen);
@@ -926,18 +1032,21 @@ static enum sesame_storage_result token_revoke(void *state, const char *jti, lon
 					       const char *family, long long family_until,
 					       char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r =
-	    revoke_once(state, jti, jti_until, family, family_until, err, errlen);
+	enum sesame_storage_result r;
+	for (int tries = 1;; tries++) {
+		last_code = 0;
+		r = revoke_once(state, jti, jti_until, family, family_until, err, errlen);
+		if (!lost_conflict(state, r, tries))
+			break;
+	}
 	if (again(r, true))
 		r = revoke_once(state, jti, jti_until, family, family_until, err, errlen);
 	return r;
 }
 
-static enum sesame_storage_result
-revoked_since(void *state, long long since_ms, long long alive_at,
-	      void (*each)(void *ctx, const char *id, long long expires_at), void *ctx,
-	      long long *now_ms, char *err, size_t errlen)
+static enum sesame_storage_result revoked_since(void *state, long long since_ms, long long alive_at,
+						revoked_each each, void *ctx, long long *now_ms,
+						char *err, size_t errlen)
 {
 	last_code = 0;
 	enum sesame_storage_result r =
@@ -1093,30 +1202,11 @@ static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 
 /* ---- user administration ---- */
 
-#define STATE_GET_SQL                                                                              \
-	"SELECT `disabled_at` FROM `sesame_user_state` WHERE `user_id` = ? AND `disabled_at` IS "  \
-	"NOT NULL"
 #define STATE_DISABLE_SQL                                                                          \
 	"INSERT INTO `sesame_user_state` (`user_id`, `disabled_at`) VALUES (?, UNIX_TIMESTAMP()) " \
 	"ON DUPLICATE KEY UPDATE `disabled_at` = COALESCE(`disabled_at`, VALUES(`disabled_at`))"
 #define STATE_DELETE_SQL	    "DELETE FROM `sesame_user_state` WHERE `user_id` = ?"
 #define SUBJECT_FAMILIES_DELETE_SQL "DELETE FROM `sesame_refresh_families` WHERE `subject` = ?"
-
-static enum sesame_storage_result disabled_once(struct store *s, long long id,
-						long long *disabled_at, char *err, size_t errlen)
-{
-	MYSQL_BIND p;
-	bind_long(&p, &id);
-	return read_long(s, STATE_GET_SQL, &p, disabled_at, err, errlen);
-}
-
-static enum sesame_storage_result user_disabled(void *state, long long id, long long *disabled_at,
-						char *err, size_t errlen)
-{
-	last_code = 0;
-	enum sesame_storage_result r = disabled_once(state, id, disabled_at, err, errlen);
-	return again(r, true) ? disabled_once(state, id, disabled_at, err, errlen) : r;
-}
 
 static enum sesame_storage_result set_disabled_once(struct store *s, long long id, bool disabled,
 						    char *err, size_t errlen)
@@ -1129,8 +1219,13 @@ static enum sesame_storage_result set_disabled_once(struct store *s, long long i
 static enum sesame_storage_result user_set_disabled(void *state, long long id, bool disabled,
 						    char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = set_disabled_once(state, id, disabled, err, errlen);
+	enum sesame_storage_result r;
+	for (int tries = 1;; tries++) {
+		last_code = 0;
+		r = set_disabled_once(state, id, disabled, err, errlen);
+		if (!lost_conflict(state, r, tries))
+			break;
+	}
 	return again(r, true) ? set_disabled_once(state, id, disabled, err, errlen) : r;
 }
 
@@ -1212,13 +1307,16 @@ static enum sesame_storage_result user_list(void *state, long long after, long l
 
 /* In the transaction: what sesame keeps about the user deleted with it. */
 static enum sesame_storage_result delete_state(struct store *s, MYSQL *conn, long long id,
-					       const char *subject, const char *email,
-					       long long until, char *err, size_t errlen)
+					       const char *subject, const char *cutoff,
+					       const char *email, long long until, char *err,
+					       size_t errlen)
 {
 	MYSQL_BIND p;
 	unsigned long len;
+	struct revoked_families fam = {NULL, 0};
 	enum sesame_storage_result r =
-	    revoke_subject_in(s, conn, subject, NULL, until, NULL, NULL, err, errlen);
+	    revoke_subject_in(s, conn, subject, cutoff, NULL, until, &fam, err, errlen);
+	free(fam.ids);
 	bind_string(&p, subject, &len);
 	if (r == SESAME_STORAGE_OK)
 		r = execute_only(s, conn, SUBJECT_FAMILIES_DELETE_SQL, &p, err, errlen);
@@ -1232,8 +1330,8 @@ static enum sesame_storage_result delete_state(struct store *s, MYSQL *conn, lon
 }
 
 static enum sesame_storage_result delete_once(struct store *s, long long id, const char *subject,
-					      const char *email, long long until, char *err,
-					      size_t errlen)
+					      const char *cutoff, const char *email,
+					      long long until, char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
@@ -1249,7 +1347,7 @@ static enum sesame_storage_result delete_once(struct store *s, long long id, con
 	my_ulonglong deleted = mysql_stmt_affected_rows(stmt);
 	mysql_stmt_reset(stmt);
 	if (deleted > 0)
-		r = delete_state(s, conn, id, subject, email, until, err, errlen);
+		r = delete_state(s, conn, id, subject, cutoff, email, until, err, errlen);
 	if (r == SESAME_STORAGE_OK)
 		r = commit(s, conn, deleted > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND, err,
 			   errlen);
@@ -1260,9 +1358,18 @@ static enum sesame_storage_result user_delete(void *state, long long id, const c
 					      const char *email, long long until, char *err,
 					      size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = delete_once(state, id, subject, email, until, err, errlen);
-	return again(r, false) ? delete_once(state, id, subject, email, until, err, errlen) : r;
+	char cutoff[SESAME_TOKEN_ID_MAX + 1];
+	if (!cutoff_id(subject, cutoff, err, errlen))
+		return SESAME_STORAGE_FAILED;
+	enum sesame_storage_result r;
+	for (int tries = 1;; tries++) {
+		last_code = 0;
+		r = delete_once(state, id, subject, cutoff, email, until, err, errlen);
+		if (!lost_conflict(state, r, tries))
+			break;
+	}
+	return again(r, false) ? delete_once(state, id, subject, cutoff, email, until, err, errlen)
+			       : r;
 }
 
 SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
@@ -1273,6 +1380,5 @@ SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .mi
 		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
 		      .token_purge = token_purge, .failure_check = failure_check,
 		      .failure_record = failure_record, .failure_reset = failure_reset,
-		      .ping = ping, .user_disabled = user_disabled,
-		      .user_set_disabled = user_set_disabled, .user_list = user_list,
-		      .user_delete = user_delete, .subject_revoke_except = subject_revoke_except);
+		      .ping = ping, .user_set_disabled = user_set_disabled, .user_list = user_list,
+		      .user_delete = user_delete);

@@ -76,7 +76,7 @@ enum {
 	USER_LIST,
 	USER_LIST_BARE,
 	USER_DELETE,
-	STATE_GET,
+	CUTOFF,
 	STATE_DISABLE,
 	STATE_DELETE,
 	SUBJECT_FAMILIES_DELETE,
@@ -108,8 +108,16 @@ static const char *const token_sql[STATEMENTS] = {
 	       "excluded.\"expires_at\", \"revoked_at\" = excluded.\"revoked_at\" WHERE "
 	       "\"expires_at\" <> 0 AND (excluded.\"expires_at\" = 0 OR excluded.\"expires_at\" > "
 	       "\"expires_at\")",
-    [REVOKED_SINCE] = "SELECT \"id\", \"expires_at\" FROM \"sesame_revoked_tokens\" WHERE "
-		      "\"revoked_at\" >= ?1 AND (\"expires_at\" = 0 OR \"expires_at\" >= ?2)",
+    /* A subject's cutoff always takes the new time (it only moves later) and the later
+     * expiry. */
+    [CUTOFF] = "INSERT INTO \"sesame_revoked_tokens\" (\"id\", \"revoked_at\", \"expires_at\") "
+	       "VALUES (?1, ?2, ?3) ON CONFLICT (\"id\") DO UPDATE SET \"revoked_at\" = "
+	       "excluded.\"revoked_at\", \"expires_at\" = CASE WHEN \"expires_at\" = 0 OR "
+	       "excluded.\"expires_at\" = 0 THEN 0 ELSE MAX(\"expires_at\", "
+	       "excluded.\"expires_at\") END",
+    [REVOKED_SINCE] = "SELECT \"id\", \"expires_at\", \"revoked_at\" FROM "
+		      "\"sesame_revoked_tokens\" WHERE \"revoked_at\" >= ?1 AND (\"expires_at\" "
+		      "= 0 OR \"expires_at\" >= ?2)",
     [PURGE_REVOKED] = "DELETE FROM \"sesame_revoked_tokens\" WHERE \"expires_at\" <> 0 AND "
 		      "\"expires_at\" < ?1",
     [PURGE_FAMILIES] = "DELETE FROM \"sesame_refresh_families\" WHERE \"expires_at\" < ?1",
@@ -127,8 +135,6 @@ static const char *const token_sql[STATEMENTS] = {
     [NOW] = "SELECT " SQLITE_MS,
     /* Reads the schema from the file: a file gone or unreadable fails here. */
     [PING] = "SELECT count(*) FROM \"sqlite_master\"",
-    [STATE_GET] = "SELECT \"disabled_at\" FROM \"sesame_user_state\" WHERE \"user_id\" = ?1 "
-		  "AND \"disabled_at\" IS NOT NULL",
     [STATE_DISABLE] = "INSERT INTO \"sesame_user_state\" (\"user_id\", \"disabled_at\") VALUES "
 		      "(?1, CAST(strftime('%s', 'now') AS INTEGER)) ON CONFLICT (\"user_id\") DO "
 		      "UPDATE SET \"disabled_at\" = COALESCE(\"disabled_at\", "
@@ -180,14 +186,20 @@ static void make_sql(struct store *s)
 	snprintf(s->sql[INSERT], sizeof(s->sql[INSERT]),
 		 "INSERT INTO \"%s\" (\"%s\", \"%s\", \"%s\") VALUES (?1, ?2, ?3) RETURNING \"%s\"",
 		 u->table, u->email, u->username, u->password, u->id);
-	snprintf(s->sql[FIND_BY_ID], sizeof(s->sql[FIND_BY_ID]),
-		 "SELECT \"%s\", \"%s\", \"%s\", \"%s\" FROM \"%s\" WHERE \"%s\" = ?1", u->id,
-		 u->email, u->username, u->password, u->table, u->id);
+	/* The user and whether it is disabled in one query, for a known e-mail as for one not
+	 * known: the time of a log-in does not tell them apart. */
+	snprintf(
+	    s->sql[FIND_BY_ID], sizeof(s->sql[FIND_BY_ID]),
+	    "SELECT u.\"%s\", u.\"%s\", u.\"%s\", u.\"%s\", st.\"disabled_at\" FROM \"%s\" u "
+	    "LEFT JOIN \"sesame_user_state\" st ON st.\"user_id\" = u.\"%s\" WHERE u.\"%s\" = ?1",
+	    u->id, u->email, u->username, u->password, u->table, u->id, u->id);
 	/* The explicit NOCASE also holds on a table whose column was made without it. */
 	snprintf(
 	    s->sql[FIND_BY_EMAIL], sizeof(s->sql[FIND_BY_EMAIL]),
-	    "SELECT \"%s\", \"%s\", \"%s\", \"%s\" FROM \"%s\" WHERE \"%s\" = ?1 COLLATE NOCASE",
-	    u->id, u->email, u->username, u->password, u->table, u->email);
+	    "SELECT u.\"%s\", u.\"%s\", u.\"%s\", u.\"%s\", st.\"disabled_at\" FROM \"%s\" u "
+	    "LEFT JOIN \"sesame_user_state\" st ON st.\"user_id\" = u.\"%s\" WHERE u.\"%s\" = ?1 "
+	    "COLLATE NOCASE",
+	    u->id, u->email, u->username, u->password, u->table, u->id, u->email);
 	snprintf(s->sql[SET_PASSWORD], sizeof(s->sql[SET_PASSWORD]),
 		 "UPDATE \"%s\" SET \"%s\" = ?1 WHERE \"%s\" = ?2", u->table, u->password, u->id);
 	/* A users table of another application may have no created_at: USER_LIST_BARE then. */
@@ -547,8 +559,32 @@ fail:
 	return -1;
 }
 
-/* In the master, before any fork: opens, migrates and closes. */
-static int migrate(void *state, char *err, size_t errlen)
+#define LATEST_VERSION (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
+
+/* Without apply: is the schema as new as this plugin's migrations? */
+static int check_version(sqlite3 *db, char *err, size_t errlen)
+{
+	char have[8] = "0";
+	int version = 0;
+	int rc = exec(db,
+		      "SELECT count(*) FROM \"sqlite_master\" WHERE \"type\" = 'table' AND "
+		      "\"name\" = 'sesame_migrations'",
+		      have, sizeof(have), err, errlen);
+	if (rc == 0 && strcmp(have, "0") != 0)
+		rc = applied_version(db, &version, err, errlen);
+	if (rc == 0 && version < LATEST_VERSION) {
+		snprintf(
+		    err, errlen,
+		    "the schema is at version %d, this sesamed needs %d: run sesamectl migrate",
+		    version, LATEST_VERSION);
+		rc = -1;
+	}
+	sqlite3_close(db);
+	return rc;
+}
+
+/* In a child of the master, before any fork: opens, migrates (or checks) and closes. */
+static int migrate(void *state, bool upgrade, char *err, size_t errlen)
 {
 	struct store *s = state;
 	sqlite3 *db = NULL;
@@ -556,6 +592,8 @@ static int migrate(void *state, char *err, size_t errlen)
 	err[0] = '\0';
 	if (open_db(s, &db, err, errlen) != 0)
 		return -1;
+	if (!upgrade)
+		return check_version(db, err, errlen);
 	int rc = exec(db,
 		      "CREATE TABLE IF NOT EXISTS \"sesame_migrations\" (\"version\" INTEGER NOT "
 		      "NULL PRIMARY KEY, \"name\" TEXT NOT NULL, \"applied_at\" TEXT NOT NULL "
@@ -634,7 +672,8 @@ static enum sesame_storage_result copy_user(sqlite3_stmt *st, struct sesame_user
 	*out = (struct sesame_user){.id = sqlite3_column_int64(st, 0),
 				    .email = col[0],
 				    .username = col[1],
-				    .password = col[2]};
+				    .password = col[2],
+				    .disabled_at = sqlite3_column_int64(st, 4)};
 	return SESAME_STORAGE_OK;
 }
 
@@ -962,54 +1001,68 @@ static int subject_families(const struct store *s, struct conn *c, const char *s
 	return rc == SQLITE_DONE ? 0 : rc;
 }
 
-/* In a transaction: revokes subject's live families but except until until, then calls
- * each (when not NULL) for each of them. 0, or the failing result code. */
-static int revoke_subject_in(const struct store *s, struct conn *c, const char *subject,
-			     const char *except, long long until,
-			     void (*each)(void *ctx, const char *id), void *ctx)
+/* Writes subject's cutoff id into id; false, with the reason in err, when it cannot have one. */
+static bool cutoff_id(const char *subject, char id[SESAME_TOKEN_ID_MAX + 1], char *err,
+		      size_t errlen)
 {
-	char(*ids)[SESAME_TOKEN_ID_MAX + 1] = NULL;
-	size_t n = 0;
+	if (sesame_subject_cutoff_id(subject, id) == 0)
+		return true;
+	snprintf(err, errlen, "a subject is 1 to %d bytes of printable ASCII", SESAME_SUBJECT_MAX);
+	return false;
+}
+
+/* A subject's revoked families: the callers name them only once they are committed. */
+struct revoked_families {
+	char (*ids)[SESAME_TOKEN_ID_MAX + 1];
+	size_t n;
+};
+
+/* In a transaction: revokes subject's live families but except until until, their ids in
+ * *out (to free), and its cutoff (cutoff, its id). 0, or the failing result code. */
+static int revoke_subject_in(const struct store *s, struct conn *c, const char *subject,
+			     const char *cutoff, const char *except, long long until,
+			     struct revoked_families *out)
+{
 	long long now = 0;
 	int rc = store_now(s, c, &now);
 	if (rc == 0)
-		rc = subject_families(s, c, subject, except, now, &ids, &n);
-	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = revoke_in(s, c, NULL, 0, ids[i], until);
-	for (size_t i = 0; rc == 0 && each != NULL && i < n; i++)
-		each(ctx, ids[i]);
-	free(ids);
+		rc = subject_families(s, c, subject, except, now, &out->ids, &out->n);
+	for (size_t i = 0; rc == 0 && i < out->n; i++)
+		rc = revoke_in(s, c, NULL, 0, out->ids[i], until);
+	struct family_args a = {.id = cutoff, .now_ms = now, .until = until};
+	if (rc == 0)
+		rc = run_stmt(s, c, CUTOFF, bind_revoke, &a);
 	return rc;
 }
 
-static enum sesame_storage_result subject_revoke_except(void *state, const char *subject,
-							const char *except, long long until,
-							void (*each)(void *ctx, const char *id),
-							void *ctx, char *err, size_t errlen)
-{
-	struct store *s = state;
-	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	int rc = begin(s, c);
-	if (rc == 0)
-		rc = revoke_subject_in(s, c, subject, except, until, each, ctx);
-	enum sesame_storage_result r = end(s, c, rc, SESAME_STORAGE_OK, err, errlen);
-	release(s->pool, c);
-	return r;
-}
-
-static enum sesame_storage_result subject_revoke(void *state, const char *subject, long long until,
+static enum sesame_storage_result subject_revoke(void *state, const char *subject,
+						 const char *except_family, long long until,
 						 void (*each)(void *ctx, const char *id), void *ctx,
 						 char *err, size_t errlen)
 {
-	return subject_revoke_except(state, subject, NULL, until, each, ctx, err, errlen);
+	struct store *s = state;
+	char cutoff[SESAME_TOKEN_ID_MAX + 1];
+	if (s->pool == NULL)
+		return not_started(err, errlen);
+	if (!cutoff_id(subject, cutoff, err, errlen))
+		return SESAME_STORAGE_FAILED;
+	struct revoked_families fam = {NULL, 0};
+	struct conn *c = acquire(s->pool);
+	int rc = begin(s, c);
+	if (rc == 0)
+		rc = revoke_subject_in(s, c, subject, cutoff, except_family, until, &fam);
+	enum sesame_storage_result r = end(s, c, rc, SESAME_STORAGE_OK, err, errlen);
+	release(s->pool, c);
+	for (size_t i = 0; r == SESAME_STORAGE_OK && i < fam.n; i++)
+		each(ctx, fam.ids[i]);
+	free(fam.ids);
+	return r;
 }
 
 static enum sesame_storage_result
 revoked_since(void *state, long long since_ms, long long alive_at,
-	      void (*each)(void *ctx, const char *id, long long expires_at), void *ctx,
-	      long long *now_ms, char *err, size_t errlen)
+	      void (*each)(void *ctx, const char *id, long long expires_at, long long revoked_at),
+	      void *ctx, long long *now_ms, char *err, size_t errlen)
 {
 	struct store *s = state;
 	if (s->pool == NULL)
@@ -1026,7 +1079,8 @@ revoked_since(void *state, long long since_ms, long long alive_at,
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			const unsigned char *id = sqlite3_column_text(st, 0);
 			if (id != NULL)
-				each(ctx, (const char *)id, sqlite3_column_int64(st, 1));
+				each(ctx, (const char *)id, sqlite3_column_int64(st, 1),
+				     sqlite3_column_int64(st, 2));
 		}
 		done_with(st);
 	}
@@ -1145,12 +1199,6 @@ static void bind_id(sqlite3_stmt *st, const void *ctx)
 	sqlite3_bind_int64(st, 1, *(const long long *)ctx);
 }
 
-static enum sesame_storage_result user_disabled(void *state, long long id, long long *disabled_at,
-						char *err, size_t errlen)
-{
-	return read_integer(state, STATE_GET, bind_id, &id, disabled_at, err, errlen);
-}
-
 static enum sesame_storage_result user_set_disabled(void *state, long long id, bool disabled,
 						    char *err, size_t errlen)
 {
@@ -1206,14 +1254,19 @@ static enum sesame_storage_result user_delete(void *state, long long id, const c
 	struct store *s = state;
 	if (s->pool == NULL)
 		return not_started(err, errlen);
+	char cutoff[SESAME_TOKEN_ID_MAX + 1];
+	if (!cutoff_id(subject, cutoff, err, errlen))
+		return SESAME_STORAGE_FAILED;
 	struct failure_args fa = {.account = email};
+	struct revoked_families fam = {NULL, 0};
 	struct conn *c = acquire(s->pool);
 	int rc = begin(s, c);
 	if (rc == 0)
 		rc = run_stmt(s, c, USER_DELETE, bind_id, &id);
 	bool found = rc == 0 && sqlite3_changes(c->db) > 0;
 	if (rc == 0 && found)
-		rc = revoke_subject_in(s, c, subject, NULL, until, NULL, NULL);
+		rc = revoke_subject_in(s, c, subject, cutoff, NULL, until, &fam);
+	free(fam.ids);
 	if (rc == 0 && found)
 		rc = run_stmt(s, c, SUBJECT_FAMILIES_DELETE, bind_subject, subject);
 	if (rc == 0 && found)
@@ -1234,6 +1287,5 @@ SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .mig
 		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
 		      .token_purge = token_purge, .failure_check = failure_check,
 		      .failure_record = failure_record, .failure_reset = failure_reset,
-		      .ping = ping, .user_disabled = user_disabled,
-		      .user_set_disabled = user_set_disabled, .user_list = user_list,
-		      .user_delete = user_delete, .subject_revoke_except = subject_revoke_except);
+		      .ping = ping, .user_set_disabled = user_set_disabled, .user_list = user_list,
+		      .user_delete = user_delete);

@@ -636,3 +636,27 @@ def test_revoke_reads_only_the_claims_it_needs(sesamed, storage):
         r = s.get("/users/me", headers={**bearer(pair["access_token"]), "Connection": "close"})
         assert r.status_code == 401 and r.json()["error"] == "token revoked"
     assert refresh(s, pair["refresh_token"]).status_code == 401
+
+
+def test_a_transaction_that_waited_too_long_for_a_lock_is_run_again(sesamed, mariadb):
+    s = make_app(sesamed, mariadb.storage(mariadb.database))
+    sub = jwt.decode(s.first["access_token"], SECRET, algorithms=["HS256"])["sub"]
+    # Another connection holds the row of the user's cutoff for longer than one lock wait
+    # (5 s): the first try times out (1205) and is rolled back, the next one goes through.
+    holder = subprocess.Popen(
+        ["mariadb", "--no-defaults", "--unbuffered", "-N", "-uroot", f"--socket={mariadb.socket}",
+         mariadb.database,
+         "-e", f"START TRANSACTION; INSERT INTO sesame_revoked_tokens VALUES ('sub:{sub}', 0, 0);"
+         " SELECT 'locked'; SELECT SLEEP(7); ROLLBACK;"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        start = time.monotonic()
+        r = s.post("/users/logout/all", headers=bearer(s.first["access_token"]), timeout=60)
+        took = time.monotonic() - start
+    finally:
+        holder.wait(60)
+    assert r.status_code == 200, r.text
+    assert r.json()["sessions"] == 1
+    assert took > 5
+    assert "lost a lock conflict (1205): retried" in s.log()
+    assert refresh(s, s.first["refresh_token"]).status_code == 401

@@ -7,6 +7,8 @@ import signal
 import socket
 import stat
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import jwt
@@ -320,3 +322,103 @@ def test_a_stale_control_socket_is_replaced(sesamed):
     stale.close()
     s.start()
     assert status(s)["pid"] == s.proc.pid
+
+
+# ---- tokens without a refresh family: the subject's cutoff ----
+
+AUTH_ROUTES = dict(USERS_ROUTES, **{"auth.lua": (
+    Path(__file__).resolve().parents[2] / "etc/sesame/routes/auth.lua").read_text()})
+
+
+@pytest.fixture(params=[("sqlite", "900"), ("mariadb", "900"), ("sqlite", "false"),
+                        ("mariadb", "false")], ids=lambda p: f"{p[0]}-access_expires={p[1]}")
+def cutoff_app(request, sesamed):
+    backend, expires = request.param
+    if backend == "sqlite":
+        storage = 'storage = { backend = "sqlite", sqlite = { path = "sesame.db" } }\n'
+    else:
+        db = request.getfixturevalue("mariadb")
+        storage = db.storage(db.database)
+    s = sesamed(routes=AUTH_ROUTES, more=storage + (
+        f'jwt = {{ secret = "{SECRET}", access_expires = {expires}, '
+        'revocation_refresh = 0.5 }\n'))
+    s.ctl = lambda *args, input=None: subprocess.run(
+        [SESAMECTL, "-c", str(s.config), *args], input=input, capture_output=True, text=True,
+        timeout=120)
+    s.access_expires = None if expires == "false" else int(expires)
+    return s
+
+
+def flask_access(sub, expires):
+    """An access token as flask-jwt-extended lays it out (no fam), signed with the secret."""
+    now = int(time.time())
+    claims = {"fresh": False, "iat": now, "jti": str(uuid.uuid4()), "type": "access",
+              "sub": str(sub), "nbf": now}
+    if expires is not None:
+        claims["exp"] = now + expires
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def verify(s, token):
+    return s.get("/auth/verify", headers=bearer(token)).status_code
+
+
+def user_id(s, email):
+    return json.loads(s.ctl("user", "show", email, "--json").stdout)["id"]
+
+
+def after_the_cutoffs_second():
+    """A token issued in the cutoff's own second counts as issued before it."""
+    time.sleep(1.1)
+
+
+def test_disable_refuses_tokens_without_a_family(cutoff_app):
+    s = cutoff_app
+    add(s, "ann@example.com")
+    uid = user_id(s, "ann@example.com")
+    flask = flask_access(uid, s.access_expires)
+    other = flask_access(uid + 1, s.access_expires)  # another subject: untouched
+    assert verify(s, flask) == 200 and verify(s, other) == 200
+    assert s.ctl("user", "disable", "ann@example.com").returncode == 0
+    assert wait_for(lambda: verify(s, flask) == 401, timeout=10)
+    assert s.get("/auth/verify", headers=bearer(flask)).json()["error"] == "token revoked"
+    assert verify(s, other) == 200
+    assert s.ctl("user", "enable", "ann@example.com").returncode == 0
+    after_the_cutoffs_second()
+    tokens = login(s, "ann@example.com", "correct horse").json()
+    assert verify(s, tokens["access_token"]) == 200
+    assert verify(s, flask_access(uid, s.access_expires)) == 200
+    assert verify(s, flask) == 401
+
+
+def test_logout_all_refuses_tokens_without_a_family(cutoff_app):
+    s = cutoff_app
+    add(s, "ann@example.com")
+    uid = user_id(s, "ann@example.com")
+    flask = flask_access(uid, s.access_expires)
+    tokens = login(s, "ann@example.com", "correct horse").json()
+    assert verify(s, flask) == 200
+    r = s.post("/users/logout/all", headers=bearer(tokens["access_token"]))
+    assert r.status_code == 200 and r.json()["sessions"] == 1
+    assert wait_for(lambda: verify(s, flask) == 401, timeout=10)
+    # Logged in again at once: a token of a new family is not refused by the cutoff.
+    again = login(s, "ann@example.com", "correct horse").json()
+    assert verify(s, again["access_token"]) == 200
+    after_the_cutoffs_second()
+    assert verify(s, flask_access(uid, s.access_expires)) == 200
+    # A second logout everywhere moves the cutoff later.
+    newer = flask_access(uid, s.access_expires)
+    assert s.post("/users/logout/all", headers=bearer(again["access_token"])).status_code == 200
+    assert wait_for(lambda: verify(s, newer) == 401, timeout=10)
+
+
+def test_delete_refuses_tokens_without_a_family(cutoff_app):
+    s = cutoff_app
+    add(s, "ann@example.com")
+    uid = user_id(s, "ann@example.com")
+    flask = flask_access(uid, s.access_expires)
+    assert verify(s, flask) == 200
+    assert s.ctl("user", "delete", "ann@example.com", "--yes").returncode == 0
+    assert wait_for(lambda: verify(s, flask) == 401, timeout=10)
+    add(s, "ann@example.com")  # the address again: a new user, a new id
+    assert login(s, "ann@example.com", "correct horse").status_code == 200

@@ -48,15 +48,17 @@ def test_migrations_are_applied_once(sesamed):
     tables = query(db, "SELECT name FROM sqlite_master WHERE type = 'table' "
                        "AND name NOT LIKE 'sqlite_%' ORDER BY name")
     assert tables == [("sesame_login_failures",), ("sesame_migrations",),
-                      ("sesame_refresh_families",), ("sesame_revoked_tokens",), ("users",)]
-    applied = [(1, "001_users"), (2, "002_token_state"), (3, "003_login_failures")]
+                      ("sesame_refresh_families",), ("sesame_revoked_tokens",),
+                      ("sesame_user_state",), ("users",)]
+    applied = [(1, "001_users"), (2, "002_token_state"), (3, "003_login_failures"),
+               (4, "004_user_state")]
     assert query(db, "SELECT version, name FROM sesame_migrations") == applied
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
     assert s.stop() == 0
     s.start()
-    assert s.log().count("applied migration") == 3
+    assert s.log().count("applied migration") == 4
     assert query(db, "SELECT version, name FROM sesame_migrations") == applied
 
 
@@ -243,3 +245,26 @@ def test_bad_sqlite_settings(sesamed, sqlite, message):
     assert r.returncode == 1
     assert f"{s.config}:4: {message}" in r.stderr  # the storage line
     assert not (s.dir / "sesame.db").exists()
+
+
+def test_an_old_schema_without_migrate_refuses_to_start(sesamed):
+    s = sesamed(start=False, routes=ROUTES, more=STORAGE.replace("sqlite = {",
+                                                                 "migrate = false, sqlite = {"))
+    ctl = [str(Path(SESAMED).parent / "sesamectl"), "-c", str(s.config), "migrate"]
+    assert subprocess.run(ctl, capture_output=True, timeout=60).returncode == 0
+    # The schema of the sesamed before: its last migration not applied.
+    db = sqlite3.connect(s.dir / "sesame.db")
+    db.execute("DROP TABLE sesame_user_state")
+    db.execute("DELETE FROM sesame_migrations WHERE version = 4")
+    db.commit()
+    db.close()
+    r = run_foreground(s)
+    assert r.returncode == 1
+    assert ("sesamed: storage: the schema is at version 3, this sesamed needs 4: run sesamectl "
+            "migrate") in r.stderr
+    assert "serving on" not in r.stderr
+    assert query(s.dir / "sesame.db", "SELECT MAX(version) FROM sesame_migrations") == [(3,)]
+    assert subprocess.run(ctl, capture_output=True, timeout=60).returncode == 0
+    s.start()
+    assert s.post("/create", json=user(1)).status_code == 200
+    assert s.get("/find", params={"email": "user1@example.com"}).status_code == 200

@@ -23,15 +23,16 @@ def test_migrations_create_the_schema_once(sesamed, mariadb):
     s.wait_log("applied migration 001_users")
     tables = mariadb.sql("SHOW TABLES", mariadb.database).stdout.split()
     assert sorted(tables) == ["sesame_login_failures", "sesame_migrations",
-                              "sesame_refresh_families", "sesame_revoked_tokens", "users"]
+                              "sesame_refresh_families", "sesame_revoked_tokens",
+                              "sesame_user_state", "users"]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
-    assert s.log().count("applied migration") == 5
+    assert s.log().count("applied migration") == 6
     rows = mariadb.sql("SELECT version, name FROM sesame_migrations ORDER BY version",
                        mariadb.database).stdout
     assert rows.split() == ["1", "001_users", "2", "002_unique_email", "3",
                             "003_refresh_families", "4", "004_revoked_tokens", "5",
-                            "005_login_failures"]
+                            "005_login_failures", "6", "006_user_state"]
 
 
 def test_create_and_find(sesamed, mariadb):
@@ -186,7 +187,9 @@ def test_two_masters_migrating_at_once(sesamed, mariadb):
         assert p.returncode == 0, err
     rows = mariadb.sql("SELECT version FROM sesame_migrations ORDER BY version",
                        mariadb.database).stdout.split()
-    assert rows == ["1", "2", "3", "4", "5"]
+    migrations = sorted((Path(__file__).resolve().parents[2] / "scripts/schema/mariadb").glob(
+        "[0-9]*.sql"))
+    assert rows == [str(int(m.name[:3])) for m in migrations]
 
 
 def test_a_server_restart_costs_no_request(sesamed, mariadb):
@@ -236,3 +239,23 @@ def test_a_storage_table_of_the_wrong_type_is_reported_once(sesamed, setting, me
     r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr.count(message) == 1, r.stderr
+
+
+def test_an_old_schema_without_migrate_refuses_to_start(sesamed, mariadb):
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database, "migrate = false"),
+                start=False)
+    ctl = [str(Path(SESAMED).parent / "sesamectl"), "-c", str(s.config), "migrate"]
+    assert subprocess.run(ctl, capture_output=True, timeout=120).returncode == 0
+    # The schema of the sesamed before: its last migration not applied.
+    mariadb.sql("DROP TABLE sesame_user_state; DELETE FROM sesame_migrations WHERE version = 6",
+                mariadb.database)
+    r = subprocess.run([SESAMED, "-f", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1
+    assert ("sesamed: storage: the schema is at version 5, this sesamed needs 6: run sesamectl "
+            "migrate") in r.stderr
+    assert "serving on" not in r.stderr
+    assert subprocess.run(ctl, capture_output=True, timeout=120).returncode == 0
+    s.start()
+    assert s.post("/create", json=user(11)).status_code == 200
+    assert s.get("/find", params={"email": "user11@example.com"}).status_code == 200
