@@ -12,8 +12,9 @@
  * (respawn backoff, the watchdog, the stop deadline, the look at the workers' heartbeats) are
  * that loop's timeout. A serving worker whose heartbeat in the scoreboard is older than
  * server.hang_timeout has a loop that no longer turns: it is killed, its route logged, and it is
- * replaced like any worker that dies. The metrics segment hears of the generation and of how
- * many of its workers serve (GET /readyz reads it), and of every restart.
+ * replaced like any worker that dies. The metrics segment hears of the generation, of how
+ * many of its workers serve, of whether every slot has a serving worker of any generation
+ * (GET /readyz reads it), and of every restart.
  */
 #include "autoconfig.h"
 
@@ -212,10 +213,44 @@ static int count_workers(bool current_ready_only)
 	return n;
 }
 
-/* The metrics segment's view of the current generation: its size, and who of it serves. */
+/* A worker that takes requests now: it said it serves, and it is neither draining nor hung. */
+static bool serving(const struct wrec *w)
+{
+	return w->pid != 0 && w->ready && !w->retiring && !w->hung;
+}
+
+/*
+ * Whether every worker slot has a serving worker, of whichever generation: the older
+ * generation drains only once the new one is complete, so it covers the slots during a reload,
+ * and for good when the new workers cannot start. A slot without one leaves its socket's
+ * connections waiting. Sockets that systemd passed are shared by every worker: there the set is
+ * incomplete only when no worker serves at all.
+ */
+static bool workers_complete(void)
+{
+	bool any = false;
+	bool covered[CONFIG_MAX_WORKERS] = {false};
+	for (int i = 0; i < MAX_RECORDS; i++) {
+		if (!serving(&m.w[i]))
+			continue;
+		any = true;
+		if (m.w[i].slot < CONFIG_MAX_WORKERS)
+			covered[m.w[i].slot] = true;
+	}
+	if (m.socks.inherited)
+		return any;
+	for (int slot = 0; slot < m.cfg->workers; slot++) {
+		if (!covered[slot])
+			return false;
+	}
+	return true;
+}
+
+/* The metrics segment's view of the workers: the current generation's size and who of it
+ * serves, and whether the node's worker set is complete (GET /readyz). */
 static void publish_workers(void)
 {
-	metrics_workers(m.gen, m.cfg->workers, count_workers(true));
+	metrics_workers(m.gen, m.cfg->workers, count_workers(true), workers_complete());
 }
 
 /*

@@ -68,6 +68,7 @@ struct worker_gauges {
 struct segment {
 	double start_time;
 	_Atomic uint64_t generation, configured, serving;
+	_Atomic bool complete; /* every worker slot has a serving worker (GET /readyz) */
 	_Atomic uint64_t restarts[3];
 	struct name_slot routes[ROUTES];
 	struct name_slot rules[RULES];
@@ -176,13 +177,14 @@ int metrics_shared_init(size_t nrecords)
 	return 0;
 }
 
-void metrics_workers(unsigned generation, int configured, int serving)
+void metrics_workers(unsigned generation, int configured, int serving, bool complete)
 {
 	if (seg == NULL)
 		return;
 	atomic_store_explicit(&seg->generation, generation, memory_order_relaxed);
 	atomic_store_explicit(&seg->configured, (uint64_t)configured, memory_order_relaxed);
 	atomic_store_explicit(&seg->serving, (uint64_t)serving, memory_order_relaxed);
+	atomic_store_explicit(&seg->complete, complete, memory_order_relaxed);
 }
 
 void metrics_restart(enum metrics_restart reason)
@@ -207,7 +209,7 @@ bool metrics_workers_complete(void)
 {
 	if (seg == NULL)
 		return true;
-	return get(&seg->serving) >= get(&seg->configured);
+	return atomic_load_explicit(&seg->complete, memory_order_relaxed);
 }
 
 /* ---- recording ---- */

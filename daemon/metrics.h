@@ -47,8 +47,11 @@ int metrics_shared_init(size_t nrecords);
 
 /* ---- the master ---- */
 
-/* The current generation, its configured workers and how many of them serve. */
-void metrics_workers(unsigned generation, int configured, int serving);
+/*
+ * The current generation, its configured workers and how many of them serve; and whether
+ * the node's worker set is complete, which the master judges over every generation.
+ */
+void metrics_workers(unsigned generation, int configured, int serving, bool complete);
 /* A worker of the current generation died and is replaced. */
 void metrics_restart(enum metrics_restart reason);
 /* Record rec's worker is gone (reaped): its gauges return to zero. */
@@ -59,7 +62,7 @@ void metrics_worker_gone(size_t rec);
 /* In a newly forked worker: its gauges are record rec's. */
 void metrics_worker_bind(size_t rec);
 
-/* Whether the current generation has all its workers serving (GET /readyz). */
+/* Whether the master last found the worker set complete (GET /readyz). */
 bool metrics_workers_complete(void);
 
 /*
