@@ -459,7 +459,7 @@ static void render_jobs(FILE *f)
 	       "Requests answered 503 server busy because a job queue was full.");
 	fprintf(f, "sesame_jobs_shed_total %llu\n", (unsigned long long)get(&seg->shed));
 	header(f, "sesame_jobs_dropped_total", "counter",
-	       "Jobs given up because their request timed out or its client left.");
+	       "Jobs given up before they started: their request timed out or its client left.");
 	counters(f, "sesame_jobs_dropped_total", "reason", drop_reasons, seg->dropped, 2);
 	header(f, "sesame_db_pool_connections", "gauge",
 	       "The workers' MariaDB connections: lent to a call, or open and waiting.");
