@@ -20,7 +20,11 @@ enum metrics_drop { METRICS_DROP_TIMEOUT, METRICS_DROP_CLIENT_GONE };
 enum metrics_restart { METRICS_RESTART_CRASH, METRICS_RESTART_EXIT, METRICS_RESTART_HANG };
 enum metrics_revocation { METRICS_REVOKE, METRICS_REVOKE_ALL, METRICS_REVOKE_REUSE };
 
-/* One per storage ABI call that the core makes (struct sesame_storage). */
+/*
+ * One per storage ABI call that sesamed's workers make (struct sesame_storage), counted where
+ * it is made. The calls only sesamectl makes (user_list, user_delete, user_set_disabled) run in
+ * its own process, outside the segment, and have none.
+ */
 enum metrics_storage_op {
 	METRICS_USER_CREATE,
 	METRICS_USER_FIND,
