@@ -52,8 +52,11 @@ static void *thread_main(void *arg)
 			jobs->queue_tail = NULL;
 		pthread_mutex_unlock(&jobs->lock);
 
-		if (!atomic_load(&job->cancelled))
+		int cancelled = atomic_exchange(&job->cancelled, -1); /* -1: taken, too late */
+		if (cancelled == 0)
 			job->run(job);
+		else
+			metrics_jobs_dropped((enum metrics_drop)(cancelled - 1));
 
 		pthread_mutex_lock(&jobs->lock);
 		job->next = NULL;
@@ -123,7 +126,7 @@ int jobs_submit(struct jobs *jobs, struct job *job)
 	if (jobs->pending >= jobs->max_pending)
 		return -1;
 	job->next = NULL;
-	atomic_init(&job->cancelled, false);
+	atomic_init(&job->cancelled, 0);
 	jobs->pending++;
 	metrics_jobs_queued(1);
 	pthread_mutex_lock(&jobs->lock);
@@ -137,9 +140,10 @@ int jobs_submit(struct jobs *jobs, struct job *job)
 	return 0;
 }
 
-void jobs_cancel(struct job *job)
+void jobs_cancel(struct job *job, enum metrics_drop reason)
 {
-	atomic_store(&job->cancelled, true);
+	int wanted = 0;
+	atomic_compare_exchange_strong(&job->cancelled, &wanted, (int)reason + 1);
 }
 
 size_t jobs_pending(const struct jobs *jobs)

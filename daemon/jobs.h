@@ -6,13 +6,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "metrics.h"
+
 struct event_base;
 
 struct job {
 	void (*run)(struct job *job);  /* on a job thread: no Lua, no libevent */
 	void (*done)(struct job *job); /* on the event loop, once run has returned or was skipped */
 	struct job *next;
-	atomic_bool cancelled; /* set by jobs_cancel: run is skipped if it has not started */
+	atomic_int cancelled; /* 0; jobs_cancel's reason + 1; -1 once a thread took it */
 };
 
 struct jobs;
@@ -30,11 +32,12 @@ struct jobs *jobs_new(struct event_base *base, int nthreads, size_t max_pending)
 int jobs_submit(struct jobs *jobs, struct job *job);
 
 /*
- * Marks a submitted job as no longer wanted (its request is gone): a job thread that has not
- * started it skips run, and done is called all the same. From the loop; safe against the
- * threads.
+ * Marks a submitted job as no longer wanted, for reason (its request timed out, its client
+ * left): a job thread that has not started it skips run, counts it as dropped for reason, and
+ * done is called all the same. A job already running or run is neither stopped nor counted.
+ * From the loop; safe against the threads.
  */
-void jobs_cancel(struct job *job);
+void jobs_cancel(struct job *job, enum metrics_drop reason);
 
 /* Jobs submitted whose done callback has not run yet. */
 size_t jobs_pending(const struct jobs *jobs);

@@ -81,10 +81,8 @@ static int job_continue(lua_State *L, int status, lua_KContext ctx)
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct luaapi_call *call = arg;
-	if (call->job != NULL) {
-		jobs_cancel(&call->job->job);
-		metrics_jobs_dropped(METRICS_DROP_TIMEOUT);
-	}
+	if (call->job != NULL)
+		jobs_cancel(&call->job->job, METRICS_DROP_TIMEOUT);
 	log_error("%s: handler did not finish within server.handler_timeout (%d s)",
 		  call->r->route->name, call->api->cfg->handler_timeout);
 	http_reply_error(call->r, 503, "request timed out", NULL);
@@ -95,10 +93,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 static void on_gone(void *arg)
 {
 	struct luaapi_call *call = arg;
-	if (call->job != NULL) {
-		jobs_cancel(&call->job->job);
-		metrics_jobs_dropped(METRICS_DROP_CLIENT_GONE);
-	}
+	if (call->job != NULL)
+		jobs_cancel(&call->job->job, METRICS_DROP_CLIENT_GONE);
 	if (call->deadline != NULL)
 		evtimer_del(call->deadline);
 	http_reply_gone(call->r);

@@ -10,10 +10,10 @@
  * worker's, so that a slow database never stops this loop from feeding the watchdog. Signals
  * are read from a signalfd in one poll loop together with the workers' "ready" pipes; timers
  * (respawn backoff, the watchdog, the stop deadline, the look at the workers' heartbeats) are
- * that loop's timeout. A serving worker whose heartbeat in the scoreboard is older than
- * server.hang_timeout has a loop that no longer turns: it is killed, its route logged, and it is
- * replaced like any worker that dies. The metrics segment hears of the generation and of how
- * many of its workers serve (GET /readyz reads it), and of every restart.
+ * that loop's timeout. The workers' records, their backoff and the judgements over them (a
+ * hung worker, a complete set) are roster.c's. The metrics segment hears of the generation, of
+ * how many of its workers serve, of whether every slot has a serving worker of any generation
+ * (GET /readyz reads it), and of every restart.
  */
 #include "autoconfig.h"
 
@@ -43,39 +43,17 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "roster.h"
 #include "scoreboard.h"
 #include "worker.h"
 
-/* Workers alive at once: the serving generation and up to three older ones still draining. */
-#define MAX_RECORDS    (4 * CONFIG_MAX_WORKERS)
-#define BACKOFF_MAX_MS 10000
-#define STABLE_MS      2000 /* a worker that lived this long was not crash-looping */
-#define HANG_CHECK_MS  250  /* how often the heartbeats are looked at */
-
-struct wrec {
-	pid_t pid; /* 0: free record */
-	int slot;
-	unsigned gen;
-	int ready_fd;
-	bool ready;
-	bool retiring;
-	bool hung; /* killed for a stale heartbeat */
-	uint64_t started_ms;
-	uint64_t kill_at; /* when retiring: SIGKILL if still alive then */
-};
-
-struct slotstate {
-	int failures;
-	uint64_t respawn_at; /* 0: nothing to respawn */
-};
+#define HANG_CHECK_MS 250 /* how often the heartbeats are looked at */
 
 static struct {
 	struct config *cfg;
 	const struct master_opts *opts;
 	unsigned gen;
 	struct listen_set socks;
-	struct wrec w[MAX_RECORDS];
-	struct slotstate slots[CONFIG_MAX_WORKERS]; /* one per worker slot */
 	struct scoreboard_slot *sb;
 	int sigfd;
 	bool announced; /* READY=1 sent for the current generation */
@@ -101,15 +79,6 @@ static int open_sockets(const struct config *cfg)
 
 /* ---- workers ---- */
 
-static int free_record(void)
-{
-	for (int i = 0; i < MAX_RECORDS; i++) {
-		if (m.w[i].pid == 0)
-			return i;
-	}
-	return -1;
-}
-
 /*
  * In a process forked from the master: closes what is the master's alone, but the sockets of
  * slot (none when slot < 0), which go to fds; returns how many.
@@ -124,9 +93,9 @@ static size_t shed_master_fds(int slot, int *fds)
 		else
 			close(m.socks.socks[i].fd);
 	}
-	for (int i = 0; i < MAX_RECORDS; i++) {
-		if (m.w[i].pid != 0 && m.w[i].ready_fd >= 0)
-			close(m.w[i].ready_fd);
+	for (int i = 0; i < ROSTER_RECORDS; i++) {
+		if (roster_at(i)->pid != 0 && roster_at(i)->ready_fd >= 0)
+			close(roster_at(i)->ready_fd);
 	}
 	if (m.parent_fd >= 0)
 		close(m.parent_fd);
@@ -157,7 +126,7 @@ static void child_main(int rec, int slot, int ready_fd, pid_t master)
 
 static int spawn(int slot)
 {
-	int rec = free_record();
+	int rec = roster_free_record();
 	int pipefd[2];
 	if (rec < 0 || pipe2(pipefd, O_CLOEXEC) != 0) {
 		log_error("cannot start a worker for slot %d: %s", slot,
@@ -178,11 +147,11 @@ static int spawn(int slot)
 		child_main(rec, slot, pipefd[1], master);
 	}
 	close(pipefd[1]);
-	m.w[rec] = (struct wrec){.pid = pid,
-				 .slot = slot,
-				 .gen = m.gen,
-				 .ready_fd = pipefd[0],
-				 .started_ms = clock_mono_ms()};
+	*roster_at(rec) = (struct roster_worker){.pid = pid,
+						 .slot = slot,
+						 .gen = m.gen,
+						 .ready_fd = pipefd[0],
+						 .started_ms = clock_mono_ms()};
 	log_debug("worker %ld started for slot %d", (long)pid, slot);
 	return 0;
 }
@@ -192,30 +161,19 @@ static void publish_workers(void);
 static void spawn_generation(void)
 {
 	for (int slot = 0; slot < m.cfg->workers; slot++) {
-		m.slots[slot] = (struct slotstate){0};
+		roster_slot_reset(slot);
 		if (spawn(slot) != 0)
-			m.slots[slot].respawn_at = clock_mono_ms() + 1000;
+			roster_respawn_at(slot, clock_mono_ms() + 1000);
 	}
 	publish_workers();
 }
 
-static int count_workers(bool current_ready_only)
-{
-	int n = 0;
-	for (int i = 0; i < MAX_RECORDS; i++) {
-		if (m.w[i].pid == 0)
-			continue;
-		if (!current_ready_only ||
-		    (m.w[i].gen == m.gen && m.w[i].ready && !m.w[i].retiring))
-			n++;
-	}
-	return n;
-}
-
-/* The metrics segment's view of the current generation: its size, and who of it serves. */
+/* The metrics segment's view of the workers: the current generation's size and who of it
+ * serves, and whether the node's worker set is complete (GET /readyz). */
 static void publish_workers(void)
 {
-	metrics_workers(m.gen, m.cfg->workers, count_workers(true));
+	metrics_workers(m.gen, m.cfg->workers, roster_serving(m.gen),
+			roster_complete(m.cfg->workers, m.socks.inherited));
 }
 
 /*
@@ -225,50 +183,8 @@ static void publish_workers(void)
  */
 static void retire_workers(bool older_only)
 {
-	uint64_t deadline = clock_mono_ms() + (uint64_t)m.cfg->shutdown_timeout * 1000u + 5000u;
-	for (int i = 0; i < MAX_RECORDS; i++) {
-		if (m.w[i].pid == 0 || (older_only && m.w[i].gen == m.gen))
-			continue;
-		if (!m.w[i].retiring)
-			m.w[i].kill_at = deadline;
-		m.w[i].retiring = true;
-		kill(m.w[i].pid, SIGTERM);
-	}
-}
-
-static void kill_overdue(uint64_t now)
-{
-	for (int i = 0; i < MAX_RECORDS; i++) {
-		if (m.w[i].pid != 0 && m.w[i].retiring && m.w[i].kill_at <= now) {
-			log_error("worker %ld (slot %d) did not stop in time: killing it",
-				  (long)m.w[i].pid, m.w[i].slot);
-			kill(m.w[i].pid, SIGKILL);
-			m.w[i].kill_at = now + 1000;
-		}
-	}
-}
-
-/*
- * A serving worker whose loop has not turned for server.hang_timeout is stuck in C code that
- * the instruction budget cannot stop (a finalizer, a pattern match): it is killed and reaped
- * like a worker that died. Draining workers have kill_at for the same purpose.
- */
-static void kill_hung(uint64_t now)
-{
-	for (int i = 0; i < MAX_RECORDS; i++) {
-		struct wrec *w = &m.w[i];
-		if (w->pid == 0 || !w->ready || w->retiring || w->hung)
-			continue;
-		uint64_t silence = scoreboard_silence_ms(&m.sb[i], now);
-		if (silence <= (uint64_t)m.cfg->hang_timeout_ms)
-			continue;
-		const char *route = m.sb[i].route[0] != '\0' ? m.sb[i].route : "no route";
-		log_error("worker %ld (slot %d) hung: its loop has not turned for %.1f s "
-			  "(server.hang_timeout) while serving %.120s: killing it",
-			  (long)w->pid, w->slot, (double)silence / 1000.0, route);
-		kill(w->pid, SIGKILL);
-		w->hung = true;
-	}
+	roster_retire(older_only, m.gen,
+		      clock_mono_ms() + (uint64_t)m.cfg->shutdown_timeout * 1000u + 5000u);
 }
 
 static void announce_ready(void)
@@ -296,7 +212,7 @@ static void announce_ready(void)
 /* Once every slot of the current generation serves, the older generations drain. */
 static void check_generation_ready(void)
 {
-	if (m.announced || m.stopping || count_workers(true) < m.cfg->workers)
+	if (m.announced || m.stopping || roster_serving(m.gen) < m.cfg->workers)
 		return;
 	retire_workers(true);
 	listen_set_close_unwanted(&m.socks);
@@ -305,18 +221,19 @@ static void check_generation_ready(void)
 
 static void on_ready_pipe(int rec)
 {
+	struct roster_worker *w = roster_at(rec);
 	char c;
-	ssize_t n = read(m.w[rec].ready_fd, &c, 1);
-	close(m.w[rec].ready_fd);
-	m.w[rec].ready_fd = -1;
+	ssize_t n = read(w->ready_fd, &c, 1);
+	close(w->ready_fd);
+	w->ready_fd = -1;
 	if (n == 1) {
-		m.w[rec].ready = true;
+		w->ready = true;
 		publish_workers();
 		check_generation_ready();
 	}
 }
 
-static void describe_exit(const struct wrec *w, int status, const char *route, char *out,
+static void describe_exit(const struct roster_worker *w, int status, const char *route, char *out,
 			  size_t len)
 {
 	int n;
@@ -358,17 +275,13 @@ static void reap(void)
 			migration_exited(status);
 			continue;
 		}
-		int rec = -1;
-		for (int i = 0; i < MAX_RECORDS && rec < 0; i++) {
-			if (m.w[i].pid == pid)
-				rec = i;
-		}
+		int rec = roster_find(pid);
 		if (rec < 0)
 			continue;
-		struct wrec w = m.w[rec];
+		struct roster_worker w = *roster_at(rec);
 		if (w.ready_fd >= 0)
 			close(w.ready_fd);
-		m.w[rec].pid = 0;
+		roster_at(rec)->pid = 0;
 		metrics_worker_gone((size_t)rec);
 		char what[300];
 		describe_exit(&w, status, m.sb[rec].route, what, sizeof(what));
@@ -382,15 +295,7 @@ static void reap(void)
 		}
 		if (start_cannot_drop(status, what) || w.gen != m.gen)
 			continue;
-		struct slotstate *s = &m.slots[w.slot];
-		s->failures = clock_mono_ms() - w.started_ms < STABLE_MS ? s->failures + 1 : 0;
-		uint64_t delay = 0;
-		if (s->failures > 1) {
-			delay = 100u << (s->failures - 2 < 7 ? s->failures - 2 : 7);
-			if (delay > BACKOFF_MAX_MS)
-				delay = BACKOFF_MAX_MS;
-		}
-		s->respawn_at = clock_mono_ms() + delay;
+		uint64_t delay = roster_backoff(w.slot, clock_mono_ms() - w.started_ms);
 		metrics_restart(w.hung		      ? METRICS_RESTART_HANG
 				: WIFSIGNALED(status) ? METRICS_RESTART_CRASH
 						      : METRICS_RESTART_EXIT);
@@ -399,19 +304,6 @@ static void reap(void)
 				  (unsigned long long)delay);
 		else
 			log_error("%s; respawning", what);
-	}
-}
-
-static void respawn_due(void)
-{
-	uint64_t now = clock_mono_ms();
-	for (int slot = 0; slot < m.cfg->workers; slot++) {
-		struct slotstate *s = &m.slots[slot];
-		if (s->respawn_at != 0 && s->respawn_at <= now) {
-			s->respawn_at = 0;
-			if (spawn(slot) != 0)
-				s->respawn_at = now + 1000;
-		}
 	}
 }
 
@@ -552,23 +444,10 @@ static void handle_signal(void)
 
 /* ---- the control socket ---- */
 
-static const char *worker_state(const struct wrec *w)
-{
-	return w->hung ? "hung" : w->retiring ? "retiring" : w->ready ? "serving" : "starting";
-}
-
 /* What sesamectl status shows: the master, its generation and every worker alive. */
 static json_t *status_doc(void)
 {
-	json_t *workers = json_array();
-	for (int i = 0; workers != NULL && i < MAX_RECORDS; i++) {
-		const struct wrec *w = &m.w[i];
-		if (w->pid != 0)
-			json_array_append_new(
-			    workers,
-			    json_pack("{sI si sI ss}", "pid", (json_int_t)w->pid, "slot", w->slot,
-				      "generation", (json_int_t)w->gen, "state", worker_state(w)));
-	}
+	json_t *workers = roster_status();
 	return json_pack("{sI sf sI si ss ss so*}", "pid", (json_int_t)getpid(), "uptime",
 			 (double)(clock_mono_ms() - m.started_ms) / 1000.0, "generation",
 			 (json_int_t)m.gen, "workers_wanted", m.cfg->workers, "config", m.cfg->path,
@@ -586,19 +465,14 @@ static void on_control(void)
 
 static int next_timeout(void)
 {
-	uint64_t now = clock_mono_ms(), next = UINT64_MAX;
-	for (int slot = 0; slot < m.cfg->workers; slot++) {
-		if (m.slots[slot].respawn_at != 0 && m.slots[slot].respawn_at < next)
-			next = m.slots[slot].respawn_at;
-	}
+	uint64_t now = clock_mono_ms();
+	uint64_t next = roster_next_respawn(m.cfg->workers), kill_at = roster_next_kill();
+	if (kill_at < next)
+		next = kill_at;
 	if (m.watchdog_ms && m.next_watchdog < next)
 		next = m.next_watchdog;
-	if (count_workers(false) > 0 && m.next_hang_check < next)
+	if (roster_alive() > 0 && m.next_hang_check < next)
 		next = m.next_hang_check;
-	for (int i = 0; i < MAX_RECORDS; i++) {
-		if (m.w[i].pid != 0 && m.w[i].retiring && m.w[i].kill_at < next)
-			next = m.w[i].kill_at;
-	}
 	if (next == UINT64_MAX)
 		return -1;
 	return next <= now ? 0 : (int)(next - now);
@@ -608,33 +482,34 @@ static void tick(void)
 {
 	uint64_t now = clock_mono_ms();
 	if (!m.stopping)
-		respawn_due();
+		roster_respawn_due(m.cfg->workers, now, spawn);
 	if (m.watchdog_ms && now >= m.next_watchdog) {
-		if (count_workers(false) > 0)
+		if (roster_alive() > 0)
 			notify_watchdog();
 		m.next_watchdog = now + m.watchdog_ms / 2;
 	}
-	kill_overdue(now);
+	roster_kill_overdue(now);
 	publish_workers();
 	if (now >= m.next_hang_check) {
-		kill_hung(now);
+		roster_kill_hung(now, m.sb, m.cfg->hang_timeout_ms);
 		m.next_hang_check = now + HANG_CHECK_MS;
 	}
 }
 
 static void loop(void)
 {
-	struct pollfd pfd[MAX_RECORDS + 2];
-	int recs[MAX_RECORDS + 2];
-	while (!m.stopping || count_workers(false) > 0 || m.mig.pid != 0) {
+	struct pollfd pfd[ROSTER_RECORDS + 2];
+	int recs[ROSTER_RECORDS + 2];
+	while (!m.stopping || roster_alive() > 0 || m.mig.pid != 0) {
 		nfds_t n = 0;
 		pfd[n++] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
 		recs[n] = -1;
 		pfd[n++] = (struct pollfd){.fd = m.control_fd, .events = POLLIN};
-		for (int i = 0; i < MAX_RECORDS; i++) {
-			if (m.w[i].pid != 0 && m.w[i].ready_fd >= 0) {
+		for (int i = 0; i < ROSTER_RECORDS; i++) {
+			const struct roster_worker *w = roster_at(i);
+			if (w->pid != 0 && w->ready_fd >= 0) {
 				recs[n] = i;
-				pfd[n++] = (struct pollfd){.fd = m.w[i].ready_fd, .events = POLLIN};
+				pfd[n++] = (struct pollfd){.fd = w->ready_fd, .events = POLLIN};
 			}
 		}
 		int rc = poll(pfd, n, next_timeout());
@@ -645,7 +520,7 @@ static void loop(void)
 		if (rc > 0 && pfd[1].revents != 0)
 			on_control();
 		for (nfds_t i = 2; rc > 0 && i < n; i++) {
-			if (pfd[i].revents != 0 && m.w[recs[i]].ready_fd == pfd[i].fd)
+			if (pfd[i].revents != 0 && roster_at(recs[i])->ready_fd == pfd[i].fd)
 				on_ready_pipe(recs[i]);
 		}
 		if (rc > 0 && pfd[0].revents != 0)
@@ -706,10 +581,10 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	signal(SIGPIPE, SIG_IGN);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	m.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	m.sb = scoreboard_new(MAX_RECORDS);
+	m.sb = scoreboard_new(ROSTER_RECORDS);
 	/* The rate-limit counters and the metrics outlive reloads: made once, before any worker. */
 	if (m.sigfd < 0 || m.sb == NULL || ratelimit_shared_init() != 0 ||
-	    metrics_shared_init(MAX_RECORDS) != 0) {
+	    metrics_shared_init(ROSTER_RECORDS) != 0) {
 		log_error("cannot set up the master: %s", strerror(errno));
 		goto done;
 	}
@@ -732,7 +607,7 @@ done:
 	listen_set_free(&m.socks);
 	if (m.sigfd >= 0)
 		close(m.sigfd);
-	scoreboard_free(m.sb, MAX_RECORDS);
+	scoreboard_free(m.sb, ROSTER_RECORDS);
 	config_free(m.pending);
 	config_free(m.cfg);
 	return status;

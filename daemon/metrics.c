@@ -21,12 +21,15 @@
 
 #include "metrics.h"
 
+#include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "clock.h"
 
@@ -35,9 +38,10 @@
 #define NAME_MAX_LEN 128  /* a label value in the name tables, NUL included */
 #define CELLS	     4096 /* (route, method, status) counters; a power of two */
 #define BUCKETS	     14	  /* histogram bounds; the +Inf bucket comes after them */
-#define SPINS	     1000000
+#define SPINS	     200  /* yields spent waiting for a name being written */
 
-enum name_state { NAME_FREE, NAME_WRITING, NAME_READY };
+/* NAME_WRITING and above: being written, by the process NAME_WRITING below it. */
+enum name_state { NAME_FREE, NAME_READY, NAME_WRITING };
 
 struct name_slot {
 	_Atomic uint32_t state;
@@ -68,6 +72,7 @@ struct worker_gauges {
 struct segment {
 	double start_time;
 	_Atomic uint64_t generation, configured, serving;
+	_Atomic bool complete; /* every worker slot has a serving worker (GET /readyz) */
 	_Atomic uint64_t restarts[3];
 	struct name_slot routes[ROUTES];
 	struct name_slot rules[RULES];
@@ -125,25 +130,50 @@ static uint64_t get(_Atomic uint64_t *c)
 
 /* ---- the name tables ---- */
 
-/* The index of name in v (n slots, the last one "(other)"), adding it when it is new. */
+/* A slot's writer: its state while it writes is NAME_WRITING plus its pid. */
+static uint32_t writing_by_me(void)
+{
+	return NAME_WRITING + (uint32_t)getpid();
+}
+
+/* Takes slot s, whose state is from (free, or its dead writer's), and names it. */
+static bool claim(struct name_slot *s, uint32_t from, const char *name)
+{
+	if (!atomic_compare_exchange_strong_explicit(&s->state, &from, writing_by_me(),
+						     memory_order_acquire, memory_order_acquire))
+		return false;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	atomic_store_explicit(&s->state, NAME_READY, memory_order_release);
+	return true;
+}
+
+static bool writer_gone(uint32_t state)
+{
+	return kill((pid_t)(state - NAME_WRITING), 0) != 0 && errno == ESRCH;
+}
+
+/*
+ * The index of name in v (n slots, the last one "(other)"), adding it when it is new. A slot
+ * another process is writing takes it a few instructions: it is waited for, a short while
+ * (this runs on a worker's loop). A writer killed in between leaves the slot unready for good:
+ * it is taken over. One still alive but slow may be writing this very name: rather than
+ * add it twice, this call counts under "(other)".
+ */
 static int name_index(struct name_slot *v, size_t n, const char *name)
 {
 	for (size_t i = 0; i + 1 < n; i++) {
 		uint32_t state = atomic_load_explicit(&v[i].state, memory_order_acquire);
-		uint32_t free_state = NAME_FREE;
-		if (state == NAME_FREE && atomic_compare_exchange_strong_explicit(
-					      &v[i].state, &free_state, NAME_WRITING,
-					      memory_order_acquire, memory_order_acquire)) {
-			snprintf(v[i].name, sizeof(v[i].name), "%s", name);
-			atomic_store_explicit(&v[i].state, NAME_READY, memory_order_release);
+		if (state == NAME_FREE && claim(&v[i], NAME_FREE, name))
 			return (int)i;
-		}
-		/* Another process writes this slot now: it takes a few instructions. A writer
-		 * killed meanwhile leaves it unready for good: it is passed over. */
-		for (int spin = 0; spin < SPINS && state != NAME_READY; spin++) {
-			sched_yield();
+		for (int spin = 0; spin < SPINS; spin++) {
 			state = atomic_load_explicit(&v[i].state, memory_order_acquire);
+			if (state < NAME_WRITING)
+				break;
+			sched_yield();
 		}
+		if (state >= NAME_WRITING)
+			return writer_gone(state) && claim(&v[i], state, name) ? (int)i
+									       : (int)n - 1;
 		if (state == NAME_READY && strncmp(v[i].name, name, NAME_MAX_LEN - 1) == 0)
 			return (int)i;
 	}
@@ -176,13 +206,14 @@ int metrics_shared_init(size_t nrecords)
 	return 0;
 }
 
-void metrics_workers(unsigned generation, int configured, int serving)
+void metrics_workers(unsigned generation, int configured, int serving, bool complete)
 {
 	if (seg == NULL)
 		return;
 	atomic_store_explicit(&seg->generation, generation, memory_order_relaxed);
 	atomic_store_explicit(&seg->configured, (uint64_t)configured, memory_order_relaxed);
 	atomic_store_explicit(&seg->serving, (uint64_t)serving, memory_order_relaxed);
+	atomic_store_explicit(&seg->complete, complete, memory_order_relaxed);
 }
 
 void metrics_restart(enum metrics_restart reason)
@@ -207,7 +238,7 @@ bool metrics_workers_complete(void)
 {
 	if (seg == NULL)
 		return true;
-	return get(&seg->serving) >= get(&seg->configured);
+	return atomic_load_explicit(&seg->complete, memory_order_relaxed);
 }
 
 /* ---- recording ---- */
@@ -457,7 +488,7 @@ static void render_jobs(FILE *f)
 	       "Requests answered 503 server busy because a job queue was full.");
 	fprintf(f, "sesame_jobs_shed_total %llu\n", (unsigned long long)get(&seg->shed));
 	header(f, "sesame_jobs_dropped_total", "counter",
-	       "Jobs given up because their request timed out or its client left.");
+	       "Jobs given up before they started: their request timed out or its client left.");
 	counters(f, "sesame_jobs_dropped_total", "reason", drop_reasons, seg->dropped, 2);
 	header(f, "sesame_db_pool_connections", "gauge",
 	       "The workers' MariaDB connections: lent to a call, or open and waiting.");

@@ -20,7 +20,11 @@ enum metrics_drop { METRICS_DROP_TIMEOUT, METRICS_DROP_CLIENT_GONE };
 enum metrics_restart { METRICS_RESTART_CRASH, METRICS_RESTART_EXIT, METRICS_RESTART_HANG };
 enum metrics_revocation { METRICS_REVOKE, METRICS_REVOKE_ALL, METRICS_REVOKE_REUSE };
 
-/* One per storage ABI call that the core makes (struct sesame_storage). */
+/*
+ * One per storage ABI call that sesamed's workers make (struct sesame_storage), counted where
+ * it is made. The calls only sesamectl makes (user_list, user_delete, user_set_disabled) run in
+ * its own process, outside the segment, and have none.
+ */
 enum metrics_storage_op {
 	METRICS_USER_CREATE,
 	METRICS_USER_FIND,
@@ -47,8 +51,11 @@ int metrics_shared_init(size_t nrecords);
 
 /* ---- the master ---- */
 
-/* The current generation, its configured workers and how many of them serve. */
-void metrics_workers(unsigned generation, int configured, int serving);
+/*
+ * The current generation, its configured workers and how many of them serve; and whether
+ * the node's worker set is complete, which the master judges over every generation.
+ */
+void metrics_workers(unsigned generation, int configured, int serving, bool complete);
 /* A worker of the current generation died and is replaced. */
 void metrics_restart(enum metrics_restart reason);
 /* Record rec's worker is gone (reaped): its gauges return to zero. */
@@ -59,7 +66,7 @@ void metrics_worker_gone(size_t rec);
 /* In a newly forked worker: its gauges are record rec's. */
 void metrics_worker_bind(size_t rec);
 
-/* Whether the current generation has all its workers serving (GET /readyz). */
+/* Whether the master last found the worker set complete (GET /readyz). */
 bool metrics_workers_complete(void);
 
 /*

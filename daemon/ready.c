@@ -7,10 +7,12 @@
  * and at most one per CHECK_EVERY_MS per worker: a request within that time gets the last
  * result; requests that arrive while a ping runs wait for it. A check of another kind
  * (another condition for being ready) goes into checks_fail, next to the storage's: the other
- * one is the worker set, which the master keeps in the metrics segment. While the current
- * generation lacks a worker (one died and waits for its respawn, or a reload starts its new
- * workers), the node is not ready: a connection that the kernel hands to the missing worker's
- * socket waits until a worker serves it again.
+ * one is the worker set, which the master judges and keeps in the metrics segment. While a
+ * worker slot has no serving worker of any generation (one died and waits for its respawn),
+ * the node is not ready: a connection that the kernel hands to that slot's socket waits until
+ * a worker serves it again. A reload keeps the node ready, since the older workers serve until
+ * the new ones all do; with sockets from systemd, which every worker shares, only a node with
+ * no serving worker at all is not ready.
  */
 #include "autoconfig.h"
 

@@ -256,6 +256,16 @@ static void purge_memory(struct revocation *rv)
 		log_error("revocation: out of memory while purging");
 }
 
+/* How many ids the table holds, for the metrics: read under the lock like every other
+ * reader's look at the table. */
+static size_t held(struct revocation *rv)
+{
+	pthread_mutex_lock(&rv->lock);
+	size_t n = rv->n;
+	pthread_mutex_unlock(&rv->lock);
+	return n;
+}
+
 /* ---- fetching ---- */
 
 static void each_revoked(void *ctx, const char *id, long long expires_at, long long revoked_at)
@@ -277,7 +287,7 @@ static void fetch(struct revocation *rv)
 	enum sesame_storage_result r = rv->st.fn->revoked_since(
 	    rv->st.state, rv->since_ms, alive_at, each_revoked, rv, &start, err, sizeof(err));
 	metrics_storage(METRICS_REVOKED_SINCE, r);
-	metrics_revoked_ids(rv->n);
+	metrics_revoked_ids(held(rv));
 	if (r == SESAME_STORAGE_OK) {
 		if (rv->failing)
 			log_info("revocation: the revoked token ids are fetched again");

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import requests
@@ -282,6 +283,83 @@ def test_readyz_503_until_the_worker_set_is_complete(sesamed):
     # The folder is back: the next respawn serves, and the node is ready again.
     (s.dir / "logs.away").rename(s.dir / "logs")
     assert wait_for(lambda: len(s.workers()) == 2 and ready_everywhere(s), 40), s.log()
+
+
+# A route script whose top level keeps a worker busy for a second before it serves; the
+# instruction budget is raised so that loading it is allowed to take that long.
+SLOW_START = """local sesame = require "sesame"
+local until_ = os.clock() + 1.0
+while os.clock() < until_ do end
+sesame.route("GET", "/version", function(req) return 200, { version = 2 } end)
+"""
+
+
+class ReadyPoller:
+    """Asks /readyz on a fresh connection (so that every slot's socket is asked) again and
+    again in a thread, and keeps every answer as (time, status)."""
+
+    def __init__(self, s):
+        self.s, self.answers, self.stopped = s, [], threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopped.is_set():
+            try:
+                r = fresh_short(self.s, "/readyz")
+                self.answers.append((time.monotonic(), r.status_code))
+            except requests.RequestException as e:
+                self.answers.append((time.monotonic(), repr(e)))
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+        return self.answers
+
+
+def test_readyz_stays_200_throughout_a_reload(sesamed):
+    s = sesamed("handler_instructions = 10000000000,", routes=WAIT, workers=2)
+    old = set(s.workers())
+    poller = ReadyPoller(s)
+    time.sleep(0.5)
+    s.write_route("version.lua", SLOW_START)
+    signaled = time.monotonic()
+    s.signal(signal.SIGHUP)
+    s.wait_log("reloaded", timeout=60)
+    assert wait_for(lambda: not old & set(s.workers()), 30), s.log()
+    time.sleep(0.5)
+    answers = poller.stop()
+    assert s.get("/version").json() == {"version": 2}
+    # The new workers took a second or more each to start: the node was asked all along.
+    during = [a for t, a in answers if t > signaled]
+    assert len(during) >= 20, answers
+    assert set(a for _, a in answers) == {200}, answers
+
+
+def test_readyz_stays_200_while_a_reloads_workers_keep_failing(sesamed):
+    s = sesamed(routes=WAIT, workers=2)
+    old = set(s.workers())
+    assert fresh_short(s, "/readyz").status_code == 200
+    # The check passes (the file is not opened without migrations), but every new worker
+    # fails to open its database and exits, again and again.
+    s.write_config(workers=2, more='storage = { backend = "sqlite", migrate = false, '
+                   'sqlite = { path = "gone/sesame.db" } }\n')
+    s.signal(signal.SIGHUP)
+    s.wait_log("respawning in", timeout=30)
+    answers = [fresh_short(s, "/readyz") for _ in range(20)]
+    assert [(r.status_code, r.json()) for r in answers] == [
+        (200, {"result": "success", "status": "ready"})] * 20
+    assert old <= set(s.workers())
+    assert s.get("/version").json() == {"version": 1}
+    samples = scrape_short(s)
+    assert value(samples, "sesame_generation") == 2
+    assert value(samples, "sesame_workers", state="serving") == 0
+    assert value(samples, "sesame_worker_restarts_total", reason="exit") >= 2
+    # Put right, the next reload replaces both generations, and the node stays ready.
+    s.write_config(workers=2, more="")
+    s.signal(signal.SIGHUP)
+    assert wait_for(lambda: not old & set(s.workers()) and ready_everywhere(s), 40), s.log()
 
 
 def fresh_short(s, path):

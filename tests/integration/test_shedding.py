@@ -2,6 +2,7 @@
 gone, a log-in flood that leaves no backlog, and hung workers killed on a stale heartbeat."""
 import json
 import os
+import re
 import subprocess
 import socket
 import threading
@@ -201,6 +202,13 @@ def busy_thread(sesamed, tmp_path, config):
     return s, second, t1, r1, wait_reader(running)
 
 
+def dropped(s):
+    """sesame_jobs_dropped_total by reason."""
+    text = s.get("/metrics").text
+    return {reason: float(n) for reason, n in
+            re.findall(r'^sesame_jobs_dropped_total\{reason="(\w+)"\} (\S+)$', text, re.M)}
+
+
 def test_a_job_whose_client_left_is_dropped(sesamed, tmp_path):
     s, abandoned, t1, r1, writer = busy_thread(sesamed, tmp_path, "threads = 1,")
     with socket.create_connection(("127.0.0.1", s.port)) as sock:
@@ -212,6 +220,7 @@ def test_a_job_whose_client_left_is_dropped(sesamed, tmp_path):
     assert r1["r"].json()["data"] == "first"
     assert never_opened(abandoned)
     assert s.get("/version").json() == {"version": 1}
+    assert dropped(s) == {"timeout": 0, "client_gone": 1}
 
 
 def test_a_job_whose_request_timed_out_is_dropped(sesamed, tmp_path):
@@ -224,6 +233,8 @@ def test_a_job_whose_request_timed_out_is_dropped(sesamed, tmp_path):
     feed_fd(writer, "too late")
     assert never_opened(late)
     assert s.get("/version").json() == {"version": 1}
+    # Only the job that never started counts as dropped: the first one ran all the same.
+    assert dropped(s) == {"timeout": 1, "client_gone": 0}
 
 
 HANGS = {
