@@ -7,6 +7,8 @@ import signal
 import socket
 import stat
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import jwt
@@ -200,6 +202,40 @@ def test_delete(app):
     assert me(app, tokens["access_token"]) == 401
     assert app.ctl("user", "show", "ann@example.com").returncode == 3
     assert app.ctl("user", "delete", "ann@example.com", "--yes").returncode == 3
+
+
+def flask_token(sub, kind):
+    """A token as flask-jwt-extended lays it out: no fam, so no revoked family reaches it."""
+    now = int(time.time())
+    return jwt.encode({"fresh": False, "iat": now, "nbf": now, "jti": str(uuid.uuid4()),
+                       "type": kind, "sub": sub, "exp": now + 3600}, SECRET, algorithm="HS256")
+
+
+def user_id(s, email):
+    return str(json.loads(s.ctl("user", "show", email, "--json").stdout)["id"])
+
+
+def test_a_deleted_users_flask_refresh_token_is_refused(app):
+    add(app, "ann@example.com")
+    sub = user_id(app, "ann@example.com")
+    assert refresh(app, flask_token(sub, "refresh")) == 200
+    kept = flask_token(sub, "refresh")
+    assert app.ctl("user", "delete", "ann@example.com", "--yes").returncode == 0
+    r = app.post("/token/refresh", headers=bearer(kept))
+    assert r.status_code == 401 and r.json() == {"result": "fail", "error": "token revoked"}
+    assert "invalid_token" in r.headers["WWW-Authenticate"]
+
+
+def test_a_disabled_user_is_refused_by_users_me(app):
+    add(app, "ann@example.com")
+    access = flask_token(user_id(app, "ann@example.com"), "access")
+    assert me(app, access) == 200
+    assert app.ctl("user", "disable", "ann@example.com").returncode == 0
+    r = app.get("/users/me", headers=bearer(access))
+    assert r.status_code == 401 and r.json() == {"result": "fail", "error": "token revoked"}
+    assert refresh(app, flask_token(user_id(app, "ann@example.com"), "refresh")) == 401
+    assert app.ctl("user", "enable", "ann@example.com").returncode == 0
+    assert me(app, access) == 200
 
 
 def test_list_and_show(app):

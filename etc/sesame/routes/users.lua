@@ -158,10 +158,12 @@ sesame.route("POST", "/users/login", function(req)
   return tokens(user.id, true)
 end)
 
+-- A user deleted or disabled (sesamectl user delete, disable) since the token was signed is
+-- refused as its revoked token would be.
 sesame.route("GET", "/users/me", { auth = "required" }, function(req)
   local user = sesame.users.find { id = req.identity }
-  if not user then
-    return fail(401, "invalid token")
+  if not user or user.disabled then
+    return refused("token revoked")
   end
   return 200, {
     result = "success",
@@ -172,11 +174,11 @@ end)
 -- Rotation: the refresh token is spent, and its successor comes with a new access token (not
 -- fresh: no password was given). A spent token presented again revokes its whole family, the
 -- thief's tokens and the owner's alike; the owner logs in again.
--- A disabled user's families were revoked when it was disabled; a refresh token that
--- started none (issued by a Flask service sharing the key) is refused here.
+-- A disabled or deleted user's families were revoked with it; a refresh token that started
+-- none (issued by a Flask service sharing the key) is refused here, before rotate adopts it.
 sesame.route("POST", "/token/refresh", { auth = "refresh" }, function(req)
   local user = sesame.users.find { id = req.identity }
-  if user and user.disabled then
+  if not user or user.disabled then
     return refused("token revoked")
   end
   local refresh, family = sesame.jwt.rotate(req.claims)
