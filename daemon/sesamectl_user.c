@@ -374,10 +374,12 @@ static void collect_user(void *ctx, const struct sesame_user *u, const char *cre
 			 long long disabled_at)
 {
 	struct listing *l = ctx;
+	/* Another application's table may leave a column NULL: "" here, as MariaDB's reads it. */
 	json_t *row = json_pack(
-	    "{sI ss ss so? sb so?}", "id", (json_int_t)u->id, "email", u->email, "username",
-	    u->username, "created", created != NULL ? json_string(created) : NULL, "disabled",
-	    disabled_at != 0, "disabled_at", disabled_at != 0 ? json_integer(disabled_at) : NULL);
+	    "{sI ss ss so? sb so?}", "id", (json_int_t)u->id, "email",
+	    u->email != NULL ? u->email : "", "username", u->username != NULL ? u->username : "",
+	    "created", created != NULL ? json_string(created) : NULL, "disabled", disabled_at != 0,
+	    "disabled_at", disabled_at != 0 ? json_integer(disabled_at) : NULL);
 	if (row == NULL || json_array_append_new(l->rows, row) != 0)
 		l->oom = true;
 }

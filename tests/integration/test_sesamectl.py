@@ -5,6 +5,7 @@ import pty
 import re
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import time
@@ -259,6 +260,26 @@ def test_list_and_show(app):
     assert r.returncode == 0 and "username: user1" in r.stdout and "disabled: no" in r.stdout
     assert app.ctl("user", "list", "--limit", "0").returncode == 2
     assert app.ctl("user", "frobnicate").returncode == 2
+
+
+def test_list_reads_a_tutorial_table_with_a_null_username(sesamed):
+    s = sesamed(start=False, more=(
+        'storage = { backend = "sqlite", sqlite = { path = "app.db" }, '
+        'users = { table = "user" } }\n' f'jwt = {{ secret = "{SECRET}" }}\n'))
+    db = sqlite3.connect(s.dir / "app.db")
+    db.execute("CREATE TABLE user (id INTEGER NOT NULL PRIMARY KEY, username VARCHAR(80), "
+               "email VARCHAR(120) NOT NULL UNIQUE, password VARCHAR(200) NOT NULL)")
+    db.execute("INSERT INTO user (username, email, password) VALUES "
+               "(NULL, 'old@example.com', '$pbkdf2-sha256$29000$abc$def')")
+    db.commit()
+    db.close()
+    s.start()
+    r = ctl("-c", str(s.config), "user", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(u["email"], u["username"]) for u in json.loads(r.stdout)] == [
+        ("old@example.com", "")]
+    r = ctl("-c", str(s.config), "user", "show", "old@example.com")
+    assert r.returncode == 0 and "email:    old@example.com" in r.stdout, r.stderr
 
 
 def run_in_pty(args, answers):
