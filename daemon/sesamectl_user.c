@@ -165,17 +165,20 @@ static char *read_password(size_t *cap, int *status)
 
 /* ---- validation and hashing, as POST /users/register does them ---- */
 
-/* The validator name's normal form of value in out; else CTL_REFUSED with its message. */
+/*
+ * The normal form of value in out, as sesame.validate gives it (the password: the password
+ * policy, blocklist included); else CTL_REFUSED with the validator's message.
+ */
 static int validate(const struct config *cfg, const char *name, const char *value,
 		    const char *const *related, char *out, size_t outlen)
 {
-	struct validator v;
 	char msg[256] = "";
-	if (!plugins_validator(cfg->plugins, name, &v)) {
+	int rc = plugins_validate(cfg->plugins, name, value, strlen(value), related, out, outlen,
+				  msg, sizeof(msg));
+	if (rc == -2) {
 		fprintf(stderr, "sesamectl: no validator plugin named '%s' is loaded\n", name);
 		return CTL_FAILED;
 	}
-	int rc = v.fn->check(v.state, value, strlen(value), related, out, outlen, msg, sizeof(msg));
 	if (rc == 1)
 		return CTL_OK;
 	fprintf(stderr, "sesamectl: %s: %s\n", name,
