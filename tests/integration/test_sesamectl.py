@@ -377,3 +377,28 @@ def test_a_stale_control_socket_is_replaced(sesamed):
     stale.close()
     s.start()
     assert status(s)["pid"] == s.proc.pid
+
+
+def test_a_busy_control_socket_is_kept_without_waiting(sesamed):
+    """Another live listener there, its backlog full: the probe neither waits nor removes it."""
+    s = sesamed(start=False)
+    path = str(s.dir / "control.sock")
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(path)
+    live.listen(0)
+    waiting = []
+    while True:  # fill the backlog until a connection would have to wait
+        c = socket.socket(socket.AF_UNIX)
+        c.setblocking(False)
+        try:
+            c.connect(path)
+        except BlockingIOError:
+            c.close()
+            break
+        waiting.append(c)
+    s.start()  # waits until the master serves: a blocking probe would hang here
+    assert "server.control: cannot listen on" in s.log()
+    assert os.path.exists(path)
+    live.close()
+    for c in waiting:
+        c.close()
