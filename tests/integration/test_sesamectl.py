@@ -363,6 +363,25 @@ def test_status_from_the_master(sesamed):
     assert not (s.dir / "control.sock").exists()
 
 
+def test_status_reads_only_server_control(sesamed, tmp_path):
+    s = sesamed(workers=1)
+    sock = s.dir / "control.sock"
+    # Storage that cannot be reached and a key file that is not there: status needs neither.
+    other = tmp_path / "other.lua"
+    other.write_text(f'server = {{ control = "{sock}" }}\n'
+                     'storage = { backend = "mariadb", mariadb = { socket = "/nonexistent", '
+                     'user = "x", database = "x" } }\n'
+                     'jwt = { secret_file = "/nonexistent/jwt.key" }\n')
+    r = ctl("-c", str(other), "status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pid"] == s.proc.pid
+    r = ctl("-c", "/nonexistent/sesame.lua", "status", "--socket", str(sock), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pid"] == s.proc.pid
+    assert ctl("status", "--socket").returncode == 2
+    assert ctl("status", "extra").returncode == 2
+
+
 def test_status_without_a_master(sesamed):
     s = sesamed(start=False)
     r = ctl("-c", str(s.config), "status")
