@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import stat
 import subprocess
+import termios
 import time
 import uuid
 from pathlib import Path
@@ -315,6 +316,28 @@ def test_passwords_are_asked_twice_without_echo(app):
     out, code = run_in_pty(base + ["bob@example.com"], ["correct horse", "correct house"])
     assert code == 4 and "do not match" in out
     assert app.ctl("user", "show", "bob@example.com").returncode == 3
+
+
+def test_ctrl_c_at_the_prompt_turns_the_echo_back_on(app):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(SESAMECTL, [SESAMECTL, "-c", str(app.config), "user", "add", "ann@example.com"])
+    out = b""
+    while b"password: " not in out:
+        out += os.read(fd, 1024)
+    assert not termios.tcgetattr(fd)[3] & termios.ECHO, "asked without echo"
+    os.write(fd, b"correct\x03")  # half a password, then Ctrl-C
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT
+    assert termios.tcgetattr(fd)[3] & termios.ECHO, "the echo is back on"
+    os.close(fd)
+    assert app.ctl("user", "show", "ann@example.com").returncode == 3
+
+
+def test_a_password_longer_than_any_policy_is_refused(app):
+    r = app.ctl("user", "add", "ann@example.com", input="x" * 20000 + "\n")
+    assert r.returncode == 4 and "longer than 16383 bytes" in r.stderr
+    assert app.ctl("user", "show", "ann@example.com").returncode == 3
 
 
 def unstamped(log):
