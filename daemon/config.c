@@ -416,7 +416,27 @@ static char *dir_of(const char *path)
 	return d;
 }
 
-struct config *config_load(const char *path, struct config_errors *errs)
+/* server.control alone, from the settings at index 1 (raw: no metamethod runs). */
+static void read_control_only(struct loader *ld)
+{
+	static const struct config_key key = {"control", read_control, 0, 0, SERVER(control)};
+	struct config_reader rd = {.L = ld->L,
+				   .errs = ld->errs,
+				   .file = ld->cfg->path,
+				   .src = ld->src,
+				   .dir = ld->cfg->dir,
+				   .base = ld->cfg};
+	lua_pushstring(ld->L, "server");
+	if (lua_rawget(ld->L, 1) == LUA_TTABLE) {
+		lua_pushstring(ld->L, "control");
+		lua_rawget(ld->L, -2);
+		read_control(&rd, lua_gettop(ld->L) - 1, &key, "server.control");
+		lua_pop(ld->L, 1);
+	}
+	lua_pop(ld->L, 1);
+}
+
+static struct config *load(const char *path, struct config_errors *errs, bool control_only)
 {
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	struct loader ld = {.cfg = cfg, .errs = errs};
@@ -442,6 +462,12 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	lua_sethook(ld.L, count_hook, LUA_MASKCOUNT, 1000);
 	if (run_chunk(&ld) != 0)
 		goto fail;
+	if (control_only) {
+		read_control_only(&ld);
+		if (errs->n > before)
+			goto fail;
+		goto done;
+	}
 	/* Reading runs protected too: a metamethod in the settings may raise an error. */
 	lua_pushcfunction(ld.L, read_settings);
 	lua_pushvalue(ld.L, 1);
@@ -456,6 +482,7 @@ struct config *config_load(const char *path, struct config_errors *errs)
 	config_table_check(&rd, 1, "", top_keys, names_validator, &ld);
 	if (errs->n > before)
 		goto fail;
+done:
 	lua_close(ld.L);
 	file_free_secret(ld.src, strlen(ld.src)); /* it may set jwt.secret or a password */
 	return cfg;
@@ -466,6 +493,16 @@ fail:
 		file_free_secret(ld.src, strlen(ld.src));
 	config_free(cfg);
 	return NULL;
+}
+
+struct config *config_load(const char *path, struct config_errors *errs)
+{
+	return load(path, errs, false);
+}
+
+struct config *config_load_control(const char *path, struct config_errors *errs)
+{
+	return load(path, errs, true);
 }
 
 void config_set_workers(struct config *cfg, int workers)

@@ -65,6 +65,11 @@ struct config {
 
 /* Loads and checks path; NULL when anything is wrong, with every problem in errs. */
 struct config *config_load(const char *path, struct config_errors *errs);
+/*
+ * The file at path run as config_load runs it, and only server.control read (the rest keeps
+ * its defaults): no plugin, no storage, no key file is touched. For sesamectl status.
+ */
+struct config *config_load_control(const char *path, struct config_errors *errs);
 void config_free(struct config *cfg);
 
 /* Overrides server.workers (sesamed -w). */

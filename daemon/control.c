@@ -1,7 +1,8 @@
 /*
  * control.c: the master's control socket. A unix stream socket at server.control (by default
  * /run/sesame/control, in the RuntimeDirectory the unit makes), mode 0660, owned by the user
- * the master runs as and server.group. Each connection gets one JSON line, the master's state,
+ * the master runs as and server.group (the master's own group under the unit, which cannot
+ * change a file's group). Each connection gets one JSON line, the master's state,
  * and is closed: the master reads nothing from it. The socket is non-blocking and the line
  * small, far below a socket's buffer, so answering never makes the master's loop wait; a
  * client whose buffer is full anyway loses its answer, not the master its time.
@@ -11,6 +12,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,15 +46,37 @@ static int clear_stale(const char *path, const struct sockaddr_un *sa)
 		errno = EEXIST;
 		return -1;
 	}
-	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int live = probe >= 0 && connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
-	if (probe >= 0)
-		close(probe);
-	if (live) {
-		errno = EADDRINUSE;
+	/* Non-blocking: a live master whose backlog is full answers EAGAIN, not a wait. */
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (probe < 0)
+		return -1;
+	int rc = connect(probe, (const struct sockaddr *)sa, sizeof(*sa));
+	int why = rc == 0 ? EADDRINUSE : errno;
+	close(probe);
+	if (why != ECONNREFUSED) {
+		errno = why == EAGAIN ? EADDRINUSE : why;
 		return -1;
 	}
 	return unlink(path);
+}
+
+/*
+ * The socket file to server.group, by its path, once lstat shows it is still the socket this
+ * process made (no symbolic link is followed). Nothing to do when the group is the process's
+ * own already, as under the shipped unit (Group=), whose system call filter refuses chown.
+ */
+static int set_group(const char *path, const struct privs *privs)
+{
+	struct stat st;
+	if (privs->group == NULL || privs->gid == getegid())
+		return 0;
+	if (lstat(path, &st) != 0)
+		return -1;
+	if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+		errno = EEXIST;
+		return -1;
+	}
+	return fchownat(AT_FDCWD, path, (uid_t)-1, privs->gid, AT_SYMLINK_NOFOLLOW);
 }
 
 int control_open(const char *path, const struct privs *privs)
@@ -68,11 +92,15 @@ int control_open(const char *path, const struct privs *privs)
 	if (clear_stale(path, &sa) != 0)
 		goto fail;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0)
+	if (fd < 0)
 		goto fail;
-	if (chmod(path, 0660) != 0 ||
-	    (privs->group != NULL && chown(path, (uid_t)-1, privs->gid) != 0) ||
-	    listen(fd, ANSWERS_PER_TURN) != 0) {
+	/* Made 0660 by bind itself: no moment with wider rights, no chmod by path. */
+	mode_t old = umask(0117);
+	int bound = bind(fd, (const struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (bound != 0)
+		goto fail;
+	if (set_group(path, privs) != 0 || listen(fd, ANSWERS_PER_TURN) != 0) {
 		unlink(path);
 		goto fail;
 	}

@@ -69,22 +69,28 @@ static int get_key(struct sesame_config *cfg, const char *key)
 	return lua_rawget(cfg->L, cfg->tbl);
 }
 
-/* For the list of keys: what the plugin asks for, and what it holds before (its default). */
-static void note_string(const struct sesame_config *cfg, const char *key, const char *def)
+/*
+ * For the list of keys (--config-keys): what the plugin asks for, and what *out holds before
+ * (its default). *out is read only then: a plugin that leaves it unset breaks that list, never
+ * a start.
+ */
+static void note_string(const struct sesame_config *cfg, const char *key, const char *const *out)
 {
 	char v[160];
 	if (!config_keys_recording())
 		return;
+	const char *def = *out;
 	snprintf(v, sizeof(v), "\"%s\"", def != NULL ? def : "");
 	config_keys_note(cfg->path, key, "string", NULL, def != NULL ? v : NULL);
 }
 
 static void note_integer(const struct sesame_config *cfg, const char *key, long long min,
-			 long long max, long long def)
+			 long long max, const long long *out)
 {
 	char range[64], v[32];
 	if (!config_keys_recording())
 		return;
+	long long def = *out;
 	snprintf(range, sizeof(range), "%lld..%lld", min, max);
 	snprintf(v, sizeof(v), "%lld", def);
 	config_keys_note(cfg->path, key, "integer", range, v);
@@ -93,7 +99,7 @@ static void note_integer(const struct sesame_config *cfg, const char *key, long 
 static enum sesame_config_result host_read_string(struct sesame_config *cfg, const char *key,
 						  const char **out)
 {
-	note_string(cfg, key, *out);
+	note_string(cfg, key, out);
 	int t = get_key(cfg, key);
 	enum sesame_config_result rc = SESAME_CONFIG_ABSENT;
 	if (t == LUA_TSTRING) {
@@ -123,7 +129,7 @@ static enum sesame_config_result host_read_string(struct sesame_config *cfg, con
 static enum sesame_config_result host_read_integer(struct sesame_config *cfg, const char *key,
 						   long long min, long long max, long long *out)
 {
-	note_integer(cfg, key, min, max, *out);
+	note_integer(cfg, key, min, max, out);
 	int t = get_key(cfg, key), isint = 0;
 	enum sesame_config_result rc = SESAME_CONFIG_ABSENT;
 	if (t != LUA_TNIL) {

@@ -148,20 +148,6 @@ static int l_verify(lua_State *L)
 	return luaapi_await_job(L, &hj->lj, "sesame.verify");
 }
 
-/* v's verdict on value: 1 with the normal form pushed, or 0 with the client's message. */
-static int check_one(lua_State *L, const char *name, const struct validator *v, const char *value,
-		     size_t len, const char *const *related, char *msg, size_t msglen)
-{
-	size_t outlen = len * 4 + 64;
-	char *out = luaapi_push_scratch(L, outlen);
-	int rc = v->fn->check(v->state, value, len, related, out, outlen, msg, msglen);
-	if (rc < 0)
-		return luaL_error(L, "validator %s: its normal form does not fit", name);
-	if (rc == 1)
-		lua_pushstring(L, out);
-	return rc;
-}
-
 /*
  * sesame.validate(name, value[, related]): the validator plugin name's verdict, on the loop,
  * and that of the one that follows it (the password policy: password, then blocklist).
@@ -195,11 +181,13 @@ static int l_validate(lua_State *L)
 	}
 	const char *const *rel = related[0] != NULL ? related : NULL;
 	char msg[256] = "";
-	int rc = check_one(L, name, &v, value, len, rel, msg, sizeof(msg));
-	if (rc == 1 && plugins_validator_then(p, name, &v)) {
-		value = lua_tolstring(L, -1, &len);
-		rc = check_one(L, "blocklist", &v, value, len, rel, msg, sizeof(msg));
-	}
+	size_t outlen = len * 4 + 64;
+	char *out = luaapi_push_scratch(L, outlen);
+	int rc = plugins_validate(p, name, value, len, rel, out, outlen, msg, sizeof(msg));
+	if (rc < 0)
+		return luaL_error(L, "validator %s: its normal form does not fit", name);
+	if (rc == 1)
+		lua_pushstring(L, out);
 	if (rc == 0) {
 		lua_pushnil(L);
 		lua_pushstring(L, msg[0] != '\0' ? msg : "invalid value");

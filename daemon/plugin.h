@@ -44,10 +44,17 @@ struct validator {
 bool plugins_validator(const struct plugins *p, const char *name, struct validator *out);
 
 /*
- * The validator that judges next what validator name accepted, when one does: the password
- * policy is the password validator, then the blocklist validator when it is loaded.
+ * The verdict on value of validator name and of the one that judges next what it accepted
+ * (the password policy: the password validator, then the blocklist validator when it is
+ * loaded), as sesame.validate and sesamectl both take it. Returns 1 with the normal form in
+ * out, 0 with a message for the client in msg ("" when the plugin gave none), -1 when out is
+ * too small (len * 4 + 64 bytes is enough for the shipped validators), -2 when no validator
+ * plugin named name is loaded. On the caller's thread; a copy of the value in between is
+ * wiped.
  */
-bool plugins_validator_then(const struct plugins *p, const char *name, struct validator *out);
+int plugins_validate(const struct plugins *p, const char *name, const char *value, size_t len,
+		     const char *const *related, char *out, size_t outlen, char *msg,
+		     size_t msglen);
 
 /* The storage backend (storage.backend), or NULL when storage is not configured. */
 struct storage {

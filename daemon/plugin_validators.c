@@ -4,12 +4,15 @@
  * A validator NAME reads the top-level table NAME. The password table is shared: the
  * password validator's keys (min_length, ...) sit beside the hashing keys, which count as
  * read for it. The password policy is two validators: password, then blocklist (common
- * passwords) when it is loaded.
+ * passwords) when it is loaded; plugins_validate runs that chain for sesame.validate and
+ * sesamectl alike.
  */
 #include "autoconfig.h"
 
 #include <lua.h>
+#include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "plugin_private.h"
@@ -60,7 +63,29 @@ bool plugins_validator(const struct plugins *p, const char *name, struct validat
 	return false;
 }
 
-bool plugins_validator_then(const struct plugins *p, const char *name, struct validator *out)
+/* The validator that judges next what name accepted, when one does. */
+static bool validator_then(const struct plugins *p, const char *name, struct validator *out)
 {
 	return strcmp(name, "password") == 0 && plugins_validator(p, "blocklist", out);
+}
+
+int plugins_validate(const struct plugins *p, const char *name, const char *value, size_t len,
+		     const char *const *related, char *out, size_t outlen, char *msg, size_t msglen)
+{
+	struct validator v;
+	if (!plugins_validator(p, name, &v))
+		return -2;
+	int rc = v.fn->check(v.state, value, len, related, out, outlen, msg, msglen);
+	if (rc != 1 || !validator_then(p, name, &v))
+		return rc;
+	/* The next one judges the normal form, from a copy: out is its output. */
+	size_t first_len = strlen(out);
+	char *first = malloc(first_len + 1);
+	if (first == NULL)
+		return -1;
+	memcpy(first, out, first_len + 1);
+	rc = v.fn->check(v.state, first, first_len, related, out, outlen, msg, msglen);
+	sodium_memzero(first, first_len);
+	free(first);
+	return rc;
 }

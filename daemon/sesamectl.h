@@ -28,6 +28,9 @@ struct config *ctl_load(const char *path);
 struct config *ctl_storage_open(const char *path, struct storage *st);
 void ctl_storage_close(struct config *cfg);
 
+/* sesamectl keygen [options] FILE [PUBLIC]: argv[0] is "keygen". */
+int ctl_keygen(int argc, char **argv);
+
 /* sesamectl user SUBCOMMAND ...: argv[0] is "user". */
 int ctl_user(const char *path, int argc, char **argv);
 

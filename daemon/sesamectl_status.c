@@ -2,11 +2,14 @@
  * sesamectl_status.c: sesamectl status, the running master's state as it tells it on its
  * control socket (server.control): its pid, uptime, configuration file and generation, and
  * each worker's pid, slot, generation and state. The master writes one JSON line per
- * connection; --json prints it as it came, otherwise it becomes a table.
+ * connection; --json prints it as it came, otherwise it becomes a table. The socket is
+ * --socket PATH, or server.control read alone from the configuration: no plugin is loaded and
+ * no storage reached, so that status answers whatever state those are in.
  */
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,32 +84,62 @@ static void print_status(const json_t *doc)
 	}
 }
 
-int ctl_status(const char *path, int argc, char **argv)
+/* server.control of the configuration at path, read alone; NULL with the reason said. */
+static char *control_path(const char *path)
 {
-	bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
-	if (argc > 2 || (argc == 2 && !json)) {
-		fprintf(stderr, "Usage: sesamectl [-c FILE] status [--json]\n");
-		return CTL_USAGE;
-	}
-	struct config *cfg = ctl_load(path);
-	if (cfg == NULL)
-		return CTL_FAILED;
-	if (cfg->control == NULL) {
+	struct config_errors errs = {0};
+	struct config *cfg = config_load_control(path, &errs);
+	char *control = NULL;
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.msg[i]);
+	config_errors_free(&errs);
+	if (cfg != NULL && cfg->control == NULL)
 		fprintf(stderr,
 			"sesamectl: server.control is false in %s: the master has no "
 			"control socket to ask\n",
 			path);
-		config_free(cfg);
-		return CTL_FAILED;
+	else if (cfg != NULL && (control = strdup(cfg->control)) == NULL)
+		fprintf(stderr, "sesamectl: out of memory\n");
+	config_free(cfg);
+	return control;
+}
+
+static int status_usage(void)
+{
+	fprintf(stderr, "Usage: sesamectl [-c FILE] status [--json] [--socket PATH]\n");
+	return CTL_USAGE;
+}
+
+int ctl_status(const char *path, int argc, char **argv)
+{
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+						 {"socket", required_argument, NULL, 's'},
+						 {NULL, 0, NULL, 0}};
+	const char *socket_path = NULL;
+	bool json = false;
+	int c;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "js:", longopts, NULL)) != -1) {
+		if (c == 'j')
+			json = true;
+		else if (c == 's' && optarg[0] != '\0')
+			socket_path = optarg;
+		else
+			return status_usage();
 	}
-	json_t *doc = ask_master(cfg->control);
+	if (optind != argc)
+		return status_usage();
+	char *control = socket_path != NULL ? strdup(socket_path) : control_path(path);
+	if (control == NULL)
+		return CTL_FAILED;
+	json_t *doc = ask_master(control);
 	if (doc == NULL) {
 		fprintf(stderr,
 			"sesamectl: cannot reach the master on %s: %s\n"
 			"Is sesamed running with this configuration (%s)? Its log says why when it "
 			"could not listen there; server.control names the socket.\n",
-			cfg->control, strerror(errno), path);
-		config_free(cfg);
+			control, strerror(errno), path);
+		free(control);
 		return CTL_FAILED;
 	}
 	if (json) {
@@ -118,6 +151,6 @@ int ctl_status(const char *path, int argc, char **argv)
 		print_status(doc);
 	}
 	json_decref(doc);
-	config_free(cfg);
+	free(control);
 	return CTL_OK;
 }

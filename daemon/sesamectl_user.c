@@ -9,14 +9,17 @@
  * through the same validator plugins and password policy as POST /users/register, and a new
  * password is hashed with password.scheme. A password is never an argument (every user of the
  * machine reads those) nor an environment variable: it is asked twice, without echo, on a
- * terminal, or read as one line of standard input; it is wiped once hashed. Setting a
+ * terminal, or read as one line of standard input, into a locked buffer that is wiped once
+ * the password is hashed; Ctrl-C at the prompt turns the echo back on. Setting a
  * password and disabling a user log it out everywhere: every refresh family revoked, which
  * every worker learns within jwt.revocation_refresh.
  */
 #include "autoconfig.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,83 +102,142 @@ static int parse_opts(int argc, char **argv, struct user_opts *o)
 
 /* ---- passwords ---- */
 
-static void drop_line_end(char *line)
+/*
+ * A password is read with read(2), a byte at a time, into one locked buffer that is wiped
+ * when freed (sodium_malloc): no stdio buffer and no grown-and-left copy ever holds it.
+ * 16384 bytes are 4096 code points of 4 bytes, password.max_length's bound: anything longer
+ * no policy accepts, and it is refused unread.
+ */
+#define PASSWORD_CAP 16384
+
+/* The terminal's settings while the echo is off, for a signal to put back. */
+static struct termios saved_tty;
+static volatile sig_atomic_t tty_quiet;
+
+/* Ctrl-C (or a kill) at the prompt: the echo is turned back on, then the signal does its work. */
+static void restore_tty(int sig)
 {
-	size_t n = strlen(line);
-	if (n > 0 && line[n - 1] == '\n')
-		line[--n] = '\0';
-	if (n > 0 && line[n - 1] == '\r')
-		line[n - 1] = '\0';
+	if (tty_quiet)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+	signal(sig, SIG_DFL);
+	raise(sig);
 }
 
-static void free_secret_line(char *line, size_t cap)
+static const int tty_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+#define NSIGNALS (sizeof(tty_signals) / sizeof(tty_signals[0]))
+
+/* Turns the echo off (on appears a newline still), with the signals ready to turn it on. */
+static void quiet_tty(struct sigaction *old)
 {
-	if (line != NULL)
-		sodium_memzero(line, cap);
-	free(line);
+	struct sigaction sa = {.sa_handler = restore_tty};
+	struct termios quiet = saved_tty;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < NSIGNALS; i++)
+		sigaction(tty_signals[i], &sa, &old[i]);
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	quiet.c_lflag |= ECHONL;
+	tty_quiet = 1;
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
 }
 
-/* One line of standard input, without echo when it is a terminal; NULL at its end. */
-static char *read_line(const char *prompt, size_t *cap)
+static void loud_tty(const struct sigaction *old)
 {
-	struct termios old, quiet;
-	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
-	char *line = NULL;
-	*cap = 0;
-	if (tty) {
-		fprintf(stderr, "%s", prompt);
-		quiet = old;
-		quiet.c_lflag &= ~(tcflag_t)ECHO;
-		quiet.c_lflag |= ECHONL;
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+	tty_quiet = 0;
+	for (size_t i = 0; i < NSIGNALS; i++)
+		sigaction(tty_signals[i], &old[i], NULL);
+}
+
+/* One line of fd 0 into buf: its length, -1 at the input's end, -2 when it does not fit. */
+static ssize_t read_secret(char *buf, size_t cap)
+{
+	size_t n = 0;
+	bool full = false;
+	char c = '\0';
+	ssize_t r;
+	while ((r = read(STDIN_FILENO, &c, 1)) != 0 && c != '\n') {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		if (n + 1 < cap)
+			buf[n++] = c;
+		else
+			full = true;
 	}
-	ssize_t n = getline(&line, cap, stdin);
-	if (tty)
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-	if (n < 0) {
-		free_secret_line(line, *cap);
+	sodium_memzero(&c, sizeof(c));
+	if (n > 0 && buf[n - 1] == '\r')
+		n--;
+	buf[n] = '\0';
+	if (r < 0 || (r == 0 && n == 0 && !full))
+		return -1;
+	return full ? -2 : (ssize_t)n;
+}
+
+/* One line of standard input, without echo when it is a terminal, into a locked buffer. */
+static char *read_line(const char *prompt, int *status)
+{
+	struct sigaction old[NSIGNALS];
+	bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_tty) == 0;
+	char *line = sodium_malloc(PASSWORD_CAP);
+	*status = CTL_FAILED;
+	if (line == NULL) {
+		fprintf(stderr, "sesamectl: out of memory\n");
 		return NULL;
 	}
-	drop_line_end(line);
-	return line;
+	/* The echo off first: an answer typed once the prompt shows is not flushed with it. */
+	if (tty) {
+		quiet_tty(old);
+		fprintf(stderr, "%s", prompt);
+	}
+	ssize_t n = read_secret(line, PASSWORD_CAP);
+	if (tty)
+		loud_tty(old);
+	if (n >= 0)
+		return line;
+	if (n == -1)
+		fprintf(stderr, "sesamectl: no password on standard input\n");
+	else
+		fprintf(stderr, "sesamectl: the password is longer than %d bytes\n",
+			PASSWORD_CAP - 1);
+	*status = n == -1 ? CTL_FAILED : CTL_REFUSED;
+	sodium_free(line);
+	return NULL;
 }
 
 /* The new password: asked twice on a terminal (both must match), else one line of input. */
-static char *read_password(size_t *cap, int *status)
+static char *read_password(int *status)
 {
-	size_t cap2;
-	char *pw = read_line("New password: ", cap), *again = NULL;
-	*status = CTL_FAILED;
-	if (pw == NULL) {
-		fprintf(stderr, "sesamectl: no password on standard input\n");
-		return NULL;
-	}
-	if (!isatty(STDIN_FILENO))
+	char *pw = read_line("New password: ", status), *again = NULL;
+	if (pw == NULL || !isatty(STDIN_FILENO))
 		return pw;
-	again = read_line("Retype the new password: ", &cap2);
+	again = read_line("Retype the new password: ", status);
 	bool same = again != NULL && strcmp(pw, again) == 0;
-	free_secret_line(again, cap2);
+	sodium_free(again);
 	if (same)
 		return pw;
 	fprintf(stderr, "sesamectl: the passwords do not match\n");
-	free_secret_line(pw, *cap);
+	sodium_free(pw);
 	*status = CTL_REFUSED;
 	return NULL;
 }
 
 /* ---- validation and hashing, as POST /users/register does them ---- */
 
-/* The validator name's normal form of value in out; else CTL_REFUSED with its message. */
+/*
+ * The normal form of value in out, as sesame.validate gives it (the password: the password
+ * policy, blocklist included); else CTL_REFUSED with the validator's message.
+ */
 static int validate(const struct config *cfg, const char *name, const char *value,
 		    const char *const *related, char *out, size_t outlen)
 {
-	struct validator v;
 	char msg[256] = "";
-	if (!plugins_validator(cfg->plugins, name, &v)) {
+	int rc = plugins_validate(cfg->plugins, name, value, strlen(value), related, out, outlen,
+				  msg, sizeof(msg));
+	if (rc == -2) {
 		fprintf(stderr, "sesamectl: no validator plugin named '%s' is loaded\n", name);
 		return CTL_FAILED;
 	}
-	int rc = v.fn->check(v.state, value, strlen(value), related, out, outlen, msg, sizeof(msg));
 	if (rc == 1)
 		return CTL_OK;
 	fprintf(stderr, "sesamectl: %s: %s\n", name,
@@ -189,23 +251,20 @@ static int new_password_hash(const struct config *cfg, const char *email, const 
 {
 	const struct hasher *h = plugins_scheme(cfg->plugins);
 	const char *related[] = {email, username, NULL};
-	size_t cap = 0, len;
 	int status;
-	char *pw = read_password(&cap, &status);
+	char *pw = read_password(&status);
 	if (pw == NULL)
 		return status;
-	len = strlen(pw);
-	char *normal = malloc(len * 4 + 64);
+	size_t len = strlen(pw);
+	char *normal = sodium_malloc(len * 4 + 64);
 	status = normal == NULL ? CTL_FAILED
 				: validate(cfg, "password", pw, related, normal, len * 4 + 64);
-	if (normal != NULL)
-		sodium_memzero(normal, len * 4 + 64);
-	free(normal);
+	sodium_free(normal);
 	if (status == CTL_OK && (h == NULL || h->fn->hash(h->state, pw, len, hash, hashlen) != 0)) {
 		fprintf(stderr, "sesamectl: the password cannot be hashed\n");
 		status = CTL_FAILED;
 	}
-	free_secret_line(pw, cap);
+	sodium_free(pw);
 	return status;
 }
 
@@ -374,10 +433,12 @@ static void collect_user(void *ctx, const struct sesame_user *u, const char *cre
 			 long long disabled_at)
 {
 	struct listing *l = ctx;
+	/* Another application's table may leave a column NULL: "" here, as MariaDB's reads it. */
 	json_t *row = json_pack(
-	    "{sI ss ss so? sb so?}", "id", (json_int_t)u->id, "email", u->email, "username",
-	    u->username, "created", created != NULL ? json_string(created) : NULL, "disabled",
-	    disabled_at != 0, "disabled_at", disabled_at != 0 ? json_integer(disabled_at) : NULL);
+	    "{sI ss ss so? sb so?}", "id", (json_int_t)u->id, "email",
+	    u->email != NULL ? u->email : "", "username", u->username != NULL ? u->username : "",
+	    "created", created != NULL ? json_string(created) : NULL, "disabled", disabled_at != 0,
+	    "disabled_at", disabled_at != 0 ? json_integer(disabled_at) : NULL);
 	if (row == NULL || json_array_append_new(l->rows, row) != 0)
 		l->oom = true;
 }
@@ -506,6 +567,8 @@ int ctl_user(const char *path, int argc, char **argv)
 		cmd++;
 	if (cmd->name == NULL || parse_opts(argc - 1, argv + 1, &o) != 0 || o.nargs != cmd->nargs)
 		return user_usage();
+	/* Unbuffered: what stdio reads (a confirmation) takes no more than its line. */
+	setvbuf(stdin, NULL, _IONBF, 0);
 	struct user_ctx *uc = calloc(1, sizeof(*uc));
 	if (uc == NULL)
 		return CTL_FAILED;

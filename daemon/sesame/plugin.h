@@ -229,6 +229,8 @@ struct sesame_host {
 	 * Reads one key of the plugin's configuration table. Every key the plugin does not read
 	 * during init is reported to the operator as unknown, so read each key you support.
 	 * Strings stay valid until fini. A table key gives a nested struct sesame_config.
+	 * *out holds the key's default when called (sesamed --config-keys lists it as such) and
+	 * is left as it is when the key is absent.
 	 */
 	enum sesame_config_result (*config_string)(struct sesame_config *cfg, const char *key,
 						   const char **out);

@@ -77,6 +77,24 @@ def test_a_listed_password_is_refused_as_a_new_password(listed):
         "Authorization": f"Bearer {tokens['refresh_token']}"}).status_code == 200
 
 
+def test_sesamectl_keeps_to_the_blocklist(listed):
+    s = listed()
+    ctl = str(Path(SESAMED).parent / "sesamectl")
+
+    def user(*args, password):
+        return subprocess.run([ctl, "-c", str(s.config), "user", *args], input=password + "\n",
+                              capture_output=True, text=True, timeout=60)
+    r = user("add", "ann@example.com", password="iloveyou123")
+    assert r.returncode == 4 and "password is too common" in r.stderr, r.stderr
+    assert user("show", "ann@example.com", password="").returncode == 3
+    assert user("add", "ann@example.com", password="a password nobody listed").returncode == 0
+    r = user("passwd", "ann@example.com", password="password1234")
+    assert r.returncode == 4 and "password is too common" in r.stderr, r.stderr
+    assert s.post("/users/login", json={"email": "ann@example.com",
+                                        "password": "a password nobody listed"}
+                  ).status_code == 200
+
+
 def test_the_password_validator_judges_first(listed):
     s = listed()
     r = register(s, 1, "qwerty")

@@ -5,8 +5,10 @@ import pty
 import re
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
+import termios
 import time
 import uuid
 from pathlib import Path
@@ -204,6 +206,40 @@ def test_delete(app):
     assert app.ctl("user", "delete", "ann@example.com", "--yes").returncode == 3
 
 
+def flask_token(sub, kind):
+    """A token as flask-jwt-extended lays it out: no fam, so no revoked family reaches it."""
+    now = int(time.time())
+    return jwt.encode({"fresh": False, "iat": now, "nbf": now, "jti": str(uuid.uuid4()),
+                       "type": kind, "sub": sub, "exp": now + 3600}, SECRET, algorithm="HS256")
+
+
+def user_id(s, email):
+    return str(json.loads(s.ctl("user", "show", email, "--json").stdout)["id"])
+
+
+def test_a_deleted_users_flask_refresh_token_is_refused(app):
+    add(app, "ann@example.com")
+    sub = user_id(app, "ann@example.com")
+    assert refresh(app, flask_token(sub, "refresh")) == 200
+    kept = flask_token(sub, "refresh")
+    assert app.ctl("user", "delete", "ann@example.com", "--yes").returncode == 0
+    r = app.post("/token/refresh", headers=bearer(kept))
+    assert r.status_code == 401 and r.json() == {"result": "fail", "error": "token revoked"}
+    assert "invalid_token" in r.headers["WWW-Authenticate"]
+
+
+def test_a_disabled_user_is_refused_by_users_me(app):
+    add(app, "ann@example.com")
+    access = flask_token(user_id(app, "ann@example.com"), "access")
+    assert me(app, access) == 200
+    assert app.ctl("user", "disable", "ann@example.com").returncode == 0
+    r = app.get("/users/me", headers=bearer(access))
+    assert r.status_code == 401 and r.json() == {"result": "fail", "error": "token revoked"}
+    assert refresh(app, flask_token(user_id(app, "ann@example.com"), "refresh")) == 401
+    assert app.ctl("user", "enable", "ann@example.com").returncode == 0
+    assert me(app, access) == 200
+
+
 def test_list_and_show(app):
     for i in range(5):
         add(app, f"u{i}@example.com", username=f"user{i}")
@@ -225,6 +261,26 @@ def test_list_and_show(app):
     assert r.returncode == 0 and "username: user1" in r.stdout and "disabled: no" in r.stdout
     assert app.ctl("user", "list", "--limit", "0").returncode == 2
     assert app.ctl("user", "frobnicate").returncode == 2
+
+
+def test_list_reads_a_tutorial_table_with_a_null_username(sesamed):
+    s = sesamed(start=False, more=(
+        'storage = { backend = "sqlite", sqlite = { path = "app.db" }, '
+        'users = { table = "user" } }\n' f'jwt = {{ secret = "{SECRET}" }}\n'))
+    db = sqlite3.connect(s.dir / "app.db")
+    db.execute("CREATE TABLE user (id INTEGER NOT NULL PRIMARY KEY, username VARCHAR(80), "
+               "email VARCHAR(120) NOT NULL UNIQUE, password VARCHAR(200) NOT NULL)")
+    db.execute("INSERT INTO user (username, email, password) VALUES "
+               "(NULL, 'old@example.com', '$pbkdf2-sha256$29000$abc$def')")
+    db.commit()
+    db.close()
+    s.start()
+    r = ctl("-c", str(s.config), "user", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(u["email"], u["username"]) for u in json.loads(r.stdout)] == [
+        ("old@example.com", "")]
+    r = ctl("-c", str(s.config), "user", "show", "old@example.com")
+    assert r.returncode == 0 and "email:    old@example.com" in r.stdout, r.stderr
 
 
 def run_in_pty(args, answers):
@@ -260,6 +316,28 @@ def test_passwords_are_asked_twice_without_echo(app):
     out, code = run_in_pty(base + ["bob@example.com"], ["correct horse", "correct house"])
     assert code == 4 and "do not match" in out
     assert app.ctl("user", "show", "bob@example.com").returncode == 3
+
+
+def test_ctrl_c_at_the_prompt_turns_the_echo_back_on(app):
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(SESAMECTL, [SESAMECTL, "-c", str(app.config), "user", "add", "ann@example.com"])
+    out = b""
+    while b"password: " not in out:
+        out += os.read(fd, 1024)
+    assert not termios.tcgetattr(fd)[3] & termios.ECHO, "asked without echo"
+    os.write(fd, b"correct\x03")  # half a password, then Ctrl-C
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT
+    assert termios.tcgetattr(fd)[3] & termios.ECHO, "the echo is back on"
+    os.close(fd)
+    assert app.ctl("user", "show", "ann@example.com").returncode == 3
+
+
+def test_a_password_longer_than_any_policy_is_refused(app):
+    r = app.ctl("user", "add", "ann@example.com", input="x" * 20000 + "\n")
+    assert r.returncode == 4 and "longer than 16383 bytes" in r.stderr
+    assert app.ctl("user", "show", "ann@example.com").returncode == 3
 
 
 def unstamped(log):
@@ -306,6 +384,25 @@ def test_status_from_the_master(sesamed):
     assert "generation: 2" in text and str(s.proc.pid) in text
     s.stop()
     assert not (s.dir / "control.sock").exists()
+
+
+def test_status_reads_only_server_control(sesamed, tmp_path):
+    s = sesamed(workers=1)
+    sock = s.dir / "control.sock"
+    # Storage that cannot be reached and a key file that is not there: status needs neither.
+    other = tmp_path / "other.lua"
+    other.write_text(f'server = {{ control = "{sock}" }}\n'
+                     'storage = { backend = "mariadb", mariadb = { socket = "/nonexistent", '
+                     'user = "x", database = "x" } }\n'
+                     'jwt = { secret_file = "/nonexistent/jwt.key" }\n')
+    r = ctl("-c", str(other), "status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pid"] == s.proc.pid
+    r = ctl("-c", "/nonexistent/sesame.lua", "status", "--socket", str(sock), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pid"] == s.proc.pid
+    assert ctl("status", "--socket").returncode == 2
+    assert ctl("status", "extra").returncode == 2
 
 
 def test_status_without_a_master(sesamed):
@@ -422,3 +519,26 @@ def test_delete_refuses_tokens_without_a_family(cutoff_app):
     assert wait_for(lambda: verify(s, flask) == 401, timeout=10)
     add(s, "ann@example.com")  # the address again: a new user, a new id
     assert login(s, "ann@example.com", "correct horse").status_code == 200
+def test_a_busy_control_socket_is_kept_without_waiting(sesamed):
+    """Another live listener there, its backlog full: the probe neither waits nor removes it."""
+    s = sesamed(start=False)
+    path = str(s.dir / "control.sock")
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(path)
+    live.listen(0)
+    waiting = []
+    while True:  # fill the backlog until a connection would have to wait
+        c = socket.socket(socket.AF_UNIX)
+        c.setblocking(False)
+        try:
+            c.connect(path)
+        except BlockingIOError:
+            c.close()
+            break
+        waiting.append(c)
+    s.start()  # waits until the master serves: a blocking probe would hang here
+    assert "server.control: cannot listen on" in s.log()
+    assert os.path.exists(path)
+    live.close()
+    for c in waiting:
+        c.close()

@@ -158,10 +158,12 @@ sesame.route("POST", "/users/login", function(req)
   return tokens(user.id, true)
 end)
 
+-- A user deleted or disabled (sesamectl user delete, disable) since the token was signed is
+-- refused as its revoked token would be.
 sesame.route("GET", "/users/me", { auth = "required" }, function(req)
   local user = sesame.users.find { id = req.identity }
-  if not user then
-    return fail(401, "invalid token")
+  if not user or user.disabled then
+    return refused("token revoked")
   end
   return 200, {
     result = "success",
@@ -172,11 +174,11 @@ end)
 -- Rotation: the refresh token is spent, and its successor comes with a new access token (not
 -- fresh: no password was given). A spent token presented again revokes its whole family, the
 -- thief's tokens and the owner's alike; the owner logs in again.
--- A disabled user's families were revoked when it was disabled; a refresh token that
--- started none (issued by a Flask service sharing the key) is refused here.
+-- A disabled or deleted user's families were revoked with it; a refresh token that started
+-- none (issued by a Flask service sharing the key) is refused here, before rotate adopts it.
 sesame.route("POST", "/token/refresh", { auth = "refresh" }, function(req)
   local user = sesame.users.find { id = req.identity }
-  if user and user.disabled then
+  if not user or user.disabled then
     return refused("token revoked")
   end
   local refresh, family = sesame.jwt.rotate(req.claims)
@@ -208,8 +210,10 @@ end)
 -- Changes the password: a fresh token (from a log-in, not a refresh) and the current password,
 -- which is counted against limits.login_failures like a log-in's; the new one meets the
 -- password policy. Every other session of the user is logged out, on every worker within
--- jwt.revocation_refresh; the caller's own (its token's refresh family) goes on. Guessing
--- the current password is bounded by limits.login per client address, as log-ins are.
+-- jwt.revocation_refresh; the caller's own (its token's refresh family) goes on. The sessions
+-- go first: storage that fails then (503) leaves the old password with fewer sessions, never
+-- the new one with a stolen session still alive. Guessing the current password is bounded
+-- by limits.login per client address, as log-ins are.
 sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
   local allowed, retry_after = sesame.limit("login", req.remote_addr)
   if not allowed then
@@ -237,7 +241,10 @@ sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
     return fail(401, "invalid password")
   end
   sesame.users.succeeded(user.email)
-  sesame.users.update { id = user.id, password = sesame.hash(f.new_password) }
+  local hash = sesame.hash(f.new_password)
   sesame.jwt.revoke_all(user.id, { except_family = req.claims.fam })
+  if not sesame.users.update { id = user.id, password = hash } then
+    return refused("invalid token") -- deleted meanwhile
+  end
   return 200, { result = "success" }, { ["Cache-Control"] = "no-store" }
 end)
