@@ -210,11 +210,11 @@ def flask_token(sub, kind):
     """A token as flask-jwt-extended lays it out: no fam, so no revoked family reaches it."""
     now = int(time.time())
     return jwt.encode({"fresh": False, "iat": now, "nbf": now, "jti": str(uuid.uuid4()),
-                       "type": kind, "sub": sub, "exp": now + 3600}, SECRET, algorithm="HS256")
+                       "type": kind, "sub": str(sub), "exp": now + 3600}, SECRET, algorithm="HS256")
 
 
 def user_id(s, email):
-    return str(json.loads(s.ctl("user", "show", email, "--json").stdout)["id"])
+    return json.loads(s.ctl("user", "show", email, "--json").stdout)["id"]
 
 
 def test_a_deleted_users_flask_refresh_token_is_refused(app):
@@ -458,10 +458,6 @@ def flask_access(sub, expires):
 
 def verify(s, token):
     return s.get("/auth/verify", headers=bearer(token)).status_code
-
-
-def user_id(s, email):
-    return json.loads(s.ctl("user", "show", email, "--json").stdout)["id"]
 
 
 def after_the_cutoffs_second():
