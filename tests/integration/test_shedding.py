@@ -131,10 +131,20 @@ def test_a_login_flood_leaves_no_backlog(sesamed, mariadb):
     flood.join()
     ended = time.monotonic()
 
-    r, took = timed_login(s)
-    assert r.status_code == 200, (r.status_code, r.text)
-    # A few hash times, with room for a slow, shared machine.
-    assert took < max(10 * hash_time, 1.5), (took, hash_time, flood.statuses)
+    # The flood's connections close as it ends; until the worker has seen them go, its queue
+    # may still be full and a request gets 503 "server busy" at once. A genuine client asks
+    # again: within a few hash times (with room for a slow, shared machine) it is served.
+    bound = max(10 * hash_time, 1.5)
+    started, busy = time.monotonic(), 0
+    while True:
+        r, _ = timed_login(s)
+        took = time.monotonic() - started
+        if r.status_code != 503 or took > bound:
+            break
+        busy += 1
+        time.sleep(0.05)
+    assert r.status_code == 200, (r.status_code, r.text, busy)
+    assert took < bound, (took, hash_time, busy, flood.statuses)
     assert flood.shed > 0, flood.statuses
     assert not flood.bad_shed, flood.bad_shed[:3]
     assert set(flood.statuses) <= {401, 503}, flood.statuses
