@@ -595,13 +595,22 @@ static enum sesame_storage_result server_now(struct store *s, MYSQL *conn, long 
 	return SESAME_STORAGE_OK;
 }
 
-static enum sesame_storage_result family_create_once(void *state, const struct sesame_family *f,
-						     char *err, size_t errlen)
+/* Runs sql, which returns no rows, on a connection of its own. */
+static enum sesame_storage_result run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
+					    char *err, size_t errlen)
 {
-	struct store *s = state;
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
+	enum sesame_storage_result r = execute_only(s, conn, sql, params, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		s->db->release(conn, false);
+	return r;
+}
+
+static enum sesame_storage_result family_create_once(void *state, const struct sesame_family *f,
+						     char *err, size_t errlen)
+{
 	MYSQL_BIND p[4];
 	unsigned long lens[3];
 	long long expires_at = f->expires_at;
@@ -609,10 +618,7 @@ static enum sesame_storage_result family_create_once(void *state, const struct s
 	bind_string(&p[1], f->subject, &lens[1]);
 	bind_string(&p[2], f->jti, &lens[2]);
 	bind_long(&p[3], &expires_at);
-	enum sesame_storage_result r = execute_only(s, conn, FAMILY_INSERT_SQL, p, err, errlen);
-	if (r == SESAME_STORAGE_OK)
-		s->db->release(conn, false);
-	return r;
+	return run_alone(state, FAMILY_INSERT_SQL, p, err, errlen);
 }
 
 /* Runs REVOKE_SQL for id until until, at now_ms. */
@@ -1112,19 +1118,6 @@ static enum sesame_storage_result check_once(struct store *s, const char *accoun
 	bind_long(&p[1], &period_ms);
 	bind_string(&p[2], account, &len);
 	return read_long(s, FAILURE_CHECK_SQL, p, retry_ms, err, errlen);
-}
-
-/* Runs sql, which returns no rows, on a connection of its own. */
-static enum sesame_storage_result run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
-					    char *err, size_t errlen)
-{
-	MYSQL *conn = s->db->acquire(err, errlen);
-	if (conn == NULL)
-		return SESAME_STORAGE_UNAVAILABLE;
-	enum sesame_storage_result r = execute_only(s, conn, sql, params, err, errlen);
-	if (r == SESAME_STORAGE_OK)
-		s->db->release(conn, false);
-	return r;
 }
 
 static enum sesame_storage_result record_once(struct store *s, const char *account,
