@@ -5,7 +5,8 @@
  * Every vector runs on the portable path and on the SHA extensions; on a CPU without them the
  * second set is skipped and says so. The vectors: FIPS 180-4's (NIST's examples and a million
  * 'a's), RFC 4231's HMAC cases, RFC 7914's PBKDF2 cases and the usual dkLen-32 ones, and hashes
- * passlib wrote. Then both paths and OpenSSL must agree on random inputs.
+ * passlib wrote. Then both paths and OpenSSL must agree on random inputs (the portable path
+ * and OpenSSL alone where the CPU has no SHA extensions).
  */
 #include "autoconfig.h"
 
@@ -296,7 +297,7 @@ static void test_paths_agree(void **state)
 	const struct sha256_impl *fast = shani();
 	uint8_t pw[200], salt[200];
 	if (fast == NULL)
-		skip();
+		fast = portable; /* then still against OpenSSL */
 	for (int i = 0; i < RANDOM_RUNS; i++) {
 		size_t len = below(201), saltlen = below(201);
 		randombytes_buf(pw, sizeof(pw));
