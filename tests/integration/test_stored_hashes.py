@@ -70,6 +70,20 @@ def test_hashes_within_the_limits_still_verify(app):
     assert "stored hash refused" not in app.log()
 
 
+def test_passlib_hashes_at_sha256_block_edges_verify(app):
+    # sesame derives PBKDF2 itself: keys and salts either side of SHA-256's 64-byte block.
+    cases = [("k" * 64, 16),  # the key's own length is the block: used as it is
+             ("k" * 65, 16),  # one byte over: HMAC hashes the key first
+             ("pässwörd ☃ " * 6, 16),  # non-ASCII, 90 bytes of UTF-8
+             ("tutorial password", 51),  # salt, INT(1) and the padding just fill a block
+             ("tutorial password", 52)]  # one byte more: the padding needs a second block
+    for i, (password, salt_size) in enumerate(cases):
+        stored = pbkdf2_sha256.using(rounds=29000, salt_size=salt_size).hash(password)
+        insert_user(app, f"edge{i}@example.com", stored)
+        assert login(app, f"edge{i}@example.com", password).status_code == 200, (i, stored)
+        assert login(app, f"edge{i}@example.com", password[:-1]).status_code == 401
+
+
 def test_a_legacy_hash_answers_no_faster_than_an_unknown_email(sesamed, mariadb):
     # A dearer argon2id than the default widens what a leak would show against the noise.
     more = mariadb.storage(mariadb.database) + f'jwt = {{ secret = "{SECRET}" }}\n' + \
