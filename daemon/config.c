@@ -82,14 +82,15 @@ static void read_listen(struct config_reader *rd, int tbl, const struct config_k
 	}
 }
 
-static void read_workers(struct config_reader *rd, int tbl, const struct config_key *key,
-			 const char *keypath)
+/* "auto" (0) or a number in the key's range; unset, the field keeps its default. */
+static void read_auto(struct config_reader *rd, int tbl, const struct config_key *key,
+		      const char *keypath)
 {
-	int *workers = config_field(rd, key);
+	int *field = config_field(rd, key);
 	lua_State *L = rd->L;
 	int t = lua_type(L, -1);
 	if (t == LUA_TSTRING && strcmp(lua_tostring(L, -1), "auto") == 0) {
-		*workers = 0;
+		*field = 0;
 	} else if (t != LUA_TNIL) {
 		int isint = 0;
 		lua_Integer v = lua_tointegerx(L, -1, &isint);
@@ -97,8 +98,15 @@ static void read_workers(struct config_reader *rd, int tbl, const struct config_
 			config_fail(rd, keypath, "expected \"auto\" or a number from %ld to %ld",
 				    key->min, key->max);
 		else
-			*workers = (int)v;
+			*field = (int)v;
 	}
+}
+
+static void read_workers(struct config_reader *rd, int tbl, const struct config_key *key,
+			 const char *keypath)
+{
+	int *workers = config_field(rd, key);
+	read_auto(rd, tbl, key, keypath);
 	if (*workers == 0) {
 		long cores = sysconf(_SC_NPROCESSORS_ONLN);
 		*workers = cores < 1 ? 1 : cores > key->max ? (int)key->max : (int)cores;
@@ -166,6 +174,8 @@ static const struct config_key server_keys[] = {
     {"user", config_string, 0, 0, SERVER(privs.user)},
     {"group", config_string, 0, 0, SERVER(privs.group)},
     {"threads", config_int, 1, MAX_THREADS, SERVER(threads)},
+    {"hash_threads", read_auto, 1, MAX_THREADS, SERVER(hash_threads)},
+    {"hash_nice", config_int, 0, 19, SERVER(hash_nice)},
     {"max_body", config_size, 0, 64L << 20, SERVER(max_body)},
     {"max_header", config_size, 1024, 1L << 20, SERVER(max_header)},
     {"timeout", config_int, 1, 3600, SERVER(timeout)},
@@ -383,6 +393,7 @@ static void set_defaults(struct config *cfg)
 	cfg->nlisten = 1;
 	cfg->workers = 0;
 	cfg->threads = 2;
+	cfg->hash_nice = 10;
 	cfg->max_body = 65536;
 	cfg->max_header = 16384;
 	cfg->timeout = 30;

@@ -35,6 +35,8 @@ struct config {
 	size_t nlisten;
 	int workers;
 	int threads;
+	int hash_threads; /* password hashing threads per worker; 0: "auto" (jobs_cpu_threads) */
+	int hash_nice;	  /* how much lower than the loop's the hashing threads' priority is */
 	size_t max_body;
 	size_t max_header;
 	int timeout;	      /* seconds to read a request or write a response */

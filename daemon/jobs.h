@@ -15,15 +15,31 @@ struct job {
 	void (*done)(struct job *job); /* on the event loop, once run has returned or was skipped */
 	struct job *next;
 	atomic_int cancelled; /* 0; jobs_cancel's reason + 1; -1 once a thread took it */
+	bool cpu;	      /* CPU-bound (a password hash): run by the hashing threads */
 };
 
 struct jobs;
 
+/* The threads of a pool: those for blocking work, and those that hash, at a lower priority. */
+struct jobs_threads {
+	int io;	      /* storage calls, file reads: jobs whose cpu is false */
+	int cpu;      /* password hashes: jobs whose cpu is true */
+	int cpu_nice; /* added to the hashing threads' nice value; 0 keeps the loop's */
+};
+
 /*
- * Starts nthreads job threads delivering completions to base, with room for max_pending jobs
- * at once (waiting, running or done and not yet delivered). evthread_use_pthreads() first.
+ * Starts the threads delivering completions to base, with room for max_pending jobs at once
+ * (waiting, running or done and not yet delivered), both kinds together.
+ * evthread_use_pthreads() first.
  */
-struct jobs *jobs_new(struct event_base *base, int nthreads, size_t max_pending);
+struct jobs *jobs_new(struct event_base *base, const struct jobs_threads *threads,
+		      size_t max_pending);
+
+/*
+ * Hashing threads for a worker when server.hash_threads is "auto": the node's cores shared
+ * among its workers, rounded up, so that the node hashes on every core and no more.
+ */
+int jobs_cpu_threads(int workers);
 
 /*
  * Queues job; its done callback runs on base's loop after run. On the loop. -1, and job left

@@ -103,6 +103,7 @@ static struct hash_job *new_hash_job(lua_State *L, const struct hasher *h)
 	hj->len = len;
 	hj->hasher = h;
 	hj->lj.job.run = hash_run;
+	hj->lj.job.cpu = true;
 	hj->lj.push = hash_push;
 	hj->lj.release = hash_release;
 	return hj;

@@ -3,7 +3,9 @@
  *
  *   sesamectl [-c FILE] migrate          apply the storage schema's migrations now
  *   sesamectl keygen ...                 new token keys (sesamectl_keygen.c)
- *   sesamectl [-c FILE] hash-bench [N]   time N hashes with the configured password scheme
+ *   sesamectl [-c FILE] hash-bench [N [P]]
+ *                                        time N hashes with the configured password scheme,
+ *                                        in P processes at once
  *   sesamectl [-c FILE] token revoke     revoke the tokens read from standard input, and
  *                                        their refresh families
  *   sesamectl [-c FILE] token revoke --user ID
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -52,7 +55,8 @@ static void usage(FILE *out)
 	    "                       default 3072; ES256, ES384, ES512); an existing file is\n"
 	    "                       replaced only with -f (--force); with -g NAME (--group)\n"
 	    "                       the secret or private key belongs to group NAME, mode 0640\n"
-	    "  hash-bench [N]       time N password hashes (default 5) with password.scheme\n"
+	    "  hash-bench [N [P]]   time N password hashes (default 5) with password.scheme,\n"
+	    "                       in P processes at once (default 1)\n"
 	    "  token revoke         revoke each token read from standard input (one a line) and\n"
 	    "                       its refresh family, on every sesamed sharing the storage\n"
 	    "  token revoke --user ID\n"
@@ -126,38 +130,85 @@ static int cmd_migrate(const char *path)
 	return rc == 0 ? 0 : 1;
 }
 
-static int cmd_hash_bench(const char *path, int argc, char **argv)
+/* n hashes, one after the other: 0, and the last one's string in out; -1 if one fails. */
+static int bench_run(const struct hasher *h, int n, char *out, size_t size)
 {
-	int n = argc > 1 ? atoi(argv[1]) : 5;
-	struct config *cfg = ctl_load(path);
-	if (cfg == NULL)
-		return 1;
-	const struct hasher *h = plugins_scheme(cfg->plugins);
-	if (h == NULL || n < 1 || n > 1000) {
-		fprintf(stderr, "sesamectl: %s\n",
-			h == NULL ? "no password hasher is loaded" : "N is from 1 to 1000");
-		config_free(cfg);
-		return 1;
-	}
-	char out[512];
-	uint64_t start = clock_mono_ns();
 	for (int i = 0; i < n; i++) {
-		if (h->fn->hash(h->state, "hash-bench password", 19, out, sizeof(out)) != 0) {
-			fprintf(stderr, "sesamectl: %s: hashing failed\n", h->name);
-			config_free(cfg);
-			return 1;
-		}
+		if (h->fn->hash(h->state, "hash-bench password", 19, out, size) != 0)
+			return -1;
 	}
-	double ms = (double)(clock_mono_ns() - start) / 1e6 / n;
-	/* The settings, without the salt and hash that follow them. */
+	return 0;
+}
+
+/* The settings of a hash string, without the salt and hash that follow them. */
+static void settings_only(char *out)
+{
 	char *end = strrchr(out, '$');
 	if (end != NULL && end > out) {
 		*end = '\0';
 		if ((end = strrchr(out, '$')) != NULL)
 			*end = '\0';
 	}
-	printf("%s: %.1f ms per hash (%s), about %.0f hashes per second per job thread\n", h->name,
+}
+
+/*
+ * Runs bench_run in this process and in nproc - 1 children at once (processes, not threads:
+ * as sesamed's workers hash, each in its own address space). 0 when every one succeeded.
+ */
+static int bench_all(const struct hasher *h, int n, int nproc, char *out, size_t size)
+{
+	pid_t kids[64];
+	int rc = 0, started = 0;
+	fflush(NULL);
+	for (; started < nproc - 1; started++) {
+		if ((kids[started] = fork()) < 0)
+			break;
+		if (kids[started] == 0)
+			_exit(bench_run(h, n, out, size) == 0 ? 0 : 1);
+	}
+	rc = started < nproc - 1 ? -1 : bench_run(h, n, out, size);
+	for (int i = 0; i < started; i++) {
+		int status;
+		if (waitpid(kids[i], &status, 0) != kids[i] || !WIFEXITED(status) ||
+		    WEXITSTATUS(status) != 0)
+			rc = -1;
+	}
+	return rc;
+}
+
+/*
+ * hash-bench [N [P]]: P processes hash N times each, all at once: the time of one hash, and
+ * with P > 1 the hashes per second of them all.
+ */
+static int cmd_hash_bench(const char *path, int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 5, nproc = argc > 2 ? atoi(argv[2]) : 1;
+	struct config *cfg = ctl_load(path);
+	if (cfg == NULL)
+		return 1;
+	const struct hasher *h = plugins_scheme(cfg->plugins);
+	if (h == NULL || n < 1 || n > 1000 || nproc < 1 || nproc > 64) {
+		fprintf(stderr, "sesamectl: %s\n",
+			h == NULL ? "no password hasher is loaded"
+				  : "N is from 1 to 1000, P from 1 to 64");
+		config_free(cfg);
+		return 1;
+	}
+	char out[512];
+	uint64_t start = clock_mono_ns();
+	if (bench_all(h, n, nproc, out, sizeof(out)) != 0) {
+		fprintf(stderr, "sesamectl: %s: hashing failed\n", h->name);
+		config_free(cfg);
+		return 1;
+	}
+	double ms = (double)(clock_mono_ns() - start) / 1e6 / n;
+	settings_only(out);
+	printf("%s: %.1f ms per hash (%s), about %.0f hashes per second per job thread", h->name,
 	       ms, out, 1000.0 / ms);
+	if (nproc > 1)
+		printf("; %d at once: about %.0f hashes per second in all", nproc,
+		       1000.0 * nproc / ms);
+	printf("\n");
 	config_free(cfg);
 	return 0;
 }

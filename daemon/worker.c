@@ -155,7 +155,11 @@ int worker_run(const struct worker_spec *spec)
 		log_error("cannot create the event base");
 		goto done;
 	}
-	if ((jobs = jobs_new(w.base, cfg->threads, (size_t)cfg->queue)) == NULL)
+	struct jobs_threads threads = {
+	    .io = cfg->threads,
+	    .cpu = cfg->hash_threads > 0 ? cfg->hash_threads : jobs_cpu_threads(cfg->workers),
+	    .cpu_nice = cfg->hash_nice};
+	if ((jobs = jobs_new(w.base, &threads, (size_t)cfg->queue)) == NULL)
 		goto done;
 	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
 	    plugins_worker_start(cfg->plugins) != 0) {

@@ -19,8 +19,15 @@ server = {
   user = "sesame",
   -- Worker processes: "auto" is one per core. sesamed -w N overrides it.
   workers = "auto",
-  -- Job threads per worker, where hashing and storage calls run off the event loop.
+  -- Job threads per worker, where storage calls and file reads run off the event loop.
   threads = 2,
+  -- Password hashing threads per worker: "auto" shares the node's cores among the workers
+  -- (rounded up), so that the node hashes on every core and no more.
+  hash_threads = "auto",
+  -- How much lower than the event loop's the hashing threads' priority is (added to their
+  -- nice value, at most 19): token checks are answered at once while every core hashes.
+  -- 0 runs them at the loop's priority.
+  hash_nice = 10,
   -- Largest request body and header block, in bytes; larger requests get 413.
   max_body = 65536,
   max_header = 16384,

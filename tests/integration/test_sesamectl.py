@@ -78,6 +78,22 @@ def test_hash_bench(sesamed):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("argon2id: ")
     assert "$argon2id$v=19$m=19456,t=2,p=1)" in r.stdout
+    assert "at once" not in r.stdout
+
+
+def test_hash_bench_in_processes_at_once(sesamed):
+    s = sesamed(start=False)
+    r = ctl("-c", str(s.config), "hash-bench", "2", "3")
+    assert r.returncode == 0, r.stderr
+    ms, each, together = re.fullmatch(
+        r"argon2id: ([0-9.]+) ms per hash \(\$argon2id\$v=19\$m=19456,t=2,p=1\), about (\d+) "
+        r"hashes per second per job thread; 3 at once: about (\d+) hashes per second in all\n",
+        r.stdout).groups()
+    for rate, threads in ((int(each), 1), (int(together), 3)):
+        assert abs(rate - threads * 1000 / float(ms)) <= 0.02 * rate + 1, r.stdout
+    for bad in (["2", "0"], ["2", "65"], ["0"]):
+        r = ctl("-c", str(s.config), "hash-bench", *bad)
+        assert r.returncode == 1 and "N is from 1 to 1000, P from 1 to 64" in r.stderr
 
 
 def test_usage_errors():
