@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "b64url.h"
 #include "clock.h"
 #include "jwa.h"
 #include "keys.h"
@@ -182,12 +183,6 @@ void tokens_config_clear(struct token_config *tc)
 }
 
 /* ---- verification ---- */
-
-static int b64url_decode(const char *s, size_t len, unsigned char *out, size_t max, size_t *outlen)
-{
-	return sodium_base642bin(out, max, s, len, NULL, outlen, NULL,
-				 sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
 
 /* Decodes a base64url JSON object part; NULL when it is anything else. */
 static json_t *decode_part(const char *s, size_t len)
