@@ -377,7 +377,10 @@ int revocation_start(const struct config *cfg, struct revocation **out)
 	pthread_cond_init(&rv->wake, &ca);
 	pthread_condattr_destroy(&ca);
 	rebuild(rv, 0);
+	uint64_t t0 = clock_mono_ns();
 	fetch(rv); /* before the worker serves: a token revoked already is refused at once */
+	log_info("revocation: %zu revoked ids loaded in %llu ms", held(rv),
+		 (unsigned long long)((clock_mono_ns() - t0) / 1000000u));
 	if (pthread_create(&rv->thread, NULL, fetcher, rv) != 0) {
 		log_error("revocation: cannot start the thread that fetches revoked ids");
 		revocation_stop(rv);

@@ -12,7 +12,11 @@
  * and its header adds the key's kid. Signing runs on the event loop: an HMAC or an ECDSA
  * signature takes microseconds, an RSA one about a millisecond.
  *
- * Verification is sesame's own, per RFC 8725 (see tokens.h).
+ * Verification is sesame's own, per RFC 8725 (see tokens.h). It runs on every forward-auth
+ * request, so its hot path does no repeated set-up: the HMAC context is keyed once and
+ * re-initialised per token, a header identical to the last one accepted is not decoded again,
+ * and the parts are base64url-decoded by table (b64url.c); the claims are still parsed by
+ * jansson, now the largest share of a check.
  */
 #include "autoconfig.h"
 
@@ -23,7 +27,9 @@
 #include <math.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
@@ -32,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "b64url.h"
 #include "clock.h"
 #include "jwa.h"
 #include "keys.h"
@@ -161,6 +168,8 @@ fail:
 	return NULL;
 }
 
+static void hmac_forget(void);
+
 void tokens_config_clear(struct token_config *tc)
 {
 	if (tc->key != NULL)
@@ -174,15 +183,10 @@ void tokens_config_clear(struct token_config *tc)
 	free(tc->cookie_samesite);
 	free(tc->refresh_cookie_path);
 	memset(tc, 0, sizeof(*tc));
+	hmac_forget(); /* its copy of the secret goes with the secret */
 }
 
 /* ---- verification ---- */
-
-static int b64url_decode(const char *s, size_t len, unsigned char *out, size_t max, size_t *outlen)
-{
-	return sodium_base642bin(out, max, s, len, NULL, outlen, NULL,
-				 sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
 
 /* Decodes a base64url JSON object part; NULL when it is anything else. */
 static json_t *decode_part(const char *s, size_t len)
@@ -200,6 +204,55 @@ static json_t *decode_part(const char *s, size_t len)
 }
 
 /*
+ * The last header accepted, in its base64url form: the tokens a client sends, and those a
+ * server issues, all carry one header, and deciding it again costs a base64 decoding and a
+ * JSON parse. Kept with it is what the verdict depends on besides the text: the algorithm,
+ * and whether the header names a kid, and which key's (kids are key thumbprints: a key with
+ * that kid is that key). Successes only; on the event loop only, as tokens_verify is.
+ */
+#define HEADER_SEEN_MAX 256
+
+static struct {
+	char text[HEADER_SEEN_MAX];
+	size_t len; /* 0: nothing kept */
+	int alg;
+	bool has_kid;
+	size_t key; /* with a kid: the index of the key it named; SIZE_MAX: there were no keys */
+	char kid[KEYS_KID_LEN];
+} header_seen;
+
+static bool header_seen_before(const struct token_config *tc, const char *s, size_t len,
+			       const struct token_key **key)
+{
+	if (header_seen.len != len || len == 0 || header_seen.alg != tc->alg ||
+	    memcmp(header_seen.text, s, len) != 0)
+		return false;
+	*key = NULL;
+	if (!header_seen.has_kid)
+		return true;
+	if (header_seen.key == SIZE_MAX)
+		return tc->nkeys == 0;
+	if (header_seen.key >= tc->nkeys ||
+	    strcmp(tc->keys[header_seen.key].kid, header_seen.kid) != 0)
+		return false;
+	*key = &tc->keys[header_seen.key];
+	return true;
+}
+
+static void header_keep(const struct token_config *tc, const char *s, size_t len, bool has_kid,
+			const struct token_key *key)
+{
+	if (len > sizeof(header_seen.text))
+		return;
+	memcpy(header_seen.text, s, len);
+	header_seen.len = len;
+	header_seen.alg = tc->alg;
+	header_seen.has_kid = has_kid;
+	header_seen.key = key != NULL ? (size_t)(key - tc->keys) : SIZE_MAX;
+	snprintf(header_seen.kid, sizeof(header_seen.kid), "%s", key != NULL ? key->kid : "");
+}
+
+/*
  * The header: exactly the configured algorithm, nothing this code does not understand. With a
  * key pair, *key is the key its kid names (a kid no configured key has is refused), or NULL
  * when it names none.
@@ -207,6 +260,8 @@ static json_t *decode_part(const char *s, size_t len)
 static bool header_ok(const struct token_config *tc, const char *s, size_t len,
 		      const struct token_key **key)
 {
+	if (header_seen_before(tc, s, len, key))
+		return true;
 	json_t *h = decode_part(s, len);
 	const char *alg = h != NULL ? json_string_value(json_object_get(h, "alg")) : NULL;
 	json_t *typ = h != NULL ? json_object_get(h, "typ") : NULL;
@@ -223,18 +278,73 @@ static bool header_ok(const struct token_config *tc, const char *s, size_t len,
 			*key = &tc->keys[i];
 		}
 	}
+	if (ok)
+		header_keep(tc, s, len, kid != NULL, *key);
 	json_decref(h);
 	return ok;
+}
+
+/*
+ * The HMAC of the configured secret, keyed once: OpenSSL 3's one-shot HMAC() fetches the
+ * digest and hashes the secret into its pads on every call, which cost as much as the rest
+ * of a token check. The prepared context is re-initialised with the same key for each token
+ * (OpenSSL then copies the saved pad states). One per process, for the last secret and
+ * algorithm used (a worker has one); tokens_verify runs on the event loop only.
+ */
+static struct {
+	EVP_MAC_CTX *ctx;
+	int alg;
+	unsigned char *key;
+	size_t keylen;
+} hmac_prep;
+
+static void hmac_forget(void)
+{
+	EVP_MAC_CTX_free(hmac_prep.ctx);
+	if (hmac_prep.key != NULL)
+		sodium_memzero(hmac_prep.key, hmac_prep.keylen);
+	free(hmac_prep.key);
+	memset(&hmac_prep, 0, sizeof(hmac_prep));
+}
+
+/* The context keyed with tc's secret, prepared now if the last one was another's; NULL when
+ * out of memory. */
+static EVP_MAC_CTX *hmac_prepared(const struct token_config *tc)
+{
+	if (hmac_prep.ctx != NULL && hmac_prep.alg == tc->alg && hmac_prep.keylen == tc->keylen &&
+	    memcmp(hmac_prep.key, tc->key, tc->keylen) == 0)
+		return hmac_prep.ctx;
+	hmac_forget();
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+	EVP_MAC_free(mac);
+	unsigned char *key = malloc(tc->keylen > 0 ? tc->keylen : 1);
+	OSSL_PARAM params[] = {
+	    OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+					     (char *)EVP_MD_get0_name(jwa_get(tc->alg)->md()), 0),
+	    OSSL_PARAM_construct_end()};
+	if (ctx == NULL || key == NULL || !EVP_MAC_init(ctx, tc->key, tc->keylen, params)) {
+		EVP_MAC_CTX_free(ctx);
+		free(key);
+		return NULL;
+	}
+	memcpy(key, tc->key, tc->keylen);
+	hmac_prep.ctx = ctx;
+	hmac_prep.alg = tc->alg;
+	hmac_prep.key = key;
+	hmac_prep.keylen = tc->keylen;
+	return ctx;
 }
 
 static bool hmac_ok(const struct token_config *tc, const char *token, size_t signed_len,
 		    const unsigned char *got, size_t gotlen)
 {
 	unsigned char want[EVP_MAX_MD_SIZE];
-	unsigned int wantlen = 0;
-	if (HMAC(jwa_get(tc->alg)->md(), tc->key, (int)tc->keylen, (const unsigned char *)token,
-		 signed_len, want, &wantlen) == NULL ||
-	    gotlen != wantlen)
+	size_t wantlen = 0;
+	EVP_MAC_CTX *ctx = hmac_prepared(tc);
+	if (ctx == NULL || !EVP_MAC_init(ctx, NULL, 0, NULL) ||
+	    !EVP_MAC_update(ctx, (const unsigned char *)token, signed_len) ||
+	    !EVP_MAC_final(ctx, want, &wantlen, sizeof(want)) || gotlen != wantlen)
 		return false;
 	return CRYPTO_memcmp(want, got, wantlen) == 0;
 }

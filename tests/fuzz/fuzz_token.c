@@ -8,7 +8,8 @@
  * it over. An input without dots is a claims set: it is signed with the HS256 secret here
  * and then verified, so that the claims checks (exp, nbf, iss, aud, type, sub, jti, fresh)
  * see fuzzed claims behind a good signature. Whatever verifies goes through the revocation
- * policy and the CSRF reader too.
+ * policy and the CSRF reader too. Every input is also base64url-decoded by b64url.c and by
+ * libsodium, whose strictness it keeps on ASCII: a different verdict or different bytes abort.
  */
 #include "autoconfig.h"
 
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "b64url.h"
 #include "fuzz.h"
 #include "log.h"
 #include "tokens.h"
@@ -91,8 +93,28 @@ static char *sign(const uint8_t *claims, size_t size)
 	return token;
 }
 
+/* The token check's decoder against libsodium's, on the raw input when it is ASCII (a byte
+ * above 0x7f is refused by b64url.c and taken by libsodium as some letter). */
+static void compare_b64url(const uint8_t *data, size_t size)
+{
+	for (size_t i = 0; i < size; i++) {
+		if (data[i] > 0x7f)
+			return;
+	}
+	unsigned char a[TOKENS_MAX_LEN], b[TOKENS_MAX_LEN];
+	size_t alen = 0, blen = 0, max = size % 2 ? size * 3 / 4 : sizeof(a);
+	if (max > sizeof(a))
+		max = sizeof(a);
+	int ra = b64url_decode((const char *)data, size, a, max, &alen);
+	int rb = sodium_base642bin(b, max, (const char *)data, size, NULL, &blen, NULL,
+				   sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	if (ra != rb || (ra == 0 && (alen != blen || memcmp(a, b, alen) != 0)))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	compare_b64url(data, size);
 	if (memchr(data, '.', size) == NULL) {
 		char *token = sign(data, size);
 		verify(&hs->jwt, token, strlen(token));

@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "jwa.h"
 #include "plugin.h"
 #include "revocation.h"
 #include "tokens.h"
@@ -446,6 +447,50 @@ static void test_revocation_policy(void **state)
 	free(token);
 }
 
+static enum token_verdict verify_with(const struct token_config *tc, const char *token)
+{
+	json_t *claims = NULL;
+	char id[256];
+	enum token_verdict v =
+	    tokens_verify(tc, token, strlen(token), WANT_ANY, &claims, id, sizeof(id));
+	json_decref(claims);
+	return v;
+}
+
+/*
+ * tokens.c keeps the HMAC keyed with the last secret and the last header accepted: a token
+ * checked under another secret, or another algorithm, in between is decided on its own, and
+ * the first configuration's verdicts do not change.
+ */
+static void test_prepared_state_follows_config(void **state)
+{
+	struct fixture *fx = *state;
+	const struct token_config *tc = &fx->cfg->jwt;
+	char *token = issue(fx, TOKEN_ACCESS, false, 0, NULL);
+	assert_int_equal(verify_with(tc, token), TOKEN_OK);
+
+	struct token_config other = *tc;
+	unsigned char key[64];
+	memcpy(key, tc->key, tc->keylen);
+	key[tc->keylen - 1] ^= 1; /* the same length, one bit apart */
+	other.key = key;
+	assert_int_equal(verify_with(&other, token), TOKEN_INVALID);
+	assert_int_equal(verify_with(tc, token), TOKEN_OK);
+	assert_int_equal(verify_with(&other, token), TOKEN_INVALID);
+
+	/* The header accepted for HS256 is not accepted for HS384, even with the same secret. */
+	other.key = tc->key;
+	other.alg = jwa_parse("HS384");
+	assert_int_equal(verify_with(&other, token), TOKEN_INVALID);
+	assert_int_equal(verify_with(tc, token), TOKEN_OK);
+
+	/* A token with the header just accepted and a signature one character off is refused. */
+	size_t len = strlen(token);
+	token[len - 2] = token[len - 2] == 'A' ? 'B' : 'A';
+	assert_int_equal(verify_with(tc, token), TOKEN_INVALID);
+	free(token);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +507,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_revoked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_auth_revoked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_revocation_policy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prepared_state_follows_config, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
