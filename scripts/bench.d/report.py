@@ -280,7 +280,8 @@ def main(folder):
               f" for registrations and log-ins), {run.value('cores', '?')} cores.{hashes} "
               f"Each ratio is to a figure of the same run with the same number of workers; "
               f"non-2xx counts socket errors too.", ""]
-    lines += table(run, rows) + [""]
+    if run.results:
+        lines += table(run, rows) + [""]
     lines += ["Targets:", ""] + targets(run) + [""]
     for part, title in ((memory(run), "Resident memory (VmRSS):"),
                         (pbkdf2(run), "pbkdf2_sha256:"), (blocklist(run), "")):
