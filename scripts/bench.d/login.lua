@@ -1,0 +1,25 @@
+-- login.lua: a wrk script that logs existing users in:
+--   wrk -s login.lua URL -- USERS PASSWORD
+-- POST /users/login as u1@example.com ... uUSERS@example.com, picked at random, each with
+-- PASSWORD (the users scripts/bench loaded share one stored hash).
+local users = 1
+local password = "bench password"
+
+function init(args)
+  users = tonumber(args[1]) or users
+  password = args[2] or password
+  math.randomseed(os.time() + (thread_id or 0))
+end
+
+local made = 0
+
+function setup(thread)
+  made = made + 1
+  thread:set("thread_id", made)
+end
+
+function request()
+  local body = string.format('{"email":"u%d@example.com","password":"%s"}',
+    math.random(users), password)
+  return wrk.format("POST", "/users/login", { ["Content-Type"] = "application/json" }, body)
+end
