@@ -26,7 +26,10 @@ server = {
   hash_threads = "auto",
   -- How much lower than the event loop's the hashing threads' priority is (added to their
   -- nice value, at most 19): token checks are answered at once while every core hashes.
-  -- 0 runs them at the loop's priority.
+  -- 0 runs them at the loop's priority. The nice value counts against every other nice-0
+  -- task of the node too (unless sesamed.service has a CPU cgroup of its own): beside a
+  -- busy MariaDB or another CPU-heavy service, hashes get a small share of a contested
+  -- core, and hash_nice = 0 suits such a host better.
   hash_nice = 10,
   -- Largest request body and header block, in bytes; larger requests get 413.
   max_body = 65536,
