@@ -29,14 +29,16 @@
 #include "config_limits.h"
 #include "config_table.h"
 #include "file.h"
+#include "jobs.h"
 #include "listen.h"
 #include "plugin.h"
 
-#define MAX_THREADS 64
+#define MAX_THREADS JOBS_MAX_THREADS
 /*
- * server.queue, unset: jobs per job thread a worker holds before it sheds. At a password hash
- * of about 0.1 s the last of them waits some 6 s: well inside server.handler_timeout, so queued
- * work is still wanted when it runs; storage jobs take milliseconds, so it is ample for them.
+ * server.queue and server.hash_queue, unset: jobs per job thread of their kind a worker holds
+ * before it sheds. At a password hash of about 0.1 s the last of them waits some 6 s: well
+ * inside server.handler_timeout, so queued work is still wanted when it runs; storage jobs take
+ * milliseconds, so it is ample for them.
  */
 #define QUEUE_PER_THREAD 64
 
@@ -189,6 +191,7 @@ static const struct config_key server_keys[] = {
     {"lua_memory", config_size, 1L << 20, 1L << 40, SERVER(lua_memory)},
     {"json_depth", config_int, 1, 1000, SERVER(json_depth)},
     {"queue", config_int, 1, 1 << 20, SERVER(queue)},
+    {"hash_queue", config_int, 1, 1 << 20, SERVER(hash_queue)},
     {"hang_timeout", config_ms, 1000, 3600000, SERVER(hang_timeout_ms)},
     {"trusted_proxies", config_trusted_proxies, 0, 0, SERVER(trusted_proxies)},
     {"metrics", config_metrics, 0, 0, SERVER(metrics)},
@@ -230,6 +233,10 @@ static void read_server(struct config_reader *rd, int top, const struct config_k
 	struct config *cfg = cfg_of(rd);
 	if (cfg->queue == 0)
 		cfg->queue = QUEUE_PER_THREAD * cfg->threads;
+	if (cfg->hash_queue == 0)
+		cfg->hash_queue =
+		    QUEUE_PER_THREAD *
+		    (cfg->hash_threads > 0 ? cfg->hash_threads : jobs_cpu_threads(cfg->workers));
 }
 
 static bool has_glob_chars(const char *s)

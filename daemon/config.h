@@ -50,6 +50,7 @@ struct config {
 	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
 	int json_depth;
 	int queue;	      /* jobs a worker holds at once; past it, requests get 503 */
+	int hash_queue;	      /* the same for password hashes, bounded on their own */
 	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
 	struct privs privs;   /* server.user and server.group, looked up */
 	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */

@@ -15,8 +15,9 @@
  * file reads mostly wait: they go to the other threads, at the loop's priority, and never
  * queue behind a hash.
  *
- * The work is bounded: past max_pending jobs of both kinds a submission is refused and the
- * caller answers "busy" at once, rather than growing a backlog that answers nobody in time. A
+ * The work is bounded, each queue on its own: past its lane's max_pending jobs a submission is
+ * refused and the caller answers "busy" at once, rather than growing a backlog that answers
+ * nobody in time. A backlog of hashes thus never refuses a storage call. A
  * job whose request is gone (timed out, client left) is cancelled: a thread that takes it skips
  * its run, so no password is hashed for a client that will never read the answer.
  */
@@ -44,6 +45,7 @@ struct lane {
 	pthread_cond_t cond;
 	int nice;	  /* added to its threads' nice value */
 	const char *name; /* its threads' name, as top -H and /proc/PID/task/TID/comm show it */
+	size_t pending, max_pending; /* submitted and not yet delivered; on the loop */
 };
 
 enum { LANE_IO, LANE_CPU, LANES };
@@ -53,7 +55,6 @@ struct jobs {
 	struct lane lanes[LANES];
 	struct job *done_head, *done_tail; /* run, waiting for the loop */
 	bool stopping;
-	size_t pending, max_pending;
 	struct event *done_ev;
 	pthread_t *threads;
 	int nthreads;
@@ -133,7 +134,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&jobs->lock);
 	while (job != NULL) {
 		struct job *next = job->next;
-		jobs->pending--;
+		jobs->lanes[job->cpu ? LANE_CPU : LANE_IO].pending--;
 		metrics_jobs_queued(-1);
 		job->done(job);
 		job = next;
@@ -150,13 +151,11 @@ static bool start_threads(struct jobs *jobs, struct lane *lane, int n)
 	return true;
 }
 
-struct jobs *jobs_new(struct event_base *base, const struct jobs_threads *threads,
-		      size_t max_pending)
+struct jobs *jobs_new(struct event_base *base, const struct jobs_threads *threads)
 {
 	struct jobs *jobs = calloc(1, sizeof(*jobs));
 	if (jobs == NULL)
 		return NULL;
-	jobs->max_pending = max_pending;
 	pthread_mutex_init(&jobs->lock, NULL);
 	for (int i = 0; i < LANES; i++) {
 		jobs->lanes[i].jobs = jobs;
@@ -165,6 +164,8 @@ struct jobs *jobs_new(struct event_base *base, const struct jobs_threads *thread
 	jobs->lanes[LANE_IO].name = "sesamed-jobs";
 	jobs->lanes[LANE_CPU].name = "sesamed-hash";
 	jobs->lanes[LANE_CPU].nice = threads->cpu_nice;
+	jobs->lanes[LANE_IO].max_pending = threads->io_queue;
+	jobs->lanes[LANE_CPU].max_pending = threads->cpu_queue;
 	jobs->done_ev = event_new(base, -1, 0, on_done, jobs);
 	jobs->threads = calloc((size_t)(threads->io + threads->cpu), sizeof(pthread_t));
 	if (jobs->done_ev == NULL || jobs->threads == NULL)
@@ -194,18 +195,19 @@ int jobs_cpu_threads(int workers)
 		cores = 1;
 	if (workers < 1)
 		workers = 1;
-	return (int)((cores + workers - 1) / workers);
+	long n = (cores + workers - 1) / workers;
+	return n > JOBS_MAX_THREADS ? JOBS_MAX_THREADS : (int)n;
 }
 
 int jobs_submit(struct jobs *jobs, struct job *job)
 {
-	if (jobs->pending >= jobs->max_pending)
+	struct lane *lane = &jobs->lanes[job->cpu ? LANE_CPU : LANE_IO];
+	if (lane->pending >= lane->max_pending)
 		return -1;
 	job->next = NULL;
 	atomic_init(&job->cancelled, 0);
-	jobs->pending++;
+	lane->pending++;
 	metrics_jobs_queued(1);
-	struct lane *lane = &jobs->lanes[job->cpu ? LANE_CPU : LANE_IO];
 	pthread_mutex_lock(&jobs->lock);
 	if (lane->tail != NULL)
 		lane->tail->next = job;
@@ -225,7 +227,7 @@ void jobs_cancel(struct job *job, enum metrics_drop reason)
 
 size_t jobs_pending(const struct jobs *jobs)
 {
-	return jobs->pending;
+	return jobs->lanes[LANE_IO].pending + jobs->lanes[LANE_CPU].pending;
 }
 
 void jobs_free(struct jobs *jobs)

@@ -20,30 +20,36 @@ struct job {
 
 struct jobs;
 
-/* The threads of a pool: those for blocking work, and those that hash, at a lower priority. */
-struct jobs_threads {
-	int io;	      /* storage calls, file reads: jobs whose cpu is false */
-	int cpu;      /* password hashes: jobs whose cpu is true */
-	int cpu_nice; /* added to the hashing threads' nice value; 0 keeps the loop's */
-};
+/* The most threads of either kind a pool runs (server.threads, server.hash_threads). */
+#define JOBS_MAX_THREADS 64
 
 /*
- * Starts the threads delivering completions to base, with room for max_pending jobs at once
- * (waiting, running or done and not yet delivered), both kinds together.
- * evthread_use_pthreads() first.
+ * The threads of a pool: those for blocking work, and those that hash, at a lower priority;
+ * and how many jobs of each kind it holds at once (waiting, running or done and not yet
+ * delivered), each kind bounded on its own.
  */
-struct jobs *jobs_new(struct event_base *base, const struct jobs_threads *threads,
-		      size_t max_pending);
+struct jobs_threads {
+	int io;		  /* storage calls, file reads: jobs whose cpu is false */
+	int cpu;	  /* password hashes: jobs whose cpu is true */
+	int cpu_nice;	  /* added to the hashing threads' nice value; 0 keeps the loop's */
+	size_t io_queue;  /* jobs whose cpu is false held at once */
+	size_t cpu_queue; /* jobs whose cpu is true held at once */
+};
+
+/* Starts the threads delivering completions to base. evthread_use_pthreads() first. */
+struct jobs *jobs_new(struct event_base *base, const struct jobs_threads *threads);
 
 /*
  * Hashing threads for a worker when server.hash_threads is "auto": the node's cores shared
- * among its workers, rounded up, so that the node hashes on every core and no more.
+ * among its workers, rounded up, so that the node hashes on every core and no more; at most
+ * JOBS_MAX_THREADS.
  */
 int jobs_cpu_threads(int workers);
 
 /*
  * Queues job; its done callback runs on base's loop after run. On the loop. -1, and job left
- * untouched, when max_pending jobs are pending already: the caller sheds the work.
+ * untouched, when as many jobs of its kind as the pool holds are pending already (io_queue or
+ * cpu_queue): the caller sheds the work.
  */
 int jobs_submit(struct jobs *jobs, struct job *job);
 

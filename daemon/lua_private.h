@@ -67,6 +67,7 @@ struct luaapi_call {
 	char identity[256];	/* its sub; "" when there is none */
 	struct event *deadline; /* armed when the handler first waits */
 	bool shed;		/* the job queue was full: answered 503, never resumed */
+	bool shed_hash;		/* and that queue was the hashes' (server.hash_queue) */
 };
 
 /* Work a yielding function hands to the job threads. */

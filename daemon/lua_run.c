@@ -138,8 +138,9 @@ int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
 	lj->job.done = job_done;
 	if (jobs_submit(call->api->jobs, &lj->job) != 0) {
 		/* Queue full: the handler is suspended here for good and answered 503 (resume). */
-		lj->release(lj);
 		call->shed = true;
+		call->shed_hash = lj->job.cpu;
+		lj->release(lj);
 		return lua_yield(L, 0);
 	}
 	call->job = lj;
@@ -392,9 +393,10 @@ static void shed(struct luaapi_call *call)
 	api->shed++;
 	metrics_jobs_shed();
 	if (api->shed_warned_ns == 0 || now - api->shed_warned_ns > 10000000000u) {
-		log_warn("job queue full (server.queue = %d): %lu requests answered 503 so far "
+		log_warn("job queue full (server.%s = %d): %lu requests answered 503 so far "
 			 "(said at most every 10 s)",
-			 api->cfg->queue, api->shed);
+			 call->shed_hash ? "hash_queue" : "queue",
+			 call->shed_hash ? api->cfg->hash_queue : api->cfg->queue, api->shed);
 		api->shed_warned_ns = now;
 	}
 	http_add_header(call->r, "Retry-After", "1");

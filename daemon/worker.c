@@ -158,8 +158,10 @@ int worker_run(const struct worker_spec *spec)
 	struct jobs_threads threads = {
 	    .io = cfg->threads,
 	    .cpu = cfg->hash_threads > 0 ? cfg->hash_threads : jobs_cpu_threads(cfg->workers),
-	    .cpu_nice = cfg->hash_nice};
-	if ((jobs = jobs_new(w.base, &threads, (size_t)cfg->queue)) == NULL)
+	    .cpu_nice = cfg->hash_nice,
+	    .io_queue = (size_t)cfg->queue,
+	    .cpu_queue = (size_t)cfg->hash_queue};
+	if ((jobs = jobs_new(w.base, &threads)) == NULL)
 		goto done;
 	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
 	    plugins_worker_start(cfg->plugins) != 0) {

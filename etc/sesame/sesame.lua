@@ -26,7 +26,10 @@ server = {
   hash_threads = "auto",
   -- How much lower than the event loop's the hashing threads' priority is (added to their
   -- nice value, at most 19): token checks are answered at once while every core hashes.
-  -- 0 runs them at the loop's priority.
+  -- 0 runs them at the loop's priority. The nice value counts against every other nice-0
+  -- task of the node too (unless sesamed.service has a CPU cgroup of its own): beside a
+  -- busy MariaDB or another CPU-heavy service, hashes get a small share of a contested
+  -- core, and hash_nice = 0 suits such a host better.
   hash_nice = 10,
   -- Largest request body and header block, in bytes; larger requests get 413.
   max_body = 65536,
@@ -51,10 +54,14 @@ server = {
   handler_timeout = 30,
   -- How deeply a JSON request body may nest.
   json_depth = 32,
-  -- Jobs (hashes, storage calls) a worker holds at once, waiting or running; a request that
+  -- Storage calls and file reads a worker holds at once, waiting or running; a request that
   -- would go past it gets 503 "server busy" with Retry-After: 1 at once. Unset, it is 64 per
   -- job thread: 128 with threads = 2.
   -- queue = 128,
+  -- The same for password hashes, bounded apart so that a backlog of registrations and
+  -- log-ins never sheds a storage call (GET /users/me, refresh, log-out). Unset, it is 64
+  -- per hashing thread.
+  -- hash_queue = 64,
   -- Seconds a worker's event loop may stop turning (a script stuck in a finalizer or a
   -- pattern match, out of reach of the instruction budget) before the master kills it,
   -- logging the route it was serving, and starts another. 1 or more.

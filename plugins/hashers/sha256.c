@@ -77,11 +77,14 @@ static inline uint32_t rotr(uint32_t x, int n)
 		(h) = t1 + BSIG0(a) + MAJ(a, b, c);                                                \
 	} while (0)
 
-/* One block given as its sixteen message words. */
-static void compress_words(uint32_t h[8], const uint32_t m[16])
+/*
+ * One block given as its sixteen message words. w is the caller's scratch for the message
+ * schedule, which holds the block (a key's pad, for HMAC) afterwards: the caller wipes it once,
+ * after its loop, rather than once per block in PBKDF2's.
+ */
+static void compress_words(uint32_t h[8], const uint32_t m[16], uint32_t w[64])
 {
-	uint32_t w[64], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6],
-			hh = h[7];
+	uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
 	memcpy(w, m, 16 * sizeof(*w));
 	for (int t = 16; t < 64; t++)
 		w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
@@ -107,26 +110,27 @@ static void compress_words(uint32_t h[8], const uint32_t m[16])
 
 static void compress_portable(uint32_t h[8], const uint8_t *blocks, size_t n)
 {
-	uint32_t m[16];
+	uint32_t m[16], w[64];
 	for (size_t i = 0; i < n; i++, blocks += SHA256_BLOCK_BYTES) {
 		for (int j = 0; j < 16; j++)
 			m[j] = load_be32(blocks + 4 * j);
-		compress_words(h, m);
+		compress_words(h, m, w);
 	}
 	sodium_memzero(m, sizeof(m));
+	sodium_memzero(w, sizeof(w));
 }
 
 static void iterate_portable(const uint32_t inner[8], const uint32_t outer[8], uint32_t u[8],
 			     uint32_t t[8], unsigned long count)
 {
-	uint32_t m[16] = {[8] = U_PAD_WORD, [15] = U_TOTAL_BITS}, h[8];
+	uint32_t m[16] = {[8] = U_PAD_WORD, [15] = U_TOTAL_BITS}, h[8], w[64];
 	for (unsigned long i = 0; i < count; i++) {
 		memcpy(m, u, 8 * sizeof(*m));
 		memcpy(h, inner, sizeof(h));
-		compress_words(h, m);
+		compress_words(h, m, w);
 		memcpy(m, h, 8 * sizeof(*m));
 		memcpy(h, outer, sizeof(h));
-		compress_words(h, m);
+		compress_words(h, m, w);
 		for (int j = 0; j < 8; j++) {
 			u[j] = h[j];
 			t[j] ^= h[j];
@@ -134,6 +138,7 @@ static void iterate_portable(const uint32_t inner[8], const uint32_t outer[8], u
 	}
 	sodium_memzero(m, sizeof(m));
 	sodium_memzero(h, sizeof(h));
+	sodium_memzero(w, sizeof(w));
 }
 
 const struct sha256_impl sha256_portable = {
@@ -207,6 +212,8 @@ SHANI static void compress_shani(uint32_t h[8], const uint8_t *blocks, size_t n)
 	from_abef(abef, cdgh, &m[0], &m[1]);
 	_mm_storeu_si128((__m128i *)h, m[0]);
 	_mm_storeu_si128((__m128i *)(h + 4), m[1]);
+	/* The last block's schedule: for HMAC, derived from the key's pad. Not in PBKDF2's loop. */
+	sodium_memzero(m, sizeof(m));
 }
 
 /* One HMAC half: the block of U (two vectors of words) after the pad state key. */

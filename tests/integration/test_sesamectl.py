@@ -3,6 +3,7 @@ import json
 import os
 import pty
 import re
+import resource
 import signal
 import socket
 import sqlite3
@@ -81,10 +82,23 @@ def test_hash_bench(sesamed):
     assert "at once" not in r.stdout
 
 
+def cpu_of(*args):
+    """Runs sesamectl: its result, and the CPU seconds it and the children it waited for spent."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = ctl(*args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
 def test_hash_bench_in_processes_at_once(sesamed):
     s = sesamed(start=False)
-    r = ctl("-c", str(s.config), "hash-bench", "2", "3")
+    alone, cpu_alone = cpu_of("-c", str(s.config), "hash-bench", "4", "1")
+    assert alone.returncode == 0, alone.stderr
+    r, cpu = cpu_of("-c", str(s.config), "hash-bench", "4", "3")
     assert r.returncode == 0, r.stderr
+    # Three processes hashed four times each: some three times the CPU time of one doing so
+    # (a little less counted for loading the configuration once per run, not per process).
+    assert cpu > 2.2 * cpu_alone, (cpu, cpu_alone, r.stdout)
     ms, each, together = re.fullmatch(
         r"argon2id: ([0-9.]+) ms per hash \(\$argon2id\$v=19\$m=19456,t=2,p=1\), about (\d+) "
         r"hashes per second per job thread; 3 at once: about (\d+) hashes per second in all\n",

@@ -204,6 +204,61 @@ def test_a_full_queue_answers_503_at_once(sesamed, tmp_path):
     assert s.get("/version").json() == {"version": 1}
 
 
+# A hash of some 0.7 s or more (pbkdf2_sha256 at 10,000,000 rounds, on a core with SHA
+# extensions): long enough that a hash lane stays full while a test looks at it.
+SLOW_HASH = ('password = { scheme = "pbkdf2_sha256", accept = { "pbkdf2_sha256" }, '
+             'pbkdf2_sha256 = { rounds = 10000000 } }\n')
+
+
+def test_a_full_hash_queue_sheds_hashes_but_not_storage_calls(sesamed):
+    more = (f'storage = {{ backend = "sqlite", sqlite = {{ path = "sesame.db" }} }}\n'
+            f'jwt = {{ secret = "{SECRET}" }}\n' + SLOW_HASH + LIMITS_OFF)
+    s = sesamed("threads = 1, hash_threads = 1, queue = 3, hash_queue = 2,", routes=ROUTES,
+                more=more, workers=1)
+    r = s.post("/users/register", json={"email": "ann@example.com", "username": "ann",
+                                        "password": "correct horse"}, timeout=60)
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+
+    # Two registrations fill the hash lane: one hashing, one waiting for the hashing thread.
+    answers = {}
+
+    def register(n):
+        answers[n] = s.post("/users/register", json={
+            "email": f"flood{n}@example.com", "username": f"flood{n}",
+            "password": "correct horse"}, timeout=60)
+
+    flood = [threading.Thread(target=register, args=(n,)) for n in range(2)]
+    for t in flood:
+        t.start()
+        time.sleep(0.1)
+    time.sleep(0.1)  # the second is read and queued
+    started = time.monotonic()
+    r = s.post("/users/register", json={"email": "late@example.com", "username": "late",
+                                        "password": "correct horse"})
+    assert r.status_code == 503, r.text
+    assert time.monotonic() - started < 3
+    assert r.headers["Retry-After"] == "1"
+    assert r.json() == {"result": "fail", "error": "server busy"}
+
+    # Storage calls have their own bound: served while the hashes are still pending.
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    me = s.get("/users/me", headers=bearer)
+    refresh = s.post("/token/refresh",
+                     headers={"Authorization": f"Bearer {tokens['refresh_token']}"})
+    logout = s.post("/users/logout", headers=bearer)
+    pending = sum(t.is_alive() for t in flood)
+    assert me.status_code == 200 and me.json()["user"]["email"] == "ann@example.com", me.text
+    assert refresh.status_code == 200 and "access_token" in refresh.json(), refresh.text
+    assert logout.status_code == 200, logout.text
+    assert pending == len(flood), "the hash lane emptied before the storage calls were made"
+
+    for t in flood:
+        t.join()
+    assert [answers[n].status_code for n in range(2)] == [200, 200]
+    s.wait_log("job queue full (server.hash_queue = 2)")
+
+
 def busy_thread(sesamed, tmp_path, config):
     """One worker with its one job thread held by a request; the FIFO of a second request."""
     s = sesamed(config, routes=WAIT, workers=1)
@@ -311,6 +366,11 @@ def test_check_bounds_the_new_settings(sesamed):
     assert r.returncode == 1
     assert "server.queue: 0 is out of range (1 to 1048576)" in r.stderr, r.stderr
     assert "server.hang_timeout: expected a number of seconds from 1 to 3600" in r.stderr
-    s.write_config("queue = 1, hang_timeout = 1.5,")
+    s.write_config("hash_queue = 0,")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "server.hash_queue: 0 is out of range (1 to 1048576)" in r.stderr, r.stderr
+    s.write_config("queue = 1, hash_queue = 1, hang_timeout = 1.5,")
     assert subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True,
                           timeout=30).returncode == 0
