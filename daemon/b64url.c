@@ -53,3 +53,12 @@ int b64url_decode(const char *s, size_t len, unsigned char *out, size_t max, siz
 	*outlen = n;
 	return 0;
 }
+
+bool b64url_jws_chars(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (!letter((unsigned char)s[i]) && s[i] != '.')
+			return false;
+	}
+	return true;
+}

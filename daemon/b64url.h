@@ -2,6 +2,7 @@
 #ifndef SESAME_B64URL_H
 #define SESAME_B64URL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -14,5 +15,8 @@
  * (a token's header, claims and signature), never for a secret.
  */
 int b64url_decode(const char *s, size_t len, unsigned char *out, size_t max, size_t *outlen);
+
+/* Are the len characters of s all base64url letters or dots, as a compact JWS is written? */
+bool b64url_jws_chars(const char *s, size_t len);
 
 #endif
