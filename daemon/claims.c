@@ -103,20 +103,23 @@ static char *scan_value(char *p, const char *end, struct claim *out)
 }
 
 /* Keeps a member: false when its name was seen before. */
-static bool keep_member(struct claims *c, struct claim *seen, size_t nseen,
+static bool keep_member(struct claims *c, struct claim *seen, size_t *nseen,
 			const struct claim *name, const struct claim *value)
 {
-	for (size_t i = 0; i < nseen; i++) {
+	for (size_t k = 0; k < CLAIMS_KNOWN; k++) {
+		if (name->len == name_len[k] && memcmp(name->s, names[k], name->len) == 0) {
+			if (c->c[k].kind != CLAIM_ABSENT)
+				return false;
+			c->c[k] = *value;
+			return true;
+		}
+	}
+	/* Other names, compared with the other names seen. */
+	for (size_t i = 0; i < *nseen; i++) {
 		if (seen[i].len == name->len && memcmp(seen[i].s, name->s, name->len) == 0)
 			return false;
 	}
-	seen[nseen] = *name;
-	for (size_t k = 0; k < CLAIMS_KNOWN; k++) {
-		if (name->len == name_len[k] && memcmp(name->s, names[k], name->len) == 0) {
-			c->c[k] = *value;
-			break;
-		}
-	}
+	seen[(*nseen)++] = *name;
 	return true;
 }
 
@@ -124,14 +127,14 @@ static bool keep_member(struct claims *c, struct claim *seen, size_t nseen,
 static char *scan_members(struct claims *c, char *p, const char *end)
 {
 	struct claim seen[SCAN_MAX_MEMBERS], name, value;
-	size_t nseen = 0;
+	size_t nseen = 0, members = 0;
 	if ((p = skip_ws(p, end)) < end && *p == '}')
 		return p + 1;
 	for (;;) {
-		if (p == end || *p != '"' || nseen == SCAN_MAX_MEMBERS ||
+		if (p == end || *p != '"' || members++ == SCAN_MAX_MEMBERS ||
 		    (p = scan_string(p, end, &name)) == NULL || (p = skip_ws(p, end)) == end ||
 		    *p != ':' || (p = scan_value(skip_ws(p + 1, end), end, &value)) == NULL ||
-		    !keep_member(c, seen, nseen++, &name, &value) || (p = skip_ws(p, end)) == end)
+		    !keep_member(c, seen, &nseen, &name, &value) || (p = skip_ws(p, end)) == end)
 			return NULL;
 		if (*p == '}')
 			return p + 1;
