@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "claims.h"
 #include "http.h"
 #include "request.h"
 #include "revocation.h"
@@ -33,13 +34,13 @@ static const struct auth_verdict pass = {0};
 
 /* A token without fam issued at or before its subject's cutoff; one without iat, when the
  * subject has a cutoff at all. */
-static bool before_cutoff(struct revocation *rv, const json_t *claims)
+static bool before_cutoff(struct revocation *rv, const struct claims *claims)
 {
-	const json_t *sub = json_object_get(claims, "sub"), *iat = json_object_get(claims, "iat");
+	const struct claim *sub = &claims->c[CLAIM_SUB], *iat = &claims->c[CLAIM_IAT];
 	char number[24], id[SESAME_TOKEN_ID_MAX + 1];
-	const char *subject = json_string_value(sub);
-	if (json_is_integer(sub)) {
-		snprintf(number, sizeof(number), "%lld", (long long)json_integer_value(sub));
+	const char *subject = sub->kind == CLAIM_STRING ? sub->s : NULL;
+	if (sub->kind == CLAIM_INTEGER) {
+		snprintf(number, sizeof(number), "%lld", sub->i);
 		subject = number;
 	}
 	if (subject == NULL || sesame_subject_cutoff_id(subject, id) != 0)
@@ -47,14 +48,22 @@ static bool before_cutoff(struct revocation *rv, const json_t *claims)
 	long long cutoff = revocation_time(rv, id);
 	if (cutoff < 0)
 		return false;
-	return !json_is_number(iat) || json_number_value(iat) * 1000.0 <= (double)cutoff;
+	return (iat->kind != CLAIM_INTEGER && iat->kind != CLAIM_REAL) ||
+	       iat->d * 1000.0 <= (double)cutoff;
+}
+
+static bool revoked(struct revocation *rv, const struct claims *claims)
+{
+	const struct claim *jti = &claims->c[CLAIM_JTI], *fam = &claims->c[CLAIM_FAM];
+	return revocation_has(rv, jti->kind == CLAIM_STRING ? jti->s : NULL) ||
+	       (fam->kind == CLAIM_STRING ? revocation_has(rv, fam->s) : before_cutoff(rv, claims));
 }
 
 bool auth_revoked(struct revocation *rv, const json_t *claims)
 {
-	const char *fam = json_string_value(json_object_get(claims, "fam"));
-	return revocation_has(rv, json_string_value(json_object_get(claims, "jti"))) ||
-	       (fam != NULL ? revocation_has(rv, fam) : before_cutoff(rv, claims));
+	struct claims c = {0};
+	claims_from_json(&c, claims);
+	return revoked(rv, &c);
 }
 
 /* The token of "Authorization: Bearer TOKEN", or NULL. */
@@ -129,11 +138,12 @@ static bool client_only_reads(const struct http_request *r, int options)
 }
 
 /* A token from a cookie on a state-changing request needs the CSRF header to repeat its claim. */
-static bool csrf_ok(const struct http_request *r, int options, const json_t *claims)
+static bool csrf_ok(const struct http_request *r, int options, const struct claims *claims)
 {
 	if (client_only_reads(r, options))
 		return true;
-	const char *want = json_string_value(json_object_get(claims, "csrf"));
+	const struct claim *csrf = &claims->c[CLAIM_CSRF];
+	const char *want = csrf->kind == CLAIM_STRING ? csrf->s : NULL;
 	const char *got =
 	    evhttp_find_header(evhttp_request_get_input_headers(r->ev), TOKENS_CSRF_HEADER);
 	return want != NULL && got != NULL && strlen(want) == strlen(got) &&
@@ -147,21 +157,21 @@ static struct auth_verdict refuse(const char *error, const char *challenge)
 
 /* The verdict on a token that tokens_verify accepted, whose claims these are. */
 static struct auth_verdict check_claims(struct revocation *rv, const struct http_request *r,
-					int options, bool from_cookie, const json_t *claims)
+					int options, bool from_cookie, const struct claims *claims)
 {
 	if (from_cookie && !csrf_ok(r, options, claims))
 		return refuse("missing or wrong CSRF token", NULL);
-	if (auth_revoked(rv, claims))
+	if (revoked(rv, claims))
 		return refuse("token revoked", "Bearer error=\"invalid_token\"");
 	return pass;
 }
 
 struct auth_verdict auth_check(const struct token_config *tc, struct revocation *rv, int options,
-			       const struct http_request *r, json_t **claims, char *identity,
+			       const struct http_request *r, struct claims *claims, char *identity,
 			       size_t idlen)
 {
 	enum auth_mode mode = AUTH_MODE(options);
-	*claims = NULL;
+	memset(claims, 0, sizeof(*claims));
 	identity[0] = '\0';
 	size_t len = 0;
 	const char *token = bearer(r, &len);
@@ -179,15 +189,14 @@ struct auth_verdict auth_check(const struct token_config *tc, struct revocation 
 	enum token_want want = mode == AUTH_REFRESH ? WANT_REFRESH
 			       : mode == AUTH_FRESH ? WANT_FRESH
 						    : WANT_ACCESS;
-	enum token_verdict v = tokens_verify(tc, token, len, want, claims, identity, idlen);
+	enum token_verdict v = tokens_check(tc, token, len, want, claims, identity, idlen);
 	struct auth_verdict verdict =
 	    v != TOKEN_OK ? refuse(tokens_verdict_message(v),
 				   v == TOKEN_NOT_FRESH ? "Bearer error=\"insufficient_scope\""
 							: "Bearer error=\"invalid_token\"")
-			  : check_claims(rv, r, options, from_cookie, *claims);
+			  : check_claims(rv, r, options, from_cookie, claims);
 	if (verdict.status != 0) {
-		json_decref(*claims);
-		*claims = NULL;
+		claims_clear(claims);
 		identity[0] = '\0';
 	}
 	return verdict;

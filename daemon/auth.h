@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct claims;
 struct http_request;
 struct revocation;
 struct token_config;
@@ -36,11 +37,11 @@ struct auth_verdict {
  * header the proxy sent names a method that only reads, and there is at least one); verified as
  * tokens_verify does, and not revoked in rv (NULL: nothing is). Under AUTH_OPTIONAL a request
  * without a token passes, but not one with a bad token. On a pass with a token, *claims (the caller
- * json_decref's it) and identity are set; else *claims is NULL and identity "". On the event loop:
- * reads r, answers nothing.
+ * claims_clear's it) and identity are set; else *claims is empty and identity "". On the event
+ * loop: reads r, answers nothing.
  */
 struct auth_verdict auth_check(const struct token_config *tc, struct revocation *rv, int options,
-			       const struct http_request *r, json_t **claims, char *identity,
+			       const struct http_request *r, struct claims *claims, char *identity,
 			       size_t idlen);
 
 /* Answers a request that v refused. */

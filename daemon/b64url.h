@@ -9,7 +9,8 @@
  * libsodium's sodium_base642bin with sodium_base64_VARIANT_URLSAFE_NO_PADDING and nothing
  * ignored (only the 64 letters; no padding; a length of 4n+1 and unused bits that are not
  * zero are refused) on ASCII; a byte above 0x7f, which libsodium's decoder takes for some letter,
- * is refused here (tokens_verify refuses it before decoding anyway). Returns 0 with *outlen
+ * is refused here (tokens_verify relies on it: it checks a token's characters by decoding
+ * them). Returns 0 with *outlen
  * set, or -1. Not constant time: for public data
  * (a token's header, claims and signature), never for a secret.
  */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "claims.h"
 #include "config.h"
 #include "jobs.h"
 #include "plugin.h"
@@ -63,7 +64,7 @@ struct luaapi_call {
 	int req_ref; /* the request object, detached from this call when it ends */
 	long instructions;
 	struct luaapi_job *job; /* the job the handler waits on, if any */
-	json_t *claims;		/* the verified token's, when the route asked for one */
+	struct claims claims;	/* the verified token's, when the route asked for one */
 	char identity[256];	/* its sub; "" when there is none */
 	struct event *deadline; /* armed when the handler first waits */
 	bool shed;		/* the job queue was full: answered 503, never resumed */

@@ -158,8 +158,9 @@ static int push_field(lua_State *L, struct luaapi_call *call, const char *key)
 		push_params(L, r);
 	} else if (strcmp(key, "identity") == 0 && call->identity[0] != '\0') {
 		lua_pushstring(L, call->identity);
-	} else if (strcmp(key, "claims") == 0 && call->claims != NULL) {
-		if (json_push(L, call->claims, 16) != 0)
+	} else if (strcmp(key, "claims") == 0 && claims_present(&call->claims)) {
+		json_t *claims = claims_json(&call->claims);
+		if (claims == NULL || json_push(L, claims, 16) != 0)
 			return 0;
 	} else {
 		/* identity and claims without a verified token, and any other name: nil. */

@@ -380,7 +380,7 @@ static void finish(struct luaapi_call *call, bool failed)
 		call->job->release(call->job);
 	if (call->deadline != NULL)
 		event_free(call->deadline);
-	json_decref(call->claims);
+	claims_clear(&call->claims);
 	give_coroutine(api, call->co, call->co_ref, failed);
 	free(call);
 }

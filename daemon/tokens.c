@@ -15,8 +15,8 @@
  * Verification is sesame's own, per RFC 8725 (see tokens.h). It runs on every forward-auth
  * request, so its hot path does no repeated set-up: the HMAC context is keyed once and
  * re-initialised per token, a header identical to the last one accepted is not decoded again,
- * and the parts are base64url-decoded by table (b64url.c); the claims are still parsed by
- * jansson, now the largest share of a check.
+ * the parts are base64url-decoded by table (b64url.c), and the claims are read by claims.c's
+ * scanner, the JSON object only built when a caller asks for it.
  */
 #include "autoconfig.h"
 
@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "b64url.h"
+#include "claims.h"
 #include "clock.h"
 #include "jwa.h"
 #include "keys.h"
@@ -419,26 +420,25 @@ static bool signature_ok(const struct token_config *tc, const struct token_key *
 }
 
 /* A NumericDate claim: absent is 1 with *present false; a number gives 1; else 0. */
-static int numeric_date(json_t *claims, const char *name, double *out, bool *present)
+static int numeric_date(const struct claim *v, double *out, bool *present)
 {
-	json_t *v = json_object_get(claims, name);
-	*present = v != NULL;
-	if (v == NULL)
+	*present = v->kind != CLAIM_ABSENT;
+	if (!*present)
 		return 1;
-	if (!json_is_number(v))
+	if (v->kind != CLAIM_INTEGER && v->kind != CLAIM_REAL)
 		return 0;
-	*out = json_number_value(v);
+	*out = v->d;
 	return 1;
 }
 
-static bool audience_ok(json_t *claims, const char *audience)
+static bool audience_ok(struct claims *c, const char *audience)
 {
-	json_t *aud = json_object_get(claims, "aud");
-	if (json_is_string(aud))
-		return strcmp(json_string_value(aud), audience) == 0;
+	const struct claim *aud = &c->c[CLAIM_AUD];
+	if (aud->kind == CLAIM_STRING)
+		return strcmp(aud->s, audience) == 0;
 	size_t i;
 	json_t *item;
-	json_array_foreach (aud, i, item) {
+	json_array_foreach (json_object_get(c->json, "aud"), i, item) {
 		if (json_is_string(item) && strcmp(json_string_value(item), audience) == 0)
 			return true;
 	}
@@ -446,36 +446,40 @@ static bool audience_ok(json_t *claims, const char *audience)
 }
 
 /* A jti or fam: a string of 1 to SESAME_TOKEN_ID_MAX bytes, no NUL (the storage keeps it). */
-static bool token_id_ok(const json_t *v)
+static bool token_id_ok(const struct claim *v)
 {
-	size_t len = json_string_length(v);
-	return json_is_string(v) && len > 0 && len <= SESAME_TOKEN_ID_MAX &&
-	       strlen(json_string_value(v)) == len;
+	return v->kind == CLAIM_STRING && v->len > 0 && v->len <= SESAME_TOKEN_ID_MAX &&
+	       strlen(v->s) == v->len;
 }
 
-static enum token_verdict claims_ok(const struct token_config *tc, json_t *claims,
+/* A string claim's value, or NULL. */
+static const char *string_of(const struct claim *v)
+{
+	return v->kind == CLAIM_STRING ? v->s : NULL;
+}
+
+static enum token_verdict claims_ok(const struct token_config *tc, struct claims *c,
 				    enum token_want want, char *identity, size_t idlen)
 {
 	double now = clock_wall_s(), exp = 0, nbf = 0;
 	bool has_exp, has_nbf;
-	const char *type = json_string_value(json_object_get(claims, "type"));
-	json_t *sub = json_object_get(claims, "sub");
-	const char *iss = json_string_value(json_object_get(claims, "iss"));
-	if (!numeric_date(claims, "exp", &exp, &has_exp) ||
-	    !numeric_date(claims, "nbf", &nbf, &has_nbf) ||
-	    !token_id_ok(json_object_get(claims, "jti")) || type == NULL ||
-	    (json_object_get(claims, "fam") != NULL &&
-	     !token_id_ok(json_object_get(claims, "fam"))))
+	const char *type = string_of(&c->c[CLAIM_TYPE]);
+	const struct claim *sub = &c->c[CLAIM_SUB];
+	const char *iss = string_of(&c->c[CLAIM_ISS]);
+	if (!numeric_date(&c->c[CLAIM_EXP], &exp, &has_exp) ||
+	    !numeric_date(&c->c[CLAIM_NBF], &nbf, &has_nbf) || !token_id_ok(&c->c[CLAIM_JTI]) ||
+	    type == NULL ||
+	    (c->c[CLAIM_FAM].kind != CLAIM_ABSENT && !token_id_ok(&c->c[CLAIM_FAM])))
 		return TOKEN_INVALID;
-	if (json_is_string(sub) && json_string_length(sub) > 0 && json_string_length(sub) < idlen)
-		snprintf(identity, idlen, "%s", json_string_value(sub));
-	else if (json_is_integer(sub))
-		snprintf(identity, idlen, "%lld", (long long)json_integer_value(sub));
+	if (sub->kind == CLAIM_STRING && sub->len > 0 && sub->len < idlen)
+		snprintf(identity, idlen, "%s", sub->s);
+	else if (sub->kind == CLAIM_INTEGER)
+		snprintf(identity, idlen, "%lld", sub->i);
 	else
 		return TOKEN_INVALID;
 	if ((tc->issuer != NULL && (iss == NULL || strcmp(iss, tc->issuer) != 0)) ||
-	    (tc->audience != NULL && !audience_ok(claims, tc->audience)) ||
-	    (tc->audience == NULL && json_object_get(claims, "aud") != NULL) ||
+	    (tc->audience != NULL && !audience_ok(c, tc->audience)) ||
+	    (tc->audience == NULL && c->c[CLAIM_AUD].kind != CLAIM_ABSENT) ||
 	    (has_nbf && now + (double)tc->leeway < nbf))
 		return TOKEN_INVALID;
 	bool refresh = strcmp(type, "refresh") == 0;
@@ -488,25 +492,32 @@ static enum token_verdict claims_ok(const struct token_config *tc, json_t *claim
 		return TOKEN_INVALID;
 	if (has_exp && now - (double)tc->leeway >= exp)
 		return TOKEN_EXPIRED;
-	if (want == WANT_FRESH && !json_is_true(json_object_get(claims, "fresh")))
+	if (want == WANT_FRESH && c->c[CLAIM_FRESH].kind != CLAIM_TRUE)
 		return TOKEN_NOT_FRESH;
 	return TOKEN_OK;
 }
 
-enum token_verdict tokens_verify(const struct token_config *tc, const char *token, size_t len,
-				 enum token_want want, json_t **claims, char *identity,
-				 size_t idlen)
+/* The claims part, base64url-decoded and read into c; false when it is no JSON object. */
+static bool decode_claims(const char *s, size_t len, struct claims *c)
 {
-	*claims = NULL;
+	unsigned char buf[TOKENS_MAX_LEN];
+	size_t n;
+	return len > 0 && b64url_decode(s, len, buf, sizeof(buf), &n) == 0 &&
+	       claims_parse(c, (const char *)buf, n);
+}
+
+enum token_verdict tokens_check(const struct token_config *tc, const char *token, size_t len,
+				enum token_want want, struct claims *claims, char *identity,
+				size_t idlen)
+{
+	memset(claims, 0, sizeof(*claims));
 	if (!tc->configured || len == 0 || len > TOKENS_MAX_LEN)
 		return TOKEN_INVALID;
-	/* Within len only: a token cut out of a header or a cookie is not NUL-terminated. */
-	for (size_t i = 0; i < len; i++) {
-		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.",
-			    token[i]) ||
-		    token[i] == '\0')
-			return TOKEN_INVALID;
-	}
+	/*
+	 * Within len only: a token cut out of a header or a cookie is not NUL-terminated. Each
+	 * part is checked to be base64url by its decoding (the header by the one it passed when
+	 * it was kept), so the dots are the only other characters a token can hold.
+	 */
 	const char *dot1 = memchr(token, '.', len);
 	const char *dot2 =
 	    dot1 != NULL ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
@@ -516,18 +527,24 @@ enum token_verdict tokens_verify(const struct token_config *tc, const char *toke
 	const struct token_key *key;
 	if (!header_ok(tc, token, (size_t)(dot1 - token), &key) ||
 	    !signature_ok(tc, key, token, (size_t)(dot2 - token), dot2 + 1,
-			  len - (size_t)(dot2 + 1 - token)))
+			  len - (size_t)(dot2 + 1 - token)) ||
+	    !decode_claims(dot1 + 1, (size_t)(dot2 - dot1 - 1), claims))
 		return TOKEN_INVALID;
-	json_t *payload = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
-	if (payload == NULL)
-		return TOKEN_INVALID;
-	enum token_verdict v = claims_ok(tc, payload, want, identity, idlen);
-	if (v != TOKEN_OK) {
-		json_decref(payload);
-		return v;
-	}
-	*claims = payload;
-	return TOKEN_OK;
+	enum token_verdict v = claims_ok(tc, claims, want, identity, idlen);
+	if (v != TOKEN_OK)
+		claims_clear(claims);
+	return v;
+}
+
+enum token_verdict tokens_verify(const struct token_config *tc, const char *token, size_t len,
+				 enum token_want want, json_t **claims, char *identity,
+				 size_t idlen)
+{
+	struct claims c;
+	enum token_verdict v = tokens_check(tc, token, len, want, &c, identity, idlen);
+	*claims = v == TOKEN_OK ? json_incref(claims_json(&c)) : NULL;
+	claims_clear(&c);
+	return v == TOKEN_OK && *claims == NULL ? TOKEN_INVALID : v;
 }
 
 /*
@@ -549,16 +566,19 @@ long long tokens_family_revoke_until(const struct token_config *tc, long long no
 const char *tokens_revocation(const struct token_config *tc, const json_t *claims, long long now_s,
 			      struct token_revocation *out)
 {
-	json_t *jti = json_object_get(claims, "jti"), *fam = json_object_get(claims, "fam");
-	json_t *sub = json_object_get(claims, "sub"), *exp = json_object_get(claims, "exp");
-	if (!token_id_ok(jti) || !(json_is_string(sub) || json_is_number(sub)))
+	struct claims c = {0};
+	claims_from_json(&c, claims);
+	const struct claim *jti = &c.c[CLAIM_JTI], *fam = &c.c[CLAIM_FAM], *sub = &c.c[CLAIM_SUB];
+	enum claim_kind exp = c.c[CLAIM_EXP].kind;
+	if (!token_id_ok(jti) ||
+	    !(sub->kind == CLAIM_STRING || sub->kind == CLAIM_INTEGER || sub->kind == CLAIM_REAL))
 		return "a verified token's claims have a jti and a sub";
-	if (fam != NULL && !token_id_ok(fam))
+	if (fam->kind != CLAIM_ABSENT && !token_id_ok(fam))
 		return "the claims' fam is not a family id";
-	double e = json_is_number(exp) ? json_number_value(exp) : 0;
-	out->jti = json_string_value(jti);
+	double e = exp == CLAIM_INTEGER || exp == CLAIM_REAL ? c.c[CLAIM_EXP].d : 0;
+	out->jti = jti->s;
 	out->jti_until = e >= 1 && e < 1e15 ? (long long)ceil(e) : 0;
-	out->family = fam != NULL ? json_string_value(fam) : NULL;
+	out->family = fam->kind == CLAIM_STRING ? fam->s : NULL;
 	out->family_until = tokens_family_revoke_until(tc, now_s);
 	return NULL;
 }

@@ -8,6 +8,7 @@
 #include "keys.h"
 
 struct json_t;
+struct claims;
 struct evp_pkey_st;
 
 #define TOKENS_MIN_SECRET 32
@@ -122,6 +123,12 @@ char *tokens_issue(const struct token_config *tc, const struct token_request *re
 enum token_verdict tokens_verify(const struct token_config *tc, const char *token, size_t len,
 				 enum token_want want, struct json_t **claims, char *identity,
 				 size_t idlen);
+
+/* tokens_verify, the claims read into *claims (claims.h; the caller claims_clear's it, empty
+ * unless TOKEN_OK), their JSON object built only when claims_json asks for it. */
+enum token_verdict tokens_check(const struct token_config *tc, const char *token, size_t len,
+				enum token_want want, struct claims *claims, char *identity,
+				size_t idlen);
 
 const char *tokens_verdict_message(enum token_verdict v);
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "claims.h"
 #include "config.h"
 #include "http.h"
 #include "jwa.h"
@@ -153,19 +154,22 @@ static char *issue(struct fixture *fx, enum token_type type, bool fresh, long no
 static struct auth_verdict check(struct fixture *fx, enum auth_mode mode, struct http_request *r,
 				 const char *identity)
 {
-	json_t *claims = (json_t *)1;
+	struct claims claims;
+	memset(&claims, 0xff, sizeof(claims));
 	char id[256] = "x";
 	struct auth_verdict v = auth_check(&fx->cfg->jwt, fx->rv, mode, r, &claims, id, sizeof(id));
 	if (v.status == 0 && identity != NULL) {
-		assert_non_null(claims);
+		assert_true(claims_present(&claims));
 		assert_string_equal(id, identity);
-		assert_string_equal(json_string_value(json_object_get(claims, "sub")), identity);
+		assert_string_equal(claims.c[CLAIM_SUB].s, identity);
+		assert_string_equal(json_string_value(json_object_get(claims_json(&claims), "sub")),
+				    identity);
 	} else {
 		/* Refused, or passed without a token: nothing to free, no identity. */
-		assert_null(claims);
+		assert_false(claims_present(&claims));
 		assert_string_equal(id, "");
 	}
-	json_decref(claims);
+	claims_clear(&claims);
 	free_request(r);
 	return v;
 }
