@@ -119,6 +119,10 @@ char *tokens_issue(const struct token_config *tc, const struct token_request *re
  * then exp and nbf (with leeway), iss and aud when configured, the type the route wants, a
  * sub and a jti. On TOKEN_OK, *claims is the payload (the caller json_decref's it) and
  * identity holds sub as a string.
+ *
+ * Not thread-safe: tokens_verify and tokens_check keep per-process state (the prepared HMAC
+ * context, the last header accepted, the remembered signatures) and are called from one
+ * thread only, the worker's event loop (or sesamectl's only thread).
  */
 enum token_verdict tokens_verify(const struct token_config *tc, const char *token, size_t len,
 				 enum token_want want, struct json_t **claims, char *identity,
