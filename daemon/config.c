@@ -233,10 +233,6 @@ static void read_server(struct config_reader *rd, int top, const struct config_k
 	struct config *cfg = cfg_of(rd);
 	if (cfg->queue == 0)
 		cfg->queue = QUEUE_PER_THREAD * cfg->threads;
-	if (cfg->hash_queue == 0)
-		cfg->hash_queue =
-		    QUEUE_PER_THREAD *
-		    (cfg->hash_threads > 0 ? cfg->hash_threads : jobs_cpu_threads(cfg->workers));
 }
 
 static bool has_glob_chars(const char *s)
@@ -521,6 +517,16 @@ struct config *config_load(const char *path, struct config_errors *errs)
 struct config *config_load_control(const char *path, struct config_errors *errs)
 {
 	return load(path, errs, true);
+}
+
+int config_hash_threads(const struct config *cfg)
+{
+	return cfg->hash_threads > 0 ? cfg->hash_threads : jobs_cpu_threads(cfg->workers);
+}
+
+int config_hash_queue(const struct config *cfg)
+{
+	return cfg->hash_queue > 0 ? cfg->hash_queue : QUEUE_PER_THREAD * config_hash_threads(cfg);
 }
 
 void config_set_workers(struct config *cfg, int workers)

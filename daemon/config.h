@@ -50,7 +50,7 @@ struct config {
 	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
 	int json_depth;
 	int queue;	      /* jobs a worker holds at once; past it, requests get 503 */
-	int hash_queue;	      /* the same for password hashes, bounded on their own */
+	int hash_queue;	      /* the same for password hashes; 0: unset (config_hash_queue) */
 	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
 	struct privs privs;   /* server.user and server.group, looked up */
 	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */
@@ -77,5 +77,10 @@ void config_free(struct config *cfg);
 
 /* Overrides server.workers (sesamed -w). */
 void config_set_workers(struct config *cfg, int workers);
+
+/* server.hash_threads and server.hash_queue with "auto" and unset resolved, for the workers the
+ * node runs (after sesamed -w): one place, so that the threads and their bound agree. */
+int config_hash_threads(const struct config *cfg);
+int config_hash_queue(const struct config *cfg);
 
 #endif

@@ -396,7 +396,8 @@ static void shed(struct luaapi_call *call)
 		log_warn("job queue full (server.%s = %d): %lu requests answered 503 so far "
 			 "(said at most every 10 s)",
 			 call->shed_hash ? "hash_queue" : "queue",
-			 call->shed_hash ? api->cfg->hash_queue : api->cfg->queue, api->shed);
+			 call->shed_hash ? config_hash_queue(api->cfg) : api->cfg->queue,
+			 api->shed);
 		api->shed_warned_ns = now;
 	}
 	http_add_header(call->r, "Retry-After", "1");

@@ -155,12 +155,11 @@ int worker_run(const struct worker_spec *spec)
 		log_error("cannot create the event base");
 		goto done;
 	}
-	struct jobs_threads threads = {
-	    .io = cfg->threads,
-	    .cpu = cfg->hash_threads > 0 ? cfg->hash_threads : jobs_cpu_threads(cfg->workers),
-	    .cpu_nice = cfg->hash_nice,
-	    .io_queue = (size_t)cfg->queue,
-	    .cpu_queue = (size_t)cfg->hash_queue};
+	struct jobs_threads threads = {.io = cfg->threads,
+				       .cpu = config_hash_threads(cfg),
+				       .cpu_nice = cfg->hash_nice,
+				       .io_queue = (size_t)cfg->queue,
+				       .cpu_queue = (size_t)config_hash_queue(cfg)};
 	if ((jobs = jobs_new(w.base, &threads)) == NULL)
 		goto done;
 	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
