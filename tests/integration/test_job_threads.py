@@ -96,6 +96,8 @@ def refuse_setpriority():
         insn(ret_k, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
     ])
     buf = ctypes.create_string_buffer(prog)
+    # struct sock_fprog on x86-64: unsigned short len (instructions), 6 bytes of padding, then
+    # the pointer to the 8-byte instructions.
     fprog = struct.pack("HxxxxxxQ", len(prog) // 8, ctypes.addressof(buf))
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_no_new_privs, pr_set_seccomp, seccomp_mode_filter = 38, 22, 2
