@@ -21,6 +21,12 @@
  *  - A plugin reads a host member only when host->size says it is there (a host of an older
  *    minor is smaller), and may read host->abi_minor.
  *  - The descriptor's size is sizeof its kind's struct, set by the kind's macro below.
+ *  - struct sesame_user also grows at the end only: sesamed always allocates it, zeroed, so a
+ *    plugin of an older minor leaves the members it does not know zero.
+ *
+ * ABI 1.1 added, for the account flows: struct sesame_user's verified_at; the storage
+ * functions user_set_verified, user_set_email, otp_create, otp_spend, otp_revoke, event_add,
+ * event_list, event_purge and query; and struct sesame_otp, sesame_event and sesame_value.
  *
  * Define the descriptor with its kind's macro (SESAME_VALIDATOR_PLUGIN, SESAME_HASHER_PLUGIN,
  * SESAME_STORAGE_PLUGIN), which exports it, and build with hidden visibility:
@@ -40,7 +46,7 @@ extern "C" {
 
 #define SESAME_PLUGIN_MAGIC	0x5345534dU /* "SESM" */
 #define SESAME_PLUGIN_ABI_MAJOR 1
-#define SESAME_PLUGIN_ABI_MINOR 0
+#define SESAME_PLUGIN_ABI_MINOR 1
 #define SESAME_PLUGIN_SYMBOL	"sesame_plugin"
 
 #if defined(__GNUC__)
@@ -143,6 +149,11 @@ struct sesame_user {
 	 * user_create ignores it.
 	 */
 	long long disabled_at;
+	/*
+	 * ABI 1.1: when the user's e-mail address was confirmed (the account flows), Unix seconds
+	 * by the store's clock; 0 while it is not. user_find fills it in, in the same query.
+	 */
+	long long verified_at;
 };
 
 /* The longest token id (a jti, or a refresh family's id) sesamed accepts, in bytes. */
@@ -188,6 +199,56 @@ struct sesame_family {
 	const char *jti;      /* its first refresh token's jti */
 	long long expires_at; /* Unix seconds: its absolute end, whatever the rotations */
 };
+
+/*
+ * ABI 1.1. A one-time token (an e-mail confirmation or password reset link): the token itself
+ * is 32 random bytes that only its holder knows; the store keeps its SHA-256, as 64 lower-case
+ * hex digits (hash), with what it is for (purpose: "verify", "reset", "email", or a route
+ * script's own, at most 32 bytes of [a-z0-9_]), whose it is (user_id), an optional string
+ * (data, at most 1024 bytes: the new address of an e-mail change) and its expiry.
+ */
+struct sesame_otp {
+	const char *hash;
+	const char *purpose;
+	long long user_id;
+	const char *data;     /* NULL or "" for none */
+	long long expires_at; /* Unix seconds by the store's clock: otp_spend fills it in */
+};
+
+/*
+ * ABI 1.1. An auth event (events.store): what happened (name: "registered", "logged_in",
+ * ...), to whom (user_id, 0 for none: a failed log-in for an unknown address) and its details
+ * as one JSON object's text (data, at most 4096 bytes). The store stamps it with its own clock
+ * (at_ms, Unix milliseconds) and an increasing id.
+ */
+struct sesame_event {
+	long long id;	 /* event_list: the row's; ignored by event_add */
+	long long at_ms; /* event_list: when; ignored by event_add */
+	const char *name;
+	long long user_id;
+	const char *data;
+};
+
+/* ABI 1.1. A value of a parameterised query (query): a parameter, or a column of a row. */
+enum sesame_value_type {
+	SESAME_VALUE_NULL = 0,
+	SESAME_VALUE_INTEGER = 1,
+	SESAME_VALUE_REAL = 2,
+	SESAME_VALUE_TEXT = 3, /* bytes, not NUL-terminated necessarily: use len */
+};
+
+struct sesame_value {
+	enum sesame_value_type type;
+	long long integer;
+	double real;
+	const char *text;
+	size_t len;
+};
+
+/* The longest SQL text and the most parameters and columns that query handles. */
+#define SESAME_QUERY_SQL_MAX	 16384
+#define SESAME_QUERY_PARAMS_MAX	 64
+#define SESAME_QUERY_COLUMNS_MAX 64
 
 /*
  * The core's MariaDB pool (host->mariadb), for any plugin that wants MariaDB: the mariadb
@@ -406,7 +467,8 @@ struct sesame_storage {
 						     void *ctx, char *err, size_t errlen);
 	/*
 	 * Deletes revoked ids and families that ended before before (Unix seconds), and the
-	 * failed log-ins whose count has run out (on the store's clock).
+	 * failed log-ins whose count has run out (on the store's clock); from ABI 1.1 also the
+	 * one-time tokens that expired (on the store's clock).
 	 */
 	enum sesame_storage_result (*token_purge)(void *state, long long before, char *err,
 						  size_t errlen);
@@ -469,11 +531,79 @@ struct sesame_storage {
 	 * refresh family of subject (its id as the sub claim) is revoked until until, as
 	 * subject_revoke(subject, NULL, until) revokes them and the subject's cutoff (so that
 	 * its outstanding access tokens are refused), and deleted; the failed log-ins of email
-	 * and its state are deleted. NOT_FOUND when there is no such user.
+	 * and its state are deleted (from ABI 1.1: its one-time tokens too; its events stay,
+	 * until events.retention). NOT_FOUND when there is no such user.
 	 */
 	enum sesame_storage_result (*user_delete)(void *state, long long id, const char *subject,
 						  const char *email, long long until, char *err,
 						  size_t errlen);
+
+	/* ---- ABI 1.1: the account flows, events and route scripts' own queries ---- */
+
+	/*
+	 * Marks user id's address confirmed now (verified true; one confirmed before keeps its
+	 * time) or not confirmed. Kept in sesame's own per-user table, as disabled is. OK also
+	 * when there is no such user.
+	 */
+	enum sesame_storage_result (*user_set_verified)(void *state, long long id, bool verified,
+							char *err, size_t errlen);
+	/*
+	 * Replaces user id's e-mail address (normalised by the caller) and commits: CONFLICT
+	 * when another user has it (as user_create compares e-mails), NOT_FOUND when there is no
+	 * such user. The address's confirmation is the caller's (user_set_verified).
+	 */
+	enum sesame_storage_result (*user_set_email)(void *state, long long id, const char *email,
+						     char *err, size_t errlen);
+	/*
+	 * Stores a one-time token that lives ttl seconds from now by the store's clock (otp's
+	 * expires_at is ignored). CONFLICT when its hash exists already.
+	 */
+	enum sesame_storage_result (*otp_create)(void *state, const struct sesame_otp *otp,
+						 long long ttl, char *err, size_t errlen);
+	/*
+	 * Spends the token whose hash and purpose are these, atomically: it is deleted, and out
+	 * gets its user_id, data (in buf) and expires_at. NOT_FOUND alike for a token that never
+	 * was, was spent, expired (by the store's clock), or is for another purpose: only one of
+	 * two nodes spending the same token at once gets OK.
+	 */
+	enum sesame_storage_result (*otp_spend)(void *state, const char *hash, const char *purpose,
+						struct sesame_otp *out, char *buf, size_t buflen,
+						char *err, size_t errlen);
+	/* Deletes every token of user_id for purpose (NULL: every purpose). OK when none. */
+	enum sesame_storage_result (*otp_revoke)(void *state, long long user_id,
+						 const char *purpose, char *err, size_t errlen);
+	/* Records an event, stamped with the store's clock. */
+	enum sesame_storage_result (*event_add)(void *state, const struct sesame_event *event,
+						char *err, size_t errlen);
+	/*
+	 * Calls each(ctx, event) for at most limit events whose id is greater than after_id, at or
+	 * after since_ms (Unix milliseconds, the store's clock; 0: any), of user_id (0: anyone's),
+	 * in order of id.
+	 */
+	enum sesame_storage_result (*event_list)(void *state, long long user_id, long long since_ms,
+						 long long after_id, long long limit,
+						 void (*each)(void *ctx,
+							      const struct sesame_event *event),
+						 void *ctx, char *err, size_t errlen);
+	/* Deletes the events older than before_ms (Unix milliseconds, the store's clock). */
+	enum sesame_storage_result (*event_purge)(void *state, long long before_ms, char *err,
+						  size_t errlen);
+	/*
+	 * A route script's own statement (sesame.db.query and sesame.db.exec): sql with ?
+	 * placeholders, bound to the nparams params, run as one statement and committed. For each
+	 * row it returns, row(ctx, ncols, names, values) is called; a row callback that returns
+	 * non-zero stops the statement with FAILED (too many rows). *affected is the rows changed
+	 * (0 for a query), *insert_id the AUTO_INCREMENT / rowid it made (0 for none). A statement
+	 * the store refuses (syntax, a constraint) is FAILED with the store's message in err;
+	 * a duplicate key CONFLICT.
+	 */
+	enum sesame_storage_result (*query)(void *state, const char *sql,
+					    const struct sesame_value *params, size_t nparams,
+					    int (*row)(void *ctx, size_t ncols,
+						       const char *const *names,
+						       const struct sesame_value *values),
+					    void *ctx, long long *affected, long long *insert_id,
+					    char *err, size_t errlen);
 };
 
 #ifdef __cplusplus
