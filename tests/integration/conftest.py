@@ -314,3 +314,21 @@ def mariadb(mariadb_server, request):
     mariadb_server.database = f"t{mariadb_server.count}_" + "".join(
         c if c.isalnum() else "_" for c in request.node.name)[:50]
     return mariadb_server
+
+
+@pytest.fixture
+def mailbox():
+    """A real SMTP server on loopback (receivers.Mailbox), stopped at the end of the test."""
+    import receivers
+    box = receivers.Mailbox().start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on loopback (receivers.Receiver) that records what it is sent."""
+    import receivers
+    rx = receivers.Receiver().start()
+    yield rx
+    rx.stop()

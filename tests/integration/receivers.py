@@ -1,0 +1,159 @@
+"""A real SMTP server (aiosmtpd) and a real HTTP receiver on loopback, for the tests of
+sesame.mail.send, sesame.http.request and the account flows. Each runs in a thread of the
+test process, on a port of its own, and keeps what it received."""
+import email
+import email.policy
+import http.server
+import json
+import re
+import socket
+import threading
+import time
+
+from aiosmtpd.controller import Controller
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Handler:
+    def __init__(self, box):
+        self.box = box
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.box.cond:
+            self.box.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                                      "message": msg,
+                                      "raw": envelope.content})
+            self.box.cond.notify_all()
+        return "250 OK"
+
+
+class Mailbox:
+    """An SMTP server on 127.0.0.1: url is what mail.url takes. messages holds every mail
+    received, each a dict: from, to (list), message (an email.message.EmailMessage), raw."""
+
+    def __init__(self):
+        self.port = _free_port()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self.messages = []
+        self.cond = threading.Condition()
+        self.controller = None
+
+    def start(self):
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        return self
+
+    def stop(self):
+        """Stops the server: a mail sent now finds nobody listening (connection refused)."""
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def wait(self, to=None, count=1, timeout=15):
+        """The mails to `to` (any when None) once there are count of them, newest last;
+        fails the test when they do not arrive within timeout seconds."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                found = [m for m in self.messages if to is None or to in m["to"]]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no mail to {to} within {timeout} s "
+                                         f"({len(self.messages)} mails received)")
+                self.cond.wait(left)
+
+    def last(self, to=None, timeout=15):
+        return self.wait(to=to, timeout=timeout)[-1]
+
+    def sent_to(self, to):
+        with self.cond:
+            return [m for m in self.messages if to in m["to"]]
+
+
+def text_of(mail):
+    """The text/plain part of a received mail, as a str."""
+    msg = mail["message"]
+    part = msg.get_body(preferencelist=("plain",))
+    return part.get_content()
+
+
+def token_in(mail):
+    """The one-time token that the mail's link carries: the value of its token= parameter."""
+    found = re.search(r"[?&#]token=([A-Za-z0-9_-]+)", text_of(mail))
+    assert found, "the mail carries no link with a token:\n" + text_of(mail)
+    return found.group(1)
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records each request (method, path, headers, body,
+    json) and answers with status and body (a dict sent as JSON), settable per test; delay
+    seconds before it answers."""
+
+    def __init__(self):
+        self.requests = []
+        self.status = 200
+        self.body = {"ok": True}
+        self.delay = 0
+        self.cond = threading.Condition()
+        box = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                try:
+                    parsed = json.loads(body) if body else None
+                except ValueError:
+                    parsed = None
+                with box.cond:
+                    box.requests.append({"method": self.command, "path": self.path,
+                                         "headers": dict(self.headers), "body": body,
+                                         "json": parsed})
+                    box.cond.notify_all()
+                if box.delay:
+                    time.sleep(box.delay)
+                out = json.dumps(box.body).encode()
+                self.send_response(box.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Receiver", "yes")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait(self, count=1, timeout=15):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(self.requests)} requests received, "
+                                         f"{count} awaited")
+                self.cond.wait(left)
+            return list(self.requests)
