@@ -19,6 +19,9 @@
  * Failed log-ins per account are one statement each, on the server's clock (NOW(3)), so that
  * every node counts the same guesses whatever its own clock says.
  *
+ * The functions of ABI 1.1 (one-time tokens, events, route scripts' statements) live in
+ * mariadb_accounts.c, on the helpers of this file (mariadb_private.h).
+ *
  * migrate applies the numbered migrations of scripts/schema/mariadb, compiled in, recording
  * each in sesame_migrations. A connection error (server down or restarted) answers
  * UNAVAILABLE and gives the connection back as broken, so the pool makes a new one.
@@ -39,20 +42,8 @@ struct migration {
 	const char *sql;
 };
 
+#include "mariadb_private.h"
 #include "mariadb_schema.h"
-
-struct store {
-	const struct sesame_host *host;
-	const struct sesame_mariadb *db;
-	const struct sesame_users_schema *users;
-	char insert_sql[512];
-	char find_by_email_sql[512];
-	char find_by_id_sql[512];
-	char set_password_sql[512];
-	char list_sql[640];
-	char list_bare_sql[640];
-	char delete_sql[512];
-};
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
 {
@@ -74,14 +65,16 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 		 u->username, u->password);
 	/* The user and whether it is disabled in one query, for a known e-mail as for one
 	 * not known: the time of a log-in does not tell them apart. */
-	snprintf(s->find_by_email_sql, sizeof(s->find_by_email_sql),
-		 "SELECT u.`%s`, u.`%s`, u.`%s`, u.`%s`, st.`disabled_at` FROM `%s` u LEFT JOIN "
-		 "`sesame_user_state` st ON st.`user_id` = u.`%s` WHERE u.`%s` = ?",
-		 u->id, u->email, u->username, u->password, u->table, u->id, u->email);
-	snprintf(s->find_by_id_sql, sizeof(s->find_by_id_sql),
-		 "SELECT u.`%s`, u.`%s`, u.`%s`, u.`%s`, st.`disabled_at` FROM `%s` u LEFT JOIN "
-		 "`sesame_user_state` st ON st.`user_id` = u.`%s` WHERE u.`%s` = ?",
-		 u->id, u->email, u->username, u->password, u->table, u->id, u->id);
+	snprintf(
+	    s->find_by_email_sql, sizeof(s->find_by_email_sql),
+	    "SELECT u.`%s`, u.`%s`, u.`%s`, u.`%s`, st.`disabled_at`, st.`verified_at` FROM "
+	    "`%s` u LEFT JOIN `sesame_user_state` st ON st.`user_id` = u.`%s` WHERE u.`%s` = ?",
+	    u->id, u->email, u->username, u->password, u->table, u->id, u->email);
+	snprintf(
+	    s->find_by_id_sql, sizeof(s->find_by_id_sql),
+	    "SELECT u.`%s`, u.`%s`, u.`%s`, u.`%s`, st.`disabled_at`, st.`verified_at` FROM "
+	    "`%s` u LEFT JOIN `sesame_user_state` st ON st.`user_id` = u.`%s` WHERE u.`%s` = ?",
+	    u->id, u->email, u->username, u->password, u->table, u->id, u->id);
 	snprintf(s->set_password_sql, sizeof(s->set_password_sql),
 		 "UPDATE `%s` SET `%s` = ? WHERE `%s` = ?", u->table, u->password, u->id);
 	snprintf(s->list_sql, sizeof(s->list_sql),
@@ -96,6 +89,7 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 		 u->id, u->email, u->username, u->table, u->id, u->id, u->id);
 	snprintf(s->delete_sql, sizeof(s->delete_sql), "DELETE FROM `%s` WHERE `%s` = ?", u->table,
 		 u->id);
+	mariadb_accounts_make_sql(s);
 	*state = s;
 	return 0;
 }
@@ -121,6 +115,11 @@ static void worker_stop(void *state)
  */
 static _Thread_local unsigned int last_code __attribute__((tls_model("initial-exec")));
 
+void mariadb_forget_error(void)
+{
+	last_code = 0;
+}
+
 static bool connection_error(unsigned int code)
 {
 	return code == CR_CONNECTION_ERROR || code == CR_CONN_HOST_ERROR ||
@@ -129,8 +128,8 @@ static bool connection_error(unsigned int code)
 }
 
 /* Classifies a failed statement and gives its connection back accordingly. */
-static enum sesame_storage_result failed(struct store *s, MYSQL *conn, unsigned int code,
-					 const char *msg, char *err, size_t errlen)
+enum sesame_storage_result mariadb_failed(struct store *s, MYSQL *conn, unsigned int code,
+					  const char *msg, char *err, size_t errlen)
 {
 	snprintf(err, errlen, "MariaDB: %s", msg);
 	last_code = code;
@@ -149,7 +148,7 @@ static enum sesame_storage_result failed(struct store *s, MYSQL *conn, unsigned 
 
 /* A statement the pool could not prepare (its reason is in err already): a dead connection,
  * or a schema that does not match. */
-static enum sesame_storage_result not_prepared(struct store *s, MYSQL *conn)
+enum sesame_storage_result mariadb_not_prepared(struct store *s, MYSQL *conn)
 {
 	bool gone = mysql_ping(conn) != 0;
 	last_code = gone ? CR_SERVER_GONE_ERROR : 0; /* the statement never ran */
@@ -292,7 +291,7 @@ static int migrate(void *state, bool upgrade, char *err, size_t errlen)
 
 /* ---- users ---- */
 
-static void bind_string(MYSQL_BIND *b, const char *s, unsigned long *len)
+void mariadb_bind_string(MYSQL_BIND *b, const char *s, unsigned long *len)
 {
 	memset(b, 0, sizeof(*b));
 	*len = (unsigned long)strlen(s);
@@ -311,31 +310,35 @@ static enum sesame_storage_result create_once(void *state, const struct sesame_u
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_STMT *stmt = s->db->prepare(conn, s->insert_sql, err, errlen);
 	if (stmt == NULL)
-		return not_prepared(s, conn);
+		return mariadb_not_prepared(s, conn);
 	MYSQL_BIND params[3];
 	unsigned long lens[3];
-	bind_string(&params[0], user->email, &lens[0]);
-	bind_string(&params[1], user->username, &lens[1]);
-	bind_string(&params[2], user->password, &lens[2]);
+	mariadb_bind_string(&params[0], user->email, &lens[0]);
+	mariadb_bind_string(&params[1], user->username, &lens[1]);
+	mariadb_bind_string(&params[2], user->password, &lens[2]);
 	if (mysql_stmt_bind_param(stmt, params) != 0 || mysql_stmt_execute(stmt) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	*id = (long long)mysql_stmt_insert_id(stmt);
 	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }
 
-/* Binds the five result columns: the strings go into buf, one after another. */
-static void bind_user(MYSQL_BIND *res, long long *id, long long *disabled_at, char *buf,
-		      size_t buflen, unsigned long *lens, my_bool *nulls)
+/* Binds the six result columns: the strings go into buf, one after another; times[0] is
+ * disabled_at, times[1] verified_at. */
+static void bind_user(MYSQL_BIND *res, long long *id, long long *times, char *buf, size_t buflen,
+		      unsigned long *lens, my_bool *nulls)
 {
-	memset(res, 0, 5 * sizeof(*res));
+	memset(res, 0, 6 * sizeof(*res));
 	res[0].buffer_type = MYSQL_TYPE_LONGLONG;
 	res[0].buffer = id;
 	res[0].is_null = &nulls[0];
-	res[4].buffer_type = MYSQL_TYPE_LONGLONG;
-	res[4].buffer = disabled_at;
-	res[4].is_null = &nulls[4];
+	for (int i = 4; i < 6; i++) {
+		res[i].buffer_type = MYSQL_TYPE_LONGLONG;
+		res[i].buffer = &times[i - 4];
+		res[i].is_null = &nulls[i];
+	}
 	size_t part = buflen / 3;
 	for (int i = 1; i < 4; i++) {
 		res[i].buffer_type = MYSQL_TYPE_STRING;
@@ -357,11 +360,11 @@ static enum sesame_storage_result find_once(void *state, const char *by, const c
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_STMT *stmt = s->db->prepare(conn, sql, err, errlen);
 	if (stmt == NULL)
-		return not_prepared(s, conn);
-	MYSQL_BIND param, res[5];
-	unsigned long plen, lens[5] = {0};
-	my_bool nulls[5] = {0};
-	long long id = 0, wanted = 0, disabled_at = 0;
+		return mariadb_not_prepared(s, conn);
+	MYSQL_BIND param, res[6];
+	unsigned long plen, lens[6] = {0};
+	my_bool nulls[6] = {0};
+	long long id = 0, wanted = 0, times[2] = {0, 0};
 	if (sql == s->find_by_id_sql) {
 		/* Bound as a number: a string compared with the id column compares as a double. */
 		char *end;
@@ -374,12 +377,13 @@ static enum sesame_storage_result find_once(void *state, const char *by, const c
 			return SESAME_STORAGE_NOT_FOUND;
 		}
 	} else {
-		bind_string(&param, value, &plen);
+		mariadb_bind_string(&param, value, &plen);
 	}
-	bind_user(res, &id, &disabled_at, buf, buflen, lens, nulls);
+	bind_user(res, &id, times, buf, buflen, lens, nulls);
 	if (mysql_stmt_bind_param(stmt, &param) != 0 || mysql_stmt_execute(stmt) != 0 ||
 	    mysql_stmt_bind_result(stmt, res) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	int rc = mysql_stmt_fetch(stmt);
 	enum sesame_storage_result result = SESAME_STORAGE_OK;
 	if (rc == MYSQL_NO_DATA) {
@@ -395,7 +399,8 @@ static enum sesame_storage_result find_once(void *state, const char *by, const c
 					    .email = buf,
 					    .username = buf + part,
 					    .password = buf + 2 * part,
-					    .disabled_at = nulls[4] ? 0 : disabled_at};
+					    .disabled_at = nulls[4] ? 0 : times[0],
+					    .verified_at = nulls[5] ? 0 : times[1]};
 	}
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
@@ -412,15 +417,16 @@ static enum sesame_storage_result set_password_once(void *state, long long id, c
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_STMT *stmt = s->db->prepare(conn, s->set_password_sql, err, errlen);
 	if (stmt == NULL)
-		return not_prepared(s, conn);
+		return mariadb_not_prepared(s, conn);
 	MYSQL_BIND params[2];
 	unsigned long len;
-	bind_string(&params[0], password, &len);
+	mariadb_bind_string(&params[0], password, &len);
 	memset(&params[1], 0, sizeof(params[1]));
 	params[1].buffer_type = MYSQL_TYPE_LONGLONG;
 	params[1].buffer = &id;
 	if (mysql_stmt_bind_param(stmt, params) != 0 || mysql_stmt_execute(stmt) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	/* A new hash always differs from the old one (a new salt): 0 rows means no such user. */
 	my_ulonglong changed = mysql_stmt_affected_rows(stmt);
 	mysql_stmt_reset(stmt);
@@ -434,7 +440,7 @@ static enum sesame_storage_result set_password_once(void *state, long long id, c
  * connection. Reads and the password update are tried again after any connection error:
  * running them twice is harmless, unlike an insert that may have been committed.
  */
-static bool again(enum sesame_storage_result r, bool idempotent)
+bool mariadb_again(enum sesame_storage_result r, bool idempotent)
 {
 	bool retry = r == SESAME_STORAGE_UNAVAILABLE &&
 		     (idempotent ? connection_error(last_code) : last_code == CR_SERVER_GONE_ERROR);
@@ -445,13 +451,13 @@ static bool again(enum sesame_storage_result r, bool idempotent)
 /*
  * A transaction that lost a deadlock or, on a Galera cluster, a certification conflict
  * (ER_LOCK_DEADLOCK, at any statement or at COMMIT), or that waited too long for a lock
- * (ER_LOCK_WAIT_TIMEOUT, after which failed() rolled it back), has changed nothing: it is run
- * again as a whole, at most CONFLICT_TRIES times in all, after a short pause drawn at random
- * so that the two that collided do not collide again.
+ * (ER_LOCK_WAIT_TIMEOUT, after which mariadb_failed() rolled it back), has changed nothing: it is
+ * run again as a whole, at most CONFLICT_TRIES times in all, after a short pause drawn at random so
+ * that the two that collided do not collide again.
  */
 #define CONFLICT_TRIES 3
 
-static bool lost_conflict(struct store *s, enum sesame_storage_result r, int tries)
+bool mariadb_lost_conflict(struct store *s, enum sesame_storage_result r, int tries)
 {
 	if (r != SESAME_STORAGE_FAILED || tries >= CONFLICT_TRIES ||
 	    (last_code != ER_LOCK_DEADLOCK && last_code != ER_LOCK_WAIT_TIMEOUT))
@@ -471,7 +477,7 @@ static enum sesame_storage_result user_create(void *state, const struct sesame_u
 {
 	last_code = 0;
 	enum sesame_storage_result r = create_once(state, user, id, err, errlen);
-	return again(r, false) ? create_once(state, user, id, err, errlen) : r;
+	return mariadb_again(r, false) ? create_once(state, user, id, err, errlen) : r;
 }
 
 static enum sesame_storage_result user_find(void *state, const char *by, const char *value,
@@ -480,7 +486,8 @@ static enum sesame_storage_result user_find(void *state, const char *by, const c
 {
 	last_code = 0;
 	enum sesame_storage_result r = find_once(state, by, value, out, buf, buflen, err, errlen);
-	return again(r, true) ? find_once(state, by, value, out, buf, buflen, err, errlen) : r;
+	return mariadb_again(r, true) ? find_once(state, by, value, out, buf, buflen, err, errlen)
+				      : r;
 }
 
 static enum sesame_storage_result user_set_password(void *state, long long id, const char *password,
@@ -488,14 +495,12 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 {
 	last_code = 0;
 	enum sesame_storage_result r = set_password_once(state, id, password, err, errlen);
-	return again(r, true) ? set_password_once(state, id, password, err, errlen) : r;
+	return mariadb_again(r, true) ? set_password_once(state, id, password, err, errlen) : r;
 }
 
 /* ---- token state ---- */
 
-/* The database server's time, Unix milliseconds; UTC, so no time zone can make it ambiguous. */
-#define NOW_MS_SQL "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)"
-#define NOW_SQL	   "SELECT " NOW_MS_SQL
+#define NOW_SQL "SELECT " NOW_MS_SQL
 #define FAMILY_INSERT_SQL                                                                          \
 	"INSERT INTO `sesame_refresh_families` (`id`, `subject`, `current_jti`, `rotated_at`, "    \
 	"`expires_at`) VALUES (?, ?, ?, " NOW_MS_SQL ", ?)"
@@ -537,7 +542,7 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 /* The server's clock, Unix milliseconds: every node counts failures on the same one. */
 #define PURGE_FAILURES_SQL "DELETE FROM `sesame_login_failures` WHERE `tat` < " NOW_MS_SQL
 
-static void bind_long(MYSQL_BIND *b, long long *v)
+void mariadb_bind_long(MYSQL_BIND *b, long long *v)
 {
 	memset(b, 0, sizeof(*b));
 	b->buffer_type = MYSQL_TYPE_LONGLONG;
@@ -546,30 +551,31 @@ static void bind_long(MYSQL_BIND *b, long long *v)
 
 /*
  * Prepares sql on conn and runs it with params. NULL on failure, with the connection given
- * back (failed() or not_prepared()) and the result in *r; else the statement, whose result
- * the caller reads (if any) and resets.
+ * back (mariadb_failed() or mariadb_not_prepared()) and the result in *r; else the statement, whose
+ * result the caller reads (if any) and resets.
  */
-static MYSQL_STMT *execute(struct store *s, MYSQL *conn, const char *sql, MYSQL_BIND *params,
-			   enum sesame_storage_result *r, char *err, size_t errlen)
+MYSQL_STMT *mariadb_execute(struct store *s, MYSQL *conn, const char *sql, MYSQL_BIND *params,
+			    enum sesame_storage_result *r, char *err, size_t errlen)
 {
 	MYSQL_STMT *stmt = s->db->prepare(conn, sql, err, errlen);
 	if (stmt == NULL) {
-		*r = not_prepared(s, conn);
+		*r = mariadb_not_prepared(s, conn);
 		return NULL;
 	}
 	if (mysql_stmt_bind_param(stmt, params) != 0 || mysql_stmt_execute(stmt) != 0) {
-		*r = failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		*r = mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				    errlen);
 		return NULL;
 	}
 	return stmt;
 }
 
 /* Runs sql, which returns no rows; OK or the failure (the connection then given back). */
-static enum sesame_storage_result execute_only(struct store *s, MYSQL *conn, const char *sql,
-					       MYSQL_BIND *params, char *err, size_t errlen)
+enum sesame_storage_result mariadb_execute_only(struct store *s, MYSQL *conn, const char *sql,
+						MYSQL_BIND *params, char *err, size_t errlen)
 {
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	MYSQL_STMT *stmt = execute(s, conn, sql, params, &r, err, errlen);
+	MYSQL_STMT *stmt = mariadb_execute(s, conn, sql, params, &r, err, errlen);
 	if (stmt != NULL)
 		mysql_stmt_reset(stmt);
 	return r;
@@ -584,25 +590,26 @@ static enum sesame_storage_result server_now(struct store *s, MYSQL *conn, long 
 {
 	MYSQL_BIND res;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	MYSQL_STMT *stmt = execute(s, conn, NOW_SQL, NULL, &r, err, errlen);
+	MYSQL_STMT *stmt = mariadb_execute(s, conn, NOW_SQL, NULL, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
-	bind_long(&res, now_ms);
+	mariadb_bind_long(&res, now_ms);
 	if (mysql_stmt_bind_result(stmt, &res) != 0 || mysql_stmt_fetch(stmt) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
 	return SESAME_STORAGE_OK;
 }
 
 /* Runs sql, which returns no rows, on a connection of its own. */
-static enum sesame_storage_result run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
-					    char *err, size_t errlen)
+enum sesame_storage_result mariadb_run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
+					     char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
-	enum sesame_storage_result r = execute_only(s, conn, sql, params, err, errlen);
+	enum sesame_storage_result r = mariadb_execute_only(s, conn, sql, params, err, errlen);
 	if (r == SESAME_STORAGE_OK)
 		s->db->release(conn, false);
 	return r;
@@ -614,11 +621,11 @@ static enum sesame_storage_result family_create_once(void *state, const struct s
 	MYSQL_BIND p[4];
 	unsigned long lens[3];
 	long long expires_at = f->expires_at;
-	bind_string(&p[0], f->id, &lens[0]);
-	bind_string(&p[1], f->subject, &lens[1]);
-	bind_string(&p[2], f->jti, &lens[2]);
-	bind_long(&p[3], &expires_at);
-	return run_alone(state, FAMILY_INSERT_SQL, p, err, errlen);
+	mariadb_bind_string(&p[0], f->id, &lens[0]);
+	mariadb_bind_string(&p[1], f->subject, &lens[1]);
+	mariadb_bind_string(&p[2], f->jti, &lens[2]);
+	mariadb_bind_long(&p[3], &expires_at);
+	return mariadb_run_alone(state, FAMILY_INSERT_SQL, p, err, errlen);
 }
 
 /* Runs REVOKE_SQL for id until until, at now_ms. */
@@ -628,10 +635,10 @@ static enum sesame_storage_result revoke_id(struct store *s, MYSQL *conn, const 
 {
 	MYSQL_BIND p[3];
 	unsigned long len;
-	bind_string(&p[0], id, &len);
-	bind_long(&p[1], &now_ms);
-	bind_long(&p[2], &until);
-	return execute_only(s, conn, REVOKE_SQL, p, err, errlen);
+	mariadb_bind_string(&p[0], id, &len);
+	mariadb_bind_long(&p[1], &now_ms);
+	mariadb_bind_long(&p[2], &until);
+	return mariadb_execute_only(s, conn, REVOKE_SQL, p, err, errlen);
 }
 
 /*
@@ -648,8 +655,8 @@ static enum sesame_storage_result revoke_in(struct store *s, MYSQL *conn, const 
 	unsigned long len;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
 	if (family != NULL) {
-		bind_string(&p[0], family, &len);
-		MYSQL_STMT *stmt = execute(s, conn, FAMILY_LOCK_SQL, p, &r, err, errlen);
+		mariadb_bind_string(&p[0], family, &len);
+		MYSQL_STMT *stmt = mariadb_execute(s, conn, FAMILY_LOCK_SQL, p, &r, err, errlen);
 		if (stmt == NULL)
 			return r;
 		mysql_stmt_free_result(stmt);
@@ -663,9 +670,9 @@ static enum sesame_storage_result revoke_in(struct store *s, MYSQL *conn, const 
 		r = revoke_id(s, conn, family, family_until, now_ms, err, errlen);
 	if (r != SESAME_STORAGE_OK || family == NULL)
 		return r;
-	bind_long(&p[0], &now_ms);
-	bind_string(&p[1], family, &len);
-	return execute_only(s, conn, FAMILY_REVOKE_SQL, p, err, errlen);
+	mariadb_bind_long(&p[0], &now_ms);
+	mariadb_bind_string(&p[1], family, &len);
+	return mariadb_execute_only(s, conn, FAMILY_REVOKE_SQL, p, err, errlen);
 }
 
 /* Begins a transaction on conn; on failure the connection is given back. */
@@ -673,7 +680,7 @@ static enum sesame_storage_result begin(struct store *s, MYSQL *conn, char *err,
 {
 	if (mysql_real_query(conn, "START TRANSACTION", 17) == 0)
 		return SESAME_STORAGE_OK;
-	return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+	return mariadb_failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
 }
 
 /* Commits, and gives the connection back either way. */
@@ -681,7 +688,7 @@ static enum sesame_storage_result commit(struct store *s, MYSQL *conn, enum sesa
 					 char *err, size_t errlen)
 {
 	if (mysql_commit(conn) != 0)
-		return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+		return mariadb_failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
 	s->db->release(conn, false);
 	return r;
 }
@@ -700,8 +707,8 @@ static enum sesame_storage_result read_family(struct store *s, MYSQL *conn, cons
 	MYSQL_BIND p, res[5];
 	unsigned long len;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	bind_string(&p, id, &len);
-	MYSQL_STMT *stmt = execute(s, conn, FAMILY_GET_SQL, &p, &r, err, errlen);
+	mariadb_bind_string(&p, id, &len);
+	MYSQL_STMT *stmt = mariadb_execute(s, conn, FAMILY_GET_SQL, &p, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
 	memset(res, 0, sizeof(res));
@@ -715,11 +722,12 @@ static enum sesame_storage_result read_family(struct store *s, MYSQL *conn, cons
 	}
 	long long *nums[3] = {&row->rotated_at, &row->expires_at, &row->revoked_at};
 	for (int i = 2; i < 5; i++)
-		bind_long(&res[i], nums[i - 2]);
+		mariadb_bind_long(&res[i], nums[i - 2]);
 	for (int i = 0; i < 5; i++)
 		res[i].is_null = &row->nulls[i];
 	if (mysql_stmt_bind_result(stmt, res) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	int rc = mysql_stmt_fetch(stmt);
 	if (rc == 0 || rc == MYSQL_DATA_TRUNCATED) {
 		for (int i = 0; i < 2; i++)
@@ -730,7 +738,8 @@ static enum sesame_storage_result read_family(struct store *s, MYSQL *conn, cons
 	} else if (rc == MYSQL_NO_DATA) {
 		r = SESAME_STORAGE_NOT_FOUND;
 	} else {
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	}
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
@@ -767,10 +776,10 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 	if (strcmp(jti, row.current) == 0) {
 		MYSQL_BIND p[3];
 		unsigned long lens[2];
-		bind_string(&p[0], next, &lens[0]);
-		bind_long(&p[1], &now_ms);
-		bind_string(&p[2], id, &lens[1]);
-		r = execute_only(s, conn, FAMILY_ROTATE_SQL, p, err, errlen);
+		mariadb_bind_string(&p[0], next, &lens[0]);
+		mariadb_bind_long(&p[1], &now_ms);
+		mariadb_bind_string(&p[2], id, &lens[1]);
+		r = mariadb_execute_only(s, conn, FAMILY_ROTATE_SQL, p, err, errlen);
 		if (r != SESAME_STORAGE_OK)
 			return r;
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
@@ -811,9 +820,9 @@ static enum sesame_storage_result since_once(struct store *s, long long since_ms
 	enum sesame_storage_result r = server_now(s, conn, now_ms, err, errlen);
 	if (r != SESAME_STORAGE_OK)
 		return r;
-	bind_long(&p[0], &since_ms);
-	bind_long(&p[1], &alive_at);
-	MYSQL_STMT *stmt = execute(s, conn, REVOKED_SINCE_SQL, p, &r, err, errlen);
+	mariadb_bind_long(&p[0], &since_ms);
+	mariadb_bind_long(&p[1], &alive_at);
+	MYSQL_STMT *stmt = mariadb_execute(s, conn, REVOKED_SINCE_SQL, p, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
 	char id[SESAME_TOKEN_ID_MAX + 1];
@@ -824,17 +833,19 @@ static enum sesame_storage_result since_once(struct store *s, long long since_ms
 	res[0].buffer = id;
 	res[0].buffer_length = SESAME_TOKEN_ID_MAX;
 	res[0].length = &len;
-	bind_long(&res[1], &expires_at);
-	bind_long(&res[2], &revoked_at);
+	mariadb_bind_long(&res[1], &expires_at);
+	mariadb_bind_long(&res[2], &revoked_at);
 	if (mysql_stmt_bind_result(stmt, res) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	int rc;
 	while ((rc = mysql_stmt_fetch(stmt)) == 0) {
 		id[len] = '\0';
 		each(ctx, id, expires_at, revoked_at);
 	}
 	if (rc != MYSQL_NO_DATA)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
@@ -848,12 +859,15 @@ static enum sesame_storage_result purge_once(struct store *s, long long before, 
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_BIND p;
-	bind_long(&p, &before);
-	enum sesame_storage_result r = execute_only(s, conn, PURGE_REVOKED_SQL, &p, err, errlen);
+	mariadb_bind_long(&p, &before);
+	enum sesame_storage_result r =
+	    mariadb_execute_only(s, conn, PURGE_REVOKED_SQL, &p, err, errlen);
 	if (r == SESAME_STORAGE_OK)
-		r = execute_only(s, conn, PURGE_FAMILIES_SQL, &p, err, errlen);
+		r = mariadb_execute_only(s, conn, PURGE_FAMILIES_SQL, &p, err, errlen);
 	if (r == SESAME_STORAGE_OK)
-		r = execute_only(s, conn, PURGE_FAILURES_SQL, NULL, err, errlen);
+		r = mariadb_execute_only(s, conn, PURGE_FAILURES_SQL, NULL, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		r = mariadb_execute_only(s, conn, MARIADB_PURGE_OTP_SQL, NULL, err, errlen);
 	if (r == SESAME_STORAGE_OK)
 		s->db->release(conn, false);
 	return r;
@@ -873,14 +887,14 @@ static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
 	size_t cap = 0;
 	*ids = NULL;
 	*n = 0;
-	bind_string(&p[0], subject, &plen);
+	mariadb_bind_string(&p[0], subject, &plen);
 	if (except != NULL) {
-		bind_string(&p[1], except, &elen);
+		mariadb_bind_string(&p[1], except, &elen);
 	} else {
 		memset(&p[1], 0, sizeof(p[1]));
 		p[1].buffer_type = MYSQL_TYPE_NULL;
 	}
-	MYSQL_STMT *stmt = execute(s, conn, SUBJECT_FAMILIES_SQL, p, &r, err, errlen);
+	MYSQL_STMT *stmt = mariadb_execute(s, conn, SUBJECT_FAMILIES_SQL, p, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
 	memset(&res, 0, sizeof(res));
@@ -889,7 +903,8 @@ static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
 	res.buffer_length = SESAME_TOKEN_ID_MAX;
 	res.length = &len;
 	if (mysql_stmt_bind_result(stmt, &res) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	int rc = 0;
 	bool oom = false;
 	while (!oom && (rc = mysql_stmt_fetch(stmt)) == 0) {
@@ -904,7 +919,8 @@ static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
 		memcpy((*ids)[(*n)++], id, len + 1);
 	}
 	if (!oom && rc != MYSQL_NO_DATA)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
 	if (oom) {
@@ -934,10 +950,11 @@ static enum sesame_storage_result revoke_cutoff(struct store *s, MYSQL *conn, co
 	enum sesame_storage_result r = server_now(s, conn, &now_ms, err, errlen);
 	MYSQL_BIND p[3];
 	unsigned long len;
-	bind_string(&p[0], id, &len);
-	bind_long(&p[1], &now_ms);
-	bind_long(&p[2], &until);
-	return r == SESAME_STORAGE_OK ? execute_only(s, conn, CUTOFF_SQL, p, err, errlen) : r;
+	mariadb_bind_string(&p[0], id, &len);
+	mariadb_bind_long(&p[1], &now_ms);
+	mariadb_bind_long(&p[2], &until);
+	return r == SESAME_STORAGE_OK ? mariadb_execute_only(s, conn, CUTOFF_SQL, p, err, errlen)
+				      : r;
 }
 
 /* A subject's revoked families: the callers name them only once they are committed. */
@@ -998,10 +1015,10 @@ static enum sesame_storage_result subject_revoke(void *state, const char *subjec
 		last_code = 0;
 		r = subject_revoke_once(state, subject, cutoff, except_family, until, each, ctx,
 					err, errlen);
-		if (!lost_conflict(state, r, tries))
+		if (!mariadb_lost_conflict(state, r, tries))
 			break;
 	}
-	if (again(r, false))
+	if (mariadb_again(r, false))
 		r = subject_revoke_once(state, subject, cutoff, except_family, until, each, ctx,
 					err, errlen);
 	return r;
@@ -1012,7 +1029,7 @@ static enum sesame_storage_result family_create(void *state, const struct sesame
 {
 	last_code = 0;
 	enum sesame_storage_result r = family_create_once(state, f, err, errlen);
-	return again(r, false) ? family_create_once(state, f, err, errlen) : r;
+	return mariadb_again(r, false) ? family_create_once(state, f, err, errlen) : r;
 }
 
 static enum sesame_storage_result family_rotate(void *state, const char *id, const char *jti,
@@ -1025,10 +1042,10 @@ static enum sesame_storage_result family_rotate(void *state, const char *id, con
 		last_code = 0;
 		r = rotate_once(state, id, jti, next, grace_ms, revoke_until, current, expires_at,
 				err, errlen);
-		if (!lost_conflict(state, r, tries))
+		if (!mariadb_lost_conflict(state, r, tries))
 			break;
 	}
-	if (again(r, false))
+	if (mariadb_again(r, false))
 		r = rotate_once(state, id, jti, next, grace_ms, revoke_until, current, expires_at,
 				err, errlen);
 	return r;
@@ -1042,10 +1059,10 @@ static enum sesame_storage_result token_revoke(void *state, const char *jti, lon
 	for (int tries = 1;; tries++) {
 		last_code = 0;
 		r = revoke_once(state, jti, jti_until, family, family_until, err, errlen);
-		if (!lost_conflict(state, r, tries))
+		if (!mariadb_lost_conflict(state, r, tries))
 			break;
 	}
-	if (again(r, true))
+	if (mariadb_again(r, true))
 		r = revoke_once(state, jti, jti_until, family, family_until, err, errlen);
 	return r;
 }
@@ -1057,7 +1074,7 @@ static enum sesame_storage_result revoked_since(void *state, long long since_ms,
 	last_code = 0;
 	enum sesame_storage_result r =
 	    since_once(state, since_ms, alive_at, each, ctx, now_ms, err, errlen);
-	if (again(r, true))
+	if (mariadb_again(r, true))
 		r = since_once(state, since_ms, alive_at, each, ctx, now_ms, err, errlen);
 	return r;
 }
@@ -1067,7 +1084,7 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 {
 	last_code = 0;
 	enum sesame_storage_result r = purge_once(state, before, err, errlen);
-	return again(r, true) ? purge_once(state, before, err, errlen) : r;
+	return mariadb_again(r, true) ? purge_once(state, before, err, errlen) : r;
 }
 
 /* ---- failed log-ins ---- */
@@ -1092,16 +1109,18 @@ static enum sesame_storage_result read_long(struct store *s, const char *sql, MY
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_BIND res;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	MYSQL_STMT *stmt = execute(s, conn, sql, params, &r, err, errlen);
+	MYSQL_STMT *stmt = mariadb_execute(s, conn, sql, params, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
 	*out = 0;
-	bind_long(&res, out);
+	mariadb_bind_long(&res, out);
 	if (mysql_stmt_bind_result(stmt, &res) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	int rc = mysql_stmt_fetch(stmt);
 	if (rc != 0 && rc != MYSQL_NO_DATA)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
@@ -1114,9 +1133,9 @@ static enum sesame_storage_result check_once(struct store *s, const char *accoun
 {
 	MYSQL_BIND p[3];
 	unsigned long len;
-	bind_long(&p[0], &interval_ms);
-	bind_long(&p[1], &period_ms);
-	bind_string(&p[2], account, &len);
+	mariadb_bind_long(&p[0], &interval_ms);
+	mariadb_bind_long(&p[1], &period_ms);
+	mariadb_bind_string(&p[2], account, &len);
 	return read_long(s, FAILURE_CHECK_SQL, p, retry_ms, err, errlen);
 }
 
@@ -1126,11 +1145,11 @@ static enum sesame_storage_result record_once(struct store *s, const char *accou
 {
 	MYSQL_BIND p[4];
 	unsigned long len;
-	bind_string(&p[0], account, &len);
-	bind_long(&p[1], &interval_ms);
-	bind_long(&p[2], &interval_ms);
-	bind_long(&p[3], &period_ms);
-	return run_alone(s, FAILURE_RECORD_SQL, p, err, errlen);
+	mariadb_bind_string(&p[0], account, &len);
+	mariadb_bind_long(&p[1], &interval_ms);
+	mariadb_bind_long(&p[2], &interval_ms);
+	mariadb_bind_long(&p[3], &period_ms);
+	return mariadb_run_alone(s, FAILURE_RECORD_SQL, p, err, errlen);
 }
 
 static enum sesame_storage_result reset_once(struct store *s, const char *account, char *err,
@@ -1138,8 +1157,8 @@ static enum sesame_storage_result reset_once(struct store *s, const char *accoun
 {
 	MYSQL_BIND p;
 	unsigned long len;
-	bind_string(&p, account, &len);
-	return run_alone(s, FAILURE_RESET_SQL, &p, err, errlen);
+	mariadb_bind_string(&p, account, &len);
+	return mariadb_run_alone(s, FAILURE_RESET_SQL, &p, err, errlen);
 }
 
 static enum sesame_storage_result failure_check(void *state, const char *account,
@@ -1149,7 +1168,7 @@ static enum sesame_storage_result failure_check(void *state, const char *account
 	last_code = 0;
 	enum sesame_storage_result r =
 	    check_once(state, account, interval_ms, period_ms, retry_ms, err, errlen);
-	if (again(r, true))
+	if (mariadb_again(r, true))
 		r = check_once(state, account, interval_ms, period_ms, retry_ms, err, errlen);
 	return r;
 }
@@ -1163,8 +1182,9 @@ static enum sesame_storage_result failure_record(void *state, const char *accoun
 	last_code = 0;
 	enum sesame_storage_result r =
 	    record_once(state, account, interval_ms, period_ms, err, errlen);
-	return again(r, false) ? record_once(state, account, interval_ms, period_ms, err, errlen)
-			       : r;
+	return mariadb_again(r, false)
+		   ? record_once(state, account, interval_ms, period_ms, err, errlen)
+		   : r;
 }
 
 static enum sesame_storage_result failure_reset(void *state, const char *account, char *err,
@@ -1172,7 +1192,7 @@ static enum sesame_storage_result failure_reset(void *state, const char *account
 {
 	last_code = 0;
 	enum sesame_storage_result r = reset_once(state, account, err, errlen);
-	return again(r, true) ? reset_once(state, account, err, errlen) : r;
+	return mariadb_again(r, true) ? reset_once(state, account, err, errlen) : r;
 }
 
 static enum sesame_storage_result ping_once(struct store *s, char *err, size_t errlen)
@@ -1181,7 +1201,7 @@ static enum sesame_storage_result ping_once(struct store *s, char *err, size_t e
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
 	if (mysql_ping(conn) != 0)
-		return failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+		return mariadb_failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }
@@ -1190,7 +1210,7 @@ static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 {
 	last_code = 0;
 	enum sesame_storage_result r = ping_once(state, err, errlen);
-	return again(r, true) ? ping_once(state, err, errlen) : r;
+	return mariadb_again(r, true) ? ping_once(state, err, errlen) : r;
 }
 
 /* ---- user administration ---- */
@@ -1198,6 +1218,7 @@ static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 #define STATE_DISABLE_SQL                                                                          \
 	"INSERT INTO `sesame_user_state` (`user_id`, `disabled_at`) VALUES (?, UNIX_TIMESTAMP()) " \
 	"ON DUPLICATE KEY UPDATE `disabled_at` = COALESCE(`disabled_at`, VALUES(`disabled_at`))"
+#define STATE_ENABLE_SQL	    "UPDATE `sesame_user_state` SET `disabled_at` = NULL WHERE `user_id` = ?"
 #define STATE_DELETE_SQL	    "DELETE FROM `sesame_user_state` WHERE `user_id` = ?"
 #define SUBJECT_FAMILIES_DELETE_SQL "DELETE FROM `sesame_refresh_families` WHERE `subject` = ?"
 
@@ -1205,8 +1226,9 @@ static enum sesame_storage_result set_disabled_once(struct store *s, long long i
 						    char *err, size_t errlen)
 {
 	MYSQL_BIND p;
-	bind_long(&p, &id);
-	return run_alone(s, disabled ? STATE_DISABLE_SQL : STATE_DELETE_SQL, &p, err, errlen);
+	mariadb_bind_long(&p, &id);
+	return mariadb_run_alone(s, disabled ? STATE_DISABLE_SQL : STATE_ENABLE_SQL, &p, err,
+				 errlen);
 }
 
 static enum sesame_storage_result user_set_disabled(void *state, long long id, bool disabled,
@@ -1216,10 +1238,10 @@ static enum sesame_storage_result user_set_disabled(void *state, long long id, b
 	for (int tries = 1;; tries++) {
 		last_code = 0;
 		r = set_disabled_once(state, id, disabled, err, errlen);
-		if (!lost_conflict(state, r, tries))
+		if (!mariadb_lost_conflict(state, r, tries))
 			break;
 	}
-	return again(r, true) ? set_disabled_once(state, id, disabled, err, errlen) : r;
+	return mariadb_again(r, true) ? set_disabled_once(state, id, disabled, err, errlen) : r;
 }
 
 typedef void (*user_each)(void *ctx, const struct sesame_user *user, const char *created,
@@ -1236,8 +1258,8 @@ struct list_row {
 static void bind_list_row(MYSQL_BIND *res, struct list_row *row)
 {
 	memset(res, 0, 5 * sizeof(*res));
-	bind_long(&res[0], &row->id);
-	bind_long(&res[4], &row->disabled_at);
+	mariadb_bind_long(&res[0], &row->id);
+	mariadb_bind_long(&res[4], &row->disabled_at);
 	for (int i = 1; i < 4; i++) {
 		res[i].buffer_type = MYSQL_TYPE_STRING;
 		res[i].buffer = row->text[i - 1];
@@ -1263,15 +1285,16 @@ static enum sesame_storage_result list_once(struct store *s, long long after, lo
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_STMT *stmt = prepare_list(s, conn, err, errlen);
 	if (stmt == NULL)
-		return not_prepared(s, conn);
+		return mariadb_not_prepared(s, conn);
 	MYSQL_BIND p[2], res[5];
 	struct list_row row;
-	bind_long(&p[0], &after);
-	bind_long(&p[1], &limit);
+	mariadb_bind_long(&p[0], &after);
+	mariadb_bind_long(&p[1], &limit);
 	bind_list_row(res, &row);
 	if (mysql_stmt_bind_param(stmt, p) != 0 || mysql_stmt_execute(stmt) != 0 ||
 	    mysql_stmt_bind_result(stmt, res) != 0)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	int rc;
 	while ((rc = mysql_stmt_fetch(stmt)) == 0 || rc == MYSQL_DATA_TRUNCATED) {
 		for (int i = 1; i < 4; i++)
@@ -1284,7 +1307,8 @@ static enum sesame_storage_result list_once(struct store *s, long long after, lo
 		     row.nulls[4] ? 0 : row.disabled_at);
 	}
 	if (rc != MYSQL_NO_DATA)
-		return failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
@@ -1310,15 +1334,17 @@ static enum sesame_storage_result delete_state(struct store *s, MYSQL *conn, lon
 	enum sesame_storage_result r =
 	    revoke_subject_in(s, conn, subject, cutoff, NULL, until, &fam, err, errlen);
 	free(fam.ids);
-	bind_string(&p, subject, &len);
+	mariadb_bind_string(&p, subject, &len);
 	if (r == SESAME_STORAGE_OK)
-		r = execute_only(s, conn, SUBJECT_FAMILIES_DELETE_SQL, &p, err, errlen);
-	bind_string(&p, email, &len);
+		r = mariadb_execute_only(s, conn, SUBJECT_FAMILIES_DELETE_SQL, &p, err, errlen);
+	mariadb_bind_string(&p, email, &len);
 	if (r == SESAME_STORAGE_OK)
-		r = execute_only(s, conn, FAILURE_RESET_SQL, &p, err, errlen);
-	bind_long(&p, &id);
+		r = mariadb_execute_only(s, conn, FAILURE_RESET_SQL, &p, err, errlen);
+	mariadb_bind_long(&p, &id);
 	if (r == SESAME_STORAGE_OK)
-		r = execute_only(s, conn, STATE_DELETE_SQL, &p, err, errlen);
+		r = mariadb_execute_only(s, conn, STATE_DELETE_SQL, &p, err, errlen);
+	if (r == SESAME_STORAGE_OK)
+		r = mariadb_execute_only(s, conn, MARIADB_OTP_REVOKE_SQL, &p, err, errlen);
 	return r;
 }
 
@@ -1332,9 +1358,9 @@ static enum sesame_storage_result delete_once(struct store *s, long long id, con
 	MYSQL_BIND p;
 	enum sesame_storage_result r = begin(s, conn, err, errlen);
 	MYSQL_STMT *stmt = NULL;
-	bind_long(&p, &id);
+	mariadb_bind_long(&p, &id);
 	if (r == SESAME_STORAGE_OK)
-		stmt = execute(s, conn, s->delete_sql, &p, &r, err, errlen);
+		stmt = mariadb_execute(s, conn, s->delete_sql, &p, &r, err, errlen);
 	if (stmt == NULL)
 		return r;
 	my_ulonglong deleted = mysql_stmt_affected_rows(stmt);
@@ -1358,11 +1384,12 @@ static enum sesame_storage_result user_delete(void *state, long long id, const c
 	for (int tries = 1;; tries++) {
 		last_code = 0;
 		r = delete_once(state, id, subject, cutoff, email, until, err, errlen);
-		if (!lost_conflict(state, r, tries))
+		if (!mariadb_lost_conflict(state, r, tries))
 			break;
 	}
-	return again(r, false) ? delete_once(state, id, subject, cutoff, email, until, err, errlen)
-			       : r;
+	return mariadb_again(r, false)
+		   ? delete_once(state, id, subject, cutoff, email, until, err, errlen)
+		   : r;
 }
 
 SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
@@ -1374,4 +1401,8 @@ SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .mi
 		      .token_purge = token_purge, .failure_check = failure_check,
 		      .failure_record = failure_record, .failure_reset = failure_reset,
 		      .ping = ping, .user_set_disabled = user_set_disabled, .user_list = user_list,
-		      .user_delete = user_delete);
+		      .user_delete = user_delete, .user_set_verified = mariadb_user_set_verified,
+		      .user_set_email = mariadb_user_set_email, .otp_create = mariadb_otp_create,
+		      .otp_spend = mariadb_otp_spend, .otp_revoke = mariadb_otp_revoke,
+		      .event_add = mariadb_event_add, .event_list = mariadb_event_list,
+		      .event_purge = mariadb_event_purge, .query = mariadb_query);

@@ -24,14 +24,14 @@
  * read after, so a revocation's time is never older than its commit by more than the writes.
  * Failed log-ins per account are one statement each, on SQLite's own clock.
  * The time is SQLite's own ('now'): the store's clock, as the MariaDB store's is its server's.
+ * The functions of ABI 1.1 (one-time tokens, events, route scripts' statements) live in
+ * sqlite_accounts.c, on the connections and helpers of this file (sqlite_private.h).
  */
 #include <sesame/plugin.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,47 +44,10 @@ struct migration {
 	const char *sql;
 };
 
+#include "sqlite_private.h"
 #include "sqlite_schema.h"
 
 #define DEFAULT_PATH "/var/lib/sesame/sesame.db"
-/* Connections per worker: enough for its job threads to rarely wait for one another. */
-#define CONNECTIONS 4
-
-enum {
-	INSERT,
-	FIND_BY_ID,
-	FIND_BY_EMAIL,
-	SET_PASSWORD,
-	BEGIN,
-	COMMIT,
-	ROLLBACK,
-	FAMILY_INSERT,
-	FAMILY_GET,
-	FAMILY_ROTATE,
-	FAMILY_REVOKE,
-	REVOKE,
-	REVOKED_SINCE,
-	PURGE_REVOKED,
-	PURGE_FAMILIES,
-	SUBJECT_FAMILIES,
-	FAILURE_CHECK,
-	FAILURE_RECORD,
-	FAILURE_RESET,
-	PURGE_FAILURES,
-	NOW,
-	PING,
-	USER_LIST,
-	USER_LIST_BARE,
-	USER_DELETE,
-	CUTOFF,
-	STATE_DISABLE,
-	STATE_DELETE,
-	SUBJECT_FAMILIES_DELETE,
-	STATEMENTS
-};
-
-/* SQLite's clock, Unix milliseconds: constant within one statement. */
-#define SQLITE_MS "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
 /* The token state's statements: sesame's own tables, whatever storage.users says. */
 static const char *const token_sql[STATEMENTS] = {
@@ -136,33 +99,13 @@ static const char *const token_sql[STATEMENTS] = {
     /* Reads the schema from the file: a file gone or unreadable fails here. */
     [PING] = "SELECT count(*) FROM \"sqlite_master\"",
     [STATE_DISABLE] = "INSERT INTO \"sesame_user_state\" (\"user_id\", \"disabled_at\") VALUES "
-		      "(?1, CAST(strftime('%s', 'now') AS INTEGER)) ON CONFLICT (\"user_id\") DO "
+		      "(?1, " SQLITE_S ") ON CONFLICT (\"user_id\") DO "
 		      "UPDATE SET \"disabled_at\" = COALESCE(\"disabled_at\", "
 		      "excluded.\"disabled_at\")",
+    [STATE_ENABLE] = "UPDATE \"sesame_user_state\" SET \"disabled_at\" = NULL WHERE "
+		     "\"user_id\" = ?1",
     [STATE_DELETE] = "DELETE FROM \"sesame_user_state\" WHERE \"user_id\" = ?1",
     [SUBJECT_FAMILIES_DELETE] = "DELETE FROM \"sesame_refresh_families\" WHERE \"subject\" = ?1",
-};
-
-struct conn {
-	sqlite3 *db;
-	sqlite3_stmt *stmt[STATEMENTS]; /* prepared on first use */
-	bool taken;
-};
-
-/* One worker's connections. */
-struct pool {
-	pthread_mutex_t lock;
-	pthread_cond_t freed;
-	struct conn conns[CONNECTIONS];
-};
-
-struct store {
-	const struct sesame_host *host;
-	const struct sesame_users_schema *users;
-	char *path;
-	int busy_timeout; /* ms */
-	char sql[STATEMENTS][640];
-	struct pool *pool; /* set in each worker, after fork, by worker_start */
 };
 
 /* ---- configuration ---- */
@@ -188,18 +131,17 @@ static void make_sql(struct store *s)
 		 u->table, u->email, u->username, u->password, u->id);
 	/* The user and whether it is disabled in one query, for a known e-mail as for one not
 	 * known: the time of a log-in does not tell them apart. */
-	snprintf(
-	    s->sql[FIND_BY_ID], sizeof(s->sql[FIND_BY_ID]),
-	    "SELECT u.\"%s\", u.\"%s\", u.\"%s\", u.\"%s\", st.\"disabled_at\" FROM \"%s\" u "
-	    "LEFT JOIN \"sesame_user_state\" st ON st.\"user_id\" = u.\"%s\" WHERE u.\"%s\" = ?1",
-	    u->id, u->email, u->username, u->password, u->table, u->id, u->id);
+	snprintf(s->sql[FIND_BY_ID], sizeof(s->sql[FIND_BY_ID]),
+		 "SELECT u.\"%s\", u.\"%s\", u.\"%s\", u.\"%s\", st.\"disabled_at\", "
+		 "st.\"verified_at\" FROM \"%s\" u LEFT JOIN \"sesame_user_state\" st ON "
+		 "st.\"user_id\" = u.\"%s\" WHERE u.\"%s\" = ?1",
+		 u->id, u->email, u->username, u->password, u->table, u->id, u->id);
 	/* The explicit NOCASE also holds on a table whose column was made without it. */
-	snprintf(
-	    s->sql[FIND_BY_EMAIL], sizeof(s->sql[FIND_BY_EMAIL]),
-	    "SELECT u.\"%s\", u.\"%s\", u.\"%s\", u.\"%s\", st.\"disabled_at\" FROM \"%s\" u "
-	    "LEFT JOIN \"sesame_user_state\" st ON st.\"user_id\" = u.\"%s\" WHERE u.\"%s\" = ?1 "
-	    "COLLATE NOCASE",
-	    u->id, u->email, u->username, u->password, u->table, u->id, u->email);
+	snprintf(s->sql[FIND_BY_EMAIL], sizeof(s->sql[FIND_BY_EMAIL]),
+		 "SELECT u.\"%s\", u.\"%s\", u.\"%s\", u.\"%s\", st.\"disabled_at\", "
+		 "st.\"verified_at\" FROM \"%s\" u LEFT JOIN \"sesame_user_state\" st ON "
+		 "st.\"user_id\" = u.\"%s\" WHERE u.\"%s\" = ?1 COLLATE NOCASE",
+		 u->id, u->email, u->username, u->password, u->table, u->id, u->email);
 	snprintf(s->sql[SET_PASSWORD], sizeof(s->sql[SET_PASSWORD]),
 		 "UPDATE \"%s\" SET \"%s\" = ?1 WHERE \"%s\" = ?2", u->table, u->password, u->id);
 	/* A users table of another application may have no created_at: USER_LIST_BARE then. */
@@ -216,9 +158,11 @@ static void make_sql(struct store *s)
 	snprintf(s->sql[USER_DELETE], sizeof(s->sql[USER_DELETE]),
 		 "DELETE FROM \"%s\" WHERE \"%s\" = ?1", u->table, u->id);
 	for (int i = BEGIN; i < STATEMENTS; i++) {
-		if (token_sql[i] != NULL)
-			snprintf(s->sql[i], sizeof(s->sql[i]), "%s", token_sql[i]);
+		const char *sql = token_sql[i] != NULL ? token_sql[i] : sqlite_accounts_sql[i];
+		if (sql != NULL)
+			snprintf(s->sql[i], sizeof(s->sql[i]), "%s", sql);
 	}
+	sqlite_accounts_make_sql(s);
 }
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
@@ -405,7 +349,7 @@ static void worker_stop(void *state)
 	s->pool = NULL;
 }
 
-static struct conn *acquire(struct pool *p)
+struct conn *sqlite_acquire(struct pool *p)
 {
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
@@ -420,7 +364,7 @@ static struct conn *acquire(struct pool *p)
 	}
 }
 
-static void release(struct pool *p, struct conn *c)
+void sqlite_release(struct pool *p, struct conn *c)
 {
 	pthread_mutex_lock(&p->lock);
 	c->taken = false;
@@ -429,7 +373,7 @@ static void release(struct pool *p, struct conn *c)
 }
 
 /* The connection's statement which, prepared on first use; NULL on error. */
-static sqlite3_stmt *statement(const struct store *s, struct conn *c, int which)
+sqlite3_stmt *sqlite_statement(const struct store *s, struct conn *c, int which)
 {
 	if (c->stmt[which] == NULL)
 		sqlite3_prepare_v3(c->db, s->sql[which], -1, SQLITE_PREPARE_PERSISTENT,
@@ -438,7 +382,7 @@ static sqlite3_stmt *statement(const struct store *s, struct conn *c, int which)
 }
 
 /* Classifies the error rc of db: what the client is told, the reason in err. */
-static enum sesame_storage_result failed(sqlite3 *db, int rc, char *err, size_t errlen)
+enum sesame_storage_result sqlite_failed(sqlite3 *db, int rc, char *err, size_t errlen)
 {
 	snprintf(err, errlen, "SQLite: %s", sqlite3_errmsg(db));
 	switch (rc & 0xff) {
@@ -457,7 +401,7 @@ static enum sesame_storage_result failed(sqlite3 *db, int rc, char *err, size_t 
 	}
 }
 
-static void done_with(sqlite3_stmt *st)
+void sqlite_done_with(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -614,7 +558,7 @@ static int migrate(void *state, bool upgrade, char *err, size_t errlen)
 /* ---- users ---- */
 
 /* A job outside a started worker (worker_start opens the connections). */
-static enum sesame_storage_result not_started(char *err, size_t errlen)
+enum sesame_storage_result sqlite_not_started(char *err, size_t errlen)
 {
 	snprintf(err, errlen, "SQLite: the store is not started in this process");
 	return SESAME_STORAGE_FAILED;
@@ -625,9 +569,9 @@ static enum sesame_storage_result user_create(void *state, const struct sesame_u
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, INSERT);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
+	sqlite3_stmt *st = sqlite_statement(s, c, INSERT);
 	enum sesame_storage_result result = SESAME_STORAGE_OK;
 	int rc = sqlite3_extended_errcode(c->db);
 	if (st != NULL) {
@@ -642,10 +586,10 @@ static enum sesame_storage_result user_create(void *state, const struct sesame_u
 		}
 	}
 	if (rc != SQLITE_DONE)
-		result = failed(c->db, rc, err, errlen);
+		result = sqlite_failed(c->db, rc, err, errlen);
 	if (st != NULL)
-		done_with(st);
-	release(s->pool, c);
+		sqlite_done_with(st);
+	sqlite_release(s->pool, c);
 	return result;
 }
 
@@ -673,7 +617,8 @@ static enum sesame_storage_result copy_user(sqlite3_stmt *st, struct sesame_user
 				    .email = col[0],
 				    .username = col[1],
 				    .password = col[2],
-				    .disabled_at = sqlite3_column_int64(st, 4)};
+				    .disabled_at = sqlite3_column_int64(st, 4),
+				    .verified_at = sqlite3_column_int64(st, 5)};
 	return SESAME_STORAGE_OK;
 }
 
@@ -688,9 +633,9 @@ static enum sesame_storage_result user_find(void *state, const char *by, const c
 		return SESAME_STORAGE_FAILED;
 	}
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, which);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
+	sqlite3_stmt *st = sqlite_statement(s, c, which);
 	enum sesame_storage_result result = SESAME_STORAGE_NOT_FOUND;
 	int rc = sqlite3_extended_errcode(c->db);
 	if (st != NULL) {
@@ -708,10 +653,10 @@ static enum sesame_storage_result user_find(void *state, const char *by, const c
 	if (rc == SQLITE_ROW)
 		result = copy_user(st, out, buf, buflen, err, errlen);
 	else if (rc != SQLITE_DONE)
-		result = failed(c->db, rc, err, errlen);
+		result = sqlite_failed(c->db, rc, err, errlen);
 	if (st != NULL)
-		done_with(st);
-	release(s->pool, c);
+		sqlite_done_with(st);
+	sqlite_release(s->pool, c);
 	return result;
 }
 
@@ -720,9 +665,9 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, SET_PASSWORD);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
+	sqlite3_stmt *st = sqlite_statement(s, c, SET_PASSWORD);
 	enum sesame_storage_result result = SESAME_STORAGE_OK;
 	int rc = sqlite3_extended_errcode(c->db);
 	if (st != NULL) {
@@ -731,12 +676,12 @@ static enum sesame_storage_result user_set_password(void *state, long long id, c
 		rc = sqlite3_step(st);
 	}
 	if (rc != SQLITE_DONE)
-		result = failed(c->db, rc, err, errlen);
+		result = sqlite_failed(c->db, rc, err, errlen);
 	else if (sqlite3_changes(c->db) == 0)
 		result = SESAME_STORAGE_NOT_FOUND;
 	if (st != NULL)
-		done_with(st);
-	release(s->pool, c);
+		sqlite_done_with(st);
+	sqlite_release(s->pool, c);
 	return result;
 }
 
@@ -752,16 +697,16 @@ static int run_to_end(sqlite3_stmt *st)
 }
 
 /* Runs statement which, its parameters bound by bind(st, ctx); 0 or the result code. */
-static int run_stmt(const struct store *s, struct conn *c, int which,
+int sqlite_run_stmt(const struct store *s, struct conn *c, int which,
 		    void (*bind)(sqlite3_stmt *st, const void *ctx), const void *ctx)
 {
-	sqlite3_stmt *st = statement(s, c, which);
+	sqlite3_stmt *st = sqlite_statement(s, c, which);
 	if (st == NULL)
 		return sqlite3_extended_errcode(c->db);
 	if (bind != NULL)
 		bind(st, ctx);
 	int rc = run_to_end(st);
-	done_with(st);
+	sqlite_done_with(st);
 	return rc;
 }
 
@@ -769,7 +714,7 @@ static int run_stmt(const struct store *s, struct conn *c, int which,
  * 0, or the failing result code. */
 static int store_now(const struct store *s, struct conn *c, long long *now_ms)
 {
-	sqlite3_stmt *st = statement(s, c, NOW);
+	sqlite3_stmt *st = sqlite_statement(s, c, NOW);
 	if (st == NULL)
 		return sqlite3_extended_errcode(c->db);
 	int rc = sqlite3_step(st);
@@ -777,7 +722,7 @@ static int store_now(const struct store *s, struct conn *c, long long *now_ms)
 		*now_ms = sqlite3_column_int64(st, 0);
 		rc = sqlite3_step(st);
 	}
-	done_with(st);
+	sqlite_done_with(st);
 	return rc == SQLITE_DONE ? 0 : rc;
 }
 
@@ -830,14 +775,15 @@ static enum sesame_storage_result family_create(void *state, const struct sesame
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
+		return sqlite_not_started(err, errlen);
 	struct family_args a = {.f = f};
-	struct conn *c = acquire(s->pool);
+	struct conn *c = sqlite_acquire(s->pool);
 	int rc = store_now(s, c, &a.now_ms);
 	if (rc == 0)
-		rc = run_stmt(s, c, FAMILY_INSERT, bind_family_insert, &a);
-	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	release(s->pool, c);
+		rc = sqlite_run_stmt(s, c, FAMILY_INSERT, bind_family_insert, &a);
+	enum sesame_storage_result r =
+	    rc == 0 ? SESAME_STORAGE_OK : sqlite_failed(c->db, rc, err, errlen);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -851,11 +797,11 @@ static int revoke_in(const struct store *s, struct conn *c, const char *jti, lon
 	struct family_args j = {.id = jti, .now_ms = now, .until = jti_until};
 	struct family_args f = {.id = family, .now_ms = now, .until = family_until};
 	if (rc == 0 && jti != NULL)
-		rc = run_stmt(s, c, REVOKE, bind_revoke, &j);
+		rc = sqlite_run_stmt(s, c, REVOKE, bind_revoke, &j);
 	if (rc == 0 && family != NULL)
-		rc = run_stmt(s, c, REVOKE, bind_revoke, &f);
+		rc = sqlite_run_stmt(s, c, REVOKE, bind_revoke, &f);
 	if (rc == 0 && family != NULL)
-		rc = run_stmt(s, c, FAMILY_REVOKE, bind_family_revoke, &f);
+		rc = sqlite_run_stmt(s, c, FAMILY_REVOKE, bind_family_revoke, &f);
 	return rc;
 }
 
@@ -869,7 +815,7 @@ struct family_row {
 static int read_family(const struct store *s, struct conn *c, const char *id,
 		       struct family_row *row)
 {
-	sqlite3_stmt *st = statement(s, c, FAMILY_GET);
+	sqlite3_stmt *st = sqlite_statement(s, c, FAMILY_GET);
 	if (st == NULL)
 		return sqlite3_extended_errcode(c->db);
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -887,7 +833,7 @@ static int read_family(const struct store *s, struct conn *c, const char *id,
 		row->revoked = sqlite3_column_type(st, 4) != SQLITE_NULL;
 		rc = sqlite3_step(st);
 	}
-	done_with(st);
+	sqlite_done_with(st);
 	return rc == SQLITE_DONE ? 0 : rc;
 }
 
@@ -895,7 +841,7 @@ static int read_family(const struct store *s, struct conn *c, const char *id,
  * busy timeout), so that nothing another process writes comes between a read and a write. */
 static int begin(const struct store *s, struct conn *c)
 {
-	return run_stmt(s, c, BEGIN, NULL, NULL);
+	return sqlite_run_stmt(s, c, BEGIN, NULL, NULL);
 }
 
 /* Commits when rc is 0, else rolls back; the result, and the reason in err. */
@@ -903,11 +849,11 @@ static enum sesame_storage_result end(const struct store *s, struct conn *c, int
 				      enum sesame_storage_result r, char *err, size_t errlen)
 {
 	if (rc == 0)
-		rc = run_stmt(s, c, COMMIT, NULL, NULL);
+		rc = sqlite_run_stmt(s, c, COMMIT, NULL, NULL);
 	if (rc == 0)
 		return r;
-	r = failed(c->db, rc, err, errlen);
-	run_stmt(s, c, ROLLBACK, NULL, NULL);
+	r = sqlite_failed(c->db, rc, err, errlen);
+	sqlite_run_stmt(s, c, ROLLBACK, NULL, NULL);
 	return r;
 }
 
@@ -918,10 +864,10 @@ static enum sesame_storage_result family_rotate(void *state, const char *id, con
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
+		return sqlite_not_started(err, errlen);
 	struct family_row row;
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	struct conn *c = acquire(s->pool);
+	struct conn *c = sqlite_acquire(s->pool);
 	int rc = begin(s, c);
 	long long now = 0;
 	if (rc == 0)
@@ -937,7 +883,7 @@ static enum sesame_storage_result family_rotate(void *state, const char *id, con
 		} else if (row.revoked || row.expires_at * 1000 <= now) {
 			r = SESAME_STORAGE_REVOKED;
 		} else if (strcmp(jti, row.current) == 0) {
-			rc = run_stmt(s, c, FAMILY_ROTATE, bind_rotate, &a);
+			rc = sqlite_run_stmt(s, c, FAMILY_ROTATE, bind_rotate, &a);
 			snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
 		} else if (strcmp(jti, row.previous) == 0 && since >= 0 && since < grace_ms) {
 			snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
@@ -947,7 +893,7 @@ static enum sesame_storage_result family_rotate(void *state, const char *id, con
 		}
 	}
 	r = end(s, c, rc, r, err, errlen);
-	release(s->pool, c);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -957,13 +903,13 @@ static enum sesame_storage_result token_revoke(void *state, const char *jti, lon
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
 	int rc = begin(s, c);
 	if (rc == 0)
 		rc = revoke_in(s, c, jti, jti_until, family, family_until);
 	enum sesame_storage_result r = end(s, c, rc, SESAME_STORAGE_OK, err, errlen);
-	release(s->pool, c);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -973,7 +919,7 @@ static int subject_families(const struct store *s, struct conn *c, const char *s
 			    const char *except, long long now,
 			    char (**ids)[SESAME_TOKEN_ID_MAX + 1], size_t *n)
 {
-	sqlite3_stmt *st = statement(s, c, SUBJECT_FAMILIES);
+	sqlite3_stmt *st = sqlite_statement(s, c, SUBJECT_FAMILIES);
 	size_t cap = 0;
 	int rc;
 	*ids = NULL;
@@ -997,7 +943,7 @@ static int subject_families(const struct store *s, struct conn *c, const char *s
 		const unsigned char *id = sqlite3_column_text(st, 0);
 		snprintf((*ids)[(*n)++], SESAME_TOKEN_ID_MAX + 1, "%s", id ? (const char *)id : "");
 	}
-	done_with(st);
+	sqlite_done_with(st);
 	return rc == SQLITE_DONE ? 0 : rc;
 }
 
@@ -1031,7 +977,7 @@ static int revoke_subject_in(const struct store *s, struct conn *c, const char *
 		rc = revoke_in(s, c, NULL, 0, out->ids[i], until);
 	struct family_args a = {.id = cutoff, .now_ms = now, .until = until};
 	if (rc == 0)
-		rc = run_stmt(s, c, CUTOFF, bind_revoke, &a);
+		rc = sqlite_run_stmt(s, c, CUTOFF, bind_revoke, &a);
 	return rc;
 }
 
@@ -1043,16 +989,16 @@ static enum sesame_storage_result subject_revoke(void *state, const char *subjec
 	struct store *s = state;
 	char cutoff[SESAME_TOKEN_ID_MAX + 1];
 	if (s->pool == NULL)
-		return not_started(err, errlen);
+		return sqlite_not_started(err, errlen);
 	if (!cutoff_id(subject, cutoff, err, errlen))
 		return SESAME_STORAGE_FAILED;
 	struct revoked_families fam = {NULL, 0};
-	struct conn *c = acquire(s->pool);
+	struct conn *c = sqlite_acquire(s->pool);
 	int rc = begin(s, c);
 	if (rc == 0)
 		rc = revoke_subject_in(s, c, subject, cutoff, except_family, until, &fam);
 	enum sesame_storage_result r = end(s, c, rc, SESAME_STORAGE_OK, err, errlen);
-	release(s->pool, c);
+	sqlite_release(s->pool, c);
 	for (size_t i = 0; r == SESAME_STORAGE_OK && i < fam.n; i++)
 		each(ctx, fam.ids[i]);
 	free(fam.ids);
@@ -1066,11 +1012,11 @@ revoked_since(void *state, long long since_ms, long long alive_at,
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
 	/* The time first: a revocation committed after the ids are read is stamped after it. */
 	int rc = store_now(s, c, now_ms);
-	sqlite3_stmt *st = rc == 0 ? statement(s, c, REVOKED_SINCE) : NULL;
+	sqlite3_stmt *st = rc == 0 ? sqlite_statement(s, c, REVOKED_SINCE) : NULL;
 	if (rc == 0)
 		rc = sqlite3_extended_errcode(c->db);
 	if (st != NULL) {
@@ -1082,11 +1028,11 @@ revoked_since(void *state, long long since_ms, long long alive_at,
 				each(ctx, (const char *)id, sqlite3_column_int64(st, 1),
 				     sqlite3_column_int64(st, 2));
 		}
-		done_with(st);
+		sqlite_done_with(st);
 	}
 	enum sesame_storage_result r =
-	    rc == SQLITE_DONE ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	release(s->pool, c);
+	    rc == SQLITE_DONE ? SESAME_STORAGE_OK : sqlite_failed(c->db, rc, err, errlen);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -1095,15 +1041,18 @@ static enum sesame_storage_result token_purge(void *state, long long before, cha
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	int rc = run_stmt(s, c, PURGE_REVOKED, bind_before, &before);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
+	int rc = sqlite_run_stmt(s, c, PURGE_REVOKED, bind_before, &before);
 	if (rc == 0)
-		rc = run_stmt(s, c, PURGE_FAMILIES, bind_before, &before);
+		rc = sqlite_run_stmt(s, c, PURGE_FAMILIES, bind_before, &before);
 	if (rc == 0)
-		rc = run_stmt(s, c, PURGE_FAILURES, NULL, NULL);
-	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	release(s->pool, c);
+		rc = sqlite_run_stmt(s, c, PURGE_FAILURES, NULL, NULL);
+	if (rc == 0)
+		rc = sqlite_run_stmt(s, c, PURGE_OTP, NULL, NULL);
+	enum sesame_storage_result r =
+	    rc == 0 ? SESAME_STORAGE_OK : sqlite_failed(c->db, rc, err, errlen);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -1132,9 +1081,9 @@ static enum sesame_storage_result read_integer(struct store *s, int which,
 					       size_t errlen)
 {
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, which);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
+	sqlite3_stmt *st = sqlite_statement(s, c, which);
 	int rc = st == NULL ? sqlite3_extended_errcode(c->db) : 0;
 	*out = 0;
 	if (st != NULL) {
@@ -1143,10 +1092,11 @@ static enum sesame_storage_result read_integer(struct store *s, int which,
 		if (rc == SQLITE_ROW)
 			*out = sqlite3_column_int64(st, 0);
 		rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rc;
-		done_with(st);
+		sqlite_done_with(st);
 	}
-	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	release(s->pool, c);
+	enum sesame_storage_result r =
+	    rc == 0 ? SESAME_STORAGE_OK : sqlite_failed(c->db, rc, err, errlen);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -1159,16 +1109,17 @@ static enum sesame_storage_result failure_check(void *state, const char *account
 }
 
 /* Runs which, a statement that returns no rows, bound by bind, on a connection of its own. */
-static enum sesame_storage_result run_alone(struct store *s, int which,
+enum sesame_storage_result sqlite_run_alone(struct store *s, int which,
 					    void (*bind)(sqlite3_stmt *, const void *),
 					    const void *ctx, char *err, size_t errlen)
 {
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	int rc = run_stmt(s, c, which, bind, ctx);
-	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	release(s->pool, c);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
+	int rc = sqlite_run_stmt(s, c, which, bind, ctx);
+	enum sesame_storage_result r =
+	    rc == 0 ? SESAME_STORAGE_OK : sqlite_failed(c->db, rc, err, errlen);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -1177,24 +1128,24 @@ static enum sesame_storage_result failure_record(void *state, const char *accoun
 						 char *err, size_t errlen)
 {
 	struct failure_args a = {account, interval_ms, period_ms};
-	return run_alone(state, FAILURE_RECORD, bind_failure, &a, err, errlen);
+	return sqlite_run_alone(state, FAILURE_RECORD, bind_failure, &a, err, errlen);
 }
 
 static enum sesame_storage_result failure_reset(void *state, const char *account, char *err,
 						size_t errlen)
 {
 	struct failure_args a = {.account = account};
-	return run_alone(state, FAILURE_RESET, bind_failure, &a, err, errlen);
+	return sqlite_run_alone(state, FAILURE_RESET, bind_failure, &a, err, errlen);
 }
 
 static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 {
-	return run_alone(state, PING, NULL, NULL, err, errlen);
+	return sqlite_run_alone(state, PING, NULL, NULL, err, errlen);
 }
 
 /* ---- user administration ---- */
 
-static void bind_id(sqlite3_stmt *st, const void *ctx)
+void sqlite_bind_id(sqlite3_stmt *st, const void *ctx)
 {
 	sqlite3_bind_int64(st, 1, *(const long long *)ctx);
 }
@@ -1202,7 +1153,8 @@ static void bind_id(sqlite3_stmt *st, const void *ctx)
 static enum sesame_storage_result user_set_disabled(void *state, long long id, bool disabled,
 						    char *err, size_t errlen)
 {
-	return run_alone(state, disabled ? STATE_DISABLE : STATE_DELETE, bind_id, &id, err, errlen);
+	return sqlite_run_alone(state, disabled ? STATE_DISABLE : STATE_ENABLE, sqlite_bind_id, &id,
+				err, errlen);
 }
 
 typedef void (*user_each)(void *ctx, const struct sesame_user *user, const char *created,
@@ -1219,11 +1171,11 @@ static enum sesame_storage_result user_list(void *state, long long after, long l
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
-	struct conn *c = acquire(s->pool);
-	sqlite3_stmt *st = statement(s, c, USER_LIST);
+		return sqlite_not_started(err, errlen);
+	struct conn *c = sqlite_acquire(s->pool);
+	sqlite3_stmt *st = sqlite_statement(s, c, USER_LIST);
 	if (st == NULL)
-		st = statement(s, c, USER_LIST_BARE);
+		st = sqlite_statement(s, c, USER_LIST_BARE);
 	int rc = st == NULL ? sqlite3_extended_errcode(c->db) : 0;
 	if (st != NULL) {
 		sqlite3_bind_int64(st, 1, after);
@@ -1235,10 +1187,11 @@ static enum sesame_storage_result user_list(void *state, long long after, long l
 			each(ctx, &u, column(st, 3), sqlite3_column_int64(st, 4));
 		}
 		rc = rc == SQLITE_DONE ? 0 : rc;
-		done_with(st);
+		sqlite_done_with(st);
 	}
-	enum sesame_storage_result r = rc == 0 ? SESAME_STORAGE_OK : failed(c->db, rc, err, errlen);
-	release(s->pool, c);
+	enum sesame_storage_result r =
+	    rc == 0 ? SESAME_STORAGE_OK : sqlite_failed(c->db, rc, err, errlen);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -1253,29 +1206,31 @@ static enum sesame_storage_result user_delete(void *state, long long id, const c
 {
 	struct store *s = state;
 	if (s->pool == NULL)
-		return not_started(err, errlen);
+		return sqlite_not_started(err, errlen);
 	char cutoff[SESAME_TOKEN_ID_MAX + 1];
 	if (!cutoff_id(subject, cutoff, err, errlen))
 		return SESAME_STORAGE_FAILED;
 	struct failure_args fa = {.account = email};
 	struct revoked_families fam = {NULL, 0};
-	struct conn *c = acquire(s->pool);
+	struct conn *c = sqlite_acquire(s->pool);
 	int rc = begin(s, c);
 	if (rc == 0)
-		rc = run_stmt(s, c, USER_DELETE, bind_id, &id);
+		rc = sqlite_run_stmt(s, c, USER_DELETE, sqlite_bind_id, &id);
 	bool found = rc == 0 && sqlite3_changes(c->db) > 0;
 	if (rc == 0 && found)
 		rc = revoke_subject_in(s, c, subject, cutoff, NULL, until, &fam);
 	free(fam.ids);
 	if (rc == 0 && found)
-		rc = run_stmt(s, c, SUBJECT_FAMILIES_DELETE, bind_subject, subject);
+		rc = sqlite_run_stmt(s, c, SUBJECT_FAMILIES_DELETE, bind_subject, subject);
 	if (rc == 0 && found)
-		rc = run_stmt(s, c, FAILURE_RESET, bind_failure, &fa);
+		rc = sqlite_run_stmt(s, c, FAILURE_RESET, bind_failure, &fa);
 	if (rc == 0 && found)
-		rc = run_stmt(s, c, STATE_DELETE, bind_id, &id);
+		rc = sqlite_run_stmt(s, c, STATE_DELETE, sqlite_bind_id, &id);
+	if (rc == 0 && found)
+		rc = sqlite_run_stmt(s, c, OTP_REVOKE, sqlite_bind_id, &id);
 	enum sesame_storage_result r =
 	    end(s, c, rc, found ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND, err, errlen);
-	release(s->pool, c);
+	sqlite_release(s->pool, c);
 	return r;
 }
 
@@ -1288,4 +1243,8 @@ SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .mig
 		      .token_purge = token_purge, .failure_check = failure_check,
 		      .failure_record = failure_record, .failure_reset = failure_reset,
 		      .ping = ping, .user_set_disabled = user_set_disabled, .user_list = user_list,
-		      .user_delete = user_delete);
+		      .user_delete = user_delete, .user_set_verified = sqlite_user_set_verified,
+		      .user_set_email = sqlite_user_set_email, .otp_create = sqlite_otp_create,
+		      .otp_spend = sqlite_otp_spend, .otp_revoke = sqlite_otp_revoke,
+		      .event_add = sqlite_event_add, .event_list = sqlite_event_list,
+		      .event_purge = sqlite_event_purge, .query = sqlite_query);
