@@ -110,11 +110,29 @@ static const char *const login_outcomes[LOGIN_OUTCOMES] = {"success", "invalid",
 /* Indexed by result + 2: enum sesame_storage_result runs from -2 to 4. */
 static const char *const storage_results[STORAGE_RESULTS] = {
     "failed", "unavailable", "ok", "not_found", "conflict", "reused", "revoked"};
-static const char *const storage_ops[METRICS_STORAGE_OPS] = {
-    "user_create",   "user_find",     "user_set_password", "family_create",
-    "family_rotate", "token_revoke",  "revoked_since",	   "subject_revoke",
-    "token_purge",   "failure_check", "failure_record",	   "failure_reset",
-    "ping"};
+static const char *const storage_ops[METRICS_STORAGE_OPS] = {"user_create",
+							     "user_find",
+							     "user_set_password",
+							     "family_create",
+							     "family_rotate",
+							     "token_revoke",
+							     "revoked_since",
+							     "subject_revoke",
+							     "token_purge",
+							     "failure_check",
+							     "failure_record",
+							     "failure_reset",
+							     "ping",
+							     "user_set_verified",
+							     "user_set_email",
+							     "user_delete",
+							     "otp_create",
+							     "otp_spend",
+							     "otp_revoke",
+							     "event_add",
+							     "event_list",
+							     "event_purge",
+							     "query"};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 

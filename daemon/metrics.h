@@ -22,8 +22,8 @@ enum metrics_revocation { METRICS_REVOKE, METRICS_REVOKE_ALL, METRICS_REVOKE_REU
 
 /*
  * One per storage ABI call that sesamed's workers make (struct sesame_storage), counted where
- * it is made. The calls only sesamectl makes (user_list, user_delete, user_set_disabled) run in
- * its own process, outside the segment, and have none.
+ * it is made. The calls only sesamectl makes (user_list, user_set_disabled) run in its own
+ * process, outside the segment, and have none; user_delete is both (sesame.users.delete).
  */
 enum metrics_storage_op {
 	METRICS_USER_CREATE,
@@ -39,6 +39,16 @@ enum metrics_storage_op {
 	METRICS_FAILURE_RECORD,
 	METRICS_FAILURE_RESET,
 	METRICS_PING,
+	METRICS_USER_SET_VERIFIED,
+	METRICS_USER_SET_EMAIL,
+	METRICS_USER_DELETE,
+	METRICS_OTP_CREATE,
+	METRICS_OTP_SPEND,
+	METRICS_OTP_REVOKE,
+	METRICS_EVENT_ADD,
+	METRICS_EVENT_LIST,
+	METRICS_EVENT_PURGE,
+	METRICS_QUERY,
 	METRICS_STORAGE_OPS
 };
 

@@ -57,6 +57,15 @@ static const struct plugin_member storage_members[] = {
     MEMBER(struct sesame_storage, user_set_disabled, 0),
     MEMBER(struct sesame_storage, user_list, 0),
     MEMBER(struct sesame_storage, user_delete, 0),
+    MEMBER(struct sesame_storage, user_set_verified, 1),
+    MEMBER(struct sesame_storage, user_set_email, 1),
+    MEMBER(struct sesame_storage, otp_create, 1),
+    MEMBER(struct sesame_storage, otp_spend, 1),
+    MEMBER(struct sesame_storage, otp_revoke, 1),
+    MEMBER(struct sesame_storage, event_add, 1),
+    MEMBER(struct sesame_storage, event_list, 1),
+    MEMBER(struct sesame_storage, event_purge, 1),
+    MEMBER(struct sesame_storage, query, 1),
 };
 
 #define KIND(KIND, NAME, TYPE, MEMBERS)                                                            \

@@ -86,7 +86,7 @@ static struct test_validator descriptor(unsigned minor, size_t size)
 }
 
 /* A page holding size bytes of d at its very end, followed by one that cannot be read. */
-static void *at_page_end(const struct test_validator *d, size_t size, void **map)
+static void *at_page_end(const void *d, size_t size, void **map)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	char *m = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -103,9 +103,56 @@ static void test_sizes_per_minor(void **state)
 	assert_int_equal(plugin_abi_size(&test_kinds[0], 0), MINOR0_SIZE);
 	assert_int_equal(plugin_abi_size(&test_kinds[0], 1), sizeof(struct test_validator));
 	assert_int_equal(plugin_abi_size(&test_kinds[0], 9), sizeof(struct test_validator));
-	/* Every member of this sesamed's kinds is ABI 1.0: a 1.0 descriptor is the whole struct. */
-	for (const struct plugin_kind *k = plugin_kinds; k->name != NULL; k++)
-		assert_int_equal(plugin_abi_size(k, 0), k->size);
+	/* ABI 1.1 added storage functions only: a 1.0 storage descriptor ends before them. */
+	for (const struct plugin_kind *k = plugin_kinds; k->name != NULL; k++) {
+		size_t old = k->kind == SESAME_PLUGIN_STORAGE
+				 ? offsetof(struct sesame_storage, user_set_verified)
+				 : k->size;
+		assert_int_equal(plugin_abi_size(k, 0), old);
+		assert_int_equal(plugin_abi_size(k, 1), k->size);
+	}
+}
+
+static enum sesame_storage_result a_ping(void *state, char *err, size_t errlen)
+{
+	return SESAME_STORAGE_OK;
+}
+
+/* A storage plugin of ABI 1.0 loads: the functions of 1.1 read as absent (NULL). */
+static void test_a_storage_plugin_of_abi_1_0_loads(void **state)
+{
+	const struct plugin_kind *k = &plugin_kinds[2];
+	size_t size = offsetof(struct sesame_storage, user_set_verified);
+	struct sesame_storage d;
+	memset(&d, 0x5a, sizeof(d)); /* what lies past a 1.0 descriptor is not its */
+	d.header = (struct sesame_plugin_header){SESAME_PLUGIN_MAGIC,
+						 SESAME_PLUGIN_ABI_MAJOR,
+						 0,
+						 (uint32_t)size,
+						 SESAME_PLUGIN_STORAGE,
+						 "old",
+						 "1"};
+	void (**fn)(void) = (void (**)(void))((char *)&d + offsetof(struct sesame_storage, init));
+	for (; (char *)fn < (char *)&d + size; fn++)
+		*fn = (void (*)(void))a_ping;
+	char why[256];
+	void *map, *copy = NULL;
+	const void *sym = at_page_end(&d, size, &map);
+	assert_int_equal(k->kind, SESAME_PLUGIN_STORAGE);
+	if (plugin_abi_check(plugin_kinds, sym, size, &copy, why, sizeof(why)) != 0)
+		fail_msg("refused: %s", why);
+	const struct sesame_storage *c = copy;
+	assert_ptr_equal(c->ping, a_ping);
+	assert_null(c->user_set_verified);
+	assert_null(c->otp_spend);
+	assert_null(c->query);
+	free(copy);
+	munmap(map, (size_t)sysconf(_SC_PAGESIZE) * 2);
+	/* Built for 1.1 at the size of 1.0, it is truncated. */
+	d.header.abi_minor = 1;
+	sym = at_page_end(&d, size, &map);
+	assert_int_equal(plugin_abi_check(plugin_kinds, sym, size, &copy, why, sizeof(why)), -1);
+	munmap(map, (size_t)sysconf(_SC_PAGESIZE) * 2);
 }
 
 static void test_an_older_minor_is_read_to_its_size_only(void **state)
@@ -239,13 +286,13 @@ static void test_the_current_abi_loads(void **state)
 
 static void test_other_majors_are_refused(void **state)
 {
-	assert_refused("-DABI_MAJOR=2",
-		       "it was built for sesame plugin ABI 2.0; this sesamed is ABI 1.0 and loads "
+	assert_refused("-DABI_MAJOR=2 -DABI_MINOR=0",
+		       "it was built for sesame plugin ABI 2.0; this sesamed is ABI 1.1 and loads "
 		       "plugins built for 1.x: it needs a newer sesamed, or a build against this "
 		       "sesamed's <sesame/plugin.h>");
 	assert_refused(
 	    "-DABI_MAJOR=0 -DABI_MINOR=4",
-	    "it was built for sesame plugin ABI 0.4; this sesamed is ABI 1.0 and loads "
+	    "it was built for sesame plugin ABI 0.4; this sesamed is ABI 1.1 and loads "
 	    "plugins built for 1.x: rebuild it against this sesamed's <sesame/plugin.h>");
 }
 
@@ -254,13 +301,13 @@ static void test_truncated_and_incomplete_descriptors_are_refused(void **state)
 	char want[256];
 	snprintf(want, sizeof(want),
 		 "its hasher descriptor is truncated (it says %zu bytes, exports %zu; %zu needed "
-		 "for ABI 1.0)",
+		 "for ABI 1.1)",
 		 sizeof(struct sesame_hasher), sizeof(struct sesame_plugin_header),
 		 sizeof(struct sesame_hasher));
 	assert_refused("-DTRUNCATED", want);
 	snprintf(want, sizeof(want),
 		 "its hasher descriptor is truncated (it says %zu bytes, exports %zu; %zu needed "
-		 "for ABI 1.0)",
+		 "for ABI 1.1)",
 		 sizeof(struct sesame_hasher) - sizeof(void *), sizeof(struct sesame_hasher),
 		 sizeof(struct sesame_hasher));
 	assert_refused("-DSHORT", want);
@@ -275,6 +322,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sizes_per_minor),
 	    cmocka_unit_test(test_an_older_minor_is_read_to_its_size_only),
+	    cmocka_unit_test(test_a_storage_plugin_of_abi_1_0_loads),
 	    cmocka_unit_test(test_a_member_is_required_from_its_minor_on),
 	    cmocka_unit_test(test_a_minor_1_descriptor_of_minor_0_size_is_truncated),
 	    cmocka_unit_test(test_a_newer_minor_loads_its_tail_ignored),
