@@ -137,12 +137,23 @@ void luaapi_request_detach(lua_State *L, int ref);
  */
 char *luaapi_push_scratch(lua_State *L, size_t size);
 
+/*
+ * lua_db.c: raises unless the storage backend has the function at member of struct
+ * sesame_storage (name): "storage backend NAME lacks FUNCTION (ABI 1.1)" for a plugin of an
+ * older minor; or when no storage is configured. Call it before the job is made.
+ */
+void luaapi_storage_need(lua_State *L, size_t member, const char *name);
+#define LUAAPI_STORAGE_NEED(L, MEMBER)                                                             \
+	luaapi_storage_need((L), offsetof(struct sesame_storage, MEMBER), #MEMBER)
+
 /* Each adds its functions to the sesame table on top of the stack. */
-void luaapi_sesame_inject(lua_State *L); /* route, log, readfile, array, null, version */
-void luaapi_hash_inject(lua_State *L);	 /* hash, verify, validate */
-void luaapi_jwt_inject(lua_State *L);	 /* jwt */
-void luaapi_users_inject(lua_State *L);	 /* users */
-void luaapi_limit_inject(lua_State *L);	 /* limit */
+void luaapi_sesame_inject(lua_State *L);  /* route, log, readfile, array, null, version */
+void luaapi_hash_inject(lua_State *L);	  /* hash, verify, validate */
+void luaapi_jwt_inject(lua_State *L);	  /* jwt */
+void luaapi_users_inject(lua_State *L);	  /* users */
+void luaapi_limit_inject(lua_State *L);	  /* limit */
+void luaapi_onetime_inject(lua_State *L); /* onetime */
+void luaapi_db_inject(lua_State *L);	  /* db */
 
 /* metrics */
 void luaapi_metrics_inject(lua_State *L);

@@ -53,6 +53,8 @@ static int open_sesame(lua_State *L)
 	luaapi_jwt_inject(L);
 	luaapi_users_inject(L);
 	luaapi_limit_inject(L);
+	luaapi_onetime_inject(L);
+	luaapi_db_inject(L);
 	luaapi_metrics_inject(L);
 	return 1;
 }

@@ -1,7 +1,9 @@
 /*
  * lua_users.c: sesame.users, the user store: create, find (with the disabled flag that
- * sesamectl user disable sets) and update, and the failed log-ins per account (failures,
- * failed, succeeded) that limits.login_failures bounds.
+ * sesamectl user disable sets, and whether the address is verified), update (the password
+ * hash, the e-mail address, the verified flag), delete (the user and its token state, as
+ * sesamectl user delete), and the failed log-ins per account (failures, failed, succeeded)
+ * that limits.login_failures bounds.
  *
  * Each is a storage call on a job thread: the fields are copied into a user job (and wiped
  * when it is released, as one is a password hash) and the handler yields until the storage
@@ -11,28 +13,76 @@
 #include "autoconfig.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "lua_private.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "tokens.h"
 
-/* sesame.users.create{...}, .find{...} and .update{...}: storage calls on a job thread. */
-enum user_op { USER_CREATE, USER_FIND, USER_SET_PASSWORD };
+/* sesame.users.create{...}, .find{...}, .update{...} and .delete(id): storage calls on a job
+ * thread. */
+enum user_op { USER_CREATE, USER_FIND, USER_UPDATE, USER_DELETE };
 
 struct user_job {
 	struct luaapi_job lj;
 	struct storage st;
 	enum user_op op;
-	char *field[3]; /* create: email, username, password; find: column, value */
+	/* create: email, username, password; find: column, value; update: password, email */
+	char *field[3];
 	long long id;
+	int verified;	  /* update: 1 or 0 to set, -1 to leave */
+	long long until;  /* delete: how long its families stay revoked */
+	char subject[24]; /* delete: the id as sub writes it */
 	enum sesame_storage_result rc;
 	struct sesame_user found;
 	char buf[2048];
 	char err[LOG_ERR_MAX];
 };
+
+static void user_find_run(struct user_job *uj, const char *by, const char *value)
+{
+	uj->rc = uj->st.fn->user_find(uj->st.state, by, value, &uj->found, uj->buf, sizeof(uj->buf),
+				      uj->err, sizeof(uj->err));
+	metrics_storage(METRICS_USER_FIND, uj->rc);
+}
+
+/* The changes update asks for, in order, until one is refused. */
+static void user_update_run(struct user_job *uj)
+{
+	const struct sesame_storage *fn = uj->st.fn;
+	uj->rc = SESAME_STORAGE_OK;
+	if (uj->field[0] != NULL) {
+		uj->rc = fn->user_set_password(uj->st.state, uj->id, uj->field[0], uj->err,
+					       sizeof(uj->err));
+		metrics_storage(METRICS_USER_SET_PASSWORD, uj->rc);
+	}
+	if (uj->rc == SESAME_STORAGE_OK && uj->field[1] != NULL) {
+		uj->rc = fn->user_set_email(uj->st.state, uj->id, uj->field[1], uj->err,
+					    sizeof(uj->err));
+		metrics_storage(METRICS_USER_SET_EMAIL, uj->rc);
+	}
+	if (uj->rc == SESAME_STORAGE_OK && uj->verified >= 0) {
+		uj->rc = fn->user_set_verified(uj->st.state, uj->id, uj->verified == 1, uj->err,
+					       sizeof(uj->err));
+		metrics_storage(METRICS_USER_SET_VERIFIED, uj->rc);
+	}
+}
+
+/* The user's e-mail first (its failed log-ins go with it), then the user and its state. */
+static void user_delete_run(struct user_job *uj)
+{
+	user_find_run(uj, "id", uj->subject);
+	if (uj->rc != SESAME_STORAGE_OK)
+		return;
+	uj->rc = uj->st.fn->user_delete(uj->st.state, uj->id, uj->subject, uj->found.email,
+					uj->until, uj->err, sizeof(uj->err));
+	metrics_storage(METRICS_USER_DELETE, uj->rc);
+}
 
 static void user_run(struct job *job)
 {
@@ -44,14 +94,12 @@ static void user_run(struct job *job)
 		uj->rc =
 		    uj->st.fn->user_create(uj->st.state, &u, &uj->id, uj->err, sizeof(uj->err));
 		metrics_storage(METRICS_USER_CREATE, uj->rc);
-	} else if (uj->op == USER_SET_PASSWORD) {
-		uj->rc = uj->st.fn->user_set_password(uj->st.state, uj->id, uj->field[0], uj->err,
-						      sizeof(uj->err));
-		metrics_storage(METRICS_USER_SET_PASSWORD, uj->rc);
+	} else if (uj->op == USER_UPDATE) {
+		user_update_run(uj);
+	} else if (uj->op == USER_DELETE) {
+		user_delete_run(uj);
 	} else {
-		uj->rc = uj->st.fn->user_find(uj->st.state, uj->field[0], uj->field[1], &uj->found,
-					      uj->buf, sizeof(uj->buf), uj->err, sizeof(uj->err));
-		metrics_storage(METRICS_USER_FIND, uj->rc);
+		user_find_run(uj, uj->field[0], uj->field[1]);
 	}
 }
 
@@ -64,11 +112,15 @@ static int user_push(struct luaapi_job *lj, lua_State *co)
 				    uj->err);
 	if (n != 0)
 		return n;
+	if (uj->op == USER_DELETE) {
+		lua_pushboolean(co, 1);
+		return 1;
+	}
 	if (uj->op != USER_FIND) {
 		lua_pushinteger(co, (lua_Integer)uj->id);
 		return 1;
 	}
-	lua_createtable(co, 0, 4);
+	lua_createtable(co, 0, 6);
 	lua_pushinteger(co, (lua_Integer)uj->found.id);
 	lua_setfield(co, -2, "id");
 	lua_pushstring(co, uj->found.email);
@@ -80,6 +132,10 @@ static int user_push(struct luaapi_job *lj, lua_State *co)
 	if (uj->found.disabled_at != 0) {
 		lua_pushboolean(co, 1);
 		lua_setfield(co, -2, "disabled");
+	}
+	if (uj->found.verified_at != 0) {
+		lua_pushboolean(co, 1);
+		lua_setfield(co, -2, "verified");
 	}
 	return 1;
 }
@@ -132,30 +188,93 @@ static int l_users_create(lua_State *L)
 	return luaapi_await_job(L, &uj->lj, "sesame.users.create");
 }
 
-/* sesame.users.update{id = ID, password = HASH}: the stored hash, after a rehash. */
-static int l_users_update(lua_State *L)
+/* The string field name of the table at 1, or NULL when it is absent; raises on another type. */
+static const char *optional_string(lua_State *L, const char *name)
 {
-	luaL_checktype(L, 1, LUA_TTABLE);
+	int t = lua_getfield(L, 1, name);
+	if (t == LUA_TNIL)
+		return NULL;
+	if (t != LUA_TSTRING)
+		luaL_error(L, "sesame.users.update: '%s' must be a string", name);
+	return lua_tostring(L, -1); /* left on the stack, which keeps it alive */
+}
+
+/* Only the keys update knows, and at least one change besides the id. */
+static void check_update_keys(lua_State *L)
+{
+	static const char *const known[] = {"id", "password", "email", "verified", NULL};
+	int changes = 0;
 	lua_pushnil(L);
 	while (lua_next(L, 1) != 0) {
 		lua_pop(L, 1);
 		const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
-		if (strcmp(key, "id") != 0 && strcmp(key, "password") != 0)
-			return luaL_error(L, "sesame.users.update: '%s' cannot be updated", key);
+		size_t i = 0;
+		while (known[i] != NULL && strcmp(key, known[i]) != 0)
+			i++;
+		if (known[i] == NULL)
+			luaL_error(L, "sesame.users.update: '%s' cannot be updated", key);
+		changes += i > 0;
 	}
-	lua_getfield(L, 1, "id");
+	if (changes == 0)
+		luaL_error(L, "sesame.users.update: nothing to update (password, email, verified)");
+}
+
+/* A user id: a positive integer, or a string of one. */
+static long long id_field(lua_State *L, int idx, const char *fname)
+{
 	int isint = 0;
-	lua_Integer id = lua_tointegerx(L, -1, &isint);
-	if (!isint)
-		return luaL_error(L, "sesame.users.update: 'id' must be a number");
-	const char *password = string_field(L, "password");
-	struct user_job *uj = new_user_job(L, USER_SET_PASSWORD);
-	uj->id = (long long)id;
-	if ((uj->field[0] = strdup(password)) == NULL) {
+	lua_Integer id = lua_tointegerx(L, idx, &isint);
+	if (!isint || id <= 0)
+		luaL_error(L, "%s: 'id' must be a positive integer", fname);
+	return (long long)id;
+}
+
+/*
+ * sesame.users.update{id = ID[, password = HASH][, email = ADDRESS][, verified = BOOL]}: the
+ * stored hash (after a rehash), the e-mail address (normalised by the caller: nil, "exists"
+ * when another user has it), whether it is verified; in that order. Returns the id, or nil
+ * when there is no such user.
+ */
+static int l_users_update(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	check_update_keys(L);
+	lua_getfield(L, 1, "id");
+	long long id = id_field(L, -1, "sesame.users.update");
+	const char *password = optional_string(L, "password"), *email = optional_string(L, "email");
+	int t = lua_getfield(L, 1, "verified");
+	if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+		return luaL_error(L, "sesame.users.update: 'verified' must be true or false");
+	if (email != NULL)
+		LUAAPI_STORAGE_NEED(L, user_set_email);
+	if (t == LUA_TBOOLEAN)
+		LUAAPI_STORAGE_NEED(L, user_set_verified);
+	struct user_job *uj = new_user_job(L, USER_UPDATE);
+	uj->id = id;
+	uj->verified = t == LUA_TBOOLEAN ? lua_toboolean(L, -1) : -1;
+	if ((password != NULL && (uj->field[0] = strdup(password)) == NULL) ||
+	    (email != NULL && (uj->field[1] = strdup(email)) == NULL)) {
 		user_release(&uj->lj);
 		return luaL_error(L, "out of memory");
 	}
 	return luaapi_await_job(L, &uj->lj, "sesame.users.update");
+}
+
+/*
+ * sesame.users.delete(id) -> true, or nil when there is no such user: the user and, in the
+ * same transaction, its refresh families (revoked, then deleted), its cutoff (its access
+ * tokens refused by every worker within jwt.revocation_refresh), its failed log-ins, its
+ * one-time tokens and its state, as sesamectl user delete does.
+ */
+static int l_users_delete(lua_State *L)
+{
+	struct luaapi *api = luaapi_get(L);
+	long long id = id_field(L, 1, "sesame.users.delete");
+	struct user_job *uj = new_user_job(L, USER_DELETE);
+	uj->id = id;
+	snprintf(uj->subject, sizeof(uj->subject), "%lld", id);
+	uj->until = tokens_family_revoke_until(&api->cfg->jwt, clock_wall_ms() / 1000);
+	return luaapi_await_job(L, &uj->lj, "sesame.users.delete");
 }
 
 /* A user id as sesame writes it in sub: a positive decimal number, no sign, no zero first. */
@@ -296,13 +415,11 @@ static int l_users_succeeded(lua_State *L)
 
 void luaapi_users_inject(lua_State *L)
 {
-	static const luaL_Reg funcs[] = {{"create", l_users_create},
-					 {"find", l_users_find},
-					 {"update", l_users_update},
-					 {"failures", l_users_failures},
-					 {"failed", l_users_failed},
-					 {"succeeded", l_users_succeeded},
-					 {NULL, NULL}};
+	static const luaL_Reg funcs[] = {
+	    {"create", l_users_create},	      {"find", l_users_find},
+	    {"update", l_users_update},	      {"delete", l_users_delete},
+	    {"failures", l_users_failures},   {"failed", l_users_failed},
+	    {"succeeded", l_users_succeeded}, {NULL, NULL}};
 	luaL_newlib(L, funcs);
 	lua_setfield(L, -2, "users");
 }

@@ -63,6 +63,9 @@ struct storage {
 };
 bool plugins_storage(const struct plugins *p, struct storage *out);
 
+/* The most rows a route script's query may return (storage.query_rows). */
+size_t plugins_query_rows(const struct plugins *p);
+
 /* Whether there is a schema to apply or check before the workers start (a storage). */
 bool plugins_wants_migration(const struct plugins *p);
 

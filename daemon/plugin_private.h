@@ -41,6 +41,7 @@ struct plugins {
 	struct sesame_users_schema users;
 	char *users_names[5];
 	bool migrate;
+	size_t query_rows; /* storage.query_rows */
 	bool have_pool;
 	struct dbpool_config db; /* the core's MariaDB pool's settings, read with the rest */
 };

@@ -12,9 +12,16 @@
 
 #include "plugin_private.h"
 
+/* The most rows sesame.db.query returns, whatever the statement. */
+#define QUERY_ROWS_MAX 1000000
+
 static const struct config_key storage_keys[] = {
-    {"backend", NULL, 0, 0, 0}, {"users", NULL, 0, 0, 0}, {"migrate", NULL, 0, 0, 0},
-    {"mariadb", NULL, 0, 0, 0}, {NULL, NULL, 0, 0, 0},
+    {"backend", NULL, 0, 0, 0},
+    {"users", NULL, 0, 0, 0},
+    {"migrate", NULL, 0, 0, 0},
+    {"mariadb", NULL, 0, 0, 0},
+    {"query_rows", config_size, 1, QUERY_ROWS_MAX, offsetof(struct plugins, query_rows)},
+    {NULL, NULL, 0, 0, 0},
 };
 static const struct config_key users_keys[] = {
     {"table", NULL, 0, 0, 0},	 {"id", NULL, 0, 0, 0},	      {"email", NULL, 0, 0, 0},
@@ -162,6 +169,14 @@ void plugin_storage_read(struct loading *ld)
 	bool shared = false;
 	plugin_check_keys(ld, tbl, "storage", storage_keys, is_loaded_storage);
 	read_users(ld, tbl);
+	struct config_reader rd = {.L = L,
+				   .errs = ld->errs,
+				   .file = ld->file,
+				   .src = ld->src,
+				   .dir = ld->dir,
+				   .base = ld->p};
+	ld->p->query_rows = 1000;
+	config_table_read_keys(&rd, tbl, "storage", storage_keys);
 	ld->p->migrate = true;
 	lua_pushliteral(L, "migrate");
 	if (lua_rawget(L, tbl) == LUA_TBOOLEAN)
@@ -186,6 +201,11 @@ void plugin_storage_read(struct loading *ld)
 	if (!shared)
 		check_pool_keys(ld, tbl);
 	lua_pop(L, 2);
+}
+
+size_t plugins_query_rows(const struct plugins *p)
+{
+	return p != NULL ? p->query_rows : 0;
 }
 
 bool plugins_storage(const struct plugins *p, struct storage *out)
