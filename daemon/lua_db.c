@@ -150,8 +150,8 @@ static int db_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct db_job *dj = (struct db_job *)lj;
 	if (dj->too_many)
-		return luaL_error(co, "sesame.db.query: more than %zu rows (storage.query_rows)",
-				  dj->max_rows);
+		return luaL_error(co, "sesame.db.query: more than %I rows (storage.query_rows)",
+				  (lua_Integer)dj->max_rows);
 	if (dj->oom)
 		return luaL_error(co, "sesame.db: out of memory");
 	int n = luaapi_storage_push(co, dj->rc, LUAAPI_REFUSAL(SESAME_STORAGE_CONFLICT), dj->err);

@@ -47,18 +47,19 @@ def test_migrations_are_applied_once(sesamed):
     db = s.dir / "sesame.db"
     tables = query(db, "SELECT name FROM sqlite_master WHERE type = 'table' "
                        "AND name NOT LIKE 'sqlite_%' ORDER BY name")
-    assert tables == [("sesame_login_failures",), ("sesame_migrations",),
-                      ("sesame_refresh_families",), ("sesame_revoked_tokens",),
-                      ("sesame_user_state",), ("users",)]
+    assert tables == [("sesame_events",), ("sesame_login_failures",), ("sesame_migrations",),
+                      ("sesame_onetime_tokens",), ("sesame_refresh_families",),
+                      ("sesame_revoked_tokens",), ("sesame_user_state",), ("users",)]
     applied = [(1, "001_users"), (2, "002_token_state"), (3, "003_login_failures"),
-               (4, "004_user_state")]
+               (4, "004_user_state"), (5, "005_user_verified"), (6, "006_onetime_tokens"),
+               (7, "007_events")]
     assert query(db, "SELECT version, name FROM sesame_migrations") == applied
     assert query(db, "PRAGMA journal_mode") == [("wal",)]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
     assert s.stop() == 0
     s.start()
-    assert s.log().count("applied migration") == 4
+    assert s.log().count("applied migration") == 7
     assert query(db, "SELECT version, name FROM sesame_migrations") == applied
 
 
@@ -254,16 +255,16 @@ def test_an_old_schema_without_migrate_refuses_to_start(sesamed):
     assert subprocess.run(ctl, capture_output=True, timeout=60).returncode == 0
     # The schema of the sesamed before: its last migration not applied.
     db = sqlite3.connect(s.dir / "sesame.db")
-    db.execute("DROP TABLE sesame_user_state")
-    db.execute("DELETE FROM sesame_migrations WHERE version = 4")
+    db.execute("DROP TABLE sesame_events")
+    db.execute("DELETE FROM sesame_migrations WHERE version = 7")
     db.commit()
     db.close()
     r = run_foreground(s)
     assert r.returncode == 1
-    assert ("sesamed: storage: the schema is at version 3, this sesamed needs 4: run sesamectl "
+    assert ("sesamed: storage: the schema is at version 6, this sesamed needs 7: run sesamectl "
             "migrate") in r.stderr
     assert "serving on" not in r.stderr
-    assert query(s.dir / "sesame.db", "SELECT MAX(version) FROM sesame_migrations") == [(3,)]
+    assert query(s.dir / "sesame.db", "SELECT MAX(version) FROM sesame_migrations") == [(6,)]
     assert subprocess.run(ctl, capture_output=True, timeout=60).returncode == 0
     s.start()
     assert s.post("/create", json=user(1)).status_code == 200

@@ -22,17 +22,18 @@ def test_migrations_create_the_schema_once(sesamed, mariadb):
     s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
     s.wait_log("applied migration 001_users")
     tables = mariadb.sql("SHOW TABLES", mariadb.database).stdout.split()
-    assert sorted(tables) == ["sesame_login_failures", "sesame_migrations",
-                              "sesame_refresh_families", "sesame_revoked_tokens",
-                              "sesame_user_state", "users"]
+    assert sorted(tables) == ["sesame_events", "sesame_login_failures", "sesame_migrations",
+                              "sesame_onetime_tokens", "sesame_refresh_families",
+                              "sesame_revoked_tokens", "sesame_user_state", "users"]
     s.signal(signal.SIGHUP)
     s.wait_log("reloaded")
-    assert s.log().count("applied migration") == 6
+    assert s.log().count("applied migration") == 9
     rows = mariadb.sql("SELECT version, name FROM sesame_migrations ORDER BY version",
                        mariadb.database).stdout
     assert rows.split() == ["1", "001_users", "2", "002_unique_email", "3",
                             "003_refresh_families", "4", "004_revoked_tokens", "5",
-                            "005_login_failures", "6", "006_user_state"]
+                            "005_login_failures", "6", "006_user_state", "7",
+                            "007_user_verified", "8", "008_onetime_tokens", "9", "009_events"]
 
 
 def test_create_and_find(sesamed, mariadb):
@@ -247,12 +248,12 @@ def test_an_old_schema_without_migrate_refuses_to_start(sesamed, mariadb):
     ctl = [str(Path(SESAMED).parent / "sesamectl"), "-c", str(s.config), "migrate"]
     assert subprocess.run(ctl, capture_output=True, timeout=120).returncode == 0
     # The schema of the sesamed before: its last migration not applied.
-    mariadb.sql("DROP TABLE sesame_user_state; DELETE FROM sesame_migrations WHERE version = 6",
+    mariadb.sql("DROP TABLE sesame_events; DELETE FROM sesame_migrations WHERE version = 9",
                 mariadb.database)
     r = subprocess.run([SESAMED, "-f", "-c", str(s.config)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 1
-    assert ("sesamed: storage: the schema is at version 5, this sesamed needs 6: run sesamectl "
+    assert ("sesamed: storage: the schema is at version 8, this sesamed needs 9: run sesamectl "
             "migrate") in r.stderr
     assert "serving on" not in r.stderr
     assert subprocess.run(ctl, capture_output=True, timeout=120).returncode == 0
