@@ -286,9 +286,10 @@ def test_list_and_show(app):
     assert text[0].split() == ["ID", "EMAIL", "USERNAME", "CREATED", "DISABLED"]
     assert len(text) == 6 and text[4].split()[:3] == [str(ids[3]), "u3@example.com", "user3"]
     shown = json.loads(app.ctl("user", "show", "U1@example.com", "--json").stdout)
-    assert shown == rows[1]
+    assert shown == {**rows[1], "verified": False}
     r = app.ctl("user", "show", "u1@example.com")
     assert r.returncode == 0 and "username: user1" in r.stdout and "disabled: no" in r.stdout
+    assert "verified: no" in r.stdout
     assert app.ctl("user", "list", "--limit", "0").returncode == 2
     assert app.ctl("user", "frobnicate").returncode == 2
 
