@@ -143,6 +143,7 @@ password = {
 --   -- or, on one machine: backend = "sqlite", sqlite = { path = "/var/lib/sesame/sesame.db" },
 --   users = { table = "users" },    -- and id, email, username, password: column names
 --   migrate = true,                 -- apply the schema's migrations at start and reload
+--   query_rows = 1000,              -- the most rows sesame.db.query returns (more: it raises)
 -- }
 
 -- What a registration accepts (the email, username and password validator plugins).
