@@ -54,6 +54,7 @@ static int open_sesame(lua_State *L)
 	luaapi_users_inject(L);
 	luaapi_limit_inject(L);
 	luaapi_metrics_inject(L);
+	luaapi_run_inject(L);
 	return 1;
 }
 
@@ -291,6 +292,7 @@ void luaapi_free(struct luaapi *api)
 {
 	if (api == NULL)
 		return;
+	luaapi_tasks_free(api);
 	if (api->L != NULL)
 		lua_close(api->L);
 	router_free(api->router);
