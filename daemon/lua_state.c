@@ -55,6 +55,8 @@ static int open_sesame(lua_State *L)
 	luaapi_limit_inject(L);
 	luaapi_metrics_inject(L);
 	luaapi_run_inject(L);
+	luaapi_mail_inject(L);
+	luaapi_http_inject(L);
 	return 1;
 }
 
