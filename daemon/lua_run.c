@@ -135,9 +135,9 @@ static void arm_deadline(struct luaapi_call *call)
 }
 
 static const char cannot_wait[] =
-    "%s waits: call it from a route handler or a task itself, not while scripts or modules "
-    "load, from a metamethod, or from a function that C code calls back (table.sort, "
-    "string.gsub)";
+    "%s waits for %s: call it from a route handler itself or a background task, not while "
+    "scripts or modules load, from a metamethod, or from a function that C code calls back "
+    "(table.sort, string.gsub)";
 
 /*
  * The call L serves, ready to wait: a job whose results could not be pushed (its push raised,
@@ -172,7 +172,7 @@ int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
 	struct luaapi_call *call = waiting_call(L);
 	if (call == NULL || call->api->jobs == NULL) {
 		lj->release(lj);
-		return luaL_error(L, cannot_wait, fname);
+		return luaL_error(L, cannot_wait, fname, "a job thread");
 	}
 	lj->call = call;
 	lj->cancel = NULL;
@@ -202,7 +202,7 @@ int luaapi_await_external(lua_State *L, struct luaapi_job *lj,
 	if (call == NULL) {
 		lj->job.done = orphan_done;
 		cancel(lj);
-		return luaL_error(L, cannot_wait, fname);
+		return luaL_error(L, cannot_wait, fname, "the network");
 	}
 	lj->job.done = job_done;
 	return wait_on(L, call, lj);
