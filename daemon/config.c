@@ -5,8 +5,9 @@
  * routes, ...) are the settings, and the standard library stays readable through __index.
  * Each section is then read into struct config through the table of its keys (config_table.c),
  * which names the known keys too: server and routes here, jwt in config_jwt.c, and plugins,
- * password and storage in the plugin loader. Nothing stops at the first problem: every unknown
- * key, wrong type and bad value is collected as "FILE:LINE: message" (config_diag.c).
+ * password and storage in the plugin loader (mail and http: config_outbound.c). Nothing
+ * stops at the first problem: every unknown key, wrong type and bad value is collected as
+ * "FILE:LINE: message" (config_diag.c).
  */
 #include "autoconfig.h"
 
@@ -301,6 +302,8 @@ static const struct config_key top_keys[] = {
     {"email", NULL, 0, 0, 0},
     {"username", NULL, 0, 0, 0},
     {"limits", config_limits_read, 0, 0, offsetof(struct config, limits)},
+    {"mail", config_mail_read, 0, 0, offsetof(struct config, mail)},
+    {"http", config_http_read, 0, 0, offsetof(struct config, http)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -553,5 +556,6 @@ void config_free(struct config *cfg)
 	ratelimit_rules_clear(&cfg->limits);
 	proxies_clear(&cfg->trusted_proxies);
 	proxies_clear(&cfg->metrics.allow);
+	config_outbound_clear(&cfg->mail, &cfg->http);
 	free(cfg);
 }

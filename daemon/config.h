@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "config_diag.h"
+#include "config_outbound.h"
 #include "ratelimit.h"
 #include "log.h"
 #include "privs.h"
@@ -60,6 +61,8 @@ struct config {
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;
 	struct ratelimit_rules limits; /* the `limits` table */
+	struct config_mail mail;       /* mail: where sesame.mail.send delivers */
+	struct config_http http;       /* http: the hosts sesame.http.request may reach */
 
 	/* routes: the route script files, in load order */
 	char **routes;

@@ -27,6 +27,9 @@ const struct router *luaapi_router(const struct luaapi *api);
 /* The worker's revoked ids (NULL without storage): checked on every authenticated route. */
 void luaapi_set_revocation(struct luaapi *api, struct revocation *rv);
 
+/* Background tasks (sesame.defer, event handlers) spawned and not yet finished. */
+size_t luaapi_tasks(const struct luaapi *api);
+
 /* Runs the request's handler in a coroutine: an http_dispatch_fn. */
 void luaapi_dispatch(void *api, struct http_request *r);
 

@@ -4,8 +4,9 @@
  *
  * The API is split by surface, as lua-nginx-module splits its own: lua_state.c owns the state
  * and assembles the sesame table, calling one inject function per file; lua_run.c runs a
- * request's handler and its waits on job threads; lua_request.c is the request object;
- * lua_sesame.c, lua_hash.c, lua_jwt.c, lua_users.c and lua_limit.c are the functions of the
+ * request's handler, a background task (sesame.defer), and their waits on job threads and on
+ * outbound transfers; lua_request.c is the request object; lua_sesame.c, lua_hash.c,
+ * lua_jwt.c, lua_users.c, lua_limit.c, lua_mail.c and lua_http.c are the functions of the
  * sesame table.
  */
 #ifndef SESAME_LUA_PRIVATE_H
@@ -29,6 +30,8 @@
 struct event;
 struct event_base;
 struct http_request;
+struct luaapi_call;
+struct outbound;
 struct revocation;
 struct router;
 struct scoreboard_slot;
@@ -53,12 +56,30 @@ struct luaapi {
 	lua_State *pool[LUAAPI_POOL_MAX];
 	int pool_ref[LUAAPI_POOL_MAX];
 	size_t npool;
+	/* background tasks (luaapi_spawn): those waiting for the next turn, in order */
+	struct luaapi_call *spawned, *spawned_last;
+	struct event *spawn_ev;
+	size_t tasks; /* spawned and not yet finished */
+	unsigned long tasks_dropped;
+	uint64_t tasks_warned_ns;
+	struct outbound *outbound; /* created on the first transfer (luaapi_outbound) */
 };
 
-/* A request being handled: the coroutine's extra space points here. */
+/* Where a call is: a task waiting for its first turn, running, or answered and dropped when
+ * its wait ends (timed out, client gone). */
+enum luaapi_call_state { LUAAPI_CALL_SPAWNED, LUAAPI_CALL_RUNNING, LUAAPI_CALL_ENDED };
+
+/* A request being handled, or a background task: the coroutine's extra space points here. */
 struct luaapi_call {
 	struct luaapi *api;
-	struct http_request *r; /* NULL once answered */
+	struct http_request *r; /* NULL once answered, and for a task */
+	enum luaapi_call_state state;
+	const char *name;   /* the route's, or the task's, for the log and the scoreboard */
+	char task_name[64]; /* a task's name: name points here */
+	uint64_t start_ns;  /* when it started: its deadline counts from here */
+	bool task;	    /* a background task: it serves no request */
+	int nargs;	    /* a task's arguments, on its coroutine after its function */
+	struct luaapi_call *next_spawned;
 	lua_State *co;
 	int co_ref;
 	int req_ref; /* the request object, detached from this call when it ends */
@@ -77,6 +98,7 @@ struct luaapi_job {
 	struct luaapi_call *call;
 	int (*push)(struct luaapi_job *lj, lua_State *co); /* in the coroutine, once resumed */
 	void (*release)(struct luaapi_job *lj);
+	void (*cancel)(struct luaapi_job *lj); /* external work only (luaapi_await_external) */
 };
 
 /* lua_state.c: the registry key of the worker's struct luaapi, a light userdata. */
@@ -106,6 +128,34 @@ int luaapi_client_error(lua_State *L, int status, const char *message);
 
 /* lua_run.c: submits lj and yields the calling coroutine until it is done. */
 int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname);
+
+/*
+ * lua_run.c: yields the calling coroutine on work that is not a job-thread job (an outbound
+ * transfer driven by the loop), already started. The work calls lj->job.done(&lj->job) on the
+ * loop when finished, never from inside this function or inside cancel. cancel (the request
+ * timed out or its client left) stops the work; done is still called afterwards, from the
+ * loop. When the caller cannot wait (not in a handler or task), cancel is called, the error
+ * raised, and lj released once done comes.
+ */
+int luaapi_await_external(lua_State *L, struct luaapi_job *lj,
+			  void (*cancel)(struct luaapi_job *lj), const char *fname);
+
+/*
+ * lua_run.c: pops a function and its nargs arguments (pushed after it) from L, any coroutine
+ * of the worker's state or its main state, and runs it at the next turn of the loop in a
+ * coroutine of its own that serves no request: a background task, named name in the log and
+ * the scoreboard, with a handler's budgets. 0, or -1 when the worker already runs server.queue
+ * tasks (the task is dropped and a warning logged, at most every 10 s).
+ */
+int luaapi_spawn(lua_State *L, int nargs, const char *name);
+
+/* lua_run.c: the worker's outbound transfers, created on first use; NULL when out of memory
+ * or only checking the scripts. */
+struct outbound *luaapi_outbound(struct luaapi *api);
+
+/* lua_run.c: ends the transfers in flight (as cancelled) and frees the tasks never started;
+ * before the state closes. */
+void luaapi_tasks_free(struct luaapi *api);
 
 /*
  * lua_run.c: a zeroed job of size bytes for a function (fname) that calls the storage, whose
@@ -154,6 +204,9 @@ void luaapi_users_inject(lua_State *L);	  /* users */
 void luaapi_limit_inject(lua_State *L);	  /* limit */
 void luaapi_onetime_inject(lua_State *L); /* onetime */
 void luaapi_db_inject(lua_State *L);	  /* db */
+void luaapi_run_inject(lua_State *L);	  /* defer */
+void luaapi_mail_inject(lua_State *L);	  /* mail */
+void luaapi_http_inject(lua_State *L);	  /* http */
 
 /* metrics */
 void luaapi_metrics_inject(lua_State *L);

@@ -1,16 +1,20 @@
 /*
- * lua_run.c: running a request's handler.
+ * lua_run.c: running a request's handler, and background tasks.
  *
  * Each request runs its handler in a coroutine taken from a pool (reused after a clean return,
  * not rebuilt per request). A C function that must not block the loop (a file read, hashing,
- * storage) packs its work into a job, submits it to the job threads and yields; when it is done
- * the loop resumes the coroutine with the results, inside the coroutine, and a deadline armed
- * at the first wait ends a handler that takes too long. When the worker's job queue is full
- * (server.queue) the handler is not resumed at all: the request is answered 503 "server busy"
- * with Retry-After. A job whose request timed out or whose client left is cancelled, so that
+ * storage) packs its work into a job, submits it to the job threads and yields; work the loop
+ * drives itself (an outbound transfer) yields the same way on luaapi_await_external. When it
+ * is done the loop resumes the coroutine with the results, inside the coroutine, and a
+ * deadline armed at the first wait ends a handler that takes too long. When the worker's job queue
+ * is full (server.queue) the handler is not resumed at all: the request is answered 503 "server
+ * busy" with Retry-After. A job whose request timed out or whose client left is cancelled, so that
  * no job thread starts it. A handler returns status, body
  * table[, headers]; a client error it raises (req:json() refusing bad input, storage that is
  * down) becomes a 4xx or 503 answer instead of a 500.
+ * A background task (luaapi_spawn, sesame.defer) is a call that serves no request: it starts
+ * on a later turn of the loop, has a handler's budgets and deadline, and its error is logged
+ * with its name and traceback; at most server.queue of them exist at once per worker.
  */
 #include "autoconfig.h"
 
@@ -30,6 +34,7 @@
 #include "log.h"
 #include "lua_private.h"
 #include "metrics.h"
+#include "outbound.h"
 #include "router.h"
 #include "scoreboard.h"
 
@@ -58,8 +63,8 @@ static void finish(struct luaapi_call *call, bool failed);
 static void job_done(struct job *job)
 {
 	struct luaapi_call *call = ((struct luaapi_job *)job)->call;
-	if (call->r == NULL) {
-		/* The handler ran out of time and was answered: its coroutine is dropped. */
+	if (call->state == LUAAPI_CALL_ENDED) {
+		/* The call ran out of time (or its client left): its coroutine is dropped. */
 		finish(call, true);
 		return;
 	}
@@ -78,14 +83,28 @@ static int job_continue(lua_State *L, int status, lua_KContext ctx)
 	return n;
 }
 
+/* The call's wait is no longer wanted: a job no thread started is skipped, external work
+ * stopped. Its done still comes, and finishes the call. */
+static void stop_wait(struct luaapi_call *call, enum metrics_drop reason)
+{
+	struct luaapi_job *lj = call->job;
+	call->state = LUAAPI_CALL_ENDED;
+	if (lj == NULL)
+		return;
+	if (lj->cancel != NULL)
+		lj->cancel(lj);
+	else
+		jobs_cancel(&lj->job, reason);
+}
+
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct luaapi_call *call = arg;
-	if (call->job != NULL)
-		jobs_cancel(&call->job->job, METRICS_DROP_TIMEOUT);
-	log_error("%s: handler did not finish within server.handler_timeout (%d s)",
-		  call->r->route->name, call->api->cfg->handler_timeout);
-	http_reply_error(call->r, 503, "request timed out", NULL);
+	stop_wait(call, METRICS_DROP_TIMEOUT);
+	log_error("%s: %s did not finish within server.handler_timeout (%d s)", call->name,
+		  call->task ? "task" : "handler", call->api->cfg->handler_timeout);
+	if (call->r != NULL)
+		http_reply_error(call->r, 503, "request timed out", NULL);
 	call->r = NULL; /* the job still owns the call: job_done finishes it */
 }
 
@@ -93,8 +112,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 static void on_gone(void *arg)
 {
 	struct luaapi_call *call = arg;
-	if (call->job != NULL)
-		jobs_cancel(&call->job->job, METRICS_DROP_CLIENT_GONE);
+	stop_wait(call, METRICS_DROP_CLIENT_GONE);
 	if (call->deadline != NULL)
 		evtimer_del(call->deadline);
 	http_reply_gone(call->r);
@@ -107,7 +125,7 @@ static void arm_deadline(struct luaapi_call *call)
 	if (call->deadline != NULL || api->base == NULL)
 		return;
 	uint64_t limit = (uint64_t)api->cfg->handler_timeout * 1000000000u;
-	uint64_t spent = clock_mono_ns() - call->r->start_ns;
+	uint64_t spent = clock_mono_ns() - call->start_ns;
 	uint64_t left = spent < limit ? limit - spent : 0;
 	struct timeval tv = {.tv_sec = (time_t)(left / 1000000000u),
 			     .tv_usec = (suseconds_t)(left % 1000000000u / 1000u)};
@@ -116,37 +134,78 @@ static void arm_deadline(struct luaapi_call *call)
 		evtimer_add(call->deadline, &tv);
 }
 
-/* Submits lj and yields the calling coroutine until it is done. */
-int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
+static const char cannot_wait[] =
+    "%s waits for %s: call it from a route handler itself or a background task, not while "
+    "scripts or modules load, from a metamethod, or from a function that C code calls back "
+    "(table.sort, string.gsub)";
+
+/*
+ * The call L serves, ready to wait: a job whose results could not be pushed (its push raised,
+ * and the handler caught the error) is still the call's, and done with now. NULL when L cannot
+ * wait.
+ */
+static struct luaapi_call *waiting_call(lua_State *L)
 {
 	struct luaapi_call *call = luaapi_current(L);
-	if (call == NULL || call->api->jobs == NULL || !lua_isyieldable(L)) {
-		lj->release(lj);
-		return luaL_error(
-		    L,
-		    "%s waits for a job thread: call it from a route handler itself, not "
-		    "while scripts or modules load, from a metamethod, or from a function "
-		    "that C code calls back (table.sort, string.gsub)",
-		    fname);
-	}
-	/* A job whose results could not be pushed (its push raised, and the handler caught
-	 * the error) is still the call's: done with now. */
+	if (call == NULL || call->api->base == NULL || !lua_isyieldable(L))
+		return NULL;
 	if (call->job != NULL)
 		call->job->release(call->job);
 	call->job = NULL;
+	return call;
+}
+
+/* Suspends the call on lj until its done: the deadline armed, the client watched. */
+static int wait_on(lua_State *L, struct luaapi_call *call, struct luaapi_job *lj)
+{
 	lj->call = call;
+	call->job = lj;
+	arm_deadline(call);
+	if (call->r != NULL)
+		http_watch_close(call->r, on_gone, call);
+	return lua_yieldk(L, 0, 0, job_continue);
+}
+
+/* Submits lj and yields the calling coroutine until it is done. */
+int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
+{
+	struct luaapi_call *call = waiting_call(L);
+	if (call == NULL || call->api->jobs == NULL) {
+		lj->release(lj);
+		return luaL_error(L, cannot_wait, fname, "a job thread");
+	}
+	lj->call = call;
+	lj->cancel = NULL;
 	lj->job.done = job_done;
 	if (jobs_submit(call->api->jobs, &lj->job) != 0) {
-		/* Queue full: the handler is suspended here for good and answered 503 (resume). */
+		/* Queue full: the call is suspended here for good and shed (resume). */
 		call->shed = true;
 		call->shed_hash = lj->job.cpu;
 		lj->release(lj);
 		return lua_yield(L, 0);
 	}
-	call->job = lj;
-	arm_deadline(call);
-	http_watch_close(call->r, on_gone, call);
-	return lua_yieldk(L, 0, 0, job_continue);
+	return wait_on(L, call, lj);
+}
+
+/* External work whose caller could not wait: released once its done comes. */
+static void orphan_done(struct job *job)
+{
+	struct luaapi_job *lj = (struct luaapi_job *)job;
+	lj->release(lj);
+}
+
+int luaapi_await_external(lua_State *L, struct luaapi_job *lj,
+			  void (*cancel)(struct luaapi_job *lj), const char *fname)
+{
+	struct luaapi_call *call = waiting_call(L);
+	lj->cancel = cancel;
+	if (call == NULL) {
+		lj->job.done = orphan_done;
+		cancel(lj);
+		return luaL_error(L, cannot_wait, fname, "the network");
+	}
+	lj->job.done = job_done;
+	return wait_on(L, call, lj);
 }
 
 /*
@@ -356,7 +415,7 @@ static void answer_error(struct luaapi_call *call)
 {
 	lua_State *co = call->co;
 	struct http_request *r = call->r;
-	if (is_client_error(co)) {
+	if (r != NULL && is_client_error(co)) {
 		lua_getfield(co, -1, "status");
 		lua_getfield(co, -2, "error");
 		http_reply_error(r, (int)lua_tointeger(co, -2), lua_tostring(co, -1), NULL);
@@ -364,9 +423,11 @@ static void answer_error(struct luaapi_call *call)
 	}
 	const char *msg = lua_tostring(co, -1);
 	luaL_traceback(call->api->L, co, msg != NULL ? msg : "(error object is not a string)", 0);
-	log_error("%s: handler failed: %s", r->route->name, lua_tostring(call->api->L, -1));
+	log_error("%s: %s failed: %s", call->name, r != NULL ? "handler" : "task",
+		  lua_tostring(call->api->L, -1));
 	lua_pop(call->api->L, 1);
-	http_reply_error(r, 500, "internal server error", msg);
+	if (r != NULL)
+		http_reply_error(r, 500, "internal server error", msg);
 }
 
 static void finish(struct luaapi_call *call, bool failed)
@@ -375,7 +436,10 @@ static void finish(struct luaapi_call *call, bool failed)
 	/* The scoreboard names the route being served while any handler is in flight. */
 	if (--api->active == 0)
 		scoreboard_leave(api->slot);
-	luaapi_request_detach(api->L, call->req_ref);
+	if (call->task)
+		api->tasks--;
+	else
+		luaapi_request_detach(api->L, call->req_ref);
 	if (call->job != NULL)
 		call->job->release(call->job);
 	if (call->deadline != NULL)
@@ -385,7 +449,7 @@ static void finish(struct luaapi_call *call, bool failed)
 	free(call);
 }
 
-/* The job queue was full: 503 at once, and the handler's coroutine is dropped unfinished. */
+/* The job queue was full: 503 at once (a task is dropped), and the coroutine unfinished. */
 static void shed(struct luaapi_call *call)
 {
 	struct luaapi *api = call->api;
@@ -400,8 +464,12 @@ static void shed(struct luaapi_call *call)
 			 api->shed);
 		api->shed_warned_ns = now;
 	}
-	http_add_header(call->r, "Retry-After", "1");
-	http_reply_error(call->r, 503, "server busy", NULL);
+	if (call->r != NULL) {
+		http_add_header(call->r, "Retry-After", "1");
+		http_reply_error(call->r, 503, "server busy", NULL);
+	} else {
+		log_warn("%s: task dropped: the job queue is full", call->name);
+	}
 	call->r = NULL;
 	finish(call, true);
 }
@@ -410,7 +478,7 @@ static void resume(struct luaapi_call *call, int nargs)
 {
 	struct luaapi *api = call->api;
 	int nres = 0;
-	scoreboard_enter(api->slot, call->r->route->name);
+	scoreboard_enter(api->slot, call->name);
 	api->enforce = true;
 	int rc = lua_resume(call->co, api->L, nargs, &nres);
 	api->enforce = false;
@@ -422,15 +490,17 @@ static void resume(struct luaapi_call *call, int nargs)
 	if (rc == LUA_YIELD && call->job != NULL)
 		return;
 	if (rc == LUA_YIELD) {
-		log_error("%s: handler yielded outside sesame", call->r->route->name);
-		http_reply_error(call->r, 500, "internal server error", "handler yielded");
+		log_error("%s: %s yielded outside sesame", call->name,
+			  call->task ? "task" : "handler");
+		if (call->r != NULL)
+			http_reply_error(call->r, 500, "internal server error", "handler yielded");
 		call->r = NULL;
 		finish(call, true);
 		return;
 	}
-	if (rc == LUA_OK)
+	if (rc == LUA_OK && call->r != NULL)
 		answer(call, nres);
-	else
+	else if (rc != LUA_OK)
 		answer_error(call);
 	call->r = NULL;
 	finish(call, rc != LUA_OK);
@@ -456,6 +526,9 @@ void luaapi_dispatch(void *arg, struct http_request *r)
 	}
 	call->api = api;
 	call->r = r;
+	call->state = LUAAPI_CALL_RUNNING;
+	call->start_ns = r->start_ns;
+	call->name = r->route->name;
 	api->active++;
 	call->co = take_coroutine(api, &call->co_ref);
 	*(struct luaapi_call **)lua_getextraspace(call->co) = call;
@@ -464,4 +537,135 @@ void luaapi_dispatch(void *arg, struct http_request *r)
 	lua_pushvalue(call->co, -1);
 	call->req_ref = luaL_ref(call->co, LUA_REGISTRYINDEX);
 	resume(call, 1);
+}
+
+/* ---- background tasks ---- */
+
+/* The worker's transfers, created on the first one. */
+struct outbound *luaapi_outbound(struct luaapi *api)
+{
+	if (api->outbound == NULL && api->base != NULL)
+		api->outbound = outbound_new(api->base);
+	return api->outbound;
+}
+
+size_t luaapi_tasks(const struct luaapi *api)
+{
+	return api->tasks;
+}
+
+/* A task refused for the bound: said at most every 10 s. */
+static void warn_dropped(struct luaapi *api, const char *name)
+{
+	uint64_t now = clock_mono_ns();
+	api->tasks_dropped++;
+	if (api->tasks_warned_ns != 0 && now - api->tasks_warned_ns <= 10000000000u)
+		return;
+	log_warn("%s: background task dropped: the worker runs server.queue = %d already "
+		 "(%lu dropped so far, said at most every 10 s)",
+		 name, api->cfg->queue, api->tasks_dropped);
+	api->tasks_warned_ns = now;
+}
+
+/* Runs the tasks spawned before this turn, in order; those they spawn wait for the next. */
+static void on_spawned(evutil_socket_t fd, short what, void *arg)
+{
+	struct luaapi *api = arg;
+	struct luaapi_call *call = api->spawned;
+	api->spawned = api->spawned_last = NULL;
+	while (call != NULL) {
+		struct luaapi_call *next = call->next_spawned;
+		call->state = LUAAPI_CALL_RUNNING;
+		call->start_ns = clock_mono_ns();
+		api->active++;
+		resume(call, call->nargs);
+		call = next;
+	}
+}
+
+/* A call for a task named name, on a coroutine of its own; NULL when memory runs out. */
+static struct luaapi_call *new_task(struct luaapi *api, const char *name)
+{
+	struct luaapi_call *call = calloc(1, sizeof(*call));
+	if (call == NULL)
+		return NULL;
+	call->api = api;
+	call->task = true;
+	call->state = LUAAPI_CALL_SPAWNED;
+	call->req_ref = LUA_NOREF;
+	snprintf(call->task_name, sizeof(call->task_name), "%s", name);
+	call->name = call->task_name;
+	/* The coroutine is the worker's, not the spawning handler's: outside its budget. */
+	bool enforce = api->enforce;
+	api->enforce = false;
+	call->co = take_coroutine(api, &call->co_ref);
+	api->enforce = enforce;
+	*(struct luaapi_call **)lua_getextraspace(call->co) = call;
+	return call;
+}
+
+int luaapi_spawn(lua_State *L, int nargs, const char *name)
+{
+	struct luaapi *api = luaapi_get(L);
+	if (api->base == NULL) {
+		/* Only checking the scripts: nothing runs. */
+		lua_pop(L, nargs + 1);
+		return 0;
+	}
+	if (api->tasks >= (size_t)api->cfg->queue) {
+		lua_pop(L, nargs + 1);
+		warn_dropped(api, name);
+		return -1;
+	}
+	if (api->spawn_ev == NULL &&
+	    (api->spawn_ev = evtimer_new(api->base, on_spawned, api)) == NULL)
+		return luaL_error(L, "out of memory");
+	struct luaapi_call *call = new_task(api, name);
+	if (call != NULL && !lua_checkstack(call->co, nargs + 1)) {
+		give_coroutine(api, call->co, call->co_ref, true);
+		free(call);
+		call = NULL;
+	}
+	if (call == NULL)
+		return luaL_error(L, "out of memory");
+	call->nargs = nargs;
+	lua_xmove(L, call->co, nargs + 1);
+	if (api->spawned_last != NULL)
+		api->spawned_last->next_spawned = call;
+	else
+		api->spawned = call;
+	api->spawned_last = call;
+	api->tasks++;
+	evtimer_add(api->spawn_ev, &(struct timeval){0});
+	return 0;
+}
+
+/* Tasks spawned and never started, as the state closes: their coroutines go with it. */
+void luaapi_tasks_free(struct luaapi *api)
+{
+	outbound_free(api->outbound);
+	api->outbound = NULL;
+	while (api->spawned != NULL) {
+		struct luaapi_call *next = api->spawned->next_spawned;
+		free(api->spawned);
+		api->spawned = next;
+	}
+	if (api->spawn_ev != NULL)
+		event_free(api->spawn_ev);
+	api->spawn_ev = NULL;
+}
+
+/* sesame.defer(fn, ...): fn(...) once the current handler has answered; false when dropped. */
+static int l_defer(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	int nargs = lua_gettop(L) - 1;
+	lua_pushboolean(L, luaapi_spawn(L, nargs, "sesame.defer") == 0);
+	return 1;
+}
+
+void luaapi_run_inject(lua_State *L)
+{
+	lua_pushcfunction(L, l_defer);
+	lua_setfield(L, -2, "defer");
 }

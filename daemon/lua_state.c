@@ -56,6 +56,9 @@ static int open_sesame(lua_State *L)
 	luaapi_onetime_inject(L);
 	luaapi_db_inject(L);
 	luaapi_metrics_inject(L);
+	luaapi_run_inject(L);
+	luaapi_mail_inject(L);
+	luaapi_http_inject(L);
 	return 1;
 }
 
@@ -293,6 +296,7 @@ void luaapi_free(struct luaapi *api)
 {
 	if (api == NULL)
 		return;
+	luaapi_tasks_free(api);
 	if (api->L != NULL)
 		lua_close(api->L);
 	router_free(api->router);

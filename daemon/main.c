@@ -4,6 +4,7 @@
  */
 #include "autoconfig.h"
 
+#include <curl/curl.h>
 #include <getopt.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -110,6 +111,11 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 	if (sodium_init() < 0) {
 		fprintf(stderr, "sesamed: cannot initialise libsodium\n");
+		return 1;
+	}
+	/* Once, in the master before any thread or fork: the workers' transfers inherit it. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "sesamed: cannot initialise libcurl\n");
 		return 1;
 	}
 	if (check && !config_keys_recording())

@@ -4,10 +4,10 @@
  * Everything a worker owns is created after fork: its event base (with libevent's pthreads
  * locking, so that job threads can wake it), its job threads, its Lua state with the route
  * scripts, and its HTTP server on the slot's sockets. It then tells the master it is serving
- * and runs its loop. SIGTERM starts a graceful stop: the server drains, and the loop ends once
- * nothing is in flight, or when server.shutdown_timeout runs out. A worker also stops when its
- * master dies. A timer stamps the worker's heartbeat in the scoreboard while the loop turns: the
- * master kills a worker whose heartbeat goes stale (server.hang_timeout).
+ * and runs its loop. SIGTERM starts a graceful stop: the server drains, the background tasks
+ * finish, and the loop ends once nothing is in flight, or when server.shutdown_timeout runs out. A
+ * worker also stops when its master dies. A timer stamps the worker's heartbeat in the scoreboard
+ * while the loop turns: the master kills a worker whose heartbeat goes stale (server.hang_timeout).
  */
 #include "autoconfig.h"
 
@@ -39,7 +39,8 @@ struct worker {
 	const struct worker_spec *spec;
 	struct event_base *base;
 	struct http_server *srv;
-	struct event *term_ev, *deadline_ev, *beat_ev;
+	struct luaapi *api;
+	struct event *term_ev, *deadline_ev, *beat_ev, *tasks_ev;
 	bool timed_out;
 };
 
@@ -58,17 +59,33 @@ static int start_heartbeat(struct worker *w)
 	return w->beat_ev != NULL ? event_add(w->beat_ev, &every) : -1;
 }
 
+/* No request is left: the loop ends once the background tasks have finished too. */
+static void on_tasks(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	if (luaapi_tasks(w->api) == 0)
+		event_base_loopbreak(w->base);
+}
+
 static void on_drained(void *arg)
 {
 	struct worker *w = arg;
-	event_base_loopbreak(w->base);
+	struct timeval every = {.tv_usec = 50000};
+	if (luaapi_tasks(w->api) == 0) {
+		event_base_loopbreak(w->base);
+		return;
+	}
+	w->tasks_ev = event_new(w->base, -1, EV_PERSIST, on_tasks, w);
+	if (w->tasks_ev == NULL || event_add(w->tasks_ev, &every) != 0)
+		event_base_loopbreak(w->base);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	log_warn("worker %ld: shutdown timeout: %zu requests still in flight are dropped",
-		 (long)getpid(), http_server_inflight(w->srv));
+	log_warn("worker %ld: shutdown timeout: %zu requests and %zu background tasks still in "
+		 "flight are dropped",
+		 (long)getpid(), http_server_inflight(w->srv), luaapi_tasks(w->api));
 	w->timed_out = true;
 	event_base_loopbreak(w->base);
 }
@@ -177,6 +194,7 @@ int worker_run(const struct worker_spec *spec)
 		goto done;
 	}
 	luaapi_set_revocation(api, rv);
+	w.api = api;
 	if ((rd = ready_new(cfg, jobs)) == NULL)
 		goto done;
 	w.srv = http_server_new(cfg, w.base, spec->fds, spec->nfds, luaapi_router(api),
@@ -189,7 +207,7 @@ int worker_run(const struct worker_spec *spec)
 
 	tell_ready(spec);
 	event_base_dispatch(w.base);
-	if (w.timed_out || jobs_pending(jobs) > 0) {
+	if (w.timed_out || jobs_pending(jobs) > 0 || luaapi_tasks(api) > 0) {
 		/*
 		 * Handlers still wait on jobs (a job thread may be blocked for good): their
 		 * requests and threads are abandoned, not freed or joined.
@@ -206,6 +224,8 @@ done:
 		event_free(w.deadline_ev);
 	if (w.beat_ev != NULL)
 		event_free(w.beat_ev);
+	if (w.tasks_ev != NULL)
+		event_free(w.tasks_ev);
 	http_server_free(w.srv);
 	ready_free(rd);
 	luaapi_free(api);

@@ -155,5 +155,22 @@ password = {
 -- where to find one). Without a file, nothing is refused.
 -- blocklist = { file = "common-passwords.txt", ignore_case = false }
 
+-- Mail from route scripts (sesame.mail.send): the SMTP server and the sender. Without a
+-- mail table, mail is off. password_file is read at start and reload, never logged.
+-- mail = {
+--   url = "smtp://127.0.0.1:25",    -- or "smtps://HOST:465": TLS from the start
+--   from = "sesame@example.com",    -- one plain address
+--   username = nil, password_file = nil, -- SMTP AUTH: both or neither
+--   timeout = 10,                   -- seconds for the whole transfer
+--   tls = "try",                    -- STARTTLS when offered; "require", or false for never
+-- }
+
+-- The only hosts sesame.http.request may reach (an SSRF guard: docs/operations.md).
+-- http = {
+--   allow = {},                     -- "HOST" (port 80/443) or "HOST:PORT"; empty: none
+--   timeout = 10,                   -- seconds, unless the call gives its own
+--   max_response = 1048576,         -- bytes of a response body
+-- }
+
 -- The route scripts, loaded in this order (each pattern's matches sorted by name).
 routes = { "routes/*.lua" }

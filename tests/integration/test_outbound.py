@@ -1,0 +1,365 @@
+"""Outbound transfers from route scripts: sesame.mail.send to a real SMTP server (aiosmtpd),
+sesame.http.request to a real HTTP receiver, and sesame.defer, the background tasks that
+serve no request. Every wait runs on the worker's loop: the worker answers other requests
+meanwhile."""
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+import receivers
+from conftest import SESAMED, route_file
+
+ROUTES = {"outbound.lua": route_file("outbound.lua")}
+FROM = "sesame@example.com"
+SMTP_PASSWORD = "smtp-secret-Zq81pW"
+
+
+def mail_config(url, extra=""):
+    return f'mail = {{ url = "{url}", from = "{FROM}", timeout = 2, {extra} }}\n'
+
+
+def http_config(receiver, extra=""):
+    return f'http = {{ allow = {{ "127.0.0.1:{receiver.port}" }}, {extra} }}\n'
+
+
+def send(s, **fields):
+    return s.post("/mail", json=fields)
+
+
+def no_secret_in(s):
+    assert SMTP_PASSWORD not in s.log()
+
+
+# ---- mail ----
+
+def test_mail_arrives_with_its_headers_and_text(sesamed, mailbox):
+    s = sesamed(routes=ROUTES, more=mail_config(mailbox.url))
+    r = send(s, to="alice@example.org", subject="Welcome", text="Hello Alice,\nline two.",
+             reply_to="help@example.com")
+    assert r.status_code == 200, s.log()
+    assert r.json() == {"sent": True, "enabled": True}
+    mail = mailbox.last("alice@example.org")
+    msg = mail["message"]
+    assert mail["from"] == FROM
+    assert msg["From"] == FROM and msg["To"] == "alice@example.org"
+    assert msg["Subject"] == "Welcome"
+    assert msg["Reply-To"] == "help@example.com"
+    assert msg["Message-ID"].endswith("@example.com>") and msg["Date"]
+    assert msg["MIME-Version"] == "1.0"
+    assert receivers.text_of(mail).replace("\r\n", "\n").rstrip("\n") == \
+        "Hello Alice,\nline two."
+
+
+def test_html_alternative_and_non_ascii_subject(sesamed, mailbox):
+    s = sesamed(routes=ROUTES, more=mail_config(mailbox.url))
+    subject = "Bienvenue, Zoë — votre compte est prêt ✓ " * 3
+    text = "Café = 3 €, a line long enough to be folded by quoted-printable " * 3
+    r = send(s, to="zoe@example.org", subject=subject, text=text,
+             html="<p>Caf\u00e9 <b>ready</b></p>")
+    assert r.json()["sent"] is True, s.log()
+    mail = mailbox.last("zoe@example.org")
+    msg = mail["message"]
+    assert msg["Subject"] == subject
+    assert msg.get_content_type() == "multipart/alternative"
+    assert receivers.text_of(mail).rstrip("\r\n") == text  # its trailing space too
+    html = msg.get_body(preferencelist=("html",)).get_content()
+    assert "Caf\u00e9 <b>ready</b>" in html
+    assert all(len(line) <= 998 for line in mail["raw"].split(b"\r\n"))
+    assert "=?UTF-8?B?" in mail["raw"].decode()
+
+
+@pytest.mark.parametrize("field,value", [("subject", "Hi\r\nBcc: eve@example.net"),
+                                         ("to", "alice@example.org, eve@example.net"),
+                                         ("to", "Alice <alice@example.org>")])
+def test_header_injection_raises_and_sends_nothing(sesamed, mailbox, field, value):
+    s = sesamed(routes=ROUTES, more=mail_config(mailbox.url))
+    fields = {"to": "bob@example.org", "subject": "Hello", "text": "body"}
+    fields[field] = value
+    r = send(s, **fields)
+    assert r.status_code == 500
+    assert "sesame.mail.send" in s.log()
+    time.sleep(0.3)
+    assert mailbox.messages == []
+
+
+def test_mail_server_down_answers_at_once(sesamed, mailbox):
+    s = sesamed(routes=ROUTES, more=mail_config(mailbox.url, "timeout = 5"))
+    mailbox.stop()
+    started = time.monotonic()
+    r = send(s, to="carol@example.org", subject="Hi", text="body")
+    assert time.monotonic() - started < 2
+    assert r.json() == {"sent": False, "error": "mail server unavailable", "enabled": True}
+    s.wait_log("mail not sent: connection refused")
+    assert "body" not in s.log().split("mail not sent")[1].splitlines()[0]
+
+
+def silent_server():
+    """A server that accepts connections and never says a word."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    return srv
+
+
+def test_silent_mail_server_times_out_and_the_loop_keeps_turning(sesamed):
+    srv = silent_server()
+    port = srv.getsockname()[1]
+    s = sesamed(routes=ROUTES, workers=1,
+                more=mail_config(f"smtp://127.0.0.1:{port}", "timeout = 2"))
+    result = {}
+
+    def waiting():
+        started = time.monotonic()
+        result["r"] = send(s, to="dave@example.org", subject="Hi", text="body")
+        result["took"] = time.monotonic() - started
+
+    t = threading.Thread(target=waiting)
+    t.start()
+    time.sleep(0.3)
+    while t.is_alive():
+        assert s.get("/healthz", timeout=1).status_code == 200
+        assert s.get("/ping", timeout=1).json() == {"pong": True}
+        time.sleep(0.1)
+    t.join()
+    srv.close()
+    assert result["r"].json()["error"] == "mail server unavailable"
+    assert 1.5 < result["took"] < 4
+    s.wait_log("mail not sent: timed out")
+
+
+class _Auth:
+    def __init__(self):
+        self.logins = []
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"mailer" and auth_data.password == SMTP_PASSWORD.encode()
+        self.logins.append((auth_data.login, ok))
+        return AuthResult(success=ok)
+
+
+@pytest.fixture
+def auth_mailbox():
+    """The mailbox, behind SMTP AUTH (over plain text: loopback only)."""
+    box = receivers.Mailbox()
+    auth = _Auth()
+    box.controller = Controller(receivers._Handler(box), hostname="127.0.0.1", port=box.port,
+                                authenticator=auth, auth_required=True,
+                                auth_require_tls=False)
+    box.controller.start()
+    box.auth = auth
+    yield box
+    box.stop()
+
+
+def test_smtp_auth_with_a_password_file(sesamed, auth_mailbox, tmp_path):
+    secret = tmp_path / "smtp.pw"
+    secret.write_text(SMTP_PASSWORD + "\n")
+    s = sesamed(routes=ROUTES, more=mail_config(
+        auth_mailbox.url, f'username = "mailer", password_file = "{secret}"'))
+    r = send(s, to="erin@example.org", subject="Authenticated", text="body")
+    assert r.json()["sent"] is True, s.log()
+    assert auth_mailbox.last("erin@example.org")["message"]["Subject"] == "Authenticated"
+    assert auth_mailbox.auth.logins == [(b"mailer", True)]
+    no_secret_in(s)
+
+
+def test_smtp_auth_refused_is_unavailable(sesamed, auth_mailbox, tmp_path):
+    secret = tmp_path / "smtp.pw"
+    secret.write_text("not-the-password")
+    s = sesamed(routes=ROUTES, more=mail_config(
+        auth_mailbox.url, f'username = "mailer", password_file = "{secret}"'))
+    r = send(s, to="erin@example.org", subject="Hi", text="body")
+    assert r.json()["error"] == "mail server unavailable"
+    s.wait_log("mail not sent")
+    assert auth_mailbox.messages == []
+    assert "not-the-password" not in s.log()
+
+
+def test_mail_not_configured(sesamed):
+    s = sesamed(routes=ROUTES)
+    r = send(s, to="a@example.org", subject="Hi", text="body")
+    assert r.status_code == 500
+    s.wait_log("mail is not configured")
+
+
+# ---- http ----
+
+def test_http_get_and_post_json(sesamed, receiver):
+    s = sesamed(routes=ROUTES, more=http_config(receiver))
+    receiver.body = {"hello": "world"}
+    r = s.post("/http", json={"url": receiver.url + "/hook?x=1",
+                              "headers": {"X-Token-Id": "abc"}}).json()
+    assert r["status"] == 200
+    assert r["body"] == '{"hello": "world"}'
+    assert r["headers"]["x-receiver"] == "yes"
+    assert r["headers"]["content-type"] == "application/json"
+    got = receiver.wait(1)[0]
+    assert got["method"] == "GET" and got["path"] == "/hook?x=1"
+    assert got["headers"]["X-Token-Id"] == "abc"
+
+    receiver.status = 201
+    r = s.post("/http", json={"url": receiver.url + "/events",
+                              "json": {"event": "registered", "user": 7}}).json()
+    assert r["status"] == 201
+    got = receiver.wait(2)[1]
+    assert got["method"] == "POST"
+    assert got["json"] == {"event": "registered", "user": 7}
+    assert got["headers"]["Content-Type"] == "application/json"
+
+    r = s.post("/http", json={"method": "PUT", "url": receiver.url + "/raw",
+                              "body": "plain text", "headers": {"Content-Type": "text/plain"}})
+    assert r.json()["status"] == 201
+    got = receiver.wait(3)[2]
+    assert (got["method"], got["body"], got["headers"]["Content-Type"]) == \
+        ("PUT", b"plain text", "text/plain")
+
+
+@pytest.mark.parametrize("url,error", [
+    ("http://localhost:{port}/", "host not allowed"),
+    ("http://127.0.0.1:{other}/", "host not allowed"),
+    ("http://127.0.0.1/", "host not allowed"),
+    ("ftp://127.0.0.1:{port}/", "not an http or https URL"),
+    ("http://user:pw@127.0.0.1:{port}/", "user names in URLs are refused"),
+    ("file:///etc/passwd", "not an http or https URL"),
+])
+def test_http_refuses_what_the_allow_list_does_not_name(sesamed, receiver, url, error):
+    s = sesamed(routes=ROUTES, more=http_config(receiver))
+    url = url.format(port=receiver.port, other=receiver.port + 1)
+    r = s.post("/http", json={"url": url})
+    assert r.json() == {"error": error}
+    time.sleep(0.2)
+    assert receiver.requests == []
+
+
+def test_http_header_with_crlf_raises(sesamed, receiver):
+    s = sesamed(routes=ROUTES, more=http_config(receiver))
+    r = s.post("/http", json={"url": receiver.url, "headers": {"X-A": "1\r\nX-B: 2"}})
+    assert r.status_code == 500
+    assert receiver.requests == []
+
+
+def test_http_redirect_is_not_followed(sesamed, receiver):
+    s = sesamed(routes=ROUTES, more=http_config(receiver))
+    receiver.status = 302
+    r = s.post("/http", json={"url": receiver.url + "/from"}).json()
+    assert r["status"] == 302
+    assert len(receiver.wait(1)) == 1
+
+
+def test_http_timeout_and_response_too_large(sesamed, receiver):
+    s = sesamed(routes=ROUTES, more=http_config(receiver, "max_response = 1000"))
+    receiver.delay = 3
+    started = time.monotonic()
+    r = s.post("/http", json={"url": receiver.url, "timeout": 0.5})
+    assert r.json() == {"error": "timed out"}
+    assert time.monotonic() - started < 2
+    receiver.delay = 0
+    receiver.body = {"big": "x" * 5000}
+    assert s.post("/http", json={"url": receiver.url}).json() == \
+        {"error": "response too large"}
+    receiver.body = {"small": "x" * 10}
+    assert s.post("/http", json={"url": receiver.url}).json()["status"] == 200
+
+
+def test_http_connection_refused(sesamed):
+    closed = silent_server()
+    port = closed.getsockname()[1]
+    closed.close()  # nobody listens there now
+    s = sesamed(routes=ROUTES, more=f'http = {{ allow = {{ "127.0.0.1:{port}" }} }}\n')
+    started = time.monotonic()
+    assert s.post("/http", json={"url": f"http://127.0.0.1:{port}/"}).json() == \
+        {"error": "connection refused"}
+    assert time.monotonic() - started < 2
+
+
+def test_client_leaving_cancels_the_transfer(sesamed, receiver):
+    s = sesamed(routes=ROUTES, workers=1, more=http_config(receiver))
+    pid = s.workers()
+    receiver.delay = 2
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        s.post("/http", json={"url": receiver.url}, timeout=0.5)
+    s.wait_log("http.request to 127.0.0.1:%d: cancelled" % receiver.port)
+    receiver.delay = 0
+    assert s.post("/http", json={"url": receiver.url}).json()["status"] == 200
+    assert s.workers() == pid
+
+
+# ---- background tasks ----
+
+def test_defer_answers_before_the_deferred_request(sesamed, receiver):
+    s = sesamed(routes=ROUTES, workers=1, more=http_config(receiver))
+    receiver.delay = 2
+    started = time.monotonic()
+    r = s.post("/defer", json={"url": receiver.url + "/later", "payload": {"n": 1}})
+    assert r.json() == {"queued": True}
+    assert time.monotonic() - started < 1
+    got = receiver.wait(1)[0]
+    assert got["json"] == {"n": 1} and got["path"] == "/later"
+    s.wait_log("deferred request answered 200")
+
+
+def test_defer_error_is_logged_and_the_worker_lives_on(sesamed):
+    s = sesamed(routes=ROUTES, workers=1)
+    pid = s.workers()
+    assert s.post("/defer/fail").json() == {"queued": True}
+    s.wait_log("sesame.defer: task failed")
+    assert "deferred failure" in s.log() and "stack traceback" in s.log()
+    assert s.get("/ping").json() == {"pong": True}
+    assert s.workers() == pid
+
+
+def test_deferred_task_past_the_handler_timeout_is_stopped(sesamed, receiver):
+    s = sesamed("handler_timeout = 1,", routes=ROUTES, workers=1,
+                more=http_config(receiver, "timeout = 30"))
+    receiver.delay = 4
+    assert s.post("/defer", json={"url": receiver.url, "payload": {}}).json() == \
+        {"queued": True}
+    s.wait_log("sesame.defer: task did not finish within server.handler_timeout")
+    assert "deferred request answered" not in s.log()
+    assert s.get("/ping").json() == {"pong": True}
+
+
+def test_tasks_are_bounded_by_the_queue(sesamed, receiver):
+    s = sesamed("queue = 2,", routes=ROUTES, workers=1, more=http_config(receiver))
+    receiver.delay = 1
+    answers = [s.post("/defer", json={"url": receiver.url, "payload": {"i": i}}).json()
+               for i in range(4)]
+    assert answers.count({"queued": True}) == 2
+    assert answers.count({"queued": False}) == 2
+    s.wait_log("background task dropped")
+    assert len(receiver.wait(2)) == 2
+
+
+def test_graceful_stop_waits_for_tasks(sesamed, receiver):
+    s = sesamed(routes=ROUTES, workers=1, more=http_config(receiver))
+    receiver.delay = 1.5
+    assert s.post("/defer", json={"url": receiver.url, "payload": {"last": True}}).json() == \
+        {"queued": True}
+    time.sleep(0.2)
+    assert s.stop() == 0
+    assert "deferred request answered 200" in s.log()
+
+
+# ---- configuration ----
+
+@pytest.mark.parametrize("more,key", [
+    ('mail = { url = "http://127.0.0.1:25", from = "a@example.com" }', "mail.url"),
+    ('mail = { url = "smtp://127.0.0.1:25", from = "Sesame <a@example.com>" }', "mail.from"),
+    ('mail = { url = "smtp://127.0.0.1:25", from = "a@example.com", username = "u",'
+     ' password_file = "missing.pw" }', "mail.password_file"),
+    ('mail = { url = "smtp://127.0.0.1:25", from = "a@example.com", tls = "yes" }', "mail.tls"),
+    ('http = { allow = { "http://example.com" } }', "http.allow"),
+    ('http = { allow = { "example.com:99999" } }', "http.allow"),
+])
+def test_bad_settings_are_reported_with_their_line(sesamed, more, key):
+    s = sesamed(routes=ROUTES, start=False, more=more + "\n")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert f"sesame.lua:4: {key}:" in r.stderr, r.stderr
