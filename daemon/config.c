@@ -13,7 +13,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glob.h>
 #include <lauxlib.h>
 #include <libgen.h>
@@ -115,33 +114,6 @@ static void read_workers(struct config_reader *rd, int tbl, const struct config_
 	}
 }
 
-static void read_access_log(struct config_reader *rd, int tbl, const struct config_key *key,
-			    const char *keypath)
-{
-	char **log = config_field(rd, key);
-	lua_State *L = rd->L;
-	int t = lua_type(L, -1);
-	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-		free(*log);
-		*log = NULL;
-	} else if (t == LUA_TSTRING) {
-		const char *v = lua_tostring(L, -1);
-		free(*log);
-		*log = strcmp(v, "stderr") == 0 ? strdup(v) : file_resolve(rd->dir, v);
-	} else if (t != LUA_TNIL) {
-		config_fail(rd, keypath, "expected \"stderr\", a file path or false");
-	}
-	/* Workers open it after fork: find out now, not in a crash loop, that they cannot. */
-	const char *file = *log;
-	if (file != NULL && strcmp(file, "stderr") != 0) {
-		int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (fd < 0)
-			config_fail(rd, keypath, "cannot open %s: %s", file, strerror(errno));
-		else
-			close(fd);
-	}
-}
-
 /* server.control: the master's control socket, a path, or false for none. */
 static void read_control(struct config_reader *rd, int tbl, const struct config_key *key,
 			 const char *keypath)
@@ -184,7 +156,7 @@ static const struct config_key server_keys[] = {
     {"keepalive", config_int, 1, 3600, SERVER(keepalive)},
     {"shutdown_timeout", config_int, 1, 3600, SERVER(shutdown_timeout)},
     {"debug", config_bool, 0, 0, SERVER(debug)},
-    {"access_log", read_access_log, 0, 0, SERVER(access_log)},
+    {"access_log", config_log_file, 0, 0, SERVER(access_log)},
     {"log_level", read_log_level, 0, 0, SERVER(log_level)},
     {"handler_instructions", config_long, 10000, 1L << 40, SERVER(handler_instructions)},
     {"handler_timeout", config_int, 1, 3600, SERVER(handler_timeout)},
