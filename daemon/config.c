@@ -273,6 +273,7 @@ static const struct config_key top_keys[] = {
     {"email", NULL, 0, 0, 0},
     {"username", NULL, 0, 0, 0},
     {"limits", config_limits_read, 0, 0, offsetof(struct config, limits)},
+    {"events", config_events_read, 0, 0, offsetof(struct config, events)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -389,6 +390,7 @@ static void set_defaults(struct config *cfg)
 	cfg->hang_timeout_ms = 10000;
 	ratelimit_rules_defaults(&cfg->limits);
 	config_metrics_defaults(&cfg->metrics);
+	config_events_defaults(&cfg->events);
 }
 
 /* The file's folder as an absolute path: the daemon may change directory later. */
@@ -466,6 +468,10 @@ static struct config *load(const char *path, struct config_errors *errs, bool co
 		cfg->plugins = plugins_load(cfg->path, cfg->dir, ld.src, ld.L, 1, errs);
 	struct config_reader rd = {.L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src};
 	config_table_check(&rd, 1, "", top_keys, names_validator, &ld);
+	if (cfg->events.store && cfg->plugins != NULL &&
+	    !plugins_storage(cfg->plugins, &(struct storage){0}))
+		config_fail(&rd, "events.store",
+			    "storing events needs a storage (storage.backend)");
 	if (errs->n > before)
 		goto fail;
 done:
@@ -525,5 +531,6 @@ void config_free(struct config *cfg)
 	ratelimit_rules_clear(&cfg->limits);
 	proxies_clear(&cfg->trusted_proxies);
 	proxies_clear(&cfg->metrics.allow);
+	config_events_clear(&cfg->events);
 	free(cfg);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "config_diag.h"
+#include "config_events.h"
 #include "ratelimit.h"
 #include "log.h"
 #include "privs.h"
@@ -60,6 +61,7 @@ struct config {
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;
 	struct ratelimit_rules limits; /* the `limits` table */
+	struct config_events events;
 
 	/* routes: the route script files, in load order */
 	char **routes;
