@@ -235,6 +235,17 @@ static void token_run(struct job *job)
 	metrics_storage(METRICS_FAMILY_ROTATE, tj->rc);
 }
 
+/* The refresh_reused event: whose token it was, and the family revoked for it. */
+static void emit_reused(lua_State *co, const struct token_job *tj)
+{
+	json_t *ev = luaapi_event_new(co, "refresh_reused");
+	if (ev == NULL)
+		return;
+	luaapi_event_user(ev, tj->identity);
+	json_object_set_new(ev, "family", json_string(tj->family));
+	luaapi_event_emit(co, ev);
+}
+
 static int token_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct token_job *tj = (struct token_job *)lj;
@@ -245,6 +256,7 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 			 tj->identity);
 		revocation_add(api->rv, tj->family, tj->revoke_until);
 		metrics_revocation(METRICS_REVOKE_REUSE);
+		emit_reused(co, tj);
 	}
 	/* A family the storage does not know (purged after its end) is as good as revoked. */
 	int n = luaapi_storage_push(
