@@ -23,6 +23,10 @@
 #include "log.h"
 #include "metrics.h"
 
+/* "at" as milliseconds show it, not as a double's 17 digits would. */
+#define LINE_FLAGS                                                                                 \
+	(JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(15))
+
 static struct log_sink audit = LOG_SINK_NONE;
 static const struct config *events_cfg;
 static struct jobs *events_jobs;
@@ -114,7 +118,7 @@ static struct row_job *row_of(const json_t *ev, const struct storage *st)
 	json_object_del(details, "event");
 	json_object_del(details, "at");
 	json_object_del(details, "user");
-	rj->data = json_dumps(details, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	rj->data = json_dumps(details, LINE_FLAGS);
 	if (rj->data == NULL)
 		goto fail;
 	json_decref(details);
@@ -166,7 +170,7 @@ void events_emit(const json_t *ev)
 {
 	const char *name = json_string_value(json_object_get(ev, "event"));
 	metrics_event(name);
-	char *line = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+	char *line = json_dumps(ev, LINE_FLAGS);
 	if (line != NULL && audit.fd >= 0) {
 		size_t n = strlen(line);
 		line[n] = '\n'; /* over the NUL: write(2) takes the length */
