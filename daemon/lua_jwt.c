@@ -71,7 +71,8 @@ static json_t *custom_claims(lua_State *L, int idx, bool drop_reserved)
 	}
 	size_t size = json_dumpb(*box, NULL, 0, JSON_COMPACT);
 	if (size > TOKENS_CLAIMS_MAX)
-		luaL_error(L, "claims: %zu bytes encoded, more than %d", size, TOKENS_CLAIMS_MAX);
+		luaL_error(L, "claims: %d bytes encoded, more than %d", (int)size,
+			   TOKENS_CLAIMS_MAX);
 	return json_object_size(*box) > 0 ? *box : NULL;
 }
 
