@@ -83,7 +83,7 @@ static void usage(FILE *out)
 	    "\n"
 	    "  -c FILE  configuration file (default: %s)\n"
 	    "\n"
-	    "Started as root, migrate, token revoke and user run as server.user once the\n"
+	    "Started as root, migrate, token revoke, user and events run as server.user once the\n"
 	    "configuration is read. Exit status: 0 done, 1 failed, 2 usage, 3 no such user,\n"
 	    "4 refused.\n",
 	    CONFIG_DEFAULT_PATH);
