@@ -14,7 +14,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glob.h>
 #include <lauxlib.h>
 #include <libgen.h>
@@ -116,33 +115,6 @@ static void read_workers(struct config_reader *rd, int tbl, const struct config_
 	}
 }
 
-static void read_access_log(struct config_reader *rd, int tbl, const struct config_key *key,
-			    const char *keypath)
-{
-	char **log = config_field(rd, key);
-	lua_State *L = rd->L;
-	int t = lua_type(L, -1);
-	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-		free(*log);
-		*log = NULL;
-	} else if (t == LUA_TSTRING) {
-		const char *v = lua_tostring(L, -1);
-		free(*log);
-		*log = strcmp(v, "stderr") == 0 ? strdup(v) : file_resolve(rd->dir, v);
-	} else if (t != LUA_TNIL) {
-		config_fail(rd, keypath, "expected \"stderr\", a file path or false");
-	}
-	/* Workers open it after fork: find out now, not in a crash loop, that they cannot. */
-	const char *file = *log;
-	if (file != NULL && strcmp(file, "stderr") != 0) {
-		int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (fd < 0)
-			config_fail(rd, keypath, "cannot open %s: %s", file, strerror(errno));
-		else
-			close(fd);
-	}
-}
-
 /* server.control: the master's control socket, a path, or false for none. */
 static void read_control(struct config_reader *rd, int tbl, const struct config_key *key,
 			 const char *keypath)
@@ -185,7 +157,7 @@ static const struct config_key server_keys[] = {
     {"keepalive", config_int, 1, 3600, SERVER(keepalive)},
     {"shutdown_timeout", config_int, 1, 3600, SERVER(shutdown_timeout)},
     {"debug", config_bool, 0, 0, SERVER(debug)},
-    {"access_log", read_access_log, 0, 0, SERVER(access_log)},
+    {"access_log", config_log_file, 0, 0, SERVER(access_log)},
     {"log_level", read_log_level, 0, 0, SERVER(log_level)},
     {"handler_instructions", config_long, 10000, 1L << 40, SERVER(handler_instructions)},
     {"handler_timeout", config_int, 1, 3600, SERVER(handler_timeout)},
@@ -304,6 +276,7 @@ static const struct config_key top_keys[] = {
     {"limits", config_limits_read, 0, 0, offsetof(struct config, limits)},
     {"mail", config_mail_read, 0, 0, offsetof(struct config, mail)},
     {"http", config_http_read, 0, 0, offsetof(struct config, http)},
+    {"events", config_events_read, 0, 0, offsetof(struct config, events)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -420,6 +393,7 @@ static void set_defaults(struct config *cfg)
 	cfg->hang_timeout_ms = 10000;
 	ratelimit_rules_defaults(&cfg->limits);
 	config_metrics_defaults(&cfg->metrics);
+	config_events_defaults(&cfg->events);
 }
 
 /* The file's folder as an absolute path: the daemon may change directory later. */
@@ -497,6 +471,10 @@ static struct config *load(const char *path, struct config_errors *errs, bool co
 		cfg->plugins = plugins_load(cfg->path, cfg->dir, ld.src, ld.L, 1, errs);
 	struct config_reader rd = {.L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src};
 	config_table_check(&rd, 1, "", top_keys, names_validator, &ld);
+	if (cfg->events.store && cfg->plugins != NULL &&
+	    !plugins_storage(cfg->plugins, &(struct storage){0}))
+		config_fail(&rd, "events.store",
+			    "storing events needs a storage (storage.backend)");
 	if (errs->n > before)
 		goto fail;
 done:
@@ -557,5 +535,6 @@ void config_free(struct config *cfg)
 	proxies_clear(&cfg->trusted_proxies);
 	proxies_clear(&cfg->metrics.allow);
 	config_outbound_clear(&cfg->mail, &cfg->http);
+	config_events_clear(&cfg->events);
 	free(cfg);
 }

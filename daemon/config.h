@@ -7,6 +7,7 @@
 
 #include "config_diag.h"
 #include "config_outbound.h"
+#include "config_events.h"
 #include "ratelimit.h"
 #include "log.h"
 #include "privs.h"
@@ -63,6 +64,7 @@ struct config {
 	struct ratelimit_rules limits; /* the `limits` table */
 	struct config_mail mail;       /* mail: where sesame.mail.send delivers */
 	struct config_http http;       /* http: the hosts sesame.http.request may reach */
+	struct config_events events;
 
 	/* routes: the route script files, in load order */
 	char **routes;

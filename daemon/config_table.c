@@ -12,14 +12,18 @@
 
 #include "config_table.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config_keys.h"
+#include "file.h"
 #include "log.h"
 
 void config_fail(struct config_reader *rd, const char *keypath, const char *fmt, ...)
@@ -302,5 +306,33 @@ void config_read_strings(struct config_reader *rd, int idx, const char *keypath,
 		else
 			(*out)[(*n)++] = strdup(lua_tostring(L, -1));
 		lua_pop(L, 1);
+	}
+}
+
+/* Workers open the file after fork, as root: find out now, not in a crash loop, that they
+ * cannot. */
+void config_log_file(struct config_reader *rd, int tbl, const struct config_key *key,
+		     const char *keypath)
+{
+	char **log = config_field(rd, key);
+	lua_State *L = rd->L;
+	int t = lua_type(L, -1);
+	if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+		free(*log);
+		*log = NULL;
+	} else if (t == LUA_TSTRING) {
+		const char *v = lua_tostring(L, -1);
+		free(*log);
+		*log = strcmp(v, "stderr") == 0 ? strdup(v) : file_resolve(rd->dir, v);
+	} else if (t != LUA_TNIL) {
+		config_fail(rd, keypath, "expected \"stderr\", a file path or false");
+	}
+	const char *file = *log;
+	if (file != NULL && strcmp(file, "stderr") != 0) {
+		int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0)
+			config_fail(rd, keypath, "cannot open %s: %s", file, strerror(errno));
+		else
+			close(fd);
 	}
 }

@@ -81,5 +81,8 @@ config_kind config_bool;   /* true or false */
 config_kind config_string; /* a malloc'd copy into a char * */
 config_kind config_ms;	   /* seconds, fractions allowed, from min to max ms, into a long of ms */
 config_kind config_expiry; /* seconds from 1 to max into a long, or false for none (0) */
+/* A log's destination into a char *: "stderr", a file (resolved, checked that it opens for
+ * appending), or false for none (NULL). */
+config_kind config_log_file;
 
 #endif

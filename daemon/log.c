@@ -4,7 +4,8 @@
  * Error messages go to stderr, one line each. Under systemd (JOURNAL_STREAM set) every line
  * starts with a "<N>" priority prefix that journald turns into the entry's priority; a
  * detached daemon logs to syslog instead. The access log is one JSON object per line,
- * written with a single write(2) so that lines from several workers never interleave.
+ * written with a single write(2) so that lines from several workers never interleave; the
+ * audit log (events.c) is written through the same kind of sink.
  * Neither log ever receives a request body, a query string, a password or a token.
  */
 #include "autoconfig.h"
@@ -24,8 +25,7 @@
 static enum log_level min_level = LOG_LEVEL_INFO;
 static bool to_syslog;
 static bool to_journal;
-static int access_fd = -1;
-static bool access_owned;
+static struct log_sink access_sink = LOG_SINK_NONE;
 static long access_pid;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -138,32 +138,49 @@ void log_msg(enum log_level level, const char *fmt, ...)
 }
 
 /* Opened as root, before the worker changes user: a symbolic link planted there is refused. */
-int accesslog_open(const char *dest)
+int log_sink_open(struct log_sink *s, const char *dest, const char *what)
 {
-	accesslog_close();
-	access_pid = (long)getpid();
+	log_sink_close(s);
 	if (dest == NULL)
 		return 0;
 	if (strcmp(dest, "stderr") == 0) {
-		access_fd = STDERR_FILENO;
-		access_owned = false;
+		s->fd = STDERR_FILENO;
 		return 0;
 	}
-	access_fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-	if (access_fd < 0) {
-		log_error("cannot open access log %s: %s", dest, strerror(errno));
+	s->fd = open(dest, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (s->fd < 0) {
+		log_error("cannot open %s %s: %s", what, dest, strerror(errno));
 		return -1;
 	}
-	access_owned = true;
+	s->owned = true;
 	return 0;
+}
+
+void log_sink_close(struct log_sink *s)
+{
+	if (s->owned && s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	s->owned = false;
+}
+
+void log_sink_write(const struct log_sink *s, const char *line, size_t n)
+{
+	if (s->fd < 0)
+		return;
+	ssize_t r = write(s->fd, line, n);
+	(void)r;
+}
+
+int accesslog_open(const char *dest)
+{
+	access_pid = (long)getpid();
+	return log_sink_open(&access_sink, dest, "access log");
 }
 
 void accesslog_close(void)
 {
-	if (access_owned && access_fd >= 0)
-		close(access_fd);
-	access_fd = -1;
-	access_owned = false;
+	log_sink_close(&access_sink);
 }
 
 /* Appends s as the inside of a JSON string, escaping what JSON requires. */
@@ -210,10 +227,9 @@ size_t accesslog_format(char *buf, size_t size, const struct access_entry *e, lo
 
 void accesslog_write(const struct access_entry *e)
 {
-	if (access_fd < 0)
+	if (access_sink.fd < 0)
 		return;
 	char line[4096];
 	size_t n = accesslog_format(line, sizeof(line), e, access_pid);
-	ssize_t r = write(access_fd, line, n);
-	(void)r;
+	log_sink_write(&access_sink, line, n);
 }

@@ -32,6 +32,26 @@ struct access_entry {
 	const char *request_id;
 };
 
+/*
+ * A log of JSON lines (the access log, the audit log): stderr, a file, or none. The file is
+ * opened as root, before the process changes user, O_APPEND and never through a symbolic
+ * link; each line is written whole with one write(2), so that lines from several processes
+ * never interleave; on stderr no prefix is added.
+ */
+struct log_sink {
+	int fd; /* -1: none */
+	bool owned;
+};
+#define LOG_SINK_NONE                                                                              \
+	{                                                                                          \
+		.fd = -1, .owned = false                                                           \
+	}
+
+/* dest: "stderr", a file path, or NULL for none; what names the log in a message. */
+int log_sink_open(struct log_sink *s, const char *dest, const char *what);
+void log_sink_close(struct log_sink *s);
+void log_sink_write(const struct log_sink *s, const char *line, size_t n);
+
 /* dest: "stderr", a file path, or NULL for no access log. */
 int accesslog_open(const char *dest);
 void accesslog_close(void);

@@ -44,7 +44,40 @@ static const char *token_id(lua_State *L, int tbl, const char *name)
 	return id != NULL && len > 0 && len <= SESAME_TOKEN_ID_MAX && strlen(id) == len ? id : NULL;
 }
 
-/* The options of sesame.jwt.access and .refresh: {expires = n|false, fresh = bool, family}. */
+static json_t **push_claims_box(lua_State *L);
+
+/*
+ * The operator's claims of the table at idx, as JSON in a box pushed on the stack (which
+ * owns them): any JSON values, at most TOKENS_CLAIMS_MAX bytes encoded. A reserved name
+ * raises, or with drop_reserved (a token's claims, rotated) is left out. NULL when the table
+ * holds none.
+ */
+static json_t *custom_claims(lua_State *L, int idx, bool drop_reserved)
+{
+	char err[LOG_ERR_MAX];
+	luaL_checktype(L, idx, LUA_TTABLE);
+	json_t **box = push_claims_box(L);
+	*box = json_from_lua(L, idx, luaapi_get(L)->cfg->json_depth, err, sizeof(err));
+	if (*box == NULL)
+		luaL_error(L, "claims: %s", err);
+	if (json_is_array(*box) && json_array_size(*box) == 0)
+		return NULL;
+	if (!json_is_object(*box))
+		luaL_error(L, "claims is a table of named claims");
+	for (const char *const *name = tokens_reserved_claims; *name != NULL; name++) {
+		if (json_object_get(*box, *name) != NULL && !drop_reserved)
+			luaL_error(L, "claims: %s is a claim sesame sets itself", *name);
+		json_object_del(*box, *name);
+	}
+	size_t size = json_dumpb(*box, NULL, 0, JSON_COMPACT);
+	if (size > TOKENS_CLAIMS_MAX)
+		luaL_error(L, "claims: %d bytes encoded, more than %d", (int)size,
+			   TOKENS_CLAIMS_MAX);
+	return json_object_size(*box) > 0 ? *box : NULL;
+}
+
+/* The options of sesame.jwt.access and .refresh: {expires = n|false, fresh = bool, family,
+ * claims = {...}}; the claims' box stays on the stack. */
 static void issue_options(lua_State *L, int idx, struct token_request *tr)
 {
 	tr->expires = -1;
@@ -64,6 +97,9 @@ static void issue_options(lua_State *L, int idx, struct token_request *tr)
 	lua_pop(L, 3);
 	if (ft != LUA_TNIL && (tr->family = token_id(L, idx, "family")) == NULL)
 		luaL_argerror(L, idx, "family is the id sesame.jwt.refresh or .rotate returned");
+	if (lua_getfield(L, idx, "claims") != LUA_TNIL)
+		tr->claims = custom_claims(L, lua_gettop(L), false);
+	lua_pop(L, 1);
 }
 
 /* Signs tr and pushes the token; raises when it cannot be signed. */
@@ -174,6 +210,7 @@ struct token_job {
 	char next[TOKENS_ID_LEN];	      /* the jti of the refresh token to issue */
 	char current[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the jti the storage says to issue */
 	long expires;			       /* the refresh token's expires option */
+	json_t *claims;			       /* the operator's claims of the refresh token */
 	enum sesame_storage_result rc;
 	char err[LOG_ERR_MAX];
 	/* subject_revoke: the families revoked */
@@ -235,6 +272,17 @@ static void token_run(struct job *job)
 	metrics_storage(METRICS_FAMILY_ROTATE, tj->rc);
 }
 
+/* The refresh_reused event: whose token it was, and the family revoked for it. */
+static void emit_reused(lua_State *co, const struct token_job *tj)
+{
+	json_t *ev = luaapi_event_new(co, "refresh_reused");
+	if (ev == NULL)
+		return;
+	luaapi_event_user(ev, tj->identity);
+	json_object_set_new(ev, "family", json_string(tj->family));
+	luaapi_event_emit(co, ev);
+}
+
 static int token_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct token_job *tj = (struct token_job *)lj;
@@ -245,6 +293,7 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 			 tj->identity);
 		revocation_add(api->rv, tj->family, tj->revoke_until);
 		metrics_revocation(METRICS_REVOKE_REUSE);
+		emit_reused(co, tj);
 	}
 	/* A family the storage does not know (purged after its end) is as good as revoked. */
 	int n = luaapi_storage_push(
@@ -276,14 +325,20 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 				   .expires = tj->expires,
 				   .not_after = (long)tj->family_end,
 				   .family = tj->family,
-				   .jti = tj->op == FAMILY_NEW ? tj->next : tj->current};
+				   .jti = tj->op == FAMILY_NEW ? tj->next : tj->current,
+				   .claims = tj->claims};
 	push_token(co, &tr);
 	lua_pushstring(co, tj->family);
-	return 2;
+	if (tj->op == FAMILY_NEW)
+		return 2;
+	if (tj->claims == NULL || json_push(co, tj->claims, api->cfg->json_depth) != 0)
+		lua_pushnil(co);
+	return 3;
 }
 
 static void token_release(struct luaapi_job *lj)
 {
+	json_decref(((struct token_job *)lj)->claims);
 	free(((struct token_job *)lj)->ids);
 	free(lj);
 }
@@ -327,6 +382,7 @@ static int l_jwt_refresh(lua_State *L)
 	}
 	struct token_job *tj = new_token_job(L, FAMILY_NEW, "sesame.jwt.refresh", tr.identity);
 	tj->expires = tr.expires;
+	tj->claims = json_incref((json_t *)tr.claims);
 	tokens_uuid4(tj->family);
 	tokens_uuid4(tj->next);
 	return luaapi_await_job(L, &tj->lj, "sesame.jwt.refresh");
@@ -364,7 +420,9 @@ static void claims_arg(lua_State *L, int idx, struct token_job *tj, const char *
  * "token revoked" when the family is revoked or ended, or when the token was spent already,
  * which revokes its whole family (but within jwt.refresh_grace of its rotation, racing
  * refreshes of one client both get the successor). A refresh token without fam (issued by
- * flask-jwt-extended) starts a family named after its jti.
+ * flask-jwt-extended) starts a family named after its jti. The successor carries the spent
+ * token's own claims (the operator's, not sesame's), which come back as the third result
+ * (nil when there are none), for the new access token's claims option.
  */
 static int l_jwt_rotate(lua_State *L)
 {
@@ -374,8 +432,10 @@ static int l_jwt_rotate(lua_State *L)
 	if (type == NULL || strcmp(type, "refresh") != 0)
 		return luaL_error(L, "sesame.jwt.rotate takes a refresh token's claims");
 	lua_pop(L, 1);
+	json_t *custom = custom_claims(L, 1, true);
 	struct token_job *tj = new_token_job(L, FAMILY_ROTATE, "sesame.jwt.rotate", NULL);
 	claims_arg(L, 1, tj, "sesame.jwt.rotate");
+	tj->claims = json_incref(custom);
 	if (tj->family[0] == '\0') {
 		snprintf(tj->family, sizeof(tj->family), "%s", tj->jti);
 		tj->adopt = true;

@@ -208,7 +208,19 @@ void luaapi_run_inject(lua_State *L);	  /* defer */
 void luaapi_mail_inject(lua_State *L);	  /* mail */
 void luaapi_http_inject(lua_State *L);	  /* http */
 
+/* lua_limit.c: a request refused by rule for key: counted, and a rate_limited event. */
+void luaapi_rate_limited(lua_State *L, const char *rule, const char *key);
+
 /* metrics */
 void luaapi_metrics_inject(lua_State *L);
+
+/* lua_events.c: sesame.emit and sesame.on. */
+void luaapi_events_inject(lua_State *L);
+/* A new event of name, with the request's id and address when L serves one; NULL: no memory. */
+json_t *luaapi_event_new(lua_State *L, const char *name);
+/* Sets the event's user: the identity (a sub), as a number when it is one. */
+void luaapi_event_user(json_t *ev, const char *identity);
+/* Emits ev (events_emit) and starts its sesame.on handlers as background tasks; frees ev. */
+void luaapi_event_emit(lua_State *L, json_t *ev);
 
 #endif

@@ -59,6 +59,7 @@ static int open_sesame(lua_State *L)
 	luaapi_run_inject(L);
 	luaapi_mail_inject(L);
 	luaapi_http_inject(L);
+	luaapi_events_inject(L);
 	return 1;
 }
 

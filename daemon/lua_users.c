@@ -350,7 +350,7 @@ static int failure_push(struct luaapi_job *lj, lua_State *co)
 	if (n != 0 || fj->op != FAILURE_CHECK)
 		return n;
 	if (fj->retry_ms > 0)
-		metrics_rate_limited("login_failures");
+		luaapi_rate_limited(co, "login_failures", fj->account);
 	lua_pushboolean(co, fj->retry_ms <= 0);
 	lua_pushinteger(co, fj->retry_ms <= 0 ? 0 : (lua_Integer)((fj->retry_ms + 999) / 1000));
 	return 2;

@@ -35,6 +35,7 @@
 
 #define ROUTES	     128  /* route labels, built-ins and "(other)" included */
 #define RULES	     32	  /* rate-limit rule labels, "(other)" included */
+#define EVENT_NAMES  64	  /* auth event labels, "(other)" included */
 #define NAME_MAX_LEN 128  /* a label value in the name tables, NUL included */
 #define CELLS	     4096 /* (route, method, status) counters; a power of two */
 #define BUCKETS	     14	  /* histogram bounds; the +Inf bucket comes after them */
@@ -83,6 +84,8 @@ struct segment {
 	_Atomic uint64_t storage[METRICS_STORAGE_OPS][STORAGE_RESULTS];
 	_Atomic uint64_t revocations[3];
 	_Atomic uint64_t rate_limited[RULES];
+	struct name_slot events[EVENT_NAMES];
+	_Atomic uint64_t events_total[EVENT_NAMES];
 	_Atomic uint64_t logins[LOGIN_OUTCOMES];
 	size_t nrecords;
 	struct worker_gauges records[];
@@ -221,6 +224,7 @@ int metrics_shared_init(size_t nrecords)
 	name_preset(seg->routes, METRICS_ROUTE_METRICS, "/metrics");
 	name_preset(seg->routes, ROUTES - 1, "(other)");
 	name_preset(seg->rules, RULES - 1, "(other)");
+	name_preset(seg->events, EVENT_NAMES - 1, "(other)");
 	return 0;
 }
 
@@ -380,6 +384,12 @@ void metrics_rate_limited(const char *rule)
 		add(&seg->rate_limited[name_index(seg->rules, RULES, rule)], 1);
 }
 
+void metrics_event(const char *name)
+{
+	if (seg != NULL)
+		add(&seg->events_total[name_index(seg->events, EVENT_NAMES, name)], 1);
+}
+
 int metrics_count(const char *name, const char *value)
 {
 	if (strcmp(name, "logins") != 0)
@@ -534,6 +544,19 @@ static void render_storage(FILE *f)
 	}
 }
 
+/* A counter per named label value (a name table's ready slots); head opens the label. */
+static void named_counters(FILE *f, const char *head, struct name_slot *names,
+			   _Atomic uint64_t *counts, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!name_ready(&names[i]))
+			continue;
+		fputs(head, f);
+		label_value(f, names[i].name);
+		fprintf(f, "\"} %llu\n", (unsigned long long)get(&counts[i]));
+	}
+}
+
 static void render_accounts(FILE *f)
 {
 	header(f, "sesame_logins_total", "counter",
@@ -541,13 +564,12 @@ static void render_accounts(FILE *f)
 	counters(f, "sesame_logins_total", "outcome", login_outcomes, seg->logins, LOGIN_OUTCOMES);
 	header(f, "sesame_rate_limited_total", "counter",
 	       "Requests refused by a rate-limit rule (sesame.limit), by rule.");
-	for (size_t i = 0; i < RULES; i++) {
-		if (!name_ready(&seg->rules[i]))
-			continue;
-		fputs("sesame_rate_limited_total{rule=\"", f);
-		label_value(f, seg->rules[i].name);
-		fprintf(f, "\"} %llu\n", (unsigned long long)get(&seg->rate_limited[i]));
-	}
+	named_counters(f, "sesame_rate_limited_total{rule=\"", seg->rules, seg->rate_limited,
+		       RULES);
+	header(f, "sesame_events_total", "counter",
+	       "Auth events emitted (sesame.emit, and those sesame emits itself), by event.");
+	named_counters(f, "sesame_events_total{event=\"", seg->events, seg->events_total,
+		       EVENT_NAMES);
 	header(f, "sesame_revocations_total", "counter",
 	       "Revocations: jwt.revoke, jwt.revoke_all, and refresh families revoked for reuse.");
 	counters(f, "sesame_revocations_total", "op", revocation_ops, seg->revocations, 3);

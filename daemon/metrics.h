@@ -104,6 +104,8 @@ void metrics_revoked_ids(size_t n);
 void metrics_revocation(enum metrics_revocation op);
 /* A request refused by the rate-limit rule of that name. */
 void metrics_rate_limited(const char *rule);
+/* An auth event of that name emitted (events.c). */
+void metrics_event(const char *name);
 
 /*
  * A route script's own count of a declared counter (sesame.metrics.count): name "logins"

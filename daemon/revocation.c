@@ -8,7 +8,8 @@
  * look. The thread is not one of the job threads: a queue of password hashes never delays it.
  * The loop only looks ids up and lists those it revokes itself; the thread files everything
  * into the set, and builds a grown or purged set outside the lock: a lookup never waits for
- * more than one insertion.
+ * more than one insertion. When the thread purges expired token state it deletes the stored
+ * events past events.retention too (events.c): one worker's purge would do, any will.
  *
  * The ids revoked since T are asked for with T a little before the previous fetch began
  * (FETCH_OVERLAP_MS): a revocation written by another process with a time just before that
@@ -39,6 +40,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "events.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -311,6 +313,7 @@ static void purge_storage(struct revocation *rv)
 	metrics_storage(METRICS_TOKEN_PURGE, r);
 	if (r != SESAME_STORAGE_OK && !rv->failing)
 		log_warn("revocation: cannot purge expired token state: %s", err);
+	events_purge(rv->cfg, &rv->st);
 }
 
 static void deadline_after(struct timespec *ts, long ms)

@@ -14,6 +14,7 @@
  *   sesamectl [-c FILE] check            sesamed -t
  *   sesamectl [-c FILE] user ...         the users (sesamectl_user.c)
  *   sesamectl [-c FILE] status           the master's state (sesamectl_status.c)
+ *   sesamectl [-c FILE] events ...       the stored auth events (sesamectl_events.c)
  *
  * It reads the same configuration as sesamed, checked the same way. Started as root, the
  * commands that touch storage (migrate, token revoke, user) change to server.user first, as
@@ -35,6 +36,7 @@
 #include "config.h"
 #include "cycle.h"
 #include "dbpool.h"
+#include "events.h"
 #include "log.h"
 #include "plugin.h"
 #include "privs.h"
@@ -75,10 +77,13 @@ static void usage(FILE *out)
 	    "  status [--json] [--socket PATH]\n"
 	    "                       the running master's workers, generation and uptime, asked\n"
 	    "                       on its control socket (PATH, else server.control)\n"
+	    "  events [--user ID] [--since T] [--limit N] [--json]\n"
+	    "                       the stored auth events (events.store), oldest first; T is\n"
+	    "                       Unix seconds, an ISO 8601 date/time, or 30m, 1h, 7d ago\n"
 	    "\n"
 	    "  -c FILE  configuration file (default: %s)\n"
 	    "\n"
-	    "Started as root, migrate, token revoke and user run as server.user once the\n"
+	    "Started as root, migrate, token revoke, user and events run as server.user once the\n"
 	    "configuration is read. Exit status: 0 done, 1 failed, 2 usage, 3 no such user,\n"
 	    "4 refused.\n",
 	    CONFIG_DEFAULT_PATH);
@@ -103,6 +108,11 @@ static struct config *load_as_user(const char *path)
 {
 	struct config *cfg = ctl_load(path);
 	char why[LOG_ERR_MAX];
+	/* The audit log is opened as root, as a worker opens it: the user commands emit. */
+	if (cfg != NULL && events_open(cfg) != 0) {
+		config_free(cfg);
+		return NULL;
+	}
 	if (cfg != NULL && (privs_check_root(&cfg->privs, why, sizeof(why)) != 0 ||
 			    privs_drop(&cfg->privs, why, sizeof(why)) != 0)) {
 		fprintf(stderr, "sesamectl: %s\n", why);
@@ -410,6 +420,8 @@ int main(int argc, char **argv)
 		return cmd_check(path, argc - optind);
 	if (strcmp(cmd, "status") == 0)
 		return ctl_status(path, argc - optind, argv + optind);
+	if (strcmp(cmd, "events") == 0)
+		return ctl_events(path, argc - optind, argv + optind);
 	fprintf(stderr, "sesamectl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -34,6 +34,9 @@ int ctl_keygen(int argc, char **argv);
 /* sesamectl user SUBCOMMAND ...: argv[0] is "user". */
 int ctl_user(const char *path, int argc, char **argv);
 
+/* sesamectl events [--user ID] [--since T] [--limit N] [--json]: argv[0] is "events". */
+int ctl_events(const char *path, int argc, char **argv);
+
 /* sesamectl status [--json]: argv[0] is "status". */
 int ctl_status(const char *path, int argc, char **argv);
 

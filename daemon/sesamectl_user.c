@@ -13,7 +13,8 @@
  * terminal, or read as one line of standard input, into a locked buffer that is wiped once
  * the password is hashed; Ctrl-C at the prompt turns the echo back on. Setting a
  * password and disabling a user log it out everywhere: every refresh family revoked, which
- * every worker learns within jwt.revocation_refresh.
+ * every worker learns within jwt.revocation_refresh. Disabling, enabling and deleting a user
+ * are events (disabled, enabled, deleted) in the audit log and, with events.store, in storage.
  */
 #include "autoconfig.h"
 
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "events.h"
 #include "log.h"
 #include "sesamectl.h"
 #include "tokens.h"
@@ -318,6 +320,19 @@ static int log_out_everywhere(struct user_ctx *uc)
 	return CTL_OK;
 }
 
+/* The event of what was done to the user: to the audit log and, with events.store, stored. */
+static void emit(const struct user_ctx *uc, const char *name)
+{
+	json_t *ev = events_new(name);
+	if (ev == NULL)
+		return;
+	json_object_set_new(ev, "user", json_integer(uc->user.id));
+	json_object_set_new(ev, "email", json_string(uc->user.email));
+	json_object_set_new(ev, "by", json_string("sesamectl"));
+	events_emit(ev);
+	json_decref(ev);
+}
+
 /* ---- the commands ---- */
 
 static int user_add(struct user_ctx *uc, const struct user_opts *o)
@@ -382,6 +397,7 @@ static int user_set_disabled(struct user_ctx *uc, const struct user_opts *o, boo
 		return storage_failed(r, err);
 	printf("sesamectl: user %lld (%s) %s\n", uc->user.id, uc->user.email,
 	       disabled ? "disabled" : "enabled");
+	emit(uc, disabled ? "disabled" : "enabled");
 	return disabled ? log_out_everywhere(uc) : CTL_OK;
 }
 
@@ -420,6 +436,7 @@ static int user_delete(struct user_ctx *uc, const struct user_opts *o)
 	if (r != SESAME_STORAGE_OK)
 		return storage_failed(r, err);
 	printf("sesamectl: deleted user %lld (%s) and its sessions\n", uc->user.id, uc->user.email);
+	emit(uc, "deleted");
 	return CTL_OK;
 }
 

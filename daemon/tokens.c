@@ -6,7 +6,8 @@
  * (the identity, a string), fresh (access tokens only), exp (left out when the expiry is
  * false), iss and aud when configured, and with cookies csrf (flask-jwt-extended's, which
  * the CSRF cookie and header repeat). sesame adds fam, the refresh family a token belongs to,
- * which flask-jwt-extended ignores. libjwt lays the claims out; an HMAC token is
+ * which flask-jwt-extended ignores, and the operator's own claims last (none of those names).
+ * libjwt lays the claims out; an HMAC token is
  * signed by libjwt too, with the header {"alg":...,"typ":"JWT"}. An RS or ES token is signed
  * here with the key loaded at start (libjwt would parse its PEM file again for every token),
  * and its header adds the key's kid. Signing runs on the event loop: an HMAC or an ECDSA
@@ -57,6 +58,23 @@ void tokens_uuid4(char out[TOKENS_ID_LEN])
 		 b[15]);
 }
 
+const char *const tokens_reserved_claims[] = {"iat", "nbf", "jti", "type",  "sub",  "exp",
+					      "iss", "aud", "fam", "fresh", "csrf", NULL};
+
+/* The operator's claims, after sesame's: a reserved name among them is refused. */
+static int add_custom_claims(jwt_t *jwt, const json_t *claims)
+{
+	for (const char *const *name = tokens_reserved_claims; *name != NULL; name++) {
+		if (json_object_get(claims, *name) != NULL)
+			return -1;
+	}
+	char *text = json_dumps(claims, JSON_COMPACT);
+	int rc =
+	    text != NULL && strlen(text) <= TOKENS_CLAIMS_MAX ? jwt_add_grants_json(jwt, text) : -1;
+	free(text);
+	return rc;
+}
+
 /* The claims of the token req asks for. */
 static int add_claims(jwt_t *jwt, const struct token_config *tc, const struct token_request *req)
 {
@@ -94,6 +112,8 @@ static int add_claims(jwt_t *jwt, const struct token_config *tc, const struct to
 		rc |= jwt_add_grant(jwt, "iss", tc->issuer);
 	if (tc->audience != NULL)
 		rc |= jwt_add_grant(jwt, "aud", tc->audience);
+	if (req->claims != NULL)
+		rc |= add_custom_claims(jwt, req->claims);
 	return rc;
 }
 

@@ -100,7 +100,12 @@ struct token_request {
 	bool fresh;	      /* access tokens only */
 	const char *family;   /* the fam claim (the refresh family), or NULL */
 	const char *jti;      /* NULL: a new random one */
+	const struct json_t *claims; /* NULL, or the operator's own claims: an object */
 };
+
+/* The operator's claims of a token: at most this many bytes of JSON, none of these names. */
+#define TOKENS_CLAIMS_MAX 4096
+extern const char *const tokens_reserved_claims[];
 
 #define TOKENS_ID_LEN 37 /* a UUID and its NUL */
 

@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "dbpool.h"
+#include "events.h"
 #include "http.h"
 #include "jobs.h"
 #include "log.h"
@@ -151,8 +152,8 @@ int worker_run(const struct worker_spec *spec)
 	reset_signals();
 	spec->slot->pid = getpid();
 	log_set_level(cfg->log_level);
-	/* The log is opened as root; everything after, route scripts included, as server.user. */
-	if (accesslog_open(cfg->access_log) != 0)
+	/* The logs are opened as root; everything after, route scripts included, as server.user. */
+	if (accesslog_open(cfg->access_log) != 0 || events_open(cfg) != 0)
 		goto done;
 	char why[LOG_ERR_MAX];
 	if (privs_drop(&cfg->privs, why, sizeof(why)) != 0) {
@@ -179,6 +180,7 @@ int worker_run(const struct worker_spec *spec)
 				       .cpu_queue = (size_t)config_hash_queue(cfg)};
 	if ((jobs = jobs_new(w.base, &threads)) == NULL)
 		goto done;
+	events_start(jobs);
 	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
 	    plugins_worker_start(cfg->plugins) != 0) {
 		log_error("worker %ld: the storage cannot start", (long)getpid());
@@ -237,6 +239,7 @@ done:
 	if (w.base != NULL)
 		event_base_free(w.base);
 	config_errors_free(&errs);
+	events_close();
 	accesslog_close();
 	return status;
 }

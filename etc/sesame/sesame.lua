@@ -89,6 +89,15 @@ limits = {
   login_failures = "100/hour",
 }
 
+-- Auth events (sesame.emit, sesame.on): each is one JSON line in audit_log ("stderr", a file
+-- appended to, or false) and, with store = true, a row in storage that `sesamectl events`
+-- lists, kept retention seconds.
+events = {
+  audit_log = "stderr",
+  store = false,
+  retention = 7776000, -- 90 days
+}
+
 -- Plugins: every NAME.so in path, or only those `load` names (load = { "argon2id", ... }).
 -- The default path is where `make install` put sesame's own plugins.
 -- plugins = { path = "/usr/local/lib/sesame/plugins" }

@@ -176,16 +176,18 @@ end)
 -- thief's tokens and the owner's alike; the owner logs in again.
 -- A disabled or deleted user's families were revoked with it; a refresh token that started
 -- none (issued by a Flask service sharing the key) is refused here, before rotate adopts it.
+-- The claims a log-in put in the refresh token (sesame.jwt.refresh's claims option) go on in
+-- its successor, and into the new access token.
 sesame.route("POST", "/token/refresh", { auth = "refresh" }, function(req)
   local user = sesame.users.find { id = req.identity }
   if not user or user.disabled then
     return refused("token revoked")
   end
-  local refresh, family = sesame.jwt.rotate(req.claims)
+  local refresh, family, claims = sesame.jwt.rotate(req.claims)
   if not refresh then
     return refused(family) -- nil and the reason: "token revoked"
   end
-  return answer(sesame.jwt.access(req.identity, { family = family }), refresh)
+  return answer(sesame.jwt.access(req.identity, { family = family, claims = claims }), refresh)
 end)
 
 -- Revokes the access token and its refresh family, on every worker within

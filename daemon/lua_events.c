@@ -1,0 +1,248 @@
+/*
+ * lua_events.c: sesame.emit(name, fields) and sesame.on(name, fn), the Lua side of events.c.
+ *
+ * sesame.on records a handler while the scripts load, in a registry table by event name ("*"
+ * for every event). An event, emitted by a script or by sesame itself (a reused refresh
+ * token, a rate-limit refusal), goes to events.c (audit line, row, metric), then each of its
+ * handlers runs as a background task (luaapi_spawn) with its own copy of the event table:
+ * after the request has been answered, never delaying it. A handler runs wrapped in
+ * run_handler, which marks its coroutine while it runs: an event emitted from a handler is
+ * logged and stored but runs no handlers, so that a handler cannot feed itself for ever.
+ * Fields are flat (strings, numbers, booleans) and never a secret: the names of secrets are
+ * refused.
+ */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "events.h"
+#include "http.h"
+#include "json.h"
+#include "lua_private.h"
+
+/* Registry keys: the handlers by event name, and the coroutines running one (weak keys). */
+static const char handlers_key;
+static const char running_key;
+
+/* Names the event table sets itself, and the names of secrets: no field has them. */
+static const char *const reserved[] = {"event", "at", "request_id", "remote_addr", NULL};
+static const char *const secrets[] = {"password",      "token",	 "access_token",
+				      "refresh_token", "secret", NULL};
+
+static bool listed(const char *const *names, const char *name)
+{
+	for (const char *const *n = names; *n != NULL; n++) {
+		if (strcasecmp(*n, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Pushes the registry table at key, made on first use (with weak keys when weak). */
+static void push_registry_table(lua_State *L, const char *key, bool weak)
+{
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE)
+		return;
+	lua_pop(L, 1);
+	lua_newtable(L);
+	if (weak) {
+		lua_newtable(L);
+		lua_pushliteral(L, "k");
+		lua_setfield(L, -2, "__mode");
+		lua_setmetatable(L, -2);
+	}
+	lua_pushvalue(L, -1);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/* sesame.on(name, fn): fn(event) runs for each event of that name ("*": every event). */
+static int l_on(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	if (!luaapi_get(L)->loading)
+		return luaL_error(L,
+				  "sesame.on is called while the scripts load, not from a handler");
+	if (strcmp(name, "*") != 0 && !events_name_ok(name))
+		return luaL_argerror(L, 1, "an event name is 1 to 32 of [a-z_], or \"*\"");
+	push_registry_table(L, &handlers_key, false);
+	if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, -3, name);
+	}
+	lua_pushvalue(L, 2);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	return 0;
+}
+
+/* Marks (true) or unmarks (nil) the running coroutine as running a handler. */
+static void mark_running(lua_State *L, bool on)
+{
+	push_registry_table(L, &running_key, true);
+	lua_pushthread(L);
+	if (on)
+		lua_pushboolean(L, 1);
+	else
+		lua_pushnil(L);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+}
+
+static bool running_handler(lua_State *L)
+{
+	push_registry_table(L, &running_key, true);
+	lua_pushthread(L);
+	bool yes = lua_rawget(L, -2) != LUA_TNIL;
+	lua_pop(L, 2);
+	return yes;
+}
+
+static int handler_traceback(lua_State *L)
+{
+	const char *msg = lua_tostring(L, 1);
+	luaL_traceback(L, L, msg != NULL ? msg : "(error object is not a string)", 1);
+	return 1;
+}
+
+/* After the handler: unmarked, and its error (with the handler's own traceback) raised on. */
+static int handler_finish(lua_State *L, int status, lua_KContext ctx)
+{
+	mark_running(L, false);
+	if (status != LUA_OK && status != LUA_YIELD)
+		return lua_error(L);
+	return 0;
+}
+
+/* The background task of a handler: run_handler(fn, event). */
+static int run_handler(lua_State *L)
+{
+	mark_running(L, true);
+	lua_pushcfunction(L, handler_traceback);
+	lua_insert(L, 1);
+	int status = lua_pcallk(L, 1, 0, 1, 0, handler_finish);
+	return handler_finish(L, status, 0);
+}
+
+/* Starts a task for each handler of list (a field of the handlers table on top), if any. */
+static void spawn_handlers(lua_State *L, const char *list, const json_t *ev, const char *task)
+{
+	if (lua_getfield(L, -1, list) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_pushcfunction(L, run_handler);
+		lua_rawgeti(L, -2, i);
+		if (json_push(L, ev, 4) != 0) {
+			lua_pop(L, 2);
+			continue;
+		}
+		luaapi_spawn(L, 2, task);
+	}
+	lua_pop(L, 1);
+}
+
+json_t *luaapi_event_new(lua_State *L, const char *name)
+{
+	struct luaapi_call *call = luaapi_current(L);
+	json_t *ev = events_new(name);
+	if (ev == NULL || call == NULL || call->r == NULL)
+		return ev;
+	json_object_set_new(ev, "request_id", json_string(call->r->id));
+	json_object_set_new(ev, "remote_addr", json_string(call->r->remote));
+	return ev;
+}
+
+void luaapi_event_user(json_t *ev, const char *identity)
+{
+	char *end = NULL;
+	long long id = strtoll(identity, &end, 10);
+	bool number = identity[0] >= '1' && identity[0] <= '9' && *end == '\0';
+	json_object_set_new(ev, "user", number ? json_integer(id) : json_string(identity));
+}
+
+void luaapi_event_emit(lua_State *L, json_t *ev)
+{
+	const char *name = json_string_value(json_object_get(ev, "event"));
+	char task[EVENTS_NAME_MAX + 8];
+	events_emit(ev);
+	if (luaapi_get(L)->base != NULL && lua_checkstack(L, 8) && !running_handler(L)) {
+		snprintf(task, sizeof(task), "on %s", name);
+		push_registry_table(L, &handlers_key, false);
+		spawn_handlers(L, name, ev, task);
+		spawn_handlers(L, "*", ev, task);
+		lua_pop(L, 1);
+	}
+	json_decref(ev);
+}
+
+/* Checks the fields table at idx: flat, no secret, no name the event sets; raises if not. */
+static size_t check_fields(lua_State *L, int idx)
+{
+	size_t n = 0;
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "sesame.emit: fields are named: found a %s key",
+				   luaL_typename(L, -2));
+		const char *key = lua_tostring(L, -2);
+		int t = lua_type(L, -1);
+		if (listed(secrets, key))
+			luaL_error(L, "sesame.emit: field %s: an event never carries a secret",
+				   key);
+		if (listed(reserved, key))
+			luaL_error(L, "sesame.emit: field %s is set by sesame", key);
+		if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+			luaL_error(L,
+				   "sesame.emit: field %s is a %s: fields are strings, numbers "
+				   "or booleans",
+				   key, luaL_typename(L, -1));
+		if (strcmp(key, "user") == 0 && t != LUA_TSTRING && !lua_isinteger(L, -1))
+			luaL_error(L, "sesame.emit: field user is the user's id");
+		lua_pop(L, 1);
+		n++;
+	}
+	return n;
+}
+
+/* sesame.emit(name[, fields]): records an auth event and runs its handlers. */
+static int l_emit(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	char err[LOG_ERR_MAX] = "out of memory";
+	if (!events_name_ok(name))
+		return luaL_argerror(L, 1, "an event name is 1 to 32 of [a-z_]");
+	if (luaapi_get(L)->loading)
+		return luaL_error(L, "sesame.emit is for handlers, not while the scripts load");
+	if (!lua_isnoneornil(L, 2))
+		luaL_checktype(L, 2, LUA_TTABLE);
+	size_t n = lua_isnoneornil(L, 2) ? 0 : check_fields(L, 2);
+	json_t *fields = n > 0 ? json_from_lua(L, 2, 1, err, sizeof(err)) : NULL;
+	json_t *ev = n == 0 || fields != NULL ? luaapi_event_new(L, name) : NULL;
+	bool made = ev != NULL && (fields == NULL || json_object_update(ev, fields) == 0);
+	json_decref(fields);
+	if (made && json_dumpb(ev, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII) > EVENTS_LINE_MAX)
+		snprintf(err, sizeof(err), "the event is larger than %d bytes", EVENTS_LINE_MAX);
+	else if (made)
+		err[0] = '\0';
+	if (err[0] != '\0') {
+		json_decref(ev);
+		return luaL_error(L, "sesame.emit: %s", err);
+	}
+	luaapi_event_emit(L, ev);
+	return 0;
+}
+
+void luaapi_events_inject(lua_State *L)
+{
+	lua_pushcfunction(L, l_emit);
+	lua_setfield(L, -2, "emit");
+	lua_pushcfunction(L, l_on);
+	lua_setfield(L, -2, "on");
+}

@@ -1,0 +1,328 @@
+"""Auth events: sesame.emit's audit lines (a file, or stderr), stored rows that sesamectl events
+lists and events.retention purges, sesame.on handlers run after the answer, and the events
+sesame emits itself (refresh_reused, rate_limited, and sesamectl's disabled)."""
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import SESAMED, TOP, wait_for
+
+SECRET = "events-tests-secret-0123456789abcdef!!"
+SESAMECTL = str(Path(SESAMED).parent / "sesamectl")
+USERS = (TOP / "etc/sesame/routes/users.lua").read_text()
+EMIT_ROUTES = """
+local sesame = require "sesame"
+-- Emits the event the body names, with its fields; a script error answers 500.
+sesame.route("POST", "/t/emit", function(req)
+  local body = req:json()
+  sesame.emit(body.name, body.fields)
+  return 200, { result = "success" }
+end)
+sesame.route("POST", "/t/emit/nested", function(req)
+  sesame.emit("custom", { inner = { a = 1 } })
+  return 200, {}
+end)
+sesame.route("POST", "/t/emit/function", function(req)
+  sesame.emit("custom", { f = print })
+  return 200, {}
+end)
+sesame.route("GET", "/t/limit", function(req)
+  local allowed = sesame.limit("tight", req.remote_addr)
+  return 200, { allowed = allowed }
+end)
+"""
+HANDLERS = """
+local sesame = require "sesame"
+sesame.on("greeted", function(e)
+  sesame.log.info("on greeted: user " .. tostring(e.user) .. " from " .. e.remote_addr ..
+                  " n=" .. tostring(e.n) .. " event=" .. e.event)
+end)
+sesame.on("*", function(e)
+  sesame.log.info("star saw " .. e.event)
+  sesame.emit("echoed", { of = e.event })   -- logged and stored, runs no handler
+end)
+sesame.on("boom", function(e) error("handler blew up on purpose") end)
+"""
+
+
+def audit_lines(path):
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_audit(path, name, count=1, timeout=10):
+    assert wait_for(lambda: sum(e["event"] == name for e in audit_lines(path)) >= count,
+                    timeout), audit_lines(path)
+    return [e for e in audit_lines(path) if e["event"] == name]
+
+
+def sqlite(tmp_path):
+    return f'storage = {{ backend = "sqlite", sqlite = {{ path = "{tmp_path / "s.db"}" }} }}\n'
+
+
+def app(sesamed, tmp_path, events="", routes=None, limits="", storage=None, workers=2):
+    more = ((storage if storage is not None else sqlite(tmp_path)) +
+            f'jwt = {{ secret = "{SECRET}", refresh_grace = 0 }}\n' +
+            f'events = {{ audit_log = "audit.log", {events} }}\n' + limits)
+    s = sesamed(routes=routes or {"emit.lua": EMIT_ROUTES, "handlers.lua": HANDLERS},
+                more=more, workers=workers)
+    s.audit = s.dir / "audit.log"
+    return s
+
+
+def emit(s, name, **fields):
+    return s.post("/t/emit", json={"name": name, "fields": fields})
+
+
+def ctl(s, *args, check=True):
+    return subprocess.run([SESAMECTL, "-c", str(s.config), *args], capture_output=True,
+                          text=True, timeout=60, check=check)
+
+
+def test_an_event_is_one_json_line_in_the_audit_file(sesamed, tmp_path):
+    s = app(sesamed, tmp_path)
+    r = emit(s, "greeted", user=42, n=3, ok=True, ratio=0.5, note='quote " and\nnewline')
+    assert r.status_code == 200
+    e = wait_audit(s.audit, "greeted")[0]
+    assert e["user"] == 42 and e["n"] == 3 and e["ok"] is True and e["ratio"] == 0.5
+    assert e["note"] == 'quote " and\nnewline'
+    assert e["remote_addr"] == "127.0.0.1" and len(e["request_id"]) >= 8
+    assert abs(e["at"] - time.time()) < 30
+    # One line per event, and the access log (stderr here) is not mixed into the file.
+    assert all("method" not in line for line in audit_lines(s.audit))
+
+
+@pytest.mark.parametrize("field", ["password", "token", "access_token", "refresh_token",
+                                   "secret", "Password"])
+def test_an_event_with_a_secret_field_raises(sesamed, tmp_path, field):
+    s = app(sesamed, tmp_path)
+    r = emit(s, "greeted", **{field: "hunter2-value"})
+    assert r.status_code == 500
+    s.wait_log("an event never carries a secret")
+    assert "hunter2-value" not in s.log()
+    assert emit(s, "greeted", n=1).status_code == 200
+    wait_audit(s.audit, "greeted")
+    assert "hunter2-value" not in s.audit.read_text()
+
+
+def test_bad_names_and_fields_raise(sesamed, tmp_path):
+    s = app(sesamed, tmp_path)
+    for name in ("Greeted", "", "a" * 33, "with-dash", "sp ace"):
+        assert emit(s, name).status_code == 500, name
+    assert s.post("/t/emit/nested").status_code == 500
+    assert s.post("/t/emit/function").status_code == 500
+    assert emit(s, "greeted", event="forged").status_code == 500
+    assert emit(s, "greeted", user=True).status_code == 500
+    s.wait_log("fields are strings, numbers or booleans")
+    s.wait_log("field event is set by sesame")
+    assert emit(s, "a" * 32).status_code == 200
+    wait_audit(s.audit, "a" * 32)
+    assert not any(e["event"] in ("custom", "Greeted") for e in audit_lines(s.audit))
+
+
+def test_the_audit_log_on_stderr_is_bare_json_lines(sesamed, tmp_path):
+    more = (sqlite(tmp_path) + f'jwt = {{ secret = "{SECRET}" }}\n'
+            'events = { audit_log = "stderr" }\n')
+    s = sesamed(routes={"emit.lua": EMIT_ROUTES}, more=more, config='access_log = false')
+    assert emit(s, "greeted", n=7).status_code == 200
+    s.wait_log('"event":"greeted"')
+    line = next(l for l in s.log().splitlines() if '"event":"greeted"' in l)
+    assert json.loads(line)["n"] == 7  # the whole line is the event: no prefix
+
+
+def test_handlers_run_after_the_answer(sesamed, tmp_path):
+    s = app(sesamed, tmp_path)
+    assert emit(s, "greeted", user=5, n=2).status_code == 200
+    s.wait_log("on greeted: user 5 from 127.0.0.1 n=2 event=greeted")
+    s.wait_log("star saw greeted")
+    # The "*" handler's own event is logged and stored, but runs no handler again.
+    wait_audit(s.audit, "echoed")
+    time.sleep(0.5)
+    assert "star saw echoed" not in s.log()
+    assert s.log().count("star saw") == 1
+
+
+def test_a_failing_handler_is_logged_and_the_worker_lives(sesamed, tmp_path):
+    s = app(sesamed, tmp_path)
+    workers = s.workers()
+    assert emit(s, "boom").status_code == 200
+    s.wait_log("handler blew up on purpose")
+    assert "on boom" in s.log()
+    assert s.workers() == workers
+    assert emit(s, "greeted", n=9).status_code == 200
+    s.wait_log("n=9")
+
+
+def test_sesame_on_only_while_the_scripts_load(sesamed, tmp_path):
+    late = """
+local sesame = require "sesame"
+sesame.route("GET", "/t/late", function(req)
+  sesame.on("greeted", function() end)
+  return 200, {}
+end)
+"""
+    s = app(sesamed, tmp_path, routes={"late.lua": late})
+    assert s.get("/t/late").status_code == 500
+    s.wait_log("sesame.on is called while the scripts load")
+
+
+def test_a_handler_posts_to_a_webhook(sesamed, tmp_path, receiver):
+    hook = f"""
+local sesame = require "sesame"
+sesame.on("greeted", function(e)
+  local status = sesame.http.request {{ method = "POST", url = "{receiver.url}/hook",
+                                       json = {{ event = e.event, user = e.user }} }}
+  sesame.log.info("webhook answered " .. tostring(status))
+end)
+"""
+    host = receiver.url.split("//")[1]
+    s = app(sesamed, tmp_path, routes={"emit.lua": EMIT_ROUTES, "hook.lua": hook},
+            limits=f'http = {{ allow = {{ "{host}" }} }}\n')
+    started = time.monotonic()
+    assert emit(s, "greeted", user=11).status_code == 200
+    assert time.monotonic() - started < 2
+    got = receiver.wait(1)
+    assert json.loads(got[0].body) == {"event": "greeted", "user": 11}
+    s.wait_log("webhook answered 200")
+
+
+def test_events_are_counted_in_the_metrics(sesamed, tmp_path):
+    s = app(sesamed, tmp_path)
+    for _ in range(3):
+        assert emit(s, "counted").status_code == 200
+    text = s.get("/metrics").text
+    assert 'sesame_events_total{event="counted"} 3' in text
+
+
+def test_a_reused_refresh_token_emits_refresh_reused(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, routes={"users.lua": USERS})
+    r = s.post("/users/register", json={"email": "dee@example.com", "username": "deedee",
+                                        "password": "correct horse"})
+    assert r.status_code == 200
+    stolen = r.json()["refresh_token"]
+    auth = {"Authorization": f"Bearer {stolen}"}
+    assert s.post("/token/refresh", headers=auth).status_code == 200
+    assert s.post("/token/refresh", headers=auth).status_code == 401
+    e = wait_audit(s.audit, "refresh_reused")[0]
+    assert isinstance(e["user"], int) and e["user"] > 0
+    assert len(e["family"]) == 36
+    assert stolen not in s.audit.read_text()
+
+
+def test_a_rate_limit_refusal_emits_rate_limited(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, limits='limits = { tight = "2/minute" }\n')
+    answers = [s.get("/t/limit").json()["allowed"] for _ in range(3)]
+    assert answers == [True, True, False]
+    e = wait_audit(s.audit, "rate_limited")[0]
+    assert e["rule"] == "tight" and e["address"] == "127.0.0.1"
+
+
+def test_sesamectl_user_disable_emits_disabled(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, routes={"users.lua": USERS})
+    r = s.post("/users/register", json={"email": "eve@example.com", "username": "evelyn",
+                                        "password": "correct horse"})
+    assert r.status_code == 200
+    ctl(s, "user", "disable", "eve@example.com")
+    ctl(s, "user", "enable", "eve@example.com")
+    disabled = wait_audit(s.audit, "disabled")[0]
+    assert disabled["email"] == "eve@example.com" and disabled["user"] > 0
+    assert wait_audit(s.audit, "enabled")[0]["user"] == disabled["user"]
+
+
+# ---- stored events (events.store) ----
+
+def stored_app(sesamed, tmp_path, request, events="store = true"):
+    storage = None
+    if request.param == "mariadb":
+        db = request.getfixturevalue("mariadb")
+        storage = db.storage(db.database)
+    return app(sesamed, tmp_path, events=events, storage=storage,
+               routes={"emit.lua": EMIT_ROUTES, "users.lua": USERS})
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def stored(sesamed, tmp_path, request):
+    return stored_app(sesamed, tmp_path, request)
+
+
+def listed(s, *args):
+    out = ctl(s, "events", "--json", *args).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_sesamectl_lists_stored_events(stored):
+    s = stored
+    emit(s, "greeted", user=1, n=1)
+    emit(s, "greeted", user=2, n=2)
+    emit(s, "waved", user=1, n=3)
+    assert wait_for(lambda: len(listed(s)) >= 3)
+    events = listed(s)
+    assert [(e["event"], e["user"], e["n"]) for e in events] == [
+        ("greeted", 1, 1), ("greeted", 2, 2), ("waved", 1, 3)]
+    assert all(e["remote_addr"] == "127.0.0.1" for e in events)
+    assert [e["n"] for e in listed(s, "--user", "1")] == [1, 3]
+    assert [e["n"] for e in listed(s, "--limit", "2")] == [1, 2]
+    table = ctl(s, "events").stdout.splitlines()
+    assert len(table) == 3 and "greeted" in table[0] and '"n":1' in table[0]
+
+
+def test_since_filters(stored):
+    s = stored
+    emit(s, "early")
+    assert wait_for(lambda: len(listed(s)) == 1)
+    time.sleep(2.2)
+    cut = int(time.time()) - 1
+    emit(s, "late")
+    assert wait_for(lambda: len(listed(s)) == 2)
+    assert [e["event"] for e in listed(s, "--since", str(cut))] == ["late"]
+    assert [e["event"] for e in listed(s, "--since", "1h")] == ["early", "late"]
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cut))
+    assert [e["event"] for e in listed(s, "--since", iso)] == ["late"]
+    assert ctl(s, "events", "--since", "yesterday-ish", check=False).returncode == 2
+
+
+def test_sesamectl_disable_is_stored(stored):
+    s = stored
+    r = s.post("/users/register", json={"email": "fay@example.com", "username": "fayfay",
+                                        "password": "correct horse"})
+    assert r.status_code == 200
+    ctl(s, "user", "disable", "fay@example.com")
+    events = listed(s)
+    assert [e["event"] for e in events] == ["disabled"]
+    assert events[0]["email"] == "fay@example.com"
+
+
+def test_retention_purges_old_events(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, events="store = true, retention = 1",
+            routes={"emit.lua": EMIT_ROUTES})
+    emit(s, "old")
+    assert wait_for(lambda: len(listed(s)) == 1)
+    time.sleep(2.5)
+    # Workers purge when they start and then every minute: a reload starts new ones.
+    s.signal(1)  # SIGHUP
+    assert wait_for(lambda: listed(s) == [], 20), listed(s)
+
+
+def test_without_store_sesamectl_says_so(sesamed, tmp_path):
+    s = app(sesamed, tmp_path)
+    r = ctl(s, "events", check=False)
+    assert r.returncode == 1
+    assert "events.store is false" in r.stderr
+
+
+def test_the_settings_are_checked(tmp_path):
+    cfg = tmp_path / "sesame.lua"
+    for text, message in (
+            ('events = { store = true }\n', "events.store: storing events needs a storage"),
+            ('events = { retention = 0 }\n', "events.retention"),
+            ('events = { audit = "x" }\n', "events.audit"),
+            ('events = { audit_log = 3 }\n', 'expected "stderr", a file path or false')):
+        cfg.write_text('server = { user = "root" }\nroutes = {}\n' + text)
+        r = subprocess.run([SESAMED, "-t", "-c", str(cfg)], capture_output=True, text=True)
+        assert r.returncode == 1, text
+        assert f"{cfg}:" in r.stderr and message in r.stderr, r.stderr
