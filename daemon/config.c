@@ -301,6 +301,7 @@ static const struct config_key top_keys[] = {
     {"email", NULL, 0, 0, 0},
     {"username", NULL, 0, 0, 0},
     {"limits", config_limits_read, 0, 0, offsetof(struct config, limits)},
+    {"accounts", config_accounts_read, 0, 0, offsetof(struct config, accounts)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -417,6 +418,7 @@ static void set_defaults(struct config *cfg)
 	cfg->hang_timeout_ms = 10000;
 	ratelimit_rules_defaults(&cfg->limits);
 	config_metrics_defaults(&cfg->metrics);
+	config_accounts_defaults(&cfg->accounts);
 }
 
 /* The file's folder as an absolute path: the daemon may change directory later. */
@@ -551,6 +553,7 @@ void config_free(struct config *cfg)
 	privs_clear(&cfg->privs);
 	tokens_config_clear(&cfg->jwt);
 	ratelimit_rules_clear(&cfg->limits);
+	config_accounts_clear(&cfg->accounts);
 	proxies_clear(&cfg->trusted_proxies);
 	proxies_clear(&cfg->metrics.allow);
 	free(cfg);

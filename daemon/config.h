@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config_accounts.h"
 #include "config_diag.h"
 #include "ratelimit.h"
 #include "log.h"
@@ -60,6 +61,7 @@ struct config {
 	struct plugins *plugins; /* loaded and initialised */
 	struct token_config jwt;
 	struct ratelimit_rules limits; /* the `limits` table */
+	struct config_accounts accounts;
 
 	/* routes: the route script files, in load order */
 	char **routes;

@@ -147,4 +147,7 @@ void luaapi_limit_inject(lua_State *L);	 /* limit */
 /* metrics */
 void luaapi_metrics_inject(lua_State *L);
 
+/* accounts: the accounts settings, read-only */
+void luaapi_accounts_inject(lua_State *L);
+
 #endif

@@ -54,6 +54,7 @@ static int open_sesame(lua_State *L)
 	luaapi_users_inject(L);
 	luaapi_limit_inject(L);
 	luaapi_metrics_inject(L);
+	luaapi_accounts_inject(L);
 	return 1;
 }
 
