@@ -1,0 +1,295 @@
+-- accounts.lua: the account flows: confirming an address, a forgotten password, a new address,
+-- deleting the account. Each needs the mail table of sesame.lua (sesame.mail.send) but the
+-- deletion, and the settings of the accounts table (sesame.accounts).
+--
+-- Each flow mails a link to the operator's front end (accounts.link_base .. "/verify",
+-- "/reset", "/email/confirm", each with ?token=...): that page POSTs the token here. A token
+-- is 32 random bytes; storage keeps only its hash, its purpose, its user and its expiry, and
+-- spends it once: a token replayed, expired, or made for another flow is refused alike.
+-- The mails' words are templates in the mail folder (lua/account_mail.lua renders them).
+--
+-- Each route is limited per client address and, where it names an account, per account too
+-- (limits.verify, forgot, reset, email: most of them send mail to somebody's address), and
+-- each outcome is an event (sesame.emit: the audit log, and the scripts' sesame.on handlers).
+local sesame = require "sesame"
+local replies = require "replies"
+local account_mail = require "account_mail"
+
+local trim, fields, fail, ok, too_many = replies.trim, replies.fields, replies.fail, replies.ok, replies.too_many
+
+local BAD_TOKEN = "invalid or expired token"
+
+-- The user a token's flow acts on: nil when deleted or disabled since the mail was sent.
+local function active_user(id)
+  local user = id and sesame.users.find { id = id }
+  if user and not user.disabled then
+    return user
+  end
+end
+
+-- Two spellings of one address (letter case) are one account.
+local function same_address(a, b)
+  return a ~= nil and b ~= nil and a:lower() == b:lower()
+end
+
+-- POST /users/verify {token}: the link of the verification mail. The token's data is the
+-- address it was mailed to: it confirms that address only, not one the user has set since.
+sesame.route("POST", "/users/verify", function(req)
+  local allowed, retry_after = replies.limit("verify", req)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  local f, err = fields(req:json(), { "token" })
+  if not f then
+    return fail(400, err)
+  end
+  local id, address = sesame.onetime.spend("verify", f.token)
+  local user = active_user(id)
+  if not user or not same_address(user.email, address) then
+    return fail(400, BAD_TOKEN)
+  end
+  sesame.users.update { id = user.id, verified = true }
+  sesame.onetime.revoke(user.id, "verify")
+  sesame.emit("verified", { user = user.id })
+  return ok()
+end)
+
+-- The mail of the resend without a token: in the background, once the answer has gone, so
+-- that neither the answer nor its time tells whether the address has an unconfirmed account.
+local function resend_to(email)
+  local user = sesame.users.find { email = email }
+  if user and not user.disabled and not user.verified then
+    local sent, err = account_mail.verification(user)
+    if not sent then
+      sesame.log.warn("user " .. user.id .. ": verification mail not sent: " .. err)
+    end
+  end
+end
+
+-- POST /users/verify/resend: another verification mail. With an access token, to the user's
+-- address (400 when it is confirmed already). Without one (accounts.require_verified refuses
+-- the log-in that would give it), {email}: the answer is 200 whatever the address, and the
+-- mail goes only to a registered address not yet confirmed, as POST /users/password/forgot
+-- does.
+sesame.route("POST", "/users/verify/resend", { auth = "optional" }, function(req)
+  if not req.identity then
+    local f, err = fields(req:json(), { "email" })
+    if not f then
+      return fail(400, err)
+    end
+    local email
+    email, err = sesame.validate("email", trim(f.email))
+    if not email then
+      return fail(400, err)
+    end
+    local allowed, retry_after = replies.limit("verify", req, email)
+    if not allowed then
+      return too_many(retry_after)
+    end
+    sesame.defer(resend_to, email)
+    return ok()
+  end
+  local user = active_user(req.identity)
+  if not user then
+    return replies.refused("token revoked")
+  end
+  if user.verified then
+    return fail(400, "already verified")
+  end
+  local allowed, retry_after = replies.limit("verify", req, user.email)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  local sent, err = account_mail.verification(user)
+  if not sent then
+    return fail(503, err)
+  end
+  return ok()
+end)
+
+-- The reset mail, in the background: the answer is the same, in the same time, for every
+-- address (sesame.defer runs it once the answer has gone).
+local function mail_reset(email)
+  local user = sesame.users.find { email = email }
+  if user and not user.disabled then
+    local sent, err = account_mail.reset(user)
+    if not sent then
+      sesame.log.warn("user " .. user.id .. ": reset mail not sent: " .. err)
+    end
+  end
+end
+
+-- POST /users/password/forgot {email}: 200 {"result":"success"} for every well-formed address,
+-- registered or not; a registered one gets a link to the front end's reset page, which lives
+-- accounts.reset_ttl seconds. Limited per client address and per address asked for (limits
+-- .forgot), for unknown addresses as for known ones: a 429 tells nothing either.
+sesame.route("POST", "/users/password/forgot", function(req)
+  local f, err = fields(req:json(), { "email" })
+  if not f then
+    return fail(400, err)
+  end
+  local email
+  email, err = sesame.validate("email", trim(f.email))
+  if not email then
+    return fail(400, err)
+  end
+  local allowed, retry_after = replies.limit("forgot", req, email)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  sesame.defer(mail_reset, email)
+  return ok()
+end)
+
+-- A new password that breaks the policy only with the user's own data (the username as the
+-- password) is known only once the token is spent: the client gets a new token with the 400,
+-- for the same user and flow, and tries again with it.
+local function policy_refused(user, message)
+  local token = sesame.onetime.issue("reset", user.id, { ttl = sesame.accounts.reset_ttl, data = user.email })
+  return 400, { result = "fail", error = message, token = token }, { ["Cache-Control"] = "no-store" }
+end
+
+-- POST /users/password/reset {token, password}: the link of the reset mail. The new password
+-- meets the policy (checked before the token is spent, so that a refused password leaves the
+-- link working; but for the user's own data, see policy_refused), then the password is set, every session of the user is logged out (on every
+-- worker within jwt.revocation_refresh), the user's other reset links stop working, and the
+-- address counts as confirmed: the mail reached it. A locked-out account (too many wrong
+-- passwords) is unlocked.
+sesame.route("POST", "/users/password/reset", function(req)
+  local allowed, retry_after = replies.limit("reset", req)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  local f, err = fields(req:json(), { "token", "password" })
+  if not f then
+    return fail(400, err)
+  end
+  local valid
+  valid, err = sesame.validate("password", f.password)
+  if not valid then
+    return fail(400, err)
+  end
+  local id, address = sesame.onetime.spend("reset", f.token)
+  local user = active_user(id)
+  if not user then
+    return fail(400, BAD_TOKEN)
+  end
+  valid, err = sesame.validate("password", f.password, { user.email, user.username })
+  if not valid then
+    return policy_refused(user, err)
+  end
+  local hash = sesame.hash(f.password)
+  sesame.jwt.revoke_all(user.id)
+  sesame.users.update { id = user.id, password = hash }
+  sesame.onetime.revoke(user.id, "reset")
+  if not user.verified and same_address(user.email, address) then
+    sesame.users.update { id = user.id, verified = true }
+  end
+  sesame.users.succeeded(user.email)
+  sesame.emit("password_reset", { user = user.id })
+  return ok()
+end)
+
+-- POST /users/email {email}: a new address, with a fresh token (a log-in's, not a refresh's).
+-- The change waits for the link mailed to the new address: until then the account keeps the
+-- old one. 409 when the new address has an account already.
+sesame.route("POST", "/users/email", { auth = "fresh" }, function(req)
+  local user = active_user(req.identity)
+  if not user then
+    return replies.refused("token revoked")
+  end
+  local allowed, retry_after = replies.limit("email", req, user.email)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  local f, err = fields(req:json(), { "email" })
+  if not f then
+    return fail(400, err)
+  end
+  local email
+  email, err = sesame.validate("email", trim(f.email))
+  if not email then
+    return fail(400, err)
+  end
+  if same_address(email, user.email) then
+    return fail(400, "that is the account's address already")
+  end
+  if sesame.users.find { email = email } then
+    return fail(409, "email already registered")
+  end
+  local sent
+  sent, err = account_mail.email_change(user, email)
+  if not sent then
+    return fail(503, err)
+  end
+  return ok()
+end)
+
+-- POST /users/email/confirm {token}: the link mailed to the new address. The account takes
+-- that address (409 when another account took it meanwhile), confirmed, and the old address
+-- is told, in the background: the change does not wait for, nor depend on, that mail.
+sesame.route("POST", "/users/email/confirm", function(req)
+  local allowed, retry_after = replies.limit("email", req)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  local f, err = fields(req:json(), { "token" })
+  if not f then
+    return fail(400, err)
+  end
+  local id, new_email = sesame.onetime.spend("email", f.token)
+  local user = active_user(id)
+  if not user or not new_email then
+    return fail(400, BAD_TOKEN)
+  end
+  local old_email = user.email
+  local changed, why = sesame.users.update { id = user.id, email = new_email }
+  if not changed then
+    return why == "exists" and fail(409, "email already registered") or fail(400, BAD_TOKEN)
+  end
+  sesame.users.update { id = user.id, verified = true }
+  sesame.onetime.revoke(user.id, "email")
+  user.email = new_email
+  sesame.defer(function()
+    local sent, err = account_mail.email_changed(user, old_email)
+    if not sent then
+      sesame.log.warn("user " .. user.id .. ": address change notice not sent: " .. err)
+    end
+  end)
+  sesame.emit("email_changed", { user = user.id })
+  return ok()
+end)
+
+-- DELETE /users/me {password}: deletes the account, with a fresh token and the password,
+-- which is counted against limits.login_failures as a log-in's is. The user and all their
+-- token state go: their sessions are refused on every worker within jwt.revocation_refresh,
+-- and the address may be registered again.
+sesame.route("DELETE", "/users/me", { auth = "fresh" }, function(req)
+  local allowed, retry_after = sesame.limit("login", req.remote_addr)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  local f, err = fields(req:json(), { "password" })
+  if not f then
+    return fail(400, err)
+  end
+  local user = active_user(req.identity)
+  if not user then
+    return replies.refused("token revoked")
+  end
+  allowed, retry_after = sesame.users.failures(user.email)
+  if not allowed then
+    return too_many(retry_after)
+  end
+  if not sesame.verify(f.password, user.password) then
+    sesame.users.failed(user.email)
+    return fail(401, "invalid password")
+  end
+  sesame.users.succeeded(user.email)
+  sesame.users.delete(user.id)
+  sesame.jwt.revoke(req.claims)
+  sesame.emit("deleted", { user = user.id })
+  local headers = sesame.jwt.unset_cookies()
+  headers["Cache-Control"] = "no-store"
+  return 200, { result = "success" }, headers
+end)
