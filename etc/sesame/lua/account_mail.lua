@@ -55,6 +55,10 @@ end
 -- Sends template to the address to: true, or nil and the client's message ("mail server
 -- unavailable"; the reason is in the log).
 function M.send(template, to, values)
+  if not sesame.mail.enabled then
+    sesame.log.warn("the " .. template .. " mail needs the mail table in sesame.lua")
+    return nil, "mail server unavailable"
+  end
   local subject, text = M.render(template, values)
   return sesame.mail.send { to = to, subject = subject, text = text }
 end

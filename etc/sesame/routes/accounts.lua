@@ -66,44 +66,27 @@ local function resend_to(email)
   end
 end
 
--- POST /users/verify/resend: another verification mail. With an access token, to the user's
--- address (400 when it is confirmed already). Without one (accounts.require_verified refuses
--- the log-in that would give it), {email}: the answer is 200 whatever the address, and the
--- mail goes only to a registered address not yet confirmed, as POST /users/password/forgot
--- does.
-sesame.route("POST", "/users/verify/resend", { auth = "optional" }, function(req)
-  if not req.identity then
-    local f, err = fields(req:json(), { "email" })
-    if not f then
-      return fail(400, err)
-    end
-    local email
-    email, err = sesame.validate("email", trim(f.email))
-    if not email then
-      return fail(400, err)
-    end
-    local allowed, retry_after = replies.limit("verify", req, email)
-    if not allowed then
-      return too_many(retry_after)
-    end
-    sesame.defer(resend_to, email)
-    return ok()
+-- POST /users/verify/resend {email}: another verification mail, for a person who lost the
+-- first or let it expire (accounts.require_verified refuses their log-in meanwhile). It
+-- answers 200 whatever the address, and the mail goes only to a registered address not yet
+-- confirmed, in the background, as POST /users/password/forgot does: the answer tells
+-- nobody which addresses have accounts. A logged-in client sees email_verified in GET
+-- /users/me.
+sesame.route("POST", "/users/verify/resend", function(req)
+  local f, err = fields(req:json(), { "email" })
+  if not f then
+    return fail(400, err)
   end
-  local user = active_user(req.identity)
-  if not user then
-    return replies.refused("token revoked")
+  local email
+  email, err = sesame.validate("email", trim(f.email))
+  if not email then
+    return fail(400, err)
   end
-  if user.verified then
-    return fail(400, "already verified")
-  end
-  local allowed, retry_after = replies.limit("verify", req, user.email)
+  local allowed, retry_after = replies.limit("verify", req, email)
   if not allowed then
     return too_many(retry_after)
   end
-  local sent, err = account_mail.verification(user)
-  if not sent then
-    return fail(503, err)
-  end
+  sesame.defer(resend_to, email)
   return ok()
 end)
 
