@@ -25,9 +25,9 @@ static const struct config_key accounts_keys[] = {
     {"require_verified", config_bool, 0, 0, ACCOUNTS(require_verified)},
     {"conceal_existing", config_bool, 0, 0, ACCOUNTS(conceal_existing)},
     {"link_base", config_string, 0, 0, ACCOUNTS(link_base)},
-    {"verify_ttl", config_long, 60, MAX_TTL, ACCOUNTS(verify_ttl)},
-    {"reset_ttl", config_long, 60, MAX_TTL, ACCOUNTS(reset_ttl)},
-    {"email_ttl", config_long, 60, MAX_TTL, ACCOUNTS(email_ttl)},
+    {"verify_ttl", config_long, 1, MAX_TTL, ACCOUNTS(verify_ttl)},
+    {"reset_ttl", config_long, 1, MAX_TTL, ACCOUNTS(reset_ttl)},
+    {"email_ttl", config_long, 1, MAX_TTL, ACCOUNTS(email_ttl)},
     {"mail_dir", config_string, 0, 0, ACCOUNTS(mail_dir)},
     {NULL, NULL, 0, 0, 0},
 };

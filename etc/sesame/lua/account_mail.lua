@@ -12,15 +12,13 @@ local M = {}
 
 -- "90 minutes", "1 hour", "2 days": how long a link works, for a person.
 function M.duration(seconds)
-  local units = { { 86400, "day" }, { 3600, "hour" }, { 60, "minute" } }
+  local units = { { 86400, "day" }, { 3600, "hour" }, { 60, "minute" }, { 1, "second" } }
   for _, u in ipairs(units) do
     if seconds >= u[1] and seconds % u[1] == 0 then
       local n = seconds // u[1]
       return n .. " " .. u[2] .. (n == 1 and "" or "s")
     end
   end
-  local minutes = math.max(1, seconds // 60)
-  return minutes .. " minute" .. (minutes == 1 and "" or "s")
 end
 
 -- The page of the operator's front end that takes the token: link_base/page?token=...
