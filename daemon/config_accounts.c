@@ -90,11 +90,17 @@ void config_accounts_read(struct config_reader *rd, int top, const struct config
 {
 	struct config_accounts *a = config_field(rd, key);
 	struct config_reader section = *rd;
-	if (lua_isnil(rd->L, -1) || !config_is_table(rd, keypath))
-		return;
+	/* Unset, it is read as an empty table: each key settles its default. */
+	bool unset = lua_isnil(rd->L, -1);
+	if (unset)
+		lua_newtable(rd->L);
 	section.base = a;
-	config_table_read(&section, -1, keypath, accounts_keys);
-	check(rd, top, a);
+	if (unset || config_is_table(rd, keypath)) {
+		config_table_read(&section, -1, keypath, accounts_keys);
+		check(rd, top, a);
+	}
+	if (unset)
+		lua_pop(rd->L, 1);
 }
 
 void config_accounts_defaults(struct config_accounts *a)
