@@ -9,6 +9,8 @@
  */
 #include "autoconfig.h"
 
+#include <stddef.h>
+
 #include "lua_private.h"
 
 static int l_refuse(lua_State *L)
@@ -17,23 +19,37 @@ static int l_refuse(lua_State *L)
 			     "configuration");
 }
 
+#define ACCOUNTS(field) offsetof(struct config_accounts, field)
+
+/* The settings a script sees, each a field of struct config_accounts. */
+static const struct setting {
+	const char *name;
+	char type; /* 'b' bool, 's' char *, 'l' long */
+	size_t where;
+} settings[] = {
+    {"require_verified", 'b', ACCOUNTS(require_verified)},
+    {"conceal_existing", 'b', ACCOUNTS(conceal_existing)},
+    {"link_base", 's', ACCOUNTS(link_base)},
+    {"verify_ttl", 'l', ACCOUNTS(verify_ttl)},
+    {"reset_ttl", 'l', ACCOUNTS(reset_ttl)},
+    {"email_ttl", 'l', ACCOUNTS(email_ttl)},
+    {"mail_dir", 's', ACCOUNTS(mail_dir)},
+};
+
 static void push_settings(lua_State *L, const struct config_accounts *a)
 {
-	lua_createtable(L, 0, 7);
-	lua_pushboolean(L, a->require_verified);
-	lua_setfield(L, -2, "require_verified");
-	lua_pushboolean(L, a->conceal_existing);
-	lua_setfield(L, -2, "conceal_existing");
-	lua_pushstring(L, a->link_base);
-	lua_setfield(L, -2, "link_base");
-	lua_pushinteger(L, a->verify_ttl);
-	lua_setfield(L, -2, "verify_ttl");
-	lua_pushinteger(L, a->reset_ttl);
-	lua_setfield(L, -2, "reset_ttl");
-	lua_pushinteger(L, a->email_ttl);
-	lua_setfield(L, -2, "email_ttl");
-	lua_pushstring(L, a->mail_dir);
-	lua_setfield(L, -2, "mail_dir");
+	size_t n = sizeof(settings) / sizeof(settings[0]);
+	lua_createtable(L, 0, (int)n);
+	for (size_t i = 0; i < n; i++) {
+		const void *field = (const char *)a + settings[i].where;
+		if (settings[i].type == 'b')
+			lua_pushboolean(L, *(const bool *)field);
+		else if (settings[i].type == 'l')
+			lua_pushinteger(L, *(const long *)field);
+		else
+			lua_pushstring(L, *(char *const *)field);
+		lua_setfield(L, -2, settings[i].name);
+	}
 }
 
 void luaapi_accounts_inject(lua_State *L)

@@ -72,24 +72,21 @@ local function mail_token(user, purpose, ttl, to, template, page, extra)
   return M.send(template, to, values)
 end
 
--- The confirmation of user's address: a "verify" token whose data is the address it went
--- to, so that it confirms that address only.
-function M.verification(user)
-  local ok, err = mail_token(user, "verify", sesame.accounts.verify_ttl, user.email, "verify", "verify")
-  if ok then
-    sesame.emit("verification_sent", { user = user.id })
+-- The mail of a flow whose token goes to the user's own address, its data that address (so
+-- that it acts on that address only), and the event it is: the confirmation of the address
+-- (a "verify" token) and a password reset link (a "reset" token).
+local function own_address(purpose, ttl, event)
+  return function(user)
+    local ok, err = mail_token(user, purpose, sesame.accounts[ttl], user.email, purpose, purpose)
+    if ok then
+      sesame.emit(event, { user = user.id })
+    end
+    return ok, err
   end
-  return ok, err
 end
 
--- A password reset link to the user's address.
-function M.reset(user)
-  local ok, err = mail_token(user, "reset", sesame.accounts.reset_ttl, user.email, "reset", "reset")
-  if ok then
-    sesame.emit("reset_requested", { user = user.id })
-  end
-  return ok, err
-end
+M.verification = own_address("verify", "verify_ttl", "verification_sent")
+M.reset = own_address("reset", "reset_ttl", "reset_requested")
 
 -- The confirmation of a new address: an "email" token whose data is that address.
 function M.email_change(user, new_email)

@@ -92,4 +92,19 @@ function M.limit(rule, req, email)
   return allowed, retry_after
 end
 
+-- The password of a logged-in user, for a step that wants it again (a new password, the
+-- account's deletion), counted against limits.login_failures as a log-in's is: nil when it
+-- is right, else the answer (429 while the account is locked out, 401).
+function M.wrong_password(user, password)
+  local allowed, retry_after = sesame.users.failures(user.email)
+  if not allowed then
+    return M.too_many(retry_after)
+  end
+  if not sesame.verify(password, user.password) then
+    sesame.users.failed(user.email)
+    return M.fail(401, "invalid password")
+  end
+  sesame.users.succeeded(user.email)
+end
+
 return M

@@ -32,20 +32,34 @@ local function same_address(a, b)
   return a ~= nil and b ~= nil and a:lower() == b:lower()
 end
 
--- POST /users/verify {token}: the link of the verification mail. The token's data is the
--- address it was mailed to: it confirms that address only, not one the user has set since.
-sesame.route("POST", "/users/verify", function(req)
-  local allowed, retry_after = replies.limit("verify", req)
+-- The first steps of a route that takes the token of a mailed link: limits[rule] per client
+-- address, the {token} body, the token spent for purpose. Returns the token's user (not
+-- deleted nor disabled since) and its data; or nil and the answer, as a list.
+local function spend_link(req, rule, purpose)
+  local allowed, retry_after = replies.limit(rule, req)
   if not allowed then
-    return too_many(retry_after)
+    return nil, { too_many(retry_after) }
   end
   local f, err = fields(req:json(), { "token" })
   if not f then
-    return fail(400, err)
+    return nil, { fail(400, err) }
   end
-  local id, address = sesame.onetime.spend("verify", f.token)
+  local id, data = sesame.onetime.spend(purpose, f.token)
   local user = active_user(id)
-  if not user or not same_address(user.email, address) then
+  if not user or not data then
+    return nil, { fail(400, BAD_TOKEN) }
+  end
+  return user, data
+end
+
+-- POST /users/verify {token}: the link of the verification mail. The token's data is the
+-- address it was mailed to: it confirms that address only, not one the user has set since.
+sesame.route("POST", "/users/verify", function(req)
+  local user, address = spend_link(req, "verify", "verify")
+  if not user then
+    return table.unpack(address)
+  end
+  if not same_address(user.email, address) then
     return fail(400, BAD_TOKEN)
   end
   sesame.users.update { id = user.id, verified = true }
@@ -54,75 +68,58 @@ sesame.route("POST", "/users/verify", function(req)
   return ok()
 end)
 
--- The mail of the resend without a token: in the background, once the answer has gone, so
--- that neither the answer nor its time tells whether the address has an unconfirmed account.
-local function resend_to(email)
-  local user = sesame.users.find { email = email }
-  if user and not user.disabled and not user.verified then
-    local sent, err = account_mail.verification(user)
-    if not sent then
-      sesame.log.warn("user " .. user.id .. ": verification mail not sent: " .. err)
+-- A mail to a registered address, sent in the background (sesame.defer runs it once the
+-- answer has gone), so that neither the answer nor its time tells whether the address has
+-- an account: send(user) for the address's user when wanted(user).
+local function mail_in_background(wanted, send)
+  return function(email)
+    local user = sesame.users.find { email = email }
+    if user and not user.disabled and wanted(user) then
+      local sent, err = send(user)
+      if not sent then
+        sesame.log.warn("user " .. user.id .. ": mail not sent: " .. err)
+      end
     end
+  end
+end
+
+-- A route that takes {email} and answers 200 {"result":"success"} for every well-formed
+-- address, registered or not, and leaves the mail to mail_in_background. limits[rule] counts
+-- per client address and per address asked for, for unknown addresses as for known ones:
+-- a 429 tells nothing either.
+local function for_any_address(rule, work)
+  return function(req)
+    local f, err = fields(req:json(), { "email" })
+    if not f then
+      return fail(400, err)
+    end
+    local email
+    email, err = sesame.validate("email", trim(f.email))
+    if not email then
+      return fail(400, err)
+    end
+    local allowed, retry_after = replies.limit(rule, req, email)
+    if not allowed then
+      return too_many(retry_after)
+    end
+    sesame.defer(work, email)
+    return ok()
   end
 end
 
 -- POST /users/verify/resend {email}: another verification mail, for a person who lost the
--- first or let it expire (accounts.require_verified refuses their log-in meanwhile). It
--- answers 200 whatever the address, and the mail goes only to a registered address not yet
--- confirmed, in the background, as POST /users/password/forgot does: the answer tells
--- nobody which addresses have accounts. A logged-in client sees email_verified in GET
--- /users/me.
-sesame.route("POST", "/users/verify/resend", function(req)
-  local f, err = fields(req:json(), { "email" })
-  if not f then
-    return fail(400, err)
-  end
-  local email
-  email, err = sesame.validate("email", trim(f.email))
-  if not email then
-    return fail(400, err)
-  end
-  local allowed, retry_after = replies.limit("verify", req, email)
-  if not allowed then
-    return too_many(retry_after)
-  end
-  sesame.defer(resend_to, email)
-  return ok()
-end)
+-- first or let it expire (accounts.require_verified refuses their log-in meanwhile); only a
+-- registered address not yet confirmed gets one. A logged-in client sees email_verified in
+-- GET /users/me.
+sesame.route("POST", "/users/verify/resend", for_any_address("verify", mail_in_background(function(user)
+  return not user.verified
+end, account_mail.verification)))
 
--- The reset mail, in the background: the answer is the same, in the same time, for every
--- address (sesame.defer runs it once the answer has gone).
-local function mail_reset(email)
-  local user = sesame.users.find { email = email }
-  if user and not user.disabled then
-    local sent, err = account_mail.reset(user)
-    if not sent then
-      sesame.log.warn("user " .. user.id .. ": reset mail not sent: " .. err)
-    end
-  end
-end
-
--- POST /users/password/forgot {email}: 200 {"result":"success"} for every well-formed address,
--- registered or not; a registered one gets a link to the front end's reset page, which lives
--- accounts.reset_ttl seconds. Limited per client address and per address asked for (limits
--- .forgot), for unknown addresses as for known ones: a 429 tells nothing either.
-sesame.route("POST", "/users/password/forgot", function(req)
-  local f, err = fields(req:json(), { "email" })
-  if not f then
-    return fail(400, err)
-  end
-  local email
-  email, err = sesame.validate("email", trim(f.email))
-  if not email then
-    return fail(400, err)
-  end
-  local allowed, retry_after = replies.limit("forgot", req, email)
-  if not allowed then
-    return too_many(retry_after)
-  end
-  sesame.defer(mail_reset, email)
-  return ok()
-end)
+-- POST /users/password/forgot {email}: a registered address gets a link to the front end's
+-- reset page, which works once, for accounts.reset_ttl seconds.
+sesame.route("POST", "/users/password/forgot", for_any_address("forgot", mail_in_background(function()
+  return true
+end, account_mail.reset)))
 
 -- A new password that breaks the policy only with the user's own data (the username as the
 -- password) is known only once the token is spent: the client gets a new token with the 400,
@@ -134,10 +131,10 @@ end
 
 -- POST /users/password/reset {token, password}: the link of the reset mail. The new password
 -- meets the policy (checked before the token is spent, so that a refused password leaves the
--- link working; but for the user's own data, see policy_refused), then the password is set, every session of the user is logged out (on every
--- worker within jwt.revocation_refresh), the user's other reset links stop working, and the
--- address counts as confirmed: the mail reached it. A locked-out account (too many wrong
--- passwords) is unlocked.
+-- link working; but for the user's own data, see policy_refused). Then the password is set,
+-- every session of the user is logged out (on every worker within jwt.revocation_refresh),
+-- the user's other reset links stop working, and the address counts as confirmed: the mail
+-- reached it. A locked-out account (too many wrong passwords) is unlocked.
 sesame.route("POST", "/users/password/reset", function(req)
   local allowed, retry_after = replies.limit("reset", req)
   if not allowed then
@@ -212,23 +209,16 @@ end)
 -- that address (409 when another account took it meanwhile), confirmed, and the old address
 -- is told, in the background: the change does not wait for, nor depend on, that mail.
 sesame.route("POST", "/users/email/confirm", function(req)
-  local allowed, retry_after = replies.limit("email", req)
-  if not allowed then
-    return too_many(retry_after)
-  end
-  local f, err = fields(req:json(), { "token" })
-  if not f then
-    return fail(400, err)
-  end
-  local id, new_email = sesame.onetime.spend("email", f.token)
-  local user = active_user(id)
-  if not user or not new_email then
-    return fail(400, BAD_TOKEN)
+  local user, new_email = spend_link(req, "email", "email")
+  if not user then
+    return table.unpack(new_email)
   end
   local old_email = user.email
   local changed, why = sesame.users.update { id = user.id, email = new_email }
-  if not changed then
-    return why == "exists" and fail(409, "email already registered") or fail(400, BAD_TOKEN)
+  if why == "exists" then
+    return fail(409, "email already registered")
+  elseif not changed then
+    return fail(400, BAD_TOKEN) -- deleted meanwhile
   end
   sesame.users.update { id = user.id, verified = true }
   sesame.onetime.revoke(user.id, "email")
@@ -260,19 +250,14 @@ sesame.route("DELETE", "/users/me", { auth = "fresh" }, function(req)
   if not user then
     return replies.refused("token revoked")
   end
-  allowed, retry_after = sesame.users.failures(user.email)
-  if not allowed then
-    return too_many(retry_after)
+  local status, body, headers = replies.wrong_password(user, f.password)
+  if status then
+    return status, body, headers
   end
-  if not sesame.verify(f.password, user.password) then
-    sesame.users.failed(user.email)
-    return fail(401, "invalid password")
-  end
-  sesame.users.succeeded(user.email)
   sesame.users.delete(user.id)
   sesame.jwt.revoke(req.claims)
   sesame.emit("deleted", { user = user.id })
-  local headers = sesame.jwt.unset_cookies()
+  headers = sesame.jwt.unset_cookies()
   headers["Cache-Control"] = "no-store"
   return 200, { result = "success" }, headers
 end)

@@ -236,15 +236,10 @@ sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
   if not ok then
     return fail(400, err)
   end
-  allowed, retry_after = sesame.users.failures(user.email)
-  if not allowed then
-    return too_many(retry_after)
+  local status, body, headers = replies.wrong_password(user, f.password)
+  if status then
+    return status, body, headers
   end
-  if not sesame.verify(f.password, user.password) then
-    sesame.users.failed(user.email)
-    return fail(401, "invalid password")
-  end
-  sesame.users.succeeded(user.email)
   local hash = sesame.hash(f.new_password)
   sesame.jwt.revoke_all(user.id, { except_family = req.claims.fam })
   if not sesame.users.update { id = user.id, password = hash } then
