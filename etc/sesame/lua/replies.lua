@@ -38,6 +38,16 @@ function M.fields(body, names)
   return values
 end
 
+-- The body's one field, email, trimmed and checked by the email validator: the address's
+-- normal form, or nil and the client's error.
+function M.email(req)
+  local f, err = M.fields(req:json(), { "email" })
+  if not f then
+    return nil, err
+  end
+  return sesame.validate("email", M.trim(f.email))
+end
+
 function M.fail(status, message)
   return status, { result = "fail", error = message }
 end

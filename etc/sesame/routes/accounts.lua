@@ -15,7 +15,7 @@ local sesame = require "sesame"
 local replies = require "replies"
 local account_mail = require "account_mail"
 
-local trim, fields, fail, ok, too_many = replies.trim, replies.fields, replies.fail, replies.ok, replies.too_many
+local fields, fail, ok, too_many = replies.fields, replies.fail, replies.ok, replies.too_many
 
 local BAD_TOKEN = "invalid or expired token"
 
@@ -89,12 +89,7 @@ end
 -- a 429 tells nothing either.
 local function for_any_address(rule, work)
   return function(req)
-    local f, err = fields(req:json(), { "email" })
-    if not f then
-      return fail(400, err)
-    end
-    local email
-    email, err = sesame.validate("email", trim(f.email))
+    local email, err = replies.email(req)
     if not email then
       return fail(400, err)
     end
@@ -182,12 +177,7 @@ sesame.route("POST", "/users/email", { auth = "fresh" }, function(req)
   if not allowed then
     return too_many(retry_after)
   end
-  local f, err = fields(req:json(), { "email" })
-  if not f then
-    return fail(400, err)
-  end
-  local email
-  email, err = sesame.validate("email", trim(f.email))
+  local email, err = replies.email(req)
   if not email then
     return fail(400, err)
   end
