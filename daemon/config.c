@@ -277,6 +277,7 @@ static const struct config_key top_keys[] = {
     {"mail", config_mail_read, 0, 0, offsetof(struct config, mail)},
     {"http", config_http_read, 0, 0, offsetof(struct config, http)},
     {"events", config_events_read, 0, 0, offsetof(struct config, events)},
+    {"accounts", config_accounts_read, 0, 0, offsetof(struct config, accounts)},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -394,6 +395,7 @@ static void set_defaults(struct config *cfg)
 	ratelimit_rules_defaults(&cfg->limits);
 	config_metrics_defaults(&cfg->metrics);
 	config_events_defaults(&cfg->events);
+	config_accounts_defaults(&cfg->accounts);
 }
 
 /* The file's folder as an absolute path: the daemon may change directory later. */
@@ -532,6 +534,7 @@ void config_free(struct config *cfg)
 	privs_clear(&cfg->privs);
 	tokens_config_clear(&cfg->jwt);
 	ratelimit_rules_clear(&cfg->limits);
+	config_accounts_clear(&cfg->accounts);
 	proxies_clear(&cfg->trusted_proxies);
 	proxies_clear(&cfg->metrics.allow);
 	config_outbound_clear(&cfg->mail, &cfg->http);

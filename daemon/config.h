@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config_accounts.h"
 #include "config_diag.h"
 #include "config_outbound.h"
 #include "config_events.h"
@@ -65,6 +66,7 @@ struct config {
 	struct config_mail mail;       /* mail: where sesame.mail.send delivers */
 	struct config_http http;       /* http: the hosts sesame.http.request may reach */
 	struct config_events events;
+	struct config_accounts accounts;
 
 	/* routes: the route script files, in load order */
 	char **routes;

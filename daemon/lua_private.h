@@ -222,5 +222,7 @@ json_t *luaapi_event_new(lua_State *L, const char *name);
 void luaapi_event_user(json_t *ev, const char *identity);
 /* Emits ev (events_emit) and starts its sesame.on handlers as background tasks; frees ev. */
 void luaapi_event_emit(lua_State *L, json_t *ev);
+/* accounts: the accounts settings, read-only */
+void luaapi_accounts_inject(lua_State *L);
 
 #endif

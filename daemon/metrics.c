@@ -67,7 +67,7 @@ struct worker_gauges {
 	char pad[32];
 };
 
-#define LOGIN_OUTCOMES	5
+#define LOGIN_OUTCOMES	6
 #define STORAGE_RESULTS 7
 
 struct segment {
@@ -108,8 +108,8 @@ static const char *const restart_reasons[] = {"crash", "exit", "hang"};
 static const char *const drop_reasons[] = {"timeout", "client_gone"};
 static const char *const revocation_ops[] = {"revoke", "revoke_all", "reuse"};
 static const char *const hash_ops[] = {"hash", "verify"};
-static const char *const login_outcomes[LOGIN_OUTCOMES] = {"success", "invalid", "locked",
-							   "limited", "malformed"};
+static const char *const login_outcomes[LOGIN_OUTCOMES] = {"success", "invalid",   "locked",
+							   "limited", "malformed", "unverified"};
 /* Indexed by result + 2: enum sesame_storage_result runs from -2 to 4. */
 static const char *const storage_results[STORAGE_RESULTS] = {
     "failed", "unavailable", "ok", "not_found", "conflict", "reused", "revoked"};
@@ -406,7 +406,9 @@ int metrics_count(const char *name, const char *value)
 
 const char *metrics_count_values(const char *name)
 {
-	return strcmp(name, "logins") == 0 ? "success, invalid, locked, limited, malformed" : NULL;
+	return strcmp(name, "logins") == 0
+		   ? "success, invalid, locked, limited, malformed, unverified"
+		   : NULL;
 }
 
 /* ---- the exposition ---- */

@@ -69,7 +69,14 @@ int ratelimit_parse(const char *text, struct ratelimit_rule *rule)
 int ratelimit_rules_defaults(struct ratelimit_rules *rules)
 {
 	static const char *const shipped[][2] = {
-	    {"register", "20/minute"}, {"login", "60/minute"}, {"login_failures", "100/hour"}};
+	    {"register", "20/minute"},
+	    {"login", "60/minute"},
+	    {"login_failures", "100/hour"},
+	    /* The account flows', each per client address and per account: most send mail. */
+	    {"verify", "10/hour"},
+	    {"forgot", "10/hour"},
+	    {"reset", "20/hour"},
+	    {"email", "10/hour"}};
 	for (size_t i = 0; i < sizeof(shipped) / sizeof(shipped[0]); i++) {
 		struct ratelimit_rule r;
 		if (ratelimit_parse(shipped[i][1], &r) != 0 ||

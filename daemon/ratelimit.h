@@ -27,7 +27,8 @@ struct ratelimit_rules {
 /* Parses "N/second|minute|hour" into rule's count and period; -1 when it is not one. */
 int ratelimit_parse(const char *text, struct ratelimit_rule *rule);
 
-/* The shipped rules (register, login, login_failures) with their defaults. */
+/* The shipped rules (register, login, login_failures; the account flows' verify, forgot, reset,
+ * email) with their defaults. */
 int ratelimit_rules_defaults(struct ratelimit_rules *rules);
 /* Sets name's rule (a count of 0: off), adding it when it is new; -1 when out of memory. */
 int ratelimit_rules_set(struct ratelimit_rules *rules, const char *name,

@@ -87,6 +87,37 @@ limits = {
   register = "20/minute",
   login = "60/minute",
   login_failures = "100/hour",
+  -- The account flows, each counted per client address and per account (most send mail to
+  -- somebody's address): verify (POST /users/verify, /users/verify/resend), forgot,
+  -- reset (POST /users/password/forgot, /reset) and email (POST /users/email, /confirm).
+  verify = "10/hour",
+  forgot = "10/hour",
+  reset = "20/hour",
+  email = "10/hour",
+}
+
+-- The account flows of the default routes: confirming an address, a forgotten password, a
+-- new address (each mails a link: they need the mail table), and deleting the account.
+-- docs/operations.md says what the front end's pages do with the links.
+accounts = {
+  -- The front end's URL that the mails' links start with: LINK_BASE/verify?token=...,
+  -- /reset?token=..., /email/confirm?token=...; its pages POST the token to sesame.
+  link_base = "http://127.0.0.1:8080",
+  -- true: log-in answers 403 "email not verified" until the address is confirmed, and
+  -- registration hands out no tokens. Needs the mail table.
+  require_verified = false,
+  -- true: registering a taken address answers as a new one does (no tokens for anyone) and
+  -- mails the address's owner instead, so that the API tells nobody which addresses have
+  -- accounts. Needs the mail table.
+  conceal_existing = false,
+  -- Seconds each flow's link works: confirming the address, resetting the password,
+  -- confirming a new address.
+  verify_ttl = 86400,
+  reset_ttl = 3600,
+  email_ttl = 86400,
+  -- The mail templates (verify.txt, reset.txt, email_change.txt, email_changed.txt,
+  -- exists.txt): the subject and words of each mail, yours to change.
+  mail_dir = "mail",
 }
 
 -- Auth events (sesame.emit, sesame.on): each is one JSON line in audit_log ("stderr", a file

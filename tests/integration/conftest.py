@@ -16,6 +16,7 @@ TOP = Path(__file__).resolve().parents[2]
 SESAMED = os.environ.get("SESAMED", str(TOP / "build" / "sesamed"))
 ROUTES = Path(__file__).resolve().parent / "routes"
 LUA = Path(__file__).resolve().parent / "lua"
+SHIPPED_LUA = TOP / "etc" / "sesame" / "lua"
 PLUGINS = Path(SESAMED).parent / "plugins"
 # Tests register and log in many times from 127.0.0.1: the shipped limits would refuse them.
 # A test's own `limits = {...}` (in more) replaces this table, and the rules it leaves out
@@ -101,6 +102,9 @@ class Sesamed:
         for name, text in (routes or {}).items():
             self.write_route(name, text)
         shutil.copytree(LUA, tmp_path / "lua")
+        # The modules the shipped route scripts require, where sesame.lua's lua/ folder has them.
+        for module in SHIPPED_LUA.glob("*.lua"):
+            shutil.copy(module, tmp_path / "lua")
         self.write_config(config, workers, more)
         self.proc = None
 

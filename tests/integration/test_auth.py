@@ -101,7 +101,7 @@ def test_me(app):
     assert r.status_code == 200
     assert r.json() == {"result": "success",
                         "user": {"id": int(app.uid), "email": "ann@example.com",
-                                 "username": "ann"}}
+                                 "username": "ann", "email_verified": False}}
 
 
 def test_missing_token(app):

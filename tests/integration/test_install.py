@@ -11,7 +11,9 @@ from conftest import SESAMED, TOP
 
 BUILD = Path(SESAMED).parent
 PLUGINS = ("argon2id", "pbkdf2_sha256", "mariadb", "sqlite", "email", "password", "username")
-ROUTES = ("auth.lua", "info.lua", "jwks.lua", "users.lua")
+ROUTES = ("accounts.lua", "auth.lua", "info.lua", "jwks.lua", "users.lua")
+SHIPPED = {"lua": ("replies.lua", "account_mail.lua"),
+           "mail": ("verify.txt", "reset.txt", "email_change.txt", "email_changed.txt", "exists.txt")}
 MAN = ("man8/sesamed.8", "man8/sesamectl.8", "man5/sesame.lua.5")
 DOCS = ("README.md", "operations.md", "lua-api.md", "plugins.md")
 DIRS = ("sbindir", "pkglibdir", "sysconfdir", "includedir", "pkgconfigdir", "pkgdatadir",
@@ -57,6 +59,10 @@ def test_every_file_is_in_its_place(installed):
     for name in ROUTES:
         assert (conf / "routes" / name).read_text() == \
             (TOP / "etc/sesame/routes" / name).read_text()
+    for folder, names in SHIPPED.items():
+        for name in names:
+            assert (conf / folder / name).read_text() == \
+                (TOP / "etc/sesame" / folder / name).read_text()
     assert (d["includedir"] / "sesame" / "plugin.h").exists()
     assert "Name: sesame-plugin" in (d["pkgconfigdir"] / "sesame-plugin.pc").read_text()
     for backend in ("mariadb", "sqlite"):

@@ -59,17 +59,19 @@ static void test_defaults_and_set(void **state)
 {
 	struct ratelimit_rules rules = {0};
 	assert_int_equal(ratelimit_rules_defaults(&rules), 0);
-	assert_int_equal(rules.n, 3);
+	assert_int_equal(rules.n, 7);
 	assert_int_equal(ratelimit_rules_find(&rules, "register")->count, 20);
+	assert_int_equal(ratelimit_rules_find(&rules, "forgot")->period_ms, 3600000);
 	assert_int_equal(ratelimit_rules_find(&rules, "login")->count, 60);
 	assert_int_equal(ratelimit_rules_find(&rules, "login_failures")->period_ms, 3600000);
 	struct ratelimit_rule off = {.count = 0};
 	assert_int_equal(ratelimit_rules_set(&rules, "login", &off), 0);
-	assert_int_equal(rules.n, 3);
+	assert_int_equal(rules.n, 7);
 	assert_int_equal(ratelimit_rules_find(&rules, "login")->count, 0);
 	struct ratelimit_rule mine = rule("x", "5/second");
-	assert_int_equal(ratelimit_rules_set(&rules, "reset", &mine), 0);
-	assert_string_equal(ratelimit_rules_find(&rules, "reset")->name, "reset");
+	assert_int_equal(ratelimit_rules_set(&rules, "mine", &mine), 0);
+	assert_string_equal(ratelimit_rules_find(&rules, "mine")->name, "mine");
+	assert_int_equal(rules.n, 8);
 	assert_null(ratelimit_rules_find(&rules, "nope"));
 	ratelimit_rules_clear(&rules);
 }

@@ -1,71 +1,44 @@
 -- users.lua: the account API. POST /users/register is the tutorial service's registration,
 -- answered the same way: {"result":"success","access_token":...}, errors as
 -- {"result":"fail","error":"..."}; POST /users/login, GET /users/me, POST /token/refresh,
--- POST /users/logout and POST /users/logout/all go with it.
+-- POST /users/logout and POST /users/logout/all go with it. The account flows (confirming
+-- the address, a forgotten password, a new address, deletion) are in accounts.lua; the
+-- helpers both use are in lua/replies.lua, the flows' mails in lua/account_mail.lua.
 --
 -- Each step is one of sesame's building blocks, and each can be changed here: the fields and
 -- their checks (validator plugins: email, username, password), the password hash (a job
--- thread, never the event loop), the row (storage), the tokens (jwt).
+-- thread, never the event loop), the row (storage), the tokens (jwt), the events (sesame.emit:
+-- the audit log, and the scripts' sesame.on handlers).
 local sesame = require "sesame"
+local replies = require "replies"
+local account_mail = require "account_mail"
 
--- Leading and trailing white space, removed in one pass (no pattern that could backtrack).
-local function trim(s)
-  local first = s:find("%S")
-  if not first then
-    return ""
+local trim, fields, fail = replies.trim, replies.fields, replies.fail
+local answer, tokens, too_many, refused = replies.answer, replies.tokens, replies.too_many, replies.refused
+
+-- The answer of a registration that hands out no tokens: with accounts.require_verified the
+-- tokens come at log-in, once the address is confirmed; with accounts.conceal_existing every
+-- registration answers this, so that a taken address cannot be told from a new one.
+local function check_your_mail()
+  return replies.ok { verification = "sent" }
+end
+
+-- A registration of a taken address. With accounts.conceal_existing it answers as a new
+-- address's registration does (after the same hashing, and a mail), and the mail goes to the
+-- address's owner instead: "someone tried to register your address". That mail is limited
+-- per account (limits.verify), silently: a 429 would tell the address is taken.
+local function taken(email)
+  if not (sesame.mail.enabled and sesame.accounts.conceal_existing) then
+    return fail(409, "email already registered")
   end
-  local last = #s
-  while s:find("^%s", last) do
-    last = last - 1
+  local owner = sesame.users.find { email = email }
+  if owner and sesame.limit("verify", replies.account_key(email)) then
+    local sent, err = account_mail.exists(owner)
+    if not sent then
+      return fail(503, err)
+    end
   end
-  return s:sub(first, last)
-end
-
--- The named fields of body, each a string that is not blank; or nil and the client's error.
-local function fields(body, names)
-  local values = {}
-  for _, name in ipairs(names) do
-    local value = body[name]
-    if value == nil or value == sesame.null then
-      return nil, name .. " is missing"
-    end
-    if type(value) ~= "string" then
-      return nil, name .. " must be a string"
-    end
-    if trim(value) == "" then
-      return nil, name .. " is blank"
-    end
-    values[name] = value
-  end
-  return values
-end
-
-local function fail(status, message)
-  return status, { result = "fail", error = message }
-end
-
--- The answer that hands out a pair of tokens: in the body, and in cookies too when
--- jwt.cookies is on. Tokens are secrets: no cache may keep the answer.
-local function answer(access, refresh)
-  local headers = sesame.jwt.cookies(access, refresh)
-  headers["Cache-Control"] = "no-store"
-  return 200, { result = "success", access_token = access, refresh_token = refresh }, headers
-end
-
--- A log-in's tokens: a new refresh family, and an access token that belongs to it, so that
--- logging out (revoking the family) ends both.
-local function tokens(id, fresh)
-  local refresh, family = sesame.jwt.refresh(id)
-  return answer(sesame.jwt.access(id, { fresh = fresh, family = family }), refresh)
-end
-
--- Too many requests: the client may try again in retry_after seconds. Nothing was done.
-local function too_many(retry_after)
-  return 429, { result = "fail", error = "too many requests" }, { ["Retry-After"] = tostring(retry_after) }
-end
-
-local function refused(message)
-  return 401, { result = "fail", error = message }, { ["WWW-Authenticate"] = 'Bearer error="invalid_token"' }
+  return check_your_mail()
 end
 
 sesame.route("POST", "/users/register", function(req)
@@ -98,7 +71,26 @@ sesame.route("POST", "/users/register", function(req)
   local id
   id, err = sesame.users.create { email = email, username = username, password = sesame.hash(f.password) }
   if not id then
-    return fail(409, "email already registered")
+    return taken(email)
+  end
+  if not sesame.mail.enabled then
+    sesame.emit("registered", { user = id })
+    return tokens(id, false)
+  end
+  -- The address is confirmed by the link mailed to it. A mail that cannot be sent (or a
+  -- template that cannot be read: an error) undoes the registration: the client is told, and
+  -- may try again later with the same address.
+  local done, sent, why = pcall(account_mail.verification, { id = id, email = email, username = username })
+  if not (done and sent) then
+    sesame.users.delete(id)
+    if not done then
+      error(sent, 0)
+    end
+    return fail(503, why)
+  end
+  sesame.emit("registered", { user = id })
+  if sesame.accounts.require_verified or sesame.accounts.conceal_existing then
+    return check_your_mail()
   end
   return tokens(id, false)
 end)
@@ -140,9 +132,17 @@ sesame.route("POST", "/users/login", function(req)
       sesame.users.failed(email)
     end
     sesame.metrics.count("logins", "invalid")
+    sesame.emit("login_failed", { user = user and user.id, email = email })
     return fail(401, BAD_LOGIN)
   end
   sesame.users.succeeded(email)
+  -- accounts.require_verified: only once the password was right does the answer tell that
+  -- the address is not confirmed yet (before, it would tell which addresses have accounts).
+  if sesame.accounts.require_verified and not user.verified then
+    sesame.metrics.count("logins", "unverified")
+    sesame.emit("login_failed", { user = user.id, reason = "email not verified" })
+    return fail(403, "email not verified")
+  end
   sesame.metrics.count("logins", "success")
   -- A hash from another scheme (a Flask service's pbkdf2_sha256) or weaker settings is
   -- upgraded now, while the password is at hand. The log-in does not depend on it: a failed
@@ -155,11 +155,13 @@ sesame.route("POST", "/users/login", function(req)
       sesame.log.warn("user " .. user.id .. ": password hash not upgraded: " .. tostring(why))
     end
   end
+  sesame.emit("logged_in", { user = user.id })
   return tokens(user.id, true)
 end)
 
 -- A user deleted or disabled (sesamectl user delete, disable) since the token was signed is
--- refused as its revoked token would be.
+-- refused as its revoked token would be. email_verified: whether the address was confirmed
+-- (a verification link, a password reset, a changed address's link).
 sesame.route("GET", "/users/me", { auth = "required" }, function(req)
   local user = sesame.users.find { id = req.identity }
   if not user or user.disabled then
@@ -167,7 +169,7 @@ sesame.route("GET", "/users/me", { auth = "required" }, function(req)
   end
   return 200, {
     result = "success",
-    user = { id = user.id, email = user.email, username = user.username },
+    user = { id = user.id, email = user.email, username = user.username, email_verified = user.verified == true },
   }
 end)
 
@@ -194,6 +196,7 @@ end)
 -- jwt.revocation_refresh, and clears the token cookies.
 sesame.route("POST", "/users/logout", { auth = "required" }, function(req)
   sesame.jwt.revoke(req.claims)
+  sesame.emit("logged_out", { user = req.identity })
   local headers = sesame.jwt.unset_cookies()
   headers["Cache-Control"] = "no-store"
   return 200, { result = "success" }, headers
@@ -204,6 +207,7 @@ end)
 sesame.route("POST", "/users/logout/all", { auth = "required" }, function(req)
   local sessions = sesame.jwt.revoke_all(req.identity)
   sesame.jwt.revoke(req.claims)
+  sesame.emit("logged_out_all", { user = req.identity, sessions = sessions })
   local headers = sesame.jwt.unset_cookies()
   headers["Cache-Control"] = "no-store"
   return 200, { result = "success", sessions = sessions }, headers
@@ -234,19 +238,15 @@ sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
   if not ok then
     return fail(400, err)
   end
-  allowed, retry_after = sesame.users.failures(user.email)
-  if not allowed then
-    return too_many(retry_after)
+  local status, body, headers = replies.wrong_password(user, f.password)
+  if status then
+    return status, body, headers
   end
-  if not sesame.verify(f.password, user.password) then
-    sesame.users.failed(user.email)
-    return fail(401, "invalid password")
-  end
-  sesame.users.succeeded(user.email)
   local hash = sesame.hash(f.new_password)
   sesame.jwt.revoke_all(user.id, { except_family = req.claims.fam })
   if not sesame.users.update { id = user.id, password = hash } then
     return refused("invalid token") -- deleted meanwhile
   end
+  sesame.emit("password_changed", { user = user.id })
   return 200, { result = "success" }, { ["Cache-Control"] = "no-store" }
 end)

@@ -1,0 +1,120 @@
+/*
+ * config_accounts.c: reads the accounts section of the configuration, the settings of the
+ * account flows that the default routes run (verification, password reset, e-mail change).
+ *
+ * The keys are read by the section's table, then checked together: the links in the mails
+ * start with link_base, an http(s) URL without a query or fragment (the flows append
+ * "/verify?token=..."), and the two settings that answer a client "check your mail"
+ * (require_verified, conceal_existing) are refused when no mail table is configured: nobody
+ * could ever confirm an address. Route scripts read the result as sesame.accounts.
+ */
+#include "autoconfig.h"
+
+#include "config_accounts.h"
+
+#include <lua.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define ACCOUNTS(field) offsetof(struct config_accounts, field)
+#define MAX_TTL		(30L * 86400)
+
+static const struct config_key accounts_keys[] = {
+    {"require_verified", config_bool, 0, 0, ACCOUNTS(require_verified)},
+    {"conceal_existing", config_bool, 0, 0, ACCOUNTS(conceal_existing)},
+    {"link_base", config_string, 0, 0, ACCOUNTS(link_base)},
+    {"verify_ttl", config_long, 1, MAX_TTL, ACCOUNTS(verify_ttl)},
+    {"reset_ttl", config_long, 1, MAX_TTL, ACCOUNTS(reset_ttl)},
+    {"email_ttl", config_long, 1, MAX_TTL, ACCOUNTS(email_ttl)},
+    {"mail_dir", config_string, 0, 0, ACCOUNTS(mail_dir)},
+    {NULL, NULL, 0, 0, 0},
+};
+
+/* "http(s)://HOST[:PORT][/PATH]": a host, printable characters, no query or fragment. */
+static bool link_base_ok(const char *url)
+{
+	size_t scheme = strncasecmp(url, "https://", 8) == 0  ? 8
+			: strncasecmp(url, "http://", 7) == 0 ? 7
+							      : 0;
+	if (scheme == 0 || url[scheme] == '\0' || url[scheme] == '/')
+		return false;
+	for (const char *p = url; *p != '\0'; p++) {
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || *p == '?' || *p == '#')
+			return false;
+	}
+	return true;
+}
+
+/* The links append "/verify?token=...": a trailing slash would double. */
+static void trim_slashes(char *url)
+{
+	size_t len = strlen(url);
+	while (len > 0 && url[len - 1] == '/')
+		url[--len] = '\0';
+}
+
+/* Is the top level's mail table set? (It is read with the outbound settings.) */
+static bool mail_configured(struct config_reader *rd, int top)
+{
+	lua_pushliteral(rd->L, "mail");
+	bool set = lua_rawget(rd->L, top) == LUA_TTABLE;
+	lua_pop(rd->L, 1);
+	return set;
+}
+
+static void check(struct config_reader *rd, int top, struct config_accounts *a)
+{
+	if (!link_base_ok(a->link_base))
+		config_fail(rd, "accounts.link_base",
+			    "expected an http:// or https:// URL with a host and no query or "
+			    "fragment, like \"https://app.example.com/account\"");
+	else
+		trim_slashes(a->link_base);
+	if (a->mail_dir[0] == '\0')
+		config_fail(rd, "accounts.mail_dir", "expected a folder");
+	static const char *const mailing[] = {"accounts.require_verified",
+					      "accounts.conceal_existing"};
+	bool on[] = {a->require_verified, a->conceal_existing};
+	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+		if (on[i] && !mail_configured(rd, top))
+			config_fail(rd, mailing[i],
+				    "needs the mail table: the address is confirmed by a mail "
+				    "that sesame sends (mail = { url = ..., from = ... })");
+	}
+}
+
+void config_accounts_read(struct config_reader *rd, int top, const struct config_key *key,
+			  const char *keypath)
+{
+	struct config_accounts *a = config_field(rd, key);
+	struct config_reader section = *rd;
+	/* Unset, it is read as an empty table: each key settles its default. */
+	bool unset = lua_isnil(rd->L, -1);
+	if (unset)
+		lua_newtable(rd->L);
+	section.base = a;
+	if (unset || config_is_table(rd, keypath)) {
+		config_table_read(&section, -1, keypath, accounts_keys);
+		check(rd, top, a);
+	}
+	if (unset)
+		lua_pop(rd->L, 1);
+}
+
+void config_accounts_defaults(struct config_accounts *a)
+{
+	*a = (struct config_accounts){.link_base = strdup("http://127.0.0.1:8080"),
+				      .verify_ttl = 86400,
+				      .reset_ttl = 3600,
+				      .email_ttl = 86400,
+				      .mail_dir = strdup("mail")};
+}
+
+void config_accounts_clear(struct config_accounts *a)
+{
+	free(a->link_base);
+	free(a->mail_dir);
+	*a = (struct config_accounts){0};
+}
