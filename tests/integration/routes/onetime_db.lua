@@ -61,6 +61,15 @@ sesame.route("POST", "/otp/spend", function(req)
   return 200, { user = user, data = data }
 end)
 
+sesame.route("POST", "/otp/check", function(req)
+  local b = req:json()
+  local user, data = sesame.onetime.check(b.purpose, b.token)
+  if not user then
+    return 404, { result = "fail", error = "invalid token" }
+  end
+  return 200, { user = user, data = data }
+end)
+
 sesame.route("POST", "/otp/revoke", function(req)
   local b = req:json()
   return 200, { revoked = sesame.onetime.revoke(b.user, b.purpose) }
