@@ -61,14 +61,13 @@ function M.send(template, to, values)
   return sesame.mail.send { to = to, subject = subject, text = text }
 end
 
--- A token for purpose (ttl seconds, data), mailed to `to` in template's link to page.
-local function mail_token(user, purpose, ttl, to, template, page, extra)
-  local token = sesame.onetime.issue(purpose, user.id, { ttl = ttl, data = to })
-  local values = { link = M.link(page, token), email = to, username = user.username,
-                   expires = M.duration(ttl) }
-  for k, v in pairs(extra or {}) do
-    values[k] = v
-  end
+-- A token for purpose (ttl seconds, data) of the user id (0: an account not made yet), mailed
+-- to `to` in template's link to page; values are the template's others.
+local function mail_token(id, purpose, ttl, data, to, template, page, values)
+  local token = sesame.onetime.issue(purpose, id, { ttl = ttl, data = data })
+  values.link = M.link(page, token)
+  values.email = to
+  values.expires = M.duration(ttl)
   return M.send(template, to, values)
 end
 
@@ -77,7 +76,8 @@ end
 -- (a "verify" token) and a password reset link (a "reset" token).
 local function own_address(purpose, ttl, event)
   return function(user)
-    local ok, err = mail_token(user, purpose, sesame.accounts[ttl], user.email, purpose, purpose)
+    local ok, err = mail_token(user.id, purpose, sesame.accounts[ttl], user.email, user.email, purpose,
+                               purpose, { username = user.username })
     if ok then
       sesame.emit(event, { user = user.id })
     end
@@ -88,14 +88,35 @@ end
 M.verification = own_address("verify", "verify_ttl", "verification_sent")
 M.reset = own_address("reset", "reset_ttl", "reset_requested")
 
+-- The confirmation of a registration that made no account yet (accounts.conceal_existing):
+-- a "verify" token of no user (0) whose data is the account to make (a JSON object: email,
+-- username and the password's hash), mailed as the verification is.
+function M.registration(email, username, hash)
+  local account = sesame.json.encode { email = email, username = username, password = hash }
+  local ok, err = mail_token(0, "verify", sesame.accounts.verify_ttl, account, email, "verify", "verify",
+                             { username = username })
+  if ok then
+    sesame.emit("verification_sent", { email = email })
+  end
+  return ok, err
+end
+
 -- The confirmation of a new address: an "email" token whose data is that address.
 function M.email_change(user, new_email)
-  return mail_token(user, "email", sesame.accounts.email_ttl, new_email, "email_change", "email/confirm")
+  return mail_token(user.id, "email", sesame.accounts.email_ttl, new_email, new_email, "email_change",
+                    "email/confirm", { username = user.username })
 end
 
 -- Tells the owner of an address that someone tried to register it (conceal_existing).
 function M.exists(user)
   return M.send("exists", user.email, { link = M.link("forgot"), email = user.email, username = user.username })
+end
+
+-- Tells the owner of an address that someone asked to move another account to it
+-- (accounts.conceal_existing: POST /users/email answers as for a free address).
+function M.email_taken(owner)
+  return M.send("email_taken", owner.email, { link = M.link("forgot"), email = owner.email,
+                                              username = owner.username })
 end
 
 -- Tells the old address that the account now has another.
