@@ -193,6 +193,22 @@ def test_bad_purposes_and_options_raise(app):
     app.wait_log("ttl is whole seconds")
 
 
+# ---- sesame.json ----
+
+def test_json_text_both_ways(sesamed):
+    s = sesamed(routes=ROUTES, more=SQLITE + JWT)
+    r = s.post("/json", json={"value": {"a": [1, 2.5, "x\u00e9\"", None, True, []]},
+                              "text": '{"email": "\u00e9@example.com", "n": [1, null]}'})
+    assert r.status_code == 200, s.log()
+    body = r.json()
+    assert body["encoded"] == '{"a":[1,2.5,"x\u00e9\\"",null,true,[]]}'
+    assert body["decoded"] == {"email": "\u00e9@example.com", "n": [1, None]}
+    assert "sesame.json.encode:" in body["raised"]
+    for text in ("not json", '{"a": 1, "a": 2}', "[" * 100 + "]" * 100):
+        body = s.post("/json", json={"value": 1, "text": text}).json()
+        assert "decoded" not in body and body["err"], (text, body)
+
+
 # ---- users ----
 
 def test_verified_round_trip(app):

@@ -106,3 +106,13 @@ end)
 sesame.route("POST", "/db/bad-value", function(req)
   return 200, { rows = sesame.db.query("SELECT ?", {}) }
 end)
+
+-- sesame.json: value encoded, text decoded ({value = ..., text = "..."}), and what a value
+-- without a JSON form raises.
+sesame.route("POST", "/json", function(req)
+  local b = req:json()
+  local decoded, err = sesame.json.decode(b.text)
+  local ok, raised = pcall(sesame.json.encode, { f = print })
+  return 200, { encoded = sesame.json.encode(b.value), decoded = decoded, err = err,
+                raised = not ok and raised or nil }
+end)
