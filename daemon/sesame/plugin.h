@@ -205,8 +205,9 @@ struct sesame_family {
  * ABI 1.1. A one-time token (an e-mail confirmation or password reset link): the token itself
  * is 32 random bytes that only its holder knows; the store keeps its SHA-256, as 64 lower-case
  * hex digits (hash), with what it is for (purpose: "verify", "reset", "email", or a route
- * script's own, at most 32 bytes of [a-z0-9_]), whose it is (user_id), an optional string
- * (data, at most 1024 bytes: the new address of an e-mail change) and its expiry.
+ * script's own, at most 32 bytes of [a-z0-9_]), whose it is (user_id; 0 for no user yet, a
+ * registration waiting for its link), an optional string (data, at most 1024 bytes: the new
+ * address of an e-mail change) and its expiry.
  */
 struct sesame_otp {
 	const char *hash;
