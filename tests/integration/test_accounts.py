@@ -224,11 +224,16 @@ def test_a_reset_ends_a_pending_address_change(app):
     assert login(app, "ola@example.com", "new password!").status_code == 200
 
 
+def reset_link_and_session(app, email):
+    """A new account's reset link, and a fresh session of it."""
+    register(app, email)
+    app.post("/users/password/forgot", json={"email": email})
+    reset, _ = token_of(app.mailbox, email, count=2)
+    return reset, bearer(login(app, email).json()["access_token"])
+
+
 def test_a_password_change_ends_the_reset_links(app):
-    register(app, "pam@example.com")
-    app.post("/users/password/forgot", json={"email": "pam@example.com"})
-    reset, _ = token_of(app.mailbox, "pam@example.com", count=2)
-    fresh = bearer(login(app, "pam@example.com").json()["access_token"])
+    reset, fresh = reset_link_and_session(app, "pam@example.com")
     r = app.post("/users/password", headers=fresh,
                  json={"password": "correct horse", "new_password": "battery staple"})
     assert r.status_code == 200
@@ -238,10 +243,7 @@ def test_a_password_change_ends_the_reset_links(app):
 
 
 def test_an_address_change_ends_the_links_of_the_old_address(app):
-    register(app, "quin@example.com")
-    app.post("/users/password/forgot", json={"email": "quin@example.com"})
-    reset, _ = token_of(app.mailbox, "quin@example.com", count=2)
-    fresh = bearer(login(app, "quin@example.com").json()["access_token"])
+    reset, fresh = reset_link_and_session(app, "quin@example.com")
     assert app.post("/users/email", headers=fresh, json={"email": "quin2@example.com"}).status_code == 200
     change, _ = token_of(app.mailbox, "quin2@example.com")
     assert app.post("/users/email/confirm", json={"token": change}).status_code == 200

@@ -61,14 +61,13 @@ function M.send(template, to, values)
   return sesame.mail.send { to = to, subject = subject, text = text }
 end
 
--- A token for purpose (ttl seconds, data) of the user id (0: an account not made yet), mailed
--- to `to` in template's link to page; values are the template's others.
-local function mail_token(id, purpose, ttl, data, to, template, page, values)
-  local token = sesame.onetime.issue(purpose, id, { ttl = ttl, data = data })
-  values.link = M.link(page, token)
-  values.email = to
-  values.expires = M.duration(ttl)
-  return M.send(template, to, values)
+-- A link's one-time token, mailed: m.purpose's token of the user m.id (0: an account not made
+-- yet), alive m.ttl seconds, with m.data; its link goes to the page m.page, in the template
+-- m.template mailed to m.to (whose user is m.username).
+local function mail_token(m)
+  local token = sesame.onetime.issue(m.purpose, m.id, { ttl = m.ttl, data = m.data })
+  return M.send(m.template, m.to, { link = M.link(m.page, token), email = m.to, username = m.username,
+                                    expires = M.duration(m.ttl) })
 end
 
 -- The mail of a flow whose token goes to the user's own address, its data that address (so
@@ -76,8 +75,8 @@ end
 -- (a "verify" token) and a password reset link (a "reset" token).
 local function own_address(purpose, ttl, event)
   return function(user)
-    local ok, err = mail_token(user.id, purpose, sesame.accounts[ttl], user.email, user.email, purpose,
-                               purpose, { username = user.username })
+    local ok, err = mail_token { id = user.id, purpose = purpose, ttl = sesame.accounts[ttl], data = user.email,
+                                 to = user.email, username = user.username, template = purpose, page = purpose }
     if ok then
       sesame.emit(event, { user = user.id })
     end
@@ -93,8 +92,8 @@ M.reset = own_address("reset", "reset_ttl", "reset_requested")
 -- username and the password's hash), mailed as the verification is.
 function M.registration(email, username, hash)
   local account = sesame.json.encode { email = email, username = username, password = hash }
-  local ok, err = mail_token(0, "verify", sesame.accounts.verify_ttl, account, email, "verify", "verify",
-                             { username = username })
+  local ok, err = mail_token { id = 0, purpose = "verify", ttl = sesame.accounts.verify_ttl, data = account,
+                               to = email, username = username, template = "verify", page = "verify" }
   if ok then
     sesame.emit("verification_sent", { email = email })
   end
@@ -103,8 +102,8 @@ end
 
 -- The confirmation of a new address: an "email" token whose data is that address.
 function M.email_change(user, new_email)
-  return mail_token(user.id, "email", sesame.accounts.email_ttl, new_email, new_email, "email_change",
-                    "email/confirm", { username = user.username })
+  return mail_token { id = user.id, purpose = "email", ttl = sesame.accounts.email_ttl, data = new_email,
+                      to = new_email, username = user.username, template = "email_change", page = "email/confirm" }
 end
 
 -- Tells the owner of an address that someone tried to register it (conceal_existing).
