@@ -1,12 +1,14 @@
 /*
  * lua_onetime.c: sesame.onetime, the one-time tokens of the account flows (an e-mail
- * confirmation, a password reset, a route script's own): issue, spend, revoke.
+ * confirmation, a password reset, a route script's own): issue, check, spend, revoke.
  *
  * A token is 32 random bytes from libsodium, given to the script as 43 characters of
  * base64url; the store keeps only its SHA-256 (hex), with its purpose, its user, an optional
  * string and an expiry on the store's clock, so a copy of the database holds no usable token.
  * Spending deletes it in the store in one statement: of two requests spending one token at
- * once, on any nodes, one gets the user. A token that is not 43 characters of base64url is
+ * once, on any nodes, one gets the user. Checking one reads it without spending it, so that a
+ * route can refuse a bad link before work that can fail, and spend it once that work is done.
+ * A token that is not 43 characters of base64url is
  * no one's: it is answered nil without a storage call, as an unknown, spent, expired or
  * foreign one is. The token and its hash are wiped from the job's memory when it ends; no
  * token reaches a log.
@@ -30,7 +32,7 @@
 #define TTL_MAX	       (366LL * 86400)
 #define USER_ID_DIGITS 19
 
-enum onetime_op { ONETIME_ISSUE, ONETIME_SPEND, ONETIME_REVOKE };
+enum onetime_op { ONETIME_ISSUE, ONETIME_CHECK, ONETIME_SPEND, ONETIME_REVOKE };
 
 struct onetime_job {
 	struct luaapi_job lj;
@@ -60,6 +62,10 @@ static void onetime_run(struct job *job)
 					 .data = oj->data};
 		oj->rc = fn->otp_create(oj->st.state, &otp, oj->ttl, oj->err, sizeof(oj->err));
 		metrics_storage(METRICS_OTP_CREATE, oj->rc);
+	} else if (oj->op == ONETIME_CHECK) {
+		oj->rc = fn->otp_find(oj->st.state, oj->hash, oj->purpose, &oj->spent, oj->buf,
+				      sizeof(oj->buf), oj->err, sizeof(oj->err));
+		metrics_storage(METRICS_OTP_FIND, oj->rc);
 	} else if (oj->op == ONETIME_SPEND) {
 		oj->rc = fn->otp_spend(oj->st.state, oj->hash, oj->purpose, &oj->spent, oj->buf,
 				       sizeof(oj->buf), oj->err, sizeof(oj->err));
@@ -172,11 +178,14 @@ static void issue_options(lua_State *L, int idx, long long *ttl, const char **da
 	}
 }
 
-/* sesame.onetime.issue(purpose, user_id[, {ttl = seconds, data = string}]) -> token */
+/* sesame.onetime.issue(purpose, user_id[, {ttl = seconds, data = string}]) -> token. A
+ * user_id of 0 is no user yet: a registration that waits for its link keeps its account in
+ * data, and no user's revoke reaches it. */
 static int l_onetime_issue(lua_State *L)
 {
 	const char *purpose = purpose_arg(L, 1), *data;
-	long long user_id = user_arg(L, 2);
+	bool nobody = lua_isinteger(L, 2) && lua_tointeger(L, 2) == 0;
+	long long user_id = nobody ? 0 : user_arg(L, 2);
 	long long ttl;
 	issue_options(L, 3, &ttl, &data);
 	LUAAPI_STORAGE_NEED(L, otp_create);
@@ -205,9 +214,8 @@ static bool well_formed(const char *token, size_t len)
 		   len;
 }
 
-/* sesame.onetime.spend(purpose, token) -> user_id, data; or nil (unknown, spent, expired,
- * for another purpose, malformed: all alike). */
-static int l_onetime_spend(lua_State *L)
+/* A token's look-up, checked or spent: purpose, then the token at 2. */
+static int find_token(lua_State *L, enum onetime_op op, const char *fname)
 {
 	const char *purpose = purpose_arg(L, 1);
 	size_t len = 0;
@@ -216,11 +224,27 @@ static int l_onetime_spend(lua_State *L)
 		lua_pushnil(L);
 		return 1;
 	}
-	LUAAPI_STORAGE_NEED(L, otp_spend);
-	struct onetime_job *oj = new_onetime_job(L, ONETIME_SPEND, "sesame.onetime.spend");
+	if (op == ONETIME_CHECK)
+		LUAAPI_STORAGE_NEED(L, otp_find);
+	else
+		LUAAPI_STORAGE_NEED(L, otp_spend);
+	struct onetime_job *oj = new_onetime_job(L, op, fname);
 	hash_token(token, oj->hash);
 	memcpy(oj->purpose, purpose, strlen(purpose) + 1);
-	return luaapi_await_job(L, &oj->lj, "sesame.onetime.spend");
+	return luaapi_await_job(L, &oj->lj, fname);
+}
+
+/* sesame.onetime.spend(purpose, token) -> user_id, data; or nil (unknown, spent, expired,
+ * for another purpose, malformed: all alike). */
+static int l_onetime_spend(lua_State *L)
+{
+	return find_token(L, ONETIME_SPEND, "sesame.onetime.spend");
+}
+
+/* sesame.onetime.check(purpose, token) -> user_id, data, as spend answers, the token left. */
+static int l_onetime_check(lua_State *L)
+{
+	return find_token(L, ONETIME_CHECK, "sesame.onetime.check");
 }
 
 /* sesame.onetime.revoke(user_id[, purpose]) -> true: the user's tokens (of that purpose). */
@@ -238,6 +262,7 @@ static int l_onetime_revoke(lua_State *L)
 void luaapi_onetime_inject(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {{"issue", l_onetime_issue},
+					 {"check", l_onetime_check},
 					 {"spend", l_onetime_spend},
 					 {"revoke", l_onetime_revoke},
 					 {NULL, NULL}};

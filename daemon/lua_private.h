@@ -224,5 +224,7 @@ void luaapi_event_user(json_t *ev, const char *identity);
 void luaapi_event_emit(lua_State *L, json_t *ev);
 /* accounts: the accounts settings, read-only */
 void luaapi_accounts_inject(lua_State *L);
+/* json: encode and decode */
+void luaapi_json_inject(lua_State *L);
 
 #endif

@@ -61,6 +61,7 @@ static int open_sesame(lua_State *L)
 	luaapi_http_inject(L);
 	luaapi_events_inject(L);
 	luaapi_accounts_inject(L);
+	luaapi_json_inject(L);
 	return 1;
 }
 

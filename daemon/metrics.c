@@ -135,7 +135,8 @@ static const char *const storage_ops[METRICS_STORAGE_OPS] = {"user_create",
 							     "event_add",
 							     "event_list",
 							     "event_purge",
-							     "query"};
+							     "query",
+							     "otp_find"};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 

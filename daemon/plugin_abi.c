@@ -66,6 +66,7 @@ static const struct plugin_member storage_members[] = {
     MEMBER(struct sesame_storage, event_list, 1),
     MEMBER(struct sesame_storage, event_purge, 1),
     MEMBER(struct sesame_storage, query, 1),
+    MEMBER(struct sesame_storage, otp_find, 1),
 };
 
 #define KIND(KIND, NAME, TYPE, MEMBERS)                                                            \

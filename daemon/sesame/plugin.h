@@ -26,7 +26,8 @@
  *
  * ABI 1.1 added, for the account flows: struct sesame_user's verified_at; the storage
  * functions user_set_verified, user_set_email, otp_create, otp_spend, otp_revoke, event_add,
- * event_list, event_purge and query; and struct sesame_otp, sesame_event and sesame_value.
+ * event_list, event_purge, query and otp_find; and struct sesame_otp, sesame_event and
+ * sesame_value.
  *
  * Define the descriptor with its kind's macro (SESAME_VALIDATOR_PLUGIN, SESAME_HASHER_PLUGIN,
  * SESAME_STORAGE_PLUGIN), which exports it, and build with hidden visibility:
@@ -204,15 +205,16 @@ struct sesame_family {
  * ABI 1.1. A one-time token (an e-mail confirmation or password reset link): the token itself
  * is 32 random bytes that only its holder knows; the store keeps its SHA-256, as 64 lower-case
  * hex digits (hash), with what it is for (purpose: "verify", "reset", "email", or a route
- * script's own, at most 32 bytes of [a-z0-9_]), whose it is (user_id), an optional string
- * (data, at most 1024 bytes: the new address of an e-mail change) and its expiry.
+ * script's own, at most 32 bytes of [a-z0-9_]), whose it is (user_id; 0 for no user yet, a
+ * registration waiting for its link), an optional string (data, at most 1024 bytes: the new
+ * address of an e-mail change) and its expiry.
  */
 struct sesame_otp {
 	const char *hash;
 	const char *purpose;
 	long long user_id;
 	const char *data;     /* NULL or "" for none */
-	long long expires_at; /* Unix seconds by the store's clock: otp_spend fills it in */
+	long long expires_at; /* Unix seconds by the store's clock: set by otp_spend, otp_find */
 };
 
 /*
@@ -604,6 +606,16 @@ struct sesame_storage {
 						       const struct sesame_value *values),
 					    void *ctx, long long *affected, long long *insert_id,
 					    char *err, size_t errlen);
+	/*
+	 * Finds the token whose hash and purpose are these, as otp_spend does, but leaves it
+	 * there: out gets its user_id, data (in buf) and expires_at. NOT_FOUND alike for a token
+	 * that never was, was spent, expired (by the store's clock), or is for another purpose.
+	 * A token found may still be spent by another request: only otp_spend says who gets it.
+	 * A route checks a token with it before work that can fail, and spends it after.
+	 */
+	enum sesame_storage_result (*otp_find)(void *state, const char *hash, const char *purpose,
+					       struct sesame_otp *out, char *buf, size_t buflen,
+					       char *err, size_t errlen);
 };
 
 #ifdef __cplusplus

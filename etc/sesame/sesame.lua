@@ -87,9 +87,14 @@ limits = {
   register = "20/minute",
   login = "60/minute",
   login_failures = "100/hour",
-  -- The account flows, each counted per client address and per account (most send mail to
-  -- somebody's address): verify (POST /users/verify, /users/verify/resend), forgot,
-  -- reset (POST /users/password/forgot, /reset) and email (POST /users/email, /confirm).
+  -- The account flows, each counted per client address; the routes that mail an address
+  -- count per account too (the address asked for, or the caller's own). Per address and
+  -- per account: verify's POST /users/verify/resend, forgot (POST /users/password/forgot),
+  -- email's POST /users/email; and with accounts.conceal_existing, verify counts each
+  -- registration's mail per account only, silently. Per client address only, the routes
+  -- that take a link's token: verify's POST /users/verify, reset (POST
+  -- /users/password/reset) and email's POST /users/email/confirm. POST /users/password and
+  -- DELETE /users/me count under login, per client address.
   verify = "10/hour",
   forgot = "10/hour",
   reset = "20/hour",
@@ -106,9 +111,12 @@ accounts = {
   -- true: log-in answers 403 "email not verified" until the address is confirmed, and
   -- registration hands out no tokens. Needs the mail table.
   require_verified = false,
-  -- true: registering a taken address answers as a new one does (no tokens for anyone) and
-  -- mails the address's owner instead, so that the API tells nobody which addresses have
-  -- accounts. Needs the mail table.
+  -- true: the API tells nobody which addresses have accounts. Registration makes no account:
+  -- a new address and a taken one get the same answer (no tokens) in the same time, and
+  -- the mail goes after it: to a new address the link that makes the account, confirmed;
+  -- to a taken one's owner a notice (exists.txt). A mail server that is down is then
+  -- logged, not answered. POST /users/email answers a taken address as a free one (200, and
+  -- email_taken.txt to its owner) instead of 409. Needs the mail table.
   conceal_existing = false,
   -- Seconds each flow's link works: confirming the address, resetting the password,
   -- confirming a new address.
@@ -116,7 +124,9 @@ accounts = {
   reset_ttl = 3600,
   email_ttl = 86400,
   -- The mail templates (verify.txt, reset.txt, email_change.txt, email_changed.txt,
-  -- exists.txt): the subject and words of each mail, yours to change.
+  -- exists.txt, email_taken.txt): the subject and words of each mail, yours to change.
+  -- With the mail table set, sesamed -t checks that this folder, below this file's, holds
+  -- them all.
   mail_dir = "mail",
 }
 

@@ -1405,4 +1405,5 @@ SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .mi
 		      .user_set_email = mariadb_user_set_email, .otp_create = mariadb_otp_create,
 		      .otp_spend = mariadb_otp_spend, .otp_revoke = mariadb_otp_revoke,
 		      .event_add = mariadb_event_add, .event_list = mariadb_event_list,
-		      .event_purge = mariadb_event_purge, .query = mariadb_query);
+		      .event_purge = mariadb_event_purge, .query = mariadb_query,
+		      .otp_find = mariadb_otp_find);

@@ -21,6 +21,10 @@
 #define OTP_SPEND_SQL                                                                              \
 	"DELETE FROM `sesame_onetime_tokens` WHERE `hash` = ? AND `purpose` = ? AND "              \
 	"`expires_at` > UNIX_TIMESTAMP() RETURNING `user_id`, `data`, `expires_at`"
+#define OTP_FIND_SQL                                                                               \
+	"SELECT `user_id`, `data`, `expires_at` FROM `sesame_onetime_tokens` WHERE `hash` = ? "    \
+	"AND "                                                                                     \
+	"`purpose` = ? AND `expires_at` > UNIX_TIMESTAMP()"
 #define OTP_REVOKE_PURPOSE_SQL                                                                     \
 	"DELETE FROM `sesame_onetime_tokens` WHERE `user_id` = ? AND `purpose` = ?"
 #define EVENT_INSERT_SQL                                                                           \
@@ -198,45 +202,74 @@ static void bind_spent(MYSQL_BIND *res, struct otp_args *a, long long *user_id,
 	mariadb_bind_long(&res[2], expires_at);
 }
 
-static enum sesame_storage_result spend_once(struct store *s, void *ctx, char *err, size_t errlen)
+/*
+ * Reads the token's row out of stmt, to the result's end: only MYSQL_NO_DATA after it says
+ * the statement ended well (an error after the row, such as a commit that failed, is not a
+ * spend). r is the outcome so far; on a failure conn goes back, as mariadb_failed does.
+ */
+static enum sesame_storage_result fetch_token(struct store *s, MYSQL *conn, MYSQL_STMT *stmt,
+					      struct otp_args *a, char *err, size_t errlen)
 {
-	struct otp_args *a = ctx;
-	MYSQL *conn = s->db->acquire(err, errlen);
-	if (conn == NULL)
-		return SESAME_STORAGE_UNAVAILABLE;
-	MYSQL_BIND p[2], res[3];
-	unsigned long lens[2], len = 0;
+	MYSQL_BIND res[3];
+	unsigned long len = 0;
 	my_bool nulls[3] = {0, 0, 0};
 	long long user_id = 0, expires_at = 0;
-	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	mariadb_bind_string(&p[0], a->hash, &lens[0]);
-	mariadb_bind_string(&p[1], a->purpose, &lens[1]);
-	MYSQL_STMT *stmt = mariadb_execute(s, conn, OTP_SPEND_SQL, p, &r, err, errlen);
-	if (stmt == NULL)
-		return r;
+	enum sesame_storage_result r = SESAME_STORAGE_NOT_FOUND;
 	bind_spent(res, a, &user_id, &expires_at, &len, nulls);
 	if (mysql_stmt_bind_result(stmt, res) != 0)
-		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
-				      errlen);
+		goto fail;
 	int rc = mysql_stmt_fetch(stmt);
-	if (rc == 0) {
-		a->buf[nulls[1] ? 0 : len] = '\0';
-		*a->out = (struct sesame_otp){
-		    .user_id = user_id, .data = nulls[1] ? NULL : a->buf, .expires_at = expires_at};
-	} else if (rc == MYSQL_DATA_TRUNCATED) {
+	if (rc == MYSQL_DATA_TRUNCATED) {
 		snprintf(err, errlen, "MariaDB: a one-time token's data does not fit in %zu bytes",
 			 a->buflen);
 		r = SESAME_STORAGE_FAILED;
-	} else if (rc == MYSQL_NO_DATA) {
-		r = SESAME_STORAGE_NOT_FOUND;
-	} else {
-		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
-				      errlen);
+	} else if (rc == 0) {
+		a->buf[nulls[1] ? 0 : len] = '\0';
+		*a->out = (struct sesame_otp){
+		    .user_id = user_id, .data = nulls[1] ? NULL : a->buf, .expires_at = expires_at};
+		r = SESAME_STORAGE_OK;
 	}
+	while (rc == 0 || rc == MYSQL_DATA_TRUNCATED)
+		rc = mysql_stmt_fetch(stmt);
+	if (rc != MYSQL_NO_DATA)
+		goto fail;
 	mysql_stmt_free_result(stmt);
 	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return r;
+fail:
+	/* An error met while rows come is the connection's, not yet the statement's. */
+	if (mysql_stmt_errno(stmt) == 0)
+		return mariadb_failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+	return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+}
+
+/* Runs sql (OTP_SPEND_SQL or OTP_FIND_SQL) for the token of a->hash and a->purpose. */
+static enum sesame_storage_result token_once(struct store *s, struct otp_args *a, const char *sql,
+					     char *err, size_t errlen)
+{
+	MYSQL *conn = s->db->acquire(err, errlen);
+	if (conn == NULL)
+		return SESAME_STORAGE_UNAVAILABLE;
+	MYSQL_BIND p[2];
+	unsigned long lens[2];
+	enum sesame_storage_result r = SESAME_STORAGE_OK;
+	mariadb_bind_string(&p[0], a->hash, &lens[0]);
+	mariadb_bind_string(&p[1], a->purpose, &lens[1]);
+	MYSQL_STMT *stmt = mariadb_execute(s, conn, sql, p, &r, err, errlen);
+	if (stmt == NULL)
+		return r;
+	return fetch_token(s, conn, stmt, a, err, errlen);
+}
+
+static enum sesame_storage_result spend_once(struct store *s, void *ctx, char *err, size_t errlen)
+{
+	return token_once(s, ctx, OTP_SPEND_SQL, err, errlen);
+}
+
+static enum sesame_storage_result find_once(struct store *s, void *ctx, char *err, size_t errlen)
+{
+	return token_once(s, ctx, OTP_FIND_SQL, err, errlen);
 }
 
 /* Spent, a token is gone: a spend that may have run is never run again. */
@@ -247,6 +280,16 @@ enum sesame_storage_result mariadb_otp_spend(void *state, const char *hash, cons
 	struct otp_args a = {
 	    .hash = hash, .purpose = purpose, .out = out, .buf = buf, .buflen = buflen};
 	return with_retries(state, spend_once, &a, false, err, errlen);
+}
+
+/* A look changes nothing: it may run again. */
+enum sesame_storage_result mariadb_otp_find(void *state, const char *hash, const char *purpose,
+					    struct sesame_otp *out, char *buf, size_t buflen,
+					    char *err, size_t errlen)
+{
+	struct otp_args a = {
+	    .hash = hash, .purpose = purpose, .out = out, .buf = buf, .buflen = buflen};
+	return with_retries(state, find_once, &a, true, err, errlen);
 }
 
 static enum sesame_storage_result revoke_once(struct store *s, void *ctx, char *err, size_t errlen)

@@ -75,6 +75,9 @@ enum sesame_storage_result mariadb_otp_create(void *state, const struct sesame_o
 enum sesame_storage_result mariadb_otp_spend(void *state, const char *hash, const char *purpose,
 					     struct sesame_otp *out, char *buf, size_t buflen,
 					     char *err, size_t errlen);
+enum sesame_storage_result mariadb_otp_find(void *state, const char *hash, const char *purpose,
+					    struct sesame_otp *out, char *buf, size_t buflen,
+					    char *err, size_t errlen);
 enum sesame_storage_result mariadb_otp_revoke(void *state, long long user_id, const char *purpose,
 					      char *err, size_t errlen);
 enum sesame_storage_result mariadb_event_add(void *state, const struct sesame_event *event,

@@ -1234,17 +1234,15 @@ static enum sesame_storage_result user_delete(void *state, long long id, const c
 	return r;
 }
 
-SESAME_STORAGE_PLUGIN("sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
-		      .worker_start = worker_start, .worker_stop = worker_stop,
-		      .user_create = user_create, .user_find = user_find,
-		      .user_set_password = user_set_password, .family_create = family_create,
-		      .family_rotate = family_rotate, .token_revoke = token_revoke,
-		      .revoked_since = revoked_since, .subject_revoke = subject_revoke,
-		      .token_purge = token_purge, .failure_check = failure_check,
-		      .failure_record = failure_record, .failure_reset = failure_reset,
-		      .ping = ping, .user_set_disabled = user_set_disabled, .user_list = user_list,
-		      .user_delete = user_delete, .user_set_verified = sqlite_user_set_verified,
-		      .user_set_email = sqlite_user_set_email, .otp_create = sqlite_otp_create,
-		      .otp_spend = sqlite_otp_spend, .otp_revoke = sqlite_otp_revoke,
-		      .event_add = sqlite_event_add, .event_list = sqlite_event_list,
-		      .event_purge = sqlite_event_purge, .query = sqlite_query);
+SESAME_STORAGE_PLUGIN(
+    "sqlite", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
+    .worker_start = worker_start, .worker_stop = worker_stop, .user_create = user_create,
+    .user_find = user_find, .user_set_password = user_set_password, .family_create = family_create,
+    .family_rotate = family_rotate, .token_revoke = token_revoke, .revoked_since = revoked_since,
+    .subject_revoke = subject_revoke, .token_purge = token_purge, .failure_check = failure_check,
+    .failure_record = failure_record, .failure_reset = failure_reset, .ping = ping,
+    .user_set_disabled = user_set_disabled, .user_list = user_list, .user_delete = user_delete,
+    .user_set_verified = sqlite_user_set_verified, .user_set_email = sqlite_user_set_email,
+    .otp_create = sqlite_otp_create, .otp_spend = sqlite_otp_spend, .otp_revoke = sqlite_otp_revoke,
+    .event_add = sqlite_event_add, .event_list = sqlite_event_list,
+    .event_purge = sqlite_event_purge, .query = sqlite_query, .otp_find = sqlite_otp_find);

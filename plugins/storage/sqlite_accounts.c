@@ -23,6 +23,8 @@ const char *const sqlite_accounts_sql[STATEMENTS] = {
     [OTP_SPEND] =
 	"DELETE FROM \"sesame_onetime_tokens\" WHERE \"hash\" = ?1 AND \"purpose\" = "
 	"?2 AND \"expires_at\" > " SQLITE_S " RETURNING \"user_id\", \"data\", \"expires_at\"",
+    [OTP_FIND] = "SELECT \"user_id\", \"data\", \"expires_at\" FROM \"sesame_onetime_tokens\" "
+		 "WHERE \"hash\" = ?1 AND \"purpose\" = ?2 AND \"expires_at\" > " SQLITE_S,
     [OTP_REVOKE] = "DELETE FROM \"sesame_onetime_tokens\" WHERE \"user_id\" = ?1",
     [OTP_REVOKE_PURPOSE] = "DELETE FROM \"sesame_onetime_tokens\" WHERE \"user_id\" = ?1 AND "
 			   "\"purpose\" = ?2",
@@ -133,15 +135,15 @@ static enum sesame_storage_result copy_otp(sqlite3_stmt *st, struct sesame_otp *
 	return SESAME_STORAGE_OK;
 }
 
-enum sesame_storage_result sqlite_otp_spend(void *state, const char *hash, const char *purpose,
-					    struct sesame_otp *out, char *buf, size_t buflen,
-					    char *err, size_t errlen)
+/* The token's row by statement which (OTP_SPEND or OTP_FIND), read to its end. */
+static enum sesame_storage_result otp_row(struct store *s, int which, const char *hash,
+					  const char *purpose, struct sesame_otp *out, char *buf,
+					  size_t buflen, char *err, size_t errlen)
 {
-	struct store *s = state;
 	if (s->pool == NULL)
 		return sqlite_not_started(err, errlen);
 	struct conn *c = sqlite_acquire(s->pool);
-	sqlite3_stmt *st = sqlite_statement(s, c, OTP_SPEND);
+	sqlite3_stmt *st = sqlite_statement(s, c, which);
 	enum sesame_storage_result r = SESAME_STORAGE_NOT_FOUND;
 	int rc = st == NULL ? sqlite3_extended_errcode(c->db) : SQLITE_OK;
 	if (st != NULL) {
@@ -150,7 +152,7 @@ enum sesame_storage_result sqlite_otp_spend(void *state, const char *hash, const
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			r = copy_otp(st, out, buf, buflen, err, errlen);
-			/* To its end: the autocommit commits the deletion here. */
+			/* To its end: the autocommit commits a deletion here. */
 			rc = sqlite3_step(st);
 		}
 	}
@@ -160,6 +162,20 @@ enum sesame_storage_result sqlite_otp_spend(void *state, const char *hash, const
 		sqlite_done_with(st);
 	sqlite_release(s->pool, c);
 	return r;
+}
+
+enum sesame_storage_result sqlite_otp_spend(void *state, const char *hash, const char *purpose,
+					    struct sesame_otp *out, char *buf, size_t buflen,
+					    char *err, size_t errlen)
+{
+	return otp_row(state, OTP_SPEND, hash, purpose, out, buf, buflen, err, errlen);
+}
+
+enum sesame_storage_result sqlite_otp_find(void *state, const char *hash, const char *purpose,
+					   struct sesame_otp *out, char *buf, size_t buflen,
+					   char *err, size_t errlen)
+{
+	return otp_row(state, OTP_FIND, hash, purpose, out, buf, buflen, err, errlen);
 }
 
 static void bind_revoke(sqlite3_stmt *st, const void *ctx)

@@ -53,6 +53,7 @@ enum {
 	STATE_UNVERIFY,
 	OTP_INSERT,
 	OTP_SPEND,
+	OTP_FIND,
 	OTP_REVOKE,
 	OTP_REVOKE_PURPOSE,
 	PURGE_OTP,
@@ -125,6 +126,9 @@ enum sesame_storage_result sqlite_otp_create(void *state, const struct sesame_ot
 enum sesame_storage_result sqlite_otp_spend(void *state, const char *hash, const char *purpose,
 					    struct sesame_otp *out, char *buf, size_t buflen,
 					    char *err, size_t errlen);
+enum sesame_storage_result sqlite_otp_find(void *state, const char *hash, const char *purpose,
+					   struct sesame_otp *out, char *buf, size_t buflen,
+					   char *err, size_t errlen);
 enum sesame_storage_result sqlite_otp_revoke(void *state, long long user_id, const char *purpose,
 					     char *err, size_t errlen);
 enum sesame_storage_result sqlite_event_add(void *state, const struct sesame_event *event,

@@ -5,6 +5,7 @@ would. SQLite, and MariaDB for the flows that matter most across nodes."""
 import shutil
 import statistics
 import subprocess
+import threading
 import time
 
 import pytest
@@ -38,10 +39,12 @@ def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
 
-def start(sesamed, mailbox, storage=SQLITE, config="", rules=None, **settings):
-    """A sesamed with the default routes, mail to the mailbox, the shipped mail templates."""
+def start(sesamed, mailbox, storage=SQLITE, config="", rules=None, tail="", **settings):
+    """A sesamed with the default routes, mail to the mailbox, the shipped mail templates;
+    tail is more configuration, last (a table set again there wins)."""
     more = (storage + JWT + FAST + limits(**(rules or {})) + accounts(**settings) +
-            f'mail = {{ url = "{mailbox.url}", from = "sesame@example.com", timeout = 5 }}\n')
+            f'mail = {{ url = "{mailbox.url}", from = "sesame@example.com", timeout = 5 }}\n' +
+            tail)
     s = sesamed(config, routes=ROUTES, more=more, start=False)
     shutil.copytree(TOP / "etc/sesame/mail", s.dir / "mail")
     return s.start()
@@ -166,17 +169,87 @@ def test_forgot_reset_and_old_sessions_refused(app):
     assert token not in app.log() and "new password!" not in app.log()
 
 
-def test_a_password_equal_to_the_username_gets_a_new_token(app):
+def test_a_password_the_policy_refuses_leaves_the_link_working(app):
     register(app, "eve@example.com", "evelyn99")
     app.post("/users/password/forgot", json={"email": "eve@example.com"})
     token, _ = token_of(app.mailbox, "eve@example.com", count=2)
+    # Refused only with the user's own data: the username as the password.
     r = app.post("/users/password/reset", json={"token": token, "password": "evelyn99"})
-    assert r.status_code == 400 and r.json()["result"] == "fail"
-    again = r.json()["token"]
-    assert again != token
-    r = app.post("/users/password/reset", json={"token": again, "password": "not the name"})
+    assert r.status_code == 400 and r.json() == {
+        "result": "fail", "error": "The password cannot be your username or email address."}
+    r = app.post("/users/password/reset", json={"token": token, "password": "not the name"})
     assert r.status_code == 200
     assert login(app, "eve@example.com", "not the name").status_code == 200
+
+
+def test_two_resets_with_one_link_at_once_one_wins(app):
+    register(app, "eli@example.com")
+    app.post("/users/password/forgot", json={"email": "eli@example.com"})
+    token, _ = token_of(app.mailbox, "eli@example.com", count=2)
+    results, start_line = {}, threading.Barrier(6)
+
+    def reset(n):
+        start_line.wait()
+        r = app.post("/users/password/reset", json={"token": token, "password": f"password {n}!"})
+        results[n] = r.status_code
+
+    threads = [threading.Thread(target=reset, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results.values()) == [200] + [400] * 5, results
+    winner = next(n for n, status in results.items() if status == 200)
+    assert login(app, "eli@example.com", f"password {winner}!").status_code == 200
+    for n in results:
+        if n != winner:
+            assert login(app, "eli@example.com", f"password {n}!").status_code == 401
+
+
+# ---- pending links die with the password and the address ----
+
+def test_a_reset_ends_a_pending_address_change(app):
+    register(app, "ola@example.com")
+    fresh = bearer(login(app, "ola@example.com").json()["access_token"])
+    # A stolen session asks to move the account to the thief's address ...
+    assert app.post("/users/email", headers=fresh, json={"email": "thief@example.com"}).status_code == 200
+    change, _ = token_of(app.mailbox, "thief@example.com")
+    # ... and the owner resets the password.
+    app.post("/users/password/forgot", json={"email": "ola@example.com"})
+    reset, _ = token_of(app.mailbox, "ola@example.com", count=2)
+    assert app.post("/users/password/reset",
+                    json={"token": reset, "password": "new password!"}).status_code == 200
+    r = app.post("/users/email/confirm", json={"token": change})
+    assert r.status_code == 400 and r.json()["error"] == "invalid or expired token"
+    assert login(app, "ola@example.com", "new password!").status_code == 200
+
+
+def reset_link_and_session(app, email):
+    """A new account's reset link, and a fresh session of it."""
+    register(app, email)
+    app.post("/users/password/forgot", json={"email": email})
+    reset, _ = token_of(app.mailbox, email, count=2)
+    return reset, bearer(login(app, email).json()["access_token"])
+
+
+def test_a_password_change_ends_the_reset_links(app):
+    reset, fresh = reset_link_and_session(app, "pam@example.com")
+    r = app.post("/users/password", headers=fresh,
+                 json={"password": "correct horse", "new_password": "battery staple"})
+    assert r.status_code == 200
+    r = app.post("/users/password/reset", json={"token": reset, "password": "new password!"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid or expired token"
+    assert login(app, "pam@example.com", "battery staple").status_code == 200
+
+
+def test_an_address_change_ends_the_links_of_the_old_address(app):
+    reset, fresh = reset_link_and_session(app, "quin@example.com")
+    assert app.post("/users/email", headers=fresh, json={"email": "quin2@example.com"}).status_code == 200
+    change, _ = token_of(app.mailbox, "quin2@example.com")
+    assert app.post("/users/email/confirm", json={"token": change}).status_code == 200
+    r = app.post("/users/password/reset", json={"token": reset, "password": "new password!"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid or expired token"
+    assert login(app, "quin2@example.com").status_code == 200
 
 
 def test_expired_and_foreign_tokens_are_refused(sesamed, mailbox):
@@ -317,22 +390,131 @@ def test_mail_server_down_changes_nothing(app):
 
 # ---- conceal_existing ----
 
+def same_answer(a, b):
+    skip = {"x-request-id", "date"}
+    assert a.status_code == b.status_code == 200
+    assert a.content == b.content
+    assert ({k.lower(): v for k, v in a.headers.items() if k.lower() not in skip} ==
+            {k.lower(): v for k, v in b.headers.items() if k.lower() not in skip})
+
+
 def test_conceal_existing_answers_a_taken_address_as_a_new_one(sesamed, mailbox):
     s = start(sesamed, mailbox, conceal_existing="true")
-    new = register(s, "max@example.com", "maxine")
-    assert new.status_code == 200
-    token_of(mailbox, "max@example.com")
-    taken = register(s, "MAX@example.com", "intruder")
-    assert taken.status_code == new.status_code
-    assert taken.content == new.content == b'{"result":"success","verification":"sent"}'
-    skip = {"x-request-id", "date"}
-    assert ({k.lower(): v for k, v in taken.headers.items() if k.lower() not in skip} ==
-            {k.lower(): v for k, v in new.headers.items() if k.lower() not in skip})
+    assert register(s, "max@example.com", "maxine").status_code == 200
+    token, _ = token_of(mailbox, "max@example.com")
+    assert s.post("/users/verify", json={"token": token}).status_code == 200
+    assert login(s, "max@example.com").status_code == 200
+
+    new = register(s, "newbie@example.com", "newbie", "newbie's password")
+    taken = register(s, "MAX@example.com", "intruder", "intruder's password")
+    same_answer(new, taken)
+    assert taken.content == b'{"result":"success","verification":"sent"}'
     mail = mailbox.wait(to="max@example.com", count=2)[1]
     assert mail["message"]["Subject"] == "You already have an account"
     assert "maxine" in receivers.text_of(mail) and "token=" not in receivers.text_of(mail)
-    # No tokens at registration: the owner logs in with the password.
+    # Neither registration made or changed an account: a log-in with the password given
+    # tells nothing (401 for both), and the owner's password still works.
+    assert login(s, "newbie@example.com", "newbie's password").status_code == 401
+    assert login(s, "max@example.com", "intruder's password").status_code == 401
     assert login(s, "max@example.com").status_code == 200
+    # The link makes the new account, confirmed.
+    link, mail = token_of(mailbox, "newbie@example.com")
+    assert mail["message"]["Subject"] == "Confirm your e-mail address"
+    assert "newbie" in receivers.text_of(mail)
+    assert s.post("/users/verify", json={"token": link}).status_code == 200
+    r = login(s, "newbie@example.com", "newbie's password")
+    assert r.status_code == 200
+    user = me(s, r.json()["access_token"]).json()["user"]
+    assert user["email_verified"] is True and user["username"] == "newbie"
+    assert s.post("/users/verify", json={"token": link}).status_code == 400
+    assert link not in s.log() and "newbie's password" not in s.log()
+
+
+def test_conceal_existing_a_link_for_an_address_registered_meanwhile(sesamed, mailbox):
+    s = start(sesamed, mailbox, conceal_existing="true")
+    register(s, "rae@example.com", "first1", "first password")
+    register(s, "rae@example.com", "second2", "second password")
+    first, _ = token_of(mailbox, "rae@example.com")
+    second, _ = token_of(mailbox, "rae@example.com", count=2)
+    assert s.post("/users/verify", json={"token": second}).status_code == 200
+    r = s.post("/users/verify", json={"token": first})
+    assert r.status_code == 400 and r.json()["error"] == "invalid or expired token"
+    assert login(s, "rae@example.com", "second password").status_code == 200
+    assert login(s, "rae@example.com", "first password").status_code == 401
+
+
+def test_conceal_existing_the_mail_server_down_is_logged_not_answered(sesamed, mailbox):
+    s = start(sesamed, mailbox, conceal_existing="true")
+    register(s, "sue@example.com")
+    token, _ = token_of(mailbox, "sue@example.com")
+    assert s.post("/users/verify", json={"token": token}).status_code == 200
+    mailbox.stop()
+    new = register(s, "tom@example.com")
+    taken = register(s, "sue@example.com")
+    same_answer(new, taken)
+    s.wait_log("registration mail not sent: mail server unavailable", count=2)
+    assert login(s, "tom@example.com").status_code == 401
+
+
+def test_conceal_existing_registration_takes_as_long_for_a_taken_address(sesamed, mailbox):
+    s = start(sesamed, mailbox, conceal_existing="true", rules=dict(verify="2/hour"))
+    register(s, "uma@example.com")
+    s.post("/users/verify", json={"token": token_of(mailbox, "uma@example.com")[0]})
+
+    def timed(email):
+        t = time.monotonic()
+        r = register(s, email)
+        return r, time.monotonic() - t
+
+    taken, new = [], []
+    for i in range(15):
+        taken.append(timed("uma@example.com"))
+        new.append(timed(f"new{i}@example.com"))
+    for (a, _), (b, _) in zip(taken, new):
+        same_answer(a, b)
+    taken_median = statistics.median(t for _, t in taken)
+    new_median = statistics.median(t for _, t in new)
+    assert taken_median < new_median * 1.5 + 0.020, (taken_median, new_median)
+    assert new_median < taken_median * 1.5 + 0.020, (taken_median, new_median)
+    # The owner's notices are limited per account (limits.verify: the link, then one notice),
+    # silently.
+    time.sleep(0.5)
+    assert len(mailbox.sent_to("uma@example.com")) == 2
+
+
+def test_conceal_existing_the_longest_account_fits_in_the_link(sesamed, mailbox):
+    argon2 = 'password = { scheme = "argon2id", accept = { "argon2id" } }\n'
+    s = start(sesamed, mailbox, conceal_existing="true",
+              tail=argon2 + 'username = { allowed = "unicode" }\n')
+    email = "l" * 64 + "@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 57 + ".com"
+    username = "\U0001d400" * 64  # 64 letters of 4 bytes each
+    assert len(email) == 254
+    password = "a long password that is not the username"
+    assert register(s, email, username, password).status_code == 200
+    token, _ = token_of(mailbox, email)
+    assert s.post("/users/verify", json={"token": token}).status_code == 200
+    r = login(s, email, password)
+    assert r.status_code == 200
+    assert me(s, r.json()["access_token"]).json()["user"]["username"] == username
+
+
+def test_conceal_existing_a_taken_new_address_answers_as_a_free_one(sesamed, mailbox):
+    s = start(sesamed, mailbox, conceal_existing="true")
+    for email, name in (("vic@example.com", "victor"), ("wyn@example.com", "wynona")):
+        register(s, email, name)
+        s.post("/users/verify", json={"token": token_of(mailbox, email)[0]})
+    fresh = bearer(login(s, "vic@example.com").json()["access_token"])
+    taken = s.post("/users/email", headers=fresh, json={"email": "WYN@example.com"})
+    free = s.post("/users/email", headers=fresh, json={"email": "vic2@example.com"})
+    same_answer(taken, free)
+    notice = mailbox.wait(to="wyn@example.com", count=2)[1]
+    assert notice["message"]["Subject"] == "Your address was given for another account"
+    text = receivers.text_of(notice)
+    assert "wynona" in text and "token=" not in text and f"{LINK_BASE}/forgot" in text
+    change, _ = token_of(mailbox, "vic2@example.com")
+    assert s.post("/users/email/confirm", json={"token": change}).status_code == 200
+    assert login(s, "wyn@example.com").status_code == 200
+    assert login(s, "vic2@example.com").status_code == 200
 
 
 # ---- rate limits ----
@@ -370,6 +552,21 @@ def test_each_flow_is_limited_per_address_and_per_account(sesamed, mailbox):
         assert r.status_code == 429, path
 
 
+def test_deleting_the_account_is_limited_per_client_address(sesamed, mailbox):
+    """DELETE /users/me asks for the password: guesses count against limits.login, per
+    client address, as log-ins do."""
+    s = start(sesamed, mailbox, rules=dict(login="3/hour"))
+    register(s, "xia@example.com")
+    access = login(s, "xia@example.com").json()["access_token"]
+    for _ in range(2):
+        r = s.request("DELETE", "/users/me", headers=bearer(access), json={"password": "wrong horse"})
+        assert r.status_code == 401
+    r = s.request("DELETE", "/users/me", headers=bearer(access), json={"password": "correct horse"})
+    assert r.status_code == 429 and r.json()["error"] == "too many requests"
+    assert int(r.headers["Retry-After"]) > 0
+    assert me(s, access).status_code == 200
+
+
 # ---- settings ----
 
 def check_config(tmp_path, text):
@@ -391,6 +588,42 @@ def test_bad_accounts_settings_are_refused_with_their_line(tmp_path, text, messa
     r = check_config(tmp_path, "\n" + text)
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"check.lua:5: {message}" in r.stderr, r.stderr
+
+
+MAIL = 'mail = { url = "smtp://127.0.0.1:25", from = "sesame@example.com" }\n'
+ROOT = 'server = { user = "root" }\n'  # the suite runs as root
+
+
+def test_the_mail_templates_are_checked_with_the_configuration(tmp_path):
+    r = check_config(tmp_path, MAIL + accounts(mail_dir='"letters"'))
+    assert r.returncode == 1 and "check.lua:5: accounts.mail_dir: " in r.stderr, r.stderr
+    assert "letters: No such file or directory" in r.stderr
+    shutil.copytree(TOP / "etc/sesame/mail", tmp_path / "letters")
+    r = check_config(tmp_path, MAIL + accounts(mail_dir='"letters"') + ROOT)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "letters/email_taken.txt").unlink()
+    (tmp_path / "letters/reset.txt").write_text("Reset your password\n\nno subject line\n")
+    r = check_config(tmp_path, MAIL + accounts(mail_dir='"letters"'))
+    assert r.returncode == 1
+    assert "email_taken.txt: No such file or directory" in r.stderr, r.stderr
+    assert "reset.txt: expected a Subject: line, a blank line, then the text" in r.stderr
+    # Without the mail table no flow mails: nothing to check.
+    r = check_config(tmp_path, accounts(mail_dir='"letters"') + ROOT)
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_mail_templates_are_read_only_below_the_configuration_folder(tmp_path):
+    outside = tmp_path / "outside"
+    shutil.copytree(TOP / "etc/sesame/mail", outside)
+    (tmp_path / "conf").mkdir()
+    conf = tmp_path / "conf"
+    r = check_config(conf, MAIL + accounts(mail_dir=f'"{outside}"'))
+    assert r.returncode == 1 and "is outside the configuration folder" in r.stderr, r.stderr
+    (conf / "mail").mkdir()
+    for template in outside.iterdir():
+        (conf / "mail" / template.name).symlink_to(template)
+    r = check_config(conf, MAIL + accounts())
+    assert r.returncode == 1 and "verify.txt leads outside the configuration folder" in r.stderr
 
 
 def test_scripts_read_the_settings_and_cannot_change_them(sesamed, mailbox):

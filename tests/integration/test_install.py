@@ -13,7 +13,8 @@ BUILD = Path(SESAMED).parent
 PLUGINS = ("argon2id", "pbkdf2_sha256", "mariadb", "sqlite", "email", "password", "username")
 ROUTES = ("accounts.lua", "auth.lua", "info.lua", "jwks.lua", "users.lua")
 SHIPPED = {"lua": ("replies.lua", "account_mail.lua"),
-           "mail": ("verify.txt", "reset.txt", "email_change.txt", "email_changed.txt", "exists.txt")}
+           "mail": ("verify.txt", "reset.txt", "email_change.txt", "email_changed.txt", "exists.txt",
+                    "email_taken.txt")}
 MAN = ("man8/sesamed.8", "man8/sesamectl.8", "man5/sesame.lua.5")
 DOCS = ("README.md", "operations.md", "lua-api.md", "plugins.md")
 DIRS = ("sbindir", "pkglibdir", "sysconfdir", "includedir", "pkgconfigdir", "pkgdatadir",

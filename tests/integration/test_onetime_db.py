@@ -120,6 +120,51 @@ def test_revoke_deletes_a_users_tokens(app):
     assert spend(app, verify_b).json()["user"] == b
 
 
+def check(s, token, purpose="verify"):
+    return s.post("/otp/check", json={"purpose": purpose, "token": token})
+
+
+def test_a_checked_token_stays_until_it_is_spent(app):
+    uid = new_user(app, 1)
+    token = issue(app, uid, purpose="reset", data="a@example.com")
+    for _ in range(2):
+        r = check(app, token, "reset")
+        assert r.status_code == 200 and r.json() == {"user": uid, "data": "a@example.com"}
+    assert check(app, token, "verify").status_code == 404
+    assert spend(app, token, "reset").json() == {"user": uid, "data": "a@example.com"}
+    assert check(app, token, "reset").status_code == 404
+    expiring = issue(app, uid, ttl=1)
+    assert check(app, expiring).json() == {"user": uid}
+    time.sleep(2.2)
+    assert check(app, expiring).status_code == 404
+    assert check(app, "A" * 42 + "!").status_code == 404
+    metrics = requests.get(app.url + "/metrics", timeout=10).text.splitlines()
+    finds = [line for line in metrics if 'op="otp_find"' in line and 'result="ok"' in line]
+    assert finds and finds[0].endswith(" 3"), finds
+    assert token not in app.log()
+
+
+def test_a_token_of_no_user_yet(app):
+    token = issue(app, 0, data='{"email":"new@example.com"}')
+    assert spend(app, token).json() == {"user": 0, "data": '{"email":"new@example.com"}'}
+
+
+def test_an_error_after_the_spent_row_is_no_spend(sesamed, mariadb):
+    """A statement that fails once its row was sent (here a trigger's error; in a cluster, a
+    commit that loses certification) spent nothing, and must not say it did."""
+    s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database) + JWT)
+    uid = new_user(s, 1)
+    token = issue(s, uid)
+    mariadb.sql("CREATE TRIGGER refuse_spend AFTER DELETE ON sesame_onetime_tokens FOR EACH "
+                "ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by a trigger'",
+                mariadb.database)
+    assert spend(s, token).status_code == 500
+    assert check(s, token).json() == {"user": uid}
+    s.wait_log("refused by a trigger")
+    mariadb.sql("DROP TRIGGER refuse_spend", mariadb.database)
+    assert spend(s, token).json() == {"user": uid}
+
+
 def test_two_spends_at_once_one_wins(app):
     uid = new_user(app, 1)
     for _ in range(3):
@@ -141,11 +186,27 @@ def test_two_spends_at_once_one_wins(app):
 def test_bad_purposes_and_options_raise(app):
     uid = new_user(app, 1)
     for body in ({"purpose": "Verify", "user": uid}, {"purpose": "x" * 33, "user": uid},
-                 {"purpose": "verify", "user": 0}, {"purpose": "verify", "user": uid, "ttl": 0},
+                 {"purpose": "verify", "user": -1}, {"purpose": "verify", "user": uid, "ttl": 0},
                  {"purpose": "verify", "user": uid, "data": "x" * 1025}):
         assert app.post("/otp/issue", json=body).status_code == 500
     app.wait_log("a purpose is 1 to 32 characters")
     app.wait_log("ttl is whole seconds")
+
+
+# ---- sesame.json ----
+
+def test_json_text_both_ways(sesamed):
+    s = sesamed(routes=ROUTES, more=SQLITE + JWT)
+    r = s.post("/json", json={"value": {"a": [1, 2.5, "x\u00e9\"", None, True, []]},
+                              "text": '{"email": "\u00e9@example.com", "n": [1, null]}'})
+    assert r.status_code == 200, s.log()
+    body = r.json()
+    assert body["encoded"] == '{"a":[1,2.5,"x\u00e9\\"",null,true,[]]}'
+    assert body["decoded"] == {"email": "\u00e9@example.com", "n": [1, None]}
+    assert "sesame.json.encode:" in body["raised"]
+    for text in ("not json", '{"a": 1, "a": 2}', "[" * 100 + "]" * 100):
+        body = s.post("/json", json={"value": 1, "text": text}).json()
+        assert "decoded" not in body and body["err"], (text, body)
 
 
 # ---- users ----

@@ -61,15 +61,13 @@ function M.send(template, to, values)
   return sesame.mail.send { to = to, subject = subject, text = text }
 end
 
--- A token for purpose (ttl seconds, data), mailed to `to` in template's link to page.
-local function mail_token(user, purpose, ttl, to, template, page, extra)
-  local token = sesame.onetime.issue(purpose, user.id, { ttl = ttl, data = to })
-  local values = { link = M.link(page, token), email = to, username = user.username,
-                   expires = M.duration(ttl) }
-  for k, v in pairs(extra or {}) do
-    values[k] = v
-  end
-  return M.send(template, to, values)
+-- A link's one-time token, mailed: m.purpose's token of the user m.id (0: an account not made
+-- yet), alive m.ttl seconds, with m.data; its link goes to the page m.page, in the template
+-- m.template mailed to m.to (whose user is m.username).
+local function mail_token(m)
+  local token = sesame.onetime.issue(m.purpose, m.id, { ttl = m.ttl, data = m.data })
+  return M.send(m.template, m.to, { link = M.link(m.page, token), email = m.to, username = m.username,
+                                    expires = M.duration(m.ttl) })
 end
 
 -- The mail of a flow whose token goes to the user's own address, its data that address (so
@@ -77,7 +75,8 @@ end
 -- (a "verify" token) and a password reset link (a "reset" token).
 local function own_address(purpose, ttl, event)
   return function(user)
-    local ok, err = mail_token(user, purpose, sesame.accounts[ttl], user.email, purpose, purpose)
+    local ok, err = mail_token { id = user.id, purpose = purpose, ttl = sesame.accounts[ttl], data = user.email,
+                                 to = user.email, username = user.username, template = purpose, page = purpose }
     if ok then
       sesame.emit(event, { user = user.id })
     end
@@ -88,14 +87,35 @@ end
 M.verification = own_address("verify", "verify_ttl", "verification_sent")
 M.reset = own_address("reset", "reset_ttl", "reset_requested")
 
+-- The confirmation of a registration that made no account yet (accounts.conceal_existing):
+-- a "verify" token of no user (0) whose data is the account to make (a JSON object: email,
+-- username and the password's hash), mailed as the verification is.
+function M.registration(email, username, hash)
+  local account = sesame.json.encode { email = email, username = username, password = hash }
+  local ok, err = mail_token { id = 0, purpose = "verify", ttl = sesame.accounts.verify_ttl, data = account,
+                               to = email, username = username, template = "verify", page = "verify" }
+  if ok then
+    sesame.emit("verification_sent", { email = email })
+  end
+  return ok, err
+end
+
 -- The confirmation of a new address: an "email" token whose data is that address.
 function M.email_change(user, new_email)
-  return mail_token(user, "email", sesame.accounts.email_ttl, new_email, "email_change", "email/confirm")
+  return mail_token { id = user.id, purpose = "email", ttl = sesame.accounts.email_ttl, data = new_email,
+                      to = new_email, username = user.username, template = "email_change", page = "email/confirm" }
 end
 
 -- Tells the owner of an address that someone tried to register it (conceal_existing).
 function M.exists(user)
   return M.send("exists", user.email, { link = M.link("forgot"), email = user.email, username = user.username })
+end
+
+-- Tells the owner of an address that someone asked to move another account to it
+-- (accounts.conceal_existing: POST /users/email answers as for a free address).
+function M.email_taken(owner)
+  return M.send("email_taken", owner.email, { link = M.link("forgot"), email = owner.email,
+                                              username = owner.username })
 end
 
 -- Tells the old address that the account now has another.

@@ -33,8 +33,8 @@ local function same_address(a, b)
 end
 
 -- The first steps of a route that takes the token of a mailed link: limits[rule] per client
--- address, the {token} body, the token spent for purpose. Returns the token's user (not
--- deleted nor disabled since) and its data; or nil and the answer, as a list.
+-- address, the {token} body, the token spent for purpose. Returns the token's user id and its
+-- data; or nil and the answer, as a list.
 local function spend_link(req, rule, purpose)
   local allowed, retry_after = replies.limit(rule, req)
   if not allowed then
@@ -45,21 +45,41 @@ local function spend_link(req, rule, purpose)
     return nil, { fail(400, err) }
   end
   local id, data = sesame.onetime.spend(purpose, f.token)
-  local user = active_user(id)
-  if not user or not data then
+  if not id or not data then
     return nil, { fail(400, BAD_TOKEN) }
   end
-  return user, data
+  return id, data
+end
+
+-- The link of a registration made with accounts.conceal_existing: its token is no user's (0),
+-- its data the account to make (lua/account_mail.lua's registration), confirmed now: the link
+-- reached the address. The address may have been registered meanwhile: the link is refused.
+local function make_account(data)
+  local account = sesame.json.decode(data)
+  local id = type(account) == "table" and sesame.users.create {
+    email = account.email, username = account.username, password = account.password,
+  }
+  if not id then
+    return fail(400, BAD_TOKEN)
+  end
+  sesame.users.update { id = id, verified = true }
+  sesame.emit("registered", { user = id })
+  sesame.emit("verified", { user = id })
+  return ok()
 end
 
 -- POST /users/verify {token}: the link of the verification mail. The token's data is the
 -- address it was mailed to: it confirms that address only, not one the user has set since.
 sesame.route("POST", "/users/verify", function(req)
-  local user, address = spend_link(req, "verify", "verify")
-  if not user then
+  local id, address = spend_link(req, "verify", "verify")
+  if not id then
     return table.unpack(address)
   end
-  if not same_address(user.email, address) then
+  if id == 0 then
+    return make_account(address)
+  end
+  local user = active_user(id)
+  if not user or not same_address(user.email, address) then
     return fail(400, BAD_TOKEN)
   end
   sesame.users.update { id = user.id, verified = true }
@@ -116,20 +136,15 @@ sesame.route("POST", "/users/password/forgot", for_any_address("forgot", mail_in
   return true
 end, account_mail.reset)))
 
--- A new password that breaks the policy only with the user's own data (the username as the
--- password) is known only once the token is spent: the client gets a new token with the 400,
--- for the same user and flow, and tries again with it.
-local function policy_refused(user, message)
-  local token = sesame.onetime.issue("reset", user.id, { ttl = sesame.accounts.reset_ttl, data = user.email })
-  return 400, { result = "fail", error = message, token = token }, { ["Cache-Control"] = "no-store" }
-end
-
--- POST /users/password/reset {token, password}: the link of the reset mail. The new password
--- meets the policy (checked before the token is spent, so that a refused password leaves the
--- link working; but for the user's own data, see policy_refused). Then the password is set,
--- every session of the user is logged out (on every worker within jwt.revocation_refresh),
--- the user's other reset links stop working, and the address counts as confirmed: the mail
--- reached it. A locked-out account (too many wrong passwords) is unlocked.
+-- POST /users/password/reset {token, password}: the link of the reset mail. The token is
+-- checked, not spent, until the work that can fail is done: a password the policy refuses
+-- (with the user's own address and username), a hash shed with 503 "server busy" or storage
+-- that fails leave the link working for the next try. Then it is spent (of two resets with
+-- one link at once, one wins; the other gets 400), every session of the user is logged out
+-- (on every worker within jwt.revocation_refresh), the password is set, and every link mailed
+-- before stops working (another reset's, a new address's confirmation that a stolen session
+-- asked for). The address counts as confirmed: the mail reached it. A locked-out account (too
+-- many wrong passwords) is unlocked.
 sesame.route("POST", "/users/password/reset", function(req)
   local allowed, retry_after = replies.limit("reset", req)
   if not allowed then
@@ -139,24 +154,23 @@ sesame.route("POST", "/users/password/reset", function(req)
   if not f then
     return fail(400, err)
   end
-  local valid
-  valid, err = sesame.validate("password", f.password)
-  if not valid then
-    return fail(400, err)
-  end
-  local id, address = sesame.onetime.spend("reset", f.token)
+  local id, address = sesame.onetime.check("reset", f.token)
   local user = active_user(id)
   if not user then
     return fail(400, BAD_TOKEN)
   end
+  local valid
   valid, err = sesame.validate("password", f.password, { user.email, user.username })
   if not valid then
-    return policy_refused(user, err)
+    return fail(400, err)
   end
   local hash = sesame.hash(f.password)
+  if sesame.onetime.spend("reset", f.token) ~= user.id then
+    return fail(400, BAD_TOKEN)
+  end
   sesame.jwt.revoke_all(user.id)
   sesame.users.update { id = user.id, password = hash }
-  sesame.onetime.revoke(user.id, "reset")
+  sesame.onetime.revoke(user.id)
   if not user.verified and same_address(user.email, address) then
     sesame.users.update { id = user.id, verified = true }
   end
@@ -165,9 +179,27 @@ sesame.route("POST", "/users/password/reset", function(req)
   return ok()
 end)
 
+-- With accounts.conceal_existing, POST /users/email answers a taken address as a free one,
+-- and this mails in the background, after the answer: the confirmation link to a free
+-- address, and to a taken one a notice for its owner (mail/email_taken.txt). A mail that
+-- fails is logged, not answered: an answer that differs would tell the address is taken.
+local function mail_new_address(user, email)
+  local owner = sesame.users.find { email = email }
+  local sent, err
+  if owner then
+    sent, err = account_mail.email_taken(owner)
+  else
+    sent, err = account_mail.email_change(user, email)
+  end
+  if not sent then
+    sesame.log.warn("user " .. user.id .. ": address change mail not sent: " .. err)
+  end
+end
+
 -- POST /users/email {email}: a new address, with a fresh token (a log-in's, not a refresh's).
 -- The change waits for the link mailed to the new address: until then the account keeps the
--- old one. 409 when the new address has an account already.
+-- old one. 409 when the new address has an account already; with accounts.conceal_existing,
+-- 200 as for a free address (see mail_new_address), so that no account can probe addresses.
 sesame.route("POST", "/users/email", { auth = "fresh" }, function(req)
   local user = active_user(req.identity)
   if not user then
@@ -184,6 +216,10 @@ sesame.route("POST", "/users/email", { auth = "fresh" }, function(req)
   if same_address(email, user.email) then
     return fail(400, "that is the account's address already")
   end
+  if sesame.accounts.conceal_existing then
+    sesame.defer(mail_new_address, user, email)
+    return ok()
+  end
   if sesame.users.find { email = email } then
     return fail(409, "email already registered")
   end
@@ -196,12 +232,17 @@ sesame.route("POST", "/users/email", { auth = "fresh" }, function(req)
 end)
 
 -- POST /users/email/confirm {token}: the link mailed to the new address. The account takes
--- that address (409 when another account took it meanwhile), confirmed, and the old address
--- is told, in the background: the change does not wait for, nor depend on, that mail.
+-- that address (409 when another account took it meanwhile), confirmed; the links mailed to
+-- the old address (a reset) stop working, and the old address is told, in the background:
+-- the change does not wait for, nor depend on, that mail.
 sesame.route("POST", "/users/email/confirm", function(req)
-  local user, new_email = spend_link(req, "email", "email")
-  if not user then
+  local id, new_email = spend_link(req, "email", "email")
+  if not id then
     return table.unpack(new_email)
+  end
+  local user = active_user(id)
+  if not user then
+    return fail(400, BAD_TOKEN)
   end
   local old_email = user.email
   local changed, why = sesame.users.update { id = user.id, email = new_email }
@@ -211,7 +252,7 @@ sesame.route("POST", "/users/email/confirm", function(req)
     return fail(400, BAD_TOKEN) -- deleted meanwhile
   end
   sesame.users.update { id = user.id, verified = true }
-  sesame.onetime.revoke(user.id, "email")
+  sesame.onetime.revoke(user.id)
   user.email = new_email
   sesame.defer(function()
     local sent, err = account_mail.email_changed(user, old_email)

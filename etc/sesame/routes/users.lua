@@ -23,21 +23,35 @@ local function check_your_mail()
   return replies.ok { verification = "sent" }
 end
 
--- A registration of a taken address. With accounts.conceal_existing it answers as a new
--- address's registration does (after the same hashing, and a mail), and the mail goes to the
--- address's owner instead: "someone tried to register your address". That mail is limited
--- per account (limits.verify), silently: a 429 would tell the address is taken.
-local function taken(email)
-  if not (sesame.mail.enabled and sesame.accounts.conceal_existing) then
-    return fail(409, "email already registered")
+-- The mail of a registration with accounts.conceal_existing, in the background (sesame.defer:
+-- after the answer, which neither waits for it nor depends on it). A new address gets the link
+-- that makes the account (lua/account_mail.lua's registration); a taken one's owner gets the
+-- notice "someone tried to register your address". Both are limited per account
+-- (limits.verify), silently; and a mail server that is down is logged, not answered: a 429 or
+-- a 503 for one address and not another would tell which addresses have accounts.
+local function mail_registration(email, username, hash)
+  if not sesame.limit("verify", replies.account_key(email)) then
+    return
   end
   local owner = sesame.users.find { email = email }
-  if owner and sesame.limit("verify", replies.account_key(email)) then
-    local sent, err = account_mail.exists(owner)
-    if not sent then
-      return fail(503, err)
-    end
+  local sent, err
+  if owner then
+    sent, err = account_mail.exists(owner)
+  else
+    sent, err = account_mail.registration(email, username, hash)
   end
+  if not sent then
+    sesame.log.warn("registration mail not sent: " .. err)
+  end
+end
+
+-- accounts.conceal_existing: a registration makes no account. The account (address,
+-- username, the password's hash) waits in the data of the link's token, and the link makes
+-- it, confirmed (POST /users/verify): until then a log-in is an unknown address's. A new
+-- address and a taken one do the same work (the hash) and get the same answer; the mail goes
+-- after it, in the background.
+local function register_concealed(email, username, password)
+  sesame.defer(mail_registration, email, username, sesame.hash(password))
   return check_your_mail()
 end
 
@@ -68,10 +82,13 @@ sesame.route("POST", "/users/register", function(req)
     return fail(400, err)
   end
 
-  local id
-  id, err = sesame.users.create { email = email, username = username, password = sesame.hash(f.password) }
+  if sesame.accounts.conceal_existing and sesame.mail.enabled then
+    return register_concealed(email, username, f.password)
+  end
+
+  local id = sesame.users.create { email = email, username = username, password = sesame.hash(f.password) }
   if not id then
-    return taken(email)
+    return fail(409, "email already registered")
   end
   if not sesame.mail.enabled then
     sesame.emit("registered", { user = id })
@@ -89,7 +106,7 @@ sesame.route("POST", "/users/register", function(req)
     return fail(503, why)
   end
   sesame.emit("registered", { user = id })
-  if sesame.accounts.require_verified or sesame.accounts.conceal_existing then
+  if sesame.accounts.require_verified then
     return check_your_mail()
   end
   return tokens(id, false)
@@ -218,8 +235,9 @@ end)
 -- password policy. Every other session of the user is logged out, on every worker within
 -- jwt.revocation_refresh; the caller's own (its token's refresh family) goes on. The sessions
 -- go first: storage that fails then (503) leaves the old password with fewer sessions, never
--- the new one with a stolen session still alive. Guessing the current password is bounded
--- by limits.login per client address, as log-ins are.
+-- the new one with a stolen session still alive. The links mailed before (a reset, a new
+-- address's confirmation) stop working. Guessing the current password is bounded by
+-- limits.login per client address, as log-ins are.
 sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
   local allowed, retry_after = sesame.limit("login", req.remote_addr)
   if not allowed then
@@ -247,6 +265,7 @@ sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
   if not sesame.users.update { id = user.id, password = hash } then
     return refused("invalid token") -- deleted meanwhile
   end
+  sesame.onetime.revoke(user.id)
   sesame.emit("password_changed", { user = user.id })
   return 200, { result = "success" }, { ["Cache-Control"] = "no-store" }
 end)

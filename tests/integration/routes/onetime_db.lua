@@ -52,14 +52,20 @@ sesame.route("POST", "/otp/issue", function(req)
   return 200, { token = sesame.onetime.issue(b.purpose, b.user, options) }
 end)
 
-sesame.route("POST", "/otp/spend", function(req)
-  local b = req:json()
-  local user, data = sesame.onetime.spend(b.purpose, b.token)
-  if not user then
-    return 404, { result = "fail", error = "invalid token" }
+-- A token looked up by find (sesame.onetime.spend or .check): 200 {user, data}, or 404.
+local function look_up(find)
+  return function(req)
+    local b = req:json()
+    local user, data = find(b.purpose, b.token)
+    if not user then
+      return 404, { result = "fail", error = "invalid token" }
+    end
+    return 200, { user = user, data = data }
   end
-  return 200, { user = user, data = data }
-end)
+end
+
+sesame.route("POST", "/otp/spend", look_up(sesame.onetime.spend))
+sesame.route("POST", "/otp/check", look_up(sesame.onetime.check))
 
 sesame.route("POST", "/otp/revoke", function(req)
   local b = req:json()
@@ -96,4 +102,14 @@ end)
 
 sesame.route("POST", "/db/bad-value", function(req)
   return 200, { rows = sesame.db.query("SELECT ?", {}) }
+end)
+
+-- sesame.json: value encoded, text decoded ({value = ..., text = "..."}), and what a value
+-- without a JSON form raises.
+sesame.route("POST", "/json", function(req)
+  local b = req:json()
+  local decoded, err = sesame.json.decode(b.text)
+  local ok, raised = pcall(sesame.json.encode, { f = print })
+  return 200, { encoded = sesame.json.encode(b.value), decoded = decoded, err = err,
+                raised = not ok and raised or nil }
 end)
