@@ -226,6 +226,60 @@ def test_a_rate_limit_refusal_emits_rate_limited(sesamed, tmp_path):
     assert e["rule"] == "tight" and e["address"] == "127.0.0.1"
 
 
+def test_rate_limited_events_are_folded_per_rule_and_second(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, limits='limits = { tight = "2/minute" }\n', workers=1)
+    answers = [s.get("/t/limit").json()["allowed"] for _ in range(20)]
+    assert answers == [True, True] + [False] * 18
+    time.sleep(1.2)
+    # The last refusal comes after a quiet second: emitted, with what was folded before it.
+    assert s.get("/t/limit").json()["allowed"] is False
+    assert wait_for(lambda: any(e.get("suppressed") for e in audit_lines(s.audit)))
+    events = [e for e in audit_lines(s.audit) if e["event"] == "rate_limited"]
+    assert 2 <= len(events) <= 4, events
+    assert sum(1 + e.get("suppressed", 0) for e in events) == 19
+    assert events[-1]["suppressed"] >= 1
+    assert all(e["rule"] == "tight" and e["address"] == "127.0.0.1" for e in events)
+    # Every refusal is counted; the "*" handler ran once per emitted event only.
+    text = s.get("/metrics").text
+    assert 'sesame_events_total{event="rate_limited"} 19' in text
+    assert 'sesame_rate_limited_total{rule="tight"} 19' in text
+    assert wait_for(lambda: s.log().count("star saw rate_limited") == len(events))
+    time.sleep(0.3)
+    assert s.log().count("star saw rate_limited") == len(events)
+
+
+DEFERRING = """
+local sesame = require "sesame"
+-- A handler that emits through sesame.defer, twice removed: still the handler's own event.
+sesame.on("greeted", function(e)
+  sesame.defer(function()
+    sesame.emit("echoed", { of = e.event })
+    sesame.defer(function() sesame.emit("echoed_again", { of = e.event }) end)
+  end)
+end)
+sesame.on("echoed", function(e) sesame.log.info("echoed handler ran") end)
+sesame.on("echoed_again", function(e) sesame.log.info("echoed_again handler ran") end)
+sesame.on("waved", function(e) sesame.log.info("waved handler ran") end)
+sesame.route("POST", "/t/defer-emit", function(req)
+  sesame.defer(function() sesame.emit("waved", {}) end)
+  return 200, {}
+end)
+"""
+
+
+def test_a_handler_cannot_feed_itself_through_sesame_defer(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, routes={"emit.lua": EMIT_ROUTES, "deferring.lua": DEFERRING})
+    assert emit(s, "greeted").status_code == 200
+    wait_audit(s.audit, "echoed")
+    wait_audit(s.audit, "echoed_again")
+    # A route's own deferred task is no handler: its event runs handlers.
+    assert s.post("/t/defer-emit").status_code == 200
+    s.wait_log("waved handler ran")
+    time.sleep(0.3)
+    assert "echoed handler ran" not in s.log()
+    assert "echoed_again handler ran" not in s.log()
+
+
 def test_sesamectl_user_disable_emits_disabled(sesamed, tmp_path):
     s = app(sesamed, tmp_path, routes={"users.lua": USERS})
     r = s.post("/users/register", json={"email": "eve@example.com", "username": "evelyn",
