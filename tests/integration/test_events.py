@@ -358,6 +358,35 @@ def test_sesamectl_disable_is_stored(stored):
     assert events[1]["email"] == "fay@example.com"
 
 
+BURST = """
+local sesame = require "sesame"
+sesame.route("POST", "/t/burst", function(req)
+  local n = req:json().n
+  for i = 1, n do sesame.emit("burst", { i = i }) end
+  return 200, { emitted = n }
+end)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_a_stopping_worker_writes_every_queued_row(sesamed, tmp_path, request, backend):
+    storage = sqlite(tmp_path)
+    if backend == "mariadb":
+        db = request.getfixturevalue("mariadb")
+        storage = db.storage(db.database)
+    # One job thread, and room for the whole burst in its queue: rows wait there.
+    s = sesamed(routes={"burst.lua": BURST}, workers=1, config="threads = 1, queue = 1000",
+                more=storage + f'jwt = {{ secret = "{SECRET}" }}\n'
+                'events = { audit_log = "audit.log", store = true }\n')
+    s.audit = s.dir / "audit.log"
+    assert s.post("/t/burst", json={"n": 400}).json() == {"emitted": 400}
+    assert s.stop() == 0
+    assert "jobs unfinished" not in s.log()
+    assert "still in flight are dropped" not in s.log()
+    rows = listed(s, "--limit", "1000")
+    assert sorted(e["i"] for e in rows if e["event"] == "burst") == list(range(1, 401))
+
+
 def test_retention_purges_old_events(sesamed, tmp_path):
     s = app(sesamed, tmp_path, events="store = true, retention = 1",
             routes={"emit.lua": EMIT_ROUTES})
