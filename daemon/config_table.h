@@ -81,8 +81,10 @@ config_kind config_bool;   /* true or false */
 config_kind config_string; /* a malloc'd copy into a char * */
 config_kind config_ms;	   /* seconds, fractions allowed, from min to max ms, into a long of ms */
 config_kind config_expiry; /* seconds from 1 to max into a long, or false for none (0) */
-/* A log's destination into a char *: "stderr", a file (resolved, checked that it opens for
- * appending), or false for none (NULL). */
+/* A log's destination into a char *: "stderr", a file (resolved), or false for none (NULL). */
 config_kind config_log_file;
+/* Reports keypath when file, a log's destination config_log_file read, cannot be opened for
+ * appending (created when missing). */
+void config_check_log(struct config_reader *rd, const char *keypath, const char *file);
 
 #endif

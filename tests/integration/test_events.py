@@ -342,6 +342,15 @@ def test_since_filters(stored):
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cut))
     assert [e["event"] for e in listed(s, "--since", iso)] == ["late"]
     assert ctl(s, "events", "--since", "yesterday-ish", check=False).returncode == 2
+    # The same instant written with offsets east and west of UTC.
+    for offset, secs in (("+01:30", 5400), ("-02:00", -7200), ("+00:00", 0)):
+        local = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cut + secs)) + offset
+        assert [e["event"] for e in listed(s, "--since", local)] == ["late"], local
+    day = time.strftime("%Y-%m-%d", time.gmtime(cut))
+    for bad in ("+1:30", "+01", "+01:3", "+0130", "+24:00", "+01:60", "+01:30x", "Zulu",
+                "+", "-"):
+        r = ctl(s, "events", "--since", f"{day}T00:00:00{bad}", check=False)
+        assert r.returncode == 2, bad
 
 
 def test_sesamectl_disable_is_stored(stored):
