@@ -133,23 +133,6 @@ static const struct config_key mail_keys[] = {
     {NULL, NULL, 0, 0, 0},
 };
 
-/* Reads a section's table, or an empty one when it is unset: every key keeps its default. */
-static bool read_section(struct config_reader *rd, void *base, const char *keypath,
-			 const struct config_key *keys)
-{
-	struct config_reader section = *rd;
-	bool unset = lua_isnil(rd->L, -1);
-	if (!unset && !config_is_table(rd, keypath))
-		return false;
-	if (unset)
-		lua_newtable(rd->L);
-	section.base = base;
-	config_table_read(&section, -1, keypath, keys);
-	if (unset)
-		lua_pop(rd->L, 1);
-	return !unset;
-}
-
 /* Whether host (as curl gives it: an IPv6 address in brackets) is this machine's loopback. */
 static bool loopback_host(const char *host)
 {
@@ -186,7 +169,7 @@ void config_mail_read(struct config_reader *rd, int top, const struct config_key
 	struct config_mail *m = config_field(rd, key);
 	m->timeout_ms = DEFAULT_TIMEOUT_MS;
 	m->tls = CURLUSESSL_TRY;
-	if (!read_section(rd, m, keypath, mail_keys))
+	if (!config_section_read(rd, m, keypath, mail_keys))
 		return;
 	m->configured = true;
 	if (m->url == NULL || m->from == NULL)
@@ -266,7 +249,7 @@ void config_http_read(struct config_reader *rd, int top, const struct config_key
 	struct config_http *h = config_field(rd, key);
 	h->timeout_ms = DEFAULT_TIMEOUT_MS;
 	h->max_response = DEFAULT_MAX_RESPONSE;
-	read_section(rd, h, keypath, http_keys);
+	config_section_read(rd, h, keypath, http_keys);
 }
 
 void config_outbound_clear(struct config_mail *mail, struct config_http *http)

@@ -329,6 +329,22 @@ void config_log_file(struct config_reader *rd, int tbl, const struct config_key 
 	}
 }
 
+bool config_section_read(struct config_reader *rd, void *base, const char *keypath,
+			 const struct config_key *keys)
+{
+	struct config_reader section = *rd;
+	bool unset = lua_isnil(rd->L, -1);
+	if (!unset && !config_is_table(rd, keypath))
+		return false;
+	if (unset)
+		lua_newtable(rd->L);
+	section.base = base;
+	config_table_read(&section, -1, keypath, keys);
+	if (unset)
+		lua_pop(rd->L, 1);
+	return !unset;
+}
+
 void config_check_log(struct config_reader *rd, const char *keypath, const char *file)
 {
 	if (file == NULL || strcmp(file, "stderr") == 0)

@@ -58,6 +58,14 @@ void config_table_check(struct config_reader *rd, int tbl, const char *section,
 void config_table_read_keys(struct config_reader *rd, int tbl, const char *section,
 			    const struct config_key *keys);
 
+/*
+ * Reads the section at the top of the stack into base through keys; an unset section is read
+ * as an empty table, so that every key keeps (and lists) its default. Whether it was set: false
+ * when unset, and when it is not a table (reported).
+ */
+bool config_section_read(struct config_reader *rd, void *base, const char *keypath,
+			 const struct config_key *keys);
+
 /* The field key fills in the reader's base. */
 void *config_field(const struct config_reader *rd, const struct config_key *key);
 
