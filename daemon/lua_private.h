@@ -191,6 +191,15 @@ void luaapi_request_detach(lua_State *L, int ref);
 char *luaapi_push_scratch(lua_State *L, size_t size);
 
 /*
+ * lua_request.c: the string field name of the table at idx (an absolute index), left on the
+ * stack, which keeps it alive, its length in *len unless len is NULL. NULL when the field is
+ * nil and not required; another type, or nil when required, raises "FNAME: NAME must be a
+ * string".
+ */
+const char *luaapi_string_field(lua_State *L, int idx, const char *name, bool required, size_t *len,
+				const char *fname);
+
+/*
  * lua_db.c: raises unless the storage backend has the function at member of struct
  * sesame_storage (name): "storage backend NAME lacks FUNCTION (ABI 1.1)" for a plugin of an
  * older minor; or when no storage is configured. Call it before the job is made.

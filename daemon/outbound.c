@@ -196,22 +196,35 @@ void outbound_cancel(struct outbound_transfer *t)
 	event_active(t->later, EV_TIMEOUT, 1);
 }
 
+/* How transfers fail, in a few words; shown: words a script's caller may see too. */
+static const struct {
+	CURLcode result;
+	const char *words;
+	bool shown;
+} failures[] = {
+    {CURLE_COULDNT_CONNECT, "connection refused", true},
+    {CURLE_OPERATION_TIMEDOUT, "timed out", true},
+    {CURLE_FILESIZE_EXCEEDED, "response too large", true},
+    {CURLE_COULDNT_RESOLVE_HOST, "host name not found", false},
+    {CURLE_ABORTED_BY_CALLBACK, "cancelled", false},
+    {CURLE_LOGIN_DENIED, "login denied", false},
+    {CURLE_USE_SSL_FAILED, "the server offers no TLS", false},
+};
+
 const char *outbound_failure(CURLcode result)
 {
-	switch (result) {
-	case CURLE_COULDNT_CONNECT:
-		return "connection refused";
-	case CURLE_COULDNT_RESOLVE_HOST:
-		return "host name not found";
-	case CURLE_OPERATION_TIMEDOUT:
-		return "timed out";
-	case CURLE_ABORTED_BY_CALLBACK:
-		return "cancelled";
-	case CURLE_LOGIN_DENIED:
-		return "login denied";
-	case CURLE_USE_SSL_FAILED:
-		return "the server offers no TLS";
-	default:
-		return curl_easy_strerror(result);
+	for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); i++) {
+		if (failures[i].result == result)
+			return failures[i].words;
 	}
+	return curl_easy_strerror(result);
+}
+
+const char *outbound_failure_shown(CURLcode result, const char *other)
+{
+	for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); i++) {
+		if (failures[i].result == result && failures[i].shown)
+			return failures[i].words;
+	}
+	return other;
 }

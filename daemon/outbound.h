@@ -38,5 +38,8 @@ void outbound_cancel(struct outbound_transfer *t);
 
 /* What went wrong with a transfer that ended in result, in a few words for the log. */
 const char *outbound_failure(CURLcode result);
+/* The same words when a script's caller may see them too (connection refused, timed out,
+ * response too large), else other: the detail stays in the log. */
+const char *outbound_failure_shown(CURLcode result, const char *other);
 
 #endif
