@@ -315,10 +315,10 @@ def listed(s, *args):
 
 def test_sesamectl_lists_stored_events(stored):
     s = stored
-    emit(s, "greeted", user=1, n=1)
-    emit(s, "greeted", user=2, n=2)
-    emit(s, "waved", user=1, n=3)
-    assert wait_for(lambda: len(listed(s)) >= 3)
+    # Rows are written on job threads, of either worker: each is awaited, to know the order.
+    for count, (name, user) in enumerate((("greeted", 1), ("greeted", 2), ("waved", 1)), 1):
+        emit(s, name, user=user, n=count)
+        assert wait_for(lambda: len(listed(s)) >= count)
     events = listed(s)
     assert [(e["event"], e["user"], e["n"]) for e in events] == [
         ("greeted", 1, 1), ("greeted", 2, 2), ("waved", 1, 3)]
