@@ -429,7 +429,10 @@ static void read_control_only(struct loader *ld)
 	lua_pop(ld->L, 1);
 }
 
-static struct config *load(const char *path, struct config_errors *errs, bool control_only)
+/* What load reads: everything, server.control alone, or everything but trying the logs. */
+enum load_part { LOAD_ALL, LOAD_CONTROL, LOAD_NO_LOGS };
+
+static struct config *load(const char *path, struct config_errors *errs, enum load_part part)
 {
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	struct loader ld = {.cfg = cfg, .errs = errs};
@@ -455,7 +458,7 @@ static struct config *load(const char *path, struct config_errors *errs, bool co
 	lua_sethook(ld.L, count_hook, LUA_MASKCOUNT, 1000);
 	if (run_chunk(&ld) != 0)
 		goto fail;
-	if (control_only) {
+	if (part == LOAD_CONTROL) {
 		read_control_only(&ld);
 		if (errs->n > before)
 			goto fail;
@@ -473,6 +476,10 @@ static struct config *load(const char *path, struct config_errors *errs, bool co
 		cfg->plugins = plugins_load(cfg->path, cfg->dir, ld.src, ld.L, 1, errs);
 	struct config_reader rd = {.L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src};
 	config_table_check(&rd, 1, "", top_keys, names_validator, &ld);
+	if (part == LOAD_ALL) {
+		config_check_log(&rd, "server.access_log", cfg->access_log);
+		config_check_log(&rd, "events.audit_log", cfg->events.audit_log);
+	}
 	if (cfg->events.store && cfg->plugins != NULL &&
 	    !plugins_storage(cfg->plugins, &(struct storage){0}))
 		config_fail(&rd, "events.store",
@@ -494,12 +501,17 @@ fail:
 
 struct config *config_load(const char *path, struct config_errors *errs)
 {
-	return load(path, errs, false);
+	return load(path, errs, LOAD_ALL);
 }
 
 struct config *config_load_control(const char *path, struct config_errors *errs)
 {
-	return load(path, errs, true);
+	return load(path, errs, LOAD_CONTROL);
+}
+
+struct config *config_load_unlogged(const char *path, struct config_errors *errs)
+{
+	return load(path, errs, LOAD_NO_LOGS);
 }
 
 int config_hash_threads(const struct config *cfg)

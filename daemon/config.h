@@ -80,6 +80,12 @@ struct config *config_load(const char *path, struct config_errors *errs);
  * its defaults): no plugin, no storage, no key file is touched. For sesamectl status.
  */
 struct config *config_load_control(const char *path, struct config_errors *errs);
+/*
+ * As config_load, but without trying to open the log files (server.access_log,
+ * events.audit_log): for sesamectl, whose commands that write a log open it themselves, so
+ * that a user who may not write the logs can still run the others.
+ */
+struct config *config_load_unlogged(const char *path, struct config_errors *errs);
 void config_free(struct config *cfg);
 
 /* Overrides server.workers (sesamed -w). */

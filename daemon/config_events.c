@@ -25,11 +25,7 @@ static const struct config_key events_keys[] = {
 void config_events_read(struct config_reader *rd, int tbl, const struct config_key *key,
 			const char *keypath)
 {
-	if (lua_isnil(rd->L, -1) || !config_is_table(rd, keypath))
-		return;
-	struct config_reader sub = *rd;
-	sub.base = config_field(rd, key);
-	config_table_read(&sub, -1, keypath, events_keys);
+	config_section_read(rd, config_field(rd, key), keypath, events_keys);
 }
 
 void config_events_defaults(struct config_events *ev)

@@ -4,15 +4,16 @@
  *
  * mail: an smtp:// or smtps:// URL, a From address, optional SMTP AUTH (the password read from
  * its file now, once, wiped when the configuration is freed, never shown in a message), a
- * timeout and the STARTTLS policy. Without a mail table mail is off. http: the allow list,
- * "HOST" or "HOST:PORT" entries (a host alone allows the scheme's default port only), a
- * timeout and the largest response body. Unset, each section is read as an empty table, so
- * that every key keeps (and lists) its default.
+ * timeout and the STARTTLS policy; AUTH to a server off loopback must use TLS. Without a mail
+ * table mail is off. http: the allow list, "HOST" or "HOST:PORT" entries (a host alone allows
+ * the scheme's default port only), a timeout and the largest response body. Unset, each section is
+ * read as an empty table, so that every key keeps (and lists) its default.
  */
 #include "autoconfig.h"
 
 #include "config_outbound.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <lua.h>
@@ -132,21 +133,34 @@ static const struct config_key mail_keys[] = {
     {NULL, NULL, 0, 0, 0},
 };
 
-/* Reads a section's table, or an empty one when it is unset: every key keeps its default. */
-static bool read_section(struct config_reader *rd, void *base, const char *keypath,
-			 const struct config_key *keys)
+/* Whether host (as curl gives it: an IPv6 address in brackets) is this machine's loopback. */
+static bool loopback_host(const char *host)
 {
-	struct config_reader section = *rd;
-	bool unset = lua_isnil(rd->L, -1);
-	if (!unset && !config_is_table(rd, keypath))
-		return false;
-	if (unset)
-		lua_newtable(rd->L);
-	section.base = base;
-	config_table_read(&section, -1, keypath, keys);
-	if (unset)
-		lua_pop(rd->L, 1);
-	return !unset;
+	struct in_addr a4;
+	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+		return true;
+	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/*
+ * Whether SMTP AUTH over url can be read by someone in the middle: it can unless TLS is
+ * required (smtps://, or STARTTLS with tls = "require"), or the server is on loopback. "try"
+ * is not enough: whoever is in the middle strips the server's STARTTLS offer.
+ */
+static bool auth_in_clear(const char *url, int tls)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	bool clear = true;
+	if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		clear =
+		    tls != CURLUSESSL_ALL && strcmp(scheme, "smtps") != 0 && !loopback_host(host);
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return clear;
 }
 
 void config_mail_read(struct config_reader *rd, int top, const struct config_key *key,
@@ -155,7 +169,7 @@ void config_mail_read(struct config_reader *rd, int top, const struct config_key
 	struct config_mail *m = config_field(rd, key);
 	m->timeout_ms = DEFAULT_TIMEOUT_MS;
 	m->tls = CURLUSESSL_TRY;
-	if (!read_section(rd, m, keypath, mail_keys))
+	if (!config_section_read(rd, m, keypath, mail_keys))
 		return;
 	m->configured = true;
 	if (m->url == NULL || m->from == NULL)
@@ -164,6 +178,11 @@ void config_mail_read(struct config_reader *rd, int top, const struct config_key
 	if ((m->username != NULL) != (m->password != NULL))
 		config_fail(rd, m->username == NULL ? "mail.username" : "mail.password_file",
 			    "SMTP AUTH needs both mail.username and mail.password_file");
+	else if (m->username != NULL && m->url != NULL && auth_in_clear(m->url, m->tls))
+		config_fail(rd, "mail.username",
+			    "SMTP AUTH to another host needs tls = \"require\" or an smtps:// "
+			    "URL: without it the password can go out in clear text (\"try\" "
+			    "lets a man in the middle strip STARTTLS)");
 }
 
 /* "HOST" or "HOST:PORT", an IPv6 address in brackets: into e, the host lower-cased. */
@@ -230,7 +249,7 @@ void config_http_read(struct config_reader *rd, int top, const struct config_key
 	struct config_http *h = config_field(rd, key);
 	h->timeout_ms = DEFAULT_TIMEOUT_MS;
 	h->max_response = DEFAULT_MAX_RESPONSE;
-	read_section(rd, h, keypath, http_keys);
+	config_section_read(rd, h, keypath, http_keys);
 }
 
 void config_outbound_clear(struct config_mail *mail, struct config_http *http)

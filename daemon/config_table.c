@@ -327,12 +327,31 @@ void config_log_file(struct config_reader *rd, int tbl, const struct config_key 
 	} else if (t != LUA_TNIL) {
 		config_fail(rd, keypath, "expected \"stderr\", a file path or false");
 	}
-	const char *file = *log;
-	if (file != NULL && strcmp(file, "stderr") != 0) {
-		int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (fd < 0)
-			config_fail(rd, keypath, "cannot open %s: %s", file, strerror(errno));
-		else
-			close(fd);
-	}
+}
+
+bool config_section_read(struct config_reader *rd, void *base, const char *keypath,
+			 const struct config_key *keys)
+{
+	struct config_reader section = *rd;
+	bool unset = lua_isnil(rd->L, -1);
+	if (!unset && !config_is_table(rd, keypath))
+		return false;
+	if (unset)
+		lua_newtable(rd->L);
+	section.base = base;
+	config_table_read(&section, -1, keypath, keys);
+	if (unset)
+		lua_pop(rd->L, 1);
+	return !unset;
+}
+
+void config_check_log(struct config_reader *rd, const char *keypath, const char *file)
+{
+	if (file == NULL || strcmp(file, "stderr") == 0)
+		return;
+	int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		config_fail(rd, keypath, "cannot open %s: %s", file, strerror(errno));
+	else
+		close(fd);
 }

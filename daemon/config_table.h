@@ -58,6 +58,14 @@ void config_table_check(struct config_reader *rd, int tbl, const char *section,
 void config_table_read_keys(struct config_reader *rd, int tbl, const char *section,
 			    const struct config_key *keys);
 
+/*
+ * Reads the section at the top of the stack into base through keys; an unset section is read
+ * as an empty table, so that every key keeps (and lists) its default. Whether it was set: false
+ * when unset, and when it is not a table (reported).
+ */
+bool config_section_read(struct config_reader *rd, void *base, const char *keypath,
+			 const struct config_key *keys);
+
 /* The field key fills in the reader's base. */
 void *config_field(const struct config_reader *rd, const struct config_key *key);
 
@@ -81,8 +89,10 @@ config_kind config_bool;   /* true or false */
 config_kind config_string; /* a malloc'd copy into a char * */
 config_kind config_ms;	   /* seconds, fractions allowed, from min to max ms, into a long of ms */
 config_kind config_expiry; /* seconds from 1 to max into a long, or false for none (0) */
-/* A log's destination into a char *: "stderr", a file (resolved, checked that it opens for
- * appending), or false for none (NULL). */
+/* A log's destination into a char *: "stderr", a file (resolved), or false for none (NULL). */
 config_kind config_log_file;
+/* Reports keypath when file, a log's destination config_log_file read, cannot be opened for
+ * appending (created when missing). */
+void config_check_log(struct config_reader *rd, const char *keypath, const char *file);
 
 #endif

@@ -9,7 +9,10 @@
  * connection released as broken (server restarted, timeout) is closed and made again on the
  * next acquire, and one idle for a second or more is pinged first: sesamed follows a server
  * restart without being restarted itself. Prepared statements are cached per connection,
- * keyed by their SQL text.
+ * keyed by their SQL text. Each connection asks the server to track changes to its session
+ * (system variables, schema, user variables, temporary tables, transaction characteristics):
+ * the answer of a statement that made one is flagged, so that the store can close, rather
+ * than pool, a connection a route script's statement changed (mariadb_query.c).
  */
 #include "autoconfig.h"
 
@@ -113,6 +116,10 @@ static MYSQL *connect_one(const struct dbpool_config *cfg, char *err, size_t err
 	mysql_optionsv(conn, MYSQL_OPT_READ_TIMEOUT, &rt);
 	mysql_optionsv(conn, MYSQL_OPT_WRITE_TIMEOUT, &wt);
 	mysql_optionsv(conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	mysql_optionsv(conn, MYSQL_INIT_COMMAND,
+		       "SET SESSION session_track_state_change = ON, "
+		       "session_track_system_variables = '*', session_track_schema = ON, "
+		       "session_track_transaction_info = 'CHARACTERISTICS'");
 	if (mysql_real_connect(conn, cfg->socket != NULL ? NULL : cfg->host, cfg->user,
 			       cfg->password, cfg->database, (unsigned)cfg->port, cfg->socket,
 			       0) == NULL) {

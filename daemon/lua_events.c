@@ -6,8 +6,9 @@
  * token, a rate-limit refusal), goes to events.c (audit line, row, metric), then each of its
  * handlers runs as a background task (luaapi_spawn) with its own copy of the event table:
  * after the request has been answered, never delaying it. A handler runs wrapped in
- * run_handler, which marks its coroutine while it runs: an event emitted from a handler is
- * logged and stored but runs no handlers, so that a handler cannot feed itself for ever.
+ * run_handler, which marks its call (in_handler), and every task spawned from it (sesame.defer,
+ * and theirs) inherits the mark: an event emitted from any of them is logged and stored but
+ * runs no handlers, so that a handler cannot feed itself for ever.
  * Fields are flat (strings, numbers, booleans) and never a secret: the names of secrets are
  * refused.
  */
@@ -23,9 +24,8 @@
 #include "json.h"
 #include "lua_private.h"
 
-/* Registry keys: the handlers by event name, and the coroutines running one (weak keys). */
+/* Registry key: the handlers by event name. */
 static const char handlers_key;
-static const char running_key;
 
 /* Names the event table sets itself, and the names of secrets: no field has them. */
 static const char *const reserved[] = {"event", "at", "request_id", "remote_addr", NULL};
@@ -41,21 +41,15 @@ static bool listed(const char *const *names, const char *name)
 	return false;
 }
 
-/* Pushes the registry table at key, made on first use (with weak keys when weak). */
-static void push_registry_table(lua_State *L, const char *key, bool weak)
+/* Pushes the handlers table, made on first use. */
+static void push_handlers(lua_State *L)
 {
-	if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE)
+	if (lua_rawgetp(L, LUA_REGISTRYINDEX, &handlers_key) == LUA_TTABLE)
 		return;
 	lua_pop(L, 1);
 	lua_newtable(L);
-	if (weak) {
-		lua_newtable(L);
-		lua_pushliteral(L, "k");
-		lua_setfield(L, -2, "__mode");
-		lua_setmetatable(L, -2);
-	}
 	lua_pushvalue(L, -1);
-	lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+	lua_rawsetp(L, LUA_REGISTRYINDEX, &handlers_key);
 }
 
 /* sesame.on(name, fn): fn(event) runs for each event of that name ("*": every event). */
@@ -68,7 +62,7 @@ static int l_on(lua_State *L)
 				  "sesame.on is called while the scripts load, not from a handler");
 	if (strcmp(name, "*") != 0 && !events_name_ok(name))
 		return luaL_argerror(L, 1, "an event name is 1 to 32 of [a-z_], or \"*\"");
-	push_registry_table(L, &handlers_key, false);
+	push_handlers(L);
 	if (lua_getfield(L, -1, name) != LUA_TTABLE) {
 		lua_pop(L, 1);
 		lua_newtable(L);
@@ -80,26 +74,10 @@ static int l_on(lua_State *L)
 	return 0;
 }
 
-/* Marks (true) or unmarks (nil) the running coroutine as running a handler. */
-static void mark_running(lua_State *L, bool on)
-{
-	push_registry_table(L, &running_key, true);
-	lua_pushthread(L);
-	if (on)
-		lua_pushboolean(L, 1);
-	else
-		lua_pushnil(L);
-	lua_rawset(L, -3);
-	lua_pop(L, 1);
-}
-
 static bool running_handler(lua_State *L)
 {
-	push_registry_table(L, &running_key, true);
-	lua_pushthread(L);
-	bool yes = lua_rawget(L, -2) != LUA_TNIL;
-	lua_pop(L, 2);
-	return yes;
+	struct luaapi_call *call = luaapi_current(L);
+	return call != NULL && call->in_handler;
 }
 
 static int handler_traceback(lua_State *L)
@@ -109,10 +87,9 @@ static int handler_traceback(lua_State *L)
 	return 1;
 }
 
-/* After the handler: unmarked, and its error (with the handler's own traceback) raised on. */
+/* After the handler: its error (with the handler's own traceback) raised on. */
 static int handler_finish(lua_State *L, int status, lua_KContext ctx)
 {
-	mark_running(L, false);
 	if (status != LUA_OK && status != LUA_YIELD)
 		return lua_error(L);
 	return 0;
@@ -121,7 +98,7 @@ static int handler_finish(lua_State *L, int status, lua_KContext ctx)
 /* The background task of a handler: run_handler(fn, event). */
 static int run_handler(lua_State *L)
 {
-	mark_running(L, true);
+	luaapi_current(L)->in_handler = true; /* a task: it has a call, which ends with it */
 	lua_pushcfunction(L, handler_traceback);
 	lua_insert(L, 1);
 	int status = lua_pcallk(L, 1, 0, 1, 0, handler_finish);
@@ -174,7 +151,7 @@ void luaapi_event_emit(lua_State *L, json_t *ev)
 	events_emit(ev);
 	if (luaapi_get(L)->base != NULL && lua_checkstack(L, 8) && !running_handler(L)) {
 		snprintf(task, sizeof(task), "on %s", name);
-		push_registry_table(L, &handlers_key, false);
+		push_handlers(L);
 		spawn_handlers(L, name, ev, task);
 		spawn_handlers(L, "*", ev, task);
 		lua_pop(L, 1);

@@ -154,11 +154,10 @@ static void push_body(lua_State *L, bool *json_type)
 /* The method: a token of capitals; GET unless a body goes with it, then POST. */
 static const char *method_of(lua_State *L, bool has_body)
 {
-	lua_getfield(L, 1, "method");
-	const char *m = lua_isnil(L, -1) ? (has_body ? "POST" : "GET") : lua_tostring(L, -1);
-	lua_pop(L, 1);
-	if (m == NULL || m[0] == '\0' || strlen(m) > 16 ||
-	    strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(m))
+	const char *m = luaapi_string_field(L, 1, "method", false, NULL, "sesame.http.request");
+	if (m == NULL)
+		m = has_body ? "POST" : "GET";
+	if (m[0] == '\0' || strlen(m) > 16 || strspn(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(m))
 		luaL_error(L, "sesame.http.request: method must be a method name in capitals");
 	return m;
 }
@@ -241,11 +240,8 @@ static void push_response_headers(lua_State *co, CURL *easy)
 static int http_push(struct luaapi_job *lj, lua_State *co)
 {
 	struct http_job *hj = (struct http_job *)lj;
-	const char *why = hj->too_large				     ? "response too large"
-			  : hj->t.result == CURLE_FILESIZE_EXCEEDED  ? "response too large"
-			  : hj->t.result == CURLE_COULDNT_CONNECT    ? "connection refused"
-			  : hj->t.result == CURLE_OPERATION_TIMEDOUT ? "timed out"
-								     : "request failed";
+	const char *why = hj->too_large ? "response too large"
+					: outbound_failure_shown(hj->t.result, "request failed");
 	if (hj->t.result != CURLE_OK || hj->too_large) {
 		log_warn("http.request to %s: %s (%s)", hj->target, outbound_failure(hj->t.result),
 			 hj->too_large ? "more than http.max_response"
@@ -335,10 +331,7 @@ static int l_request(lua_State *L)
 	const struct config_http *cfg = &api->cfg->http;
 	bool json_type = false;
 	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_getfield(L, 1, "url");
-	const char *url = lua_tostring(L, -1);
-	if (url == NULL)
-		return luaL_error(L, "sesame.http.request: url must be a string");
+	const char *url = luaapi_string_field(L, 1, "url", true, NULL, "sesame.http.request");
 	lua_getfield(L, 1, "headers");
 	push_header_lines(L, lua_gettop(L));
 	push_body(L, &json_type);

@@ -97,9 +97,12 @@ static void issue_options(lua_State *L, int idx, struct token_request *tr)
 	lua_pop(L, 3);
 	if (ft != LUA_TNIL && (tr->family = token_id(L, idx, "family")) == NULL)
 		luaL_argerror(L, idx, "family is the id sesame.jwt.refresh or .rotate returned");
-	if (lua_getfield(L, idx, "claims") != LUA_TNIL)
-		tr->claims = custom_claims(L, lua_gettop(L), false);
-	lua_pop(L, 1);
+	if (lua_getfield(L, idx, "claims") == LUA_TNIL) {
+		lua_pop(L, 1);
+		return;
+	}
+	tr->claims = custom_claims(L, lua_gettop(L), false);
+	lua_remove(L, -2); /* the claims table; the box above it owns tr->claims */
 }
 
 /* Signs tr and pushes the token; raises when it cannot be signed. */

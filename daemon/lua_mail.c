@@ -44,14 +44,7 @@ struct mail_job {
 /* The string field name of the table at 1; NULL when absent and optional, else raises. */
 static const char *field(lua_State *L, const char *name, bool required, size_t *len)
 {
-	int t = lua_getfield(L, 1, name);
-	const char *v = t == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
-	lua_pop(L, 1); /* the table still holds it */
-	if (t == LUA_TNIL && !required)
-		return NULL;
-	if (v == NULL)
-		luaL_error(L, "sesame.mail.send: %s must be a string", name);
-	return v;
+	return luaapi_string_field(L, 1, name, required, len, "sesame.mail.send");
 }
 
 /* A header value: no CR, LF or NUL, which would end the header or the string early. */

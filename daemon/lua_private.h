@@ -78,6 +78,8 @@ struct luaapi_call {
 	char task_name[64]; /* a task's name: name points here */
 	uint64_t start_ns;  /* when it started: its deadline counts from here */
 	bool task;	    /* a background task: it serves no request */
+	bool in_handler;    /* runs an event handler, or a task spawned from one: its events
+			       start no handlers (lua_events.c) */
 	int nargs;	    /* a task's arguments, on its coroutine after its function */
 	struct luaapi_call *next_spawned;
 	lua_State *co;
@@ -144,8 +146,9 @@ int luaapi_await_external(lua_State *L, struct luaapi_job *lj,
  * lua_run.c: pops a function and its nargs arguments (pushed after it) from L, any coroutine
  * of the worker's state or its main state, and runs it at the next turn of the loop in a
  * coroutine of its own that serves no request: a background task, named name in the log and
- * the scoreboard, with a handler's budgets. 0, or -1 when the worker already runs server.queue
- * tasks (the task is dropped and a warning logged, at most every 10 s).
+ * the scoreboard, with a handler's budgets. The task inherits in_handler from the call L
+ * serves. 0, or -1 when the worker already runs server.queue tasks (the task is dropped and a
+ * warning logged, at most every 10 s).
  */
 int luaapi_spawn(lua_State *L, int nargs, const char *name);
 
@@ -186,6 +189,15 @@ void luaapi_request_detach(lua_State *L, int ref);
  * raised while the results are pushed leaves nothing behind that the collector cannot reclaim.
  */
 char *luaapi_push_scratch(lua_State *L, size_t size);
+
+/*
+ * lua_request.c: the string field name of the table at idx (an absolute index), left on the
+ * stack, which keeps it alive, its length in *len unless len is NULL. NULL when the field is
+ * nil and not required; another type, or nil when required, raises "FNAME: NAME must be a
+ * string".
+ */
+const char *luaapi_string_field(lua_State *L, int idx, const char *name, bool required, size_t *len,
+				const char *fname);
 
 /*
  * lua_db.c: raises unless the storage backend has the function at member of struct

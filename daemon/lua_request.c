@@ -6,7 +6,8 @@
  * params, identity, claims...) are computed when first read and cached in its user value, as
  * most handlers read only a few; req:json() parses the body once, and refuses bad input by
  * raising a client error: a table with status and error, which lua_run.c answers as such
- * instead of as a 500.
+ * instead of as a 500. It also keeps the small helpers the API's functions share to read their
+ * arguments (luaapi_string_field) and to decode (luaapi_push_scratch).
  */
 #include "autoconfig.h"
 
@@ -91,6 +92,17 @@ static void push_headers(lua_State *L, struct evhttp_request *ev)
 char *luaapi_push_scratch(lua_State *L, size_t size)
 {
 	return lua_newuserdatauv(L, size, 0);
+}
+
+const char *luaapi_string_field(lua_State *L, int idx, const char *name, bool required, size_t *len,
+				const char *fname)
+{
+	int t = lua_getfield(L, idx, name);
+	if (t == LUA_TNIL && !required)
+		return NULL;
+	if (t != LUA_TSTRING)
+		luaL_error(L, "%s: %s must be a string", fname, name);
+	return lua_tolstring(L, -1, len);
 }
 
 static void push_params(lua_State *L, const struct http_request *r)

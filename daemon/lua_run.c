@@ -629,6 +629,8 @@ int luaapi_spawn(lua_State *L, int nargs, const char *name)
 	if (call == NULL)
 		return luaL_error(L, "out of memory");
 	call->nargs = nargs;
+	/* What an event handler starts is the handler's still: it cannot feed itself through it. */
+	call->in_handler = luaapi_current(L) != NULL && luaapi_current(L)->in_handler;
 	lua_xmove(L, call->co, nargs + 1);
 	if (api->spawned_last != NULL)
 		api->spawned_last->next_spawned = call;

@@ -164,19 +164,13 @@ static struct user_job *new_user_job(lua_State *L, enum user_op op)
 	return uj;
 }
 
-/* The string field name of the table at 1; raises when it is missing or not a string. */
-static const char *string_field(lua_State *L, const char *name)
-{
-	if (lua_getfield(L, 1, name) != LUA_TSTRING)
-		luaL_error(L, "sesame.users: '%s' must be a string", name);
-	return lua_tostring(L, -1); /* left on the stack, which keeps it alive */
-}
-
 static int l_users_create(lua_State *L)
 {
+	static const char fname[] = "sesame.users.create";
 	luaL_checktype(L, 1, LUA_TTABLE);
-	const char *email = string_field(L, "email"), *username = string_field(L, "username"),
-		   *password = string_field(L, "password");
+	const char *email = luaapi_string_field(L, 1, "email", true, NULL, fname),
+		   *username = luaapi_string_field(L, 1, "username", true, NULL, fname),
+		   *password = luaapi_string_field(L, 1, "password", true, NULL, fname);
 	struct user_job *uj = new_user_job(L, USER_CREATE);
 	uj->field[0] = strdup(email);
 	uj->field[1] = strdup(username);
@@ -186,17 +180,6 @@ static int l_users_create(lua_State *L)
 		return luaL_error(L, "out of memory");
 	}
 	return luaapi_await_job(L, &uj->lj, "sesame.users.create");
-}
-
-/* The string field name of the table at 1, or NULL when it is absent; raises on another type. */
-static const char *optional_string(lua_State *L, const char *name)
-{
-	int t = lua_getfield(L, 1, name);
-	if (t == LUA_TNIL)
-		return NULL;
-	if (t != LUA_TSTRING)
-		luaL_error(L, "sesame.users.update: '%s' must be a string", name);
-	return lua_tostring(L, -1); /* left on the stack, which keeps it alive */
 }
 
 /* Only the keys update knows, and at least one change besides the id. */
@@ -241,7 +224,9 @@ static int l_users_update(lua_State *L)
 	check_update_keys(L);
 	lua_getfield(L, 1, "id");
 	long long id = id_field(L, -1, "sesame.users.update");
-	const char *password = optional_string(L, "password"), *email = optional_string(L, "email");
+	const char *password =
+		       luaapi_string_field(L, 1, "password", false, NULL, "sesame.users.update"),
+		   *email = luaapi_string_field(L, 1, "email", false, NULL, "sesame.users.update");
 	int t = lua_getfield(L, 1, "verified");
 	if (t != LUA_TNIL && t != LUA_TBOOLEAN)
 		return luaL_error(L, "sesame.users.update: 'verified' must be true or false");

@@ -156,14 +156,23 @@ void outbound_free(struct outbound *ob)
 	free(ob);
 }
 
+static void on_later(evutil_socket_t fd, short what, void *arg)
+{
+	complete(arg);
+}
+
 int outbound_start(struct outbound *ob, struct outbound_transfer *t)
 {
 	t->ob = ob;
 	t->cancelled = false;
 	t->result = CURLE_OK;
-	t->later = NULL;
+	/* Made now, so that a cancel, which must end in done, has nothing left to allocate. */
+	t->later = evtimer_new(ob->base, on_later, t);
 	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, (char *)t);
-	if (curl_multi_add_handle(ob->multi, t->easy) != CURLM_OK) {
+	if (t->later == NULL || curl_multi_add_handle(ob->multi, t->easy) != CURLM_OK) {
+		if (t->later != NULL)
+			event_free(t->later);
+		t->later = NULL;
 		t->ob = NULL;
 		return -1;
 	}
@@ -175,11 +184,6 @@ int outbound_start(struct outbound *ob, struct outbound_transfer *t)
 	return 0;
 }
 
-static void on_later(evutil_socket_t fd, short what, void *arg)
-{
-	complete(arg);
-}
-
 void outbound_cancel(struct outbound_transfer *t)
 {
 	struct outbound *ob = t->ob;
@@ -188,27 +192,39 @@ void outbound_cancel(struct outbound_transfer *t)
 	curl_multi_remove_handle(ob->multi, t->easy);
 	t->cancelled = true;
 	t->result = CURLE_ABORTED_BY_CALLBACK;
-	t->later = evtimer_new(ob->base, on_later, t);
-	if (t->later == NULL || evtimer_add(t->later, &(struct timeval){0}) != 0)
-		log_error("outbound: cannot schedule a cancelled transfer's end: out of memory");
+	/* Made active, not added as a timer: that cannot fail (an add may grow the timer heap). */
+	event_active(t->later, EV_TIMEOUT, 1);
 }
+
+/* How transfers fail, in a few words; shown: words a script's caller may see too. */
+static const struct {
+	CURLcode result;
+	const char *words;
+	bool shown;
+} failures[] = {
+    {CURLE_COULDNT_CONNECT, "connection refused", true},
+    {CURLE_OPERATION_TIMEDOUT, "timed out", true},
+    {CURLE_FILESIZE_EXCEEDED, "response too large", true},
+    {CURLE_COULDNT_RESOLVE_HOST, "host name not found", false},
+    {CURLE_ABORTED_BY_CALLBACK, "cancelled", false},
+    {CURLE_LOGIN_DENIED, "login denied", false},
+    {CURLE_USE_SSL_FAILED, "the server offers no TLS", false},
+};
 
 const char *outbound_failure(CURLcode result)
 {
-	switch (result) {
-	case CURLE_COULDNT_CONNECT:
-		return "connection refused";
-	case CURLE_COULDNT_RESOLVE_HOST:
-		return "host name not found";
-	case CURLE_OPERATION_TIMEDOUT:
-		return "timed out";
-	case CURLE_ABORTED_BY_CALLBACK:
-		return "cancelled";
-	case CURLE_LOGIN_DENIED:
-		return "login denied";
-	case CURLE_USE_SSL_FAILED:
-		return "the server offers no TLS";
-	default:
-		return curl_easy_strerror(result);
+	for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); i++) {
+		if (failures[i].result == result)
+			return failures[i].words;
 	}
+	return curl_easy_strerror(result);
+}
+
+const char *outbound_failure_shown(CURLcode result, const char *other)
+{
+	for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); i++) {
+		if (failures[i].result == result && failures[i].shown)
+			return failures[i].words;
+	}
+	return other;
 }

@@ -19,7 +19,8 @@ struct outbound_transfer {
 	/* the pool's */
 	struct outbound *ob;
 	struct outbound_transfer *prev, *next;
-	struct event *later; /* delivers a cancelled transfer's done on a later turn */
+	/* delivers a cancelled transfer's done on a later turn; made by outbound_start */
+	struct event *later;
 };
 
 /* The transfers of a worker, driven by base's loop. NULL when memory runs out. */
@@ -28,7 +29,8 @@ struct outbound *outbound_new(struct event_base *base);
 /* Ends every transfer in flight as cancelled (their done called now), then frees ob. */
 void outbound_free(struct outbound *ob);
 
-/* Starts t->easy; 0, or -1 (done will not be called) when curl refuses the handle. */
+/* Starts t->easy; 0, or -1 (done will not be called) when curl refuses the handle or memory
+ * runs out. */
 int outbound_start(struct outbound *ob, struct outbound_transfer *t);
 
 /* Stops t: curl lets go of its easy handle now; done follows from the loop. Once per transfer. */
@@ -36,5 +38,8 @@ void outbound_cancel(struct outbound_transfer *t);
 
 /* What went wrong with a transfer that ended in result, in a few words for the log. */
 const char *outbound_failure(CURLcode result);
+/* The same words when a script's caller may see them too (connection refused, timed out,
+ * response too large), else other: the detail stays in the log. */
+const char *outbound_failure_shown(CURLcode result, const char *other);
 
 #endif

@@ -92,7 +92,7 @@ static void usage(FILE *out)
 struct config *ctl_load(const char *path)
 {
 	struct config_errors errs = {0};
-	struct config *cfg = config_load(path, &errs);
+	struct config *cfg = config_load_unlogged(path, &errs);
 	for (size_t i = 0; i < errs.n; i++)
 		fprintf(stderr, "%s\n", errs.msg[i]);
 	config_errors_free(&errs);
@@ -102,14 +102,15 @@ struct config *ctl_load(const char *path)
 /*
  * The configuration, with this process changed to server.user (when started as root): the
  * storage it touches next is the workers' to write, the files it makes included. As root
- * without server.user it refuses, as sesamed does: the files it made would be root's.
+ * without server.user it refuses, as sesamed does: the files it made would be root's. With
+ * emits (a command that emits events), the audit log is opened first, as root, as a worker
+ * opens it; the other commands leave it alone, so that a user who cannot write it can run them.
  */
-static struct config *load_as_user(const char *path)
+static struct config *load_as_user(const char *path, bool emits)
 {
 	struct config *cfg = ctl_load(path);
 	char why[LOG_ERR_MAX];
-	/* The audit log is opened as root, as a worker opens it: the user commands emit. */
-	if (cfg != NULL && events_open(cfg) != 0) {
+	if (cfg != NULL && emits && events_open(cfg) != 0) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -124,7 +125,7 @@ static struct config *load_as_user(const char *path)
 
 static int cmd_migrate(const char *path)
 {
-	struct config *cfg = load_as_user(path);
+	struct config *cfg = load_as_user(path, false);
 	char err[LOG_ERR_MAX] = "out of memory";
 	if (cfg == NULL)
 		return 1;
@@ -294,9 +295,9 @@ static int revoke_user(const struct config *cfg, const struct storage *st, const
 	return 0;
 }
 
-struct config *ctl_storage_open(const char *path, struct storage *st)
+struct config *ctl_storage_open(const char *path, struct storage *st, bool emits)
 {
-	struct config *cfg = load_as_user(path);
+	struct config *cfg = load_as_user(path, emits);
 	char err[LOG_ERR_MAX] = "";
 	if (cfg == NULL)
 		return NULL;
@@ -341,7 +342,7 @@ static int cmd_token(const char *path, int argc, char **argv)
 		return CTL_USAGE;
 	}
 	struct storage st;
-	struct config *cfg = ctl_storage_open(path, &st);
+	struct config *cfg = ctl_storage_open(path, &st, false);
 	char *line = NULL;
 	size_t cap = 0;
 	unsigned long lineno = 0, tokens = 0;

@@ -6,6 +6,8 @@
 #ifndef SESAME_SESAMECTL_H
 #define SESAME_SESAMECTL_H
 
+#include <stdbool.h>
+
 #include "config.h"
 #include "plugin.h"
 
@@ -17,15 +19,17 @@ enum ctl_status {
 	CTL_REFUSED = 4,   /* refused: validation or policy, a user that exists, not confirmed */
 };
 
-/* The configuration at path, checked; NULL with every problem on standard error. */
+/* The configuration at path, checked (the log files not tried: the commands that write one
+ * open it); NULL with every problem on standard error. */
 struct config *ctl_load(const char *path);
 
 /*
  * The configuration at path, with this process changed to server.user when started as root,
  * and its storage started as a worker's is (pool, schema check, per-worker part); NULL with
- * the reason on standard error. ctl_storage_close undoes it.
+ * the reason on standard error. emits: the command emits events, and events.audit_log is
+ * opened (as root, before the change) for them. ctl_storage_close undoes it.
  */
-struct config *ctl_storage_open(const char *path, struct storage *st);
+struct config *ctl_storage_open(const char *path, struct storage *st, bool emits);
 void ctl_storage_close(struct config *cfg);
 
 /* sesamectl keygen [options] FILE [PUBLIC]: argv[0] is "keygen". */

@@ -7,6 +7,7 @@
  */
 #include "autoconfig.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -53,24 +54,37 @@ static bool parse_ago(const char *s, long long now_ms, long long *out)
 	return true;
 }
 
+static bool two_digits(const char *s, int max, int *out)
+{
+	if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]))
+		return false;
+	*out = (s[0] - '0') * 10 + (s[1] - '0');
+	return *out <= max;
+}
+
+/* The whole of s is a UTC offset, Z or +HH:MM or -HH:MM: into *out, in seconds east. */
+static bool parse_offset(const char *s, long *out)
+{
+	int hh, mm;
+	*out = 0;
+	if (strcmp(s, "Z") == 0 || *s == '\0')
+		return true;
+	if ((s[0] != '+' && s[0] != '-') || !two_digits(s + 1, 23, &hh) || s[3] != ':' ||
+	    !two_digits(s + 4, 59, &mm) || s[6] != '\0')
+		return false;
+	*out = (s[0] == '-' ? -1 : 1) * (hh * 3600L + mm * 60L);
+	return true;
+}
+
 /* An ISO 8601 date, or date and time with an optional Z or +HH:MM offset. */
 static bool parse_iso(const char *s, long long *out)
 {
 	struct tm tm = {0};
+	long offset;
 	const char *rest = strptime(s, "%Y-%m-%d", &tm);
 	if (rest != NULL && (*rest == 'T' || *rest == ' '))
 		rest = strptime(rest + 1, "%H:%M:%S", &tm);
-	if (rest == NULL)
-		return false;
-	long offset = 0;
-	int hh = 0, mm = 0;
-	if (*rest == 'Z')
-		rest++;
-	else if ((*rest == '+' || *rest == '-') && sscanf(rest + 1, "%2d:%2d", &hh, &mm) == 2) {
-		offset = (*rest == '-' ? -1 : 1) * (hh * 3600L + mm * 60L);
-		rest += 6;
-	}
-	if (*rest != '\0')
+	if (rest == NULL || !parse_offset(rest, &offset))
 		return false;
 	*out = ((long long)timegm(&tm) - offset) * 1000;
 	return true;
@@ -182,7 +196,7 @@ int ctl_events(const char *path, int argc, char **argv)
 	struct storage st;
 	if (parse_opts(argc, argv, &o) != 0)
 		return events_usage();
-	struct config *cfg = ctl_storage_open(path, &st);
+	struct config *cfg = ctl_storage_open(path, &st, false);
 	if (cfg == NULL)
 		return CTL_FAILED;
 	int status = CTL_FAILED;

@@ -560,6 +560,7 @@ struct user_command {
 	const char *name;
 	int nargs; /* positional arguments */
 	int (*run)(struct user_ctx *uc, const struct user_opts *o);
+	bool emits; /* an event: the audit log is opened for it */
 };
 
 static int user_disable(struct user_ctx *uc, const struct user_opts *o)
@@ -593,9 +594,15 @@ static int user_verify(struct user_ctx *uc, const struct user_opts *o)
 }
 
 static const struct user_command commands[] = {
-    {"add", 1, user_add},	{"passwd", 1, user_passwd}, {"disable", 1, user_disable},
-    {"enable", 1, user_enable}, {"delete", 1, user_delete}, {"list", 0, user_list},
-    {"show", 1, user_show},	{"verify", 1, user_verify}, {NULL, 0, NULL},
+    {"add", 1, user_add, false},
+    {"passwd", 1, user_passwd, false},
+    {"disable", 1, user_disable, true},
+    {"enable", 1, user_enable, true},
+    {"delete", 1, user_delete, true},
+    {"list", 0, user_list, false},
+    {"show", 1, user_show, false},
+    {"verify", 1, user_verify, false},
+    {NULL, 0, NULL, false},
 };
 
 int ctl_user(const char *path, int argc, char **argv)
@@ -613,7 +620,7 @@ int ctl_user(const char *path, int argc, char **argv)
 	struct user_ctx *uc = calloc(1, sizeof(*uc));
 	if (uc == NULL)
 		return CTL_FAILED;
-	uc->cfg = ctl_storage_open(path, &uc->st);
+	uc->cfg = ctl_storage_open(path, &uc->st, cmd->emits);
 	int status = uc->cfg != NULL ? cmd->run(uc, &o) : CTL_FAILED;
 	if (uc->cfg != NULL)
 		ctl_storage_close(uc->cfg);

@@ -5,9 +5,10 @@
  * locking, so that job threads can wake it), its job threads, its Lua state with the route
  * scripts, and its HTTP server on the slot's sockets. It then tells the master it is serving
  * and runs its loop. SIGTERM starts a graceful stop: the server drains, the background tasks
- * finish, and the loop ends once nothing is in flight, or when server.shutdown_timeout runs out. A
- * worker also stops when its master dies. A timer stamps the worker's heartbeat in the scoreboard
- * while the loop turns: the master kills a worker whose heartbeat goes stale (server.hang_timeout).
+ * finish, the jobs nobody waits for (the events' rows) are done, and the loop ends once nothing
+ * is in flight, or when server.shutdown_timeout runs out. A worker also stops when its master
+ * dies. A timer stamps the worker's heartbeat in the scoreboard while the loop turns: the
+ * master kills a worker whose heartbeat goes stale (server.hang_timeout).
  */
 #include "autoconfig.h"
 
@@ -41,6 +42,7 @@ struct worker {
 	struct event_base *base;
 	struct http_server *srv;
 	struct luaapi *api;
+	struct jobs *jobs;
 	struct event *term_ev, *deadline_ev, *beat_ev, *tasks_ev;
 	bool timed_out;
 };
@@ -60,11 +62,17 @@ static int start_heartbeat(struct worker *w)
 	return w->beat_ev != NULL ? event_add(w->beat_ev, &every) : -1;
 }
 
-/* No request is left: the loop ends once the background tasks have finished too. */
+/* Nothing left but requests: no background task, and no job (an event's row) to be done. */
+static bool idle(const struct worker *w)
+{
+	return luaapi_tasks(w->api) == 0 && jobs_pending(w->jobs) == 0;
+}
+
+/* No request is left: the loop ends once the tasks and the jobs have finished too. */
 static void on_tasks(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	if (luaapi_tasks(w->api) == 0)
+	if (idle(w))
 		event_base_loopbreak(w->base);
 }
 
@@ -72,7 +80,7 @@ static void on_drained(void *arg)
 {
 	struct worker *w = arg;
 	struct timeval every = {.tv_usec = 50000};
-	if (luaapi_tasks(w->api) == 0) {
+	if (idle(w)) {
 		event_base_loopbreak(w->base);
 		return;
 	}
@@ -84,9 +92,10 @@ static void on_drained(void *arg)
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	log_warn("worker %ld: shutdown timeout: %zu requests and %zu background tasks still in "
-		 "flight are dropped",
-		 (long)getpid(), http_server_inflight(w->srv), luaapi_tasks(w->api));
+	log_warn("worker %ld: shutdown timeout: %zu requests, %zu background tasks and %zu jobs "
+		 "still in flight are dropped",
+		 (long)getpid(), http_server_inflight(w->srv), luaapi_tasks(w->api),
+		 jobs_pending(w->jobs));
 	w->timed_out = true;
 	event_base_loopbreak(w->base);
 }
@@ -180,6 +189,7 @@ int worker_run(const struct worker_spec *spec)
 				       .cpu_queue = (size_t)config_hash_queue(cfg)};
 	if ((jobs = jobs_new(w.base, &threads)) == NULL)
 		goto done;
+	w.jobs = jobs;
 	events_start(jobs);
 	if (dbpool_start(plugins_pool(cfg->plugins)) != 0 ||
 	    plugins_worker_start(cfg->plugins) != 0) {

@@ -210,7 +210,8 @@ password = {
 -- mail = {
 --   url = "smtp://127.0.0.1:25",    -- or "smtps://HOST:465": TLS from the start
 --   from = "sesame@example.com",    -- one plain address
---   username = nil, password_file = nil, -- SMTP AUTH: both or neither
+--   username = nil, password_file = nil, -- SMTP AUTH: both or neither; off loopback
+--                                   -- only with tls = "require" or smtps://
 --   timeout = 10,                   -- seconds for the whole transfer
 --   tls = "try",                    -- STARTTLS when offered; "require", or false for never
 -- }

@@ -11,8 +11,12 @@
  * column that grows, for the row that needs it, to the value's length. Rows are fetched one at
  * a time, never stored whole on the client: a row callback that stops the statement has read
  * no more than it needed. A statement that leaves a transaction open, or autocommit off, is
- * rolled back and its connection closed: the pool never hands out a connection in a state a
- * script left it in.
+ * rolled back, refused and its connection closed. One that changes the session otherwise
+ * (USE, SET SESSION or SET NAMES, a user variable set with SET, a temporary table, LOCK
+ * TABLES, SET TRANSACTION) succeeds, and its connection is closed rather than pooled: the
+ * pool tracks these changes (dbpool.c), and the server flags the answer of the statement that
+ * made one. What no flag reveals stays with the connection: a lock taken with GET_LOCK until
+ * RELEASE_LOCK, and a user variable assigned inside a SELECT (@v := ..., SELECT ... INTO @v).
  */
 #include "mariadb_private.h"
 
@@ -217,6 +221,15 @@ static bool left_open(MYSQL *conn)
 	return (status & SERVER_STATUS_IN_TRANS) != 0 || (status & SERVER_STATUS_AUTOCOMMIT) == 0;
 }
 
+/* Did the statement change the session (dbpool.c turns on the tracking that says so)? */
+static bool session_changed(MYSQL *conn)
+{
+	unsigned int status = 0;
+	if (mariadb_get_infov(conn, MARIADB_CONNECTION_SERVER_STATUS, &status) != 0)
+		return true;
+	return (status & SERVER_SESSION_STATE_CHANGED) != 0;
+}
+
 /* The statement ran: its rows, its counts; the connection given back either way. */
 static enum sesame_storage_result finish(struct store *s, MYSQL *conn, MYSQL_STMT *stmt,
 					 struct query_run *q, char *err, size_t errlen)
@@ -233,6 +246,7 @@ static enum sesame_storage_result finish(struct store *s, MYSQL *conn, MYSQL_STM
 		*q->insert_id = (long long)mysql_stmt_insert_id(stmt);
 	}
 	mysql_stmt_free_result(stmt);
+	bool changed = session_changed(conn);
 	mysql_stmt_reset(stmt);
 	if (left_open(conn)) {
 		mysql_rollback(conn);
@@ -242,10 +256,27 @@ static enum sesame_storage_result finish(struct store *s, MYSQL *conn, MYSQL_STM
 			 "transaction open or autocommit off: each one commits on its own");
 		return SESAME_STORAGE_FAILED;
 	}
-	s->db->release(conn, false);
+	s->db->release(conn, changed);
 	if (rc == 1)
 		snprintf(err, errlen, "MariaDB: the statement was stopped at a row");
 	return rc == 1 ? SESAME_STORAGE_FAILED : SESAME_STORAGE_OK;
+}
+
+/*
+ * A result of more columns than can be read, announced only once the statement ran (and, in
+ * autocommit, committed): its rows are dropped with the connection, the statement fails.
+ */
+static enum sesame_storage_result too_wide(struct store *s, MYSQL *conn, MYSQL_STMT *stmt,
+					   size_t ncols, char *err, size_t errlen)
+{
+	snprintf(err, errlen,
+		 "MariaDB: the statement ran, but its result has %zu columns, more than %d: "
+		 "name the columns it returns",
+		 ncols, SESAME_QUERY_COLUMNS_MAX);
+	mysql_stmt_free_result(stmt);
+	mysql_stmt_reset(stmt);
+	s->db->release(conn, true);
+	return SESAME_STORAGE_FAILED;
 }
 
 static enum sesame_storage_result query_once(struct store *s, struct query_run *q, char *err,
@@ -277,7 +308,7 @@ static enum sesame_storage_result query_once(struct store *s, struct query_run *
 	/* A DELETE ... RETURNING has a result its preparation did not announce. */
 	q->ncols = mysql_stmt_field_count(stmt);
 	if (q->ncols > SESAME_QUERY_COLUMNS_MAX)
-		q->ncols = SESAME_QUERY_COLUMNS_MAX;
+		return too_wide(s, conn, stmt, q->ncols, err, errlen);
 	return finish(s, conn, stmt, q, err, errlen);
 }
 

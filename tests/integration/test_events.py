@@ -151,8 +151,11 @@ def test_a_failing_handler_is_logged_and_the_worker_lives(sesamed, tmp_path):
     s = app(sesamed, tmp_path)
     workers = s.workers()
     assert emit(s, "boom").status_code == 200
-    s.wait_log("handler blew up on purpose")
-    assert "on boom" in s.log()
+    # The task's error, named after the event, with the handler's traceback.
+    s.wait_log("on boom: task failed: ")
+    line = next(l for l in s.log().splitlines() if "on boom: task failed: " in l)
+    assert "handler blew up on purpose" in line
+    assert "stack traceback" in s.log()
     assert s.workers() == workers
     assert emit(s, "greeted", n=9).status_code == 200
     s.wait_log("n=9")
@@ -187,7 +190,8 @@ end)
     assert emit(s, "greeted", user=11).status_code == 200
     assert time.monotonic() - started < 2
     got = receiver.wait(1)
-    assert json.loads(got[0].body) == {"event": "greeted", "user": 11}
+    assert got[0]["method"] == "POST" and got[0]["path"] == "/hook"
+    assert got[0]["json"] == {"event": "greeted", "user": 11}
     s.wait_log("webhook answered 200")
 
 
@@ -220,6 +224,60 @@ def test_a_rate_limit_refusal_emits_rate_limited(sesamed, tmp_path):
     assert answers == [True, True, False]
     e = wait_audit(s.audit, "rate_limited")[0]
     assert e["rule"] == "tight" and e["address"] == "127.0.0.1"
+
+
+def test_rate_limited_events_are_folded_per_rule_and_second(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, limits='limits = { tight = "2/minute" }\n', workers=1)
+    answers = [s.get("/t/limit").json()["allowed"] for _ in range(20)]
+    assert answers == [True, True] + [False] * 18
+    time.sleep(1.2)
+    # The last refusal comes after a quiet second: emitted, with what was folded before it.
+    assert s.get("/t/limit").json()["allowed"] is False
+    assert wait_for(lambda: any(e.get("suppressed") for e in audit_lines(s.audit)))
+    events = [e for e in audit_lines(s.audit) if e["event"] == "rate_limited"]
+    assert 2 <= len(events) <= 4, events
+    assert sum(1 + e.get("suppressed", 0) for e in events) == 19
+    assert events[-1]["suppressed"] >= 1
+    assert all(e["rule"] == "tight" and e["address"] == "127.0.0.1" for e in events)
+    # Every refusal is counted; the "*" handler ran once per emitted event only.
+    text = s.get("/metrics").text
+    assert 'sesame_events_total{event="rate_limited"} 19' in text
+    assert 'sesame_rate_limited_total{rule="tight"} 19' in text
+    assert wait_for(lambda: s.log().count("star saw rate_limited") == len(events))
+    time.sleep(0.3)
+    assert s.log().count("star saw rate_limited") == len(events)
+
+
+DEFERRING = """
+local sesame = require "sesame"
+-- A handler that emits through sesame.defer, twice removed: still the handler's own event.
+sesame.on("greeted", function(e)
+  sesame.defer(function()
+    sesame.emit("echoed", { of = e.event })
+    sesame.defer(function() sesame.emit("echoed_again", { of = e.event }) end)
+  end)
+end)
+sesame.on("echoed", function(e) sesame.log.info("echoed handler ran") end)
+sesame.on("echoed_again", function(e) sesame.log.info("echoed_again handler ran") end)
+sesame.on("waved", function(e) sesame.log.info("waved handler ran") end)
+sesame.route("POST", "/t/defer-emit", function(req)
+  sesame.defer(function() sesame.emit("waved", {}) end)
+  return 200, {}
+end)
+"""
+
+
+def test_a_handler_cannot_feed_itself_through_sesame_defer(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, routes={"emit.lua": EMIT_ROUTES, "deferring.lua": DEFERRING})
+    assert emit(s, "greeted").status_code == 200
+    wait_audit(s.audit, "echoed")
+    wait_audit(s.audit, "echoed_again")
+    # A route's own deferred task is no handler: its event runs handlers.
+    assert s.post("/t/defer-emit").status_code == 200
+    s.wait_log("waved handler ran")
+    time.sleep(0.3)
+    assert "echoed handler ran" not in s.log()
+    assert "echoed_again handler ran" not in s.log()
 
 
 def test_sesamectl_user_disable_emits_disabled(sesamed, tmp_path):
@@ -257,10 +315,10 @@ def listed(s, *args):
 
 def test_sesamectl_lists_stored_events(stored):
     s = stored
-    emit(s, "greeted", user=1, n=1)
-    emit(s, "greeted", user=2, n=2)
-    emit(s, "waved", user=1, n=3)
-    assert wait_for(lambda: len(listed(s)) >= 3)
+    # Rows are written on job threads, of either worker: each is awaited, to know the order.
+    for count, (name, user) in enumerate((("greeted", 1), ("greeted", 2), ("waved", 1)), 1):
+        emit(s, name, user=user, n=count)
+        assert wait_for(lambda: len(listed(s)) >= count)
     events = listed(s)
     assert [(e["event"], e["user"], e["n"]) for e in events] == [
         ("greeted", 1, 1), ("greeted", 2, 2), ("waved", 1, 3)]
@@ -284,6 +342,15 @@ def test_since_filters(stored):
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cut))
     assert [e["event"] for e in listed(s, "--since", iso)] == ["late"]
     assert ctl(s, "events", "--since", "yesterday-ish", check=False).returncode == 2
+    # The same instant written with offsets east and west of UTC.
+    for offset, secs in (("+01:30", 5400), ("-02:00", -7200), ("+00:00", 0)):
+        local = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(cut + secs)) + offset
+        assert [e["event"] for e in listed(s, "--since", local)] == ["late"], local
+    day = time.strftime("%Y-%m-%d", time.gmtime(cut))
+    for bad in ("+1:30", "+01", "+01:3", "+0130", "+24:00", "+01:60", "+01:30x", "Zulu",
+                "+", "-"):
+        r = ctl(s, "events", "--since", f"{day}T00:00:00{bad}", check=False)
+        assert r.returncode == 2, bad
 
 
 def test_sesamectl_disable_is_stored(stored):
@@ -292,9 +359,41 @@ def test_sesamectl_disable_is_stored(stored):
                                         "password": "correct horse"})
     assert r.status_code == 200
     ctl(s, "user", "disable", "fay@example.com")
+    # The default route's own event first, then sesamectl's.
+    assert wait_for(lambda: len(listed(s)) >= 2)
     events = listed(s)
-    assert [e["event"] for e in events] == ["disabled"]
-    assert events[0]["email"] == "fay@example.com"
+    assert [e["event"] for e in events] == ["registered", "disabled"]
+    assert events[0]["user"] == events[1]["user"] and events[1]["user"] > 0
+    assert events[1]["email"] == "fay@example.com"
+
+
+BURST = """
+local sesame = require "sesame"
+sesame.route("POST", "/t/burst", function(req)
+  local n = req:json().n
+  for i = 1, n do sesame.emit("burst", { i = i }) end
+  return 200, { emitted = n }
+end)
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_a_stopping_worker_writes_every_queued_row(sesamed, tmp_path, request, backend):
+    storage = sqlite(tmp_path)
+    if backend == "mariadb":
+        db = request.getfixturevalue("mariadb")
+        storage = db.storage(db.database)
+    # One job thread, and room for the whole burst in its queue: rows wait there.
+    s = sesamed(routes={"burst.lua": BURST}, workers=1, config="threads = 1, queue = 1000",
+                more=storage + f'jwt = {{ secret = "{SECRET}" }}\n'
+                'events = { audit_log = "audit.log", store = true }\n')
+    s.audit = s.dir / "audit.log"
+    assert s.post("/t/burst", json={"n": 400}).json() == {"emitted": 400}
+    assert s.stop() == 0
+    assert "jobs unfinished" not in s.log()
+    assert "still in flight are dropped" not in s.log()
+    rows = listed(s, "--limit", "1000")
+    assert sorted(e["i"] for e in rows if e["event"] == "burst") == list(range(1, 401))
 
 
 def test_retention_purges_old_events(sesamed, tmp_path):

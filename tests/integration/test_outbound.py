@@ -363,3 +363,42 @@ def test_bad_settings_are_reported_with_their_line(sesamed, more, key):
                        timeout=30)
     assert r.returncode == 1
     assert f"sesame.lua:4: {key}:" in r.stderr, r.stderr
+
+
+def check_config(sesamed, more):
+    s = sesamed(routes=ROUTES, start=False, more=more + "\n")
+    (s.dir / "smtp.pw").write_text(SMTP_PASSWORD + "\n")
+    return subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                          timeout=30)
+
+
+def auth_config(url, tls):
+    return (f'mail = {{ url = "{url}", from = "{FROM}", username = "mailer", '
+            f'password_file = "smtp.pw"{tls} }}')
+
+
+@pytest.mark.parametrize("url,tls,accepted", [
+    ("smtp://mail.example.com:587", "", False),
+    ("smtp://mail.example.com:587", ', tls = "try"', False),
+    ("smtp://mail.example.com:25", ", tls = false", False),
+    ("smtp://192.0.2.7:25", ", tls = false", False),
+    ("smtp://[2001:db8::1]:587", ', tls = "try"', False),
+    ("smtp://mail.example.com:587", ', tls = "require"', True),
+    ("smtps://mail.example.com:465", "", True),
+    ("smtps://mail.example.com:465", ", tls = false", True),
+    ("smtp://127.0.0.1:25", ", tls = false", True),
+    ("smtp://127.10.20.30:25", ', tls = "try"', True),
+    ("smtp://localhost:25", "", True),
+    ("smtp://LocalHost:25", ", tls = false", True),
+    ("smtp://[::1]:25", ", tls = false", True),
+])
+def test_smtp_auth_only_over_tls_or_on_loopback(sesamed, url, tls, accepted):
+    r = check_config(sesamed, auth_config(url, tls))
+    assert SMTP_PASSWORD not in r.stderr
+    if accepted:
+        assert r.returncode == 0, r.stderr
+        assert "mail." not in r.stderr
+    else:
+        assert r.returncode == 1
+        assert "sesame.lua:4: mail.username:" in r.stderr, r.stderr
+        assert 'needs tls = "require" or an smtps:// URL' in r.stderr

@@ -1,4 +1,5 @@
 """Privileges: started as root, the workers (and migrations, and sesamectl) run as server.user."""
+import json
 import os
 import pwd
 import shutil
@@ -212,6 +213,41 @@ def test_sesamectl_as_root_works_as_the_user(folder):
                        text=True, timeout=60)
     assert r.returncode == 1
     assert not (data / "sesame.db").exists()
+
+
+def test_sesamectl_not_root_opens_the_audit_log_only_to_emit(folder):
+    s = make(folder, more=APP + 'events = { audit_log = "audit.log" }\n')
+    nobody_data(s.dir)
+    audit = s.dir / "audit.log"
+    audit.touch()
+    audit.chmod(0o600)  # root's alone, as an operator may keep it
+
+    def ctl(*args, prefix=(), stdin=None):
+        return subprocess.run([*prefix, SESAMECTL, "-c", str(s.config), *args], input=stdin,
+                              capture_output=True, text=True, timeout=60)
+
+    def disabled():
+        return json.loads(ctl("user", "show", "ann@example.com", "--json").stdout)["disabled"]
+
+    r = ctl("user", "add", "ann@example.com", "--username", "ann", stdin="correct horse\n")
+    assert r.returncode == 0, r.stderr
+    # As the user: the commands that only read never touch the audit log.
+    r = ctl("user", "list", prefix=AS_NOBODY)
+    assert r.returncode == 0, r.stderr
+    assert "ann@example.com" in r.stdout
+    assert ctl("user", "show", "ann@example.com", prefix=AS_NOBODY).returncode == 0
+    # A command that emits needs it, and says so; the user stays enabled.
+    r = ctl("user", "disable", "ann@example.com", prefix=AS_NOBODY)
+    assert r.returncode == 1
+    assert f"cannot open audit log {audit}: Permission denied" in r.stderr
+    assert disabled() is False
+    # As root it opens the log before changing to the user, as a worker does.
+    assert ctl("user", "disable", "ann@example.com").returncode == 0
+    assert '"event":"disabled"' in audit.read_text()
+    # sesamed -t, as that user, still reports a log it could not write.
+    r = check(s.config, AS_NOBODY)
+    assert r.returncode == 1
+    assert "events.audit_log: cannot open" in r.stderr
 
 
 def test_sesamectl_as_root_without_a_user_refuses(folder):

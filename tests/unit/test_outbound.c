@@ -5,7 +5,9 @@
  * Real transfers on loopback: an HTTP answer from a socket this test serves itself on the same
  * loop (so that nothing but the loop can make progress), a port nobody listens on, and a peer
  * that never answers. Each checks how and when done is called: from the loop, once, never
- * inside outbound_start or outbound_cancel, and as cancelled when the pool is freed.
+ * inside outbound_start or outbound_cancel, and as cancelled when the pool is freed. The test
+ * is linked with event_new wrapped (-Wl,--wrap=event_new): it makes the allocation fail on
+ * demand, to show that a cancel needs no memory and a start that lacks it says so.
  */
 #include "autoconfig.h"
 
@@ -24,6 +26,22 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* When set, outbound.c's next event_new fails as when memory runs out. */
+static bool fail_event_new;
+
+struct event *__real_event_new(struct event_base *base, evutil_socket_t fd, short what,
+			       event_callback_fn cb, void *arg);
+struct event *__wrap_event_new(struct event_base *base, evutil_socket_t fd, short what,
+			       event_callback_fn cb, void *arg);
+
+struct event *__wrap_event_new(struct event_base *base, evutil_socket_t fd, short what,
+			       event_callback_fn cb, void *arg)
+{
+	if (fail_event_new)
+		return NULL;
+	return __real_event_new(base, fd, what, cb, arg);
+}
 
 struct probe {
 	struct outbound_transfer t;
@@ -148,7 +166,8 @@ static void test_refused_connection(void **state)
 	event_base_free(base);
 }
 
-static void test_cancel_completes_later(void **state)
+/* A cancel ends in done from the loop, never inside; starved: no memory is left for it. */
+static void cancel_completes_later(bool starved)
 {
 	struct event_base *base = event_base_new();
 	struct outbound *ob = outbound_new(base);
@@ -157,10 +176,13 @@ static void test_cancel_completes_later(void **state)
 	probe_init(&p, base, port, 5000);
 	start(ob, &p);
 	event_base_loop(base, EVLOOP_NONBLOCK);
+	fail_event_new = starved;
 	p.inside = true;
 	outbound_cancel(&p.t);
 	p.inside = false;
+	fail_event_new = false;
 	assert_int_equal(p.calls, 0);
+	event_base_loopexit(base, &(struct timeval){.tv_sec = 2});
 	event_base_dispatch(base);
 	assert_int_equal(p.calls, 1);
 	assert_false(p.done_inside);
@@ -169,6 +191,16 @@ static void test_cancel_completes_later(void **state)
 	close(fd);
 	outbound_free(ob);
 	event_base_free(base);
+}
+
+static void test_cancel_completes_later(void **state)
+{
+	cancel_completes_later(false);
+}
+
+static void test_cancel_needs_no_memory(void **state)
+{
+	cancel_completes_later(true);
 }
 
 static void test_timeout_and_free_in_flight(void **state)
@@ -194,6 +226,25 @@ static void test_timeout_and_free_in_flight(void **state)
 	event_base_free(base);
 }
 
+/* A start that cannot make its completion event fails, and its done never comes. */
+static void test_start_without_memory_fails(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct outbound *ob = outbound_new(base);
+	int port, fd = listener(&port);
+	struct probe p;
+	probe_init(&p, base, port, 5000);
+	fail_event_new = true;
+	assert_int_equal(outbound_start(ob, &p.t), -1);
+	fail_event_new = false;
+	assert_null(p.t.ob);
+	outbound_free(ob);
+	assert_int_equal(p.calls, 0);
+	curl_easy_cleanup(p.t.easy);
+	close(fd);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -201,6 +252,8 @@ int main(void)
 	    cmocka_unit_test(test_refused_connection),
 	    cmocka_unit_test(test_cancel_completes_later),
 	    cmocka_unit_test(test_timeout_and_free_in_flight),
+	    cmocka_unit_test(test_cancel_needs_no_memory),
+	    cmocka_unit_test(test_start_without_memory_fails),
 	};
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
