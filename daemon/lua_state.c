@@ -135,7 +135,11 @@ static bool folder_seen(char *const *routes, size_t i, size_t len)
 	return false;
 }
 
-/* package.path: each route script's folder and lua/ beside the configuration. */
+/*
+ * package.path: each route script's folder, lua/ beside that folder (etc/sesame/lua for
+ * etc/sesame/routes, wherever the configuration that names them lives), and lua/ beside the
+ * configuration.
+ */
 static void push_module_path(lua_State *L, const struct config *cfg)
 {
 	luaL_Buffer b;
@@ -147,7 +151,8 @@ static void push_module_path(lua_State *L, const struct config *cfg)
 			continue;
 		lua_pushlstring(L, cfg->routes[i], len);
 		const char *dir = lua_tostring(L, -1);
-		lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+		lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/../lua/?.lua;%s/../lua/?/init.lua;",
+				dir, dir, dir, dir);
 		lua_remove(L, -2);
 		luaL_addvalue(&b);
 	}
