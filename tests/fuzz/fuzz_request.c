@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "fuzz.h"
 #include "http.h"
@@ -40,14 +39,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	log_set_level(LOG_LEVEL_ERROR);
-	/* The default routes' own modules (require "replies") are found in the config folder's
-	 * lua/, as an installed sesame.lua finds them beside it. */
-	char lua_dir[256];
-	snprintf(lua_dir, sizeof(lua_dir), "%s/lua", fuzz_dir());
-	if (symlink(FUZZ_SRCDIR "/etc/sesame/lua", lua_dir) != 0) {
-		perror(lua_dir);
-		abort();
-	}
 	cfg = fuzz_config(
 	    "request",
 	    "server = { access_log = false }\n"
