@@ -1,5 +1,4 @@
 """Stored hashes that ask for too much work, and log-ins that tell no e-mail from another."""
-import statistics
 import time
 
 import pytest
@@ -97,10 +96,11 @@ def test_a_legacy_hash_answers_no_faster_than_an_unknown_email(sesamed, mariadb)
         assert login(s, email).status_code == 401
         return time.monotonic() - started
     legacy, unknown = [], []
-    for _ in range(7):  # interleaved, so that a busy spell hits both alike
+    for _ in range(9):  # interleaved, so that a busy spell hits both alike
         legacy.append(timed("legacy@example.com"))
         unknown.append(timed("nobody@example.com"))
-    legacy, unknown = statistics.median(legacy), statistics.median(unknown)
+    # The quickest of each is the one the machine's load slowed least: what the work itself takes.
+    legacy, unknown = min(legacy), min(unknown)
     # Without the dummy verification, the legacy log-in takes a fraction of the unknown one.
     assert legacy >= unknown * 0.9 - 0.005, (legacy, unknown)
     assert login(s, "legacy@example.com", "tutorial pw").status_code == 200
