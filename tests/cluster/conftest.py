@@ -119,6 +119,9 @@ wsrep_cluster_address = gcomm://{members}
 wsrep_node_name = node{i}
 wsrep_node_address = 127.0.0.1:{gcomm}
 wsrep_provider_options = "gmcast.listen_addr=tcp://127.0.0.1:{gcomm}; ist.recv_addr=127.0.0.1:{ist}; gcache.size=64M"
+# A read waits until the node has applied every write set committed before it anywhere: a
+# log-in right after a registration on another node finds the user.
+wsrep_sync_wait = 1
 wsrep_sst_method = rsync
 wsrep_sst_receive_address = 127.0.0.1:{sst}
 """
@@ -334,7 +337,7 @@ def storage_table(galera, own, database):
 class Sesamed:
     """One sesamed node on the cluster: its folder, configuration, port and log."""
 
-    def __init__(self, folder, name, galera, own, database):
+    def __init__(self, folder, name, galera, own, database, extra=""):
         self.dir = folder
         self.name = name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -351,7 +354,7 @@ class Sesamed:
             + storage_table(galera, own, database) +
             'limits = { register = false, login = false, '
             f'login_failures = "{LOGIN_FAILURES}/hour" }}\n'
-            f'routes = {{ "{ROUTES}/*.lua" }}\n')
+            f'routes = {{ "{ROUTES}/*.lua" }}\n' + extra)
 
     def start(self):
         self.logf = open(self.log_path, "ab")
@@ -437,6 +440,8 @@ backend sesamed
     default-server check inter 500ms fall 2 rise 2
     # Which node answered, for the tests.
     http-response set-header X-Node %s
+    # No node ready (the storage is gone): HAProxy's own 503, in JSON as sesamed's are.
+    http-error status 503 content-type application/json hdr Retry-After 1 string "{{\\"result\\":\\"fail\\",\\"error\\":\\"storage unavailable\\"}}"
 {servers}
 """
 
@@ -574,9 +579,10 @@ def galera(tmp_path_factory):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def start_pair(galera, folder, database, names=("s1", "s2")):
+def start_pair(galera, folder, database, names=("s1", "s2"), extra=""):
     """Two sesamed nodes on database, started at once (their migrations race)."""
-    nodes = [Sesamed(folder / name, name, galera, i, database) for i, name in enumerate(names)]
+    nodes = [Sesamed(folder / name, name, galera, i, database, extra)
+             for i, name in enumerate(names)]
     for n in nodes:
         n.start()
     return nodes

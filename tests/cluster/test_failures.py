@@ -206,6 +206,12 @@ def test_the_whole_cluster_stopped_and_started_again(healthy):
         assert "Retry-After" in r.headers
         r = n.post("/users/register", json=new_user())
         assert r.status_code == 503, r.text
+    # HAProxy, with no node ready, says the same.
+    assert wait_for(lambda: c.post("/users/login", json=before).status_code == 503 and
+                    c.nodes[-1] is None, 10)
+    r = c.post("/users/login", json=before)
+    assert r.json() == {"result": "fail", "error": "storage unavailable"}, r.text
+    assert r.headers["Retry-After"] == "1"
     # Started again from the node that stopped last; the same sesamed processes recover.
     first = g.most_advanced()
     assert first.grastate()[1], tail(first.dir / "data" / "grastate.dat")
