@@ -87,6 +87,13 @@ def scenarios(run):
          None),
         ("sesame_pbkdf2", "sesamed register (pbkdf2_sha256 29000, MariaDB)", "sesame pbkdf2",
          "tutorial"),
+        ("register_single", "register, 1 sesamed on 1 MariaDB", "register 1 node", "hash_limit"),
+        ("register_cluster", "register, 2 sesamed via HAProxy on 3 Galera nodes",
+         "register cluster", "register_single"),
+        ("login_single", f"log-in, 1 sesamed on 1 MariaDB, {few} users", "log-in 1 node",
+         "hash_limit"),
+        ("login_cluster", f"log-in, 2 sesamed via HAProxy on 3 Galera nodes, {few} users",
+         "log-in cluster", "login_single"),
     ]
     return rows
 
@@ -219,6 +226,17 @@ def pbkdf2(run):
     return out if len(out) > 2 else []
 
 
+def cluster(run):
+    single, galera = number(run.value("refresh_single_ms", "")), \
+        number(run.value("refresh_cluster_ms", ""))
+    if not single or not galera:
+        return []
+    return ["| one refresh (a chain of 200, one client) | ms |", "|---|--:|",
+            f"| 1 sesamed on 1 MariaDB | {single:.2f} |",
+            f"| 2 sesamed via HAProxy on 3 Galera nodes | {galera:.2f} "
+            f"({galera / single:.2f}x) |"]
+
+
 def blocklist(run):
     if run.value("blocklist_n") is None:
         return []
@@ -284,7 +302,8 @@ def main(folder):
         lines += table(run, rows) + [""]
     lines += ["Targets:", ""] + targets(run) + [""]
     for part, title in ((memory(run), "Resident memory (VmRSS):"),
-                        (pbkdf2(run), "pbkdf2_sha256:"), (blocklist(run), "")):
+                        (pbkdf2(run), "pbkdf2_sha256:"), (cluster(run), "The cluster:"),
+                        (blocklist(run), "")):
         if part:
             lines += ([title, ""] if title else []) + part + [""]
     for note in run.value("notes", "").split("\\n"):
