@@ -260,7 +260,11 @@ class Galera:
             n.wait_synced(timeout=timeout)
 
     def heal(self):
-        """Restarts every node that is not running (by IST) and waits for all to be Synced."""
+        """Restarts every node that is not running (by IST) and waits for all to be Synced;
+        with none running, starts the cluster again."""
+        if not any(n.alive() for n in self.nodes):
+            self.start_all()
+            return
         for n in self.nodes:
             if not n.alive():
                 n.restart_recovered()

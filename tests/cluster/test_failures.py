@@ -124,9 +124,9 @@ class Load:
     def ok(self):
         return {a[0] for a in self.answers if a[1] == 200}
 
-    def check_answers(self):
-        """Every request answered 200 or a JSON 503 from sesamed: never a 500, never a hang."""
-        bad = [a for a in self.answers if a[1] not in (200, 503)]
+    def check_answers(self, allowed=(200, 503)):
+        """Every request answered 200 or a JSON 503: never a 500, never a hang."""
+        bad = [a for a in self.answers if a[1] not in allowed]
         assert not bad, bad[:10]
         for a in self.answers:
             if a[1] == 503:
@@ -173,7 +173,8 @@ def test_a_sesamed_node_killed_during_registrations(healthy):
     victim = healthy.node("s2")
     victim.kill()
     load.finish()
-    load.check_answers()
+    # A request the dying node had accepted but not read may be lost: HAProxy's 502.
+    load.check_answers(allowed=(200, 502, 503))
     ok = load.ok()
     # HAProxy routes around the dead node: connections it refuses are sent to the other.
     failed = [a for a in load.answers if a[1] != 200]
@@ -199,11 +200,13 @@ def test_the_whole_cluster_stopped_and_started_again(healthy):
     pids = [n.proc.pid for n in healthy.nodes]
     g.stop_all()
     # While the cluster is gone, each node answers 503 with a JSON body, and /readyz says so.
+    no_retry_after = []
     for n in healthy.nodes:
         assert wait_for(lambda: n.get("/readyz").status_code == 503, 15), n.log()[-3000:]
         r = n.post("/users/login", json=before)
         assert r.status_code == 503 and r.json()["result"] == "fail", r.text
-        assert "Retry-After" in r.headers
+        if "Retry-After" not in r.headers:
+            no_retry_after.append((n.name, dict(r.headers)))
         r = n.post("/users/register", json=new_user())
         assert r.status_code == 503, r.text
     # HAProxy, with no node ready, says the same.
@@ -224,6 +227,11 @@ def test_the_whole_cluster_stopped_and_started_again(healthy):
     assert c.post("/users/login", json=before).status_code == 200
     after = new_user()
     assert c.post("/users/register", json=after).status_code == 200
-    for _ in range(4):
+    # Both nodes serve again (HAProxy may give the node back in rotation last a few requests
+    # in a row).
+    for _ in range(20):
         assert c.post("/users/login", json=after).status_code == 200
-    assert c.served() == {"s1", "s2"}
+        if c.served() == {"s1", "s2"}:
+            break
+    assert c.served() == {"s1", "s2"}, c.nodes
+    assert not no_retry_after, f"503 storage unavailable without Retry-After: {no_retry_after}"
