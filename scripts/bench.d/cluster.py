@@ -3,15 +3,19 @@ cluster tests' own harness (tests/cluster/conftest.py): three Galera nodes on lo
 sesamed nodes on them (SESAMED, the bench's build) and HAProxy in front.
 
     SESAMED=build-bench/sesamed python3 cluster.py FOLDER LUA
-starts it all in FOLDER, appends LUA to each sesamed node's configuration (the bench's limits
-and log settings), writes HAProxy's URL to FOLDER/url once both nodes serve through it, and
-stops everything it started, by pid, on SIGTERM or SIGINT. The chain of refreshes that
+starts it all (the Galera data folders under /tmp, where the `mysql` user reaches them; the
+rest in FOLDER), appends LUA to each sesamed node's configuration (the bench's limits and
+log settings), writes the first Galera node's socket to FOLDER/socket and HAProxy's URL to
+FOLDER/url once both nodes serve through it, and stops everything it started, by pid, on
+SIGTERM or SIGINT. The chain of refreshes that
 measures a refresh's latency is here too:
 
     python3 cluster.py refresh URL N     prints the mean ms of N refreshes in a row
 """
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -44,18 +48,20 @@ def serve(folder, extra):
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     galera = nodes = proxy = None
-    root = folder / "galera"
-    root.mkdir()
+    root = Path(tempfile.mkdtemp(prefix="sesame-galera-"))
     root.chmod(0o755)
     try:
         galera = conftest.Galera(root)
         galera.bootstrap()
         galera.sql("CREATE DATABASE sesame")
-        nodes = conftest.start_pair(galera, folder, "sesame", extra=extra)
+        # One after the other: the bench measures serving, not migrations racing.
+        nodes = [conftest.Sesamed(folder / name, name, galera, i, "sesame", extra)
+                 for i, name in enumerate(("s1", "s2"))]
         for n in nodes:
-            n.wait_ready()
+            n.start().wait_ready()
         proxy = conftest.HAProxy(folder / "haproxy", nodes).start()
         conftest.Cluster(galera, nodes, proxy, "sesame").wait_proxy()
+        (folder / "socket").write_text(galera.nodes[0].socket + "\n")
         (folder / "url").write_text(proxy.url + "\n")
         while not stop:
             time.sleep(0.2)
@@ -66,6 +72,7 @@ def serve(folder, extra):
             n.stop()
         if galera is not None:
             galera.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
