@@ -64,8 +64,8 @@ struct migration {
 	"CURRENT_TIMESTAMP) ENGINE=InnoDB"
 #define CLAIMS_TABLE_SQL                                                                           \
 	"CREATE TABLE IF NOT EXISTS `sesame_migration_claims` (`version` INT NOT NULL PRIMARY "    \
-	"KEY, `owner` VARCHAR(160) NOT NULL, `claimed_ms` BIGINT NOT NULL, `heartbeat_ms` "        \
-	"BIGINT NOT NULL) ENGINE=InnoDB"
+	"KEY, `owner` VARCHAR(160) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, "               \
+	"`claimed_ms` BIGINT NOT NULL, `heartbeat_ms` BIGINT NOT NULL) ENGINE=InnoDB"
 #define LOOK_SQL                                                                                   \
 	"SELECT EXISTS (SELECT 1 FROM `sesame_migrations` WHERE `version` = ?), "                  \
 	"c.`owner`, " NOW_MS_SQL                                                                   \
@@ -156,7 +156,7 @@ static enum sesame_storage_result run_changing(struct store *s, const char *sql,
 struct look {
 	bool done, claimed;
 	long long age_ms; /* of the claim's heartbeat */
-	char owner[OWNER_MAX];
+	char owner[OWNER_MAX + 1];
 	unsigned long owner_len;
 	my_bool nulls[3];
 };
@@ -167,7 +167,7 @@ static void bind_look(MYSQL_BIND *res, struct look *l, long long *done)
 	mariadb_bind_long(&res[0], done);
 	res[1].buffer_type = MYSQL_TYPE_STRING;
 	res[1].buffer = l->owner;
-	res[1].buffer_length = sizeof(l->owner) - 1;
+	res[1].buffer_length = OWNER_MAX;
 	res[1].length = &l->owner_len;
 	mariadb_bind_long(&res[2], &l->age_ms);
 	for (int i = 0; i < 3; i++)
@@ -269,25 +269,26 @@ static int claim(struct claim *c, char *err, size_t errlen)
 	return r == SESAME_STORAGE_OK && changed == 1 ? 1 : -1;
 }
 
-/* Takes over the claim of a starter (stale, its name) that stopped heartbeating: 1 when done,
- * 0 when another starter was quicker, -1 on a failure. */
-static int take_over(struct claim *c, const char *stale, char *err, size_t errlen)
+/* Takes over the claim of a starter (l: what was seen of it) that stopped heartbeating: 1 when
+ * done, 0 when another starter was quicker, -1 on a failure. */
+static int take_over(struct claim *c, const struct look *l, char *err, size_t errlen)
 {
 	long long version = c->m->version, changed = 0, stale_ms = STALE_MS;
 	MYSQL_BIND p[4];
 	unsigned long lens[2];
 	mariadb_bind_string(&p[0], c->owner, &lens[0]);
 	mariadb_bind_long(&p[1], &version);
-	mariadb_bind_string(&p[2], stale, &lens[1]);
+	mariadb_bind_string(&p[2], l->owner, &lens[1]);
 	mariadb_bind_long(&p[3], &stale_ms);
 	if (run_changing(c->s, TAKEOVER_SQL, p, &changed, err, errlen) != SESAME_STORAGE_OK)
 		return -1;
 	if (changed != 1)
 		return 0;
-	c->s->host->log(c->s->host, SESAME_LOG_WARN,
-			"migration %s: its claim by %s has had no heartbeat for %d s (that "
-			"starter died): applying it again",
-			c->m->name, stale, STALE_MS / 1000);
+	c->s->host->log(
+	    c->s->host, SESAME_LOG_WARN,
+	    "migration %s: its claim by %s has had no heartbeat for %lld s (that starter "
+	    "died): applying it again",
+	    c->m->name, l->owner, l->age_ms / 1000);
 	return 1;
 }
 
@@ -467,7 +468,7 @@ static int try_to_win(struct claim *c, const struct look *l, char *err, size_t e
 {
 	if (!l->claimed)
 		return claim(c, err, errlen);
-	return l->age_ms >= STALE_MS ? take_over(c, l->owner, err, errlen) : 0;
+	return l->age_ms >= STALE_MS ? take_over(c, l, err, errlen) : 0;
 }
 
 /* Polls until m is done, applying it when this starter wins its claim. */
