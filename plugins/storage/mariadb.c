@@ -646,7 +646,10 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
 		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	}
-	if (!row.nulls[1] && strcmp(jti, row.previous) == 0 && since >= 0 && since < grace_ms) {
+	/* rotated_at may come from another Galera node's clock, a few ms ahead of this one's:
+	 * a rotation that lost to it (1213, retried) sees since < 0 and still has its grace. */
+	if (!row.nulls[1] && strcmp(jti, row.previous) == 0 && since > -grace_ms &&
+	    since < grace_ms) {
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
 		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	}
