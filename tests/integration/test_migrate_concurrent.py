@@ -30,6 +30,7 @@ def outputs(procs):
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
+        assert "Sanitizer" not in err and "runtime error:" not in err, err
         text += out + err
     return text
 
@@ -154,6 +155,7 @@ def test_a_failing_migration_is_reported_by_every_starter(sesamed, mariadb):
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 1
+        assert "Sanitizer" not in err and "runtime error:" not in err, err
         assert "MariaDB: migration 002_unique_email: Duplicate entry" in err, err
     assert mariadb.sql("SELECT COUNT(*) FROM sesame_migration_claims",
                        mariadb.database).stdout.strip() == "0"
