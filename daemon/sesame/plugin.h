@@ -378,8 +378,9 @@ struct sesame_storage {
 	int (*init)(const struct sesame_host *host, struct sesame_config *cfg, void **state);
 	void (*fini)(void *state);
 	/*
-	 * apply (storage.migrate, sesamectl migrate): creates or upgrades the schema, at most
-	 * one process at a time. Without apply, changes nothing and fails when the schema is
+	 * apply (storage.migrate, sesamectl migrate): creates or upgrades the schema; several
+	 * processes, on several nodes, may run it at once against one store, and each
+	 * migration is applied once. Without apply, changes nothing and fails when the schema is
 	 * older than the plugin's migrations, with err saying "the schema is at version N,
 	 * this sesamed needs M: run sesamectl migrate": a sesamed on an old schema refuses to
 	 * start rather than fail every request. 0, or -1 with the reason in err.

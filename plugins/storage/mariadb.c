@@ -22,8 +22,7 @@
  * The functions of ABI 1.1 (one-time tokens, events, route scripts' statements) live in
  * mariadb_accounts.c, on the helpers of this file (mariadb_private.h).
  *
- * migrate applies the numbered migrations of scripts/schema/mariadb, compiled in, recording
- * each in sesame_migrations. A connection error (server down or restarted) answers
+ * migrate is mariadb_migrate.c's. A connection error (server down or restarted) answers
  * UNAVAILABLE and gives the connection back as broken, so the pool makes a new one.
  */
 #include <sesame/plugin.h>
@@ -36,14 +35,7 @@
 #include <string.h>
 #include <time.h>
 
-struct migration {
-	int version;
-	const char *name;
-	const char *sql;
-};
-
 #include "mariadb_private.h"
-#include "mariadb_schema.h"
 
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
 {
@@ -156,137 +148,6 @@ enum sesame_storage_result mariadb_not_prepared(struct store *s, MYSQL *conn)
 		mysql_rollback(conn);
 	s->db->release(conn, gone);
 	return gone ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
-}
-
-/* ---- migrations ---- */
-
-/* Replaces {users}, {id}, ... with storage.users' names. */
-static char *expand(const struct sesame_users_schema *u, const char *sql)
-{
-	const char *keys[] = {"{users}", "{id}", "{email}", "{username}", "{password}"};
-	const char *vals[] = {u->table, u->id, u->email, u->username, u->password};
-	size_t cap = strlen(sql) * 2 + 512, n = 0;
-	char *out = malloc(cap);
-	if (out == NULL)
-		return NULL;
-	for (const char *p = sql; *p != '\0';) {
-		size_t k = 0;
-		while (k < 5 && strncmp(p, keys[k], strlen(keys[k])) != 0)
-			k++;
-		const char *piece = k < 5 ? vals[k] : p;
-		size_t len = k < 5 ? strlen(vals[k]) : 1;
-		if (n + len + 1 > cap) {
-			free(out);
-			return NULL;
-		}
-		memcpy(out + n, piece, len);
-		n += len;
-		p += k < 5 ? strlen(keys[k]) : 1;
-	}
-	out[n] = '\0';
-	return out;
-}
-
-static int run(MYSQL *conn, const char *sql, char *err, size_t errlen)
-{
-	if (mysql_real_query(conn, sql, (unsigned long)strlen(sql)) == 0) {
-		MYSQL_RES *res = mysql_store_result(conn);
-		if (res != NULL)
-			mysql_free_result(res);
-		return 0;
-	}
-	snprintf(err, errlen, "MariaDB: %s", mysql_error(conn));
-	return -1;
-}
-
-static int run_select(MYSQL *conn, const char *sql)
-{
-	return mysql_real_query(conn, sql, (unsigned long)strlen(sql));
-}
-
-/* The last migration applied, 0 for none; without create, a missing record table is 0. */
-static int applied_version(MYSQL *conn, bool create, int *version, char *err, size_t errlen)
-{
-	*version = 0;
-	if (create && run(conn,
-			  "CREATE TABLE IF NOT EXISTS `sesame_migrations` (`version` INT NOT NULL "
-			  "PRIMARY KEY, `name` VARCHAR(255) NOT NULL, `applied_at` TIMESTAMP NOT "
-			  "NULL DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB",
-			  err, errlen) != 0)
-		return -1;
-	if (run_select(conn, "SELECT COALESCE(MAX(`version`), 0) FROM `sesame_migrations`") != 0) {
-		if (!create && mysql_errno(conn) == ER_NO_SUCH_TABLE)
-			return 0;
-		snprintf(err, errlen, "MariaDB: %s", mysql_error(conn));
-		return -1;
-	}
-	MYSQL_RES *res = mysql_store_result(conn);
-	MYSQL_ROW row = res != NULL ? mysql_fetch_row(res) : NULL;
-	*version = row != NULL && row[0] != NULL ? atoi(row[0]) : 0;
-	if (res != NULL)
-		mysql_free_result(res);
-	return 0;
-}
-
-static int apply(struct store *s, MYSQL *conn, const struct migration *m, char *err, size_t errlen)
-{
-	char *sql = expand(s->users, m->sql);
-	char record[400];
-	if (sql == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	int rc = run(conn, sql, err, errlen);
-	free(sql);
-	snprintf(record, sizeof(record),
-		 "INSERT INTO `sesame_migrations` (`version`, `name`) VALUES (%d, '%s')",
-		 m->version, m->name);
-	if (rc == 0)
-		rc = run(conn, record, err, errlen);
-	if (rc == 0)
-		s->host->log(s->host, SESAME_LOG_INFO, "applied migration %s", m->name);
-	return rc;
-}
-
-#define LATEST_VERSION (migrations[sizeof(migrations) / sizeof(migrations[0]) - 1].version)
-
-/* Without apply: is the schema as new as this plugin's migrations? */
-static int check_version(struct store *s, MYSQL *conn, char *err, size_t errlen)
-{
-	int version = 0, rc = applied_version(conn, false, &version, err, errlen);
-	if (rc == 0 && version < LATEST_VERSION) {
-		snprintf(
-		    err, errlen,
-		    "the schema is at version %d, this sesamed needs %d: run sesamectl migrate",
-		    version, LATEST_VERSION);
-		rc = -1;
-	}
-	s->db->release(conn, rc != 0 && connection_error(mysql_errno(conn)));
-	return rc;
-}
-
-static int migrate(void *state, bool upgrade, char *err, size_t errlen)
-{
-	struct store *s = state;
-	int version = 0, rc = 0;
-	err[0] = '\0';
-	MYSQL *conn = s->db->acquire(err, errlen);
-	if (conn == NULL)
-		return -1;
-	if (!upgrade)
-		return check_version(s, conn, err, errlen);
-	/* Two sesame masters starting together: the second waits, then finds nothing to do. */
-	rc = run(conn, "SELECT GET_LOCK('sesame_migrate', 60)", err, errlen);
-	if (rc == 0)
-		rc = applied_version(conn, true, &version, err, errlen);
-	for (size_t i = 0; rc == 0 && i < sizeof(migrations) / sizeof(migrations[0]); i++) {
-		if (migrations[i].version > version)
-			rc = apply(s, conn, &migrations[i], err, errlen);
-	}
-	char ignored[8];
-	run(conn, "SELECT RELEASE_LOCK('sesame_migrate')", ignored, sizeof(ignored));
-	s->db->release(conn, rc != 0 && connection_error(mysql_errno(conn)));
-	return rc;
 }
 
 /* ---- users ---- */
@@ -785,7 +646,10 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
 		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	}
-	if (!row.nulls[1] && strcmp(jti, row.previous) == 0 && since >= 0 && since < grace_ms) {
+	/* rotated_at may come from another Galera node's clock, a few ms ahead of this one's:
+	 * a rotation that lost to it (1213, retried) sees since < 0 and still has its grace. */
+	if (!row.nulls[1] && strcmp(jti, row.previous) == 0 && since > -grace_ms &&
+	    since < grace_ms) {
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
 		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	}
@@ -1392,7 +1256,7 @@ static enum sesame_storage_result user_delete(void *state, long long id, const c
 		   : r;
 }
 
-SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .migrate = migrate,
+SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini,
 		      .worker_start = worker_start, .worker_stop = worker_stop,
 		      .user_create = user_create, .user_find = user_find,
 		      .user_set_password = user_set_password, .family_create = family_create,
@@ -1406,4 +1270,4 @@ SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini, .mi
 		      .otp_spend = mariadb_otp_spend, .otp_revoke = mariadb_otp_revoke,
 		      .event_add = mariadb_event_add, .event_list = mariadb_event_list,
 		      .event_purge = mariadb_event_purge, .query = mariadb_query,
-		      .otp_find = mariadb_otp_find);
+		      .otp_find = mariadb_otp_find, .migrate = mariadb_migrate);

@@ -1,7 +1,8 @@
 /*
- * mariadb_private.h: what the MariaDB store's files share (mariadb.c: migrations, users and
- * token state; mariadb_accounts.c: the account flows' state, events and route scripts' own
- * statements). Not an interface of the plugin: that is <sesame/plugin.h>.
+ * mariadb_private.h: what the MariaDB store's files share (mariadb.c: users and token state;
+ * mariadb_migrate.c: the schema's migrations; mariadb_accounts.c: the account flows' state,
+ * events and route scripts' own statements). Not an interface of the plugin: that is
+ * <sesame/plugin.h>.
  */
 #ifndef SESAME_MARIADB_PRIVATE_H
 #define SESAME_MARIADB_PRIVATE_H
@@ -61,6 +62,9 @@ enum sesame_storage_result mariadb_run_alone(struct store *s, const char *sql, M
 bool mariadb_again(enum sesame_storage_result r, bool idempotent);
 /* Did a call that failed with r lose a lock conflict (run it again, its tries-th time)? */
 bool mariadb_lost_conflict(struct store *s, enum sesame_storage_result r, int tries);
+
+/* mariadb_migrate.c: the storage kind's migrate, safe for any number of starters at once. */
+int mariadb_migrate(void *state, bool apply, char *err, size_t errlen);
 
 /* mariadb_accounts.c: the statements that name the users table, written into s. */
 void mariadb_accounts_make_sql(struct store *s);

@@ -22,7 +22,8 @@ def test_migrations_create_the_schema_once(sesamed, mariadb):
     s = sesamed(routes=ROUTES, more=mariadb.storage(mariadb.database))
     s.wait_log("applied migration 001_users")
     tables = mariadb.sql("SHOW TABLES", mariadb.database).stdout.split()
-    assert sorted(tables) == ["sesame_events", "sesame_login_failures", "sesame_migrations",
+    assert sorted(tables) == ["sesame_events", "sesame_login_failures",
+                              "sesame_migration_claims", "sesame_migrations",
                               "sesame_onetime_tokens", "sesame_refresh_families",
                               "sesame_revoked_tokens", "sesame_user_state", "users"]
     s.signal(signal.SIGHUP)
