@@ -159,10 +159,14 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+static struct dbpool_node the_server;
+
 /* Starts a pool of size connections, waiting at most wait seconds for a free one. */
 static void start_pool(struct dbpool_config *cfg, int size, int wait)
 {
-	*cfg = (struct dbpool_config){.socket = socket_path,
+	the_server = (struct dbpool_node){.socket = socket_path};
+	*cfg = (struct dbpool_config){.nodes = &the_server,
+				      .nnodes = 1,
 				      .user = "root",
 				      .database = "pooltest",
 				      .size = size,
