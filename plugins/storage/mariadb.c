@@ -20,7 +20,9 @@
  * every node counts the same guesses whatever its own clock says.
  *
  * The functions of ABI 1.1 (one-time tokens, events, route scripts' statements) live in
- * mariadb_accounts.c, on the helpers of this file (mariadb_private.h).
+ * mariadb_accounts.c, on the helpers of this file (mariadb_private.h). Every call runs in a
+ * loop of tries that mariadb_retry.c's policy ends: lost conflicts and connections lost
+ * before anything could change are run again; an unknown outcome only for an idempotent call.
  *
  * migrate applies the numbered migrations of scripts/schema/mariadb, compiled in, recording
  * each in sesame_migrations. A connection error (server down or restarted) answers
@@ -28,13 +30,11 @@
  */
 #include <sesame/plugin.h>
 
-#include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct migration {
 	int version;
