@@ -4,15 +4,20 @@
  * applies migrations). Plugins reach it through struct sesame_mariadb (host->mariadb); the
  * core starts and stops it, a plugin only borrows connections.
  *
- * A job thread acquires a connection, waiting at most connect_timeout for a free one; a slot
- * connects lazily, so a worker started while the server is down still starts, and a
- * connection released as broken (server restarted, timeout) is closed and made again on the
- * next acquire, and one idle for a second or more is pinged first: sesamed follows a server
- * restart without being restarted itself. Prepared statements are cached per connection,
- * keyed by their SQL text. Each connection asks the server to track changes to its session
- * (system variables, schema, user variables, temporary tables, transaction characteristics):
- * the answer of a statement that made one is flagged, so that the store can close, rather
- * than pool, a connection a route script's statement changed (mariadb_query.c).
+ * A job thread acquires a connection, waiting at most connect_timeout in all for a free slot
+ * and a connection; a slot connects lazily, so a worker started while the server is down
+ * still starts, and a connection released as broken (server restarted, timeout) is closed and
+ * made again on the next acquire, and one idle for a second or more is pinged first: sesamed
+ * follows a server restart without being restarted itself. On a cluster (several nodes in
+ * storage.mariadb.hosts), a slot connects to the first healthy node (dbpool_nodes.c); a
+ * connection to a node that failed since it was made is closed at its next acquire, and one
+ * to a less preferred node is closed when it is given back once it is DRAIN_MS old and a
+ * preferred node may take connections again, so that the pool returns there by itself. Prepared
+ * statements are cached per connection, keyed by their SQL text. Each connection asks the server to
+ * track changes to its session (system variables, schema, user variables, temporary tables,
+ * transaction characteristics): the answer of a statement that made one is flagged, so that the
+ * store can close, rather than pool, a connection a route script's statement changed
+ * (mariadb_query.c).
  */
 #include "autoconfig.h"
 
@@ -27,16 +32,20 @@
 #include <time.h>
 
 #include "clock.h"
+#include "dbpool_nodes.h"
 #include "log.h"
 #include "metrics.h"
 
 #define STMT_CACHE    32
 #define IDLE_CHECK_MS 1000 /* idle this long, a connection is pinged before use */
+#define DRAIN_MS      5000 /* a connection to a less preferred node lives this long at least */
 
 struct slot {
 	MYSQL *conn;
 	bool busy;
-	uint64_t used; /* when it was last given back, on the monotonic clock (ms) */
+	struct dbpool_where where; /* the node the connection goes to */
+	uint64_t opened;	   /* when it was made, on the monotonic clock (ms) */
+	uint64_t used;		   /* when it was last given back */
 	struct {
 		char *sql;
 		MYSQL_STMT *stmt;
@@ -50,15 +59,10 @@ struct dbpool {
 	pthread_cond_t freed;
 	struct slot *slots;
 	int size;
+	struct dbpool_nodes *nodes;
 };
 
 static struct dbpool *current;
-static pthread_once_t library_once = PTHREAD_ONCE_INIT;
-
-static void library_init(void)
-{
-	mysql_library_init(0, NULL, NULL);
-}
 
 static struct dbpool *pool_new(const struct dbpool_config *cfg)
 {
@@ -68,7 +72,10 @@ static struct dbpool *pool_new(const struct dbpool_config *cfg)
 	pool->cfg = cfg;
 	pool->size = cfg->size;
 	pool->slots = calloc((size_t)cfg->size, sizeof(struct slot));
-	if (pool->slots == NULL) {
+	pool->nodes = dbpool_nodes_new(cfg);
+	if (pool->slots == NULL || pool->nodes == NULL) {
+		dbpool_nodes_free(pool->nodes);
+		free(pool->slots);
 		free(pool);
 		return NULL;
 	}
@@ -95,39 +102,11 @@ static void pool_free(struct dbpool *pool)
 		return;
 	for (int i = 0; i < pool->size; i++)
 		close_slot(&pool->slots[i]);
+	dbpool_nodes_free(pool->nodes);
 	pthread_mutex_destroy(&pool->lock);
 	pthread_cond_destroy(&pool->freed);
 	free(pool->slots);
 	free(pool);
-}
-
-static MYSQL *connect_one(const struct dbpool_config *cfg, char *err, size_t errlen)
-{
-	/* Only a process that connects needs the client library: a pool may go unused. */
-	pthread_once(&library_once, library_init);
-	MYSQL *conn = mysql_init(NULL);
-	unsigned int ct = (unsigned)cfg->connect_timeout, rt = (unsigned)cfg->read_timeout,
-		     wt = (unsigned)cfg->write_timeout;
-	if (conn == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	mysql_optionsv(conn, MYSQL_OPT_CONNECT_TIMEOUT, &ct);
-	mysql_optionsv(conn, MYSQL_OPT_READ_TIMEOUT, &rt);
-	mysql_optionsv(conn, MYSQL_OPT_WRITE_TIMEOUT, &wt);
-	mysql_optionsv(conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-	mysql_optionsv(conn, MYSQL_INIT_COMMAND,
-		       "SET SESSION session_track_state_change = ON, "
-		       "session_track_system_variables = '*', session_track_schema = ON, "
-		       "session_track_transaction_info = 'CHARACTERISTICS'");
-	if (mysql_real_connect(conn, cfg->socket != NULL ? NULL : cfg->host, cfg->user,
-			       cfg->password, cfg->database, (unsigned)cfg->port, cfg->socket,
-			       0) == NULL) {
-		snprintf(err, errlen, "cannot connect to MariaDB: %s", mysql_error(conn));
-		mysql_close(conn);
-		return NULL;
-	}
-	return conn;
 }
 
 /* Under the pool's lock: the worker's pool gauges. A slot's connection changes only while the
@@ -186,6 +165,22 @@ static void give_back(struct dbpool *pool, struct slot *s)
 	pthread_mutex_unlock(&pool->lock);
 }
 
+/* The slot's connection, when there is one still worth using; else it is closed. */
+static void check_slot(struct dbpool *pool, struct slot *s)
+{
+	if (s->conn == NULL)
+		return;
+	if (!dbpool_nodes_current(pool->nodes, &s->where)) {
+		close_slot(s);
+		return;
+	}
+	/* A connection idle for a while may have outlived its server (a restart): check it. */
+	if (clock_mono_ms() - s->used >= IDLE_CHECK_MS && mysql_ping(s->conn) != 0) {
+		dbpool_nodes_failed(pool->nodes, &s->where, mysql_errno(s->conn));
+		close_slot(s);
+	}
+}
+
 static void *acquire(char *err, size_t errlen)
 {
 	struct dbpool *pool = current;
@@ -193,20 +188,27 @@ static void *acquire(char *err, size_t errlen)
 		snprintf(err, errlen, "no MariaDB pool in this process");
 		return NULL;
 	}
+	uint64_t deadline = clock_mono_ms() + (uint64_t)pool->cfg->connect_timeout * 1000;
 	struct slot *s = wait_slot(pool, err, errlen);
 	if (s == NULL)
 		return NULL;
-	/* A connection idle for a while may have outlived its server (a restart): check it. */
-	if (s->conn != NULL && clock_mono_ms() - s->used >= IDLE_CHECK_MS &&
-	    mysql_ping(s->conn) != 0)
-		close_slot(s);
-	if (s->conn == NULL && (s->conn = connect_one(pool->cfg, err, errlen)) == NULL) {
+	check_slot(pool, s);
+	if (s->conn == NULL) {
+		s->conn = dbpool_nodes_connect(pool->nodes, deadline, &s->where, err, errlen);
+		s->opened = clock_mono_ms();
+	}
+	if (s->conn == NULL) {
 		give_back(pool, s);
 		return NULL;
 	}
 	return s->conn;
 }
 
+/*
+ * A broken connection is closed, and the error it failed with tells whether its node is gone
+ * (then every connection to it goes). A sound one to a less preferred node is closed once old
+ * enough, when a preferred node may be back: the next acquire tries that one first.
+ */
 static void release(void *conn, bool broken)
 {
 	struct dbpool *pool = current;
@@ -214,8 +216,11 @@ static void release(void *conn, bool broken)
 	if (s == NULL)
 		return;
 	if (broken)
-		close_slot(s);
+		dbpool_nodes_failed(pool->nodes, &s->where, mysql_errno(s->conn));
 	s->used = clock_mono_ms();
+	if (broken ||
+	    (s->used - s->opened >= DRAIN_MS && dbpool_nodes_better(pool->nodes, &s->where)))
+		close_slot(s);
 	give_back(pool, s);
 }
 

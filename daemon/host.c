@@ -19,6 +19,7 @@
 
 #include "config_keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin_private.h"
 
 /* ---- host functions ---- */
@@ -179,6 +180,15 @@ static int host_memcmp_secret(const void *a, const void *b, size_t len)
 	return sodium_memcmp(a, b, len);
 }
 
+static void host_storage_retried(const struct sesame_host *host, const char *reason)
+{
+	(void)host;
+	if (strcmp(reason, "conflict") == 0)
+		metrics_storage_retry(METRICS_RETRY_CONFLICT);
+	else if (strcmp(reason, "connection") == 0)
+		metrics_storage_retry(METRICS_RETRY_CONNECTION);
+}
+
 void host_init(struct plugin *pl, const char *config_dir)
 {
 	pl->host = (struct sesame_host){
@@ -193,6 +203,7 @@ void host_init(struct plugin *pl, const char *config_dir)
 	    .random = host_random,
 	    .memcmp_secret = host_memcmp_secret,
 	    .config_dir = config_dir,
+	    .storage_retried = host_storage_retried,
 	};
 }
 

@@ -82,6 +82,7 @@ struct segment {
 	struct histogram hash[2];
 	_Atomic uint64_t shed, dropped[2];
 	_Atomic uint64_t storage[METRICS_STORAGE_OPS][STORAGE_RESULTS];
+	_Atomic uint64_t failovers, retries[2];
 	_Atomic uint64_t revocations[3];
 	_Atomic uint64_t rate_limited[RULES];
 	struct name_slot events[EVENT_NAMES];
@@ -108,6 +109,7 @@ static const char *const restart_reasons[] = {"crash", "exit", "hang"};
 static const char *const drop_reasons[] = {"timeout", "client_gone"};
 static const char *const revocation_ops[] = {"revoke", "revoke_all", "reuse"};
 static const char *const hash_ops[] = {"hash", "verify"};
+static const char *const retry_reasons[] = {"conflict", "connection"};
 static const char *const login_outcomes[LOGIN_OUTCOMES] = {"success", "invalid",   "locked",
 							   "limited", "malformed", "unverified"};
 /* Indexed by result + 2: enum sesame_storage_result runs from -2 to 4. */
@@ -359,6 +361,18 @@ void metrics_storage(enum metrics_storage_op op, int result)
 		add(&seg->storage[op][result + 2], 1);
 }
 
+void metrics_storage_failover(void)
+{
+	if (seg != NULL)
+		add(&seg->failovers, 1);
+}
+
+void metrics_storage_retry(enum metrics_retry reason)
+{
+	if (seg != NULL)
+		add(&seg->retries[reason], 1);
+}
+
 void metrics_pool(int busy, int idle)
 {
 	if (self == NULL)
@@ -545,6 +559,14 @@ static void render_storage(FILE *f)
 					storage_ops[op], storage_results[r], (unsigned long long)n);
 		}
 	}
+	header(f, "sesame_storage_failovers_total", "counter",
+	       "Times a worker's MariaDB pool moved its new connections to another node.");
+	fprintf(f, "sesame_storage_failovers_total %llu\n",
+		(unsigned long long)get(&seg->failovers));
+	header(f, "sesame_storage_retries_total", "counter",
+	       "Storage calls run again: after a lost lock or certification conflict, or a "
+	       "connection lost before the call could have changed anything.");
+	counters(f, "sesame_storage_retries_total", "reason", retry_reasons, seg->retries, 2);
 }
 
 /* A counter per named label value (a name table's ready slots); head opens the label. */

@@ -98,6 +98,12 @@ void metrics_jobs_shed(void);
 void metrics_jobs_dropped(enum metrics_drop reason);
 /* One storage call's result (an enum sesame_storage_result); from any thread. */
 void metrics_storage(enum metrics_storage_op op, int result);
+/* Why a storage call was run again (sesame_storage_retries_total's reason). */
+enum metrics_retry { METRICS_RETRY_CONFLICT, METRICS_RETRY_CONNECTION };
+/* A worker's MariaDB pool moved its new connections to another node; from any thread. */
+void metrics_storage_failover(void);
+/* A storage call run again, from any thread. */
+void metrics_storage_retry(enum metrics_retry reason);
 /* The worker's MariaDB pool: connections lent out, and open ones waiting to be. */
 void metrics_pool(int busy, int idle);
 /* The worker's set of revoked ids holds n. */

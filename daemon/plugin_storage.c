@@ -83,6 +83,23 @@ static void read_users(struct loading *ld, int storage)
 	lua_pop(L, 1);
 }
 
+/* storage.mariadb.hosts, a list the host functions do not read: the pool's nodes. */
+static void read_hosts(struct loading *ld, int sub)
+{
+	struct config_reader rd = {
+	    .L = ld->L, .errs = ld->errs, .file = ld->file, .src = ld->src, .dir = ld->dir};
+	if (sub != 0) {
+		lua_pushliteral(ld->L, "hosts");
+		lua_rawget(ld->L, sub);
+	} else {
+		lua_pushnil(ld->L);
+	}
+	dbpool_config_hosts(&ld->p->db, &rd, sub);
+	lua_pop(ld->L, 1);
+	if (ld->pool.nseen < MAX_SEEN)
+		snprintf(ld->pool.seen[ld->pool.nseen++], sizeof(ld->pool.seen[0]), "hosts");
+}
+
 /*
  * The core's MariaDB pool is configured whenever there is a storage table: its settings are
  * storage.mariadb, every key with a default. It is offered to every plugin (host->mariadb),
@@ -103,6 +120,7 @@ void plugin_pool_read(struct loading *ld)
 	host_init(&ld->pool_reader, ld->dir);
 	ld->pool = host_config(ld, &ld->pool_reader, sub, "storage.mariadb");
 	dbpool_config_read(&ld->p->db, &ld->pool_reader.host, &ld->pool);
+	read_hosts(ld, sub);
 	/* The pool keeps copies: the reader's strings, a password among them, go now. */
 	host_free_strings(&ld->pool_reader);
 	ld->pool.tbl = 0;

@@ -29,6 +29,8 @@
  * event_list, event_purge, query and otp_find; and struct sesame_otp, sesame_event and
  * sesame_value.
  *
+ * ABI 1.2 added, for clusters: struct sesame_host's storage_retried.
+ *
  * Define the descriptor with its kind's macro (SESAME_VALIDATOR_PLUGIN, SESAME_HASHER_PLUGIN,
  * SESAME_STORAGE_PLUGIN), which exports it, and build with hidden visibility:
  *
@@ -47,7 +49,7 @@ extern "C" {
 
 #define SESAME_PLUGIN_MAGIC	0x5345534dU /* "SESM" */
 #define SESAME_PLUGIN_ABI_MAJOR 1
-#define SESAME_PLUGIN_ABI_MINOR 1
+#define SESAME_PLUGIN_ABI_MINOR 2
 #define SESAME_PLUGIN_SYMBOL	"sesame_plugin"
 
 #if defined(__GNUC__)
@@ -258,7 +260,12 @@ struct sesame_value {
  * is to use it too. Each worker has its own pool of storage.mariadb.pool connections, made
  * when first needed; one idle for a second or more is pinged before it is handed out, and
  * one released as broken is closed and made again on the next acquire. acquire waits at
- * most storage.mariadb.connect_timeout seconds for a free connection. Call these functions
+ * most storage.mariadb.connect_timeout seconds in all for a free connection and, when it must
+ * make one, for a healthy node. On a cluster (storage.mariadb.hosts) a connection goes to the
+ * first healthy node: one that answers and, on Galera, is ready (wsrep_ready). Release a
+ * connection whose statement failed with a connection error, or with 1047 (a Galera node not
+ * ready), as broken: the pool reads the error from it, and when the error says the node is
+ * gone it drops every connection to that node and makes new ones on the next. Call these functions
  * on job threads, in migrate, or in init (the master has a pool of its own while plugins are
  * initialised, closed before the workers fork; the master waits while init does, so read
  * little there): never on the event loop, where a validator's check runs, and never keep a
@@ -325,6 +332,15 @@ struct sesame_host {
 	/* The configuration file's folder: relative paths in a plugin's table resolve against it.
 	 */
 	const char *config_dir;
+
+	/*
+	 * ABI 1.2. A storage plugin tells sesamed that it runs a call again: reason is
+	 * "conflict" (a deadlock, a lock wait timeout or a lost Galera certification) or
+	 * "connection" (a connection lost before the call could have changed anything), counted
+	 * in sesame_storage_retries_total. From any thread. Absent from an older sesamed: read
+	 * it only when host->size covers it.
+	 */
+	void (*storage_retried)(const struct sesame_host *host, const char *reason);
 };
 
 /*

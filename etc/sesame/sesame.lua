@@ -190,6 +190,9 @@ password = {
 --   backend = "mariadb",
 --   mariadb = { socket = "/run/mysqld/mysqld.sock", user = "sesame", database = "sesame",
 --               pool = 8, connect_timeout = 5, read_timeout = 30 },
+--   -- a Galera cluster, instead of socket or host/port (no default): its nodes in order of
+--   -- preference, the local one first; each a socket path or host[:port] ("[::1]:3306")
+--   -- mariadb = { hosts = { "/run/mysqld/mysqld.sock", "db2:3306", "db3:3306" }, ... },
 --   -- or, on one machine: backend = "sqlite", sqlite = { path = "/var/lib/sesame/sesame.db" },
 --   users = { table = "users" },    -- and id, email, username, password: column names
 --   migrate = true,                 -- apply the schema's migrations at start and reload

@@ -20,20 +20,20 @@
  * every node counts the same guesses whatever its own clock says.
  *
  * The functions of ABI 1.1 (one-time tokens, events, route scripts' statements) live in
- * mariadb_accounts.c, on the helpers of this file (mariadb_private.h).
+ * mariadb_accounts.c, on the helpers of this file (mariadb_private.h). Every call runs in a
+ * loop of tries that mariadb_retry.c's policy ends: lost conflicts and connections lost
+ * before anything could change are run again; an unknown outcome only for an idempotent call.
  *
  * migrate is mariadb_migrate.c's. A connection error (server down or restarted) answers
  * UNAVAILABLE and gives the connection back as broken, so the pool makes a new one.
  */
 #include <sesame/plugin.h>
 
-#include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mariadb_private.h"
 
@@ -98,56 +98,6 @@ static int worker_start(void *state)
 
 static void worker_stop(void *state)
 {
-}
-
-/*
- * The error code of this thread's last failed statement. In the static TLS block that glibc
- * keeps spare for dlopen'd modules: no block allocated per thread on first use, and none that
- * LeakSanitizer's walk of a thread's dynamic TLS would trip on.
- */
-static _Thread_local unsigned int last_code __attribute__((tls_model("initial-exec")));
-
-void mariadb_forget_error(void)
-{
-	last_code = 0;
-}
-
-static bool connection_error(unsigned int code)
-{
-	return code == CR_CONNECTION_ERROR || code == CR_CONN_HOST_ERROR ||
-	       code == CR_SERVER_GONE_ERROR || code == CR_SERVER_LOST ||
-	       code == CR_SERVER_LOST_EXTENDED || code == CR_COMMANDS_OUT_OF_SYNC;
-}
-
-/* Classifies a failed statement and gives its connection back accordingly. */
-enum sesame_storage_result mariadb_failed(struct store *s, MYSQL *conn, unsigned int code,
-					  const char *msg, char *err, size_t errlen)
-{
-	snprintf(err, errlen, "MariaDB: %s", msg);
-	last_code = code;
-	/* An error without a connection code (a statement that could not be prepared) may
-	 * still come from a dead connection: ask it. */
-	bool gone = connection_error(code) || (code != ER_DUP_ENTRY && mysql_ping(conn) != 0);
-	/* A statement of a transaction (the token state's) may fail with the transaction
-	 * open: the connection goes back without it. Outside one, a rollback does nothing. */
-	if (!gone)
-		mysql_rollback(conn);
-	s->db->release(conn, gone);
-	if (code == ER_DUP_ENTRY)
-		return SESAME_STORAGE_CONFLICT;
-	return gone ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
-}
-
-/* A statement the pool could not prepare (its reason is in err already): a dead connection,
- * or a schema that does not match. */
-enum sesame_storage_result mariadb_not_prepared(struct store *s, MYSQL *conn)
-{
-	bool gone = mysql_ping(conn) != 0;
-	last_code = gone ? CR_SERVER_GONE_ERROR : 0; /* the statement never ran */
-	if (!gone)
-		mysql_rollback(conn);
-	s->db->release(conn, gone);
-	return gone ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
 }
 
 /* ---- users ---- */
@@ -295,68 +245,41 @@ static enum sesame_storage_result set_password_once(void *state, long long id, c
 	return changed > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND;
 }
 
-/*
- * A connection that died while idle (a server restart) fails its next statement before the
- * statement runs: CR_SERVER_GONE_ERROR. Such a statement is tried once more, on a new
- * connection. Reads and the password update are tried again after any connection error:
- * running them twice is harmless, unlike an insert that may have been committed.
- */
-bool mariadb_again(enum sesame_storage_result r, bool idempotent)
-{
-	bool retry = r == SESAME_STORAGE_UNAVAILABLE &&
-		     (idempotent ? connection_error(last_code) : last_code == CR_SERVER_GONE_ERROR);
-	last_code = 0;
-	return retry;
-}
-
-/*
- * A transaction that lost a deadlock or, on a Galera cluster, a certification conflict
- * (ER_LOCK_DEADLOCK, at any statement or at COMMIT), or that waited too long for a lock
- * (ER_LOCK_WAIT_TIMEOUT, after which mariadb_failed() rolled it back), has changed nothing: it is
- * run again as a whole, at most CONFLICT_TRIES times in all, after a short pause drawn at random so
- * that the two that collided do not collide again.
- */
-#define CONFLICT_TRIES 3
-
-bool mariadb_lost_conflict(struct store *s, enum sesame_storage_result r, int tries)
-{
-	if (r != SESAME_STORAGE_FAILED || tries >= CONFLICT_TRIES ||
-	    (last_code != ER_LOCK_DEADLOCK && last_code != ER_LOCK_WAIT_TIMEOUT))
-		return false;
-	uint32_t jitter;
-	s->host->random(&jitter, sizeof(jitter));
-	long ms = 5 + (long)(jitter % (20u << tries));
-	struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
-	nanosleep(&pause, NULL);
-	s->host->log(s->host, SESAME_LOG_INFO, "a transaction lost a lock conflict (%u): retried",
-		     last_code);
-	return true;
-}
-
 static enum sesame_storage_result user_create(void *state, const struct sesame_user *user,
 					      long long *id, char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = create_once(state, user, id, err, errlen);
-	return mariadb_again(r, false) ? create_once(state, user, id, err, errlen) : r;
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = create_once(state, user, id, err, errlen);
+	} while (mariadb_retry(state, &t, r, false));
+	return r;
 }
 
 static enum sesame_storage_result user_find(void *state, const char *by, const char *value,
 					    struct sesame_user *out, char *buf, size_t buflen,
 					    char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = find_once(state, by, value, out, buf, buflen, err, errlen);
-	return mariadb_again(r, true) ? find_once(state, by, value, out, buf, buflen, err, errlen)
-				      : r;
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = find_once(state, by, value, out, buf, buflen, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
+	return r;
 }
 
 static enum sesame_storage_result user_set_password(void *state, long long id, const char *password,
 						    char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = set_password_once(state, id, password, err, errlen);
-	return mariadb_again(r, true) ? set_password_once(state, id, password, err, errlen) : r;
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = set_password_once(state, id, password, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
+	return r;
 }
 
 /* ---- token state ---- */
@@ -536,24 +459,6 @@ static enum sesame_storage_result revoke_in(struct store *s, MYSQL *conn, const 
 	return mariadb_execute_only(s, conn, FAMILY_REVOKE_SQL, p, err, errlen);
 }
 
-/* Begins a transaction on conn; on failure the connection is given back. */
-static enum sesame_storage_result begin(struct store *s, MYSQL *conn, char *err, size_t errlen)
-{
-	if (mysql_real_query(conn, "START TRANSACTION", 17) == 0)
-		return SESAME_STORAGE_OK;
-	return mariadb_failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
-}
-
-/* Commits, and gives the connection back either way. */
-static enum sesame_storage_result commit(struct store *s, MYSQL *conn, enum sesame_storage_result r,
-					 char *err, size_t errlen)
-{
-	if (mysql_commit(conn) != 0)
-		return mariadb_failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
-	s->db->release(conn, false);
-	return r;
-}
-
 /* The family's row, locked until the transaction ends. */
 struct family_row {
 	char current[SESAME_TOKEN_ID_MAX + 1], previous[SESAME_TOKEN_ID_MAX + 1];
@@ -616,7 +521,7 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
 	struct family_row row;
-	enum sesame_storage_result r = begin(s, conn, err, errlen);
+	enum sesame_storage_result r = mariadb_begin(s, conn, err, errlen);
 	if (r != SESAME_STORAGE_OK)
 		return r;
 	/* SELECT ... FOR UPDATE: of two rotations of one family, the second waits for the
@@ -626,14 +531,14 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 		return r;
 	*expires_at = row.expires_at;
 	if (r == SESAME_STORAGE_NOT_FOUND)
-		return commit(s, conn, r, err, errlen);
+		return mariadb_commit(s, conn, r, err, errlen);
 	long long now_ms = 0;
 	r = server_now(s, conn, &now_ms, err, errlen);
 	if (r != SESAME_STORAGE_OK)
 		return r;
 	long long since = now_ms - row.rotated_at;
 	if (!row.nulls[4] || row.expires_at * 1000 <= now_ms)
-		return commit(s, conn, SESAME_STORAGE_REVOKED, err, errlen);
+		return mariadb_commit(s, conn, SESAME_STORAGE_REVOKED, err, errlen);
 	if (strcmp(jti, row.current) == 0) {
 		MYSQL_BIND p[3];
 		unsigned long lens[2];
@@ -644,17 +549,18 @@ static enum sesame_storage_result rotate_once(struct store *s, const char *id, c
 		if (r != SESAME_STORAGE_OK)
 			return r;
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", next);
-		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+		return mariadb_commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	}
 	/* rotated_at may come from another Galera node's clock, a few ms ahead of this one's:
 	 * a rotation that lost to it (1213, retried) sees since < 0 and still has its grace. */
 	if (!row.nulls[1] && strcmp(jti, row.previous) == 0 && since > -grace_ms &&
 	    since < grace_ms) {
 		snprintf(current, SESAME_TOKEN_ID_MAX + 1, "%s", row.current);
-		return commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+		return mariadb_commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	}
 	r = revoke_in(s, conn, NULL, 0, id, revoke_until, err, errlen);
-	return r != SESAME_STORAGE_OK ? r : commit(s, conn, SESAME_STORAGE_REUSED, err, errlen);
+	return r != SESAME_STORAGE_OK ? r
+				      : mariadb_commit(s, conn, SESAME_STORAGE_REUSED, err, errlen);
 }
 
 static enum sesame_storage_result revoke_once(struct store *s, const char *jti, long long jti_until,
@@ -664,10 +570,10 @@ static enum sesame_storage_result revoke_once(struct store *s, const char *jti, 
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
-	enum sesame_storage_result r = begin(s, conn, err, errlen);
+	enum sesame_storage_result r = mariadb_begin(s, conn, err, errlen);
 	if (r == SESAME_STORAGE_OK)
 		r = revoke_in(s, conn, jti, jti_until, family, family_until, err, errlen);
-	return r != SESAME_STORAGE_OK ? r : commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+	return r != SESAME_STORAGE_OK ? r : mariadb_commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 }
 
 typedef void (*revoked_each)(void *ctx, const char *id, long long expires_at, long long revoked_at);
@@ -855,11 +761,11 @@ static enum sesame_storage_result subject_revoke_once(struct store *s, const cha
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
 	struct revoked_families fam = {NULL, 0};
-	enum sesame_storage_result r = begin(s, conn, err, errlen);
+	enum sesame_storage_result r = mariadb_begin(s, conn, err, errlen);
 	if (r == SESAME_STORAGE_OK)
 		r = revoke_subject_in(s, conn, subject, cutoff, except, until, &fam, err, errlen);
 	if (r == SESAME_STORAGE_OK)
-		r = commit(s, conn, SESAME_STORAGE_OK, err, errlen);
+		r = mariadb_commit(s, conn, SESAME_STORAGE_OK, err, errlen);
 	for (size_t i = 0; r == SESAME_STORAGE_OK && i < fam.n; i++)
 		each(ctx, fam.ids[i]);
 	free(fam.ids);
@@ -874,26 +780,26 @@ static enum sesame_storage_result subject_revoke(void *state, const char *subjec
 	char cutoff[SESAME_TOKEN_ID_MAX + 1];
 	if (!cutoff_id(subject, cutoff, err, errlen))
 		return SESAME_STORAGE_FAILED;
+	struct mariadb_tries t = {0, false};
 	enum sesame_storage_result r;
-	for (int tries = 1;; tries++) {
-		last_code = 0;
+	do {
+		mariadb_forget_error();
 		r = subject_revoke_once(state, subject, cutoff, except_family, until, each, ctx,
 					err, errlen);
-		if (!mariadb_lost_conflict(state, r, tries))
-			break;
-	}
-	if (mariadb_again(r, false))
-		r = subject_revoke_once(state, subject, cutoff, except_family, until, each, ctx,
-					err, errlen);
+	} while (mariadb_retry(state, &t, r, false));
 	return r;
 }
 
 static enum sesame_storage_result family_create(void *state, const struct sesame_family *f,
 						char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = family_create_once(state, f, err, errlen);
-	return mariadb_again(r, false) ? family_create_once(state, f, err, errlen) : r;
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = family_create_once(state, f, err, errlen);
+	} while (mariadb_retry(state, &t, r, false));
+	return r;
 }
 
 static enum sesame_storage_result family_rotate(void *state, const char *id, const char *jti,
@@ -901,17 +807,13 @@ static enum sesame_storage_result family_rotate(void *state, const char *id, con
 						long long revoke_until, char *current,
 						long long *expires_at, char *err, size_t errlen)
 {
+	struct mariadb_tries t = {0, false};
 	enum sesame_storage_result r;
-	for (int tries = 1;; tries++) {
-		last_code = 0;
+	do {
+		mariadb_forget_error();
 		r = rotate_once(state, id, jti, next, grace_ms, revoke_until, current, expires_at,
 				err, errlen);
-		if (!mariadb_lost_conflict(state, r, tries))
-			break;
-	}
-	if (mariadb_again(r, false))
-		r = rotate_once(state, id, jti, next, grace_ms, revoke_until, current, expires_at,
-				err, errlen);
+	} while (mariadb_retry(state, &t, r, false));
 	return r;
 }
 
@@ -919,15 +821,12 @@ static enum sesame_storage_result token_revoke(void *state, const char *jti, lon
 					       const char *family, long long family_until,
 					       char *err, size_t errlen)
 {
+	struct mariadb_tries t = {0, false};
 	enum sesame_storage_result r;
-	for (int tries = 1;; tries++) {
-		last_code = 0;
+	do {
+		mariadb_forget_error();
 		r = revoke_once(state, jti, jti_until, family, family_until, err, errlen);
-		if (!mariadb_lost_conflict(state, r, tries))
-			break;
-	}
-	if (mariadb_again(r, true))
-		r = revoke_once(state, jti, jti_until, family, family_until, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
 	return r;
 }
 
@@ -935,20 +834,25 @@ static enum sesame_storage_result revoked_since(void *state, long long since_ms,
 						revoked_each each, void *ctx, long long *now_ms,
 						char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r =
-	    since_once(state, since_ms, alive_at, each, ctx, now_ms, err, errlen);
-	if (mariadb_again(r, true))
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
 		r = since_once(state, since_ms, alive_at, each, ctx, now_ms, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
 	return r;
 }
 
 static enum sesame_storage_result token_purge(void *state, long long before, char *err,
 					      size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = purge_once(state, before, err, errlen);
-	return mariadb_again(r, true) ? purge_once(state, before, err, errlen) : r;
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = purge_once(state, before, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
+	return r;
 }
 
 /* ---- failed log-ins ---- */
@@ -1029,11 +933,12 @@ static enum sesame_storage_result failure_check(void *state, const char *account
 						long long interval_ms, long long period_ms,
 						long long *retry_ms, char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r =
-	    check_once(state, account, interval_ms, period_ms, retry_ms, err, errlen);
-	if (mariadb_again(r, true))
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
 		r = check_once(state, account, interval_ms, period_ms, retry_ms, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
 	return r;
 }
 
@@ -1043,20 +948,25 @@ static enum sesame_storage_result failure_record(void *state, const char *accoun
 						 long long interval_ms, long long period_ms,
 						 char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r =
-	    record_once(state, account, interval_ms, period_ms, err, errlen);
-	return mariadb_again(r, false)
-		   ? record_once(state, account, interval_ms, period_ms, err, errlen)
-		   : r;
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = record_once(state, account, interval_ms, period_ms, err, errlen);
+	} while (mariadb_retry(state, &t, r, false));
+	return r;
 }
 
 static enum sesame_storage_result failure_reset(void *state, const char *account, char *err,
 						size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = reset_once(state, account, err, errlen);
-	return mariadb_again(r, true) ? reset_once(state, account, err, errlen) : r;
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = reset_once(state, account, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
+	return r;
 }
 
 static enum sesame_storage_result ping_once(struct store *s, char *err, size_t errlen)
@@ -1072,9 +982,13 @@ static enum sesame_storage_result ping_once(struct store *s, char *err, size_t e
 
 static enum sesame_storage_result ping(void *state, char *err, size_t errlen)
 {
-	last_code = 0;
-	enum sesame_storage_result r = ping_once(state, err, errlen);
-	return mariadb_again(r, true) ? ping_once(state, err, errlen) : r;
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = ping_once(state, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
+	return r;
 }
 
 /* ---- user administration ---- */
@@ -1098,14 +1012,13 @@ static enum sesame_storage_result set_disabled_once(struct store *s, long long i
 static enum sesame_storage_result user_set_disabled(void *state, long long id, bool disabled,
 						    char *err, size_t errlen)
 {
+	struct mariadb_tries t = {0, false};
 	enum sesame_storage_result r;
-	for (int tries = 1;; tries++) {
-		last_code = 0;
+	do {
+		mariadb_forget_error();
 		r = set_disabled_once(state, id, disabled, err, errlen);
-		if (!mariadb_lost_conflict(state, r, tries))
-			break;
-	}
-	return mariadb_again(r, true) ? set_disabled_once(state, id, disabled, err, errlen) : r;
+	} while (mariadb_retry(state, &t, r, true));
+	return r;
 }
 
 typedef void (*user_each)(void *ctx, const struct sesame_user *user, const char *created,
@@ -1182,8 +1095,13 @@ static enum sesame_storage_result list_once(struct store *s, long long after, lo
 static enum sesame_storage_result user_list(void *state, long long after, long long limit,
 					    user_each each, void *ctx, char *err, size_t errlen)
 {
-	last_code = 0;
-	return list_once(state, after, limit, each, ctx, err, errlen);
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
+		r = list_once(state, after, limit, each, ctx, err, errlen);
+	} while (mariadb_retry(state, &t, r, true));
+	return r;
 }
 
 /* In the transaction: what sesame keeps about the user deleted with it. */
@@ -1220,7 +1138,7 @@ static enum sesame_storage_result delete_once(struct store *s, long long id, con
 	if (conn == NULL)
 		return SESAME_STORAGE_UNAVAILABLE;
 	MYSQL_BIND p;
-	enum sesame_storage_result r = begin(s, conn, err, errlen);
+	enum sesame_storage_result r = mariadb_begin(s, conn, err, errlen);
 	MYSQL_STMT *stmt = NULL;
 	mariadb_bind_long(&p, &id);
 	if (r == SESAME_STORAGE_OK)
@@ -1232,8 +1150,9 @@ static enum sesame_storage_result delete_once(struct store *s, long long id, con
 	if (deleted > 0)
 		r = delete_state(s, conn, id, subject, cutoff, email, until, err, errlen);
 	if (r == SESAME_STORAGE_OK)
-		r = commit(s, conn, deleted > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND, err,
-			   errlen);
+		r = mariadb_commit(s, conn,
+				   deleted > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND, err,
+				   errlen);
 	return r;
 }
 
@@ -1244,16 +1163,13 @@ static enum sesame_storage_result user_delete(void *state, long long id, const c
 	char cutoff[SESAME_TOKEN_ID_MAX + 1];
 	if (!cutoff_id(subject, cutoff, err, errlen))
 		return SESAME_STORAGE_FAILED;
+	struct mariadb_tries t = {0, false};
 	enum sesame_storage_result r;
-	for (int tries = 1;; tries++) {
-		last_code = 0;
+	do {
+		mariadb_forget_error();
 		r = delete_once(state, id, subject, cutoff, email, until, err, errlen);
-		if (!mariadb_lost_conflict(state, r, tries))
-			break;
-	}
-	return mariadb_again(r, false)
-		   ? delete_once(state, id, subject, cutoff, email, until, err, errlen)
-		   : r;
+	} while (mariadb_retry(state, &t, r, false));
+	return r;
 }
 
 SESAME_STORAGE_PLUGIN("mariadb", PLUGIN_VERSION, .init = init, .fini = fini,

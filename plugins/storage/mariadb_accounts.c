@@ -55,23 +55,20 @@ void mariadb_accounts_make_sql(struct store *s)
 	    u->id, u->table, u->id);
 }
 
-/*
- * Runs once(s, ctx, err, errlen) until it neither loses a lock conflict nor meets a connection
- * that died idle; idempotent says whether a statement that may have run can run again.
- */
+/* Runs once(s, ctx, err, errlen) as the retry policy says (mariadb_retry.c); idempotent says
+ * whether it may run twice. */
 static enum sesame_storage_result
 with_retries(struct store *s,
 	     enum sesame_storage_result (*once)(struct store *, void *, char *, size_t), void *ctx,
 	     bool idempotent, char *err, size_t errlen)
 {
+	struct mariadb_tries t = {0, false};
 	enum sesame_storage_result r;
-	for (int tries = 1;; tries++) {
+	do {
 		mariadb_forget_error();
 		r = once(s, ctx, err, errlen);
-		if (!mariadb_lost_conflict(s, r, tries))
-			break;
-	}
-	return mariadb_again(r, idempotent) ? once(s, ctx, err, errlen) : r;
+	} while (mariadb_retry(s, &t, r, idempotent));
+	return r;
 }
 
 /* ---- users ---- */

@@ -1,7 +1,8 @@
 /*
  * mariadb_private.h: what the MariaDB store's files share (mariadb.c: users and token state;
  * mariadb_migrate.c: the schema's migrations; mariadb_accounts.c: the account flows' state,
- * events and route scripts' own statements). Not an interface of the plugin: that is
+ * events and route scripts' own statements; mariadb_retry.c: errors and retries). Not an
+ * interface of the plugin: that is
  * <sesame/plugin.h>.
  */
 #ifndef SESAME_MARIADB_PRIVATE_H
@@ -38,14 +39,46 @@ struct store {
 	char verify_sql[640];
 };
 
-/* mariadb.c: the helpers every function uses. */
-/* Forgets this thread's last error, before a call that may be tried again (mariadb_again). */
+/* mariadb_retry.c: the classification of errors and the retry policy of every call. */
+/* Forgets this thread's last error, before each try of a call. */
 void mariadb_forget_error(void);
-/* Classifies a failed statement and gives its connection back accordingly. */
+/* Whether code says the connection or its node is gone (the node's connections go too). */
+bool mariadb_gone(unsigned int code);
+/* Classifies a failed statement and gives its connection back accordingly: CONFLICT for a
+ * duplicate key, UNAVAILABLE for a connection or node gone or a conflict, else FAILED. */
 enum sesame_storage_result mariadb_failed(struct store *s, MYSQL *conn, unsigned int code,
 					  const char *msg, char *err, size_t errlen);
 /* A statement the pool could not prepare: gives the connection back; UNAVAILABLE or FAILED. */
 enum sesame_storage_result mariadb_not_prepared(struct store *s, MYSQL *conn);
+/* Begins a transaction on conn; on failure the connection is given back. */
+enum sesame_storage_result mariadb_begin(struct store *s, MYSQL *conn, char *err, size_t errlen);
+/* Commits, and gives the connection back either way; r when it committed. */
+enum sesame_storage_result mariadb_commit(struct store *s, MYSQL *conn,
+					  enum sesame_storage_result r, char *err, size_t errlen);
+
+/* What one call spent of its retries so far. */
+struct mariadb_tries {
+	int conflicts; /* runs again after a lost conflict */
+	bool moved;    /* run again after a lost connection */
+};
+enum mariadb_verdict { MARIADB_FINAL, MARIADB_AGAIN_CONFLICT, MARIADB_AGAIN_CONNECTION };
+/*
+ * Whether a try that failed with code runs again, and why; unknown: its change may have been
+ * made (a connection lost after COMMIT, or after an autocommit statement, was sent);
+ * idempotent: the call may run twice. Pure: the policy itself.
+ */
+enum mariadb_verdict mariadb_verdict(unsigned int code, bool unknown, bool idempotent,
+				     const struct mariadb_tries *t);
+/*
+ * After a try that gave r: whether to run the call again, after this thread's last error
+ * (mariadb_verdict); it counts the retry and, after a conflict, pauses first. Use as
+ *     struct mariadb_tries t = {0};
+ *     do { mariadb_forget_error(); r = once(...); } while (mariadb_retry(s, &t, r, idem));
+ */
+bool mariadb_retry(struct store *s, struct mariadb_tries *t, enum sesame_storage_result r,
+		   bool idempotent);
+
+/* mariadb.c: the helpers every function uses. */
 void mariadb_bind_string(MYSQL_BIND *b, const char *s, unsigned long *len);
 void mariadb_bind_long(MYSQL_BIND *b, long long *v);
 /* Prepares sql on conn and runs it with params: the statement, or NULL with the connection
@@ -58,10 +91,6 @@ enum sesame_storage_result mariadb_execute_only(struct store *s, MYSQL *conn, co
 /* Runs sql, which returns no rows, on a connection of its own. */
 enum sesame_storage_result mariadb_run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
 					     char *err, size_t errlen);
-/* Should a call that failed with r be tried once more (a connection that died idle)? */
-bool mariadb_again(enum sesame_storage_result r, bool idempotent);
-/* Did a call that failed with r lose a lock conflict (run it again, its tries-th time)? */
-bool mariadb_lost_conflict(struct store *s, enum sesame_storage_result r, int tries);
 
 /* mariadb_migrate.c: the storage kind's migrate, safe for any number of starters at once. */
 int mariadb_migrate(void *state, bool apply, char *err, size_t errlen);

@@ -344,11 +344,13 @@ enum sesame_storage_result mariadb_query(void *state, const char *sql,
 				.ctx = ctx,
 				.affected = affected,
 				.insert_id = insert_id};
-	mariadb_forget_error();
-	/* Run again only when the connection was found dead before the statement ran. */
-	enum sesame_storage_result r = query_once(state, q, err, errlen);
-	if (mariadb_again(r, false))
+	/* A route script's statement may write: run again only when it surely did not run. */
+	struct mariadb_tries t = {0, false};
+	enum sesame_storage_result r;
+	do {
+		mariadb_forget_error();
 		r = query_once(state, q, err, errlen);
+	} while (mariadb_retry(state, &t, r, false));
 	free_run(q);
 	return r;
 }

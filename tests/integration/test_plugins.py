@@ -25,9 +25,9 @@ def build_plugin(tmp_path, name, *defines):
 
 @pytest.mark.parametrize("defines,message", [
     (["-DWRONG_MAGIC"], "it is not a sesame plugin (magic 0x12345678, not 0x5345534d)"),
-    (["-DABI_MAJOR=2", "-DABI_MINOR=0"], "it was built for sesame plugin ABI 2.0; this sesamed is ABI 1.1 and loads plugins built for 1.x: it needs a newer sesamed, or a build against this sesamed's <sesame/plugin.h>"),
-    (["-DABI_MAJOR=0", "-DABI_MINOR=0"], "it was built for sesame plugin ABI 0.0; this sesamed is ABI 1.1 and loads plugins built for 1.x: rebuild it against this sesamed's <sesame/plugin.h>"),
-    (["-DTRUNCATED"], "its hasher descriptor is truncated (it says 80 bytes, exports 32; 80 needed for ABI 1.1)"),
+    (["-DABI_MAJOR=2", "-DABI_MINOR=0"], "it was built for sesame plugin ABI 2.0; this sesamed is ABI 1.2 and loads plugins built for 1.x: it needs a newer sesamed, or a build against this sesamed's <sesame/plugin.h>"),
+    (["-DABI_MAJOR=0", "-DABI_MINOR=0"], "it was built for sesame plugin ABI 0.0; this sesamed is ABI 1.2 and loads plugins built for 1.x: rebuild it against this sesamed's <sesame/plugin.h>"),
+    (["-DTRUNCATED"], "its hasher descriptor is truncated (it says 80 bytes, exports 32; 80 needed for ABI 1.2)"),
     (["-DNO_VERIFY"], "its hasher descriptor lacks verify, required since ABI 1.0"),
     (["-DWRONG_NAME"], "it is named 'another', but its file is bad.so"),
 ])

@@ -159,10 +159,14 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+static struct dbpool_node the_server;
+
 /* Starts a pool of size connections, waiting at most wait seconds for a free one. */
 static void start_pool(struct dbpool_config *cfg, int size, int wait)
 {
-	*cfg = (struct dbpool_config){.socket = socket_path,
+	the_server = (struct dbpool_node){.socket = socket_path};
+	*cfg = (struct dbpool_config){.nodes = &the_server,
+				      .nnodes = 1,
 				      .user = "root",
 				      .database = "pooltest",
 				      .size = size,
@@ -357,6 +361,85 @@ static void test_the_pool_follows_a_server_restart(void **state)
 	dbpool_stop();
 }
 
+/* A pool of size connections to nodes, waiting at most wait seconds. */
+static void start_nodes(struct dbpool_config *cfg, struct dbpool_node *nodes, size_t n, int size,
+			int wait)
+{
+	start_pool(cfg, size, wait);
+	cfg->nodes = nodes;
+	cfg->nnodes = n;
+	assert_int_equal(dbpool_start(cfg), 0);
+}
+
+/* A node that refuses (no socket there) is passed over; the next one serves. */
+static void test_a_dead_node_is_passed_over(void **state)
+{
+	(void)state;
+	char dead[300];
+	struct dbpool_config cfg;
+	snprintf(dead, sizeof(dead), "%s/nobody.sock", folder);
+	struct dbpool_node nodes[] = {{.socket = dead}, {.socket = socket_path}};
+	start_nodes(&cfg, nodes, 2, 2, 2);
+	void *a = acquire(), *b = acquire();
+	assert_int_not_equal(connection_id(a), connection_id(b));
+	db->release(a, false);
+	db->release(b, false);
+	dbpool_stop();
+}
+
+/* Every node dead: acquire answers within about connect_timeout, naming how many it tried. */
+static void test_no_node_answers_within_the_timeout(void **state)
+{
+	(void)state;
+	char dead[300], err[256] = "";
+	struct dbpool_config cfg;
+	struct timespec t0;
+	snprintf(dead, sizeof(dead), "%s/nobody.sock", folder);
+	struct dbpool_node nodes[] = {{.socket = dead}, {.host = "127.0.0.1", .port = 1}};
+	start_nodes(&cfg, nodes, 2, 1, 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 3; i++) {
+		assert_null(db->acquire(err, sizeof(err)));
+		assert_non_null(strstr(err, "2 of its 2 nodes tried, none healthy"));
+	}
+	assert_true(seconds_since(&t0) < 4);
+	dbpool_stop();
+}
+
+/*
+ * Two entries for the one server, as node 0 and node 1. A connection to node 0 killed
+ * and released broken takes node 0 down: the other connection to it is dropped at its next
+ * acquire, the new ones go to node 1; once node 0 has rested, a connection to node 1 old
+ * enough is closed when given back, and the next one goes to node 0 again.
+ */
+static void test_a_node_gone_drops_its_connections_and_comes_back(void **state)
+{
+	(void)state;
+	struct dbpool_config cfg;
+	struct dbpool_node nodes[] = {{.socket = socket_path}, {.socket = socket_path}};
+	start_nodes(&cfg, nodes, 2, 2, 2);
+	void *a = acquire(), *b = acquire();
+	unsigned long ida = connection_id(a), idb = connection_id(b);
+	db->release(b, false);
+	kill_connection(ida);
+	assert_int_not_equal(mysql_query(a, "SELECT 1"), 0);
+	db->release(a, true);
+	a = acquire();
+	b = acquire();
+	unsigned long ida2 = connection_id(a), idb2 = connection_id(b);
+	assert_true(ida2 != ida && ida2 != idb && idb2 != ida && idb2 != idb);
+	db->release(b, false);
+	sleep(6); /* node 0 rested (1 s), and a is older than the drain time (5 s) */
+	db->release(a, false);
+	a = acquire();
+	b = acquire();
+	assert_int_not_equal(connection_id(a), ida2);
+	assert_int_not_equal(connection_id(b), ida2);
+	db->release(a, false);
+	db->release(b, false);
+	dbpool_stop();
+}
+
 static void test_no_pool_no_connection(void **state)
 {
 	(void)state;
@@ -376,6 +459,9 @@ int main(void)
 	    cmocka_unit_test(test_an_idle_connection_killed_is_made_again),
 	    cmocka_unit_test(test_a_connection_released_broken_is_made_again),
 	    cmocka_unit_test(test_the_pool_follows_a_server_restart),
+	    cmocka_unit_test(test_a_dead_node_is_passed_over),
+	    cmocka_unit_test(test_no_node_answers_within_the_timeout),
+	    cmocka_unit_test(test_a_node_gone_drops_its_connections_and_comes_back),
 	    cmocka_unit_test(test_no_pool_no_connection),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

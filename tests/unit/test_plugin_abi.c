@@ -287,12 +287,12 @@ static void test_the_current_abi_loads(void **state)
 static void test_other_majors_are_refused(void **state)
 {
 	assert_refused("-DABI_MAJOR=2 -DABI_MINOR=0",
-		       "it was built for sesame plugin ABI 2.0; this sesamed is ABI 1.1 and loads "
+		       "it was built for sesame plugin ABI 2.0; this sesamed is ABI 1.2 and loads "
 		       "plugins built for 1.x: it needs a newer sesamed, or a build against this "
 		       "sesamed's <sesame/plugin.h>");
 	assert_refused(
 	    "-DABI_MAJOR=0 -DABI_MINOR=4",
-	    "it was built for sesame plugin ABI 0.4; this sesamed is ABI 1.1 and loads "
+	    "it was built for sesame plugin ABI 0.4; this sesamed is ABI 1.2 and loads "
 	    "plugins built for 1.x: rebuild it against this sesamed's <sesame/plugin.h>");
 }
 
@@ -301,13 +301,13 @@ static void test_truncated_and_incomplete_descriptors_are_refused(void **state)
 	char want[256];
 	snprintf(want, sizeof(want),
 		 "its hasher descriptor is truncated (it says %zu bytes, exports %zu; %zu needed "
-		 "for ABI 1.1)",
+		 "for ABI 1.2)",
 		 sizeof(struct sesame_hasher), sizeof(struct sesame_plugin_header),
 		 sizeof(struct sesame_hasher));
 	assert_refused("-DTRUNCATED", want);
 	snprintf(want, sizeof(want),
 		 "its hasher descriptor is truncated (it says %zu bytes, exports %zu; %zu needed "
-		 "for ABI 1.1)",
+		 "for ABI 1.2)",
 		 sizeof(struct sesame_hasher) - sizeof(void *), sizeof(struct sesame_hasher),
 		 sizeof(struct sesame_hasher));
 	assert_refused("-DSHORT", want);
