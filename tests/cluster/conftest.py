@@ -305,35 +305,10 @@ class Galera:
         return [f"127.0.0.1:{n.port}" for n in order]
 
 
-def hosts_supported():
-    """Does this sesamed know storage.mariadb.hosts? (sesamed -t on a minimal configuration.)"""
-    with tempfile.TemporaryDirectory() as d:
-        cfg = Path(d) / "sesame.lua"
-        cfg.write_text(f'plugins = {{ path = "{PLUGINS}" }}\njwt = {{ secret = "{SECRET}" }}\n'
-                       'storage = { backend = "mariadb", mariadb = { hosts = { "127.0.0.1:1", '
-                       '"127.0.0.1:2" } }, migrate = false }\nroutes = {}\n')
-        r = subprocess.run([SESAMED, "-t", "-c", str(cfg)], capture_output=True, text=True,
-                           timeout=60)
-        return "hosts" not in r.stdout + r.stderr
-
-
-HOSTS = None
-
-
 def storage_table(galera, own, database):
-    """sesame.lua's storage for sesamed node `own` (0, 1): every Galera node, its own first
-    (storage.mariadb.hosts), or its own node's host and port alone with a sesamed that does
-    not know hosts yet."""
-    global HOSTS
-    if HOSTS is None:
-        HOSTS = hosts_supported()
-    hosts = galera.hosts(own % NODES)
-    if HOSTS:
-        where = "hosts = { " + ", ".join(f'"{h}"' for h in hosts) + " }"
-    else:
-        host, port = hosts[0].rsplit(":", 1)
-        where = f'host = "{host}", port = {port}'
-    return (f'storage = {{ backend = "mariadb", migrate = true, mariadb = {{ {where}, '
+    """sesame.lua's storage for sesamed node `own` (0, 1): every Galera node, its own first."""
+    hosts = ", ".join(f'"{h}"' for h in galera.hosts(own % NODES))
+    return (f'storage = {{ backend = "mariadb", migrate = true, mariadb = {{ hosts = {{ {hosts} }}, '
             f'user = "{DB_USER}", password = "{DB_PASSWORD}", database = "{database}", '
             'connect_timeout = 2, read_timeout = 10, write_timeout = 10 } }\n')
 
