@@ -235,11 +235,15 @@ class Galera:
         if taken:
             raise RuntimeError(f"the cluster's ports {taken} are taken on 127.0.0.1: "
                                "something else runs there (a cluster left by another run?)")
-        missing = [p for p in (PROVIDER, shutil.which("rsync"), shutil.which("mariadbd"))
-                   if not p or not os.path.exists(p)]
-        if missing or not shutil.which("rsync"):
-            raise RuntimeError("the cluster needs galera-4, rsync and mariadb-server "
-                               f"(scripts/dev installs them): missing {missing or ['rsync']}")
+        needs = {"galera-4": PROVIDER, "rsync": shutil.which("rsync"),
+                 "mariadb-server": shutil.which("mariadbd") or "/usr/sbin/mariadbd"}
+        missing = [pkg for pkg, path in needs.items() if not path or not os.path.exists(path)]
+        if missing:
+            raise RuntimeError(f"the cluster needs {', '.join(missing)} (scripts/dev installs "
+                               "what is missing)")
+        if os.geteuid() != 0:
+            raise RuntimeError("the cluster tests run as root: each Galera node starts as root "
+                               "and drops to the mysql user, which owns its folder")
         self.nodes = [GaleraNode(root, i) for i in range(1, NODES + 1)]
 
     def bootstrap(self):
