@@ -312,8 +312,9 @@ class Galera:
 def storage_table(galera, own, database):
     """sesame.lua's storage for sesamed node `own` (0, 1): every Galera node, its own first."""
     hosts = ", ".join(f'"{h}"' for h in galera.hosts(own % NODES))
-    return (f'storage = {{ backend = "mariadb", migrate = true, mariadb = {{ hosts = {{ {hosts} }}, '
-            f'user = "{DB_USER}", password = "{DB_PASSWORD}", database = "{database}", '
+    return (f'storage = {{ backend = "mariadb", migrate = true, '
+            f'mariadb = {{ hosts = {{ {hosts} }}, user = "{DB_USER}", '
+            f'password = "{DB_PASSWORD}", database = "{database}", '
             'connect_timeout = 2, read_timeout = 10, write_timeout = 10 } }\n')
 
 

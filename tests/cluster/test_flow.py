@@ -5,7 +5,8 @@ import time
 import jwt
 import requests
 
-from conftest import (LOGIN_FAILURES, SECRET, TOP, bearer, new_user, start_pair, wait_for)
+from conftest import (LOGIN_FAILURES, SECRET, TOP, bearer, check_logs, new_user, start_pair,
+                      wait_for)
 
 
 def claims(token):
@@ -125,6 +126,7 @@ def test_two_nodes_starting_at_once_on_an_empty_database(healthy, tmp_path):
     finally:
         codes = [n.stop() for n in nodes]
     assert codes == [0, 0], [n.log()[-3000:] for n in nodes]
+    check_logs(nodes)
     # Each migration applied by one of the two nodes, once, and recorded once.
     names = sorted(p.stem for p in (TOP / "scripts/schema/mariadb").glob("[0-9]*.sql"))
     logs = nodes[0].log() + nodes[1].log()
