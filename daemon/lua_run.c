@@ -418,7 +418,11 @@ static void answer_error(struct luaapi_call *call)
 	if (r != NULL && is_client_error(co)) {
 		lua_getfield(co, -1, "status");
 		lua_getfield(co, -2, "error");
-		http_reply_error(r, (int)lua_tointeger(co, -2), lua_tostring(co, -1), NULL);
+		int status = (int)lua_tointeger(co, -2);
+		/* A 503 (storage unavailable) passes: the client may try again in a moment. */
+		if (status == 503)
+			http_add_header(r, "Retry-After", "1");
+		http_reply_error(r, status, lua_tostring(co, -1), NULL);
 		return;
 	}
 	const char *msg = lua_tostring(co, -1);

@@ -224,6 +224,7 @@ def test_sqlite_on_a_read_only_disk(sesamed, small_disk):
     r = s.post("/users/register", json=account("ro", 1))
     assert r.status_code == 503, r.text
     assert r.json() == {"result": "fail", "error": "storage unavailable"}
+    assert r.headers["Retry-After"] == "1"
     s.wait_log("storage unavailable")
     # A log-in writes its refresh family: 503 too, or 200 if it needs no write; never a 500.
     for _ in range(5):
