@@ -43,9 +43,10 @@
 struct slot {
 	MYSQL *conn;
 	bool busy;
-	struct dbpool_where where; /* the node the connection goes to */
-	uint64_t opened;	   /* when it was made, on the monotonic clock (ms) */
-	uint64_t used;		   /* when it was last given back */
+	struct dbpool_where where;  /* the node the connection goes to */
+	uint64_t opened;	    /* when it was made, on the monotonic clock (ms) */
+	uint64_t used;		    /* when it was last given back */
+	unsigned int prepare_errno; /* the last prepare's error code, 0 when it succeeded */
 	struct {
 		char *sql;
 		MYSQL_STMT *stmt;
@@ -236,9 +237,12 @@ static void *prepare(void *conn, const char *sql, char *err, size_t errlen)
 			return s->stmts[i].stmt;
 	}
 	MYSQL_STMT *stmt = mysql_stmt_init(s->conn);
+	s->prepare_errno = 0;
 	if (stmt == NULL || mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
 		snprintf(err, errlen, "cannot prepare a statement: %s",
 			 stmt ? mysql_stmt_error(stmt) : mysql_error(s->conn));
+		/* Closing the statement clears the connection's error: the code is kept here. */
+		s->prepare_errno = stmt ? mysql_stmt_errno(stmt) : mysql_errno(s->conn);
 		if (stmt != NULL)
 			mysql_stmt_close(stmt);
 		return NULL;
@@ -278,9 +282,18 @@ void dbpool_stop(void)
 	current = NULL;
 }
 
+/* The error code of conn's last failed prepare (a Galera conflict can surface there). */
+static unsigned int prepare_errno(void *conn)
+{
+	struct slot *s = current != NULL ? slot_of(current, conn) : NULL;
+	return s != NULL ? s->prepare_errno : 0;
+}
+
 const struct sesame_mariadb *dbpool_host_api(void)
 {
-	static const struct sesame_mariadb api = {
-	    .acquire = acquire, .release = release, .prepare = prepare};
+	static const struct sesame_mariadb api = {.acquire = acquire,
+						  .release = release,
+						  .prepare = prepare,
+						  .prepare_errno = prepare_errno};
 	return &api;
 }

@@ -279,6 +279,13 @@ struct sesame_mariadb {
 	/* A prepared statement (a MYSQL_STMT *) for sql on this connection, cached; NULL on error.
 	 */
 	void *(*prepare)(void *mysql, const char *sql, char *err, size_t errlen);
+	/*
+	 * From ABI 1.2 (host->abi_minor >= 2): the error code (mysql_errno's) of the last prepare
+	 * on this connection that failed, 0 after one that succeeded. A prepare can fail for the
+	 * transaction's sake, not the statement's: on a Galera cluster a transaction another
+	 * node's write aborted reports 1213 at its next command, a prepare included.
+	 */
+	unsigned int (*prepare_errno)(void *mysql);
 };
 
 /* What sesamed offers a plugin. Valid from init until fini. */

@@ -131,7 +131,6 @@ static enum sesame_storage_result create_once(void *state, const struct sesame_u
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
 				      errlen);
 	*id = (long long)mysql_stmt_insert_id(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }
@@ -214,7 +213,6 @@ static enum sesame_storage_result find_once(void *state, const char *by, const c
 					    .verified_at = nulls[5] ? 0 : times[1]};
 	}
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return result;
 }
@@ -240,7 +238,6 @@ static enum sesame_storage_result set_password_once(void *state, long long id, c
 				      errlen);
 	/* A new hash always differs from the old one (a new salt): 0 rows means no such user. */
 	my_ulonglong changed = mysql_stmt_affected_rows(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return changed > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND;
 }
@@ -359,9 +356,7 @@ enum sesame_storage_result mariadb_execute_only(struct store *s, MYSQL *conn, co
 						MYSQL_BIND *params, char *err, size_t errlen)
 {
 	enum sesame_storage_result r = SESAME_STORAGE_OK;
-	MYSQL_STMT *stmt = mariadb_execute(s, conn, sql, params, &r, err, errlen);
-	if (stmt != NULL)
-		mysql_stmt_reset(stmt);
+	mariadb_execute(s, conn, sql, params, &r, err, errlen);
 	return r;
 }
 
@@ -382,7 +377,6 @@ static enum sesame_storage_result server_now(struct store *s, MYSQL *conn, long 
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
 				      errlen);
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	return SESAME_STORAGE_OK;
 }
 
@@ -444,7 +438,6 @@ static enum sesame_storage_result revoke_in(struct store *s, MYSQL *conn, const 
 		if (stmt == NULL)
 			return r;
 		mysql_stmt_free_result(stmt);
-		mysql_stmt_reset(stmt);
 	}
 	long long now_ms = 0;
 	r = server_now(s, conn, &now_ms, err, errlen);
@@ -508,7 +501,6 @@ static enum sesame_storage_result read_family(struct store *s, MYSQL *conn, cons
 				      errlen);
 	}
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	return r;
 }
 
@@ -617,7 +609,6 @@ static enum sesame_storage_result since_once(struct store *s, long long since_ms
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
 				      errlen);
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }
@@ -692,7 +683,6 @@ static enum sesame_storage_result subject_families(struct store *s, MYSQL *conn,
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
 				      errlen);
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	if (oom) {
 		snprintf(err, errlen, "out of memory");
 		mysql_rollback(conn);
@@ -890,7 +880,6 @@ static enum sesame_storage_result read_long(struct store *s, const char *sql, MY
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
 				      errlen);
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }
@@ -1087,7 +1076,6 @@ static enum sesame_storage_result list_once(struct store *s, long long after, lo
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
 				      errlen);
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }
@@ -1146,7 +1134,6 @@ static enum sesame_storage_result delete_once(struct store *s, long long id, con
 	if (stmt == NULL)
 		return r;
 	my_ulonglong deleted = mysql_stmt_affected_rows(stmt);
-	mysql_stmt_reset(stmt);
 	if (deleted > 0)
 		r = delete_state(s, conn, id, subject, cutoff, email, until, err, errlen);
 	if (r == SESAME_STORAGE_OK)

@@ -112,7 +112,6 @@ static enum sesame_storage_result user_exists(struct store *s, MYSQL *conn, long
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
 				      errlen);
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	return n > 0 ? SESAME_STORAGE_OK : SESAME_STORAGE_NOT_FOUND;
 }
 
@@ -131,7 +130,6 @@ static enum sesame_storage_result email_once(struct store *s, void *ctx, char *e
 	if (stmt == NULL)
 		return r;
 	my_ulonglong changed = mysql_stmt_affected_rows(stmt);
-	mysql_stmt_reset(stmt);
 	/* The same address again changes no row: whether the user is there tells. */
 	if (changed == 0 && (r = user_exists(s, conn, a->id, err, errlen)) != SESAME_STORAGE_OK &&
 	    r != SESAME_STORAGE_NOT_FOUND)
@@ -231,7 +229,6 @@ static enum sesame_storage_result fetch_token(struct store *s, MYSQL *conn, MYSQ
 	if (rc != MYSQL_NO_DATA)
 		goto fail;
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return r;
 fail:
@@ -399,7 +396,6 @@ static enum sesame_storage_result list_rows(struct store *s, struct list_args *a
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
 				      errlen);
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }

@@ -145,7 +145,6 @@ static enum sesame_storage_result run_changing(struct store *s, const char *sql,
 	if (stmt == NULL)
 		return r;
 	*changed = (long long)mysql_stmt_affected_rows(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }
@@ -197,7 +196,6 @@ static enum sesame_storage_result look_once(struct store *s, const struct migrat
 	l->claimed = !l->nulls[1];
 	l->owner[l->claimed ? l->owner_len : 0] = '\0';
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
 }

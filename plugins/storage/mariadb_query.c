@@ -247,7 +247,6 @@ static enum sesame_storage_result finish(struct store *s, MYSQL *conn, MYSQL_STM
 	}
 	mysql_stmt_free_result(stmt);
 	bool changed = session_changed(conn);
-	mysql_stmt_reset(stmt);
 	if (left_open(conn)) {
 		mysql_rollback(conn);
 		s->db->release(conn, true);
@@ -274,7 +273,6 @@ static enum sesame_storage_result too_wide(struct store *s, MYSQL *conn, MYSQL_S
 		 "name the columns it returns",
 		 ncols, SESAME_QUERY_COLUMNS_MAX);
 	mysql_stmt_free_result(stmt);
-	mysql_stmt_reset(stmt);
 	s->db->release(conn, true);
 	return SESAME_STORAGE_FAILED;
 }

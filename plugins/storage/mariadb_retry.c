@@ -101,14 +101,19 @@ enum sesame_storage_result mariadb_failed(struct store *s, MYSQL *conn, unsigned
 
 enum sesame_storage_result mariadb_not_prepared(struct store *s, MYSQL *conn)
 {
-	bool gone = mysql_ping(conn) != 0;
-	last_code = gone ? CR_SERVER_GONE_ERROR : 0; /* the statement never ran */
-	last_unknown = false;
+	/* The prepare's own code, where the host keeps it (ABI 1.2): a transaction aborted by
+	 * another node's write (1213) or a node gone says so there first. */
+	unsigned int code = s->host->abi_minor >= 2 && s->db->prepare_errno != NULL
+				? s->db->prepare_errno(conn)
+				: 0;
+	bool gone = mariadb_gone(code) || mysql_ping(conn) != 0;
+	last_code = gone ? (code != 0 ? code : CR_SERVER_GONE_ERROR) : conflict(code) ? code : 0;
+	last_unknown = false; /* the statement never ran */
 	tx_open = false;
 	if (!gone)
 		mysql_rollback(conn);
 	s->db->release(conn, gone);
-	return gone ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
+	return gone || conflict(code) ? SESAME_STORAGE_UNAVAILABLE : SESAME_STORAGE_FAILED;
 }
 
 enum sesame_storage_result mariadb_begin(struct store *s, MYSQL *conn, char *err, size_t errlen)
@@ -122,6 +127,14 @@ enum sesame_storage_result mariadb_begin(struct store *s, MYSQL *conn, char *err
 enum sesame_storage_result mariadb_commit(struct store *s, MYSQL *conn,
 					  enum sesame_storage_result r, char *err, size_t errlen)
 {
+	/* A transaction the server rolled back on its own (a Galera node applying another
+	 * node's write aborts a local one that holds its rows) is no longer open: it changed
+	 * nothing, and is run again as a lost conflict, never committed as if whole. */
+	unsigned int status = 0;
+	if (mariadb_get_infov(conn, MARIADB_CONNECTION_SERVER_STATUS, &status) == 0 &&
+	    (status & SERVER_STATUS_IN_TRANS) == 0)
+		return mariadb_failed(s, conn, ER_LOCK_DEADLOCK,
+				      "the transaction was rolled back by the server", err, errlen);
 	/* From here, a connection lost leaves the outcome unknown. */
 	tx_open = false;
 	if (mysql_commit(conn) != 0)
