@@ -19,7 +19,8 @@
  * for that load before they serve.
  *
  * The ids a worker revokes itself are refused by it at once: they wait in a short list of its
- * own until its thread, woken at once, files them into the node's set for the other workers.
+ * own (revocation_set.c) until its thread, woken at once, files them into the node's set for
+ * the other workers, which refuse them from then on: within milliseconds.
  *
  * The ids revoked since T are asked for with T a little before the previous fetch began
  * (FETCH_OVERLAP_MS): a revocation written by another process with a time just before that
@@ -33,11 +34,12 @@
  * revocation time: tokens of the subject issued at or before it are refused (auth.c).
  *
  * The node's set has a fixed size (jwt.revocation_capacity). An id that does not fit is never
- * dropped: it goes to the worker's own set (a private hash table of the same 32-byte
- * entries), the error is logged (once a minute) and counted, and the node's set is marked
- * overflowing: while it is, every worker fetches the whole set for itself as well, as each did
- * before the set was shared. Once a purge makes room the holder fetches everything again, and
- * when all of it fits the mark goes and the workers give their own sets back.
+ * dropped: it goes to the worker's own set (revocation_set.c), the error is logged (once a
+ * minute) and counted, and the node's set is marked overflowing: while it is, every worker
+ * fetches the whole set for itself as well, as each did before the set was shared, and the
+ * holder purges the node's set before each fetch. Once a purge frees a tenth of it the holder
+ * fetches everything again, and when all of it fits the mark goes and the workers give their
+ * own sets back.
  */
 #include "autoconfig.h"
 
@@ -45,10 +47,8 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,21 +57,15 @@
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
+#include "revocation_set.h"
 #include "revocation_shm.h"
 
 #define FETCH_OVERLAP_MS   10000
 #define PURGE_EVERY_MS	   60000
-#define MIN_CAPACITY	   64
 #define FIRST_LOAD_WAIT_MS 5000 /* a worker waits this long for another's first load */
 #define OVERFLOW_LOG_MS	   60000
 #define TICK_MIN_MS	   10
 #define TICK_MAX_MS	   1000
-
-struct entry {
-	uint64_t h[2]; /* {0, 0}: an empty slot */
-	long long expires_at;
-	long long revoked_at; /* Unix ms, the store's clock; 0 for the ids revoked here */
-};
 
 struct revocation {
 	const struct config *cfg;
@@ -79,17 +73,9 @@ struct revocation {
 	struct revocation_table *t; /* the node's; this process's own without a master */
 	bool own_table;
 	pid_t pid;
-	/*
-	 * The worker's own set: the ids that did not fit in the node's, and while the node's
-	 * overflows, the whole set. Held only briefly: for a lookup, one insertion, a swap of
-	 * tables. It changes on the thread alone (or the start before it), which builds a grown
-	 * or purged table outside the lock: the event loop never waits for a rebuild.
-	 */
-	pthread_mutex_t lock;
-	struct entry *slots;
-	size_t cap, n;
-	struct entry *own; /* ids this worker revoked itself, until the thread files them */
-	size_t nown, capown;
+	/* The worker's own ids: those it revoked, until filed into the node's set; those that
+	 * did not fit there; and, while the node's set overflows, the whole set. */
+	struct revocation_set *own;
 	long long since_ms; /* the own set's fetches: the next asks for ids revoked since */
 	uint64_t next_own_fetch, next_own_purge;
 	bool holding; /* the lease, at the last look */
@@ -103,115 +89,6 @@ struct revocation {
 	bool stopping, kicked;
 	bool failing;
 };
-
-/* ---- the worker's own set ---- */
-
-static struct entry *slot_of(struct entry *slots, size_t cap, const uint64_t h[2])
-{
-	size_t i = (size_t)h[0] & (cap - 1);
-	while (slots[i].h[0] != 0 || slots[i].h[1] != 0) {
-		if (slots[i].h[0] == h[0] && slots[i].h[1] == h[1])
-			return &slots[i];
-		i = (i + 1) & (cap - 1);
-	}
-	return &slots[i];
-}
-
-static bool expired(const struct entry *e, long long now_s, long leeway)
-{
-	return e->expires_at != 0 && e->expires_at + leeway < now_s;
-}
-
-/*
- * A new table of the live entries (the expired ones dropped: their tokens fail the exp check
- * anyway) with room for want more, built without the lock: only the thread, the caller,
- * changes the table. NULL when out of memory.
- */
-static struct entry *build(const struct revocation *rv, size_t want, size_t *cap_out, size_t *n_out)
-{
-	size_t cap = MIN_CAPACITY;
-	while (cap < (rv->n + want) * 2)
-		cap *= 2;
-	struct entry *slots = calloc(cap, sizeof(*slots));
-	if (slots == NULL)
-		return NULL;
-	long long now_s = clock_wall_ms() / 1000;
-	size_t n = 0;
-	for (size_t i = 0; i < rv->cap; i++) {
-		const struct entry *e = &rv->slots[i];
-		if ((e->h[0] == 0 && e->h[1] == 0) || expired(e, now_s, rv->cfg->jwt.leeway))
-			continue;
-		*slot_of(slots, cap, e->h) = *e;
-		n++;
-	}
-	*cap_out = cap;
-	*n_out = n;
-	return slots;
-}
-
-/* Replaces the table with new (NULL: a new empty one); the thread only. */
-static bool swap_in(struct revocation *rv, struct entry *slots, size_t cap, size_t n)
-{
-	if (slots == NULL)
-		return false;
-	pthread_mutex_lock(&rv->lock);
-	struct entry *old = rv->slots;
-	rv->slots = slots;
-	rv->cap = cap;
-	rv->n = n;
-	pthread_mutex_unlock(&rv->lock);
-	free(old);
-	return true;
-}
-
-static bool rebuild(struct revocation *rv, size_t want)
-{
-	size_t cap, n;
-	struct entry *slots = build(rv, want, &cap, &n);
-	return swap_in(rv, slots, cap, n);
-}
-
-/* Files one id's hash into the own set; the thread only. A later expiry wins, and so does a
- * later revocation time. */
-static void file_entry(struct revocation *rv, const uint64_t h[2], long long expires_at,
-		       long long revoked_at)
-{
-	if ((rv->n + 1) * 2 > rv->cap && !rebuild(rv, 1)) {
-		log_error("revocation: out of memory: a revoked id is not kept");
-		return;
-	}
-	pthread_mutex_lock(&rv->lock);
-	struct entry *e = slot_of(rv->slots, rv->cap, h);
-	if (e->h[0] == 0 && e->h[1] == 0) {
-		*e = (struct entry){
-		    .h = {h[0], h[1]}, .expires_at = expires_at, .revoked_at = revoked_at};
-		rv->n++;
-	} else {
-		if (e->expires_at != 0 && (expires_at == 0 || expires_at > e->expires_at))
-			e->expires_at = expires_at;
-		if (revoked_at > e->revoked_at)
-			e->revoked_at = revoked_at;
-	}
-	pthread_mutex_unlock(&rv->lock);
-}
-
-/* Looks h up in the own set and the own list (under the lock): its revocation time, or -1. */
-static long long own_time(struct revocation *rv, const uint64_t h[2])
-{
-	long long at = -1;
-	pthread_mutex_lock(&rv->lock);
-	if (rv->n > 0) {
-		const struct entry *e = slot_of(rv->slots, rv->cap, h);
-		if (e->h[0] != 0 || e->h[1] != 0)
-			at = e->revoked_at;
-	}
-	for (size_t i = 0; at < 0 && i < rv->nown; i++) {
-		if (rv->own[i].h[0] == h[0] && rv->own[i].h[1] == h[1])
-			at = rv->own[i].revoked_at;
-	}
-	pthread_mutex_unlock(&rv->lock);
-	return at;
-}
 
 /* ---- lookups, on the event loop ---- */
 
@@ -227,23 +104,12 @@ void revocation_add(struct revocation *rv, const char *id, long long expires_at)
 {
 	if (rv == NULL)
 		return;
-	struct entry e = {.expires_at = expires_at};
+	struct revocation_entry e = {.expires_at = expires_at};
 	revocation_shm_hash(rv->t, id, e.h);
-	pthread_mutex_lock(&rv->lock);
-	if (rv->nown == rv->capown) {
-		size_t cap = rv->capown ? rv->capown * 2 : 16;
-		struct entry *grown = realloc(rv->own, cap * sizeof(*grown));
-		if (grown == NULL) {
-			pthread_mutex_unlock(&rv->lock);
-			log_error("revocation: out of memory: a revoked id is refused here once "
-				  "fetched");
-			return;
-		}
-		rv->own = grown;
-		rv->capown = cap;
+	if (revocation_set_push(rv->own, &e) != 0) {
+		log_error("revocation: out of memory: a revoked id is refused here once fetched");
+		return;
 	}
-	rv->own[rv->nown++] = e;
-	pthread_mutex_unlock(&rv->lock);
 	if (rv->started)
 		kick(rv);
 }
@@ -256,7 +122,7 @@ long long revocation_time(struct revocation *rv, const char *id)
 	long long shared = -1;
 	revocation_shm_hash(rv->t, id, h);
 	revocation_shm_find(rv->t, h, &shared);
-	long long own = own_time(rv, h);
+	long long own = revocation_set_time(rv->own, h);
 	return own > shared ? own : shared;
 }
 
@@ -266,7 +132,7 @@ bool revocation_has(struct revocation *rv, const char *id)
 		return false;
 	uint64_t h[2];
 	revocation_shm_hash(rv->t, id, h);
-	return revocation_shm_find(rv->t, h, NULL) || own_time(rv, h) >= 0;
+	return revocation_shm_find(rv->t, h, NULL) || revocation_set_time(rv->own, h) >= 0;
 }
 
 /* ---- the node's set ---- */
@@ -296,6 +162,14 @@ static bool put_shared(struct revocation *rv, const uint64_t h[2], long long exp
 	return rc == 0;
 }
 
+/* Files one id into the worker's own set; the thread only. */
+static void file_own_set(struct revocation *rv, const uint64_t h[2], long long expires_at,
+			 long long revoked_at)
+{
+	if (revocation_set_file(rv->own, h, expires_at, revoked_at) != 0)
+		log_error("revocation: out of memory: a revoked id is not kept");
+}
+
 /* Files one id into the node's set; one that does not fit goes to the own set. The thread. */
 static bool file_shared(struct revocation *rv, const uint64_t h[2], long long expires_at,
 			long long revoked_at)
@@ -303,7 +177,7 @@ static bool file_shared(struct revocation *rv, const uint64_t h[2], long long ex
 	if (put_shared(rv, h, expires_at, revoked_at))
 		return true;
 	overflowed(rv);
-	file_entry(rv, h, expires_at, revoked_at);
+	file_own_set(rv, h, expires_at, revoked_at);
 	return false;
 }
 
@@ -311,37 +185,29 @@ static bool file_shared(struct revocation *rv, const uint64_t h[2], long long ex
  * so that a lookup finds them all along. The thread only. */
 static void file_own(struct revocation *rv)
 {
-	pthread_mutex_lock(&rv->lock);
-	size_t k = rv->nown;
-	struct entry *copy = k > 0 ? malloc(k * sizeof(*copy)) : NULL;
-	if (copy != NULL)
-		memcpy(copy, rv->own, k * sizeof(*copy));
-	pthread_mutex_unlock(&rv->lock);
+	size_t k;
+	struct revocation_entry *copy = revocation_set_peek(rv->own, &k);
 	if (copy == NULL)
 		return; /* nothing to file, or out of memory: they wait in the list */
 	for (size_t i = 0; i < k; i++)
 		file_shared(rv, copy[i].h, copy[i].expires_at, copy[i].revoked_at);
 	free(copy);
-	pthread_mutex_lock(&rv->lock);
-	memmove(rv->own, rv->own + k, (rv->nown - k) * sizeof(*rv->own));
-	rv->nown -= k;
-	pthread_mutex_unlock(&rv->lock);
+	revocation_set_pop(rv->own, k);
+}
+
+static bool give_one(void *ctx, const struct revocation_entry *e)
+{
+	return put_shared(ctx, e->h, e->expires_at, e->revoked_at);
 }
 
 /* The node's set has room again: the own set goes into it, and away when all of it fits. */
 static void give_back(struct revocation *rv)
 {
-	long long now_s = clock_wall_ms() / 1000;
-	for (size_t i = 0; i < rv->cap; i++) {
-		const struct entry *e = &rv->slots[i];
-		if ((e->h[0] == 0 && e->h[1] == 0) || expired(e, now_s, rv->cfg->jwt.leeway))
-			continue;
-		if (!put_shared(rv, e->h, e->expires_at, e->revoked_at)) {
-			overflowed(rv);
-			return;
-		}
+	if (!revocation_set_each(rv->own, give_one, rv)) {
+		overflowed(rv);
+		return;
 	}
-	swap_in(rv, calloc(MIN_CAPACITY, sizeof(struct entry)), MIN_CAPACITY, 0);
+	revocation_set_clear(rv->own);
 	rv->since_ms = -1;
 }
 
@@ -361,7 +227,7 @@ static void each_own(void *ctx, const char *id, long long expires_at, long long 
 	struct revocation *rv = ctx;
 	uint64_t h[2];
 	revocation_shm_hash(rv->t, id, h);
-	file_entry(rv, h, expires_at, revoked_at);
+	file_own_set(rv, h, expires_at, revoked_at);
 }
 
 /* Asks the storage for what was revoked since since_ms; logs a change of state. */
@@ -487,7 +353,7 @@ static void as_holder(struct revocation *rv, bool just_took, uint64_t now)
 static void own_set(struct revocation *rv, uint64_t now)
 {
 	if (!revocation_shm_overflow(rv->t)) {
-		if (rv->n > 0)
+		if (revocation_set_count(rv->own) > 0)
 			give_back(rv);
 		return;
 	}
@@ -497,7 +363,7 @@ static void own_set(struct revocation *rv, uint64_t now)
 	}
 	if (now >= rv->next_own_purge) {
 		rv->next_own_purge = now + PURGE_EVERY_MS;
-		rebuild(rv, 0);
+		revocation_set_purge(rv->own);
 	}
 }
 
@@ -513,7 +379,7 @@ static uint64_t tick(struct revocation *rv)
 		wait = until < wait ? until : wait;
 	}
 	own_set(rv, now);
-	metrics_revoked_ids(revocation_shm_count(rv->t) + rv->n);
+	metrics_revoked_ids(revocation_shm_count(rv->t) + revocation_set_count(rv->own));
 	return wait > 0 ? wait : 1;
 }
 
@@ -588,7 +454,8 @@ static void first_load(struct revocation *rv)
 		rv->next_own_fetch = clock_mono_ms() + refresh_ms(rv);
 		fetch_own(rv);
 	}
-	log_info("revocation: %zu revoked ids %s in %llu ms", revocation_shm_count(rv->t) + rv->n,
+	log_info("revocation: %zu revoked ids %s in %llu ms",
+		 revocation_shm_count(rv->t) + revocation_set_count(rv->own),
 		 loaded_here ? "loaded" : "found in the node's set",
 		 (unsigned long long)(clock_mono_ms() - t0));
 }
@@ -596,13 +463,13 @@ static void first_load(struct revocation *rv)
 static int init_sync(struct revocation *rv)
 {
 	pthread_condattr_t ca;
-	pthread_mutex_init(&rv->lock, NULL);
 	pthread_mutex_init(&rv->wait_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&rv->wake, &ca);
 	pthread_condattr_destroy(&ca);
-	return rebuild(rv, 0) ? 0 : -1;
+	rv->own = revocation_set_new(rv->cfg->jwt.leeway);
+	return rv->own != NULL ? 0 : -1;
 }
 
 /* The node's set, or, in a process no master forked (a test), a set of its own. */
@@ -667,8 +534,6 @@ void revocation_stop(struct revocation *rv)
 	}
 	pthread_cond_destroy(&rv->wake);
 	pthread_mutex_destroy(&rv->wait_lock);
-	pthread_mutex_destroy(&rv->lock);
-	free(rv->slots);
-	free(rv->own);
+	revocation_set_free(rv->own);
 	free(rv);
 }
