@@ -389,6 +389,7 @@ static void set_defaults(struct config *cfg)
 	cfg->jwt.family_lifetime = 90L * 86400;
 	cfg->jwt.refresh_grace_ms = 2000;
 	cfg->jwt.revocation_refresh_ms = 1000;
+	cfg->jwt.revocation_capacity = 262144;
 	cfg->lua_memory = 256u << 20;
 	cfg->json_depth = 32;
 	cfg->hang_timeout_ms = 10000;

@@ -274,6 +274,7 @@ static const struct config_key jwt_keys[] = {
     {"family_lifetime", config_long, 1, MAX_SECONDS, JWT(family_lifetime)},
     {"refresh_grace", config_ms, 0, 60000, JWT(refresh_grace_ms)},
     {"revocation_refresh", config_ms, 50, 3600000, JWT(revocation_refresh_ms)},
+    {"revocation_capacity", config_long, 64, 67108864, JWT(revocation_capacity)},
     {"cookies", config_bool, 0, 0, JWT(cookies)},
     {"cookie_secure", config_bool, 0, 0, JWT(cookie_secure)},
     {"cookie_samesite", read_samesite, 0, 0, JWT(cookie_samesite)},

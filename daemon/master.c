@@ -43,6 +43,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "revocation_shm.h"
 #include "roster.h"
 #include "scoreboard.h"
 #include "worker.h"
@@ -283,6 +284,9 @@ static void reap(void)
 			close(w.ready_fd);
 		roster_at(rec)->pid = 0;
 		metrics_worker_gone((size_t)rec);
+		/* Its lease on the revoked ids' fetching: another worker takes it at its next look.
+		 */
+		revocation_shm_release(revocation_shm_node(), pid);
 		char what[300];
 		describe_exit(&w, status, m.sb[rec].route, what, sizeof(what));
 		bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -347,6 +351,11 @@ static void reload_commit(void)
 		return;
 	}
 	log_set_level(m.pending->log_level);
+	if ((size_t)m.pending->jwt.revocation_capacity !=
+	    revocation_shm_capacity(revocation_shm_node()))
+		log_warn("jwt.revocation_capacity: the node's set keeps its size (%zu ids) until "
+			 "sesamed restarts",
+			 revocation_shm_capacity(revocation_shm_node()));
 	config_free(m.cfg);
 	m.cfg = m.pending;
 	m.pending = NULL;
@@ -448,10 +457,12 @@ static void handle_signal(void)
 static json_t *status_doc(void)
 {
 	json_t *workers = roster_status();
-	return json_pack("{sI sf sI si ss ss so*}", "pid", (json_int_t)getpid(), "uptime",
+	return json_pack("{sI sf sI si ss ss sI so*}", "pid", (json_int_t)getpid(), "uptime",
 			 (double)(clock_mono_ms() - m.started_ms) / 1000.0, "generation",
 			 (json_int_t)m.gen, "workers_wanted", m.cfg->workers, "config", m.cfg->path,
-			 "version", PACKAGE_VERSION, "workers", workers);
+			 "version", PACKAGE_VERSION, "revocation_fetcher",
+			 (json_int_t)revocation_shm_holder(revocation_shm_node()), "workers",
+			 workers);
 }
 
 static void on_control(void)
@@ -582,9 +593,11 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	m.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	m.sb = scoreboard_new(ROSTER_RECORDS);
-	/* The rate-limit counters and the metrics outlive reloads: made once, before any worker. */
+	/* The rate-limit counters, the metrics and the revoked ids outlive reloads: made once,
+	 * before any worker. */
 	if (m.sigfd < 0 || m.sb == NULL || ratelimit_shared_init() != 0 ||
-	    metrics_shared_init(ROSTER_RECORDS) != 0) {
+	    metrics_shared_init(ROSTER_RECORDS) != 0 ||
+	    revocation_shm_init((size_t)cfg->jwt.revocation_capacity) != 0) {
 		log_error("cannot set up the master: %s", strerror(errno));
 		goto done;
 	}

@@ -84,6 +84,7 @@ struct segment {
 	_Atomic uint64_t storage[METRICS_STORAGE_OPS][STORAGE_RESULTS];
 	_Atomic uint64_t failovers, retries[2];
 	_Atomic uint64_t revocations[3];
+	_Atomic uint64_t revocation_fetches, revocation_overflow;
 	_Atomic uint64_t rate_limited[RULES];
 	struct name_slot events[EVENT_NAMES];
 	_Atomic uint64_t events_total[EVENT_NAMES];
@@ -387,6 +388,18 @@ void metrics_revoked_ids(size_t n)
 		atomic_store_explicit(&self->revoked_ids, (int64_t)n, memory_order_relaxed);
 }
 
+void metrics_revocation_fetch(void)
+{
+	if (seg != NULL)
+		add(&seg->revocation_fetches, 1);
+}
+
+void metrics_revocation_overflow(void)
+{
+	if (seg != NULL)
+		add(&seg->revocation_overflow, 1);
+}
+
 void metrics_revocation(enum metrics_revocation op)
 {
 	if (seg != NULL)
@@ -540,8 +553,17 @@ static void render_jobs(FILE *f)
 	fprintf(f, "sesame_db_pool_connections{state=\"busy\"} %lld\n", (long long)busy);
 	fprintf(f, "sesame_db_pool_connections{state=\"idle\"} %lld\n", (long long)idle);
 	header(f, "sesame_revoked_ids", "gauge",
-	       "Revoked token ids held in memory (each worker holds the node's whole set).");
+	       "Revoked token ids held in memory: the node's shared set (and a worker's own ids "
+	       "while that set is full).");
 	fprintf(f, "sesame_revoked_ids %lld\n", (long long)revoked);
+	header(f, "sesame_revocation_fetches_total", "counter",
+	       "Fetches of the newly revoked token ids from storage by this node.");
+	fprintf(f, "sesame_revocation_fetches_total %llu\n",
+		(unsigned long long)get(&seg->revocation_fetches));
+	header(f, "sesame_revocation_overflow_total", "counter",
+	       "Revoked ids that did not fit in the node's set (jwt.revocation_capacity).");
+	fprintf(f, "sesame_revocation_overflow_total %llu\n",
+		(unsigned long long)get(&seg->revocation_overflow));
 }
 
 static void render_storage(FILE *f)

@@ -108,6 +108,9 @@ void metrics_storage_retry(enum metrics_retry reason);
 void metrics_pool(int busy, int idle);
 /* The worker's set of revoked ids holds n. */
 void metrics_revoked_ids(size_t n);
+/* A fetch of the revoked ids from storage; an id that did not fit in the node's set. */
+void metrics_revocation_fetch(void);
+void metrics_revocation_overflow(void);
 void metrics_revocation(enum metrics_revocation op);
 /* A request refused by the rate-limit rule of that name. */
 void metrics_rate_limited(const char *rule);

@@ -1,15 +1,26 @@
 /*
- * revocation.c: the revoked token ids a worker keeps in memory.
+ * revocation.c: the revoked token ids every worker refuses, fetched from storage once per node.
  *
  * A revoked token must be refused on every worker of every sesamed sharing the storage within
- * jwt.revocation_refresh, without a storage round trip per request. Each worker holds the ids
- * (jtis and refresh families' ids) revoked and not yet expired in a hash set, checked on the
- * event loop, and a thread of its own asks the storage for the ids revoked since its last
- * look. The thread is not one of the job threads: a queue of password hashes never delays it.
- * The loop only looks ids up and lists those it revokes itself; the thread files everything
- * into the set, and builds a grown or purged set outside the lock: a lookup never waits for
- * more than one insertion. When the thread purges expired token state it deletes the stored
- * events past events.retention too (events.c): one worker's purge would do, any will.
+ * jwt.revocation_refresh, without a storage round trip per request. The node's workers share
+ * one set of the ids (jtis and refresh families' ids) revoked and not yet expired, in the
+ * segment the master maps before it forks (revocation_shm.c), checked lock free on the event
+ * loops. One worker at a time, the holder of the set's lease, asks the storage every
+ * jwt.revocation_refresh for the ids revoked since its last look and files them in: one query
+ * per node, whatever its number of workers. Each worker has a thread of its own (not one of
+ * the job threads: a queue of password hashes never delays it) that wakes every quarter of
+ * jwt.revocation_refresh (a second at most) to take the lease when it is free or stale: the
+ * master clears the lease of a worker it reaps, a worker that stops releases it, so another
+ * worker takes over well within jwt.revocation_refresh. The holder also purges expired ids
+ * from the set, and expired token state and old events (events.c) from storage, every minute
+ * and when it takes the lease over.
+ * A new worker, after a reload or a crash, finds the node's set already there; only the first
+ * worker after the master starts loads it all, and the others wait (a few seconds at most)
+ * for that load before they serve.
+ *
+ * The ids a worker revokes itself are refused by it at once: they wait in a short list of its
+ * own (revocation_set.c) until its thread, woken at once, files them into the node's set for
+ * the other workers, which refuse them from then on: within milliseconds.
  *
  * The ids revoked since T are asked for with T a little before the previous fetch began
  * (FETCH_OVERLAP_MS): a revocation written by another process with a time just before that
@@ -22,9 +33,13 @@
  * is logged out everywhere, disabled or deleted) is an id of the set too, kept with its
  * revocation time: tokens of the subject issued at or before it are refused (auth.c).
  *
- * The set keeps a 128-bit keyed hash (SipHash) of each id, not the id: 32 bytes an entry
- * however long the id, and ids chosen by anyone cannot aim at one bucket. A false match would
- * need two ids with one 128-bit hash under a key drawn when the worker starts.
+ * The node's set has a fixed size (jwt.revocation_capacity). An id that does not fit is never
+ * dropped: it goes to the worker's own set (revocation_set.c), the error is logged (once a
+ * minute) and counted, and the node's set is marked overflowing: while it is, every worker
+ * fetches the whole set for itself as well, as each did before the set was shared, and the
+ * holder purges the node's set before each fetch. Once a purge frees a tenth of it the holder
+ * fetches everything again, and when all of it fits the mark goes and the workers give their
+ * own sets back.
  */
 #include "autoconfig.h"
 
@@ -32,276 +47,239 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "config.h"
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
+#include "revocation_set.h"
+#include "revocation_shm.h"
 
-#define FETCH_OVERLAP_MS 10000
-#define PURGE_EVERY_MS	 60000
-#define MIN_CAPACITY	 64
-
-struct entry {
-	uint64_t h[2]; /* {0, 0}: an empty slot */
-	long long expires_at;
-	long long revoked_at; /* Unix ms, the store's clock; 0 for the ids revoked here */
-};
+#define FETCH_OVERLAP_MS   10000
+#define PURGE_EVERY_MS	   60000
+#define FIRST_LOAD_WAIT_MS 5000 /* a worker waits this long for another's first load */
+#define OVERFLOW_LOG_MS	   60000
+#define TICK_MIN_MS	   10
+#define TICK_MAX_MS	   1000
 
 struct revocation {
 	const struct config *cfg;
 	struct storage st;
-	/*
-	 * Held only briefly: for a lookup, one insertion, a swap of tables. The table changes on
-	 * the fetching side alone (the thread, or the start before it), which builds a grown or
-	 * purged table outside the lock; the event loop never waits for a rebuild.
-	 */
-	pthread_mutex_t lock;
-	struct entry *slots;
-	size_t cap, n;
-	struct entry *own; /* ids this worker revoked itself, until the thread files them */
-	size_t nown, capown;
-	unsigned char key[crypto_shorthash_siphashx24_KEYBYTES];
+	struct revocation_table *t; /* the node's; this process's own without a master */
+	bool own_table;
+	pid_t pid;
+	/* The worker's own ids: those it revoked, until filed into the node's set; those that
+	 * did not fit there; and, while the node's set overflows, the whole set. */
+	struct revocation_set *own;
+	long long since_ms; /* the own set's fetches: the next asks for ids revoked since */
+	uint64_t next_own_fetch, next_own_purge;
+	bool holding; /* the lease, at the last look */
+	bool refetch; /* as the holder: a purge made room while the node's set overflowed */
+	uint64_t overflow_logged;
 	/* the thread */
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t wait_lock;
 	pthread_cond_t wake; /* on CLOCK_MONOTONIC */
-	bool stopping;
-	long long since_ms; /* the next fetch asks for ids revoked since then; -1: all */
+	bool stopping, kicked;
 	bool failing;
 };
 
-/* ---- the set ---- */
+/* ---- lookups, on the event loop ---- */
 
-static void hash_id(const struct revocation *rv, const char *id, uint64_t h[2])
+static void kick(struct revocation *rv)
 {
-	unsigned char out[crypto_shorthash_siphashx24_BYTES];
-	crypto_shorthash_siphashx24(out, (const unsigned char *)id, strlen(id), rv->key);
-	memcpy(h, out, sizeof(out));
-	if (h[0] == 0 && h[1] == 0)
-		h[0] = 1;
-}
-
-static struct entry *slot_of(struct entry *slots, size_t cap, const uint64_t h[2])
-{
-	size_t i = (size_t)h[0] & (cap - 1);
-	while (slots[i].h[0] != 0 || slots[i].h[1] != 0) {
-		if (slots[i].h[0] == h[0] && slots[i].h[1] == h[1])
-			return &slots[i];
-		i = (i + 1) & (cap - 1);
-	}
-	return &slots[i];
-}
-
-static bool expired(const struct entry *e, long long now_s, long leeway)
-{
-	return e->expires_at != 0 && e->expires_at + leeway < now_s;
-}
-
-/*
- * A new table of the live entries (the expired ones dropped: their tokens fail the exp check
- * anyway) with room for want more, built without the lock: only the fetching side, the caller,
- * changes the table. NULL when out of memory.
- */
-static struct entry *build(const struct revocation *rv, size_t want, size_t *cap_out, size_t *n_out)
-{
-	size_t cap = MIN_CAPACITY;
-	while (cap < (rv->n + want) * 2)
-		cap *= 2;
-	struct entry *slots = calloc(cap, sizeof(*slots));
-	if (slots == NULL)
-		return NULL;
-	long long now_s = clock_wall_ms() / 1000;
-	size_t n = 0;
-	for (size_t i = 0; i < rv->cap; i++) {
-		const struct entry *e = &rv->slots[i];
-		if ((e->h[0] == 0 && e->h[1] == 0) || expired(e, now_s, rv->cfg->jwt.leeway))
-			continue;
-		*slot_of(slots, cap, e->h) = *e;
-		n++;
-	}
-	*cap_out = cap;
-	*n_out = n;
-	return slots;
-}
-
-/* Replaces the table with a new one (from build); the fetching side only. */
-static bool rebuild(struct revocation *rv, size_t want)
-{
-	size_t cap, n;
-	struct entry *slots = build(rv, want, &cap, &n);
-	if (slots == NULL)
-		return false;
-	pthread_mutex_lock(&rv->lock);
-	struct entry *old = rv->slots;
-	rv->slots = slots;
-	rv->cap = cap;
-	rv->n = n;
-	pthread_mutex_unlock(&rv->lock);
-	free(old);
-	return true;
-}
-
-/* Files one id's hash into the table; the fetching side only. A later expiry wins, and so
- * does a later revocation time. */
-static void file_entry(struct revocation *rv, const uint64_t h[2], long long expires_at,
-		       long long revoked_at)
-{
-	if ((rv->n + 1) * 2 > rv->cap && !rebuild(rv, 1)) {
-		log_error("revocation: out of memory: a revoked id is not kept");
-		return;
-	}
-	pthread_mutex_lock(&rv->lock);
-	struct entry *e = slot_of(rv->slots, rv->cap, h);
-	if (e->h[0] == 0 && e->h[1] == 0) {
-		*e = (struct entry){
-		    .h = {h[0], h[1]}, .expires_at = expires_at, .revoked_at = revoked_at};
-		rv->n++;
-	} else {
-		if (e->expires_at != 0 && (expires_at == 0 || expires_at > e->expires_at))
-			e->expires_at = expires_at;
-		if (revoked_at > e->revoked_at)
-			e->revoked_at = revoked_at;
-	}
-	pthread_mutex_unlock(&rv->lock);
+	pthread_mutex_lock(&rv->wait_lock);
+	rv->kicked = true;
+	pthread_cond_signal(&rv->wake);
+	pthread_mutex_unlock(&rv->wait_lock);
 }
 
 void revocation_add(struct revocation *rv, const char *id, long long expires_at)
 {
 	if (rv == NULL)
 		return;
-	struct entry e = {.expires_at = expires_at};
-	hash_id(rv, id, e.h);
-	pthread_mutex_lock(&rv->lock);
-	if (rv->nown == rv->capown) {
-		size_t cap = rv->capown ? rv->capown * 2 : 16;
-		struct entry *grown = realloc(rv->own, cap * sizeof(*grown));
-		if (grown == NULL) {
-			pthread_mutex_unlock(&rv->lock);
-			log_error("revocation: out of memory: a revoked id is refused here once "
-				  "fetched");
-			return;
-		}
-		rv->own = grown;
-		rv->capown = cap;
+	struct revocation_entry e = {.expires_at = expires_at};
+	revocation_shm_hash(rv->t, id, e.h);
+	if (revocation_set_push(rv->own, &e) != 0) {
+		log_error("revocation: out of memory: a revoked id is refused here once fetched");
+		return;
 	}
-	rv->own[rv->nown++] = e;
-	pthread_mutex_unlock(&rv->lock);
+	if (rv->started)
+		kick(rv);
 }
 
 long long revocation_time(struct revocation *rv, const char *id)
 {
 	if (rv == NULL || id == NULL)
 		return -1;
-	long long at = -1;
 	uint64_t h[2];
-	hash_id(rv, id, h);
-	pthread_mutex_lock(&rv->lock);
-	if (rv->n > 0) {
-		const struct entry *e = slot_of(rv->slots, rv->cap, h);
-		if (e->h[0] != 0 || e->h[1] != 0)
-			at = e->revoked_at;
-	}
-	pthread_mutex_unlock(&rv->lock);
-	return at;
+	long long shared = -1;
+	revocation_shm_hash(rv->t, id, h);
+	revocation_shm_find(rv->t, h, &shared);
+	long long own = revocation_set_time(rv->own, h);
+	return own > shared ? own : shared;
 }
 
 bool revocation_has(struct revocation *rv, const char *id)
 {
 	if (rv == NULL || id == NULL)
 		return false;
-	bool found = false;
-	pthread_mutex_lock(&rv->lock);
-	if (rv->n > 0 || rv->nown > 0) {
-		uint64_t h[2];
-		hash_id(rv, id, h);
-		const struct entry *e = slot_of(rv->slots, rv->cap, h);
-		found = e->h[0] != 0 || e->h[1] != 0;
-		for (size_t i = 0; !found && i < rv->nown; i++)
-			found = rv->own[i].h[0] == h[0] && rv->own[i].h[1] == h[1];
-	}
-	pthread_mutex_unlock(&rv->lock);
-	return found;
+	uint64_t h[2];
+	revocation_shm_hash(rv->t, id, h);
+	return revocation_shm_find(rv->t, h, NULL) || revocation_set_time(rv->own, h) >= 0;
 }
 
-/* Files the ids this worker revoked itself: into the table first, then out of its list, so
- * that a lookup finds them all along. The fetching side only. */
+/* ---- the node's set ---- */
+
+/* An id did not fit in the node's set: said once a minute, counted each time. */
+static void overflowed(struct revocation *rv)
+{
+	uint64_t now = clock_mono_ms();
+	metrics_revocation_overflow();
+	revocation_shm_set_overflow(rv->t, true);
+	if (rv->overflow_logged != 0 && now - rv->overflow_logged < OVERFLOW_LOG_MS)
+		return;
+	rv->overflow_logged = now;
+	log_error("revocation: the node's set of revoked ids is full (jwt.revocation_capacity = "
+		  "%zu): every worker keeps and fetches the whole set itself until expired ids "
+		  "make room",
+		  revocation_shm_capacity(rv->t));
+}
+
+static bool put_shared(struct revocation *rv, const uint64_t h[2], long long expires_at,
+		       long long revoked_at)
+{
+	if (revocation_shm_lock(rv->t) != 0)
+		return false;
+	int rc = revocation_shm_put(rv->t, h, expires_at, revoked_at);
+	revocation_shm_unlock(rv->t);
+	return rc == 0;
+}
+
+/* Files one id into the worker's own set; the thread only. */
+static void file_own_set(struct revocation *rv, const uint64_t h[2], long long expires_at,
+			 long long revoked_at)
+{
+	if (revocation_set_file(rv->own, h, expires_at, revoked_at) != 0)
+		log_error("revocation: out of memory: a revoked id is not kept");
+}
+
+/* Files one id into the node's set; one that does not fit goes to the own set. The thread. */
+static bool file_shared(struct revocation *rv, const uint64_t h[2], long long expires_at,
+			long long revoked_at)
+{
+	if (put_shared(rv, h, expires_at, revoked_at))
+		return true;
+	overflowed(rv);
+	file_own_set(rv, h, expires_at, revoked_at);
+	return false;
+}
+
+/* Files the ids this worker revoked itself: into the node's set first, then out of its list,
+ * so that a lookup finds them all along. The thread only. */
 static void file_own(struct revocation *rv)
 {
-	pthread_mutex_lock(&rv->lock);
-	size_t k = rv->nown;
-	struct entry *copy = k > 0 ? malloc(k * sizeof(*copy)) : NULL;
-	if (copy != NULL)
-		memcpy(copy, rv->own, k * sizeof(*copy));
-	pthread_mutex_unlock(&rv->lock);
+	size_t k;
+	struct revocation_entry *copy = revocation_set_peek(rv->own, &k);
 	if (copy == NULL)
 		return; /* nothing to file, or out of memory: they wait in the list */
 	for (size_t i = 0; i < k; i++)
-		file_entry(rv, copy[i].h, copy[i].expires_at, copy[i].revoked_at);
+		file_shared(rv, copy[i].h, copy[i].expires_at, copy[i].revoked_at);
 	free(copy);
-	pthread_mutex_lock(&rv->lock);
-	memmove(rv->own, rv->own + k, (rv->nown - k) * sizeof(*rv->own));
-	rv->nown -= k;
-	pthread_mutex_unlock(&rv->lock);
+	revocation_set_pop(rv->own, k);
 }
 
-static void purge_memory(struct revocation *rv)
+static bool give_one(void *ctx, const struct revocation_entry *e)
 {
-	if (!rebuild(rv, 0))
-		log_error("revocation: out of memory while purging");
+	return put_shared(ctx, e->h, e->expires_at, e->revoked_at);
 }
 
-/* How many ids the table holds, for the metrics: read under the lock like every other
- * reader's look at the table. */
-static size_t held(struct revocation *rv)
+/* The node's set has room again: the own set goes into it, and away when all of it fits. */
+static void give_back(struct revocation *rv)
 {
-	pthread_mutex_lock(&rv->lock);
-	size_t n = rv->n;
-	pthread_mutex_unlock(&rv->lock);
-	return n;
+	if (!revocation_set_each(rv->own, give_one, rv)) {
+		overflowed(rv);
+		return;
+	}
+	revocation_set_clear(rv->own);
+	rv->since_ms = -1;
 }
 
 /* ---- fetching ---- */
 
-static void each_revoked(void *ctx, const char *id, long long expires_at, long long revoked_at)
+static void each_shared(void *ctx, const char *id, long long expires_at, long long revoked_at)
 {
 	struct revocation *rv = ctx;
 	uint64_t h[2];
-	hash_id(rv, id, h);
-	file_entry(rv, h, expires_at, revoked_at);
+	revocation_shm_hash(rv->t, id, h);
+	if (!file_shared(rv, h, expires_at, revoked_at))
+		rv->refetch = false; /* this fetch did not make it fit */
 }
 
-/* Asks the storage for what was revoked since the last look; logs a change of state. */
-static void fetch(struct revocation *rv)
+static void each_own(void *ctx, const char *id, long long expires_at, long long revoked_at)
+{
+	struct revocation *rv = ctx;
+	uint64_t h[2];
+	revocation_shm_hash(rv->t, id, h);
+	file_own_set(rv, h, expires_at, revoked_at);
+}
+
+/* Asks the storage for what was revoked since since_ms; logs a change of state. */
+static enum sesame_storage_result fetch(struct revocation *rv, long long since_ms,
+					void (*each)(void *, const char *, long long, long long),
+					long long *start)
 {
 	char err[LOG_ERR_MAX] = "";
-	long long start = 0;
 	/* Tokens are taken until exp + leeway, by this host's clock as every token check is:
 	 * their revocations are kept as long. */
 	long long alive_at = clock_wall_ms() / 1000 - rv->cfg->jwt.leeway;
-	enum sesame_storage_result r = rv->st.fn->revoked_since(
-	    rv->st.state, rv->since_ms, alive_at, each_revoked, rv, &start, err, sizeof(err));
+	enum sesame_storage_result r = rv->st.fn->revoked_since(rv->st.state, since_ms, alive_at,
+								each, rv, start, err, sizeof(err));
 	metrics_storage(METRICS_REVOKED_SINCE, r);
-	metrics_revoked_ids(held(rv));
+	metrics_revocation_fetch();
 	if (r == SESAME_STORAGE_OK) {
 		if (rv->failing)
 			log_info("revocation: the revoked token ids are fetched again");
 		rv->failing = false;
-		rv->since_ms = start - FETCH_OVERLAP_MS;
-		return;
+		return r;
 	}
 	if (!rv->failing)
 		log_error("revocation: cannot fetch the revoked token ids (%s); tokens revoked "
 			  "elsewhere from now on are refused here once the storage answers",
 			  err);
 	rv->failing = true;
+	return r;
+}
+
+/* As the holder of the lease: the node's fetch. */
+static void fetch_node(struct revocation *rv)
+{
+	bool full = rv->refetch;
+	long long start = 0;
+	enum sesame_storage_result r =
+	    fetch(rv, full ? -1 : revocation_shm_since(rv->t), each_shared, &start);
+	revocation_shm_fetched(rv->t, r == SESAME_STORAGE_OK, start - FETCH_OVERLAP_MS);
+	if (r != SESAME_STORAGE_OK || !full)
+		return;
+	if (rv->refetch) {
+		revocation_shm_set_overflow(rv->t, false);
+		log_info("revocation: the node's set holds every revoked id again");
+	}
+	rv->refetch = false;
+}
+
+/* While the node's set overflows: this worker's own fetch of the whole set. */
+static void fetch_own(struct revocation *rv)
+{
+	long long start = 0;
+	if (fetch(rv, rv->since_ms, each_own, &start) == SESAME_STORAGE_OK)
+		rv->since_ms = start - FETCH_OVERLAP_MS;
 }
 
 static void purge_storage(struct revocation *rv)
@@ -316,45 +294,193 @@ static void purge_storage(struct revocation *rv)
 	events_purge(rv->cfg, &rv->st);
 }
 
-static void deadline_after(struct timespec *ts, long ms)
+/*
+ * As the holder: expired ids out of the node's set. While it overflows, a purge that made room
+ * (a tenth of it) has the next fetch ask for everything again, to see whether all of it fits.
+ */
+static void purge_memory(struct revocation *rv)
+{
+	if (revocation_shm_lock(rv->t) == 0) {
+		revocation_shm_purge(rv->t, clock_wall_ms() / 1000 - rv->cfg->jwt.leeway);
+		revocation_shm_unlock(rv->t);
+	}
+	size_t cap = revocation_shm_capacity(rv->t);
+	if (revocation_shm_overflow(rv->t) && revocation_shm_count(rv->t) + cap / 10 < cap)
+		rv->refetch = true;
+}
+
+/* ---- the thread ---- */
+
+static uint64_t refresh_ms(const struct revocation *rv)
+{
+	return (uint64_t)rv->cfg->jwt.revocation_refresh_ms;
+}
+
+/* How often the thread looks at the lease. */
+static uint64_t tick_ms(const struct revocation *rv)
+{
+	uint64_t ms = refresh_ms(rv) / 4;
+	return ms < TICK_MIN_MS ? TICK_MIN_MS : ms > TICK_MAX_MS ? TICK_MAX_MS : ms;
+}
+
+/* A holder that stops renewing (stuck in a storage call) loses the lease after this. */
+static uint64_t lease_ttl(const struct revocation *rv)
+{
+	return 3 * refresh_ms(rv) + 1000;
+}
+
+static bool hold_lease(struct revocation *rv, uint64_t now)
+{
+	return revocation_shm_lease(rv->t, rv->pid, now, lease_ttl(rv));
+}
+
+/* As the holder: the node's fetch when due (after a purge of the set while it overflows), and
+ * the purges every minute and when this worker just took the lease over. */
+static void as_holder(struct revocation *rv, bool just_took, uint64_t now)
+{
+	if (revocation_shm_due(rv->t, REVOCATION_SHM_FETCH, now, refresh_ms(rv))) {
+		if (revocation_shm_overflow(rv->t))
+			purge_memory(rv);
+		fetch_node(rv);
+	}
+	if (revocation_shm_due(rv->t, REVOCATION_SHM_PURGE, now, PURGE_EVERY_MS) || just_took) {
+		purge_storage(rv);
+		purge_memory(rv);
+	}
+}
+
+/* The own set: the whole set fetched while the node's overflows, given back after. */
+static void own_set(struct revocation *rv, uint64_t now)
+{
+	if (!revocation_shm_overflow(rv->t)) {
+		if (revocation_set_count(rv->own) > 0)
+			give_back(rv);
+		return;
+	}
+	if (now >= rv->next_own_fetch) {
+		rv->next_own_fetch = now + refresh_ms(rv);
+		fetch_own(rv);
+	}
+	if (now >= rv->next_own_purge) {
+		rv->next_own_purge = now + PURGE_EVERY_MS;
+		revocation_set_purge(rv->own);
+	}
+}
+
+/* One look at the lease and the sets. Returns how long to wait for the next. */
+static uint64_t tick(struct revocation *rv)
+{
+	uint64_t now = clock_mono_ms(), wait = tick_ms(rv);
+	bool held = rv->holding;
+	rv->holding = hold_lease(rv, now);
+	if (rv->holding) {
+		as_holder(rv, !held, now);
+		uint64_t until = revocation_shm_until(rv->t, REVOCATION_SHM_FETCH, clock_mono_ms());
+		wait = until < wait ? until : wait;
+	}
+	own_set(rv, now);
+	metrics_revoked_ids(revocation_shm_count(rv->t) + revocation_set_count(rv->own));
+	return wait > 0 ? wait : 1;
+}
+
+static void deadline_after(struct timespec *ts, uint64_t ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000L;
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
 	if (ts->tv_nsec >= 1000000000L) {
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000L;
 	}
 }
 
+/* Waits until the deadline, a kick (an id revoked here) or the stop; with wait_lock held.
+ * True when the deadline came. */
+static bool wait_for(struct revocation *rv, const struct timespec *until)
+{
+	while (!rv->stopping && !rv->kicked) {
+		if (pthread_cond_timedwait(&rv->wake, &rv->wait_lock, until) == ETIMEDOUT)
+			return true;
+	}
+	rv->kicked = false;
+	return false;
+}
+
 static void *fetcher(void *arg)
 {
 	struct revocation *rv = arg;
-	long interval = rv->cfg->jwt.revocation_refresh_ms;
-	/* Workers purge at different moments: one of them is enough, any of them will do. */
-	long long next_purge = clock_wall_ms() + randombytes_uniform(PURGE_EVERY_MS);
-	purge_storage(rv);
+	struct timespec until;
+	deadline_after(&until, tick_ms(rv));
 	pthread_mutex_lock(&rv->wait_lock);
 	while (!rv->stopping) {
-		struct timespec until;
-		deadline_after(&until, interval);
-		while (!rv->stopping &&
-		       pthread_cond_timedwait(&rv->wake, &rv->wait_lock, &until) != ETIMEDOUT)
-			;
+		bool due = wait_for(rv, &until);
 		if (rv->stopping)
 			break;
 		pthread_mutex_unlock(&rv->wait_lock);
 		file_own(rv);
-		fetch(rv);
-		if (clock_wall_ms() >= next_purge) {
-			purge_storage(rv);
-			purge_memory(rv);
-			next_purge = clock_wall_ms() + PURGE_EVERY_MS;
-		}
+		if (due)
+			deadline_after(&until, tick(rv));
 		pthread_mutex_lock(&rv->wait_lock);
 	}
 	pthread_mutex_unlock(&rv->wait_lock);
 	return NULL;
+}
+
+/* ---- start and stop ---- */
+
+/*
+ * Before the worker serves, so that a token revoked already is refused at once: the node's
+ * set when it is loaded; else this worker loads it, or waits for the one that does (until its
+ * first fetch is done, FIRST_LOAD_WAIT_MS at most). While the set overflows, the own set too.
+ */
+static void first_load(struct revocation *rv)
+{
+	uint64_t t0 = clock_mono_ms();
+	uint64_t tried = revocation_shm_attempts(rv->t);
+	bool loaded_here = false;
+	while (!revocation_shm_loaded(rv->t)) {
+		uint64_t now = clock_mono_ms();
+		if (hold_lease(rv, now)) {
+			revocation_shm_due(rv->t, REVOCATION_SHM_FETCH, now, refresh_ms(rv));
+			fetch_node(rv);
+			loaded_here = true;
+			break;
+		}
+		if (revocation_shm_attempts(rv->t) != tried || now - t0 >= FIRST_LOAD_WAIT_MS)
+			break;
+		nanosleep(&(struct timespec){.tv_nsec = 10000000L}, NULL);
+	}
+	if (revocation_shm_overflow(rv->t)) {
+		rv->next_own_fetch = clock_mono_ms() + refresh_ms(rv);
+		fetch_own(rv);
+	}
+	log_info("revocation: %zu revoked ids %s in %llu ms",
+		 revocation_shm_count(rv->t) + revocation_set_count(rv->own),
+		 loaded_here ? "loaded" : "found in the node's set",
+		 (unsigned long long)(clock_mono_ms() - t0));
+}
+
+static int init_sync(struct revocation *rv)
+{
+	pthread_condattr_t ca;
+	pthread_mutex_init(&rv->wait_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rv->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	rv->own = revocation_set_new(rv->cfg->jwt.leeway);
+	return rv->own != NULL ? 0 : -1;
+}
+
+/* The node's set, or, in a process no master forked (a test), a set of its own. */
+static int attach(struct revocation *rv)
+{
+	rv->t = revocation_shm_node();
+	if (rv->t != NULL)
+		return 0;
+	rv->t = revocation_shm_new((size_t)rv->cfg->jwt.revocation_capacity);
+	rv->own_table = true;
+	return rv->t != NULL ? 0 : -1;
 }
 
 int revocation_start(const struct config *cfg, struct revocation **out)
@@ -371,27 +497,22 @@ int revocation_start(const struct config *cfg, struct revocation **out)
 	rv->cfg = cfg;
 	rv->st = st;
 	rv->since_ms = -1;
-	randombytes_buf(rv->key, sizeof(rv->key));
-	pthread_mutex_init(&rv->lock, NULL);
-	pthread_mutex_init(&rv->wait_lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&rv->wake, &ca);
-	pthread_condattr_destroy(&ca);
-	rebuild(rv, 0);
-	uint64_t t0 = clock_mono_ns();
-	fetch(rv); /* before the worker serves: a token revoked already is refused at once */
-	log_info("revocation: %zu revoked ids loaded in %llu ms", held(rv),
-		 (unsigned long long)((clock_mono_ns() - t0) / 1000000u));
+	rv->pid = getpid();
+	if (attach(rv) != 0 || init_sync(rv) != 0) {
+		log_error("revocation: cannot set up the set of revoked ids");
+		goto fail;
+	}
+	first_load(rv);
 	if (pthread_create(&rv->thread, NULL, fetcher, rv) != 0) {
 		log_error("revocation: cannot start the thread that fetches revoked ids");
-		revocation_stop(rv);
-		return -1;
+		goto fail;
 	}
 	rv->started = true;
 	*out = rv;
 	return 0;
+fail:
+	revocation_stop(rv);
+	return -1;
 }
 
 void revocation_stop(struct revocation *rv)
@@ -405,10 +526,14 @@ void revocation_stop(struct revocation *rv)
 		pthread_mutex_unlock(&rv->wait_lock);
 		pthread_join(rv->thread, NULL);
 	}
+	if (rv->t != NULL) {
+		revocation_shm_release(rv->t,
+				       rv->pid); /* another worker fetches from its next tick */
+		if (rv->own_table)
+			revocation_shm_free(rv->t);
+	}
 	pthread_cond_destroy(&rv->wake);
 	pthread_mutex_destroy(&rv->wait_lock);
-	pthread_mutex_destroy(&rv->lock);
-	free(rv->slots);
-	free(rv->own);
+	revocation_set_free(rv->own);
 	free(rv);
 }

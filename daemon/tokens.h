@@ -42,7 +42,8 @@ struct token_config {
 	/* Refresh families and revocation (storage keeps them). */
 	long family_lifetime;  /* seconds: a log-in's refresh tokens end then, rotated or not */
 	long refresh_grace_ms; /* a spent refresh token still rotates this long after */
-	long revocation_refresh_ms; /* how often a worker fetches the newly revoked ids */
+	long revocation_refresh_ms; /* how often a node fetches the newly revoked ids */
+	long revocation_capacity;   /* the node's set of revoked ids holds this many */
 };
 
 /* flask-jwt-extended's names. */

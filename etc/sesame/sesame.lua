@@ -183,6 +183,7 @@ password = {
 --   family_lifetime = 7776000,      -- seconds a log-in's refresh tokens last, rotated or not
 --   refresh_grace = 2,              -- seconds a spent refresh token still rotates (racing tabs)
 --   revocation_refresh = 1,         -- seconds until every worker refuses a revoked token
+--   revocation_capacity = 262144,   -- revoked ids the node's shared set holds (restart to change)
 -- }
 
 -- Where users, refresh families, revoked tokens and failed log-ins are kept. The connection is the other setting without a default.
