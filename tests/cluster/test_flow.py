@@ -144,3 +144,21 @@ def test_two_nodes_starting_at_once_on_an_empty_database(healthy, tmp_path):
 def test_the_proxy_tells_the_node(healthy):
     r = requests.get(healthy.proxy.url + "/readyz", timeout=5)
     assert r.status_code == 200 and r.headers["X-Node"] in {"s1", "s2"}
+
+
+def counter(node, name):
+    """The value of an unlabelled counter on a node's /metrics."""
+    for line in node.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{node.name} has no {name}")
+
+
+def test_each_node_fetches_revocations_once_per_refresh(healthy):
+    # Two workers a node, jwt.revocation_refresh = 1: one fetch a second per node, not one per
+    # worker (a bound with room for a fetch that starts at either end of the window).
+    before = {n.name: counter(n, "sesame_revocation_fetches_total") for n in healthy.nodes}
+    time.sleep(5)
+    for n in healthy.nodes:
+        fetched = counter(n, "sesame_revocation_fetches_total") - before[n.name]
+        assert 3 <= fetched <= 7, (n.name, fetched)
