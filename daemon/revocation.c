@@ -27,7 +27,10 @@
  * fetch, but committed just after it, is seen by the next one. Adding an id twice is harmless.
  * Both times are the storage's clock (the database server's), never this host's: revocations
  * are stamped by it and each fetch reports it, so a host whose clock runs ahead or behind
- * neither misses other hosts' revocations nor hides its own.
+ * neither misses other hosts' revocations nor hides its own. A cluster's database nodes each
+ * have a clock, though: an id stamped by a node whose clock lags the one fetched from by more
+ * than the overlap would fall behind the cursor, so once a minute the fetch asks for every live
+ * id, which bounds what such skew can delay to a minute.
  *
  * A subject's cutoff (SESAME_SUBJECT_CUTOFF_PREFIX and the subject, recorded when the subject
  * is logged out everywhere, disabled or deleted) is an id of the set too, kept with its
@@ -60,9 +63,11 @@
 #include "revocation_set.h"
 #include "revocation_shm.h"
 
-#define FETCH_OVERLAP_MS   10000
-#define PURGE_EVERY_MS	   60000
-#define FIRST_LOAD_WAIT_MS 5000 /* a worker waits this long for another's first load */
+#define FETCH_OVERLAP_MS 10000
+#define PURGE_EVERY_MS	 60000
+/* A worker waits this long at most for another's first load: until that attempt ends, loaded
+ * or failed (bounded by the storage's own timeouts), or the lease of a holder that died ends. */
+#define FIRST_LOAD_WAIT_MS 30000
 #define OVERFLOW_LOG_MS	   60000
 #define TICK_MIN_MS	   10
 #define TICK_MAX_MS	   1000
@@ -80,6 +85,7 @@ struct revocation {
 	uint64_t next_own_fetch, next_own_purge;
 	bool holding; /* the lease, at the last look */
 	bool refetch; /* as the holder: a purge made room while the node's set overflowed */
+	bool full;    /* as the holder: the minute's fetch of every live revoked id is due */
 	uint64_t overflow_logged;
 	/* the thread */
 	pthread_t thread;
@@ -260,17 +266,18 @@ static enum sesame_storage_result fetch(struct revocation *rv, long long since_m
 /* As the holder of the lease: the node's fetch. */
 static void fetch_node(struct revocation *rv)
 {
-	bool full = rv->refetch;
+	bool full = rv->refetch || rv->full;
 	long long start = 0;
 	enum sesame_storage_result r =
 	    fetch(rv, full ? -1 : revocation_shm_since(rv->t), each_shared, &start);
 	revocation_shm_fetched(rv->t, r == SESAME_STORAGE_OK, start - FETCH_OVERLAP_MS);
 	if (r != SESAME_STORAGE_OK || !full)
 		return;
-	if (rv->refetch) {
-		revocation_shm_set_overflow(rv->t, false);
-		log_info("revocation: the node's set holds every revoked id again");
-	}
+	rv->full = false;
+	if (!rv->refetch)
+		return;
+	revocation_shm_set_overflow(rv->t, false);
+	log_info("revocation: the node's set holds every revoked id again");
 	rv->refetch = false;
 }
 
@@ -346,6 +353,11 @@ static void as_holder(struct revocation *rv, bool just_took, uint64_t now)
 	if (revocation_shm_due(rv->t, REVOCATION_SHM_PURGE, now, PURGE_EVERY_MS) || just_took) {
 		purge_storage(rv);
 		purge_memory(rv);
+		/* Once a minute the next fetch asks for every live id, not those since the cursor:
+		 * an id stamped by a database node whose clock lags the one fetched from by more
+		 * than the overlap (Galera nodes each have their own) is missed at most a minute.
+		 */
+		rv->full = true;
 	}
 }
 

@@ -314,6 +314,9 @@ static void zero(struct slot *from, struct slot *to)
  */
 static void clear(struct revocation_table *t, uint32_t which)
 {
+	/* Whatever moved the table's sequence before (in this process or the last holder's) is
+	 * seen before any slot is zeroed, by a reader still on this table from before a flip. */
+	atomic_thread_fence(memory_order_release);
 	struct slot *tab = table(t, which), *end = tab + t->nslots;
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	uintptr_t from = ((uintptr_t)tab + page - 1) & ~(page - 1);

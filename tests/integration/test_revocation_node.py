@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import jwt
 import requests
 
 from conftest import SESAMED, TOP, wait_for
@@ -123,6 +124,28 @@ def test_killing_the_fetcher_hands_the_fetching_over(sesamed, mariadb):
     assert set(statuses) == {401}
     assert len(pids) == 4, pids
     assert f"worker {holder} (slot" in s.log() and "killed by signal 9" in s.log()
+
+
+def test_a_revocation_stamped_behind_the_cursor_is_fetched_by_a_full_fetch(sesamed, mariadb):
+    # A database node whose clock lags the one the node fetches from stamps its revocations
+    # behind the fetch cursor (Galera nodes each have a clock): the incremental fetch misses
+    # them, the holder's full fetch (every minute, and when a worker takes the lease over)
+    # does not.
+    s = make_app(sesamed, mariadb, "revocation_refresh = 0.5")
+    s.wait_log("revoked ids loaded in")
+    pair = login(s)
+    time.sleep(1.5)  # past the full fetch of the worker that took the lease at start
+    jti = jwt.decode(pair["access_token"], SECRET, algorithms=["HS256"])["jti"]
+    mariadb.sql("INSERT INTO sesame_revoked_tokens (id, revoked_at, expires_at) VALUES "
+                f"('{jti}', (UNIX_TIMESTAMP(NOW(3)) - 30) * 1000, UNIX_TIMESTAMP() + 3600)",
+                mariadb.database)
+    time.sleep(1.5)  # three fetches since the cursor: none of them asks that far back
+    statuses, _ = everywhere(s, pair["access_token"], tries=8)
+    assert set(statuses) == {200}, statuses
+    holder, _ = fetcher(s)
+    subprocess.run(["kill", "-9", str(holder)], check=True)
+    assert wait_for(lambda: set(everywhere(s, pair["access_token"], tries=8)[0]) == {401},
+                    timeout=10)
 
 
 def test_a_reload_keeps_the_set(sesamed, mariadb):
