@@ -406,6 +406,16 @@ static void test_no_node_answers_within_the_timeout(void **state)
 	dbpool_stop();
 }
 
+/* The pool's two connections, acquired together: neither is connection old any more. */
+static void acquire_two_but(unsigned long old)
+{
+	void *a = acquire(), *b = acquire();
+	assert_int_not_equal(connection_id(a), old);
+	assert_int_not_equal(connection_id(b), old);
+	db->release(a, false);
+	db->release(b, false);
+}
+
 /*
  * Two entries for the one server, as node 0 and node 1. A connection to node 0 killed
  * and released broken takes node 0 down: the other connection to it is dropped at its next
@@ -431,12 +441,7 @@ static void test_a_node_gone_drops_its_connections_and_comes_back(void **state)
 	db->release(b, false);
 	sleep(6); /* node 0 rested (1 s), and a is older than the drain time (5 s) */
 	db->release(a, false);
-	a = acquire();
-	b = acquire();
-	assert_int_not_equal(connection_id(a), ida2);
-	assert_int_not_equal(connection_id(b), ida2);
-	db->release(a, false);
-	db->release(b, false);
+	acquire_two_but(ida2);
 	dbpool_stop();
 }
 
@@ -459,12 +464,7 @@ static void test_a_node_gone_at_prepare_is_marked_down(void **state)
 	assert_null(db->prepare(a, "SELECT ? + 2", err, sizeof(err)));
 	assert_int_not_equal(db->prepare_errno(a), 0);
 	db->release(a, true);
-	a = acquire();
-	b = acquire();
-	assert_int_not_equal(connection_id(a), idb);
-	assert_int_not_equal(connection_id(b), idb);
-	db->release(a, false);
-	db->release(b, false);
+	acquire_two_but(idb);
 	dbpool_stop();
 }
 
