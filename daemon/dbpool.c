@@ -12,7 +12,8 @@
  * storage.mariadb.hosts), a slot connects to the first healthy node (dbpool_nodes.c); a
  * connection to a node that failed since it was made is closed at its next acquire, and one
  * to a less preferred node is closed when it is given back once it is DRAIN_MS old and a
- * preferred node may take connections again, so that the pool returns there by itself. Prepared
+ * preferred node is up again (or, once per rest of a preferred node down, to let the next
+ * connection probe it), so that the pool returns there by itself. Prepared
  * statements are cached per connection, keyed by their SQL text. Each connection asks the server to
  * track changes to its session (system variables, schema, user variables, temporary tables,
  * transaction characteristics): the answer of a statement that made one is flagged, so that the
@@ -216,8 +217,12 @@ static void release(void *conn, bool broken)
 	struct slot *s = pool != NULL ? slot_of(pool, conn) : NULL;
 	if (s == NULL)
 		return;
-	if (broken)
-		dbpool_nodes_failed(pool->nodes, &s->where, mysql_errno(s->conn));
+	if (broken) {
+		/* Closing a statement that failed to prepare cleared the connection's error. */
+		unsigned int code = mysql_errno(s->conn);
+		dbpool_nodes_failed(pool->nodes, &s->where, code != 0 ? code : s->prepare_errno);
+	}
+	s->prepare_errno = 0;
 	s->used = clock_mono_ms();
 	if (broken ||
 	    (s->used - s->opened >= DRAIN_MS && dbpool_nodes_better(pool->nodes, &s->where)))
@@ -232,12 +237,12 @@ static void *prepare(void *conn, const char *sql, char *err, size_t errlen)
 		snprintf(err, errlen, "not a pooled connection");
 		return NULL;
 	}
+	s->prepare_errno = 0;
 	for (size_t i = 0; i < s->nstmts; i++) {
 		if (strcmp(s->stmts[i].sql, sql) == 0)
 			return s->stmts[i].stmt;
 	}
 	MYSQL_STMT *stmt = mysql_stmt_init(s->conn);
-	s->prepare_errno = 0;
 	if (stmt == NULL || mysql_stmt_prepare(stmt, sql, (unsigned long)strlen(sql)) != 0) {
 		snprintf(err, errlen, "cannot prepare a statement: %s",
 			 stmt ? mysql_stmt_error(stmt) : mysql_error(s->conn));

@@ -8,9 +8,14 @@
  * ready, or whose connection fails with an error that means it is gone (dbpool_node_gone) is down:
  * it rests for a second, twice as long after each failure in a row up to 30 s, while the next
  * node takes the connections, and its epoch moves on, so that the pool drops every connection
- * made to it before (they are all dead). Once its rest is over it is tried first again; when it
- * answers, it is up. Each change is logged once per process (down: a warning; back: info),
- * and each move of new connections to another node counts in sesame_storage_failovers_total.
+ * made to it before (they are all dead). Once its rest is over it is tried first again, by one
+ * thread at a time (the one that claims the probe; the others pass it over meanwhile), and
+ * connections to a less preferred node are drained toward it only once it answered (one is
+ * closed per rest, so that a new connection makes the probe); when it answers, it is up. A
+ * node is given a share of the time left, so that one that does not answer at all (packets
+ * dropped) leaves time for the next. Each change is logged once per process (down: a
+ * warning; back: info), and each move of new connections to another node counts in
+ * sesame_storage_failovers_total.
  * The states are shared by the job threads, under a lock held for a few loads and stores,
  * never over a connection attempt.
  */
@@ -39,6 +44,7 @@ struct node_state {
 	uint64_t rest_until; /* monotonic ms: not tried before, unless every node is down */
 	uint64_t rest_ms;    /* the next rest */
 	uint64_t epoch;	     /* moves on when the node goes down */
+	bool drained;	     /* one connection elsewhere closed, for a probe, this rest */
 };
 
 struct dbpool_nodes {
@@ -171,6 +177,7 @@ static void mark_down(struct dbpool_nodes *nodes, size_t i, const char *why)
 	st->epoch++;
 	st->rest_until = clock_mono_ms() + st->rest_ms;
 	st->rest_ms = st->rest_ms * 2 < REST_MAX_MS ? st->rest_ms * 2 : REST_MAX_MS;
+	st->drained = false;
 	pthread_mutex_unlock(&nodes->lock);
 	if (!was)
 		log_warn("MariaDB node %s is down: %s%s", st->name, why,
@@ -198,20 +205,35 @@ static uint64_t mark_up(struct dbpool_nodes *nodes, size_t i)
 	return epoch;
 }
 
-static bool resting(struct dbpool_nodes *nodes, size_t i, uint64_t now)
+/*
+ * Whether node i may be tried now: it is up, or its rest is over (or force: the last resort).
+ * A down node's probe is claimed: it rests for the attempt's time (ms), so that the other
+ * threads pass it over meanwhile rather than all wait on a node that may not answer.
+ */
+static bool claim(struct dbpool_nodes *nodes, size_t i, uint64_t attempt_ms, bool force)
 {
+	struct node_state *st = &nodes->node[i];
+	uint64_t now = clock_mono_ms();
 	pthread_mutex_lock(&nodes->lock);
-	bool r = nodes->node[i].down && nodes->node[i].rest_until > now;
+	bool may = !st->down || st->rest_until <= now || force;
+	if (may && st->down && st->rest_until < now + attempt_ms)
+		st->rest_until = now + attempt_ms;
 	pthread_mutex_unlock(&nodes->lock);
-	return r;
+	return may;
 }
 
-/* Seconds left until deadline, rounded up, within 1 and connect_timeout. */
-static unsigned int attempt_timeout(const struct dbpool_config *cfg, uint64_t deadline)
+/*
+ * A node's share of the time left until deadline: the time left divided among the nodes not
+ * tried yet (left of them), in whole seconds (the client's unit), within 1 and connect_timeout,
+ * so that a node that does not answer leaves time for the next.
+ */
+static unsigned int attempt_timeout(const struct dbpool_config *cfg, uint64_t deadline, size_t left)
 {
 	uint64_t now = clock_mono_ms(), most = (uint64_t)cfg->connect_timeout;
-	uint64_t left = deadline > now ? (deadline - now + 999) / 1000 : 1;
-	return (unsigned)(left < most ? left : most);
+	uint64_t share = deadline > now ? (deadline - now) / left / 1000 : 0;
+	if (share < 1)
+		share = 1;
+	return (unsigned)(share < most ? share : most);
 }
 
 static void connect_failed(const struct dbpool_nodes *nodes, size_t tried, const char *why,
@@ -241,15 +263,18 @@ MYSQL *dbpool_nodes_connect(struct dbpool_nodes *nodes, uint64_t deadline,
 	/* First the nodes not resting, in order; then, when all failed, the resting ones. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < nodes->n; i++) {
-			if (done[i] || (pass == 0 && resting(nodes, i, clock_mono_ms())))
+			if (done[i])
 				continue;
 			if (tried > 0 && clock_mono_ms() >= deadline)
 				goto fail;
+			unsigned int timeout =
+			    attempt_timeout(nodes->cfg, deadline, nodes->n - tried);
+			if (!claim(nodes, i, timeout * 1000ULL, pass == 1))
+				continue;
 			done[i] = true;
 			tried++;
-			MYSQL *conn =
-			    connect_node(nodes->cfg, &nodes->cfg->nodes[i],
-					 attempt_timeout(nodes->cfg, deadline), why, sizeof(why));
+			MYSQL *conn = connect_node(nodes->cfg, &nodes->cfg->nodes[i], timeout, why,
+						   sizeof(why));
 			if (conn != NULL) {
 				free(done);
 				*where = (struct dbpool_where){i, mark_up(nodes, i)};
@@ -287,8 +312,14 @@ bool dbpool_nodes_better(struct dbpool_nodes *nodes, const struct dbpool_where *
 	uint64_t now = clock_mono_ms();
 	bool better = false;
 	pthread_mutex_lock(&nodes->lock);
-	for (size_t i = 0; i < where->node && !better; i++)
-		better = !nodes->node[i].down || nodes->node[i].rest_until <= now;
+	for (size_t i = 0; i < where->node && !better; i++) {
+		struct node_state *st = &nodes->node[i];
+		/* Up again (a connection reached it); or past its rest and no connection closed
+		 * for it yet: this one is, so that a new one probes the node. */
+		better = !st->down || (st->rest_until <= now && !st->drained);
+		if (better && st->down)
+			st->drained = true;
+	}
 	pthread_mutex_unlock(&nodes->lock);
 	return better;
 }

@@ -26,8 +26,10 @@ struct dbpool_where {
 
 /*
  * A new connection to the first healthy node, in order of preference, trying until deadline
- * (monotonic ms) at most; then the nodes resting after a failure, so that a pool whose every
- * node failed still finds one that came back. NULL with the reason in err. From any thread.
+ * (monotonic ms) at most, each node for its share of the time left; a node whose rest is over
+ * is probed by one thread at a time. Then the nodes resting after a failure, so that a pool
+ * whose every node failed still finds one that came back. NULL with the reason in err. From
+ * any thread.
  */
 MYSQL *dbpool_nodes_connect(struct dbpool_nodes *nodes, uint64_t deadline,
 			    struct dbpool_where *where, char *err, size_t errlen);
@@ -39,7 +41,11 @@ void dbpool_nodes_failed(struct dbpool_nodes *nodes, const struct dbpool_where *
 /* Whether a connection made at where still goes to a node that has not failed since. */
 bool dbpool_nodes_current(struct dbpool_nodes *nodes, const struct dbpool_where *where);
 
-/* Whether a node preferred to where's may take connections again (its rest is over). */
+/*
+ * Whether a connection at where should make room for a preferred node: one that is up again
+ * (a connection reached it since it failed), or, once per rest of a node down, one whose rest
+ * is over (the connection closed lets the next one probe it).
+ */
 bool dbpool_nodes_better(struct dbpool_nodes *nodes, const struct dbpool_where *where);
 
 /*

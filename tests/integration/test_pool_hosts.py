@@ -1,11 +1,13 @@
 """storage.mariadb.hosts: the pool of each worker on several nodes, against real servers.
 
 A node that refuses is passed over (and logged down once), a node stopped in the middle of a
-run of registrations is left for the next one: the requests go on, none answers 500. The
+run of registrations is left for the next one, a node that never answers (packets lost) is
+given only its share of connect_timeout: the requests go on, none answers 500. The
 nodes are the session's MariaDB and, where a test needs one to stop, a second private server
 of its own (its own data folder and socket), stopped by its pid. A bad list is refused by
 `sesamed -t` with its file and line."""
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -123,6 +125,44 @@ def test_a_node_stopped_mid_run_is_left_for_the_next(sesamed, mariadb, second):
     assert set(later) <= set(rows)
     assert "MariaDB node " + second.socket + " is down" in s.log()
     assert metric(s, "sesame_storage_failovers_total") >= 1
+    assert PASSWORD not in s.log()
+
+
+@pytest.fixture
+def silent():
+    """A node that accepts TCP connections (the kernel's backlog) and never answers: a host
+    whose packets are lost. Its "host:port"; the socket is closed at the end."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)  # never accepted, never read; once the backlog is full, SYNs go unanswered
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def test_a_node_that_never_answers_leaves_time_for_the_next(sesamed, mariadb, silent):
+    mariadb.sql(f"CREATE DATABASE `{mariadb.database}`")
+    s = sesamed(routes=ROUTES, workers=2,
+                more=storage(mariadb.database, [silent, mariadb.socket]))
+    answers = []
+
+    def load():
+        # Long enough to pass several rests of the silent node (1, 2, 4 s): each of its
+        # probes must leave time for the healthy node.
+        until = time.monotonic() + 8
+        while time.monotonic() < until:
+            r, email = register(s, timeout=20)
+            answers.append((r.status_code, email, r.text))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert answers and all(a[0] == 200 for a in answers), \
+        ([a for a in answers if a[0] != 200][:5], s.log())
+    s.wait_log(f"MariaDB node {silent} is down")
+    rows = mariadb.sql("SELECT email FROM users", mariadb.database).stdout.split()
+    assert {a[1] for a in answers} <= set(rows)
     assert PASSWORD not in s.log()
 
 

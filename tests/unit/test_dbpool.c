@@ -406,6 +406,16 @@ static void test_no_node_answers_within_the_timeout(void **state)
 	dbpool_stop();
 }
 
+/* The pool's two connections, acquired together: neither is connection old any more. */
+static void acquire_two_but(unsigned long old)
+{
+	void *a = acquire(), *b = acquire();
+	assert_int_not_equal(connection_id(a), old);
+	assert_int_not_equal(connection_id(b), old);
+	db->release(a, false);
+	db->release(b, false);
+}
+
 /*
  * Two entries for the one server, as node 0 and node 1. A connection to node 0 killed
  * and released broken takes node 0 down: the other connection to it is dropped at its next
@@ -431,12 +441,30 @@ static void test_a_node_gone_drops_its_connections_and_comes_back(void **state)
 	db->release(b, false);
 	sleep(6); /* node 0 rested (1 s), and a is older than the drain time (5 s) */
 	db->release(a, false);
-	a = acquire();
-	b = acquire();
-	assert_int_not_equal(connection_id(a), ida2);
-	assert_int_not_equal(connection_id(b), ida2);
-	db->release(a, false);
+	acquire_two_but(ida2);
+	dbpool_stop();
+}
+
+/*
+ * A connection killed, found so at a prepare and released broken, takes its node down (the
+ * error kept by prepare, since closing the failed statement cleared the connection's): the
+ * other connection to that node is dropped at its next acquire.
+ */
+static void test_a_node_gone_at_prepare_is_marked_down(void **state)
+{
+	(void)state;
+	char err[256];
+	struct dbpool_config cfg;
+	struct dbpool_node nodes[] = {{.socket = socket_path}, {.socket = socket_path}};
+	start_nodes(&cfg, nodes, 2, 2, 2);
+	void *a = acquire(), *b = acquire();
+	unsigned long ida = connection_id(a), idb = connection_id(b);
 	db->release(b, false);
+	kill_connection(ida);
+	assert_null(db->prepare(a, "SELECT ? + 2", err, sizeof(err)));
+	assert_int_not_equal(db->prepare_errno(a), 0);
+	db->release(a, true);
+	acquire_two_but(idb);
 	dbpool_stop();
 }
 
@@ -462,6 +490,7 @@ int main(void)
 	    cmocka_unit_test(test_a_dead_node_is_passed_over),
 	    cmocka_unit_test(test_no_node_answers_within_the_timeout),
 	    cmocka_unit_test(test_a_node_gone_drops_its_connections_and_comes_back),
+	    cmocka_unit_test(test_a_node_gone_at_prepare_is_marked_down),
 	    cmocka_unit_test(test_no_pool_no_connection),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
