@@ -128,6 +128,55 @@ def test_a_starter_killed_mid_migration_is_replaced(sesamed, mariadb):
     assert index.split()[1] == "0"  # Non_unique: 0
 
 
+def test_a_starter_whose_claim_was_taken_over_waits_for_the_taker(sesamed, mariadb, tmp_path):
+    s = sesamed(more=mariadb.storage(mariadb.database, "migrate = false"), start=False)
+    assert subprocess.run([CTL, "-c", str(s.config), "migrate"], capture_output=True,
+                          timeout=120).returncode == 0
+    # 002_unique_email (one statement) to do again, held up by a reader's transaction.
+    mariadb.sql("ALTER TABLE users DROP INDEX users_email; "
+                "DELETE FROM sesame_migrations WHERE version = 2", mariadb.database)
+    reader = subprocess.Popen(["mariadb", "--no-defaults", "-uroot", f"--socket={mariadb.socket}",
+                               mariadb.database], stdin=subprocess.PIPE, text=True,
+                              stdout=subprocess.DEVNULL)
+    log = tmp_path / "first.err"
+    with open(log, "w") as err:
+        first = subprocess.Popen([CTL, "-c", str(s.config), "migrate"], stdout=err, stderr=err)
+    try:
+        reader.stdin.write("START TRANSACTION; SELECT COUNT(*) FROM users;\n")
+        reader.stdin.flush()
+        wait_for(lambda: f"pid {first.pid} #" in mariadb.sql(
+            "SELECT owner FROM sesame_migration_claims WHERE version = 2",
+            mariadb.database).stdout)
+        assert wait_for(lambda: "metadata lock" in mariadb.sql("SHOW PROCESSLIST").stdout)
+        # Another starter, which saw the first's heartbeat stall, takes the claim over; its
+        # own heartbeat never ages.
+        mariadb.sql("UPDATE sesame_migration_claims SET owner = 'taker pid 2 #0', "
+                    "heartbeat_ms = (UNIX_TIMESTAMP(UTC_TIMESTAMP(3)) + 600) * 1000 "
+                    "WHERE version = 2", mariadb.database)
+    finally:
+        reader.stdin.close()
+        reader.wait(30)
+    try:
+        assert wait_for(lambda: "its claim was taken over" in log.read_text(), timeout=60), \
+            log.read_text()
+        # The first ran 002's statement but records nothing, nor goes on, while the taker
+        # applies 002 again.
+        assert first.poll() is None
+        assert recorded(mariadb) == ([m for m in MIGRATIONS if m != "002_unique_email"], "1")
+        mariadb.sql("START TRANSACTION; DELETE FROM sesame_migration_claims WHERE version = 2; "
+                    "INSERT INTO sesame_migrations (version, name) VALUES "
+                    "(2, '002_unique_email'); COMMIT", mariadb.database)
+        assert first.wait(60) == 0, log.read_text()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(30)
+    text = log.read_text()
+    assert "Sanitizer" not in text and "runtime error:" not in text, text
+    assert "applied migration 002_unique_email" not in text, text
+    assert recorded(mariadb) == (MIGRATIONS, "0")
+
+
 def test_an_old_sesameds_database_is_carried_on(sesamed, mariadb):
     s = sesamed(more=mariadb.storage(mariadb.database, "migrate = false"), start=False)
     old_sesamed_database(mariadb, s.config)
