@@ -120,10 +120,13 @@ def test_rows_handed_over_before_a_lost_lock_are_not_handed_over_again(app):
                                f"--socket={app.db.socket}", app.db.database],
                               stdin=subprocess.PIPE, text=True, stdout=subprocess.DEVNULL)
     try:
-        locker.stdin.write("START TRANSACTION; SELECT id FROM big WHERE id = 3 FOR UPDATE;\n")
+        # Its user lock, taken after the row's, says that it holds the row.
+        held = f"{app.db.database} locker"
+        locker.stdin.write("START TRANSACTION; SELECT id FROM big WHERE id = 3 FOR UPDATE; "
+                           f"SELECT GET_LOCK('{held}', 0);\n")
         locker.stdin.flush()
-        assert wait_for(lambda: app.db.sql(
-            "SELECT COUNT(*) FROM information_schema.innodb_trx").stdout.strip() == "1")
+        assert wait_for(lambda: app.db.sql(f"SELECT IS_USED_LOCK('{held}') IS NOT NULL")
+                        .stdout.strip() == "1")
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(app.post, "/db/query", json={
                 "sql": "SET STATEMENT innodb_lock_wait_timeout = 3 FOR "

@@ -58,6 +58,33 @@ def old_sesamed_database(mariadb, config):
                 f"DELETE FROM sesame_migrations WHERE version = {last}", mariadb.database)
 
 
+def reader_holding_users(mariadb, config):
+    """002_unique_email to do again, held up by a reader's open transaction on users (the
+    CREATE INDEX of a starter waits for its metadata lock): the reader."""
+    assert subprocess.run([CTL, "-c", str(config), "migrate"], capture_output=True,
+                          timeout=120).returncode == 0
+    mariadb.sql("ALTER TABLE users DROP INDEX users_email; "
+                "DELETE FROM sesame_migrations WHERE version = 2", mariadb.database)
+    reader = subprocess.Popen(["mariadb", "--no-defaults", "-uroot", f"--socket={mariadb.socket}",
+                               mariadb.database], stdin=subprocess.PIPE, text=True,
+                              stdout=subprocess.DEVNULL)
+    # Its user lock, taken after its read, says that it holds users.
+    held = f"{mariadb.database} reader"
+    reader.stdin.write(f"START TRANSACTION; SELECT COUNT(*) FROM users; "
+                       f"SELECT GET_LOCK('{held}', 0);\n")
+    reader.stdin.flush()
+    assert wait_for(lambda: mariadb.sql(f"SELECT IS_USED_LOCK('{held}') IS NOT NULL")
+                    .stdout.strip() == "1")
+    return reader
+
+
+def held_on_the_lock(mariadb, starter):
+    """Waits until starter has claimed 002_unique_email and waits for the reader's lock."""
+    assert wait_for(lambda: f"pid {starter.pid} #" in mariadb.sql(
+        "SELECT owner FROM sesame_migration_claims WHERE version = 2", mariadb.database).stdout)
+    assert wait_for(lambda: "metadata lock" in mariadb.sql("SHOW PROCESSLIST").stdout)
+
+
 def test_six_starters_at_once_apply_each_migration_once(sesamed, mariadb):
     storage = mariadb.storage(mariadb.database)
     nodes = [sesamed(more=storage, start=False) for _ in range(2)]
@@ -98,22 +125,11 @@ def test_a_dead_starters_claim_is_taken_over(sesamed, mariadb):
 
 def test_a_starter_killed_mid_migration_is_replaced(sesamed, mariadb):
     s = sesamed(more=mariadb.storage(mariadb.database, "migrate = false"), start=False)
-    assert subprocess.run([CTL, "-c", str(s.config), "migrate"], capture_output=True,
-                          timeout=120).returncode == 0
-    # 002_unique_email to do again, held up by a reader's open transaction on users.
-    mariadb.sql("ALTER TABLE users DROP INDEX users_email; "
-                "DELETE FROM sesame_migrations WHERE version = 2", mariadb.database)
-    reader = subprocess.Popen(["mariadb", "--no-defaults", "-uroot", f"--socket={mariadb.socket}",
-                               mariadb.database], stdin=subprocess.PIPE, text=True,
-                              stdout=subprocess.DEVNULL)
+    reader = reader_holding_users(mariadb, s.config)
     try:
-        reader.stdin.write("START TRANSACTION; SELECT COUNT(*) FROM users;\n")
-        reader.stdin.flush()
         first = migrate(s.config, 1)[0]
         owner = f"pid {first.pid} #"
-        wait_for(lambda: owner in mariadb.sql("SELECT owner FROM sesame_migration_claims "
-                                              "WHERE version = 2", mariadb.database).stdout)
-        wait_for(lambda: "metadata lock" in mariadb.sql("SHOW PROCESSLIST").stdout)
+        held_on_the_lock(mariadb, first)
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=30)
     finally:
@@ -130,24 +146,14 @@ def test_a_starter_killed_mid_migration_is_replaced(sesamed, mariadb):
 
 def test_a_starter_whose_claim_was_taken_over_waits_for_the_taker(sesamed, mariadb, tmp_path):
     s = sesamed(more=mariadb.storage(mariadb.database, "migrate = false"), start=False)
-    assert subprocess.run([CTL, "-c", str(s.config), "migrate"], capture_output=True,
-                          timeout=120).returncode == 0
-    # 002_unique_email (one statement) to do again, held up by a reader's transaction.
-    mariadb.sql("ALTER TABLE users DROP INDEX users_email; "
-                "DELETE FROM sesame_migrations WHERE version = 2", mariadb.database)
-    reader = subprocess.Popen(["mariadb", "--no-defaults", "-uroot", f"--socket={mariadb.socket}",
-                               mariadb.database], stdin=subprocess.PIPE, text=True,
-                              stdout=subprocess.DEVNULL)
+    # 002_unique_email is one statement: the first finds its claim lost only when it records
+    # the migration done.
+    reader = reader_holding_users(mariadb, s.config)
     log = tmp_path / "first.err"
     with open(log, "w") as err:
         first = subprocess.Popen([CTL, "-c", str(s.config), "migrate"], stdout=err, stderr=err)
     try:
-        reader.stdin.write("START TRANSACTION; SELECT COUNT(*) FROM users;\n")
-        reader.stdin.flush()
-        wait_for(lambda: f"pid {first.pid} #" in mariadb.sql(
-            "SELECT owner FROM sesame_migration_claims WHERE version = 2",
-            mariadb.database).stdout)
-        assert wait_for(lambda: "metadata lock" in mariadb.sql("SHOW PROCESSLIST").stdout)
+        held_on_the_lock(mariadb, first)
         # Another starter, which saw the first's heartbeat stall, takes the claim over; its
         # own heartbeat never ages.
         mariadb.sql("UPDATE sesame_migration_claims SET owner = 'taker pid 2 #0', "
