@@ -351,6 +351,14 @@ MYSQL_STMT *mariadb_execute(struct store *s, MYSQL *conn, const char *sql, MYSQL
 	return stmt;
 }
 
+enum sesame_storage_result mariadb_fetch_failed(struct store *s, MYSQL *conn, MYSQL_STMT *stmt,
+						char *err, size_t errlen)
+{
+	if (mysql_stmt_errno(stmt) == 0 && mysql_errno(conn) != 0)
+		return mariadb_failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+	return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
+}
+
 /* Runs sql, which returns no rows; OK or the failure (the connection then given back). */
 enum sesame_storage_result mariadb_execute_only(struct store *s, MYSQL *conn, const char *sql,
 						MYSQL_BIND *params, char *err, size_t errlen)
@@ -1043,8 +1051,15 @@ static MYSQL_STMT *prepare_list(struct store *s, MYSQL *conn, char *err, size_t 
 	return stmt != NULL ? stmt : s->db->prepare(conn, s->list_bare_sql, err, errlen);
 }
 
+/* One user_list call: its callback, and how many rows it was handed over every try. */
+struct list_call {
+	user_each each;
+	void *ctx;
+	long long delivered;
+};
+
 static enum sesame_storage_result list_once(struct store *s, long long after, long long limit,
-					    user_each each, void *ctx, char *err, size_t errlen)
+					    struct list_call *call, char *err, size_t errlen)
 {
 	MYSQL *conn = s->db->acquire(err, errlen);
 	if (conn == NULL)
@@ -1069,12 +1084,12 @@ static enum sesame_storage_result list_once(struct store *s, long long after, lo
 							    : 255] = '\0';
 		struct sesame_user u = {
 		    .id = row.id, .email = row.text[0], .username = row.text[1]};
-		each(ctx, &u, row.nulls[3] ? NULL : row.text[2],
-		     row.nulls[4] ? 0 : row.disabled_at);
+		call->delivered++;
+		call->each(call->ctx, &u, row.nulls[3] ? NULL : row.text[2],
+			   row.nulls[4] ? 0 : row.disabled_at);
 	}
 	if (rc != MYSQL_NO_DATA)
-		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
-				      errlen);
+		return mariadb_fetch_failed(s, conn, stmt, err, errlen);
 	mysql_stmt_free_result(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;
@@ -1084,11 +1099,13 @@ static enum sesame_storage_result user_list(void *state, long long after, long l
 					    user_each each, void *ctx, char *err, size_t errlen)
 {
 	struct mariadb_tries t = {0, false};
+	struct list_call call = {each, ctx, 0};
 	enum sesame_storage_result r;
+	/* Once a row was handed over, a try again would hand it over twice: a failure is final. */
 	do {
 		mariadb_forget_error();
-		r = list_once(state, after, limit, each, ctx, err, errlen);
-	} while (mariadb_retry(state, &t, r, true));
+		r = list_once(state, after, limit, &call, err, errlen);
+	} while (call.delivered == 0 && mariadb_retry(state, &t, r, true));
 	return r;
 }
 

@@ -26,7 +26,11 @@
  * (IF NOT EXISTS, IF EXISTS), so applying N again after a partial run finishes it. A long DDL
  * on Galera holds the cluster's commits, the heartbeat's among them, so a claim may look stale
  * while its owner is still at work; the taker's DDL then waits for the owner's and finds
- * nothing left to do, and recording N done twice is one row.
+ * nothing left to do. The owner records N done only if it still owns the claim (its DELETE
+ * of the claim, first in that transaction, must find the row): one that lost it waits, as any
+ * other starter, until the taker has applied N again and recorded it, and only then goes on
+ * with N+1, which the taker's replay of N cannot undo. A claim of a migration recorded done
+ * is never taken over.
  */
 #include "mariadb_private.h"
 
@@ -78,7 +82,8 @@ struct migration {
 #define TAKEOVER_SQL                                                                               \
 	"UPDATE `sesame_migration_claims` SET `owner` = ?, `claimed_ms` = " NOW_MS_SQL ", "        \
 	"`heartbeat_ms` = " NOW_MS_SQL                                                             \
-	" WHERE `version` = ? AND `owner` = ? AND `heartbeat_ms` < " NOW_MS_SQL " - ?"
+	" WHERE `version` = ? AND `owner` = ? AND `heartbeat_ms` < " NOW_MS_SQL " - ? AND NOT "    \
+	"EXISTS (SELECT 1 FROM `sesame_migrations` WHERE `version` = ?)"
 #define HEARTBEAT_SQL                                                                              \
 	"UPDATE `sesame_migration_claims` SET `heartbeat_ms` = " NOW_MS_SQL " WHERE `version` = "  \
 	"? AND `owner` = ?"
@@ -272,12 +277,13 @@ static int claim(struct claim *c, char *err, size_t errlen)
 static int take_over(struct claim *c, const struct look *l, char *err, size_t errlen)
 {
 	long long version = c->m->version, changed = 0, stale_ms = STALE_MS;
-	MYSQL_BIND p[4];
+	MYSQL_BIND p[5];
 	unsigned long lens[2];
 	mariadb_bind_string(&p[0], c->owner, &lens[0]);
 	mariadb_bind_long(&p[1], &version);
 	mariadb_bind_string(&p[2], l->owner, &lens[1]);
 	mariadb_bind_long(&p[3], &stale_ms);
+	mariadb_bind_long(&p[4], &version);
 	if (run_changing(c->s, TAKEOVER_SQL, p, &changed, err, errlen) != SESAME_STORAGE_OK)
 		return -1;
 	if (changed != 1)
@@ -342,7 +348,8 @@ static void unclaim(struct claim *c)
 
 /*
  * Runs m's statements, each ending with a ';' at the end of a line (the pool's connections
- * take one statement at a time), on the users table's names.
+ * take one statement at a time), on the users table's names: 0, 1 when the claim was taken
+ * over, -1 on a failure.
  */
 static int run_statements(struct claim *c, char *sql, char *err, size_t errlen)
 {
@@ -350,10 +357,8 @@ static int run_statements(struct claim *c, char *sql, char *err, size_t errlen)
 		char *end = strstr(p, ";\n");
 		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
 		bool blank = strspn(p, " \t\n") >= len;
-		if (!blank && claim_lost(c)) {
-			snprintf(err, errlen, "its claim was taken over by another starter");
-			return -1;
-		}
+		if (!blank && claim_lost(c))
+			return 1;
 		if (!blank && run_text(c->s, p, len, err, errlen) != 0)
 			return -1;
 		p += end != NULL ? len + 2 : len;
@@ -388,32 +393,54 @@ static char *expand(const struct sesame_users_schema *u, const char *sql)
 	return out;
 }
 
-/* Records m done and drops c's claim, in one transaction; tried again after a conflict. */
-static int record_done(struct claim *c, char *err, size_t errlen)
+/*
+ * In a transaction on conn: drops c's claim then records m done, only while the claim is still
+ * c's; 1 when another starter took it over (the transaction rolled back), else OK or the
+ * failure (the connection then given back).
+ */
+static int record_in(struct claim *c, MYSQL *conn, enum sesame_storage_result *r, char *err,
+		     size_t errlen)
 {
 	long long version = c->m->version;
+	MYSQL_BIND p[2];
+	unsigned long len;
+	bind_claim(p, &version, c->owner, &len);
+	MYSQL_STMT *stmt = mariadb_execute(c->s, conn, UNCLAIM_SQL, p, r, err, errlen);
+	if (stmt == NULL)
+		return 0;
+	if (mysql_stmt_affected_rows(stmt) != 1) {
+		mysql_rollback(conn);
+		c->s->db->release(conn, false);
+		return 1;
+	}
+	mariadb_bind_long(&p[0], &version);
+	mariadb_bind_string(&p[1], c->m->name, &len);
+	*r = mariadb_execute_only(c->s, conn, DONE_SQL, p, err, errlen);
+	if (*r == SESAME_STORAGE_OK && mysql_commit(conn) != 0)
+		*r = mariadb_failed(c->s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
+	else if (*r == SESAME_STORAGE_OK)
+		c->s->db->release(conn, false);
+	return 0;
+}
+
+/*
+ * Records m done and drops c's claim, in one transaction; tried again after a failure. 1 when
+ * the claim is no longer c's: another starter took it over and applies m again, or a COMMIT
+ * whose answer was lost made it (settle then finds m done).
+ */
+static int record_done(struct claim *c, char *err, size_t errlen)
+{
 	enum sesame_storage_result r = SESAME_STORAGE_FAILED;
 	for (int tries = 0; r != SESAME_STORAGE_OK && tries < 3; tries++) {
 		MYSQL *conn = c->s->db->acquire(err, errlen);
 		if (conn == NULL)
 			return -1;
-		MYSQL_BIND p[2];
-		unsigned long len;
 		if (mysql_real_query(conn, "START TRANSACTION", 17) != 0) {
 			give_back(c->s, conn, err, errlen);
 			continue;
 		}
-		mariadb_bind_long(&p[0], &version);
-		mariadb_bind_string(&p[1], c->m->name, &len);
-		r = mariadb_execute_only(c->s, conn, DONE_SQL, p, err, errlen);
-		bind_claim(p, &version, c->owner, &len);
-		if (r == SESAME_STORAGE_OK)
-			r = mariadb_execute_only(c->s, conn, UNCLAIM_SQL, p, err, errlen);
-		if (r == SESAME_STORAGE_OK && mysql_commit(conn) != 0)
-			r = mariadb_failed(c->s, conn, mysql_errno(conn), mysql_error(conn), err,
-					   errlen);
-		else if (r == SESAME_STORAGE_OK)
-			c->s->db->release(conn, false);
+		if (record_in(c, conn, &r, err, errlen) == 1)
+			return 1;
 	}
 	return r == SESAME_STORAGE_OK ? 0 : -1;
 }
@@ -428,10 +455,22 @@ static void name_error(const struct migration *m, char *err, size_t errlen)
 	snprintf(err, errlen, "MariaDB: migration %s: %s", m->name, why);
 }
 
-/* Applies m, claimed by c, with its heartbeat running; records it done. */
+/* Says that c's claim was taken over while c was applying its migration. */
+static int log_lost(struct claim *c)
+{
+	c->s->host->log(c->s->host, SESAME_LOG_WARN,
+			"migration %s: its claim was taken over by another starter while this one "
+			"applied it: waiting for that one",
+			c->m->name);
+	return 1;
+}
+
+/* Applies m, claimed by c, with its heartbeat running; records it done. 0, 1 when another
+ * starter took the claim over (c then waits as any other), -1 on a failure. */
 static int apply_claimed(struct claim *c, char *err, size_t errlen)
 {
 	pthread_t beat;
+	c->stop = c->lost = false;
 	char *sql = expand(c->s->users, c->m->sql);
 	if (sql == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -448,13 +487,15 @@ static int apply_claimed(struct claim *c, char *err, size_t errlen)
 		pthread_mutex_unlock(&c->lock);
 		pthread_join(beat, NULL);
 	}
+	if (rc == 0)
+		rc = record_done(c, err, errlen);
+	if (rc == 1)
+		return log_lost(c);
 	if (rc != 0) {
 		unclaim(c);
 		name_error(c->m, err, errlen);
 		return -1;
 	}
-	if (record_done(c, err, errlen) != 0)
-		return -1;
 	c->s->host->log(c->s->host, SESAME_LOG_INFO, "applied migration %s", c->m->name);
 	return 0;
 }
@@ -482,8 +523,8 @@ static int settle(struct claim *c, char *err, size_t errlen)
 			return 0;
 		else
 			won = try_to_win(c, &l, err, errlen);
-		if (won == 1)
-			return apply_claimed(c, err, errlen);
+		if (won == 1 && (won = apply_claimed(c, err, errlen)) != 1)
+			return won;
 		/* A failure in a row of FAILURES_MAX is no passing lock conflict. */
 		failures = won < 0 ? failures + 1 : 0;
 		if (failures >= FAILURES_MAX)
@@ -520,7 +561,6 @@ static int apply_all(struct store *s, char *err, size_t errlen)
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < NMIGRATIONS; i++) {
 		c.m = &migrations[i];
-		c.stop = c.lost = false;
 		rc = settle(&c, err, errlen);
 	}
 	pthread_cond_destroy(&c.wake);

@@ -88,6 +88,10 @@ MYSQL_STMT *mariadb_execute(struct store *s, MYSQL *conn, const char *sql, MYSQL
 /* Runs sql, which returns no rows; OK or the failure (the connection then given back). */
 enum sesame_storage_result mariadb_execute_only(struct store *s, MYSQL *conn, const char *sql,
 						MYSQL_BIND *params, char *err, size_t errlen);
+/* A failed fetch of stmt's rows: the statement's error or, for one the server sent after rows
+ * (a lock wait timeout), the connection's, where the client library leaves it. */
+enum sesame_storage_result mariadb_fetch_failed(struct store *s, MYSQL *conn, MYSQL_STMT *stmt,
+						char *err, size_t errlen);
 /* Runs sql, which returns no rows, on a connection of its own. */
 enum sesame_storage_result mariadb_run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
 					     char *err, size_t errlen);

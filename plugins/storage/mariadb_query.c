@@ -49,6 +49,7 @@ struct query_run {
 	query_row row;
 	void *ctx;
 	long long *affected, *insert_id;
+	long long delivered; /* rows handed to the row callback, over every try */
 	/* the result's columns */
 	size_t ncols;
 	MYSQL_BIND res[SESAME_QUERY_COLUMNS_MAX];
@@ -206,6 +207,7 @@ static int fetch_rows(MYSQL_STMT *stmt, struct query_run *q)
 			return -1;
 		for (size_t i = 0; i < q->ncols; i++)
 			column_value(&q->cols[i], &q->res[i], &q->values[i]);
+		q->delivered++;
 		if (q->row(q->ctx, q->ncols, q->names, q->values) != 0)
 			return 1;
 	}
@@ -239,8 +241,7 @@ static enum sesame_storage_result finish(struct store *s, MYSQL *conn, MYSQL_STM
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), "cannot read the rows", err,
 				      errlen);
 	if (q->ncols > 0 && (rc = fetch_rows(stmt, q)) < 0)
-		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
-				      errlen);
+		return mariadb_fetch_failed(s, conn, stmt, err, errlen);
 	if (q->ncols == 0) {
 		*q->affected = (long long)mysql_stmt_affected_rows(stmt);
 		*q->insert_id = (long long)mysql_stmt_insert_id(stmt);
@@ -342,13 +343,14 @@ enum sesame_storage_result mariadb_query(void *state, const char *sql,
 				.ctx = ctx,
 				.affected = affected,
 				.insert_id = insert_id};
-	/* A route script's statement may write: run again only when it surely did not run. */
+	/* A route script's statement may write: run again only when it surely did not run, and
+	 * no row of it was handed over (it would be handed over twice). */
 	struct mariadb_tries t = {0, false};
 	enum sesame_storage_result r;
 	do {
 		mariadb_forget_error();
 		r = query_once(state, q, err, errlen);
-	} while (mariadb_retry(state, &t, r, false));
+	} while (q->delivered == 0 && mariadb_retry(state, &t, r, false));
 	free_run(q);
 	return r;
 }

@@ -2,9 +2,12 @@
 changes its session leaves no trace in the next one, and a result too wide to read fails
 with a clear message. One worker with a pool of one connection, so that every statement
 runs on the connection the previous one used (or on a new one)."""
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from conftest import route_file
+from conftest import route_file, wait_for
 
 ROUTES = {"onetime_db.lua": route_file("onetime_db.lua")}
 JWT = 'jwt = { secret = "db-mariadb-tests-secret-0123456789abcdef" }\n'
@@ -103,3 +106,41 @@ def test_a_result_too_wide_to_read_fails_with_a_clear_message(app):
     assert app.post("/db/query", json={"sql": "SELECT * FROM wide", "args": []}) \
         .status_code == 500
     app.wait_log("and 71 columns (at most 64)")
+
+
+def test_rows_handed_over_before_a_lost_lock_are_not_handed_over_again(app):
+    # Rows of 20 KB, each sent as it is read: the script has the first ones before the
+    # statement waits for the third, which another session holds.
+    assert execute(app, "CREATE TABLE big (id INT PRIMARY KEY, pad MEDIUMTEXT)") \
+        .status_code == 200
+    for i in range(1, 5):
+        assert execute(app, "INSERT INTO big VALUES (?, REPEAT('x', 20000))", i) \
+            .status_code == 200
+    locker = subprocess.Popen(["mariadb", "--no-defaults", "-uroot",
+                               f"--socket={app.db.socket}", app.db.database],
+                              stdin=subprocess.PIPE, text=True, stdout=subprocess.DEVNULL)
+    try:
+        # Its user lock, taken after the row's, says that it holds the row.
+        held = f"{app.db.database} locker"
+        locker.stdin.write("START TRANSACTION; SELECT id FROM big WHERE id = 3 FOR UPDATE; "
+                           f"SELECT GET_LOCK('{held}', 0);\n")
+        locker.stdin.flush()
+        assert wait_for(lambda: app.db.sql(f"SELECT IS_USED_LOCK('{held}') IS NOT NULL")
+                        .stdout.strip() == "1")
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(app.post, "/db/query", json={
+                "sql": "SET STATEMENT innodb_lock_wait_timeout = 3 FOR "
+                       "SELECT id, pad FROM big ORDER BY id FOR UPDATE", "args": []}, timeout=60)
+            # Were the statement run again, the lock would be free for that run.
+            wait_for(lambda: answer.done() or "lost a lock conflict (1205)" in app.log(),
+                     timeout=30)
+            locker.stdin.write("COMMIT;\n")
+            locker.stdin.flush()
+            r = answer.result()
+    finally:
+        locker.stdin.close()
+        locker.wait(30)
+    assert r.status_code == 503, app.log()
+    assert "lost a lock conflict" not in app.log()
+    # The rows are all there, and the connection serves the next statement.
+    assert [row["id"] for row in query(app, "SELECT id FROM big ORDER BY id")] == [1, 2, 3, 4]

@@ -58,6 +58,33 @@ def old_sesamed_database(mariadb, config):
                 f"DELETE FROM sesame_migrations WHERE version = {last}", mariadb.database)
 
 
+def reader_holding_users(mariadb, config):
+    """002_unique_email to do again, held up by a reader's open transaction on users (the
+    CREATE INDEX of a starter waits for its metadata lock): the reader."""
+    assert subprocess.run([CTL, "-c", str(config), "migrate"], capture_output=True,
+                          timeout=120).returncode == 0
+    mariadb.sql("ALTER TABLE users DROP INDEX users_email; "
+                "DELETE FROM sesame_migrations WHERE version = 2", mariadb.database)
+    reader = subprocess.Popen(["mariadb", "--no-defaults", "-uroot", f"--socket={mariadb.socket}",
+                               mariadb.database], stdin=subprocess.PIPE, text=True,
+                              stdout=subprocess.DEVNULL)
+    # Its user lock, taken after its read, says that it holds users.
+    held = f"{mariadb.database} reader"
+    reader.stdin.write(f"START TRANSACTION; SELECT COUNT(*) FROM users; "
+                       f"SELECT GET_LOCK('{held}', 0);\n")
+    reader.stdin.flush()
+    assert wait_for(lambda: mariadb.sql(f"SELECT IS_USED_LOCK('{held}') IS NOT NULL")
+                    .stdout.strip() == "1")
+    return reader
+
+
+def held_on_the_lock(mariadb, starter):
+    """Waits until starter has claimed 002_unique_email and waits for the reader's lock."""
+    assert wait_for(lambda: f"pid {starter.pid} #" in mariadb.sql(
+        "SELECT owner FROM sesame_migration_claims WHERE version = 2", mariadb.database).stdout)
+    assert wait_for(lambda: "metadata lock" in mariadb.sql("SHOW PROCESSLIST").stdout)
+
+
 def test_six_starters_at_once_apply_each_migration_once(sesamed, mariadb):
     storage = mariadb.storage(mariadb.database)
     nodes = [sesamed(more=storage, start=False) for _ in range(2)]
@@ -98,22 +125,11 @@ def test_a_dead_starters_claim_is_taken_over(sesamed, mariadb):
 
 def test_a_starter_killed_mid_migration_is_replaced(sesamed, mariadb):
     s = sesamed(more=mariadb.storage(mariadb.database, "migrate = false"), start=False)
-    assert subprocess.run([CTL, "-c", str(s.config), "migrate"], capture_output=True,
-                          timeout=120).returncode == 0
-    # 002_unique_email to do again, held up by a reader's open transaction on users.
-    mariadb.sql("ALTER TABLE users DROP INDEX users_email; "
-                "DELETE FROM sesame_migrations WHERE version = 2", mariadb.database)
-    reader = subprocess.Popen(["mariadb", "--no-defaults", "-uroot", f"--socket={mariadb.socket}",
-                               mariadb.database], stdin=subprocess.PIPE, text=True,
-                              stdout=subprocess.DEVNULL)
+    reader = reader_holding_users(mariadb, s.config)
     try:
-        reader.stdin.write("START TRANSACTION; SELECT COUNT(*) FROM users;\n")
-        reader.stdin.flush()
         first = migrate(s.config, 1)[0]
         owner = f"pid {first.pid} #"
-        wait_for(lambda: owner in mariadb.sql("SELECT owner FROM sesame_migration_claims "
-                                              "WHERE version = 2", mariadb.database).stdout)
-        wait_for(lambda: "metadata lock" in mariadb.sql("SHOW PROCESSLIST").stdout)
+        held_on_the_lock(mariadb, first)
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=30)
     finally:
@@ -126,6 +142,45 @@ def test_a_starter_killed_mid_migration_is_replaced(sesamed, mariadb):
     index = mariadb.sql("SHOW INDEX FROM users WHERE key_name = 'users_email'",
                         mariadb.database).stdout
     assert index.split()[1] == "0"  # Non_unique: 0
+
+
+def test_a_starter_whose_claim_was_taken_over_waits_for_the_taker(sesamed, mariadb, tmp_path):
+    s = sesamed(more=mariadb.storage(mariadb.database, "migrate = false"), start=False)
+    # 002_unique_email is one statement: the first finds its claim lost only when it records
+    # the migration done.
+    reader = reader_holding_users(mariadb, s.config)
+    log = tmp_path / "first.err"
+    with open(log, "w") as err:
+        first = subprocess.Popen([CTL, "-c", str(s.config), "migrate"], stdout=err, stderr=err)
+    try:
+        held_on_the_lock(mariadb, first)
+        # Another starter, which saw the first's heartbeat stall, takes the claim over; its
+        # own heartbeat never ages.
+        mariadb.sql("UPDATE sesame_migration_claims SET owner = 'taker pid 2 #0', "
+                    "heartbeat_ms = (UNIX_TIMESTAMP(UTC_TIMESTAMP(3)) + 600) * 1000 "
+                    "WHERE version = 2", mariadb.database)
+    finally:
+        reader.stdin.close()
+        reader.wait(30)
+    try:
+        assert wait_for(lambda: "its claim was taken over" in log.read_text(), timeout=60), \
+            log.read_text()
+        # The first ran 002's statement but records nothing, nor goes on, while the taker
+        # applies 002 again.
+        assert first.poll() is None
+        assert recorded(mariadb) == ([m for m in MIGRATIONS if m != "002_unique_email"], "1")
+        mariadb.sql("START TRANSACTION; DELETE FROM sesame_migration_claims WHERE version = 2; "
+                    "INSERT INTO sesame_migrations (version, name) VALUES "
+                    "(2, '002_unique_email'); COMMIT", mariadb.database)
+        assert first.wait(60) == 0, log.read_text()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(30)
+    text = log.read_text()
+    assert "Sanitizer" not in text and "runtime error:" not in text, text
+    assert "applied migration 002_unique_email" not in text, text
+    assert recorded(mariadb) == (MIGRATIONS, "0")
 
 
 def test_an_old_sesameds_database_is_carried_on(sesamed, mariadb):
