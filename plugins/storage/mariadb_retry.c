@@ -80,6 +80,12 @@ static bool conflict(unsigned int code)
 enum sesame_storage_result mariadb_failed(struct store *s, MYSQL *conn, unsigned int code,
 					  const char *msg, char *err, size_t errlen)
 {
+	/* An error the server sent while a statement's rows were read (a lock wait timeout, a
+	 * Galera abort during a locking read) is kept on the connection, not the statement. */
+	if (code == 0 && mysql_errno(conn) != 0) {
+		code = mysql_errno(conn);
+		msg = mysql_error(conn);
+	}
 	snprintf(err, errlen, "MariaDB: %s", msg);
 	last_code = code;
 	/* Inside a transaction before its COMMIT, a lost connection takes the transaction with
