@@ -96,7 +96,8 @@ def test_every_worker_serves_the_passed_socket(activated):
     passed = f"127.0.0.1:{sock.getsockname()[1]}"
     assert f"socket activation: serving on the 1 socket systemd passed: {passed}" in s.log()
     assert f"server.listen (127.0.0.1:{configured}) is not what systemd passed" in s.log()
-    assert f"serving on {passed} with 3 workers" in s.log()
+    # Logged once every worker is ready, which may come a little after the first one serves.
+    s.wait_log(f"serving on {passed} with 3 workers")
     assert refused(configured)
 
     workers = s.workers()
