@@ -351,14 +351,6 @@ MYSQL_STMT *mariadb_execute(struct store *s, MYSQL *conn, const char *sql, MYSQL
 	return stmt;
 }
 
-enum sesame_storage_result mariadb_fetch_failed(struct store *s, MYSQL *conn, MYSQL_STMT *stmt,
-						char *err, size_t errlen)
-{
-	if (mysql_stmt_errno(stmt) == 0 && mysql_errno(conn) != 0)
-		return mariadb_failed(s, conn, mysql_errno(conn), mysql_error(conn), err, errlen);
-	return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err, errlen);
-}
-
 /* Runs sql, which returns no rows; OK or the failure (the connection then given back). */
 enum sesame_storage_result mariadb_execute_only(struct store *s, MYSQL *conn, const char *sql,
 						MYSQL_BIND *params, char *err, size_t errlen)
@@ -1089,7 +1081,8 @@ static enum sesame_storage_result list_once(struct store *s, long long after, lo
 			   row.nulls[4] ? 0 : row.disabled_at);
 	}
 	if (rc != MYSQL_NO_DATA)
-		return mariadb_fetch_failed(s, conn, stmt, err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	mysql_stmt_free_result(stmt);
 	s->db->release(conn, false);
 	return SESAME_STORAGE_OK;

@@ -45,7 +45,8 @@ void mariadb_forget_error(void);
 /* Whether code says the connection or its node is gone (the node's connections go too). */
 bool mariadb_gone(unsigned int code);
 /* Classifies a failed statement and gives its connection back accordingly: CONFLICT for a
- * duplicate key, UNAVAILABLE for a connection or node gone or a conflict, else FAILED. */
+ * duplicate key, UNAVAILABLE for a connection or node gone or a conflict, else FAILED. With
+ * code 0 the connection's error is taken: the one the server sent while rows were read. */
 enum sesame_storage_result mariadb_failed(struct store *s, MYSQL *conn, unsigned int code,
 					  const char *msg, char *err, size_t errlen);
 /* A statement the pool could not prepare: gives the connection back; UNAVAILABLE or FAILED. */
@@ -88,10 +89,6 @@ MYSQL_STMT *mariadb_execute(struct store *s, MYSQL *conn, const char *sql, MYSQL
 /* Runs sql, which returns no rows; OK or the failure (the connection then given back). */
 enum sesame_storage_result mariadb_execute_only(struct store *s, MYSQL *conn, const char *sql,
 						MYSQL_BIND *params, char *err, size_t errlen);
-/* A failed fetch of stmt's rows: the statement's error or, for one the server sent after rows
- * (a lock wait timeout), the connection's, where the client library leaves it. */
-enum sesame_storage_result mariadb_fetch_failed(struct store *s, MYSQL *conn, MYSQL_STMT *stmt,
-						char *err, size_t errlen);
 /* Runs sql, which returns no rows, on a connection of its own. */
 enum sesame_storage_result mariadb_run_alone(struct store *s, const char *sql, MYSQL_BIND *params,
 					     char *err, size_t errlen);

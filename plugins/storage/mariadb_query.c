@@ -241,7 +241,8 @@ static enum sesame_storage_result finish(struct store *s, MYSQL *conn, MYSQL_STM
 		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), "cannot read the rows", err,
 				      errlen);
 	if (q->ncols > 0 && (rc = fetch_rows(stmt, q)) < 0)
-		return mariadb_fetch_failed(s, conn, stmt, err, errlen);
+		return mariadb_failed(s, conn, mysql_stmt_errno(stmt), mysql_stmt_error(stmt), err,
+				      errlen);
 	if (q->ncols == 0) {
 		*q->affected = (long long)mysql_stmt_affected_rows(stmt);
 		*q->insert_id = (long long)mysql_stmt_insert_id(stmt);
