@@ -21,14 +21,16 @@
  * waiting work is dropped (http_watch_close).
  *
  * A draining server has given its listening sockets back (the master keeps them open, so the
- * queue survives) and closes each connection after its current response. It reports drained
- * once nothing is in flight and no request has arrived or been answered for a short quiet
- * period: the last replies get written, and a client that was just answered on a kept-alive
- * connection is not cut off mid-request.
+ * queue survives), closes its idle connections and each other one after its current response.
+ * It reports drained once nothing is in flight, no request is still arriving (http_conns.c
+ * sees a request from its first byte, long before evhttp hands it over) and no request has
+ * arrived or been answered for a short quiet period, so that the last replies get written. At
+ * the drain's deadline, http_server_cut answers the requests still arriving 503.
  */
 #include "autoconfig.h"
 
 #include "http.h"
+#include "http_conns.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -58,6 +60,7 @@
 
 struct http_server {
 	struct evhttp *http;
+	struct http_conns *conns; /* every connection, to see requests still arriving */
 	struct event_base *base;
 	const struct router *router;
 	http_dispatch_fn dispatch;
@@ -394,6 +397,7 @@ static struct http_request *request_new(struct http_server *srv, struct evhttp_r
 static void on_request(struct evhttp_request *ev, void *arg)
 {
 	struct http_server *srv = arg;
+	http_conns_dispatched(srv->conns, ev);
 	struct http_request *r = request_new(srv, ev);
 	if (r == NULL) {
 		evhttp_send_error(ev, HTTP_INTERNAL, NULL);
@@ -520,7 +524,8 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 	sodium_bin2hex(srv->id_prefix, sizeof(srv->id_prefix), rnd, 4);
 	srv->http = evhttp_new(base);
 	srv->bound = calloc(nfds ? nfds : 1, sizeof(*srv->bound));
-	if (srv->http == NULL || srv->bound == NULL)
+	if (srv->http == NULL || srv->bound == NULL ||
+	    (srv->conns = http_conns_new(srv->http, base)) == NULL)
 		goto fail;
 	evhttp_set_max_body_size(srv->http, (ev_ssize_t)cfg->max_body);
 	evhttp_set_max_headers_size(srv->http, (ev_ssize_t)cfg->max_header);
@@ -570,6 +575,7 @@ void http_server_free(struct http_server *srv)
 		the_server = NULL;
 	if (srv->http != NULL)
 		evhttp_free(srv->http);
+	http_conns_free(srv->conns);
 	free(srv->bound);
 	free(srv);
 }
@@ -578,7 +584,8 @@ static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *srv = arg;
 	uint64_t quiet = (clock_mono_ns() - srv->last_activity_ns) / 1000000u;
-	if (srv->inflight > 0 || quiet < QUIET_MS)
+	http_conns_close_idle(srv->conns);
+	if (srv->inflight > 0 || http_conns_arriving(srv->conns) > 0 || quiet < QUIET_MS)
 		return;
 	event_del(srv->drain_timer);
 	srv->drained(srv->drained_arg);
@@ -595,6 +602,7 @@ void http_server_drain(struct http_server *srv, http_drained_fn drained, void *a
 	for (size_t i = 0; i < srv->nbound; i++)
 		evhttp_del_accept_socket(srv->http, srv->bound[i]);
 	srv->nbound = 0;
+	http_conns_close_idle(srv->conns);
 	srv->drain_timer = event_new(srv->base, -1, EV_PERSIST, check_drained, srv);
 	struct timeval every = {.tv_usec = 50000};
 	if (srv->drain_timer != NULL)
@@ -604,4 +612,14 @@ void http_server_drain(struct http_server *srv, http_drained_fn drained, void *a
 size_t http_server_inflight(const struct http_server *srv)
 {
 	return srv->inflight;
+}
+
+size_t http_server_arriving(const struct http_server *srv)
+{
+	return http_conns_arriving(srv->conns);
+}
+
+size_t http_server_cut(struct http_server *srv, http_drained_fn done, void *arg)
+{
+	return http_conns_cut(srv->conns, done, arg);
 }

@@ -47,9 +47,19 @@ void http_server_free(struct http_server *srv);
 /* Serves GET /readyz with ready (until set, /readyz is not found). */
 void http_server_set_ready(struct http_server *srv, http_ready_fn ready, void *arg);
 
-/* Stops accepting; answers what is in flight with "Connection: close"; calls drained after. */
+/*
+ * Stops accepting; closes the idle connections; answers what is in flight, and the requests
+ * still arriving once they have, with "Connection: close"; calls drained after.
+ */
 void http_server_drain(struct http_server *srv, http_drained_fn drained, void *arg);
 size_t http_server_inflight(const struct http_server *srv);
+/* Requests whose first bytes have come and that are not handed over yet (evhttp reads them). */
+size_t http_server_arriving(const struct http_server *srv);
+/*
+ * The drain's deadline: answers each request still arriving 503 with "Connection: close"
+ * rather than cutting it mid-way; returns how many, and calls done once they are written.
+ */
+size_t http_server_cut(struct http_server *srv, http_drained_fn done, void *arg);
 
 /*
  * Serves one request as evhttp hands it over (the built-in answers, routing, dispatch): the

@@ -6,7 +6,9 @@
  * scripts, and its HTTP server on the slot's sockets. It then tells the master it is serving
  * and runs its loop. SIGTERM starts a graceful stop: the server drains, the background tasks
  * finish, the jobs nobody waits for (the events' rows) are done, and the loop ends once nothing
- * is in flight, or when server.shutdown_timeout runs out. A worker also stops when its master
+ * is in flight, or when server.shutdown_timeout runs out. Then the requests still arriving
+ * (their bodies not read whole) are answered 503 rather than cut mid-way, and the loop ends
+ * once those answers are written, CUT_GRACE_S at most. A worker also stops when its master
  * dies. A timer stamps the worker's heartbeat in the scoreboard while the loop turns: the
  * master kills a worker whose heartbeat goes stale (server.hang_timeout).
  */
@@ -36,6 +38,8 @@
 #include "scoreboard.h"
 
 #define HEARTBEAT_MS 250
+/* How long the 503s of a drain's deadline get to be written: below the master's margin. */
+#define CUT_GRACE_S 2
 
 struct worker {
 	const struct worker_spec *spec;
@@ -89,15 +93,29 @@ static void on_drained(void *arg)
 		event_base_loopbreak(w->base);
 }
 
+static void on_cut(void *arg)
+{
+	struct worker *w = arg;
+	event_base_loopbreak(w->base);
+}
+
+/* server.shutdown_timeout has run out; then, at the second call, so has CUT_GRACE_S. */
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	log_warn("worker %ld: shutdown timeout: %zu requests, %zu background tasks and %zu jobs "
-		 "still in flight are dropped",
-		 (long)getpid(), http_server_inflight(w->srv), luaapi_tasks(w->api),
-		 jobs_pending(w->jobs));
+	struct timeval grace = {.tv_sec = CUT_GRACE_S};
+	if (w->timed_out) {
+		event_base_loopbreak(w->base);
+		return;
+	}
 	w->timed_out = true;
-	event_base_loopbreak(w->base);
+	log_warn("worker %ld: shutdown timeout: answering 503 to the requests still arriving "
+		 "(%zu); dropping the requests (%zu), background tasks (%zu) and jobs (%zu) still "
+		 "in flight",
+		 (long)getpid(), http_server_arriving(w->srv), http_server_inflight(w->srv),
+		 luaapi_tasks(w->api), jobs_pending(w->jobs));
+	if (http_server_cut(w->srv, on_cut, w) == 0 || evtimer_add(w->deadline_ev, &grace) != 0)
+		event_base_loopbreak(w->base);
 }
 
 static void on_term(evutil_socket_t sig, short what, void *arg)
@@ -109,6 +127,11 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 	w->deadline_ev = evtimer_new(w->base, on_deadline, w);
 	if (w->deadline_ev != NULL)
 		evtimer_add(w->deadline_ev, &limit);
+	size_t arriving = http_server_arriving(w->srv), inflight = http_server_inflight(w->srv);
+	if (arriving + inflight > 0)
+		log_info("worker %ld: draining: waiting for the requests in flight (%zu) and still "
+			 "arriving (%zu), %d s at most",
+			 (long)getpid(), inflight, arriving, w->spec->cfg->shutdown_timeout);
 	http_server_drain(w->srv, on_drained, w);
 }
 

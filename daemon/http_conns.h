@@ -1,0 +1,37 @@
+/* http_conns.h: the worker's HTTP connections, watched so that a drain never cuts a request. */
+#ifndef SESAME_HTTP_CONNS_H
+#define SESAME_HTTP_CONNS_H
+
+#include <stddef.h>
+
+struct event_base;
+struct evhttp;
+struct evhttp_request;
+struct http_conns;
+
+/* Watches every connection http accepts from now on (it makes their bufferevents). */
+struct http_conns *http_conns_new(struct evhttp *http, struct event_base *base);
+/* After evhttp_free: the connections are gone. */
+void http_conns_free(struct http_conns *set);
+
+/* req, whole, is handed to sesame: its connection carries no request still arriving. */
+void http_conns_dispatched(struct http_conns *set, struct evhttp_request *req);
+
+/*
+ * Requests still arriving: connections that have received bytes (part of a request line,
+ * headers or a body) of a request sesame has not been handed yet, or that are being answered
+ * 503 by http_conns_cut.
+ */
+size_t http_conns_arriving(const struct http_conns *set);
+
+/* Closes the connections that wait for a request and have nothing left to write. */
+void http_conns_close_idle(struct http_conns *set);
+
+/*
+ * The deadline of a drain: closes the idle connections and answers each request still
+ * arriving 503 (JSON, Connection: close) instead of reading the rest of it. Returns how many
+ * were answered so; done(arg) is called once the last of them is closed, its answer written.
+ */
+size_t http_conns_cut(struct http_conns *set, void (*done)(void *arg), void *arg);
+
+#endif
