@@ -37,7 +37,8 @@ server = {
   -- Seconds to read a request or write a response, and to keep an idle connection open.
   timeout = 30,
   keepalive = 15,
-  -- Seconds that in-flight requests get to finish when sesamed stops or reloads.
+  -- Seconds that in-flight requests, and those still arriving, get to finish when sesamed
+  -- stops or reloads; a request still arriving then is answered 503.
   shutdown_timeout = 30,
   -- Error details in 500 answers: for development only.
   debug = false,
