@@ -57,6 +57,7 @@ int cycle_check(const char *path, int workers)
 		fprintf(stderr, "sesamed: %s: configuration has errors\n", path);
 		return 1;
 	}
+	plugins_report(cfg->plugins, stdout);
 	printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path, cfg->nroutes);
 	config_free(cfg);
 	return 0;
