@@ -53,6 +53,9 @@ static void add_folder(struct loading *ld, struct plugin_list *dirs, const char 
 {
 	struct stat st;
 	char *path = file_resolve(ld->dir, dir);
+	/* "/opt/acme/" is "/opt/acme": the same folder, listed twice if both are. */
+	for (size_t n = path != NULL ? strlen(path) : 0; n > 1 && path[n - 1] == '/'; n--)
+		path[n - 1] = '\0';
 	if (path == NULL || list_add(dirs, path) != 0) {
 		config_errors_add(ld->errs, "plugins.path: out of memory");
 	} else if (given && stat(path, &st) != 0) {
