@@ -20,6 +20,15 @@ def own_folder(s):
     return folder.rename(s.dir / "acme")
 
 
+def with_own_folder(sesamed, table, routes=None):
+    """A sesamed to start, with "plain" in its folder acme and plugins = table, in which
+    {plugins} is the shipped plugins' folder and {acme} that one."""
+    s = sesamed(routes=routes, start=False, more=PLAIN)
+    acme = own_folder(s)
+    set_plugins(s, table.format(plugins=PLUGINS, acme=acme))
+    return s, acme
+
+
 def set_plugins(s, table):
     s.config.write_text(s.config.read_text().replace(SHIPPED, f"plugins = {table}\n"))
 
@@ -36,10 +45,8 @@ def plugin_lines(out):
 
 
 def test_an_own_plugin_loads_beside_the_shipped_ones(sesamed):
-    s = sesamed(routes=PASSWORDS, start=False, more=PLAIN)
-    acme = own_folder(s)
     # A relative folder resolves against the configuration's folder.
-    set_plugins(s, f'{{ path = {{ "{PLUGINS}", "acme" }} }}')
+    s, acme = with_own_folder(sesamed, '{{ path = {{ "{plugins}", "acme" }} }}', PASSWORDS)
     r = check(s)
     assert r.returncode == 0, r.stderr
     files = plugin_lines(r.stdout)
@@ -55,13 +62,11 @@ def test_an_own_plugin_loads_beside_the_shipped_ones(sesamed):
     assert s.post("/verify", json={"password": "pw", "stored": stored}).json()["ok"] is True
 
 
-@pytest.mark.parametrize("load", [None, '{ "argon2id", "plain" }'])
+@pytest.mark.parametrize("load", [None, '{{ "argon2id", "plain" }}'])
 def test_a_plugin_found_in_two_folders_names_both_files(sesamed, load):
-    s = sesamed(start=False, more=PLAIN)
-    acme = own_folder(s)
-    shutil.copy(PLUGINS / "argon2id.so", acme / "argon2id.so")
     more = f", load = {load}" if load else ""
-    set_plugins(s, f'{{ path = {{ "{PLUGINS}", "{acme}" }}{more} }}')
+    s, acme = with_own_folder(sesamed, '{{ path = {{ "{plugins}", "{acme}" }}' + more + ' }}')
+    shutil.copy(PLUGINS / "argon2id.so", acme / "argon2id.so")
     r = check(s)
     assert r.returncode == 1
     assert (f"{s.config}:2: plugins.path: plugin argon2id found twice: "
@@ -73,9 +78,9 @@ def test_a_plugin_found_in_two_folders_names_both_files(sesamed, load):
 
 
 def test_plugins_load_looks_in_every_folder(sesamed):
-    s = sesamed(routes=PASSWORDS, start=False, more=PLAIN)
-    acme = own_folder(s)
-    set_plugins(s, f'{{ path = {{ "{acme}", "{PLUGINS}" }}, load = {{ "argon2id", "plain" }} }}')
+    s, acme = with_own_folder(
+        sesamed, '{{ path = {{ "{acme}", "{plugins}" }}, load = {{ "argon2id", "plain" }} }}',
+        PASSWORDS)
     r = check(s)
     assert r.returncode == 0, r.stderr
     assert plugin_lines(r.stdout) == {"argon2id": f"{PLUGINS}/argon2id.so",
