@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "plural.h"
-
 const char *const sqlite_accounts_sql[STATEMENTS] = {
     [STATE_UNVERIFY] = "UPDATE \"sesame_user_state\" SET \"verified_at\" = NULL WHERE "
 		       "\"user_id\" = ?1",
@@ -295,8 +293,8 @@ static int prepare_one(sqlite3 *db, const char *sql, size_t nparams, sqlite3_stm
 	else if ((size_t)sqlite3_bind_parameter_count(*out) != nparams)
 		snprintf(err, errlen, "SQLite: the statement has %d %s, %zu %s given",
 			 sqlite3_bind_parameter_count(*out),
-			 plural(sqlite3_bind_parameter_count(*out), "placeholder", "placeholders"),
-			 nparams, plural((long long)nparams, "value", "values"));
+			 (sqlite3_bind_parameter_count(*out) == 1 ? "placeholder" : "placeholders"),
+			 nparams, (nparams == 1 ? "value" : "values"));
 	else
 		return 0;
 	return -1;

@@ -30,8 +30,6 @@
 #include <unicase.h>
 #include <unistd.h>
 
-#include "plural.h"
-
 #define MESSAGE "password is too common"
 
 struct blocklist {
@@ -186,8 +184,8 @@ static int load(const struct sesame_host *host, struct sesame_config *cfg, struc
 	size_t bytes = (b->mask + 1) * sizeof(uint64_t);
 	host->log(host, b->n > 0 ? SESAME_LOG_INFO : SESAME_LOG_WARN,
 		  "%zu %s from %s (%zu listed twice), %zu %s, read in %.0f ms", b->n,
-		  plural((long long)b->n, "password", "passwords"), path, dups, bytes,
-		  plural((long long)bytes, "byte", "bytes"), ms_since(&t0));
+		  (b->n == 1 ? "password" : "passwords"), path, dups, bytes,
+		  (bytes == 1 ? "byte" : "bytes"), ms_since(&t0));
 	rc = 0;
 done:
 	free(text);

@@ -22,8 +22,6 @@
 #include <uninorm.h>
 #include <unistr.h>
 
-#include "plural.h"
-
 #define DEFAULT_MIN 3
 #define DEFAULT_MAX 64
 #define LIMIT	    1024
@@ -158,10 +156,10 @@ static int check(void *state, const char *value, size_t len, const char *const *
 		snprintf(msg, msglen, "%s", why);
 	else if (chars < (size_t)u->min_length)
 		snprintf(msg, msglen, "The username must have at least %lld %s.", u->min_length,
-			 plural(u->min_length, "character", "characters"));
+			 (u->min_length == 1 ? "character" : "characters"));
 	else if (chars > (size_t)u->max_length)
 		snprintf(msg, msglen, "The username must have at most %lld %s.", u->max_length,
-			 plural(u->max_length, "character", "characters"));
+			 (u->max_length == 1 ? "character" : "characters"));
 	else if (n + 1 > outlen)
 		rc = -1;
 	else {
