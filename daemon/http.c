@@ -11,7 +11,8 @@
  * and writes one access-log line.
  *
  * evhttp answers requests it cannot parse (too large, malformed) by itself: http_errors.c makes
- * those answers JSON too.
+ * those answers JSON too. Each head is checked for ambiguous framing before its body is read
+ * (http_framing.c); a refused one is answered 400 and its connection closed.
  *
  * A request that waits on a job thread can be watched for its client leaving: evhttp reads
  * nothing from a connection while its request is being served, so it would learn of a close
@@ -48,6 +49,7 @@
 #include "clock.h"
 #include "config.h"
 #include "http_errors.h"
+#include "http_framing.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxies.h"
@@ -349,6 +351,12 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->timeout);
 
+	const char *why;
+	if (http_framing_verdict(ev, &why) != 0) {
+		evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+		http_reply_error(r, 400, why, NULL);
+		return;
+	}
 	if (r->path[0] != '/') {
 		http_reply_error(r, 400, "malformed request", NULL);
 		return;
@@ -474,6 +482,7 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 						  EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(srv->http, on_request, srv);
 	http_errors_install(srv->http, cfg->max_header);
+	http_framing_install(srv->http);
 	/* A body too large is read to its end before the 413 goes out, so that the client sees
 	 * the answer rather than a reset (bounded by server.timeout, like any read). */
 	evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);

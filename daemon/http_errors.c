@@ -11,6 +11,9 @@
  * no hook: this file defines its own evhttp_send_error, which the dynamic linker binds
  * libevent's internal calls to, and sends the answer whole: Content-Type: application/json,
  * Connection: close, and 431 rather than 400 for a head past server.max_header.
+ *
+ * A head that http_framing.c refused reaches evhttp as a malformed one: its message is asked
+ * for there.
  */
 #include "autoconfig.h"
 
@@ -26,6 +29,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "http_framing.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -57,6 +61,11 @@ static bool head_too_large(struct evhttp_request *req)
 /* The client's message for evhttp's error, and the status it deserves. */
 static const char *message_for(struct evhttp_request *req, int *status)
 {
+	const char *why;
+	if (http_framing_refused(req, &why)) {
+		*status = HTTP_BADREQUEST;
+		return why;
+	}
 	switch (*status) {
 	case HTTP_ENTITYTOOLARGE:
 		return "request too large";
