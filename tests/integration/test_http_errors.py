@@ -1,12 +1,11 @@
 """Every answer evhttp or sesame gives outside a route is sesame's JSON error, on the libevent
 this build runs on (2.1: sesame's own evhttp_send_error)."""
 import json
-import socket
 import time
 
 import pytest
 
-from conftest import route_file
+from conftest import raw_exchange as exchange, route_file
 
 APP = {"app.lua": route_file("app.lua")}
 
@@ -14,17 +13,6 @@ APP = {"app.lua": route_file("app.lua")}
 @pytest.fixture
 def app(sesamed):
     return sesamed("timeout = 2, max_body = 1000, max_header = 4096,", routes=APP)
-
-
-def exchange(s, data):
-    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
-        c.sendall(data)
-        buf = b""
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                return buf
-            buf += chunk
 
 
 def json_error(buf, status, error):

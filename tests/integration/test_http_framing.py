@@ -2,11 +2,10 @@
 is refused with a 400 in JSON and its connection closed, so that no byte after it is read as a
 request (request smuggling). Raw sockets: these requests are malformed on purpose."""
 import json
-import socket
 
 import pytest
 
-from conftest import route_file
+from conftest import raw_exchange as exchange, route_file
 
 APP = {"app.lua": route_file("app.lua")}
 POST = b"POST /raw HTTP/1.1\r\nHost: x\r\n"
@@ -17,18 +16,6 @@ NEXT = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 @pytest.fixture
 def app(sesamed):
     return sesamed("timeout = 3,", routes=APP)
-
-
-def exchange(s, data):
-    """Sends data on one connection; returns everything sesamed wrote until it closed."""
-    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
-        c.sendall(data)
-        buf = b""
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                return buf
-            buf += chunk
 
 
 def answers(buf):
