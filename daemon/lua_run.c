@@ -167,6 +167,13 @@ static int wait_on(lua_State *L, struct luaapi_call *call, struct luaapi_job *lj
 	return lua_yieldk(L, 0, 0, job_continue);
 }
 
+bool luaapi_can_wait(lua_State *L)
+{
+	struct luaapi_call *call = luaapi_current(L);
+	return call != NULL && call->api->base != NULL && call->api->jobs != NULL &&
+	       lua_isyieldable(L);
+}
+
 /* Submits lj and yields the calling coroutine until it is done. */
 int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
 {
