@@ -57,7 +57,8 @@ int cycle_check(const char *path, int workers)
 		fprintf(stderr, "sesamed: %s: configuration has errors\n", path);
 		return 1;
 	}
-	printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path, cfg->nroutes);
+	printf("sesamed: %s: configuration is ok (%zu route script%s)\n", path, cfg->nroutes,
+	       cfg->nroutes == 1 ? "" : "s");
 	config_free(cfg);
 	return 0;
 }
