@@ -144,8 +144,11 @@ events = {
 }
 
 -- Plugins: every NAME.so in path, or only those `load` names (load = { "argon2id", ... }).
--- The default path is where `make install` put sesame's own plugins.
--- plugins = { path = "/usr/local/lib/sesame/plugins" }
+-- The default path is where `make install` put sesame's own plugins. path is a folder or a
+-- list of folders, searched in order; a list replaces the default, so a plugin of your own
+-- in a folder of its own goes beside sesame's with both spelt out. A plugin name found in
+-- two folders is an error that names both files; `sesamed -t` prints each plugin's file.
+-- plugins = { path = { "/usr/lib/sesame/plugins", "/opt/acme/sesame-plugins" } }
 
 password = {
   -- The scheme new password hashes are made with, and the schemes that may verify a stored

@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plural.h"
+
 #define COLUMN_START 256 /* bytes at first for a column read as text */
 
 typedef int (*query_row)(void *ctx, size_t ncols, const char *const *names,
@@ -290,11 +292,13 @@ static enum sesame_storage_result query_once(struct store *s, struct query_run *
 		return mariadb_not_prepared(s, conn);
 	q->ncols = mysql_stmt_field_count(stmt);
 	if (mysql_stmt_param_count(stmt) != q->nparams || q->ncols > SESAME_QUERY_COLUMNS_MAX) {
-		snprintf(err, errlen,
-			 "MariaDB: the statement has %lu placeholders (%zu values given) and %zu "
-			 "columns (at most %d)",
-			 mysql_stmt_param_count(stmt), q->nparams, q->ncols,
-			 SESAME_QUERY_COLUMNS_MAX);
+		snprintf(
+		    err, errlen,
+		    "MariaDB: the statement has %lu %s (%zu %s given) and %zu %s (at most %d)",
+		    mysql_stmt_param_count(stmt),
+		    plural((long long)mysql_stmt_param_count(stmt), "placeholder", "placeholders"),
+		    q->nparams, plural((long long)q->nparams, "value", "values"), q->ncols,
+		    plural((long long)q->ncols, "column", "columns"), SESAME_QUERY_COLUMNS_MAX);
 		s->db->release(conn, false);
 		return SESAME_STORAGE_FAILED;
 	}

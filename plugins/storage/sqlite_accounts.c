@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "plural.h"
+
 const char *const sqlite_accounts_sql[STATEMENTS] = {
     [STATE_UNVERIFY] = "UPDATE \"sesame_user_state\" SET \"verified_at\" = NULL WHERE "
 		       "\"user_id\" = ?1",
@@ -291,8 +293,10 @@ static int prepare_one(sqlite3 *db, const char *sql, size_t nparams, sqlite3_stm
 		snprintf(err, errlen, "SQLite: a row of at most %d columns",
 			 SESAME_QUERY_COLUMNS_MAX);
 	else if ((size_t)sqlite3_bind_parameter_count(*out) != nparams)
-		snprintf(err, errlen, "SQLite: the statement has %d placeholders, %zu values given",
-			 sqlite3_bind_parameter_count(*out), nparams);
+		snprintf(err, errlen, "SQLite: the statement has %d %s, %zu %s given",
+			 sqlite3_bind_parameter_count(*out),
+			 plural(sqlite3_bind_parameter_count(*out), "placeholder", "placeholders"),
+			 nparams, plural((long long)nparams, "value", "values"));
 	else
 		return 0;
 	return -1;
