@@ -44,6 +44,7 @@
 #include "master_state.h"
 #include "metrics.h"
 #include "notify.h"
+#include "plural.h"
 #include "revocation_shm.h"
 #include "roster.h"
 #include "scoreboard.h"
@@ -236,10 +237,10 @@ void master_announce_ready(void)
 {
 	char status[160];
 	bool passed = m->socks.inherited; /* socket activation: systemd's addresses, not ours */
-	snprintf(status, sizeof(status), "serving on %s%s with %d worker%s",
+	snprintf(status, sizeof(status), "serving on %s%s with %d %s",
 		 passed ? m->socks.socks[0].text : m->cfg->listen[0],
 		 (passed ? m->socks.n : m->cfg->nlisten) > 1 ? " and more" : "", m->cfg->workers,
-		 m->cfg->workers == 1 ? "" : "s");
+		 plural(m->cfg->workers, "worker", "workers"));
 	if (m->gen == 1)
 		log_info("%s", status);
 	else

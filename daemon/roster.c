@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "plural.h"
 #include "scoreboard.h"
 
 #define BACKOFF_MAX_MS 10000
@@ -311,8 +312,8 @@ int roster_gen_unready(unsigned gen, char *out, size_t len)
 			n = slot_why(gen, slot, &g->s[slot], out, len, n);
 	}
 	if (missing > 2)
-		snprintf(out + n, len - n, " (and %d more slot%s)", missing - 2,
-			 missing == 3 ? "" : "s");
+		snprintf(out + n, len - n, " (and %d more %s)", missing - 2,
+			 plural(missing - 2, "slot", "slots"));
 	return missing;
 }
 
