@@ -24,6 +24,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "plugin.h"
+#include "plural.h"
 #include "privs.h"
 
 struct config *cycle_load(const char *path, int workers, struct config_errors *errs)
@@ -58,7 +59,8 @@ int cycle_check(const char *path, int workers)
 		return 1;
 	}
 	plugins_report(cfg->plugins, stdout);
-	printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path, cfg->nroutes);
+	printf("sesamed: %s: configuration is ok (%zu %s)\n", path, cfg->nroutes,
+	       plural((long long)cfg->nroutes, "route script", "route scripts"));
 	config_free(cfg);
 	return 0;
 }

@@ -66,6 +66,10 @@ server = {
   -- pattern match, out of reach of the instruction budget) before the master kills it,
   -- logging the route it was serving, and starts another. 1 or more.
   hang_timeout = 10,
+  -- Seconds a new generation of workers has to serve in full. A reload whose workers do not
+  -- (a route script server.user cannot read, a worker that crashes at start) is given up
+  -- and the running workers serve on; a detached start (sesamed without -f) fails instead.
+  start_timeout = 60,
   -- The reverse proxies in front of sesamed (addresses, or networks like "10.0.0.0/8" and
   -- "fd00::/8"): behind one of them the client's address is the right-most X-Forwarded-For
   -- entry that is not a trusted proxy. None by default: the client is the connection's peer.
