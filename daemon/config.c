@@ -166,6 +166,7 @@ static const struct config_key server_keys[] = {
     {"queue", config_int, 1, 1 << 20, SERVER(queue)},
     {"hash_queue", config_int, 1, 1 << 20, SERVER(hash_queue)},
     {"hang_timeout", config_ms, 1000, 3600000, SERVER(hang_timeout_ms)},
+    {"start_timeout", config_ms, 1000, 3600000, SERVER(start_timeout_ms)},
     {"trusted_proxies", config_trusted_proxies, 0, 0, SERVER(trusted_proxies)},
     {"metrics", config_metrics, 0, 0, SERVER(metrics)},
     {"control", read_control, 0, 0, SERVER(control)},
@@ -393,6 +394,7 @@ static void set_defaults(struct config *cfg)
 	cfg->lua_memory = 256u << 20;
 	cfg->json_depth = 32;
 	cfg->hang_timeout_ms = 10000;
+	cfg->start_timeout_ms = 60000;
 	ratelimit_rules_defaults(&cfg->limits);
 	config_metrics_defaults(&cfg->metrics);
 	config_events_defaults(&cfg->events);

@@ -52,10 +52,11 @@ struct config {
 	int handler_timeout;	   /* seconds a handler may take, waits on job threads included */
 	size_t lua_memory;	   /* bytes the worker's Lua state may hold */
 	int json_depth;
-	int queue;	      /* jobs a worker holds at once; past it, requests get 503 */
-	int hash_queue;	      /* the same for password hashes; 0: unset (config_hash_queue) */
-	long hang_timeout_ms; /* a worker whose loop has not turned for this long is killed */
-	struct privs privs;   /* server.user and server.group, looked up */
+	int queue;	       /* jobs a worker holds at once; past it, requests get 503 */
+	int hash_queue;	       /* the same for password hashes; 0: unset (config_hash_queue) */
+	long hang_timeout_ms;  /* a worker whose loop has not turned for this long is killed */
+	long start_timeout_ms; /* a new generation's workers must all serve within it */
+	struct privs privs;    /* server.user and server.group, looked up */
 	struct proxies trusted_proxies; /* peers whose X-Forwarded-For is believed */
 	struct config_metrics metrics;
 	char *control; /* the master's control socket (server.control), NULL when off */

@@ -24,6 +24,7 @@
 #include "jwa.h"
 #include "keys.h"
 #include "log.h"
+#include "plural.h"
 #include "tokens.h"
 
 /* The token settings the section is read into. */
@@ -91,10 +92,10 @@ static void read_secret(struct config_reader *rd, int tbl, struct token_config *
 	    (size_t)EVP_MD_get_size(jwa_get(tc->alg)->md()) > least)
 		least = (size_t)EVP_MD_get_size(jwa_get(tc->alg)->md());
 	if (tc->key != NULL && tc->keylen < least)
-		config_fail(
-		    rd, tc->keylen && file ? "jwt.secret_file" : "jwt.secret",
-		    "the secret is %zu bytes long; an HMAC secret for %s needs at least %zu",
-		    tc->keylen, jwa_get(tc->alg)->name, least);
+		config_fail(rd, tc->keylen && file ? "jwt.secret_file" : "jwt.secret",
+			    "the secret is %zu %s long; an HMAC secret for %s needs at least %zu",
+			    tc->keylen, plural((long long)tc->keylen, "byte", "bytes"),
+			    jwa_get(tc->alg)->name, least);
 	if (inline_secret != NULL)
 		file_free_secret(inline_secret, strlen(inline_secret));
 	free(file);

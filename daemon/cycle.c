@@ -24,6 +24,7 @@
 #include "log.h"
 #include "lua_api.h"
 #include "plugin.h"
+#include "plural.h"
 #include "privs.h"
 
 struct config *cycle_load(const char *path, int workers, struct config_errors *errs)
@@ -57,7 +58,9 @@ int cycle_check(const char *path, int workers)
 		fprintf(stderr, "sesamed: %s: configuration has errors\n", path);
 		return 1;
 	}
-	printf("sesamed: %s: configuration is ok (%zu route scripts)\n", path, cfg->nroutes);
+	plugins_report(cfg->plugins, stdout);
+	printf("sesamed: %s: configuration is ok (%zu %s)\n", path, cfg->nroutes,
+	       plural((long long)cfg->nroutes, "route script", "route scripts"));
 	config_free(cfg);
 	return 0;
 }

@@ -22,6 +22,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "metrics.h"
+#include "plural.h"
 
 /* "at" as milliseconds show it, not as a double's 17 digits would. */
 #define LINE_FLAGS                                                                                 \
@@ -140,9 +141,9 @@ static void drop_row(struct row_job *rj)
 	uint64_t now = clock_mono_ns();
 	dropped++;
 	if (dropped_warned_ns == 0 || now - dropped_warned_ns > 10000000000u) {
-		log_warn("events: the job queue is full (server.queue): %lu events not stored so "
+		log_warn("events: the job queue is full (server.queue): %lu %s not stored so "
 			 "far (said at most every 10 s)",
-			 dropped);
+			 dropped, plural((long long)dropped, "event", "events"));
 		dropped_warned_ns = now;
 	}
 	row_free(rj);

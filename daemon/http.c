@@ -10,10 +10,9 @@
  * coroutine has waited on a job. Every reply, built-in or not, is JSON, carries X-Request-Id
  * and writes one access-log line.
  *
- * evhttp answers requests it cannot parse (too large, malformed) by itself, with an HTML page,
- * through evhttp_send_error. libevent 2.1 has no hook for that, so this file defines its own
- * evhttp_send_error: the dynamic linker binds libevent's internal calls to it, and those
- * answers become JSON envelopes like every other.
+ * evhttp answers requests it cannot parse (too large, malformed) by itself: http_errors.c makes
+ * those answers JSON too. Each head is checked for ambiguous framing before its body is read
+ * (http_framing.c); a refused one is answered 400 and its connection closed.
  *
  * A request that waits on a job thread can be watched for its client leaving: evhttp reads
  * nothing from a connection while its request is being served, so it would learn of a close
@@ -51,6 +50,8 @@
 
 #include "clock.h"
 #include "config.h"
+#include "http_errors.h"
+#include "http_framing.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxies.h"
@@ -91,7 +92,7 @@ struct http_server {
  */
 static struct http_server *the_server;
 
-static const char *method_name(enum evhttp_cmd_type cmd)
+const char *http_method_name(int cmd)
 {
 	switch (cmd) {
 	case EVHTTP_REQ_GET:
@@ -113,7 +114,7 @@ static const char *method_name(enum evhttp_cmd_type cmd)
 	}
 }
 
-static void peer_address(struct evhttp_request *ev, char *out, size_t len)
+void http_peer_address(struct evhttp_request *ev, char *out, size_t len)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
 	char *addr = NULL;
@@ -163,61 +164,6 @@ static void log_access(const char *method, const char *path, int status, uint64_
 	    .request_id = id,
 	};
 	accesslog_write(&e);
-}
-
-static char *error_body(int status, const char *message, const char *detail, size_t *len)
-{
-	json_t *o = json_pack("{s:s, s:s}", "result", "fail", "error", message);
-	if (o != NULL && detail != NULL)
-		json_object_set_new(o, "detail", json_string(detail));
-	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
-	json_decref(o);
-	*len = s != NULL ? strlen(s) : 0;
-	return s;
-}
-
-/* Replaces libevent's own HTML error page (see the comment at the top). */
-void evhttp_send_error(struct evhttp_request *req, int error, const char *reason)
-{
-	const char *message;
-	switch (error) {
-	case HTTP_ENTITYTOOLARGE:
-		message = "request too large";
-		break;
-	case HTTP_NOTIMPLEMENTED:
-		message = "method not implemented";
-		break;
-	case 417:
-		message = "expectation failed";
-		break;
-	default:
-		message = "malformed request";
-	}
-	/* A request line that did not parse leaves no version: answer as HTTP/1.1, as libevent
-	 * does. */
-	if (req->major == 0 && req->minor == 0) {
-		req->major = 1;
-		req->minor = 1;
-	}
-	const char *method = method_name(evhttp_request_get_command(req));
-	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-	evhttp_clear_headers(out);
-	evhttp_add_header(out, "Content-Type", "application/json");
-	evhttp_add_header(out, "Connection", "close");
-	size_t len;
-	char *body = error_body(error, message, NULL, &len);
-	struct evbuffer *buf = evbuffer_new();
-	if (buf != NULL && body != NULL)
-		evbuffer_add(buf, body, len);
-	char remote[64];
-	peer_address(req, remote, sizeof(remote));
-	/* req may be freed by the send: everything logged was read before. */
-	evhttp_send_reply(req, error, reason, buf);
-	log_access(method, "-", error, 0, remote, "-");
-	metrics_request_unparsed(method, error);
-	if (buf != NULL)
-		evbuffer_free(buf);
-	free(body);
 }
 
 /* A field value (RFC 9110 5.5): visible characters, spaces and tabs; no CR, LF, NUL or other
@@ -351,7 +297,7 @@ void http_reply_gone(struct http_request *r)
 void http_reply_error(struct http_request *r, int status, const char *message, const char *detail)
 {
 	size_t len;
-	char *body = error_body(status, message, r->srv->debug ? detail : NULL, &len);
+	char *body = http_error_body(message, r->srv->debug ? detail : NULL, &len);
 	http_reply(r, status, body, len);
 	free(body);
 }
@@ -380,7 +326,7 @@ static struct http_request *request_new(struct http_server *srv, struct evhttp_r
 	r->ev = ev;
 	r->srv = srv;
 	r->start_ns = clock_mono_ns();
-	r->method = method_name(evhttp_request_get_command(ev));
+	r->method = http_method_name(evhttp_request_get_command(ev));
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
 	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
 	r->path = strdup(path != NULL && path[0] != '\0' ? path : "/");
@@ -388,7 +334,7 @@ static struct http_request *request_new(struct http_server *srv, struct evhttp_r
 		free(r);
 		return NULL;
 	}
-	peer_address(ev, r->peer, sizeof(r->peer));
+	http_peer_address(ev, r->peer, sizeof(r->peer));
 	client_address(srv, r);
 	make_id(srv, r);
 	return r;
@@ -409,6 +355,12 @@ static void on_request(struct evhttp_request *ev, void *arg)
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->timeout);
 
+	const char *why;
+	if (http_framing_verdict(ev, &why) != 0) {
+		evhttp_add_header(evhttp_request_get_output_headers(ev), "Connection", "close");
+		http_reply_error(r, 400, why, NULL);
+		return;
+	}
 	if (r->path[0] != '/') {
 		http_reply_error(r, 400, "malformed request", NULL);
 		return;
@@ -534,6 +486,8 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 						  EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 						  EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(srv->http, on_request, srv);
+	http_errors_install(srv->http, cfg->max_header);
+	http_framing_install(srv->http);
 	/* A body too large is read to its end before the 413 goes out, so that the client sees
 	 * the answer rather than a reset (bounded by server.timeout, like any read). */
 	evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);

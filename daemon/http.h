@@ -67,6 +67,12 @@ size_t http_server_cut(struct http_server *srv, http_drained_fn done, void *arg)
  */
 void http_server_handle(struct http_server *srv, struct evhttp_request *ev);
 
+/* The name of an enum evhttp_cmd_type, "OTHER" for one sesame does not serve. */
+const char *http_method_name(int cmd);
+
+/* The address of ev's peer into out, "-" when it has none. */
+void http_peer_address(struct evhttp_request *ev, char *out, size_t len);
+
 /* Adds a response header; -1 when the name or the value could split the response. */
 int http_add_header(struct http_request *r, const char *name, const char *value);
 

@@ -248,10 +248,16 @@ void listen_set_close_unwanted(struct listen_set *set)
 	}
 }
 
+/* New sockets go at the end, and none is dropped while a reload's workers start. */
+void listen_set_truncate(struct listen_set *set, size_t n)
+{
+	while (set->n > n)
+		drop_sock(set, set->n - 1);
+}
+
 void listen_set_free(struct listen_set *set)
 {
-	while (set->n > 0)
-		drop_sock(set, set->n - 1);
+	listen_set_truncate(set, 0);
 	free(set->socks);
 	set->socks = NULL;
 }

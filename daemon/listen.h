@@ -59,6 +59,12 @@ int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, i
 /* Closes the sockets the configuration last opened does not use. */
 void listen_set_close_unwanted(struct listen_set *set);
 
+/*
+ * Closes the sockets opened since the set held n of them: those a configuration added that is
+ * given up before its workers served (a reload abandoned).
+ */
+void listen_set_truncate(struct listen_set *set, size_t n);
+
 /* Closes them all. */
 void listen_set_free(struct listen_set *set);
 

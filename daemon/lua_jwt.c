@@ -1,11 +1,12 @@
 /*
  * lua_jwt.c: sesame.jwt, the tokens a route issues, rotates, revokes and reads.
  *
- * Access tokens, cookies, decoding and the JWKS are signed or read on the loop. Refresh
- * families and revocation are token state that storage keeps: those functions run a token job
- * on a job thread and yield; a job that revokes something also adds it to this worker's
- * revoked ids, so that the worker refuses it at once while the others learn of it within
- * jwt.revocation_refresh.
+ * Cookies, decoding and the JWKS are made or read on the loop; an access token is signed
+ * where lua_jwt_sign.c decides (an RS one on a job thread). Refresh families and revocation
+ * are token state that storage keeps: those functions run a token job on a job thread and
+ * yield, and the refresh token of a family is signed inside that job, whatever the algorithm:
+ * one hop. A job that revokes something also adds it to this worker's revoked ids, so that
+ * the worker refuses it at once while the others learn of it within jwt.revocation_refresh.
  */
 #include "autoconfig.h"
 
@@ -105,22 +106,11 @@ static void issue_options(lua_State *L, int idx, struct token_request *tr)
 	lua_remove(L, -2); /* the claims table; the box above it owns tr->claims */
 }
 
-/* Signs tr and pushes the token; raises when it cannot be signed. */
-static void push_token(lua_State *L, const struct token_request *tr)
-{
-	char err[LOG_ERR_MAX];
-	char *token = tokens_issue(&luaapi_get(L)->cfg->jwt, tr, err, sizeof(err));
-	if (token == NULL)
-		luaL_error(L, "%s", err);
-	lua_pushstring(L, token);
-	sodium_memzero(token, strlen(token));
-	free(token);
-}
-
 /*
  * sesame.jwt.access(identity[, {expires = n|false, fresh = bool, family = id}]): an access
- * token, signed on the loop. family is the refresh family it goes with (as .refresh and
- * .rotate return it): revoking the family revokes the access token too.
+ * token, signed on the loop, or with an RS key on a job thread (it yields). family is the refresh
+ * family it goes with (as .refresh and .rotate return it): revoking the family revokes the access
+ * token too.
  */
 static int l_jwt_access(lua_State *L)
 {
@@ -132,8 +122,7 @@ static int l_jwt_access(lua_State *L)
 	if (tr.family != NULL && tc->access_expires > 0 &&
 	    (tr.expires == 0 || tr.expires > tc->access_expires))
 		tr.expires = tc->access_expires;
-	push_token(L, &tr);
-	return 1;
+	return luaapi_jwt_sign(L, &tr, "sesame.jwt.access");
 }
 
 /*
@@ -216,6 +205,10 @@ struct token_job {
 	json_t *claims;			       /* the operator's claims of the refresh token */
 	enum sesame_storage_result rc;
 	char err[LOG_ERR_MAX];
+	/* refresh, rotate: the refresh token, signed on the job thread once the storage agreed */
+	const struct token_config *tc;
+	char *token;
+	char sign_err[LOG_ERR_MAX];
 	/* subject_revoke: the families revoked */
 	char (*ids)[SESAME_TOKEN_ID_MAX + 1];
 	size_t nids, capids, count;
@@ -236,9 +229,9 @@ static void collect_id(void *ctx, const char *id)
 	snprintf(tj->ids[tj->nids++], sizeof(*tj->ids), "%s", id);
 }
 
-static void token_run(struct job *job)
+/* The token job's storage call(s): its result in tj->rc. */
+static void token_store(struct token_job *tj)
 {
-	struct token_job *tj = (struct token_job *)job;
 	const struct sesame_storage *fn = tj->st.fn;
 	void *st = tj->st.state;
 	tj->err[0] = '\0';
@@ -273,6 +266,27 @@ static void token_run(struct job *job)
 	    fn->family_rotate(st, tj->family, tj->jti, tj->next, tj->grace_ms, tj->revoke_until,
 			      tj->current, &tj->family_end, tj->err, sizeof(tj->err));
 	metrics_storage(METRICS_FAMILY_ROTATE, tj->rc);
+}
+
+/* The refresh token of the family that tj started or rotated. */
+static void token_sign(struct token_job *tj)
+{
+	struct token_request tr = {.type = TOKEN_REFRESH,
+				   .identity = tj->identity,
+				   .expires = tj->expires,
+				   .not_after = (long)tj->family_end,
+				   .family = tj->family,
+				   .jti = tj->op == FAMILY_NEW ? tj->next : tj->current,
+				   .claims = tj->claims};
+	tj->token = luaapi_jwt_issue(tj->tc, &tr, true, tj->sign_err, sizeof(tj->sign_err));
+}
+
+static void token_run(struct job *job)
+{
+	struct token_job *tj = (struct token_job *)job;
+	token_store(tj);
+	if ((tj->op == FAMILY_NEW || tj->op == FAMILY_ROTATE) && tj->rc == SESAME_STORAGE_OK)
+		token_sign(tj);
 }
 
 /* The refresh_reused event: whose token it was, and the family revoked for it. */
@@ -323,14 +337,9 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 		lua_pushboolean(co, 1);
 		return 1;
 	}
-	struct token_request tr = {.type = TOKEN_REFRESH,
-				   .identity = tj->identity,
-				   .expires = tj->expires,
-				   .not_after = (long)tj->family_end,
-				   .family = tj->family,
-				   .jti = tj->op == FAMILY_NEW ? tj->next : tj->current,
-				   .claims = tj->claims};
-	push_token(co, &tr);
+	char *token = tj->token;
+	tj->token = NULL; /* luaapi_jwt_push frees it, or raises with none */
+	luaapi_jwt_push(co, token, tj->sign_err);
 	lua_pushstring(co, tj->family);
 	if (tj->op == FAMILY_NEW)
 		return 2;
@@ -341,6 +350,10 @@ static int token_push(struct luaapi_job *lj, lua_State *co)
 
 static void token_release(struct luaapi_job *lj)
 {
+	char *token = ((struct token_job *)lj)->token;
+	if (token != NULL)
+		sodium_memzero(token, strlen(token));
+	free(token);
 	json_decref(((struct token_job *)lj)->claims);
 	free(((struct token_job *)lj)->ids);
 	free(lj);
@@ -364,6 +377,7 @@ static struct token_job *new_token_job(lua_State *L, enum token_op op, const cha
 	tj->family_end = tj->now_ms / 1000 + api->cfg->jwt.family_lifetime;
 	tj->revoke_until = tokens_family_revoke_until(&api->cfg->jwt, tj->now_ms / 1000);
 	tj->expires = -1;
+	tj->tc = &api->cfg->jwt;
 	tj->lj.job.run = token_run;
 	tj->lj.push = token_push;
 	tj->lj.release = token_release;
@@ -379,13 +393,15 @@ static int l_jwt_refresh(lua_State *L)
 {
 	struct token_request tr = {.type = TOKEN_REFRESH, .identity = identity_arg(L, 1)};
 	issue_options(L, 2, &tr);
-	if (!plugins_storage(luaapi_get(L)->cfg->plugins, &(struct storage){0})) {
-		push_token(L, &tr);
-		return 1;
-	}
+	if (!plugins_storage(luaapi_get(L)->cfg->plugins, &(struct storage){0}))
+		return luaapi_jwt_sign(L, &tr, "sesame.jwt.refresh");
 	struct token_job *tj = new_token_job(L, FAMILY_NEW, "sesame.jwt.refresh", tr.identity);
 	tj->expires = tr.expires;
-	tj->claims = json_incref((json_t *)tr.claims);
+	/* A copy of its own: the job thread reads it while the loop may release the Lua box's. */
+	if (tr.claims != NULL && (tj->claims = json_deep_copy(tr.claims)) == NULL) {
+		token_release(&tj->lj);
+		return luaL_error(L, "out of memory");
+	}
 	tokens_uuid4(tj->family);
 	tokens_uuid4(tj->next);
 	return luaapi_await_job(L, &tj->lj, "sesame.jwt.refresh");
@@ -438,7 +454,10 @@ static int l_jwt_rotate(lua_State *L)
 	json_t *custom = custom_claims(L, 1, true);
 	struct token_job *tj = new_token_job(L, FAMILY_ROTATE, "sesame.jwt.rotate", NULL);
 	claims_arg(L, 1, tj, "sesame.jwt.rotate");
-	tj->claims = json_incref(custom);
+	if (custom != NULL && (tj->claims = json_deep_copy(custom)) == NULL) {
+		token_release(&tj->lj);
+		return luaL_error(L, "out of memory");
+	}
 	if (tj->family[0] == '\0') {
 		snprintf(tj->family, sizeof(tj->family), "%s", tj->jti);
 		tj->adopt = true;

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "jobs.h"
 #include "plugin.h"
+#include "tokens.h"
 
 #define LUAAPI_HOOK_EVERY 1000 /* instructions between two budget checks */
 #define LUAAPI_POOL_MAX	  256  /* idle coroutines kept for reuse */
@@ -130,6 +131,28 @@ int luaapi_client_error(lua_State *L, int status, const char *message);
 
 /* lua_run.c: submits lj and yields the calling coroutine until it is done. */
 int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname);
+
+/* lua_run.c: whether luaapi_await_job can wait here: L serves a handler or a task, the worker
+ * has job threads, and L can yield (not while scripts load, in a metamethod, or in a function
+ * C code calls back). */
+bool luaapi_can_wait(lua_State *L);
+
+/*
+ * lua_jwt_sign.c: signs the token tr asks for and pushes it, returning 1 (or the results of
+ * the wait): an RS token on a job thread while L yields, when it can (luaapi_can_wait);
+ * any other on the loop. Raises when it cannot be signed. tr's strings and claims are copied.
+ */
+int luaapi_jwt_sign(lua_State *L, const struct token_request *tr, const char *fname);
+
+/*
+ * lua_jwt_sign.c: tokens_issue, counted as signed on a job thread or on the loop. A malloc'd
+ * token, or NULL and the reason in err.
+ */
+char *luaapi_jwt_issue(const struct token_config *tc, const struct token_request *tr, bool on_job,
+		       char *err, size_t errlen);
+
+/* lua_jwt_sign.c: pushes token and wipes and frees it; raises err when token is NULL. */
+void luaapi_jwt_push(lua_State *L, char *token, const char *err);
 
 /*
  * lua_run.c: yields the calling coroutine on work that is not a job-thread job (an outbound

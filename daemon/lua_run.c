@@ -35,6 +35,7 @@
 #include "lua_private.h"
 #include "metrics.h"
 #include "outbound.h"
+#include "plural.h"
 #include "router.h"
 #include "scoreboard.h"
 
@@ -164,6 +165,13 @@ static int wait_on(lua_State *L, struct luaapi_call *call, struct luaapi_job *lj
 	if (call->r != NULL)
 		http_watch_close(call->r, on_gone, call);
 	return lua_yieldk(L, 0, 0, job_continue);
+}
+
+bool luaapi_can_wait(lua_State *L)
+{
+	struct luaapi_call *call = luaapi_current(L);
+	return call != NULL && call->api->base != NULL && call->api->jobs != NULL &&
+	       lua_isyieldable(L);
 }
 
 /* Submits lj and yields the calling coroutine until it is done. */
@@ -461,11 +469,11 @@ static void shed(struct luaapi_call *call)
 	api->shed++;
 	metrics_jobs_shed();
 	if (api->shed_warned_ns == 0 || now - api->shed_warned_ns > 10000000000u) {
-		log_warn("job queue full (server.%s = %d): %lu requests answered 503 so far "
+		log_warn("job queue full (server.%s = %d): %lu %s answered 503 so far "
 			 "(said at most every 10 s)",
 			 call->shed_hash ? "hash_queue" : "queue",
-			 call->shed_hash ? config_hash_queue(api->cfg) : api->cfg->queue,
-			 api->shed);
+			 call->shed_hash ? config_hash_queue(api->cfg) : api->cfg->queue, api->shed,
+			 plural((long long)api->shed, "request", "requests"));
 		api->shed_warned_ns = now;
 	}
 	if (call->r != NULL) {

@@ -81,6 +81,7 @@ struct segment {
 	struct histogram duration[ROUTES];
 	struct histogram hash[2];
 	_Atomic uint64_t shed, dropped[2];
+	_Atomic uint64_t signed_tokens[2];
 	_Atomic uint64_t storage[METRICS_STORAGE_OPS][STORAGE_RESULTS];
 	_Atomic uint64_t failovers, retries[2];
 	_Atomic uint64_t revocations[3];
@@ -108,6 +109,7 @@ static const char *const methods[] = {"GET",	"POST",	   "HEAD",  "PUT",
 				      "DELETE", "OPTIONS", "PATCH", "OTHER"};
 static const char *const restart_reasons[] = {"crash", "exit", "hang"};
 static const char *const drop_reasons[] = {"timeout", "client_gone"};
+static const char *const sign_threads[] = {"loop", "job"};
 static const char *const revocation_ops[] = {"revoke", "revoke_all", "reuse"};
 static const char *const hash_ops[] = {"hash", "verify"};
 static const char *const retry_reasons[] = {"conflict", "connection"};
@@ -356,6 +358,12 @@ void metrics_jobs_dropped(enum metrics_drop reason)
 		add(&seg->dropped[reason], 1);
 }
 
+void metrics_token_signed(enum metrics_sign where)
+{
+	if (seg != NULL)
+		add(&seg->signed_tokens[where], 1);
+}
+
 void metrics_storage(enum metrics_storage_op op, int result)
 {
 	if (seg != NULL && result >= -2 && result <= 4)
@@ -548,6 +556,10 @@ static void render_jobs(FILE *f)
 	header(f, "sesame_jobs_dropped_total", "counter",
 	       "Jobs given up before they started: their request timed out or its client left.");
 	counters(f, "sesame_jobs_dropped_total", "reason", drop_reasons, seg->dropped, 2);
+	header(
+	    f, "sesame_tokens_signed_total", "counter",
+	    "Tokens signed: on a worker's loop, or on a job thread (RS keys, refresh families).");
+	counters(f, "sesame_tokens_signed_total", "thread", sign_threads, seg->signed_tokens, 2);
 	header(f, "sesame_db_pool_connections", "gauge",
 	       "The workers' MariaDB connections: lent to a call, or open and waiting.");
 	fprintf(f, "sesame_db_pool_connections{state=\"busy\"} %lld\n", (long long)busy);

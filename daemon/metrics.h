@@ -96,6 +96,9 @@ void metrics_hash(enum metrics_hash_op op, uint64_t ns); /* on a job thread */
 void metrics_jobs_queued(int delta);			 /* on the worker's loop */
 void metrics_jobs_shed(void);
 void metrics_jobs_dropped(enum metrics_drop reason);
+/* A token signed (lua_jwt_sign.c): on the worker's loop, or on a job thread; from any thread. */
+enum metrics_sign { METRICS_SIGN_LOOP, METRICS_SIGN_JOB };
+void metrics_token_signed(enum metrics_sign where);
 /* One storage call's result (an enum sesame_storage_result); from any thread. */
 void metrics_storage(enum metrics_storage_op op, int result);
 /* Why a storage call was run again (sesame_storage_retries_total's reason). */

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "config_diag.h"
 #include "sesame/plugin.h"
@@ -26,6 +27,9 @@ struct hasher {
 struct plugins *plugins_load(const char *file, const char *dir, const char *src,
 			     struct lua_State *L, int settings, struct config_errors *errs);
 void plugins_free(struct plugins *p);
+
+/* One line per plugin loaded, for sesamed -t: its name, kind, version and file. */
+void plugins_report(const struct plugins *p, FILE *out);
 
 /* The scheme new hashes are made with (password.scheme). */
 const struct hasher *plugins_scheme(const struct plugins *p);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "plugin_private.h"
+#include "plural.h"
 
 #define MEMBER(TYPE, NAME, MINOR)                                                                  \
 	{                                                                                          \
@@ -145,8 +146,8 @@ int plugin_abi_check(const struct plugin_kind *kinds, const void *sym, size_t ha
 {
 	*copy = NULL;
 	if (have < sizeof(struct sesame_plugin_header)) {
-		snprintf(why, len,
-			 "its descriptor is truncated (%zu bytes; the header alone is %zu)", have,
+		snprintf(why, len, "its descriptor is truncated (%zu %s; the header alone is %zu)",
+			 have, plural((long long)have, "byte", "bytes"),
 			 sizeof(struct sesame_plugin_header));
 		return -1;
 	}

@@ -1,5 +1,5 @@
 /*
- * plugin_private.h: what the loader's files share (plugin.c, plugin_open.c, host.c,
+ * plugin_private.h: what the loader's files share (plugin.c, plugin_files.c, plugin_open.c, host.c,
  * plugin_section.c and the readers of the sections plugins are configured in). Not an interface for
  * the rest of the daemon: that is plugin.h.
  */
@@ -106,6 +106,14 @@ size_t plugin_abi_size(const struct plugin_kind *k, unsigned minor);
  */
 int plugin_abi_check(const struct plugin_kind *kinds, const void *sym, size_t have, void **copy,
 		     char *why, size_t len);
+
+/* plugin_files.c: the files the plugins table (at tbl, 0 when absent) names, in order. */
+struct plugin_list {
+	char **v;
+	size_t n;
+};
+void plugin_files(struct loading *ld, int tbl, struct plugin_list *files);
+void plugin_list_free(struct plugin_list *l);
 
 /* plugin_open.c: dlopen and the checks of the descriptor, before any plugin code runs. */
 int plugin_open(struct loading *ld, struct plugin *pl, const char *path);

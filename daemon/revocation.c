@@ -60,6 +60,7 @@
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
+#include "plural.h"
 #include "revocation_set.h"
 #include "revocation_shm.h"
 
@@ -466,8 +467,8 @@ static void first_load(struct revocation *rv)
 		rv->next_own_fetch = clock_mono_ms() + refresh_ms(rv);
 		fetch_own(rv);
 	}
-	log_info("revocation: %zu revoked ids %s in %llu ms",
-		 revocation_shm_count(rv->t) + revocation_set_count(rv->own),
+	size_t n = revocation_shm_count(rv->t) + revocation_set_count(rv->own);
+	log_info("revocation: %zu revoked %s %s in %llu ms", n, plural((long long)n, "id", "ids"),
 		 loaded_here ? "loaded" : "found in the node's set",
 		 (unsigned long long)(clock_mono_ms() - t0));
 }

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -53,25 +54,39 @@ bool roster_complete(int slots, bool shared);
  * worker still alive at deadline (monotonic ms) is killed by roster_kill_overdue.
  */
 void roster_retire(bool older_only, unsigned gen, uint64_t deadline);
+/* The same for the workers of generation gen alone (a reload's that is abandoned). */
+void roster_retire_gen(unsigned gen, uint64_t deadline);
 void roster_kill_overdue(uint64_t now);
 /* The earliest kill_at of a draining worker; UINT64_MAX when none. */
 uint64_t roster_next_kill(void);
 /* Kills (SIGKILL) each serving worker whose heartbeat in sb is older than hang_ms. */
 void roster_kill_hung(uint64_t now, const struct scoreboard_slot *sb, long hang_ms);
 
-/* A new generation's slot starts afresh: no failures, nothing to respawn. */
-void roster_slot_reset(int slot);
-/* The worker of slot is (re)spawned at when (monotonic ms). */
-void roster_respawn_at(int slot, uint64_t when);
 /*
- * Slot's worker died after lived_ms: counts a failure when it died young, schedules its
- * respawn, and returns the backoff delay chosen (0: at once).
+ * Generation gen, of slots worker slots, starts: its slots start afresh (no failures, nothing
+ * to respawn). Two generations at most have slots at once: the serving one and a reload's.
  */
-uint64_t roster_backoff(int slot, uint64_t lived_ms);
-/* Calls spawn for each of slots whose respawn is due; a failed spawn is tried again later. */
-void roster_respawn_due(int slots, uint64_t now, int (*spawn)(int slot));
-/* The earliest respawn due of slots; UINT64_MAX when none. */
-uint64_t roster_next_respawn(int slots);
+void roster_gen_begin(unsigned gen, int slots);
+/* Generation gen's slots are forgotten: none of its workers is respawned any more. */
+void roster_gen_end(unsigned gen);
+/* Does generation gen have slots, whose workers are respawned when they die? */
+bool roster_gen_live(unsigned gen);
+/* The worker of gen's slot is (re)spawned at when (monotonic ms). */
+void roster_respawn_at(unsigned gen, int slot, uint64_t when);
+/*
+ * The worker of gen's slot died after lived_ms, as what says: counts a failure when it died
+ * young, schedules its respawn, and returns the backoff delay chosen (0: at once).
+ */
+uint64_t roster_backoff(unsigned gen, int slot, uint64_t lived_ms, const char *what);
+/* Calls spawn for each slot whose respawn is due; a failed spawn is tried again later. */
+void roster_respawn_due(uint64_t now, int (*spawn)(unsigned gen, int slot));
+/* The earliest respawn due; UINT64_MAX when none. */
+uint64_t roster_next_respawn(void);
+/*
+ * Why generation gen is not complete, into out: each slot without a serving worker, with how
+ * its last worker died or that its worker is still starting. Returns how many such slots.
+ */
+int roster_gen_unready(unsigned gen, char *out, size_t len);
 
 /* Every worker alive, for sesamectl status: pid, slot, generation, state. */
 json_t *roster_status(void);

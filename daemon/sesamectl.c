@@ -39,6 +39,7 @@
 #include "events.h"
 #include "log.h"
 #include "plugin.h"
+#include "plural.h"
 #include "privs.h"
 #include "sesamectl.h"
 #include "tokens.h"
@@ -187,6 +188,12 @@ static int bench_all(const struct hasher *h, int n, int nproc, char *out, size_t
 	return rc;
 }
 
+/* "hash" or "hashes", for a rate printed with %.0f. */
+static const char *hashes(double rate)
+{
+	return plural((long long)(rate + 0.5), "hash", "hashes");
+}
+
 /*
  * hash-bench [N [P]]: P processes hash N times each, all at once: the time of one hash, and
  * with P > 1 the hashes per second of them all.
@@ -214,11 +221,11 @@ static int cmd_hash_bench(const char *path, int argc, char **argv)
 	}
 	double ms = (double)(clock_mono_ns() - start) / 1e6 / n;
 	settings_only(out);
-	printf("%s: %.1f ms per hash (%s), about %.0f hashes per second per job thread", h->name,
-	       ms, out, 1000.0 / ms);
+	printf("%s: %.1f ms per hash (%s), about %.0f %s per second per job thread", h->name, ms,
+	       out, 1000.0 / ms, hashes(1000.0 / ms));
 	if (nproc > 1)
-		printf("; %d at once: about %.0f hashes per second in all", nproc,
-		       1000.0 * nproc / ms);
+		printf("; %d at once: about %.0f %s per second in all", nproc, 1000.0 * nproc / ms,
+		       hashes(1000.0 * nproc / ms));
 	printf("\n");
 	config_free(cfg);
 	return 0;

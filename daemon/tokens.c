@@ -10,8 +10,9 @@
  * libjwt lays the claims out; an HMAC token is
  * signed by libjwt too, with the header {"alg":...,"typ":"JWT"}. An RS or ES token is signed
  * here with the key loaded at start (libjwt would parse its PEM file again for every token),
- * and its header adds the key's kid. Signing runs on the event loop: an HMAC or an ECDSA
- * signature takes microseconds, an RSA one about a millisecond.
+ * and its header adds the key's kid. Issuing is thread-safe: an HMAC or an ECDSA signature
+ * takes microseconds and is made on the event loop, an RSA one milliseconds and is made on a
+ * job thread (tokens_sign_slow; lua_jwt_sign.c decides).
  *
  * Verification is sesame's own, per RFC 8725 (see tokens.h). It runs on every forward-auth
  * request, so its hot path does no repeated set-up: the HMAC context is keyed once and
@@ -160,6 +161,11 @@ done:
 	free(header);
 	free(claims);
 	return token;
+}
+
+bool tokens_sign_slow(const struct token_config *tc)
+{
+	return tc->configured && jwa_get(tc->alg)->family == 'R';
 }
 
 char *tokens_issue(const struct token_config *tc, const struct token_request *req, char *err,

@@ -113,7 +113,17 @@ extern const char *const tokens_reserved_claims[];
 /* A random (version 4) UUID, as flask-jwt-extended's jti. */
 void tokens_uuid4(char out[TOKENS_ID_LEN]);
 
-/* Issues a token. Returns a malloc'd token, or NULL with a message in err. */
+/*
+ * Whether a signature with the signing key takes long enough to hold up an event loop: an RSA
+ * one (RS256/384/512) takes 1 to 5 ms with a 2048- to 4096-bit key, an HMAC or an ECDSA one
+ * microseconds.
+ */
+bool tokens_sign_slow(const struct token_config *tc);
+
+/*
+ * Issues a token. Returns a malloc'd token, or NULL with a message in err. Thread-safe, on
+ * the loop or a job thread: tc is only read, the key signs with a context of its own per call.
+ */
 char *tokens_issue(const struct token_config *tc, const struct token_request *req, char *err,
 		   size_t errlen);
 

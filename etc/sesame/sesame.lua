@@ -67,6 +67,10 @@ server = {
   -- pattern match, out of reach of the instruction budget) before the master kills it,
   -- logging the route it was serving, and starts another. 1 or more.
   hang_timeout = 10,
+  -- Seconds a new generation of workers has to serve in full. A reload whose workers do not
+  -- (a route script server.user cannot read, a worker that crashes at start) is given up
+  -- and the running workers serve on; a detached start (sesamed without -f) fails instead.
+  start_timeout = 60,
   -- The reverse proxies in front of sesamed (addresses, or networks like "10.0.0.0/8" and
   -- "fd00::/8"): behind one of them the client's address is the right-most X-Forwarded-For
   -- entry that is not a trusted proxy. None by default: the client is the connection's peer.
@@ -141,8 +145,11 @@ events = {
 }
 
 -- Plugins: every NAME.so in path, or only those `load` names (load = { "argon2id", ... }).
--- The default path is where `make install` put sesame's own plugins.
--- plugins = { path = "/usr/local/lib/sesame/plugins" }
+-- The default path is where `make install` put sesame's own plugins. path is a folder or a
+-- list of folders, searched in order; a list replaces the default, so a plugin of your own
+-- in a folder of its own goes beside sesame's with both spelt out. A plugin name found in
+-- two folders is an error that names both files; `sesamed -t` prints each plugin's file.
+-- plugins = { path = { "/usr/lib/sesame/plugins", "/opt/acme/sesame-plugins" } }
 
 password = {
   -- The scheme new password hashes are made with, and the schemes that may verify a stored

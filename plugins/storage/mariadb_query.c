@@ -291,10 +291,11 @@ static enum sesame_storage_result query_once(struct store *s, struct query_run *
 	q->ncols = mysql_stmt_field_count(stmt);
 	if (mysql_stmt_param_count(stmt) != q->nparams || q->ncols > SESAME_QUERY_COLUMNS_MAX) {
 		snprintf(err, errlen,
-			 "MariaDB: the statement has %lu placeholders (%zu values given) and %zu "
-			 "columns (at most %d)",
-			 mysql_stmt_param_count(stmt), q->nparams, q->ncols,
-			 SESAME_QUERY_COLUMNS_MAX);
+			 "MariaDB: the statement has %lu %s (%zu %s given) and %zu %s (at most %d)",
+			 mysql_stmt_param_count(stmt),
+			 (mysql_stmt_param_count(stmt) == 1 ? "placeholder" : "placeholders"),
+			 q->nparams, (q->nparams == 1 ? "value" : "values"), q->ncols,
+			 (q->ncols == 1 ? "column" : "columns"), SESAME_QUERY_COLUMNS_MAX);
 		s->db->release(conn, false);
 		return SESAME_STORAGE_FAILED;
 	}

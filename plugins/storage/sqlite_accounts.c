@@ -291,8 +291,10 @@ static int prepare_one(sqlite3 *db, const char *sql, size_t nparams, sqlite3_stm
 		snprintf(err, errlen, "SQLite: a row of at most %d columns",
 			 SESAME_QUERY_COLUMNS_MAX);
 	else if ((size_t)sqlite3_bind_parameter_count(*out) != nparams)
-		snprintf(err, errlen, "SQLite: the statement has %d placeholders, %zu values given",
-			 sqlite3_bind_parameter_count(*out), nparams);
+		snprintf(err, errlen, "SQLite: the statement has %d %s, %zu %s given",
+			 sqlite3_bind_parameter_count(*out),
+			 (sqlite3_bind_parameter_count(*out) == 1 ? "placeholder" : "placeholders"),
+			 nparams, (nparams == 1 ? "value" : "values"));
 	else
 		return 0;
 	return -1;

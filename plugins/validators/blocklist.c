@@ -181,9 +181,11 @@ static int load(const struct sesame_host *host, struct sesame_config *cfg, struc
 		host->config_error(cfg, "file", "%s: out of memory", path);
 		goto done;
 	}
+	size_t bytes = (b->mask + 1) * sizeof(uint64_t);
 	host->log(host, b->n > 0 ? SESAME_LOG_INFO : SESAME_LOG_WARN,
-		  "%zu passwords from %s (%zu listed twice), %zu bytes, read in %.0f ms", b->n,
-		  path, dups, (b->mask + 1) * sizeof(uint64_t), ms_since(&t0));
+		  "%zu %s from %s (%zu listed twice), %zu %s, read in %.0f ms", b->n,
+		  (b->n == 1 ? "password" : "passwords"), path, dups, bytes,
+		  (bytes == 1 ? "byte" : "bytes"), ms_since(&t0));
 	rc = 0;
 done:
 	free(text);

@@ -96,13 +96,13 @@ static int check(void *state, const char *value, size_t len, const char *const *
 	}
 	size_t n = u8_mbsnlen((const uint8_t *)value, len);
 	if (n < (size_t)p->min_length) {
-		snprintf(msg, msglen, "The password must have at least %lld characters.",
-			 p->min_length);
+		snprintf(msg, msglen, "The password must have at least %lld %s.", p->min_length,
+			 (p->min_length == 1 ? "character" : "characters"));
 		return 0;
 	}
 	if (n > (size_t)p->max_length) {
-		snprintf(msg, msglen, "The password must have at most %lld characters.",
-			 p->max_length);
+		snprintf(msg, msglen, "The password must have at most %lld %s.", p->max_length,
+			 (p->max_length == 1 ? "character" : "characters"));
 		return 0;
 	}
 	if (is_related(value, len, related)) {

@@ -155,11 +155,11 @@ static int check(void *state, const char *value, size_t len, const char *const *
 	if ((why = check_characters(u, s, n)) != NULL)
 		snprintf(msg, msglen, "%s", why);
 	else if (chars < (size_t)u->min_length)
-		snprintf(msg, msglen, "The username must have at least %lld characters.",
-			 u->min_length);
+		snprintf(msg, msglen, "The username must have at least %lld %s.", u->min_length,
+			 (u->min_length == 1 ? "character" : "characters"));
 	else if (chars > (size_t)u->max_length)
-		snprintf(msg, msglen, "The username must have at most %lld characters.",
-			 u->max_length);
+		snprintf(msg, msglen, "The username must have at most %lld %s.", u->max_length,
+			 (u->max_length == 1 ? "character" : "characters"));
 	else if (n + 1 > outlen)
 		rc = -1;
 	else {

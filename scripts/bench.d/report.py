@@ -83,6 +83,13 @@ def scenarios(run):
         ("p99_verify", "GET /auth/verify HS256 while registering (p99)", "verify under load",
          None),
         ("p99_register", "registrations during that run", "reg. under load", "hash_limit"),
+        ("rs_verify_base", "GET /auth/verify during RS256 log-ins (p99), BENCH_BASE's sesamed",
+         "verify RS256 base", None),
+        ("rs_login_base", "RS256 (3072-bit) log-ins during that run, BENCH_BASE's sesamed",
+         "log-in RS256 base", None),
+        ("rs_verify", "GET /auth/verify during RS256 log-ins (p99)", "verify RS256", None),
+        ("rs_login", "RS256 (3072-bit) log-ins during that run", "log-in RS256",
+         "rs_login_base"),
         ("tutorial", "tutorial service register (Flask, gunicorn, pbkdf2 29000)", "tutorial",
          None),
         ("sesame_pbkdf2", "sesamed register (pbkdf2_sha256 29000, MariaDB)", "sesame pbkdf2",
@@ -142,6 +149,16 @@ def growth_target(run, w, small, big, what):
                  f"({a:,.0f} -> {b:,.0f} requests/s; within 10 %)")
 
 
+def rs_target(run, w):
+    """p99 of /auth/verify while RS256 log-ins run on that worker; BENCH_BASE's beside it."""
+    r, base = run.results.get(("rs_verify", w)), run.results.get(("rs_verify_base", w))
+    if not r or r[1] is None:
+        return None
+    before = f"; {base[1]:.2f} ms with BENCH_BASE's sesamed" if base and base[1] else ""
+    return check(r[1] <= 5.0, f"p99 of /auth/verify while RS256 log-ins run at {w} "
+                 f"worker(s): {r[1]:.2f} ms (<= 5 ms{before})")
+
+
 def targets(run):
     revoked = count_label(run.value("revoked", 1000000))
     users = count_label(run.value("users", 1000000))
@@ -165,6 +182,7 @@ def targets(run):
                 if busy and limit else ""
             out.append(check(r[1] <= 5.0, f"p99 of /auth/verify while registering at {w} "
                              f"worker(s): {r[1]:.2f} ms (<= 5 ms{load})"))
+        out.append(rs_target(run, w))
         out.append(growth_target(run, w, "verify_hs0", "verify_hs",
                                  f"/auth/verify HS256, 0 -> {revoked} revoked ids"))
         for store, name in (("sqlite", "SQLite"), ("mariadb", "MariaDB")):

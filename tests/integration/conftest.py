@@ -259,6 +259,18 @@ def route_file(name):
     return (ROUTES / name).read_text()
 
 
+def raw_exchange(s, data):
+    """Sends raw bytes to sesamed on one connection; returns all it wrote until it closed."""
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(data)
+        buf = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                return buf
+            buf += chunk
+
+
 class MariaDB:
     """A private MariaDB server for the test session: its own folder, socket, no network."""
 

@@ -418,7 +418,7 @@ def test_reload_to_fewer_workers_drops_no_connection(sesamed):
     time.sleep(1)
     s.write_config(workers=1)
     s.signal(signal.SIGHUP)
-    s.wait_log("with 1 workers")
+    s.wait_log("with 1 worker\n")
     assert wait_for(lambda: len(s.workers()) == 1)
     time.sleep(1)
     s.write_config(workers=3)

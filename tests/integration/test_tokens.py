@@ -87,6 +87,7 @@ def check(s):
 
 @pytest.mark.parametrize("table,message", [
     ('jwt = {\n  secret = "short",\n}\n', "jwt.secret: the secret is 5 bytes long; an HMAC secret for HS256 needs at least 32"),
+    ('jwt = {\n  secret = "x",\n}\n', "jwt.secret: the secret is 1 byte long; an HMAC secret for HS256 needs at least 32"),
     ('jwt = {\n  secret = "' + SECRET + '", algorithm = "HS384",\n}\n', "jwt.secret: the secret is 38 bytes long; an HMAC secret for HS384 needs at least 48"),
     ('jwt = {\n  secret = "' + (SECRET * 2)[:48] + '", algorithm = "HS512",\n}\n', "jwt.secret: the secret is 48 bytes long; an HMAC secret for HS512 needs at least 64"),
     ('jwt = {\n  secret = "' + SECRET + '\\0' + SECRET + '",\n}\n', "jwt.secret: the secret holds a NUL byte"),

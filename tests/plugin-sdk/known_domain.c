@@ -104,7 +104,7 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 		goto fail;
 	}
 	host->mariadb->release(conn, false);
-	host->log(host, SESAME_LOG_INFO, "%zu known domains", k->n);
+	host->log(host, SESAME_LOG_INFO, "%zu known %s", k->n, k->n == 1 ? "domain" : "domains");
 	*state = k;
 	return 0;
 fail:

@@ -22,6 +22,7 @@
 #include <jwt.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,6 +244,69 @@ static void test_hmac_jwks_is_empty(void **state)
 	json_decref(jwks);
 }
 
+/* Only an RSA signature is slow enough for a job thread. */
+static void test_sign_slow_by_algorithm(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name;
+		bool slow;
+	} algs[] = {{"HS256", false}, {"HS512", false}, {"RS256", true},  {"RS384", true},
+		    {"RS512", true},  {"ES256", false}, {"ES384", false}, {"ES512", false}};
+	struct token_config tc;
+	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++) {
+		init(&tc, jwa_parse(algs[i].name));
+		assert_int_equal(tokens_sign_slow(&tc), algs[i].slow);
+		tc.configured = false;
+		assert_false(tokens_sign_slow(&tc));
+	}
+}
+
+#define SIGNERS		  4
+#define TOKENS_PER_SIGNER 16
+
+struct signer {
+	pthread_t thread;
+	const struct token_config *tc;
+	char *tokens[TOKENS_PER_SIGNER];
+};
+
+/* No cmocka assertion off the main thread: the main thread checks what was signed. */
+static void *sign_many(void *arg)
+{
+	struct signer *sg = arg;
+	struct token_request req = {.type = TOKEN_ACCESS, .identity = "42", .expires = -1};
+	char err[128];
+	for (int i = 0; i < TOKENS_PER_SIGNER; i++)
+		sg->tokens[i] = tokens_issue(sg->tc, &req, err, sizeof(err));
+	return NULL;
+}
+
+/* Threads sign with one key at once, as a worker's job threads do: every token verifies. */
+static void test_rs_tokens_signed_on_threads_at_once(void **state)
+{
+	(void)state;
+	struct token_config tc;
+	struct signer signers[SIGNERS];
+	char pub[256];
+	init(&tc, JWT_ALG_RS256);
+	add_key(&tc, make_key(JWT_ALG_RS256, "threads", pub, sizeof(pub)));
+	for (int i = 0; i < SIGNERS; i++) {
+		signers[i].tc = &tc;
+		assert_int_equal(pthread_create(&signers[i].thread, NULL, sign_many, &signers[i]),
+				 0);
+	}
+	for (int i = 0; i < SIGNERS; i++) {
+		assert_int_equal(pthread_join(signers[i].thread, NULL), 0);
+		for (int j = 0; j < TOKENS_PER_SIGNER; j++) {
+			assert_non_null(signers[i].tokens[j]);
+			assert_int_equal(verify(&tc, signers[i].tokens[j]), TOKEN_OK);
+			free(signers[i].tokens[j]);
+		}
+	}
+	tokens_config_clear(&tc);
+}
+
 static int make_folder(void **state)
 {
 	(void)state;
@@ -273,6 +337,8 @@ int main(void)
 	    cmocka_unit_test(test_rs256_and_previous_keys),
 	    cmocka_unit_test(test_load_refuses_other_keys),
 	    cmocka_unit_test(test_hmac_jwks_is_empty),
+	    cmocka_unit_test(test_sign_slow_by_algorithm),
+	    cmocka_unit_test(test_rs_tokens_signed_on_threads_at_once),
 	};
 	return cmocka_run_group_tests_name("keys", tests, make_folder, remove_folder);
 }

@@ -707,7 +707,8 @@ static void test_password_config(void **state)
 	const struct kv one[] = {INT("min_length", 1), INT("max_length", 1), {0}};
 	t = start("password", one);
 	VALID(t, "ß", "ß");
-	INVALID(t, "", "The password must have at least 1 characters.");
+	INVALID(t, "", "The password must have at least 1 character.");
+	INVALID(t, "ss", "The password must have at most 1 character.");
 	unload(t);
 
 	const struct kv zero[] = {INT("min_length", 0), {0}};
@@ -847,6 +848,11 @@ static void test_username_config(void **state)
 	VALID(t, "abcd", "abcd");
 	INVALID(t, "abcde", "The username must have at most 4 characters.");
 	INVALID(t, "", "The username cannot be empty.");
+	unload(t);
+
+	const struct kv one[] = {INT("min_length", 1), INT("max_length", 1), {0}};
+	t = start("username", one);
+	INVALID(t, "ab", "The username must have at most 1 character.");
 	unload(t);
 
 	const struct kv bad_allowed[] = {STR("allowed", "letters"), {0}};
