@@ -17,12 +17,13 @@
  * through its close callback. A reference on the bufferevent keeps it alive until then.
  * Connections are found by their descriptor, which the kernel numbers densely.
  *
- * A draining server closes the idle connections and waits for the arriving requests as for
- * the dispatched ones. At its deadline an arriving request is answered here, since evhttp
- * cannot answer a request it has not finished reading: the connection is taken from evhttp
- * (our callbacks on its bufferevent), a canned 503 is written, the sending side is shut, and
- * what the client still sends is read and dropped until it closes (or for a second), so that
- * the answer is not lost to a reset; then evhttp frees the connection.
+ * A draining server closes the kept-alive connections between requests (nothing unread in
+ * the kernel either) and waits for the arriving requests as for the dispatched ones. At its
+ * deadline an arriving request is answered here, since evhttp cannot answer a request it has not
+ * finished reading: the connection is taken from evhttp (our callbacks on its bufferevent), a
+ * canned 503 is written, the sending side is shut, and what the client still sends is read and
+ * dropped until it closes (or for a second), so that the answer is not lost to a reset; then evhttp
+ * frees the connection.
  */
 #include "autoconfig.h"
 
@@ -36,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -53,6 +55,7 @@ struct http_conn {
 	bool arriving;	 /* bytes of a request sesame has not been handed */
 	bool dispatched; /* its request is sesame's until the answer is written */
 	bool cut;	 /* answered 503 by http_conns_cut; closes once that is written */
+	bool served;	 /* has had a request answered: kept alive */
 	struct http_conn *next_new;
 };
 
@@ -238,6 +241,7 @@ void http_conns_dispatched(struct http_conns *set, struct evhttp_request *req)
 		return;
 	c->arriving = false;
 	c->dispatched = true;
+	c->served = true;
 }
 
 size_t http_conns_arriving(const struct http_conns *set)
@@ -259,10 +263,21 @@ static bool reading(const struct http_conn *c)
 	return readcb != NULL;
 }
 
+/* Bytes the kernel holds for c that the loop has not read yet: a request, most likely. */
+static bool unread(const struct http_conn *c)
+{
+	int n = 0;
+	return ioctl(c->fd, FIONREAD, &n) != 0 || n > 0;
+}
+
+/*
+ * A kept-alive connection between requests. A new one is not idle: its client connected to
+ * send a request, which may be a moment behind; it is served, or closed when the worker exits.
+ */
 static bool idle(const struct http_conn *c)
 {
-	return !c->arriving && !c->dispatched && !c->cut && reading(c) &&
-	       evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+	return c->served && !c->arriving && !c->dispatched && !c->cut && reading(c) &&
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !unread(c);
 }
 
 void http_conns_close_idle(struct http_conns *set)

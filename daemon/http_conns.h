@@ -24,7 +24,7 @@ void http_conns_dispatched(struct http_conns *set, struct evhttp_request *req);
  */
 size_t http_conns_arriving(const struct http_conns *set);
 
-/* Closes the connections that wait for a request and have nothing left to write. */
+/* Closes the kept-alive connections between two requests (nothing to read or write). */
 void http_conns_close_idle(struct http_conns *set);
 
 /*
