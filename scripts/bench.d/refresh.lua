@@ -5,6 +5,7 @@
 -- thread's queue, so no token is ever presented twice (which would revoke its family). Give
 -- it twice as many tokens as CONNECTIONS: wrk may ask for a request more often than it has
 -- connections when it starts.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "threads.lua")
 local queue, head, tail = {}, 1, 0
 
 local function push(token)
@@ -20,13 +21,6 @@ function init(args)
     end
     n = n + 1
   end
-end
-
-local made = 0
-
-function setup(thread)
-  made = made + 1
-  thread:set("thread_id", made)
 end
 
 function request()
