@@ -3,16 +3,12 @@
  *
  * Cookies, decoding and the JWKS are made or read on the loop; an access token is signed
  * where lua_jwt_sign.c decides (an RS one on a job thread). Refresh families and revocation
- * are token state that storage keeps: those functions run a token job on a job thread and
- * yield, and the refresh token of a family is signed inside that job, whatever the algorithm:
- * one hop. A job that revokes something also adds it to this worker's revoked ids, so that
- * the worker refuses it at once while the others learn of it within jwt.revocation_refresh.
+ * are token state that storage keeps: those functions read their arguments here and run a
+ * token job (lua_jwt_family.c) on a job thread, which also signs a family's refresh token.
  */
 #include "autoconfig.h"
 
-#include <sodium.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
@@ -20,8 +16,6 @@
 #include "json.h"
 #include "log.h"
 #include "lua_private.h"
-#include "metrics.h"
-#include "revocation.h"
 #include "tokens.h"
 
 /* The identity argument of a jwt function: a string or a number. */
@@ -183,207 +177,6 @@ static int l_jwt_cookies(lua_State *L)
 	return 1;
 }
 
-/* ---- token state: refresh families and revocation, kept by the storage ---- */
-
-enum token_op { FAMILY_NEW, FAMILY_ROTATE, TOKEN_REVOKE, SUBJECT_REVOKE };
-
-struct token_job {
-	struct luaapi_job lj;
-	struct storage st;
-	enum token_op op;
-	long long now_ms, grace_ms;
-	long long revoke_until; /* how long a revoked family's id stays revoked */
-	char identity[256];
-	char family[SESAME_TOKEN_ID_MAX + 1]; /* subject_revoke: the family spared, or "" */
-	long long family_end;		      /* Unix seconds */
-	char jti[SESAME_TOKEN_ID_MAX + 1];    /* rotate: the token spent; revoke: the one revoked */
-	long long jti_expires;		      /* revoke */
-	bool adopt;			      /* rotate: a token without fam starts a family */
-	char next[TOKENS_ID_LEN];	      /* the jti of the refresh token to issue */
-	char current[SESAME_TOKEN_ID_MAX + 1]; /* rotate: the jti the storage says to issue */
-	long expires;			       /* the refresh token's expires option */
-	json_t *claims;			       /* the operator's claims of the refresh token */
-	enum sesame_storage_result rc;
-	char err[LOG_ERR_MAX];
-	/* refresh, rotate: the refresh token, signed on the job thread once the storage agreed */
-	const struct token_config *tc;
-	char *token;
-	char sign_err[LOG_ERR_MAX];
-	/* subject_revoke: the families revoked */
-	char (*ids)[SESAME_TOKEN_ID_MAX + 1];
-	size_t nids, capids, count;
-};
-
-static void collect_id(void *ctx, const char *id)
-{
-	struct token_job *tj = ctx;
-	tj->count++;
-	if (tj->nids == tj->capids) {
-		size_t cap = tj->capids ? tj->capids * 2 : 8;
-		void *grown = realloc(tj->ids, cap * sizeof(*tj->ids));
-		if (grown == NULL)
-			return; /* not kept here: the next fetch brings it */
-		tj->ids = grown;
-		tj->capids = cap;
-	}
-	snprintf(tj->ids[tj->nids++], sizeof(*tj->ids), "%s", id);
-}
-
-/* The token job's storage call(s): its result in tj->rc. */
-static void token_store(struct token_job *tj)
-{
-	const struct sesame_storage *fn = tj->st.fn;
-	void *st = tj->st.state;
-	tj->err[0] = '\0';
-	if (tj->op == SUBJECT_REVOKE) {
-		tj->rc =
-		    fn->subject_revoke(st, tj->identity, tj->family[0] != '\0' ? tj->family : NULL,
-				       tj->revoke_until, collect_id, tj, tj->err, sizeof(tj->err));
-		metrics_storage(METRICS_SUBJECT_REVOKE, tj->rc);
-		return;
-	}
-	if (tj->op == TOKEN_REVOKE) {
-		tj->rc = fn->token_revoke(st, tj->jti, tj->jti_expires,
-					  tj->family[0] != '\0' ? tj->family : NULL,
-					  tj->revoke_until, tj->err, sizeof(tj->err));
-		metrics_storage(METRICS_TOKEN_REVOKE, tj->rc);
-		return;
-	}
-	if (tj->op == FAMILY_NEW || tj->adopt) {
-		struct sesame_family f = {.id = tj->family,
-					  .subject = tj->identity,
-					  .jti = tj->op == FAMILY_NEW ? tj->next : tj->jti,
-					  .expires_at = tj->family_end};
-		tj->rc = fn->family_create(st, &f, tj->err, sizeof(tj->err));
-		metrics_storage(METRICS_FAMILY_CREATE, tj->rc);
-		/* Adopting, a racing refresh of the same token may have started it already. */
-		bool go_on =
-		    tj->adopt && (tj->rc == SESAME_STORAGE_OK || tj->rc == SESAME_STORAGE_CONFLICT);
-		if (!go_on)
-			return;
-	}
-	tj->rc =
-	    fn->family_rotate(st, tj->family, tj->jti, tj->next, tj->grace_ms, tj->revoke_until,
-			      tj->current, &tj->family_end, tj->err, sizeof(tj->err));
-	metrics_storage(METRICS_FAMILY_ROTATE, tj->rc);
-}
-
-/* The refresh token of the family that tj started or rotated. */
-static void token_sign(struct token_job *tj)
-{
-	struct token_request tr = {.type = TOKEN_REFRESH,
-				   .identity = tj->identity,
-				   .expires = tj->expires,
-				   .not_after = (long)tj->family_end,
-				   .family = tj->family,
-				   .jti = tj->op == FAMILY_NEW ? tj->next : tj->current,
-				   .claims = tj->claims};
-	tj->token = luaapi_jwt_issue(tj->tc, &tr, true, tj->sign_err, sizeof(tj->sign_err));
-}
-
-static void token_run(struct job *job)
-{
-	struct token_job *tj = (struct token_job *)job;
-	token_store(tj);
-	if ((tj->op == FAMILY_NEW || tj->op == FAMILY_ROTATE) && tj->rc == SESAME_STORAGE_OK)
-		token_sign(tj);
-}
-
-/* The refresh_reused event: whose token it was, and the family revoked for it. */
-static void emit_reused(lua_State *co, const struct token_job *tj)
-{
-	json_t *ev = luaapi_event_new(co, "refresh_reused");
-	if (ev == NULL)
-		return;
-	luaapi_event_user(ev, tj->identity);
-	json_object_set_new(ev, "family", json_string(tj->family));
-	luaapi_event_emit(co, ev);
-}
-
-static int token_push(struct luaapi_job *lj, lua_State *co)
-{
-	struct token_job *tj = (struct token_job *)lj;
-	struct luaapi *api = luaapi_get(co);
-	if (tj->rc == SESAME_STORAGE_REUSED) {
-		log_warn("a spent refresh token of identity %s was presented again: its family is "
-			 "revoked",
-			 tj->identity);
-		revocation_add(api->rv, tj->family, tj->revoke_until);
-		metrics_revocation(METRICS_REVOKE_REUSE);
-		emit_reused(co, tj);
-	}
-	/* A family the storage does not know (purged after its end) is as good as revoked. */
-	int n = luaapi_storage_push(
-	    co, tj->rc == SESAME_STORAGE_NOT_FOUND ? SESAME_STORAGE_REVOKED : tj->rc,
-	    LUAAPI_REFUSAL(SESAME_STORAGE_REUSED) | LUAAPI_REFUSAL(SESAME_STORAGE_REVOKED),
-	    tj->err);
-	if (n != 0)
-		return n;
-	if (tj->op == SUBJECT_REVOKE) {
-		metrics_revocation(METRICS_REVOKE_ALL);
-		/* This worker refuses them at once (the others within revocation_refresh); ids
-		 * that could not be kept here for want of memory still reach it by the fetch. */
-		for (size_t i = 0; i < tj->nids; i++)
-			revocation_add(api->rv, tj->ids[i], tj->revoke_until);
-		lua_pushinteger(co, (lua_Integer)tj->count);
-		return 1;
-	}
-	if (tj->op == TOKEN_REVOKE) {
-		metrics_revocation(METRICS_REVOKE);
-		if (tj->jti[0] != '\0')
-			revocation_add(api->rv, tj->jti, tj->jti_expires);
-		if (tj->family[0] != '\0')
-			revocation_add(api->rv, tj->family, tj->revoke_until);
-		lua_pushboolean(co, 1);
-		return 1;
-	}
-	char *token = tj->token;
-	tj->token = NULL; /* luaapi_jwt_push frees it, or raises with none */
-	luaapi_jwt_push(co, token, tj->sign_err);
-	lua_pushstring(co, tj->family);
-	if (tj->op == FAMILY_NEW)
-		return 2;
-	if (tj->claims == NULL || json_push(co, tj->claims, api->cfg->json_depth) != 0)
-		lua_pushnil(co);
-	return 3;
-}
-
-static void token_release(struct luaapi_job *lj)
-{
-	char *token = ((struct token_job *)lj)->token;
-	if (token != NULL)
-		sodium_memzero(token, strlen(token));
-	free(token);
-	json_decref(((struct token_job *)lj)->claims);
-	free(((struct token_job *)lj)->ids);
-	free(lj);
-}
-
-/* A token job for identity (NULL: the caller sets it from claims); raises on a bad one. */
-static struct token_job *new_token_job(lua_State *L, enum token_op op, const char *fname,
-				       const char *identity)
-{
-	struct luaapi *api = luaapi_get(L);
-	struct storage st;
-	if (identity != NULL && strlen(identity) >= sizeof(((struct token_job *)NULL)->identity))
-		luaL_argerror(L, 1, "an identity is shorter than 256 bytes");
-	struct token_job *tj = luaapi_storage_job(L, sizeof(*tj), &st, fname);
-	tj->st = st;
-	tj->op = op;
-	if (identity != NULL)
-		snprintf(tj->identity, sizeof(tj->identity), "%s", identity);
-	tj->now_ms = clock_wall_ms();
-	tj->grace_ms = api->cfg->jwt.refresh_grace_ms;
-	tj->family_end = tj->now_ms / 1000 + api->cfg->jwt.family_lifetime;
-	tj->revoke_until = tokens_family_revoke_until(&api->cfg->jwt, tj->now_ms / 1000);
-	tj->expires = -1;
-	tj->tc = &api->cfg->jwt;
-	tj->lj.job.run = token_run;
-	tj->lj.push = token_push;
-	tj->lj.release = token_release;
-	return tj;
-}
-
 /*
  * sesame.jwt.refresh(identity[, {expires = n|false}]): a refresh token starting a new family
  * (a log-in), recorded in storage; returns the token and the family's id, for the access
@@ -395,42 +188,25 @@ static int l_jwt_refresh(lua_State *L)
 	issue_options(L, 2, &tr);
 	if (!plugins_storage(luaapi_get(L)->cfg->plugins, &(struct storage){0}))
 		return luaapi_jwt_sign(L, &tr, "sesame.jwt.refresh");
-	struct token_job *tj = new_token_job(L, FAMILY_NEW, "sesame.jwt.refresh", tr.identity);
-	tj->expires = tr.expires;
-	/* A copy of its own: the job thread reads it while the loop may release the Lua box's. */
-	if (tr.claims != NULL && (tj->claims = json_deep_copy(tr.claims)) == NULL) {
-		token_release(&tj->lj);
-		return luaL_error(L, "out of memory");
-	}
-	tokens_uuid4(tj->family);
-	tokens_uuid4(tj->next);
-	return luaapi_await_job(L, &tj->lj, "sesame.jwt.refresh");
+	return luaapi_family_start(L, &tr, "sesame.jwt.refresh");
 }
 
-/* The claims argument: a table with a jti and a sub, as req.claims holds them. */
-static void claims_arg(lua_State *L, int idx, struct token_job *tj, const char *fname)
+/*
+ * The ids of the refresh token whose claims are the table at idx, as req.claims holds them:
+ * a jti, a sub (left on the stack, which keeps a number's string alive) and a fam or none.
+ */
+static void spent_arg(lua_State *L, int idx, struct luaapi_spent *spent, const char *fname)
 {
-	const char *jti = token_id(L, idx, "jti");
-	lua_getfield(L, idx, "sub");
-	const char *sub = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
-			      ? lua_tostring(L, -1)
-			      : NULL;
-	if (jti == NULL || sub == NULL || strlen(sub) >= sizeof(tj->identity)) {
-		free(tj);
+	spent->jti = token_id(L, idx, "jti");
+	int st = lua_getfield(L, idx, "sub");
+	spent->sub = st == LUA_TSTRING || st == LUA_TNUMBER ? lua_tostring(L, -1) : NULL;
+	if (spent->jti == NULL || spent->sub == NULL || strlen(spent->sub) >= LUAAPI_IDENTITY_MAX)
 		luaL_error(L, "%s takes a verified token's claims (req.claims)", fname);
-	}
-	snprintf(tj->jti, sizeof(tj->jti), "%s", jti);
-	snprintf(tj->identity, sizeof(tj->identity), "%s", sub);
+	int ft = lua_getfield(L, idx, "fam");
 	lua_pop(L, 1);
-	lua_getfield(L, idx, "fam");
-	if (!lua_isnil(L, -1) && token_id(L, idx, "fam") == NULL) {
-		free(tj);
+	spent->fam = token_id(L, idx, "fam");
+	if (ft != LUA_TNIL && spent->fam == NULL)
 		luaL_error(L, "%s: the claims' fam is not a family id", fname);
-	}
-	lua_pop(L, 1);
-	const char *fam = token_id(L, idx, "fam");
-	if (fam != NULL)
-		snprintf(tj->family, sizeof(tj->family), "%s", fam);
 }
 
 /*
@@ -445,6 +221,7 @@ static void claims_arg(lua_State *L, int idx, struct token_job *tj, const char *
  */
 static int l_jwt_rotate(lua_State *L)
 {
+	struct luaapi_spent spent;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_getfield(L, 1, "type");
 	const char *type = lua_tostring(L, -1);
@@ -452,18 +229,8 @@ static int l_jwt_rotate(lua_State *L)
 		return luaL_error(L, "sesame.jwt.rotate takes a refresh token's claims");
 	lua_pop(L, 1);
 	json_t *custom = custom_claims(L, 1, true);
-	struct token_job *tj = new_token_job(L, FAMILY_ROTATE, "sesame.jwt.rotate", NULL);
-	claims_arg(L, 1, tj, "sesame.jwt.rotate");
-	if (custom != NULL && (tj->claims = json_deep_copy(custom)) == NULL) {
-		token_release(&tj->lj);
-		return luaL_error(L, "out of memory");
-	}
-	if (tj->family[0] == '\0') {
-		snprintf(tj->family, sizeof(tj->family), "%s", tj->jti);
-		tj->adopt = true;
-	}
-	tokens_uuid4(tj->next);
-	return luaapi_await_job(L, &tj->lj, "sesame.jwt.rotate");
+	spent_arg(L, 1, &spent, "sesame.jwt.rotate");
+	return luaapi_family_rotate(L, &spent, custom, "sesame.jwt.rotate");
 }
 
 /* Owns claims in JSON while Lua works with them: an error raised in between leaks nothing. */
@@ -544,12 +311,7 @@ static int l_jwt_revoke(lua_State *L)
 	const char *why = tokens_revocation(&api->cfg->jwt, *box, clock_wall_ms() / 1000, &rev);
 	if (why != NULL)
 		return luaL_error(L, "%s: %s", fname, why);
-	struct token_job *tj = new_token_job(L, TOKEN_REVOKE, fname, NULL);
-	snprintf(tj->jti, sizeof(tj->jti), "%s", rev.jti);
-	snprintf(tj->family, sizeof(tj->family), "%s", rev.family != NULL ? rev.family : "");
-	tj->jti_expires = rev.jti_until;
-	tj->revoke_until = rev.family_until;
-	return luaapi_await_job(L, &tj->lj, fname);
+	return luaapi_token_revoke(L, &rev, fname);
 }
 
 /*
@@ -574,10 +336,7 @@ static int l_jwt_revoke_all(lua_State *L)
 		if (t != LUA_TNIL && (except = token_id(L, 2, "except_family")) == NULL)
 			return luaL_argerror(L, 2, "except_family is a refresh family's id");
 	}
-	struct token_job *tj = new_token_job(L, SUBJECT_REVOKE, "sesame.jwt.revoke_all", identity);
-	if (except != NULL)
-		snprintf(tj->family, sizeof(tj->family), "%s", except);
-	return luaapi_await_job(L, &tj->lj, "sesame.jwt.revoke_all");
+	return luaapi_subject_revoke(L, identity, except, "sesame.jwt.revoke_all");
 }
 
 /* sesame.jwt.unset_cookies(): the Set-Cookie headers that clear the token cookies (logout),

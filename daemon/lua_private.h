@@ -6,8 +6,8 @@
  * and assembles the sesame table, calling one inject function per file; lua_run.c runs a
  * request's handler, a background task (sesame.defer), and their waits on job threads and on
  * outbound transfers; lua_request.c is the request object; lua_sesame.c, lua_hash.c,
- * lua_jwt.c, lua_users.c, lua_limit.c, lua_mail.c and lua_http.c are the functions of the
- * sesame table.
+ * lua_jwt.c (with lua_jwt_sign.c and lua_jwt_family.c), lua_users.c, lua_limit.c, lua_mail.c
+ * and lua_http.c are the functions of the sesame table.
  */
 #ifndef SESAME_LUA_PRIVATE_H
 #define SESAME_LUA_PRIVATE_H
@@ -153,6 +153,30 @@ char *luaapi_jwt_issue(const struct token_config *tc, const struct token_request
 
 /* lua_jwt_sign.c: pushes token and wipes and frees it; raises err when token is NULL. */
 void luaapi_jwt_push(lua_State *L, char *token, const char *err);
+
+/* The longest identity (a sub) a token job takes, with its NUL. */
+#define LUAAPI_IDENTITY_MAX 256
+
+/*
+ * lua_jwt_family.c: the token jobs, each run on a job thread while L yields (luaapi_await_job)
+ * and its results pushed as the sesame.jwt function fname returns them; each raises when no
+ * storage is configured. Strings and claims are copied.
+ */
+/* sesame.jwt.refresh with storage: a new family for tr->identity and its first refresh token. */
+int luaapi_family_start(lua_State *L, const struct token_request *tr, const char *fname);
+/* The refresh token sesame.jwt.rotate spends, as its verified claims name it. */
+struct luaapi_spent {
+	const char *jti, *sub;
+	const char *fam; /* NULL: a token of no family (flask-jwt-extended's), which starts one */
+};
+/* sesame.jwt.rotate: spends it, its successor carrying claims (the operator's, or NULL). */
+int luaapi_family_rotate(lua_State *L, const struct luaapi_spent *spent, const json_t *claims,
+			 const char *fname);
+/* sesame.jwt.revoke: the token and its family, as tokens_revocation decided. */
+int luaapi_token_revoke(lua_State *L, const struct token_revocation *rev, const char *fname);
+/* sesame.jwt.revoke_all: every family of identity but except (NULL: none). */
+int luaapi_subject_revoke(lua_State *L, const char *identity, const char *except,
+			  const char *fname);
 
 /*
  * lua_run.c: yields the calling coroutine on work that is not a job-thread job (an outbound

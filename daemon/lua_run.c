@@ -141,14 +141,28 @@ static const char cannot_wait[] =
     "(table.sort, string.gsub)";
 
 /*
- * The call L serves, ready to wait: a job whose results could not be pushed (its push raised,
- * and the handler caught the error) is still the call's, and done with now. NULL when L cannot
- * wait.
+ * The call L serves, when it can wait there: not on the main state (while the scripts load),
+ * not in a worker only checking the scripts, not where L cannot yield; and, with need_jobs,
+ * only when the worker has job threads.
  */
-static struct luaapi_call *waiting_call(lua_State *L)
+static struct luaapi_call *yieldable_call(lua_State *L, bool need_jobs)
 {
 	struct luaapi_call *call = luaapi_current(L);
-	if (call == NULL || call->api->base == NULL || !lua_isyieldable(L))
+	if (call == NULL || call->api->base == NULL || !lua_isyieldable(L) ||
+	    (need_jobs && call->api->jobs == NULL))
+		return NULL;
+	return call;
+}
+
+/*
+ * The call L serves, ready to wait: a job whose results could not be pushed (its push raised,
+ * and the handler caught the error) is still the call's, and done with now. NULL when L cannot
+ * wait (yieldable_call).
+ */
+static struct luaapi_call *waiting_call(lua_State *L, bool need_jobs)
+{
+	struct luaapi_call *call = yieldable_call(L, need_jobs);
+	if (call == NULL)
 		return NULL;
 	if (call->job != NULL)
 		call->job->release(call->job);
@@ -169,16 +183,14 @@ static int wait_on(lua_State *L, struct luaapi_call *call, struct luaapi_job *lj
 
 bool luaapi_can_wait(lua_State *L)
 {
-	struct luaapi_call *call = luaapi_current(L);
-	return call != NULL && call->api->base != NULL && call->api->jobs != NULL &&
-	       lua_isyieldable(L);
+	return yieldable_call(L, true) != NULL;
 }
 
 /* Submits lj and yields the calling coroutine until it is done. */
 int luaapi_await_job(lua_State *L, struct luaapi_job *lj, const char *fname)
 {
-	struct luaapi_call *call = waiting_call(L);
-	if (call == NULL || call->api->jobs == NULL) {
+	struct luaapi_call *call = waiting_call(L, true);
+	if (call == NULL) {
 		lj->release(lj);
 		return luaL_error(L, cannot_wait, fname, "a job thread");
 	}
@@ -205,7 +217,7 @@ static void orphan_done(struct job *job)
 int luaapi_await_external(lua_State *L, struct luaapi_job *lj,
 			  void (*cancel)(struct luaapi_job *lj), const char *fname)
 {
-	struct luaapi_call *call = waiting_call(L);
+	struct luaapi_call *call = waiting_call(L, false);
 	lj->cancel = cancel;
 	if (call == NULL) {
 		lj->job.done = orphan_done;

@@ -12,7 +12,7 @@
 #include "autoconfig.h"
 
 #include <errno.h>
-#include <glob.h>
+#include <dirent.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,18 +125,48 @@ static void add_file(struct loading *ld, struct plugin_list *files, const char *
 		config_errors_add(ld->errs, "plugins.path: out of memory");
 }
 
-/* Without plugins.load: every NAME.so of every folder. */
+/* dir/name followed by suffix, malloc'd, as long as it takes; NULL when out of memory. */
+static char *plugin_file(const char *dir, const char *name, const char *suffix)
+{
+	size_t size = strlen(dir) + 1 + strlen(name) + strlen(suffix) + 1;
+	char *path = malloc(size);
+	if (path != NULL)
+		snprintf(path, size, "%s/%s%s", dir, name, suffix);
+	return path;
+}
+
+/* scandir's filter: NAME.so, not hidden (as the shell's *.so). */
+static int is_plugin_name(const struct dirent *e)
+{
+	size_t n = strlen(e->d_name);
+	return e->d_name[0] != '.' && n > 3 && strcmp(e->d_name + n - 3, ".so") == 0;
+}
+
+/* Adds dir/file, or says that memory ran out. */
+static void add_found(struct loading *ld, struct plugin_list *files, const char *dir,
+		      const char *file)
+{
+	char *path = plugin_file(dir, file, "");
+	if (path == NULL)
+		config_errors_add(ld->errs, "plugins.path: out of memory");
+	else
+		add_file(ld, files, path);
+	free(path);
+}
+
+/* Without plugins.load: every NAME.so of every folder, each folder's in name order; read
+ * with scandir, not glob, so that a folder's name is never taken for a pattern. */
 static void find_all(struct loading *ld, const struct plugin_list *dirs, struct plugin_list *files)
 {
 	for (size_t d = 0; d < dirs->n; d++) {
-		char pattern[4200];
-		glob_t g;
-		snprintf(pattern, sizeof(pattern), "%s/*.so", dirs->v[d]);
-		if (glob(pattern, 0, NULL, &g) != 0)
-			continue;
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			add_file(ld, files, g.gl_pathv[i]);
-		globfree(&g);
+		struct dirent **names;
+		int n = scandir(dirs->v[d], &names, is_plugin_name, alphasort);
+		for (int i = 0; i < n; i++) {
+			add_found(ld, files, dirs->v[d], names[i]->d_name);
+			free(names[i]);
+		}
+		if (n >= 0)
+			free(names);
 	}
 }
 
@@ -161,11 +191,13 @@ static void find_named(struct loading *ld, const struct plugin_list *dirs, size_
 {
 	size_t before = files->n, errors = ld->errs->n;
 	for (size_t d = 0; d < dirs->n; d++) {
-		char path[4200];
 		struct stat st;
-		snprintf(path, sizeof(path), "%s/%s.so", dirs->v[d], name);
-		if (stat(path, &st) == 0)
+		char *path = plugin_file(dirs->v[d], name, ".so");
+		if (path == NULL)
+			config_errors_add(ld->errs, "plugins.path: out of memory");
+		else if (stat(path, &st) == 0)
 			add_file(ld, files, path);
+		free(path);
 	}
 	if (files->n == before && ld->errs->n == errors)
 		no_such_plugin(ld, dirs, item, name);

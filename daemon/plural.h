@@ -4,7 +4,7 @@
  *     log_info("with %d %s", n, plural(n, "worker", "workers"));
  *
  * Both forms are spelled out, so that irregular plurals read right ("1 entry", "2 entries").
- * Header only, with no state: the daemon and the in-tree plugins both use it.
+ * Header only, with no state, for the daemon (the in-tree plugins spell their own out).
  */
 #ifndef SESAME_PLURAL_H
 #define SESAME_PLURAL_H

@@ -2,6 +2,7 @@
 --   wrk -s login.lua URL -- USERS PASSWORD
 -- POST /users/login as u1@example.com ... uUSERS@example.com, picked at random, each with
 -- PASSWORD (the users scripts/bench loaded share one stored hash).
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "threads.lua")
 local users = 1
 local password = "bench password"
 
@@ -9,13 +10,6 @@ function init(args)
   users = tonumber(args[1]) or users
   password = args[2] or password
   math.randomseed(os.time() + (thread_id or 0))
-end
-
-local made = 0
-
-function setup(thread)
-  made = made + 1
-  thread:set("thread_id", made)
 end
 
 function request()

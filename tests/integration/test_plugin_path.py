@@ -91,6 +91,21 @@ def test_plugins_load_looks_in_every_folder(sesamed):
     assert s.post("/hash", json={"password": "x"}).json() == {"hash": "plain$x"}
 
 
+def test_a_folder_is_read_as_a_name_not_a_pattern(sesamed):
+    # Brackets and a star in a folder's name are only characters: its plugins are found, and
+    # of its files only the visible NAME.so ones are taken.
+    s = sesamed(start=False, more=PLAIN)
+    acme = own_folder(s).rename(s.dir / "acme [1]*")
+    (acme / "notes.txt").write_text("not a plugin\n")
+    shutil.copy(acme / "plain.so", acme / ".hidden.so")
+    set_plugins(s, f'{{ path = {{ "{PLUGINS}", "{acme}" }} }}')
+    r = check(s)
+    assert r.returncode == 0, r.stderr
+    files = plugin_lines(r.stdout)
+    assert files["plain"] == f"{acme}/plain.so"
+    assert set(files) == {p.stem for p in PLUGINS.glob("*.so")} | {"plain"}
+
+
 @pytest.mark.parametrize("table,message", [
     ('{{ path = {{ "{plugins}", "nowhere" }} }}',
      "plugins.path: {dir}/nowhere: No such file or directory"),
