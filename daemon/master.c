@@ -190,16 +190,13 @@ void master_spawn_generation(unsigned gen)
 
 /*
  * The metrics segment's view of the workers: the serving generation's size and who of it
- * serves, and whether the node's worker set is complete (GET /readyz). During a reload the
- * slots are those of both generations, as its sockets are.
+ * serves, and whether the node's worker set is complete (GET /readyz). The slots are the
+ * serving generation's: those a reload adds take no connection before their workers serve.
  */
 void master_publish_workers(void)
 {
-	int slots = m->cfg->workers;
-	if (m->next != NULL && m->next->workers > slots)
-		slots = m->next->workers;
 	metrics_workers(m->gen, m->cfg->workers, roster_serving(m->gen),
-			roster_complete(slots, m->socks.inherited));
+			roster_complete(m->cfg->workers, m->socks.inherited));
 }
 
 /*
