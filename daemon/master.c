@@ -430,7 +430,10 @@ static uint64_t start_deadline(void)
 static int next_timeout(void)
 {
 	uint64_t now = clock_mono_ms();
-	uint64_t next = roster_next_respawn(), kill_at = roster_next_kill();
+	/* A stop respawns nothing: a respawn due would make poll spin until the workers are gone.
+	 */
+	uint64_t next = m->stopping ? UINT64_MAX : roster_next_respawn();
+	uint64_t kill_at = roster_next_kill();
 	if (kill_at < next)
 		next = kill_at;
 	if (start_deadline() < next)

@@ -287,3 +287,32 @@ def test_a_waiting_detached_sesamed_stops_its_daemon_on_a_signal(folder, sig):
     assert wait_for(lambda: sesamed_processes(s.config) == [], timeout=15), \
         [Path(f"/proc/{p}/status").read_text() for p in sesamed_processes(s.config)]
     assert refused(s.port)
+
+
+def cpu_seconds(pid):
+    """The CPU time pid has used, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_stop_during_a_reload_past_its_deadline_does_not_spin(folder):
+    s = make(folder, extra="start_timeout = 5,").start()
+    old = s.workers()
+    unreadable_extra(s)
+    list_private(s)
+    s.signal(signal.SIGHUP)
+    s.wait_log("Permission denied")
+    # An old worker that does not drain keeps the master in its loop until it is killed.
+    os.kill(old[0], signal.SIGSTOP)
+    try:
+        s.signal(signal.SIGTERM)
+        s.wait_log("stopping once in-flight requests are done")
+        time.sleep(6)  # past the reload's deadline, while the stop waits for the worker
+        assert "reload failed" not in s.log(), "the reload ended before the stop"
+        before = cpu_seconds(s.proc.pid)
+        time.sleep(2)
+        assert cpu_seconds(s.proc.pid) - before < 0.5, s.log()
+        assert s.proc.poll() is None
+    finally:
+        os.kill(old[0], signal.SIGCONT)
+    assert s.proc.wait(30) == 0, s.log()
