@@ -6,7 +6,10 @@
  * the pipe closes, that is once the daemon is gone, so that no sesamed keeps running behind
  * an exit status that says it failed. The daemon enforces server.start_timeout itself; the
  * command waits that long and a stop's worth more (server.shutdown_timeout) for a daemon that
- * says nothing, then stops it.
+ * says nothing, then stops it. The command forks with the master's signals blocked (they are
+ * the master's signalfd's): it unblocks them, so that Ctrl-C or a SIGTERM reaches it, and
+ * passes them on to the daemon as SIGTERM, since whoever stops a starting sesamed means all of
+ * it; it then waits for the daemon to be gone, as after 'E'.
  */
 #include "autoconfig.h"
 
@@ -18,6 +21,8 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -25,6 +30,30 @@
 #include "log.h"
 
 #define SLACK_S 10 /* beyond the daemon's own deadlines: it kills late workers after 5 s */
+
+static volatile sig_atomic_t daemon_pid, stopped_by;
+
+static void pass_on(int sig)
+{
+	stopped_by = sig;
+	kill((pid_t)daemon_pid, SIGTERM);
+}
+
+/* The waiting command takes the signals that stop it, and passes them on to the daemon. */
+static void take_signals(pid_t pid)
+{
+	sigset_t none;
+	struct sigaction sa = {.sa_handler = pass_on};
+	daemon_pid = pid;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
 
 /*
  * Reads what comes on fd until deadline (monotonic ms), keeping the first size bytes in msg:
@@ -64,13 +93,19 @@ static _Noreturn void await_daemon(int fd, pid_t pid, const struct config *cfg)
 	uint64_t deadline = clock_mono_ms() + wait_ms;
 	int rc;
 	while ((rc = read_some(fd, msg, sizeof(msg) - 1, &len, deadline)) > 0) {
-		if (msg[0] == 'R')
+		if (msg[0] == 'R' && !stopped_by)
 			_exit(0);
 	}
 	msg[len] = '\0';
 	if (len > 1 && msg[0] == 'E')
 		fprintf(stderr, "sesamed: %s\n", msg + 1);
-	if (rc < 0) {
+	if (stopped_by && rc == 0) {
+		/* Its pipe closes before it is gone when it was serving: wait for that too. */
+		while (waitpid(pid, NULL, WNOHANG) == 0 && clock_mono_ms() < deadline)
+			usleep(50000);
+		fprintf(stderr, "sesamed: %s: the daemon (pid %ld) stopped\n",
+			strsignal(stopped_by), (long)pid);
+	} else if (rc < 0) {
 		fprintf(
 		    stderr, "sesamed: the daemon (pid %ld) did not %s within %llu s: stopping it\n",
 		    (long)pid, len > 0 ? "stop" : "report", (unsigned long long)(wait_ms / 1000u));
@@ -95,6 +130,7 @@ int detach_start(const struct config *cfg, int *report_fd)
 	}
 	if (pid > 0) {
 		close(p[1]);
+		take_signals(pid);
 		await_daemon(p[0], pid, cfg);
 	}
 	close(p[0]);
@@ -110,4 +146,19 @@ int detach_start(const struct config *cfg, int *report_fd)
 	}
 	log_init(true);
 	return chdir("/");
+}
+
+void detach_tell(int *report_fd, char verdict, const char *why)
+{
+	if (*report_fd < 0)
+		return;
+	char msg[LOG_ERR_MAX + 1];
+	int n = snprintf(msg, sizeof(msg), "%c%s", verdict, why);
+	ssize_t w = write(*report_fd, msg, n > 0 && (size_t)n < sizeof(msg) ? (size_t)n : 1);
+	(void)w;
+	/* 'R' is final: the command exits 0 on it; it is gone and reads nothing more. */
+	if (verdict == 'R') {
+		close(*report_fd);
+		*report_fd = -1;
+	}
 }

@@ -5,7 +5,10 @@
  * kernel spreads new connections across the workers and a socket outlives the worker serving
  * it: connections that arrive while a worker is being replaced wait in the socket's queue.
  * The set of those sockets lives as long as the master, across reloads: a reload opens only
- * the sockets it adds, and closes those it no longer wants once its workers serve. Under
+ * the sockets it adds, and closes those it no longer wants once its workers serve. The
+ * sockets a reload adds are only bound: a bound socket that does not listen is no member of
+ * its port's SO_REUSEPORT group, so the kernel gives it no connection until the worker given
+ * it calls listen() (listen_start) just before it serves. Under
  * socket activation the set holds the sockets systemd passed instead (activation.c), each
  * served by every worker, and no configuration opens or closes any of them.
  */
@@ -82,7 +85,7 @@ bad:
 	return -1;
 }
 
-int listen_open(const struct listen_addr *a, char *err, size_t errlen)
+int listen_open(const struct listen_addr *a, bool listening, char *err, size_t errlen)
 {
 	int one = 1;
 	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -94,7 +97,8 @@ int listen_open(const struct listen_addr *a, char *err, size_t errlen)
 	if (a->ss.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
 		goto fail;
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 || listen(fd, 511) != 0)
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 ||
+	    (listening && listen(fd, LISTEN_BACKLOG) != 0))
 		goto fail;
 	return fd;
 fail:
@@ -144,13 +148,13 @@ static bool listed(char *const *addrs, size_t naddrs, const char *text)
 }
 
 /* Opens the socket of addr for slot and adds it to set: 0, or -1 after logging why. */
-static int add_sock(struct listen_set *set, const char *addr, int slot)
+static int add_sock(struct listen_set *set, const char *addr, int slot, bool listening)
 {
 	struct listen_addr la;
 	char err[LOG_ERR_MAX];
 	int fd = -1;
 	if (listen_parse(addr, &la, err, sizeof(err)) == 0)
-		fd = listen_open(&la, err, sizeof(err));
+		fd = listen_open(&la, listening, err, sizeof(err));
 	struct listen_sock *grown =
 	    fd >= 0 ? realloc(set->socks, (set->n + 1) * sizeof(*grown)) : NULL;
 	char *text = grown != NULL ? strdup(addr) : NULL;
@@ -216,7 +220,8 @@ static void compare_passed(const struct listen_set *set, char *const *addrs, siz
 			 set->n == 1 ? "" : "s", set->socks[0].text, set->n > 1 ? " and more" : "");
 }
 
-int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, int slots)
+int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, int slots,
+		    bool listening)
 {
 	if (set->inherited) {
 		compare_passed(set, addrs, naddrs);
@@ -230,7 +235,7 @@ int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, i
 			struct listen_sock *s = find_sock(set, addrs[a], slot);
 			if (s != NULL) {
 				s->wanted = true;
-			} else if (add_sock(set, addrs[a], slot) != 0) {
+			} else if (add_sock(set, addrs[a], slot, listening) != 0) {
 				while (set->n > before)
 					drop_sock(set, set->n - 1);
 				return -1;
@@ -246,6 +251,21 @@ void listen_set_close_unwanted(struct listen_set *set)
 		if (!set->socks[i].wanted)
 			drop_sock(set, i);
 	}
+}
+
+int listen_start(const int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int on = 0;
+		socklen_t len = sizeof(on);
+		/* One that listens keeps its backlog: systemd's, or ours. */
+		if (getsockopt(fds[i], SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0 ||
+		    (!on && listen(fds[i], LISTEN_BACKLOG) != 0)) {
+			log_error("worker %ld: cannot listen: %s", (long)getpid(), strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* New sockets go at the end, and none is dropped while a reload's workers start. */

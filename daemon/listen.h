@@ -14,8 +14,13 @@ struct listen_addr {
 /* Parses "IPv4:PORT", "[IPv6]:PORT", "localhost:PORT" or "*:PORT" (all IPv4 addresses). */
 int listen_parse(const char *text, struct listen_addr *out, char *err, size_t errlen);
 
-/* A non-blocking SO_REUSEPORT socket listening on a; -1 with err set on failure. */
-int listen_open(const struct listen_addr *a, char *err, size_t errlen);
+#define LISTEN_BACKLOG 511
+
+/*
+ * A non-blocking SO_REUSEPORT socket bound to a, and listening unless listening is false;
+ * -1 with err set on failure.
+ */
+int listen_open(const struct listen_addr *a, bool listening, char *err, size_t errlen);
 
 /* Writes an IPv4 or IPv6 address as listen_parse reads it ("[::1]:8080"); 0, or -1. */
 int listen_format(const struct sockaddr_storage *ss, char *out, size_t len);
@@ -52,9 +57,17 @@ bool listen_sock_serves(const struct listen_sock *s, int slot, int workers);
  * opened. The sockets of slots beyond a smaller worker count stay open and wanted, served by
  * the remaining slots: closing one would reset the connections queued in it. Sockets that
  * systemd passed stay as they are: the addresses are only compared with them, with a warning
- * when they differ.
+ * when they differ. The sockets it opens listen at once, or, listening false, are only bound
+ * (a reload's, until listen_start in their worker).
  */
-int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, int slots);
+int listen_set_open(struct listen_set *set, char *const *addrs, size_t naddrs, int slots,
+		    bool listening);
+
+/*
+ * In a worker about to serve: each of its n sockets fds that is only bound starts listening.
+ * 0, or -1 after logging why.
+ */
+int listen_start(const int *fds, size_t n);
 
 /* Closes the sockets the configuration last opened does not use. */
 void listen_set_close_unwanted(struct listen_set *set);

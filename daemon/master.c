@@ -57,9 +57,9 @@ static struct master_state *const m = &master_state;
 
 /* ---- sockets ---- */
 
-int master_open_sockets(const struct config *cfg)
+int master_open_sockets(const struct config *cfg, bool listening)
 {
-	return listen_set_open(&m->socks, cfg->listen, cfg->nlisten, cfg->workers);
+	return listen_set_open(&m->socks, cfg->listen, cfg->nlisten, cfg->workers, listening);
 }
 
 /* Is the address text among cfg's? Sockets systemd passed serve every configuration. */
@@ -190,16 +190,13 @@ void master_spawn_generation(unsigned gen)
 
 /*
  * The metrics segment's view of the workers: the serving generation's size and who of it
- * serves, and whether the node's worker set is complete (GET /readyz). During a reload the
- * slots are those of both generations, as its sockets are.
+ * serves, and whether the node's worker set is complete (GET /readyz). The slots are the
+ * serving generation's: those a reload adds take no connection before their workers serve.
  */
 void master_publish_workers(void)
 {
-	int slots = m->cfg->workers;
-	if (m->next != NULL && m->next->workers > slots)
-		slots = m->next->workers;
 	metrics_workers(m->gen, m->cfg->workers, roster_serving(m->gen),
-			roster_complete(slots, m->socks.inherited));
+			roster_complete(m->cfg->workers, m->socks.inherited));
 }
 
 /*
@@ -207,30 +204,9 @@ void master_publish_workers(void)
  * and a few seconds more before the master kills it: a worker stuck in C code or a finalizer
  * cannot outlive a reload or a stop.
  */
-uint64_t master_retire_deadline(void)
+uint64_t master_retire_deadline(const struct config *cfg)
 {
-	return clock_mono_ms() + (uint64_t)m->cfg->shutdown_timeout * 1000u + 5000u;
-}
-
-static void retire_workers(bool older_only)
-{
-	roster_retire(older_only, m->gen, master_retire_deadline());
-}
-
-/* Tells a detached start's parent how it went: 'R' once serving, or 'E' and the reason. */
-static void tell_parent(char verdict, const char *why)
-{
-	if (m->parent_fd < 0)
-		return;
-	char msg[LOG_ERR_MAX + 1];
-	int n = snprintf(msg, sizeof(msg), "%c%s", verdict, why);
-	ssize_t w = write(m->parent_fd, msg, n > 0 && (size_t)n < sizeof(msg) ? (size_t)n : 1);
-	(void)w;
-	/* A failed start keeps it open: the parent returns once the daemon is gone. */
-	if (verdict == 'R') {
-		close(m->parent_fd);
-		m->parent_fd = -1;
-	}
+	return clock_mono_ms() + (uint64_t)cfg->shutdown_timeout * 1000u + 5000u;
 }
 
 void master_announce_ready(void)
@@ -247,7 +223,7 @@ void master_announce_ready(void)
 		log_info("reloaded %s (generation %u); %s", m->cfg->path, m->gen, status);
 	notify_ready(status);
 	m->announced = true;
-	tell_parent('R', "");
+	detach_tell(&m->parent_fd, 'R', "");
 }
 
 /* Once every slot of the first generation serves, sesamed is ready; a reload's: see there. */
@@ -262,6 +238,7 @@ static void check_generation_ready(void)
 	if (m->announced || roster_serving(m->gen) < m->cfg->workers)
 		return;
 	master_announce_ready();
+	master_reload_deferred();
 }
 
 static void on_ready_pipe(int rec)
@@ -297,7 +274,7 @@ static void stop_all(void)
 {
 	m->stopping = true;
 	notify_stopping();
-	retire_workers(false);
+	roster_retire(ROSTER_ALL, m->gen, master_retire_deadline(m->cfg));
 	master_reload_stop();
 }
 
@@ -305,7 +282,7 @@ static void stop_all(void)
 static void start_failed(const char *why)
 {
 	log_error("%s; stopping", why);
-	tell_parent('E', why);
+	detach_tell(&m->parent_fd, 'E', why);
 	m->start_failed = true;
 	stop_all();
 }
@@ -441,9 +418,11 @@ static void on_control(void)
 /* The deadline a detached start or a reload waits on now; UINT64_MAX when none. */
 static uint64_t start_deadline(void)
 {
+	if (m->stopping) /* a stop ends a reload's wait and a start's */
+		return UINT64_MAX;
 	if (m->next != NULL)
 		return m->reload_deadline;
-	if (m->parent_fd >= 0 && !m->announced && !m->stopping)
+	if (m->parent_fd >= 0 && !m->announced)
 		return m->start_deadline;
 	return UINT64_MAX;
 }
@@ -451,7 +430,10 @@ static uint64_t start_deadline(void)
 static int next_timeout(void)
 {
 	uint64_t now = clock_mono_ms();
-	uint64_t next = roster_next_respawn(), kill_at = roster_next_kill();
+	/* A stop respawns nothing: a respawn due would make poll spin until the workers are gone.
+	 */
+	uint64_t next = m->stopping ? UINT64_MAX : roster_next_respawn();
+	uint64_t kill_at = roster_next_kill();
 	if (kill_at < next)
 		next = kill_at;
 	if (start_deadline() < next)
@@ -581,7 +563,8 @@ int master_run(struct config *cfg, const struct master_opts *opts)
 	m->mig.fd = -1;
 	m->control_fd = -1;
 	m->started_ms = clock_mono_ms();
-	if (set_up(cfg) != 0 || activation_take(&m->socks) < 0 || master_open_sockets(cfg) != 0)
+	if (set_up(cfg) != 0 || activation_take(&m->socks) < 0 ||
+	    master_open_sockets(cfg, true) != 0)
 		goto done;
 	if (!opts->foreground && detach_start(cfg, &m->parent_fd) != 0)
 		goto done;

@@ -13,7 +13,11 @@
  * is given up: the new workers drain (and are killed if they do not stop), the sockets only
  * they opened close, systemd hears READY=1 with the reason, and the log says which slots
  * never served and how their last workers died. A SIGHUP that comes while a reload is under
- * way starts another once it ends, either way.
+ * way starts another once it ends, either way; one that comes before the first generation
+ * serves waits for it, so that the first READY=1 and a detached start's verdict are that
+ * generation's. The sockets a reload adds are bound but do not listen until the worker given
+ * each is about to serve: the kernel routes no connection to them before, so that a reload
+ * given up strands and resets none.
  */
 #include "autoconfig.h"
 
@@ -25,6 +29,7 @@
 #include "log.h"
 #include "master.h"
 #include "master_state.h"
+#include "metrics.h"
 #include "notify.h"
 #include "revocation_shm.h"
 #include "roster.h"
@@ -52,6 +57,7 @@ static void reload_failed(struct config_errors *errs)
 		return;
 	}
 	log_error("reload failed: still serving the previous configuration");
+	metrics_reload(METRICS_RELOAD_INVALID);
 	notify_ready("reload failed: serving the previous configuration");
 }
 
@@ -59,10 +65,11 @@ static void reload_failed(struct config_errors *errs)
 static void reload_commit(void)
 {
 	size_t before = m->socks.n;
-	if (master_open_sockets(m->pending) != 0) {
+	/* The sockets it adds take no connection before their workers serve: none is stranded. */
+	if (master_open_sockets(m->pending, false) != 0) {
 		struct config_errors errs = {0};
 		/* The open cleared the wanted marks: the running configuration keeps its own. */
-		master_open_sockets(m->cfg);
+		master_open_sockets(m->cfg, true);
 		reload_failed(&errs);
 		return;
 	}
@@ -89,16 +96,18 @@ static void give_up(const char *why)
 	log_error("reload failed: %s; still serving generation %u (%s)", why, m->gen, m->cfg->path);
 	char status[LOG_ERR_MAX];
 	snprintf(status, sizeof(status), "reload failed: %s", why);
-	roster_retire_gen(m->next_gen, master_retire_deadline());
+	roster_retire(ROSTER_GEN, m->next_gen, master_retire_deadline(m->next));
 	roster_gen_end(m->next_gen);
 	config_free(m->next);
 	m->next = NULL;
 	listen_set_truncate(&m->socks, m->socks_before);
 	/* Nothing left to open: this marks the serving configuration's sockets wanted again. */
-	master_open_sockets(m->cfg);
+	master_open_sockets(m->cfg, true);
 	log_set_level(m->cfg->log_level);
 	master_publish_workers();
-	notify_ready(status);
+	metrics_reload(METRICS_RELOAD_FAILED);
+	if (m->announced) /* never a READY=1 before the first generation's */
+		notify_ready(status);
 	reload_ended();
 }
 
@@ -106,14 +115,17 @@ void master_reload_check_ready(void)
 {
 	if (m->next == NULL || roster_serving(m->next_gen) < m->next->workers)
 		return;
+	/* The older workers drain with their own configuration's server.shutdown_timeout. */
+	uint64_t deadline = master_retire_deadline(m->cfg);
 	roster_gen_end(m->gen);
 	config_free(m->cfg);
 	m->cfg = m->next;
 	m->gen = m->next_gen;
 	m->next = NULL;
-	roster_retire(true, m->gen, master_retire_deadline());
+	roster_retire(ROSTER_OTHER_GENS, m->gen, deadline);
 	listen_set_close_unwanted(&m->socks);
 	master_publish_workers();
+	metrics_reload(METRICS_RELOAD_OK);
 	master_announce_ready();
 	reload_ended();
 }
@@ -180,6 +192,12 @@ static void migration_child(void)
  */
 void master_reload(void)
 {
+	if (!m->announced) {
+		/* Its READY=1 and a detached start's verdict belong to the first generation. */
+		log_info("reload asked for before the workers serve: reloading once they do");
+		m->reload_again = true;
+		return;
+	}
 	if (m->pending != NULL || m->next != NULL) {
 		log_info("reload asked for while one is under way: reloading again after it");
 		m->reload_again = true;
@@ -197,6 +215,11 @@ void master_reload(void)
 	config_errors_free(&errs);
 	if (m->mig.pid == 0)
 		schema_applied();
+}
+
+void master_reload_deferred(void)
+{
+	reload_ended();
 }
 
 void master_reload_stop(void)

@@ -39,7 +39,7 @@ struct master_state {
 	/* A reload, master_reload.c's: */
 	struct config *pending;	    /* its configuration while its schema is applied */
 	struct cycle_migration mig; /* that schema's child process */
-	bool reload_again;	    /* SIGHUP came while a reload was under way */
+	bool reload_again;	    /* SIGHUP came during a reload, or before the first READY */
 	struct config *next;	    /* its configuration while its generation starts */
 	unsigned next_gen;	    /* that generation */
 	size_t socks_before;	    /* how many sockets were open before it added its own */
@@ -49,14 +49,18 @@ struct master_state {
 extern struct master_state master_state;
 
 /* master.c's */
-/* Opens the sockets cfg needs and marks those it does not want: 0, or -1 after logging why. */
-int master_open_sockets(const struct config *cfg);
+/*
+ * Opens the sockets cfg needs and marks those it does not want: 0, or -1 after logging why.
+ * The sockets it adds listen at once, or (listening false: a reload's) only once the worker
+ * given each calls listen(), just before it serves.
+ */
+int master_open_sockets(const struct config *cfg, bool listening);
 /* Starts every slot's worker of generation gen (the serving one, or a reload's next). */
 void master_spawn_generation(unsigned gen);
 /* Tells the metrics segment of the workers: the serving generation, and /readyz's verdict. */
 void master_publish_workers(void);
-/* When a worker told to drain now is killed if still alive (monotonic ms). */
-uint64_t master_retire_deadline(void);
+/* When a worker running cfg that is told to drain now is killed if still alive (monotonic ms). */
+uint64_t master_retire_deadline(const struct config *cfg);
 /* Logs that the serving generation serves, and tells systemd and a waiting parent. */
 void master_announce_ready(void);
 /* In a child forked from the master that runs no worker: closes what is the master's. */
@@ -68,8 +72,13 @@ void master_shed_fds(void);
 bool master_cannot_drop(int status, const char *what, char *why, size_t len);
 
 /* master_reload.c's */
-/* SIGHUP: loads and checks the configuration, then applies its schema in a child. */
+/*
+ * SIGHUP: loads and checks the configuration, then applies its schema in a child; before the
+ * first generation serves, only notes that a reload is asked for.
+ */
 void master_reload(void);
+/* The first generation serves: a reload asked for before starts now. */
+void master_reload_deferred(void);
 /* The schema's child exited with status (as waitpid says). */
 void master_reload_migrated(int status);
 /* A worker of the reload's generation said it serves: once all do, that generation serves. */

@@ -75,6 +75,7 @@ struct segment {
 	_Atomic uint64_t generation, configured, serving;
 	_Atomic bool complete; /* every worker slot has a serving worker (GET /readyz) */
 	_Atomic uint64_t restarts[3];
+	_Atomic uint64_t reloads[3];
 	struct name_slot routes[ROUTES];
 	struct name_slot rules[RULES];
 	struct cell cells[CELLS];
@@ -108,6 +109,7 @@ static const char *const bound_text[BUCKETS] = {"0.0005", "0.001", "0.0025", "0.
 static const char *const methods[] = {"GET",	"POST",	   "HEAD",  "PUT",
 				      "DELETE", "OPTIONS", "PATCH", "OTHER"};
 static const char *const restart_reasons[] = {"crash", "exit", "hang"};
+static const char *const reload_results[] = {"ok", "failed", "invalid"};
 static const char *const drop_reasons[] = {"timeout", "client_gone"};
 static const char *const sign_threads[] = {"loop", "job"};
 static const char *const revocation_ops[] = {"revoke", "revoke_all", "reuse"};
@@ -248,6 +250,12 @@ void metrics_restart(enum metrics_restart reason)
 {
 	if (seg != NULL)
 		add(&seg->restarts[reason], 1);
+}
+
+void metrics_reload(enum metrics_reload result)
+{
+	if (seg != NULL)
+		add(&seg->reloads[result], 1);
 }
 
 void metrics_worker_gone(size_t rec)
@@ -639,6 +647,10 @@ static void render_process(FILE *f)
 	header(f, "sesame_worker_restarts_total", "counter",
 	       "Workers replaced after they died: killed by a signal, exited, or hung.");
 	counters(f, "sesame_worker_restarts_total", "reason", restart_reasons, seg->restarts, 3);
+	header(f, "sesame_reloads_total", "counter",
+	       "Reloads: served, given up (their workers never all served), or refused (the "
+	       "configuration or its schema).");
+	counters(f, "sesame_reloads_total", "result", reload_results, seg->reloads, 3);
 	header(f, "sesame_workers", "gauge", "Workers of the current generation that serve.");
 	fprintf(f, "sesame_workers{state=\"serving\"} %llu\n",
 		(unsigned long long)get(&seg->serving));

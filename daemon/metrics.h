@@ -18,6 +18,7 @@
 enum metrics_hash_op { METRICS_HASH, METRICS_VERIFY };
 enum metrics_drop { METRICS_DROP_TIMEOUT, METRICS_DROP_CLIENT_GONE };
 enum metrics_restart { METRICS_RESTART_CRASH, METRICS_RESTART_EXIT, METRICS_RESTART_HANG };
+enum metrics_reload { METRICS_RELOAD_OK, METRICS_RELOAD_FAILED, METRICS_RELOAD_INVALID };
 enum metrics_revocation { METRICS_REVOKE, METRICS_REVOKE_ALL, METRICS_REVOKE_REUSE };
 
 /*
@@ -69,6 +70,8 @@ int metrics_shared_init(size_t nrecords);
 void metrics_workers(unsigned generation, int configured, int serving, bool complete);
 /* A worker of the current generation died and is replaced. */
 void metrics_restart(enum metrics_restart reason);
+/* A reload ended: its generation serves, was given up, or never started (invalid). */
+void metrics_reload(enum metrics_reload result);
 /* Record rec's worker is gone (reaped): its gauges return to zero. */
 void metrics_worker_gone(size_t rec);
 

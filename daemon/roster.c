@@ -120,18 +120,11 @@ static void retire(struct roster_worker *r, uint64_t deadline)
 	kill(r->pid, SIGTERM);
 }
 
-void roster_retire(bool older_only, unsigned gen, uint64_t deadline)
+void roster_retire(enum roster_which which, unsigned gen, uint64_t deadline)
 {
 	for (int i = 0; i < ROSTER_RECORDS; i++) {
-		if (w[i].pid != 0 && !(older_only && w[i].gen == gen))
-			retire(&w[i], deadline);
-	}
-}
-
-void roster_retire_gen(unsigned gen, uint64_t deadline)
-{
-	for (int i = 0; i < ROSTER_RECORDS; i++) {
-		if (w[i].pid != 0 && w[i].gen == gen)
+		bool same = w[i].gen == gen;
+		if (w[i].pid != 0 && (which == ROSTER_ALL || (which == ROSTER_GEN) == same))
 			retire(&w[i], deadline);
 	}
 }

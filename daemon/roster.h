@@ -49,13 +49,18 @@ int roster_serving(unsigned gen);
  */
 bool roster_complete(int slots, bool shared);
 
+/* Which workers roster_retire tells to drain. */
+enum roster_which {
+	ROSTER_ALL,	   /* every worker: sesamed stops */
+	ROSTER_OTHER_GENS, /* those of generations other than gen: gen serves now */
+	ROSTER_GEN,	   /* those of generation gen: a reload's that is given up */
+};
+
 /*
- * Tells workers to drain (SIGTERM): all of them, or those of generations other than gen. A
- * worker still alive at deadline (monotonic ms) is killed by roster_kill_overdue.
+ * Tells workers to drain (SIGTERM), which as which says. A worker still alive at deadline
+ * (monotonic ms) is killed by roster_kill_overdue.
  */
-void roster_retire(bool older_only, unsigned gen, uint64_t deadline);
-/* The same for the workers of generation gen alone (a reload's that is abandoned). */
-void roster_retire_gen(unsigned gen, uint64_t deadline);
+void roster_retire(enum roster_which which, unsigned gen, uint64_t deadline);
 void roster_kill_overdue(uint64_t now);
 /* The earliest kill_at of a draining worker; UINT64_MAX when none. */
 uint64_t roster_next_kill(void);

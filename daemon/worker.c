@@ -30,6 +30,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "log.h"
+#include "listen.h"
 #include "lua_api.h"
 #include "plugin.h"
 #include "privs.h"
@@ -239,7 +240,9 @@ int worker_run(const struct worker_spec *spec)
 	    start_heartbeat(&w) != 0)
 		goto done;
 	http_server_set_ready(w.srv, ready_answer, rd);
-
+	/* A reload's new sockets take connections from now on, and no sooner (listen.c). */
+	if (listen_start(spec->fds, spec->nfds) != 0)
+		goto done;
 	tell_ready(spec);
 	event_base_dispatch(w.base);
 	if (w.timed_out || jobs_pending(jobs) > 0 || luaapi_tasks(api) > 0) {

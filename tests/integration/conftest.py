@@ -81,6 +81,23 @@ def child_pids(pid):
     return sorted(p for p in out if not is_zombie(p))
 
 
+def refused(port):
+    """Does a connection to port on loopback get refused (nothing listens there)?"""
+    with socket.socket() as c:
+        c.settimeout(5)
+        return c.connect_ex(("127.0.0.1", port)) != 0
+
+
+def metric(s, series):
+    """A series' value, as `name` or `name{label="value"}`, from a scrape on a connection of its
+    own; 0 when sesamed does not show it yet."""
+    text = s.get("/metrics", headers={"Connection": "close"}).text
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def is_zombie(pid):
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
@@ -123,11 +140,11 @@ class Sesamed:
             f'plugins = {{ path = "{PLUGINS}" }}\n'
             'routes = { "routes/*.lua" } ' + GENEROUS_LIMITS + more)
 
-    def start(self, wait=True):
+    def start(self, wait=True, env=None):
         OPENAPI.serve(self.url, self.routes_dir)
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([SESAMED, "-f", "-c", str(self.config)],
-                                     stdout=self.logf, stderr=self.logf)
+                                     stdout=self.logf, stderr=self.logf, env=env)
         if wait:
             self.wait_ready()
         return self

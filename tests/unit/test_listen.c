@@ -3,7 +3,8 @@
  *
  * listen_parse is fed the address forms the configuration accepts and a set it must refuse.
  * listen_open is tried on a loopback port found free by binding port 0 first; it is opened
- * twice, as the master does for two workers, which only SO_REUSEPORT allows.
+ * twice, as the master does for two workers, which only SO_REUSEPORT allows; and bound only,
+ * as a reload opens a socket, which takes no connection of its port's until it listens.
  */
 #include "autoconfig.h"
 
@@ -131,10 +132,10 @@ static struct listen_addr loopback(int port)
 	return parse_ok(text);
 }
 
-static int open_ok(const struct listen_addr *a)
+static int open_ok(const struct listen_addr *a, bool listening)
 {
 	char err[256] = "";
-	int fd = listen_open(a, err, sizeof(err));
+	int fd = listen_open(a, listening, err, sizeof(err));
 	if (fd < 0)
 		fail_msg("listen_open: %s", err);
 	return fd;
@@ -152,8 +153,8 @@ static void test_open_twice(void **state)
 {
 	int port = free_port();
 	struct listen_addr a = loopback(port);
-	int fd1 = open_ok(&a);
-	int fd2 = open_ok(&a);
+	int fd1 = open_ok(&a, true);
+	int fd2 = open_ok(&a, true);
 	int fds[] = {fd1, fd2};
 	for (size_t i = 0; i < 2; i++) {
 		struct sockaddr_in bound;
@@ -180,9 +181,64 @@ static void test_open_address_in_use(void **state)
 	assert_int_equal(listen(holder, 1), 0);
 
 	char err[256] = "";
-	assert_int_equal(listen_open(&a, err, sizeof(err)), -1);
+	assert_int_equal(listen_open(&a, true, err, sizeof(err)), -1);
 	assert_string_equal(err, strerror(EADDRINUSE));
 	close(holder);
+}
+
+/* Connects n times to a (the connections are left to the kernel's queues). */
+static void connect_n(const struct listen_addr *a, int *clients, int n)
+{
+	for (int i = 0; i < n; i++) {
+		clients[i] = socket(AF_INET, SOCK_STREAM, 0);
+		assert_true(clients[i] >= 0);
+		assert_int_equal(connect(clients[i], (const struct sockaddr *)&a->ss, a->len), 0);
+	}
+}
+
+static int accept_all(int fd)
+{
+	int n = 0, c;
+	while ((c = accept(fd, NULL, NULL)) >= 0) {
+		close(c);
+		n++;
+	}
+	return n;
+}
+
+static void close_n(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/*
+ * A reload's socket is bound but does not listen until its worker serves: the kernel must
+ * give it no connection meanwhile, and its share once it listens.
+ */
+static void test_bound_socket_takes_nothing_until_it_listens(void **state)
+{
+	enum { N = 64 };
+	int clients[N];
+	struct listen_addr a = loopback(free_port());
+	int serving = open_ok(&a, true), added = open_ok(&a, false);
+	assert_int_equal(sockopt(added, SO_REUSEPORT), 1);
+	assert_int_equal(sockopt(added, SO_ACCEPTCONN), 0);
+	connect_n(&a, clients, N);
+	assert_int_equal(accept(added, NULL, NULL), -1);
+	assert_int_equal(accept_all(serving), N);
+	close_n(clients, N);
+
+	int both[] = {serving, added};
+	assert_int_equal(listen_start(both, 2), 0);
+	assert_int_equal(sockopt(added, SO_ACCEPTCONN), 1);
+	connect_n(&a, clients, N);
+	int taken = accept_all(added);
+	assert_true(taken > 0);
+	assert_int_equal(taken + accept_all(serving), N);
+	close_n(clients, N);
+	close(serving);
+	close(added);
 }
 
 static size_t count_wanted(const struct listen_set *set, bool wanted)
@@ -202,7 +258,7 @@ static void test_set_across_reloads(void **state)
 	char *both[] = {a, b}, *only_b[] = {b};
 	struct listen_set set = {0};
 
-	assert_int_equal(listen_set_open(&set, both, 2, 2), 0);
+	assert_int_equal(listen_set_open(&set, both, 2, 2, true), 0);
 	assert_int_equal(set.n, 4);
 	int kept = -1;
 	for (size_t i = 0; i < set.n; i++) {
@@ -212,7 +268,7 @@ static void test_set_across_reloads(void **state)
 	assert_true(kept >= 0);
 
 	/* One address and one slot fewer: b's slot 1 stays open and wanted, a's sockets go. */
-	assert_int_equal(listen_set_open(&set, only_b, 1, 1), 0);
+	assert_int_equal(listen_set_open(&set, only_b, 1, 1, false), 0);
 	assert_int_equal(set.n, 4);
 	assert_int_equal(count_wanted(&set, false), 2);
 	listen_set_close_unwanted(&set);
@@ -227,7 +283,7 @@ static void test_set_across_reloads(void **state)
 
 	/* An address that cannot be opened undoes the whole reload's new sockets. */
 	char bad[] = "192.0.2.1:1", *more[] = {b, a, bad};
-	assert_int_equal(listen_set_open(&set, more, 3, 2), -1);
+	assert_int_equal(listen_set_open(&set, more, 3, 2, false), -1);
 	assert_int_equal(set.n, 2);
 	listen_set_free(&set);
 	assert_int_equal(set.n, 0);
@@ -238,10 +294,14 @@ static void test_set_across_reloads(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_ipv4),	       cmocka_unit_test(test_parse_ipv6),
-	    cmocka_unit_test(test_parse_names),	       cmocka_unit_test(test_parse_refused),
-	    cmocka_unit_test(test_open_twice),	       cmocka_unit_test(test_open_address_in_use),
+	    cmocka_unit_test(test_parse_ipv4),
+	    cmocka_unit_test(test_parse_ipv6),
+	    cmocka_unit_test(test_parse_names),
+	    cmocka_unit_test(test_parse_refused),
+	    cmocka_unit_test(test_open_twice),
+	    cmocka_unit_test(test_open_address_in_use),
 	    cmocka_unit_test(test_set_across_reloads),
+	    cmocka_unit_test(test_bound_socket_takes_nothing_until_it_listens),
 	};
 	return cmocka_run_group_tests_name("listen", tests, NULL, NULL);
 }
