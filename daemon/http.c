@@ -220,7 +220,8 @@ static void send_reply(struct http_request *r, int status, const char *ctype, co
 	evhttp_remove_header(out, "Content-Type");
 	evhttp_add_header(out, "Content-Type", ctype);
 	evhttp_add_header(out, "X-Request-Id", r->id);
-	if (srv->draining)
+	/* Not while the next request is arriving behind it: that one is read and answered too. */
+	if (srv->draining && !http_conns_pending(srv->conns, r->ev))
 		evhttp_add_header(out, "Connection", "close");
 	if (json != NULL && status != 204 && status != 304) {
 		buf = evbuffer_new();

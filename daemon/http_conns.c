@@ -14,16 +14,25 @@
  * The bufferevent callback runs before evhttp has made its connection; the connection is
  * picked up on the same turn of the loop, before anything is read from it (attach: evhttp
  * makes the connection the bufferevent's callback argument), and it tells us of its end
- * through its close callback. A reference on the bufferevent keeps it alive until then.
- * Connections are found by their descriptor, which the kernel numbers densely.
+ * through its close callback (ours alone: see http_conns.h). A reference on the bufferevent
+ * keeps it alive until then. That reference has one gap, on out-of-memory paths only: if
+ * evhttp frees the connection before attach (it failed to make its request or to enable the
+ * bufferevent), the bufferevent's read event stays registered on a descriptor evhttp has
+ * closed until attach lets go of it, and a connection accepted in the same burst that gets the
+ * same number is then not polled; it ends at its timeout. Connections are found by their
+ * descriptor, which the kernel numbers densely.
  *
  * A draining server closes the kept-alive connections between requests (nothing unread in
- * the kernel either) and waits for the arriving requests as for the dispatched ones. At its
- * deadline an arriving request is answered here, since evhttp cannot answer a request it has not
- * finished reading: the connection is taken from evhttp (our callbacks on its bufferevent), a
- * canned 503 is written, the sending side is shut, and what the client still sends is read and
- * dropped until it closes (or for a second), so that the answer is not lost to a reset; then evhttp
- * frees the connection.
+ * the kernel either) and waits for the arriving requests and the answers being written as for
+ * the dispatched ones. An answer whose next request is already coming (pipelined) keeps its
+ * connection open (http_conns_pending), so that request is read to its end too. At the deadline
+ * an arriving request is answered here, since evhttp cannot answer a request it has not finished
+ * reading: the connection is taken from evhttp (our callbacks on its bufferevent), a canned 503
+ * is written, the sending side is shut, and what the client still sends is read and dropped
+ * until it closes, LINGER_S after the 503 went out at most, so that the answer is not lost to a
+ * reset; then evhttp frees the connection. A pass every CUT_PASS_MS cuts the connections whose
+ * next request shows up behind an answer still being written, and tells the caller once no
+ * answer is left to write.
  */
 #include "autoconfig.h"
 
@@ -44,18 +53,21 @@
 #include "log.h"
 #include "metrics.h"
 
-#define LINGER_S 1
+#define LINGER_S    1
+#define CUT_PASS_MS 50
 
 struct http_conn {
 	struct http_conns *set;
 	struct bufferevent *bev;
 	struct evhttp_connection *evcon; /* NULL until attached */
 	struct evbuffer_cb_entry *in_cb, *out_cb;
+	struct event *linger_ev; /* once cut: the end of the wait for the client's close */
 	evutil_socket_t fd;
 	bool arriving;	 /* bytes of a request sesame has not been handed */
 	bool dispatched; /* its request is sesame's until the answer is written */
 	bool cut;	 /* answered 503 by http_conns_cut; closes once that is written */
 	bool served;	 /* has had a request answered: kept alive */
+	bool peer_done;	 /* cut, and the client has closed its side */
 	struct http_conn *next_new;
 };
 
@@ -65,7 +77,7 @@ struct http_conns {
 	struct http_conn *fresh; /* made by the bufferevent callback, not attached yet */
 	struct http_conn **by_fd;
 	size_t cap;
-	size_t cutting;
+	struct event *cut_ev; /* the deadline's pass, every CUT_PASS_MS */
 	void (*cut_done)(void *arg);
 	void *cut_arg;
 };
@@ -79,6 +91,19 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
 		c->arriving = true;
 }
 
+/* Bytes the kernel holds for c that the loop has not read yet: a request, most likely. */
+static bool unread(const struct http_conn *c)
+{
+	int n = 0;
+	return ioctl(c->fd, FIONREAD, &n) != 0 || n > 0;
+}
+
+/* The next request's bytes are in, read or not (evhttp reads nothing while it serves one). */
+static bool next_in(const struct http_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || unread(c);
+}
+
 /* The answer of a dispatched request is being written: what arrives next is a new request. */
 static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
@@ -86,7 +111,7 @@ static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	if (info->n_added == 0 || !c->dispatched)
 		return;
 	c->dispatched = false;
-	c->arriving = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+	c->arriving = next_in(c);
 }
 
 /* Unhooks c from its bufferevent and frees it. */
@@ -96,6 +121,8 @@ static void conn_free(struct http_conn *c)
 		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
 	if (c->out_cb != NULL)
 		evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
+	if (c->linger_ev != NULL)
+		event_free(c->linger_ev);
 	free(c);
 }
 
@@ -103,13 +130,10 @@ static void on_close(struct evhttp_connection *evcon, void *arg)
 {
 	struct http_conn *c = arg;
 	struct http_conns *set = c->set;
-	bool was_cut = c->cut;
 	evhttp_connection_set_closecb(evcon, NULL, NULL);
 	if ((size_t)c->fd < set->cap && set->by_fd[c->fd] == c)
 		set->by_fd[c->fd] = NULL;
 	conn_free(c);
-	if (was_cut && --set->cutting == 0 && set->cut_done != NULL)
-		set->cut_done(set->cut_arg);
 }
 
 static int table_put(struct http_conns *set, struct http_conn *c)
@@ -126,6 +150,8 @@ static int table_put(struct http_conns *set, struct http_conn *c)
 		set->by_fd = t;
 		set->cap = cap;
 	}
+	if (set->by_fd[fd] != NULL) /* its close callback would have cleared it */
+		log_error("http_conns: descriptor %zu is watched twice", fd);
 	set->by_fd[fd] = c;
 	return 0;
 }
@@ -217,6 +243,8 @@ void http_conns_free(struct http_conns *set)
 		bufferevent_decref(bev);
 	}
 	event_free(set->attach_ev);
+	if (set->cut_ev != NULL)
+		event_free(set->cut_ev);
 	free(set->by_fd);
 	free(set);
 }
@@ -244,12 +272,30 @@ void http_conns_dispatched(struct http_conns *set, struct evhttp_request *req)
 	c->served = true;
 }
 
+bool http_conns_pending(const struct http_conns *set, struct evhttp_request *req)
+{
+	const struct http_conn *c = find(set, req);
+	return c != NULL && c->dispatched && next_in(c);
+}
+
+/* An answer is being written on c: a reply, or an error page of evhttp's own. */
+static bool answering(const struct http_conn *c)
+{
+	return !c->dispatched && !c->cut && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0;
+}
+
+/* A request sesame has not been handed is coming on c: bytes read, or still in the kernel. */
+static bool coming(const struct http_conn *c)
+{
+	return !c->dispatched && !c->cut && (c->arriving || unread(c));
+}
+
 size_t http_conns_arriving(const struct http_conns *set)
 {
 	size_t n = 0;
 	for (size_t fd = 0; fd < set->cap; fd++) {
 		const struct http_conn *c = set->by_fd[fd];
-		if (c != NULL && (c->arriving || c->cut))
+		if (c != NULL && (c->cut || answering(c) || coming(c)))
 			n++;
 	}
 	return n;
@@ -261,13 +307,6 @@ static bool reading(const struct http_conn *c)
 	bufferevent_data_cb readcb = NULL;
 	bufferevent_getcb(c->bev, &readcb, NULL, NULL, NULL);
 	return readcb != NULL;
-}
-
-/* Bytes the kernel holds for c that the loop has not read yet: a request, most likely. */
-static bool unread(const struct http_conn *c)
-{
-	int n = 0;
-	return ioctl(c->fd, FIONREAD, &n) != 0 || n > 0;
 }
 
 /*
@@ -300,11 +339,27 @@ static void cut_read(struct bufferevent *bev, void *arg)
 static void cut_written(struct bufferevent *bev, void *arg)
 {
 	struct http_conn *c = arg;
-	shutdown(c->fd, SHUT_WR);
+	struct timeval linger = {.tv_sec = LINGER_S};
+	if (c->peer_done || shutdown(c->fd, SHUT_WR) != 0 ||
+	    evtimer_add(c->linger_ev, &linger) != 0)
+		evhttp_connection_free(c->evcon);
 }
 
-/* The client closed, failed, or lingered past LINGER_S. */
+/* The client closed or failed, or the 503 could not be written for LINGER_S. */
 static void cut_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	if ((what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+		/* A half-close: the 503 is still read; cut_written closes once it is out. */
+		c->peer_done = true;
+		bufferevent_disable(bev, EV_READ);
+		return;
+	}
+	evhttp_connection_free(c->evcon);
+}
+
+/* LINGER_S since the 503 went out, and the client still has not closed. */
+static void cut_linger(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
 	evhttp_connection_free(c->evcon);
@@ -349,27 +404,54 @@ static void cut_one(struct http_conn *c)
 {
 	struct timeval linger = {.tv_sec = LINGER_S};
 	bufferevent_setcb(c->bev, cut_read, cut_written, cut_event, c);
-	bufferevent_set_timeouts(c->bev, &linger, &linger);
+	/* No read timeout: a client still sending is read until LINGER_S after the 503. */
+	bufferevent_set_timeouts(c->bev, NULL, &linger);
 	cut_read(c->bev, c); /* what came with the request so far is not read any further */
-	if (write_503(bufferevent_get_output(c->bev)) < 0 ||
+	c->linger_ev = evtimer_new(c->set->base, cut_linger, c);
+	if (c->linger_ev == NULL || write_503(bufferevent_get_output(c->bev)) < 0 ||
 	    bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0) {
 		evhttp_connection_free(c->evcon);
 		return;
 	}
 	log_cut(c);
 	c->cut = true;
-	c->set->cutting++;
+}
+
+/* One pass of the deadline: cuts the requests coming; returns how many answers are left. */
+static size_t cut_pass(struct http_conns *set)
+{
+	size_t left = 0;
+	http_conns_close_idle(set);
+	for (size_t fd = 0; fd < set->cap; fd++) {
+		struct http_conn *c = set->by_fd[fd];
+		if (c != NULL && reading(c) && coming(c))
+			cut_one(c); /* which may close it */
+		c = set->by_fd[fd];
+		if (c != NULL && (c->cut || answering(c)))
+			left++;
+	}
+	return left;
+}
+
+static void on_cut_pass(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conns *set = arg;
+	if (cut_pass(set) > 0)
+		return;
+	event_del(set->cut_ev);
+	set->cut_done(set->cut_arg);
 }
 
 size_t http_conns_cut(struct http_conns *set, void (*done)(void *arg), void *arg)
 {
+	struct timeval every = {.tv_usec = CUT_PASS_MS * 1000};
+	size_t left = cut_pass(set);
+	if (left == 0 || set->cut_ev != NULL)
+		return left;
 	set->cut_done = done;
 	set->cut_arg = arg;
-	http_conns_close_idle(set);
-	for (size_t fd = 0; fd < set->cap; fd++) {
-		struct http_conn *c = set->by_fd[fd];
-		if (c != NULL && c->arriving && !c->cut && reading(c))
-			cut_one(c);
-	}
-	return set->cutting;
+	set->cut_ev = event_new(set->base, -1, EV_PERSIST, on_cut_pass, set);
+	if (set->cut_ev == NULL || event_add(set->cut_ev, &every) != 0)
+		return 0; /* done would never be called: the caller waits for nothing */
+	return left;
 }

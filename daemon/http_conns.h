@@ -2,6 +2,7 @@
 #ifndef SESAME_HTTP_CONNS_H
 #define SESAME_HTTP_CONNS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
@@ -9,7 +10,11 @@ struct evhttp;
 struct evhttp_request;
 struct http_conns;
 
-/* Watches every connection http accepts from now on (it makes their bufferevents). */
+/*
+ * Watches every connection http accepts from now on (it makes their bufferevents). The
+ * connections' close callbacks are http_conns' own: nothing else may set one
+ * (evhttp_connection_set_closecb), or a closed connection would stay in the set.
+ */
 struct http_conns *http_conns_new(struct evhttp *http, struct event_base *base);
 /* After evhttp_free: the connections are gone. */
 void http_conns_free(struct http_conns *set);
@@ -17,10 +22,14 @@ void http_conns_free(struct http_conns *set);
 /* req, whole, is handed to sesame: its connection carries no request still arriving. */
 void http_conns_dispatched(struct http_conns *set, struct evhttp_request *req);
 
+/* req is being answered and the next request's first bytes are already in (pipelined). */
+bool http_conns_pending(const struct http_conns *set, struct evhttp_request *req);
+
 /*
- * Requests still arriving: connections that have received bytes (part of a request line,
- * headers or a body) of a request sesame has not been handed yet, or that are being answered
- * 503 by http_conns_cut.
+ * What a drain waits for besides the requests in flight: connections that have received bytes
+ * (part of a request line, headers or a body, read or still in the kernel) of a request sesame
+ * has not been handed yet, whose answer is still being written (a reply, an error page of
+ * evhttp's own), or that are being answered 503 by http_conns_cut.
  */
 size_t http_conns_arriving(const struct http_conns *set);
 
@@ -29,8 +38,10 @@ void http_conns_close_idle(struct http_conns *set);
 
 /*
  * The deadline of a drain: closes the idle connections and answers each request still
- * arriving 503 (JSON, Connection: close) instead of reading the rest of it. Returns how many
- * were answered so; done(arg) is called once the last of them is closed, its answer written.
+ * arriving 503 (JSON, Connection: close) instead of reading the rest of it, and lets the
+ * answers being written finish (a connection whose next request arrives behind its answer
+ * gets the 503 once that is out). Returns how many connections are being answered so; done(arg)
+ * is called once none is left, each answer written and its connection closed.
  */
 size_t http_conns_cut(struct http_conns *set, void (*done)(void *arg), void *arg);
 

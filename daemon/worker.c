@@ -8,7 +8,8 @@
  * finish, the jobs nobody waits for (the events' rows) are done, and the loop ends once nothing
  * is in flight, or when server.shutdown_timeout runs out. Then the requests still arriving
  * (their bodies not read whole) are answered 503 rather than cut mid-way, and the loop ends
- * once those answers are written, CUT_GRACE_S at most. A worker also stops when its master
+ * once those answers are written, CUT_GRACE_S at most. The drain is logged at its start and
+ * then once a second while its counts change. A worker also stops when its master
  * dies. A timer stamps the worker's heartbeat in the scoreboard while the loop turns: the
  * master kills a worker whose heartbeat goes stale (server.hang_timeout).
  */
@@ -39,6 +40,8 @@
 #include "scoreboard.h"
 
 #define HEARTBEAT_MS 250
+/* A drain's counts are logged when they change, every DRAIN_LOG_BEATS heartbeats at most. */
+#define DRAIN_LOG_BEATS 4
 /* How long the 503s of a drain's deadline get to be written: below the master's margin. */
 #define CUT_GRACE_S 2
 
@@ -50,12 +53,34 @@ struct worker {
 	struct jobs *jobs;
 	struct event *term_ev, *deadline_ev, *beat_ev, *tasks_ev;
 	bool timed_out;
+	unsigned drain_beats;
+	size_t logged_inflight, logged_arriving;
 };
+
+/* The drain's counts; first (with its limit) at its start, then only when they change. */
+static void log_drain(struct worker *w, bool first)
+{
+	size_t arriving = http_server_arriving(w->srv), inflight = http_server_inflight(w->srv);
+	if (!first && arriving == w->logged_arriving && inflight == w->logged_inflight)
+		return;
+	w->logged_arriving = arriving;
+	w->logged_inflight = inflight;
+	if (first)
+		log_info("worker %ld: draining: waiting for the requests in flight (%zu) and still "
+			 "arriving (%zu), %d s at most",
+			 (long)getpid(), inflight, arriving, w->spec->cfg->shutdown_timeout);
+	else
+		log_info("worker %ld: draining: waiting for the requests in flight (%zu) and still "
+			 "arriving (%zu)",
+			 (long)getpid(), inflight, arriving);
+}
 
 static void on_beat(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	scoreboard_beat(w->spec->slot);
+	if (w->deadline_ev != NULL && !w->timed_out && ++w->drain_beats % DRAIN_LOG_BEATS == 0)
+		log_drain(w, false);
 }
 
 /* Stamps the heartbeat now and then every HEARTBEAT_MS while the loop turns. */
@@ -128,11 +153,7 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 	w->deadline_ev = evtimer_new(w->base, on_deadline, w);
 	if (w->deadline_ev != NULL)
 		evtimer_add(w->deadline_ev, &limit);
-	size_t arriving = http_server_arriving(w->srv), inflight = http_server_inflight(w->srv);
-	if (arriving + inflight > 0)
-		log_info("worker %ld: draining: waiting for the requests in flight (%zu) and still "
-			 "arriving (%zu), %d s at most",
-			 (long)getpid(), inflight, arriving, w->spec->cfg->shutdown_timeout);
+	log_drain(w, true);
 	http_server_drain(w->srv, on_drained, w);
 }
 
@@ -245,10 +266,12 @@ int worker_run(const struct worker_spec *spec)
 		goto done;
 	tell_ready(spec);
 	event_base_dispatch(w.base);
-	if (w.timed_out || jobs_pending(jobs) > 0 || luaapi_tasks(api) > 0) {
+	if ((w.timed_out && http_server_inflight(w.srv) > 0) || jobs_pending(jobs) > 0 ||
+	    luaapi_tasks(api) > 0) {
 		/*
 		 * Handlers still wait on jobs (a job thread may be blocked for good): their
-		 * requests and threads are abandoned, not freed or joined.
+		 * requests and threads are abandoned, not freed or joined. A deadline that left
+		 * nothing in flight (only requests cut) ends as a drain does, freeing everything.
 		 */
 		log_warn("worker %ld: leaving %zu jobs unfinished", (long)getpid(),
 			 jobs_pending(jobs));

@@ -1,9 +1,13 @@
 """A retiring worker never cuts a request mid-way: a request still arriving when the worker is
 told to stop (a reload, a stop) is finished within server.shutdown_timeout or answered 503 with
-Connection: close; idle kept-alive connections are closed at once. Raw sockets, real routes."""
+Connection: close; idle kept-alive connections are closed at once; an answer still being
+written is written whole, and a request pipelined behind it is read and answered too. Raw
+sockets, real routes; the tests wait on the server's state (its log, the kernel's socket
+queues), not on the clock, except where a client must stay silent for a while."""
 import json
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -11,76 +15,121 @@ import pytest
 from conftest import TOP, wait_for
 
 SECRET = "drain-tests-secret-0123456789abcdef"
-USERS = {"users.lua": (TOP / "etc/sesame/routes/users.lua").read_text()}
+BIG = 8 * 1024 * 1024  # a reply that the kernel's socket buffers cannot hold
+ROUTES = {"users.lua": (TOP / "etc/sesame/routes/users.lua").read_text(),
+          "big.lua": 'local sesame = require "sesame"\n'
+                     'sesame.route("GET", "/big", function(req)\n'
+                     f'  return 200, {{ pad = string.rep("x", {BIG}) }}\n'
+                     'end)\n'}
 STORAGE = ('storage = { backend = "sqlite", sqlite = { path = "sesame.db" } }\n'
            f'jwt = {{ secret = "{SECRET}" }}\n')
-TIMEOUT = 3  # server.shutdown_timeout of these tests, in seconds
+TIMEOUT = 5  # server.shutdown_timeout of these tests, in seconds
+WAIT = TIMEOUT + 15  # how long a client waits for anything at most
 
 BODY = json.dumps({"email": "nobody@example.com", "password": "not the password"}).encode()
-REQUEST = (b"POST /users/login HTTP/1.1\r\nHost: sesame\r\nContent-Type: application/json\r\n"
-           b"Content-Length: %d\r\n\r\n" % len(BODY)) + BODY
+LOGIN = b"POST /users/login HTTP/1.1\r\nHost: sesame\r\nContent-Type: application/json\r\n"
+HEAD = LOGIN + b"Content-Length: %d\r\n" % len(BODY)
+REQUEST = HEAD + b"\r\n" + BODY
+CONTINUE = HEAD + b"Expect: 100-continue\r\n\r\n"
+CHUNKED = LOGIN + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(BODY) + BODY[:10]
+ENDLESS = LOGIN + b"Content-Length: 1000000\r\n\r\n" + BODY[:5]  # a body that never ends
 # Where a request is split: in its body, or in its headers.
 SPLITS = {"body": REQUEST.index(b"\r\n\r\n") + 4 + len(BODY) // 2,
           "headers": REQUEST.index(b"Content-Length")}
+LOGIN_FAILED = {"result": "fail", "error": "invalid email or password"}
+SHUTTING_DOWN = {"result": "fail", "error": "server shutting down"}
 
 
 @pytest.fixture
 def app(sesamed):
-    return sesamed(f"shutdown_timeout = {TIMEOUT},", routes=USERS, workers=1, more=STORAGE)
+    return sesamed(f"shutdown_timeout = {TIMEOUT},", routes=ROUTES, workers=1, more=STORAGE)
 
 
-def read_response(c):
-    """Reads one response: (status, headers as a dict of lower-case names, body)."""
-    buf = b""
+def read_response(c, buf=b""):
+    """Reads one response: (status, headers as a dict of lower-case names, body, what follows)."""
     while b"\r\n\r\n" not in buf:
         chunk = c.recv(65536)
         assert chunk, f"the connection closed before an answer: {buf!r}"
         buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
+    head, _, rest = buf.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
-    while len(body) < int(headers["content-length"]):
-        chunk = c.recv(65536)
+    size = int(headers.get("content-length", 0))
+    while len(rest) < size:
+        chunk = c.recv(1 << 20)
         assert chunk, "the connection closed mid-body"
-        body += chunk
-    return int(lines[0].split()[1]), headers, body
+        rest += chunk
+    return int(lines[0].split()[1]), headers, rest[:size], rest[size:]
 
 
-def assert_closed(c):
-    """The server ended the connection with an orderly close: no reset, nothing more sent."""
-    assert c.recv(65536) == b""
+def answer(c, buf=b""):
+    """The one answer on c, and then c's orderly close (no reset, nothing more sent)."""
+    status, headers, body, more = read_response(c, buf)
+    assert more == b"" and c.recv(65536) == b""
+    return status, headers, json.loads(body)
 
 
-def start_partial(s, split):
-    """Opens a connection and sends the first split bytes of a log-in; the worker reads them."""
-    c = socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT + 10)
-    c.sendall(REQUEST[:split])
-    time.sleep(0.3)  # read by the worker before the drain begins
+def assert_503(c):
+    status, headers, body = answer(c)
+    assert (status, headers["connection"], headers["retry-after"]) == (503, "close", "1")
+    assert headers["content-type"] == "application/json"
+    assert body == SHUTTING_DOWN
+
+
+def server_read(port, c):
+    """Waits until the server's end of c has read all that c sent (its receive queue is empty)."""
+    me = "%04X" % c.getsockname()[1]
+    server = "%04X" % port
+
+    def empty():
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                local, remote, _, queues = line.split()[1:5]
+                if local.endswith(":" + server) and remote.endswith(":" + me):
+                    return int(queues.split(":")[1], 16) == 0
+        return False
+
+    assert wait_for(empty), "the server did not read the request"
+
+
+def connect(s, data=b"", rcvbuf=None):
+    c = socket.socket()
+    if rcvbuf is not None:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    c.settimeout(WAIT)
+    c.connect(("127.0.0.1", s.port))
+    c.sendall(data)
     return c
 
 
-def retire(s, sig):
-    """Tells the worker to retire, by a reload or a stop; returns once it is draining."""
+def start_partial(s, data):
+    """Opens a connection and sends data, part of a request; returns once the worker read it."""
+    c = connect(s, data)
+    server_read(s.port, c)
+    return c
+
+
+def retire(s, sig, arriving=1):
+    """Tells the worker to retire, by a reload or a stop; returns (its pid, when it was told)
+    once it is draining."""
     worker = s.workers()[0]
+    told = time.monotonic()
     s.signal(sig)
-    s.wait_log("still arriving (1)")
+    s.wait_log(f"still arriving ({arriving})")
     assert worker in s.workers()  # draining, not gone
-    return worker
+    return worker, told
 
 
 @pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
 def test_a_request_finished_within_the_timeout_gets_its_answer(app, split):
-    with start_partial(app, split) as c:
-        old = retire(app, signal.SIGHUP)
+    with start_partial(app, REQUEST[:split]) as c:
+        old, _ = retire(app, signal.SIGHUP)
         time.sleep(1)
         assert old in app.workers()  # the worker waits for the request
         c.sendall(REQUEST[split:])
-        status, headers, body = read_response(c)
-        assert status == 401
+        status, headers, body = answer(c)
+        assert (status, headers["connection"], body) == (401, "close", LOGIN_FAILED)
         assert headers["content-type"] == "application/json"
-        assert headers["connection"] == "close"
-        assert json.loads(body) == {"result": "fail", "error": "invalid email or password"}
-        assert_closed(c)
     # The reload completed: the old worker is gone and the new generation answers.
     assert wait_for(lambda: old not in app.workers())
     assert app.post("/users/login", data=BODY,
@@ -90,41 +139,124 @@ def test_a_request_finished_within_the_timeout_gets_its_answer(app, split):
 
 @pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
 def test_a_request_never_finished_is_answered_503_at_the_timeout(app, split):
-    with start_partial(app, split) as c:
-        old = retire(app, signal.SIGHUP)
-        started = time.monotonic()
-        status, headers, body = read_response(c)
-        assert time.monotonic() - started > TIMEOUT - 1  # answered at the deadline, not before
-        assert status == 503
-        assert headers["content-type"] == "application/json"
-        assert headers["connection"] == "close"
-        assert json.loads(body) == {"result": "fail", "error": "server shutting down"}
-        assert_closed(c)
+    with start_partial(app, REQUEST[:split]) as c:
+        old, told = retire(app, signal.SIGHUP)
+        assert_503(c)
+        assert time.monotonic() - told >= TIMEOUT - 0.5  # at the deadline, not before
     app.wait_log("answering 503 to the requests still arriving (1)")
     assert wait_for(lambda: old not in app.workers())
     assert app.get("/healthz").status_code == 200
 
 
 def test_a_stop_answers_a_request_never_finished(app):
-    with start_partial(app, SPLITS["body"]) as c:
+    with start_partial(app, REQUEST[:SPLITS["body"]]) as c:
         retire(app, signal.SIGTERM)
-        status, headers, body = read_response(c)
-        assert (status, headers["connection"]) == (503, "close")
-        assert json.loads(body)["error"] == "server shutting down"
-        assert_closed(c)
-    assert app.proc.wait(15) == 0
+        assert_503(c)
+    assert app.proc.wait(WAIT) == 0
 
 
 def test_an_idle_connection_is_closed_at_once(app):
-    idle = socket.create_connection(("127.0.0.1", app.port), timeout=TIMEOUT + 10)
-    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n")
+    idle = connect(app, b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n")
     assert read_response(idle)[0] == 200
-    with idle, start_partial(app, SPLITS["body"]) as c:
-        old = retire(app, signal.SIGHUP)
+    with idle, start_partial(app, REQUEST[:SPLITS["body"]]) as c:
+        old, _ = retire(app, signal.SIGHUP)
         # Closed while the worker still waits for the other request, not when it exits.
-        assert_closed(idle)
+        assert idle.recv(65536) == b""
         assert old in app.workers()
         c.sendall(REQUEST[SPLITS["body"]:])
-        assert read_response(c)[0] == 401
-        assert_closed(c)
+        assert answer(c)[0] == 401
     assert wait_for(lambda: old not in app.workers())
+
+
+def test_a_request_pipelined_behind_an_answer_is_read_and_answered(app):
+    with start_partial(app, REQUEST[:SPLITS["body"]]) as c:
+        old, _ = retire(app, signal.SIGHUP)
+        # The rest of the first request, and the second one's head and a bit of its body.
+        second = SPLITS["body"] + 5
+        c.sendall(REQUEST[SPLITS["body"]:] + REQUEST[:second])
+        status, headers, body, more = read_response(c)
+        assert (status, json.loads(body), more) == (401, LOGIN_FAILED, b"")
+        assert "connection" not in headers  # kept open: the next request is on its way
+        time.sleep(1)
+        assert old in app.workers()
+        c.sendall(REQUEST[second:])
+        status, headers, body = answer(c)
+        assert (status, headers["connection"], body) == (401, "close", LOGIN_FAILED)
+    assert wait_for(lambda: old not in app.workers())
+    assert "shutdown timeout" not in app.log()
+
+
+def test_an_answer_still_being_written_is_written_whole(app):
+    with connect(app, b"GET /big HTTP/1.1\r\nHost: sesame\r\n\r\n", rcvbuf=65536) as c:
+        first = c.recv(1)  # the answer is being written
+        old, _ = retire(app, signal.SIGHUP)
+        time.sleep(1)
+        assert old in app.workers()  # the worker waits for its reader
+        status, headers, body = answer(c, first)
+        # Answered before the drain: kept alive, then closed as idle once written.
+        assert (status, headers.get("connection"), len(body["pad"])) == (200, None, BIG)
+    assert wait_for(lambda: old not in app.workers())
+    assert "shutdown timeout" not in app.log()
+
+
+def test_many_partial_requests_of_every_kind_get_503(app):
+    """40 connections cut at once, after 30 have come and gone (their descriptors are reused):
+    bodies and headers split, a chunked body, a body behind Expect: 100-continue."""
+    for _ in range(30):
+        with connect(app, b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n") as c:
+            assert read_response(c)[0] == 200
+    kinds = [REQUEST[:SPLITS["body"]], REQUEST[:SPLITS["headers"]], CHUNKED, CONTINUE]
+    conns = []
+    for i in range(40):
+        c = connect(app, kinds[i % 4])
+        if kinds[i % 4] == CONTINUE:
+            assert c.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            c.sendall(BODY[:7])
+        conns.append(c)
+    for c in conns:
+        server_read(app.port, c)
+    old, _ = retire(app, signal.SIGHUP, arriving=40)
+    for c in conns:
+        with c:
+            assert_503(c)
+    app.wait_log("answering 503 to the requests still arriving (40)")
+    assert wait_for(lambda: old not in app.workers())
+    assert app.get("/healthz").status_code == 200
+
+
+def keep_sending(c, failed):
+    """Sends a byte of a body that never ends every 0.1 s, until the server closes on it."""
+    try:
+        while True:
+            c.send(b"x")
+            time.sleep(0.1)
+    except OSError:
+        failed.set()
+
+
+def test_at_the_deadline_answers_are_written_and_arriving_ones_answered_503(app):
+    """A stop's deadline: an answer still being written is written whole; a request pipelined
+    behind an answer, and one whose client keeps sending after the 503, get their 503; the
+    client that keeps sending is then closed on, and the daemon exits."""
+    big = connect(app, b"GET /big HTTP/1.1\r\nHost: sesame\r\n\r\n", rcvbuf=65536)
+    first = big.recv(1)  # the answer is being written
+    piped = connect(app, REQUEST + REQUEST[:SPLITS["body"]])
+    status, _, body, more = read_response(piped)
+    assert (status, json.loads(body), more) == (401, LOGIN_FAILED, b"")
+    server_read(app.port, piped)
+    streaming = start_partial(app, ENDLESS)
+    failed = threading.Event()
+    sender = threading.Thread(target=keep_sending, args=(streaming, failed), daemon=True)
+    with big, piped, streaming:
+        retire(app, signal.SIGTERM, arriving=3)
+        sender.start()
+        app.wait_log("shutdown timeout", timeout=WAIT)
+        status, headers, body = answer(big, first)
+        # Answered before the drain: kept alive, then closed as idle once written.
+        assert (status, headers.get("connection"), len(body["pad"])) == (200, None, BIG)
+        assert_503(piped)
+        status, headers, body, _ = read_response(streaming)
+        assert (status, headers["connection"], json.loads(body)) == (503, "close", SHUTTING_DOWN)
+        assert failed.wait(WAIT), "the connection of the client still sending was never closed"
+    sender.join()
+    assert app.proc.wait(WAIT) == 0
