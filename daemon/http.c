@@ -209,6 +209,21 @@ static void request_end(struct http_request *r, int status)
 	free(r);
 }
 
+bool http_head_only(struct evhttp_request *ev, int status, size_t len)
+{
+	if (evhttp_request_get_command(ev) != EVHTTP_REQ_HEAD)
+		return false;
+	/* libevent gives a HEAD answer no length and writes whatever body it is handed. */
+	if (status != 204 && status != 304) {
+		struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+		char n[24];
+		snprintf(n, sizeof(n), "%zu", len);
+		evhttp_remove_header(out, "Content-Length");
+		evhttp_add_header(out, "Content-Length", n);
+	}
+	return true;
+}
+
 /* Sends status with body (NULL for none) of type ctype, and frees r. */
 static void send_reply(struct http_request *r, int status, const char *ctype, const char *json,
 		       size_t len)
@@ -222,7 +237,8 @@ static void send_reply(struct http_request *r, int status, const char *ctype, co
 	evhttp_add_header(out, "X-Request-Id", r->id);
 	if (srv->draining)
 		evhttp_add_header(out, "Connection", "close");
-	if (json != NULL && status != 204 && status != 304) {
+	bool head = http_head_only(r->ev, status, json != NULL ? len : 0);
+	if (json != NULL && status != 204 && status != 304 && !head) {
 		buf = evbuffer_new();
 		if (buf != NULL)
 			evbuffer_add(buf, json, len);

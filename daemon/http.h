@@ -76,6 +76,12 @@ void http_peer_address(struct evhttp_request *ev, char *out, size_t len);
 /* Adds a response header; -1 when the name or the value could split the response. */
 int http_add_header(struct http_request *r, const char *name, const char *value);
 
+/*
+ * For an answer to HEAD (true): sets Content-Length to len, that of the body a GET would get
+ * (none for a 204 or 304); the caller then sends no body. False for any other method.
+ */
+bool http_head_only(struct evhttp_request *ev, int status, size_t len);
+
 /* Sends status with a JSON body (NULL for none) and frees r. */
 void http_reply(struct http_request *r, int status, const char *json, size_t len);
 

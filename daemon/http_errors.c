@@ -144,7 +144,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 	size_t len;
 	char *body = http_error_body(message, NULL, &len);
 	struct evbuffer *buf = evbuffer_new();
-	if (buf != NULL && body != NULL)
+	if (!http_head_only(req, status, body != NULL ? len : 0) && buf != NULL && body != NULL)
 		evbuffer_add(buf, body, len);
 	/* req may be freed by the send: it is accounted for before. */
 	account(req, status);

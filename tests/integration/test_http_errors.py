@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import raw_exchange as exchange, route_file
+from conftest import raw_answers, raw_exchange as exchange, route_file
 
 APP = {"app.lua": route_file("app.lua")}
 
@@ -44,6 +44,21 @@ CASES = [
 @pytest.mark.parametrize("data,status,error", CASES, ids=[str(c[1]) for c in CASES])
 def test_built_in_errors_are_json(app, data, status, error):
     json_error(exchange(app, data), status, error)
+
+
+# The error pages a HEAD can get, the HEAD in front of each.
+HEAD_ERRORS = [b" / HTTP/1.1\r\nno colon here\r\n\r\n",
+               b" / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"z" * 5000 + b"\r\n\r\n"]
+
+
+@pytest.mark.parametrize("rest", HEAD_ERRORS, ids=["400", "431"])
+def test_error_pages_answer_head_as_get_without_a_body(app, rest):
+    (hstatus, hfields, hbody), = raw_answers(exchange(app, b"HEAD" + rest), ["HEAD"])
+    (gstatus, gfields, gbody), = raw_answers(exchange(app, b"GET" + rest))
+    assert hbody == b"" and json.loads(gbody)["result"] == "fail"
+    assert (hstatus, hfields["content-length"]) == (gstatus, str(len(gbody)))
+    del hfields["date"], gfields["date"]
+    assert hfields == gfields
 
 
 def test_built_in_errors_are_logged_and_counted(app):
