@@ -6,11 +6,17 @@
  * evhttp_send_error. Those answers get sesame's {"result":"fail","error":...} body, an
  * access-log line and a count in the metrics like every other.
  *
- * libevent 2.2 takes an error-page callback (evhttp_set_errorcb): it writes the body, but
- * libevent then sets the headers itself, Content-Type: text/html among them. libevent 2.1 has
- * no hook: this file defines its own evhttp_send_error, which the dynamic linker binds
- * libevent's internal calls to, and sends the answer whole: Content-Type: application/json,
- * Connection: close, and 431 rather than 400 for a head past server.max_header.
+ * On every libevent, this file defines its own evhttp_send_error, which the dynamic linker
+ * binds libevent's internal calls to, and sends the answer whole: the status (431 rather than
+ * 400 for a head past server.max_header), Content-Type: application/json, Connection: close,
+ * and for a HEAD the length of that body without the body. libevent's own function, and with
+ * it the error-page callback below, is then never called.
+ *
+ * A libevent that binds its own calls (linked with -Bsymbolic-functions, or built with LTO)
+ * calls its own evhttp_send_error instead. Where configure finds evhttp_set_errorcb (libevent
+ * 2.2), the callback still makes the body sesame's JSON; libevent then sets the headers itself
+ * (Content-Type: text/html, Connection: close) and keeps its status (400 for a head too large).
+ * Without that callback (2.1), the page is libevent's HTML; http_framing.c warns of it.
  *
  * A head that http_framing.c refused reaches evhttp as a malformed one: its message is asked
  * for there.
@@ -99,29 +105,32 @@ static void account(struct evhttp_request *req, int status)
 }
 
 #ifdef HAVE_EVHTTP_SET_ERRORCB
+/* libevent's evhttp_send_error is answering, not ours: see the comment at the top. */
 static int on_error_page(struct evhttp_request *req, struct evbuffer *page, int error,
 			 const char *reason, void *arg)
 {
 	size_t len;
-	int status = error; /* libevent has already set its own */
-	char *body = http_error_body(message_for(req, &status), NULL, &len);
+	int status = error; /* libevent sends its own */
+	const char *message = message_for(req, &status);
+	account(req, error);
+	/* libevent writes the page even after a HEAD; the connection closes after it. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+		return 0;
+	char *body = http_error_body(message, NULL, &len);
 	if (body == NULL)
 		return -1;
 	evbuffer_add(page, body, len);
 	free(body);
-	account(req, error);
 	return 0;
 }
+#endif
 
 void http_errors_install(struct evhttp *http, size_t max_header)
 {
 	max_header_size = max_header;
+#ifdef HAVE_EVHTTP_SET_ERRORCB
 	evhttp_set_errorcb(http, on_error_page, NULL);
-}
-#else
-void http_errors_install(struct evhttp *http, size_t max_header)
-{
-	max_header_size = max_header;
+#endif
 }
 
 /* Replaces libevent's own HTML error page (see the comment at the top). */
@@ -153,4 +162,3 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 		evbuffer_free(buf);
 	free(body);
 }
-#endif

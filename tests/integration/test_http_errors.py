@@ -1,5 +1,5 @@
 """Every answer evhttp or sesame gives outside a route is sesame's JSON error, on the libevent
-this build runs on (2.1: sesame's own evhttp_send_error)."""
+this build runs on (sesame's own evhttp_send_error, which libevent's calls are bound to)."""
 import json
 import time
 
