@@ -54,14 +54,31 @@ char *http_error_body(const char *message, const char *detail, size_t *len)
 	return s;
 }
 
-/* evhttp gave up on req's head: did it pass max_header, with what is still unread? */
+/* The bytes of the head still unread in, up to its end (an empty line), or all if it has not
+ * ended: a body or a request after it is no part of the head's size. */
+static size_t head_unread(struct evbuffer *in)
+{
+	struct evbuffer_ptr at, eol;
+	size_t eol_len = 0;
+	evbuffer_ptr_set(in, &at, 0, EVBUFFER_PTR_SET);
+	for (;;) {
+		eol = evbuffer_search_eol(in, &at, &eol_len, EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0)
+			return evbuffer_get_length(in);
+		if (eol.pos == at.pos)
+			return (size_t)eol.pos + eol_len;
+		evbuffer_ptr_set(in, &at, (size_t)eol.pos + eol_len, EVBUFFER_PTR_SET);
+	}
+}
+
+/* evhttp gave up on req's head: did it pass max_header, with what is still unread of it? */
 static bool head_too_large(struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	if (conn == NULL || max_header_size == 0)
 		return false;
 	struct evbuffer *in = bufferevent_get_input(evhttp_connection_get_bufferevent(conn));
-	return req->headers_size + evbuffer_get_length(in) > max_header_size;
+	return req->headers_size + head_unread(in) > max_header_size;
 }
 
 /* The client's message for evhttp's error, and the status it deserves. */

@@ -61,6 +61,17 @@ def test_error_pages_answer_head_as_get_without_a_body(app, rest):
     assert hfields == gfields
 
 
+def test_only_the_head_counts_towards_max_header(sesamed):
+    """A malformed head is a 400 however much is pipelined after it: the rest is no part of
+    its size (what libevent reads at once is larger than this max_header)."""
+    s = sesamed("max_header = 1024,", routes=APP)
+    after = b"POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + b"p" * 2000
+    json_error(exchange(s, b"GET / HTTP/1.1\r\nno colon here\r\n\r\n" + after), 400,
+               "malformed request")
+    json_error(exchange(s, b"GET / HTTP/1.1\r\nX-Big: " + b"z" * 1100 + b"\r\n\r\n" + after),
+               431, "request headers too large")
+
+
 def test_built_in_errors_are_logged_and_counted(app):
     json_error(exchange(app, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"z" * 5000 +
                         b"\r\n\r\n"), 431, "request headers too large")
