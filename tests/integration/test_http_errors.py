@@ -1,11 +1,13 @@
 """Every answer evhttp or sesame gives outside a route is sesame's JSON error, on the libevent
 this build runs on (sesame's own evhttp_send_error, which libevent's calls are bound to)."""
 import json
+import os
 import time
 
 import pytest
 
 from conftest import raw_answers, raw_exchange as exchange, route_file
+from test_process import WAIT, feed_fd, start_waiting, wait_reader
 
 APP = {"app.lua": route_file("app.lua")}
 
@@ -86,3 +88,25 @@ def test_a_request_that_never_ends_is_closed_without_an_answer(app):
     assert time.monotonic() - started >= 1
     assert app.get("/healthz").status_code == 200
 
+
+def test_a_full_job_queue_is_503_json(sesamed):
+    """A worker whose job queue is full answers 503 in JSON, to a HEAD without the body. (The
+    other 503 sesame gives by itself, to a request still arriving at a drain's deadline, is
+    test_drain_bodies.py's.)"""
+    s = sesamed("threads = 1, queue = 1,", routes=WAIT, workers=1)
+    running = s.dir / "running"
+    os.mkfifo(running)
+    t, first = start_waiting(s, running)
+    writer = wait_reader(running)
+    try:
+        request = b" /wait?fifo=none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        buf = exchange(s, b"GET" + request)
+        json_error(buf, 503, "server busy")
+        (status, fields, body), = raw_answers(buf)
+        assert (status, fields["retry-after"]) == (503, "1")
+        (hstatus, hfields, hbody), = raw_answers(exchange(s, b"HEAD" + request), ["HEAD"])
+        assert (hstatus, hbody, hfields["content-length"]) == (503, b"", str(len(body)))
+    finally:
+        feed_fd(writer, "done")
+        t.join()
+    assert first["r"].status_code == 200
