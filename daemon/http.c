@@ -114,17 +114,22 @@ const char *http_method_name(int cmd)
 	}
 }
 
-void http_peer_address(struct evhttp_request *ev, char *out, size_t len)
+void http_connection_peer(struct evhttp_connection *conn, char *out, size_t len)
 {
-	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
-	char *addr = NULL;
+	const char *addr = NULL;
 	ev_uint16_t port = 0;
 	snprintf(out, len, "-");
-	if (conn != NULL) {
-		evhttp_connection_get_peer(conn, &addr, &port);
-		if (addr != NULL)
-			snprintf(out, len, "%s", addr);
-	}
+	if (conn == NULL)
+		return;
+	/* The address is a char ** on libevent 2.1, a const char ** on 2.2. */
+	evhttp_connection_get_peer(conn, (void *)&addr, &port);
+	if (addr != NULL)
+		snprintf(out, len, "%s", addr);
+}
+
+void http_peer_address(struct evhttp_request *ev, char *out, size_t len)
+{
+	http_connection_peer(evhttp_request_get_connection(ev), out, len);
 }
 
 /* The most X-Forwarded-For headers a request's client address is looked for in. */

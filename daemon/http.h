@@ -11,6 +11,7 @@
 struct config;
 struct event;
 struct event_base;
+struct evhttp_connection;
 struct evhttp_request;
 struct http_server;
 
@@ -72,6 +73,9 @@ const char *http_method_name(int cmd);
 
 /* The address of ev's peer into out, "-" when it has none. */
 void http_peer_address(struct evhttp_request *ev, char *out, size_t len);
+
+/* The address of conn's peer into out, "-" when it has none (or conn is NULL). */
+void http_connection_peer(struct evhttp_connection *conn, char *out, size_t len);
 
 /* Adds a response header; -1 when the name or the value could split the response. */
 int http_add_header(struct http_request *r, const char *name, const char *value);
