@@ -114,17 +114,22 @@ const char *http_method_name(int cmd)
 	}
 }
 
-void http_peer_address(struct evhttp_request *ev, char *out, size_t len)
+void http_connection_peer(struct evhttp_connection *conn, char *out, size_t len)
 {
-	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
-	char *addr = NULL;
+	const char *addr = NULL;
 	ev_uint16_t port = 0;
 	snprintf(out, len, "-");
-	if (conn != NULL) {
-		evhttp_connection_get_peer(conn, &addr, &port);
-		if (addr != NULL)
-			snprintf(out, len, "%s", addr);
-	}
+	if (conn == NULL)
+		return;
+	/* The address is a char ** on libevent 2.1, a const char ** on 2.2. */
+	evhttp_connection_get_peer(conn, (void *)&addr, &port);
+	if (addr != NULL)
+		snprintf(out, len, "%s", addr);
+}
+
+void http_peer_address(struct evhttp_request *ev, char *out, size_t len)
+{
+	http_connection_peer(evhttp_request_get_connection(ev), out, len);
 }
 
 /* The most X-Forwarded-For headers a request's client address is looked for in. */
@@ -209,6 +214,21 @@ static void request_end(struct http_request *r, int status)
 	free(r);
 }
 
+bool http_head_only(struct evhttp_request *ev, int status, size_t len)
+{
+	if (evhttp_request_get_command(ev) != EVHTTP_REQ_HEAD)
+		return false;
+	/* libevent gives a HEAD answer no length and writes whatever body it is handed. */
+	if (status != 204 && status != 304) {
+		struct evkeyvalq *out = evhttp_request_get_output_headers(ev);
+		char n[24];
+		snprintf(n, sizeof(n), "%zu", len);
+		evhttp_remove_header(out, "Content-Length");
+		evhttp_add_header(out, "Content-Length", n);
+	}
+	return true;
+}
+
 /* Sends status with body (NULL for none) of type ctype, and frees r. */
 static void send_reply(struct http_request *r, int status, const char *ctype, const char *json,
 		       size_t len)
@@ -223,7 +243,8 @@ static void send_reply(struct http_request *r, int status, const char *ctype, co
 	/* Not while the next request is arriving behind it: that one is read and answered too. */
 	if (srv->draining && !http_conns_pending(srv->conns, r->ev))
 		evhttp_add_header(out, "Connection", "close");
-	if (json != NULL && status != 204 && status != 304) {
+	bool head = http_head_only(r->ev, status, json != NULL ? len : 0);
+	if (json != NULL && status != 204 && status != 304 && !head) {
 		buf = evbuffer_new();
 		if (buf != NULL)
 			evbuffer_add(buf, json, len);

@@ -11,6 +11,7 @@
 struct config;
 struct event;
 struct event_base;
+struct evhttp_connection;
 struct evhttp_request;
 struct http_server;
 
@@ -73,8 +74,17 @@ const char *http_method_name(int cmd);
 /* The address of ev's peer into out, "-" when it has none. */
 void http_peer_address(struct evhttp_request *ev, char *out, size_t len);
 
+/* The address of conn's peer into out, "-" when it has none (or conn is NULL). */
+void http_connection_peer(struct evhttp_connection *conn, char *out, size_t len);
+
 /* Adds a response header; -1 when the name or the value could split the response. */
 int http_add_header(struct http_request *r, const char *name, const char *value);
+
+/*
+ * For an answer to HEAD (true): sets Content-Length to len, that of the body a GET would get
+ * (none for a 204 or 304); the caller then sends no body. False for any other method.
+ */
+bool http_head_only(struct evhttp_request *ev, int status, size_t len);
 
 /* Sends status with a JSON body (NULL for none) and frees r. */
 void http_reply(struct http_request *r, int status, const char *json, size_t len);

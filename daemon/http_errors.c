@@ -6,11 +6,17 @@
  * evhttp_send_error. Those answers get sesame's {"result":"fail","error":...} body, an
  * access-log line and a count in the metrics like every other.
  *
- * libevent 2.2 takes an error-page callback (evhttp_set_errorcb): it writes the body, but
- * libevent then sets the headers itself, Content-Type: text/html among them. libevent 2.1 has
- * no hook: this file defines its own evhttp_send_error, which the dynamic linker binds
- * libevent's internal calls to, and sends the answer whole: Content-Type: application/json,
- * Connection: close, and 431 rather than 400 for a head past server.max_header.
+ * On every libevent, this file defines its own evhttp_send_error, which the dynamic linker
+ * binds libevent's internal calls to, and sends the answer whole: the status (431 rather than
+ * 400 for a head past server.max_header), Content-Type: application/json, Connection: close,
+ * and for a HEAD the length of that body without the body. libevent's own function, and with
+ * it the error-page callback below, is then never called.
+ *
+ * A libevent that binds its own calls (linked with -Bsymbolic-functions, or built with LTO)
+ * calls its own evhttp_send_error instead. Where configure finds evhttp_set_errorcb (libevent
+ * 2.2), the callback still makes the body sesame's JSON; libevent then sets the headers itself
+ * (Content-Type: text/html, Connection: close) and keeps its status (400 for a head too large).
+ * Without that callback (2.1), the page is libevent's HTML; http_framing.c warns of it.
  *
  * A head that http_framing.c refused reaches evhttp as a malformed one: its message is asked
  * for there.
@@ -48,14 +54,31 @@ char *http_error_body(const char *message, const char *detail, size_t *len)
 	return s;
 }
 
-/* evhttp gave up on req's head: did it pass max_header, with what is still unread? */
+/* The bytes of the head still unread in, up to its end (an empty line), or all if it has not
+ * ended: a body or a request after it is no part of the head's size. */
+static size_t head_unread(struct evbuffer *in)
+{
+	struct evbuffer_ptr at, eol;
+	size_t eol_len = 0;
+	evbuffer_ptr_set(in, &at, 0, EVBUFFER_PTR_SET);
+	for (;;) {
+		eol = evbuffer_search_eol(in, &at, &eol_len, EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0)
+			return evbuffer_get_length(in);
+		if (eol.pos == at.pos)
+			return (size_t)eol.pos + eol_len;
+		evbuffer_ptr_set(in, &at, (size_t)eol.pos + eol_len, EVBUFFER_PTR_SET);
+	}
+}
+
+/* evhttp gave up on req's head: did it pass max_header, with what is still unread of it? */
 static bool head_too_large(struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	if (conn == NULL || max_header_size == 0)
 		return false;
 	struct evbuffer *in = bufferevent_get_input(evhttp_connection_get_bufferevent(conn));
-	return req->headers_size + evbuffer_get_length(in) > max_header_size;
+	return req->headers_size + head_unread(in) > max_header_size;
 }
 
 /* The client's message for evhttp's error, and the status it deserves. */
@@ -99,29 +122,32 @@ static void account(struct evhttp_request *req, int status)
 }
 
 #ifdef HAVE_EVHTTP_SET_ERRORCB
+/* libevent's evhttp_send_error is answering, not ours: see the comment at the top. */
 static int on_error_page(struct evhttp_request *req, struct evbuffer *page, int error,
 			 const char *reason, void *arg)
 {
 	size_t len;
-	int status = error; /* libevent has already set its own */
-	char *body = http_error_body(message_for(req, &status), NULL, &len);
+	int status = error; /* libevent sends its own */
+	const char *message = message_for(req, &status);
+	account(req, error);
+	/* libevent writes the page even after a HEAD; the connection closes after it. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+		return 0;
+	char *body = http_error_body(message, NULL, &len);
 	if (body == NULL)
 		return -1;
 	evbuffer_add(page, body, len);
 	free(body);
-	account(req, error);
 	return 0;
 }
+#endif
 
 void http_errors_install(struct evhttp *http, size_t max_header)
 {
 	max_header_size = max_header;
+#ifdef HAVE_EVHTTP_SET_ERRORCB
 	evhttp_set_errorcb(http, on_error_page, NULL);
-}
-#else
-void http_errors_install(struct evhttp *http, size_t max_header)
-{
-	max_header_size = max_header;
+#endif
 }
 
 /* Replaces libevent's own HTML error page (see the comment at the top). */
@@ -144,7 +170,7 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 	size_t len;
 	char *body = http_error_body(message, NULL, &len);
 	struct evbuffer *buf = evbuffer_new();
-	if (buf != NULL && body != NULL)
+	if (!http_head_only(req, status, body != NULL ? len : 0) && buf != NULL && body != NULL)
 		evbuffer_add(buf, body, len);
 	/* req may be freed by the send: it is accounted for before. */
 	account(req, status);
@@ -153,4 +179,3 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
 		evbuffer_free(buf);
 	free(body);
 }
-#endif

@@ -20,7 +20,9 @@
  * libevent 2.2 calls evhttp_set_newreqcb's callback with each new request, where the header
  * callback is set. 2.1 has no such hook: there, as for the error pages, this file defines
  * evhttp_request_new; the dynamic linker binds libevent's own call to it, and it calls
- * libevent's through dlsym(RTLD_NEXT) before it sets the header callback.
+ * libevent's through dlsym(RTLD_NEXT) before it sets the header callback. A libevent that
+ * binds its own calls (-Bsymbolic-functions, LTO) never calls it: the first request then
+ * arrives without its head having been checked, and a warning says so once per worker.
  */
 #include "autoconfig.h"
 
@@ -36,11 +38,23 @@
 #include <string.h>
 #include <sys/queue.h>
 
-/* The refusal evhttp is about to answer: set by the header callback, taken by the answer. */
+#include "log.h"
+
+/*
+ * The refusal evhttp is about to answer: set by the header callback, taken by the answer.
+ * Both happen within one call of evhttp's header reading: on_headers returns into evhttp,
+ * which at once either fails the request (its error page asks http_framing_refused) or, having
+ * no body to read, hands it over whole (on_request asks http_framing_verdict); no other
+ * request runs in between. Either question empties the slot, whatever the answer, so that a
+ * request freed and another made at the same address can never find a stale refusal.
+ */
 static struct {
 	const struct evhttp_request *req;
 	const char *why;
 } refusal;
+
+/* A head has reached the header callback: the hook that sets it has taken. */
+static bool hooked;
 
 static int refuse(const char **why, const char *message)
 {
@@ -172,6 +186,7 @@ static void unframe(struct evkeyvalq *headers)
 static int on_headers(struct evhttp_request *req, void *arg)
 {
 	const char *why;
+	hooked = true;
 	refusal.req = NULL;
 	if (check_request(req, &why) == 0)
 		return 0;
@@ -184,15 +199,28 @@ static int on_headers(struct evhttp_request *req, void *arg)
 
 static bool take_refusal(const struct evhttp_request *req, const char **why)
 {
-	if (refusal.req == NULL || refusal.req != req)
-		return false;
-	*why = refusal.why;
+	bool mine = refusal.req != NULL && refusal.req == req;
+	if (mine)
+		*why = refusal.why;
 	refusal.req = NULL;
-	return true;
+	return mine;
+}
+
+/* The first request came without its head checked: say once what that costs. */
+static void warn_unhooked(void)
+{
+	static bool warned;
+	if (hooked || warned)
+		return;
+	warned = true;
+	log_warn("libevent binds its own calls, so sesame's hooks in it do not take: a request's "
+		 "framing is checked only after its body is read, and libevent's error pages may "
+		 "be its own HTML");
 }
 
 int http_framing_verdict(struct evhttp_request *ev, const char **why)
 {
+	warn_unhooked();
 	if (take_refusal(ev, why))
 		return 400;
 	return check_request(ev, why);
@@ -225,15 +253,49 @@ void http_framing_install(struct evhttp *http)
 
 typedef struct evhttp_request *(*request_new_fn)(void (*)(struct evhttp_request *, void *), void *);
 
+/* libevent's evhttp_request_new, in the library that defines evhttp_new. */
+static request_new_fn request_new_in_libevent(void)
+{
+	Dl_info info;
+	void *lib;
+	if (dladdr((void *)evhttp_new, &info) == 0 || info.dli_fname == NULL ||
+	    (lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)) == NULL)
+		return NULL;
+	request_new_fn fn = (request_new_fn)dlsym(lib, "evhttp_request_new");
+	dlclose(lib); /* only the reference RTLD_NOLOAD took: libevent stays */
+	return fn;
+}
+
+/* libevent's own evhttp_request_new: the definition after this one, else the library's. */
+static request_new_fn libevent_request_new(void)
+{
+	static request_new_fn fn;
+	static bool looked;
+	if (looked)
+		return fn;
+	looked = true;
+	fn = (request_new_fn)dlsym(RTLD_NEXT, "evhttp_request_new");
+	if (fn != NULL && fn != evhttp_request_new)
+		return fn;
+	const char *err = dlerror();
+	log_error("cannot find libevent's evhttp_request_new after sesame's: %s; looking in "
+		  "the library itself",
+		  err != NULL ? err : "it is sesame's own");
+	fn = request_new_in_libevent();
+	if (fn == evhttp_request_new)
+		fn = NULL;
+	if (fn == NULL)
+		log_error("cannot find libevent's evhttp_request_new: no request can be read");
+	return fn;
+}
+
 /* Replaces libevent's, to set the header callback (see the comment at the top). */
 struct evhttp_request *evhttp_request_new(void (*cb)(struct evhttp_request *, void *), void *arg)
 {
-	static request_new_fn libevent_request_new;
-	if (libevent_request_new == NULL)
-		libevent_request_new = (request_new_fn)dlsym(RTLD_NEXT, "evhttp_request_new");
-	if (libevent_request_new == NULL)
+	request_new_fn libevent_new = libevent_request_new();
+	if (libevent_new == NULL)
 		return NULL;
-	struct evhttp_request *req = libevent_request_new(cb, arg);
+	struct evhttp_request *req = libevent_new(cb, arg);
 	if (req != NULL && checked != NULL && arg == checked)
 		evhttp_request_set_header_cb(req, on_headers);
 	return req;

@@ -288,6 +288,25 @@ def raw_exchange(s, data):
             buf += chunk
 
 
+def raw_answers(buf, methods=()):
+    """The (status, fields, body) of each answer in buf, in order. methods are the requests'
+    methods, in order: an answer to a HEAD has a length and no body. Every answer must give its
+    length, or the next one would not be framed."""
+    out = []
+    while buf:
+        head, sep, rest = buf.partition(b"\r\n\r\n")
+        assert sep, buf
+        lines = head.decode().split("\r\n")
+        fields = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:]}
+        assert "content-length" in fields, head
+        head_only = len(out) < len(methods) and methods[len(out)] == "HEAD"
+        n = 0 if head_only else int(fields["content-length"])
+        assert len(rest) >= n, buf
+        out.append((int(lines[0].split(" ")[1]), fields, rest[:n]))
+        buf = rest[n:]
+    return out
+
+
 class MariaDB:
     """A private MariaDB server for the test session: its own folder, socket, no network."""
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from conftest import OPENAPI, route_file
+from conftest import OPENAPI, raw_answers, raw_exchange, route_file
 
 APP = {"app.lua": route_file("app.lua")}
 
@@ -260,6 +260,32 @@ def test_head_uses_the_get_route(app):
     r = app.request("HEAD", "/request")
     assert r.status_code == 200
     assert r.content == b""
+
+
+# Answers whose body does not depend on the method: a route, built-ins, a route's 405.
+HEAD_PATHS = ["/headers", "/users/7/items/9", "/healthz", "/nowhere", "/things/1"]
+
+
+def test_head_gets_the_headers_of_a_get_and_no_body_pipelined(app):
+    """Each HEAD then GET on one kept-alive connection: two answers, framed by their
+    Content-Length, the HEAD's with the GET's headers and length and no body (a proxy that
+    keeps connections reads no body after a HEAD)."""
+    data, methods = b"", []
+    for path in HEAD_PATHS:
+        for method in ("HEAD", "GET"):
+            data += f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            methods.append(method)
+    data += b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    got = raw_answers(raw_exchange(app, data), methods + ["GET"])
+    assert len(got) == len(methods) + 1, got
+    for i, path in enumerate(HEAD_PATHS):
+        (hstatus, hfields, hbody), (gstatus, gfields, gbody) = got[2 * i], got[2 * i + 1]
+        assert hbody == b"" and json.loads(gbody), path
+        assert (hstatus, hfields["content-length"]) == (gstatus, str(len(gbody))), path
+        same = ("date", "x-request-id")
+        assert {k: v for k, v in hfields.items() if k not in same} == \
+            {k: v for k, v in gfields.items() if k not in same}, path
+    assert [g[0] for g in got[::2]] == [201, 200, 200, 404, 405, 200]
 
 
 def test_empty_arrays_and_null(app):

@@ -1,11 +1,13 @@
 """Every answer evhttp or sesame gives outside a route is sesame's JSON error, on the libevent
-this build runs on (2.1: sesame's own evhttp_send_error)."""
+this build runs on (sesame's own evhttp_send_error, which libevent's calls are bound to)."""
 import json
+import os
 import time
 
 import pytest
 
-from conftest import raw_exchange as exchange, route_file
+from conftest import raw_answers, raw_exchange as exchange, route_file
+from test_process import WAIT, feed_fd, start_waiting, wait_reader
 
 APP = {"app.lua": route_file("app.lua")}
 
@@ -46,6 +48,32 @@ def test_built_in_errors_are_json(app, data, status, error):
     json_error(exchange(app, data), status, error)
 
 
+# The error pages a HEAD can get, the HEAD in front of each.
+HEAD_ERRORS = [b" / HTTP/1.1\r\nno colon here\r\n\r\n",
+               b" / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"z" * 5000 + b"\r\n\r\n"]
+
+
+@pytest.mark.parametrize("rest", HEAD_ERRORS, ids=["400", "431"])
+def test_error_pages_answer_head_as_get_without_a_body(app, rest):
+    (hstatus, hfields, hbody), = raw_answers(exchange(app, b"HEAD" + rest), ["HEAD"])
+    (gstatus, gfields, gbody), = raw_answers(exchange(app, b"GET" + rest))
+    assert hbody == b"" and json.loads(gbody)["result"] == "fail"
+    assert (hstatus, hfields["content-length"]) == (gstatus, str(len(gbody)))
+    del hfields["date"], gfields["date"]
+    assert hfields == gfields
+
+
+def test_only_the_head_counts_towards_max_header(sesamed):
+    """A malformed head is a 400 however much is pipelined after it: the rest is no part of
+    its size (what libevent reads at once is larger than this max_header)."""
+    s = sesamed("max_header = 1024,", routes=APP)
+    after = b"POST /raw HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + b"p" * 2000
+    json_error(exchange(s, b"GET / HTTP/1.1\r\nno colon here\r\n\r\n" + after), 400,
+               "malformed request")
+    json_error(exchange(s, b"GET / HTTP/1.1\r\nX-Big: " + b"z" * 1100 + b"\r\n\r\n" + after),
+               431, "request headers too large")
+
+
 def test_built_in_errors_are_logged_and_counted(app):
     json_error(exchange(app, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"z" * 5000 +
                         b"\r\n\r\n"), 431, "request headers too large")
@@ -60,3 +88,25 @@ def test_a_request_that_never_ends_is_closed_without_an_answer(app):
     assert time.monotonic() - started >= 1
     assert app.get("/healthz").status_code == 200
 
+
+def test_a_full_job_queue_is_503_json(sesamed):
+    """A worker whose job queue is full answers 503 in JSON, to a HEAD without the body. (The
+    other 503 sesame gives by itself, to a request still arriving at a drain's deadline, is
+    test_drain_bodies.py's.)"""
+    s = sesamed("threads = 1, queue = 1,", routes=WAIT, workers=1)
+    running = s.dir / "running"
+    os.mkfifo(running)
+    t, first = start_waiting(s, running)
+    writer = wait_reader(running)
+    try:
+        request = b" /wait?fifo=none HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        buf = exchange(s, b"GET" + request)
+        json_error(buf, 503, "server busy")
+        (status, fields, body), = raw_answers(buf)
+        assert (status, fields["retry-after"]) == (503, "1")
+        (hstatus, hfields, hbody), = raw_answers(exchange(s, b"HEAD" + request), ["HEAD"])
+        assert (hstatus, hbody, hfields["content-length"]) == (503, b"", str(len(body)))
+    finally:
+        feed_fd(writer, "done")
+        t.join()
+    assert first["r"].status_code == 200
