@@ -50,6 +50,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -385,14 +386,13 @@ static int write_503(struct evbuffer *out)
 
 static void log_cut(struct http_conn *c)
 {
-	char *addr = NULL;
-	ev_uint16_t port = 0;
-	evhttp_connection_get_peer(c->evcon, &addr, &port);
+	char remote[64];
+	http_connection_peer(c->evcon, remote, sizeof(remote));
 	struct access_entry e = {
 	    .method = "-",
 	    .path = "-",
 	    .status = 503,
-	    .remote = addr != NULL ? addr : "-",
+	    .remote = remote,
 	    .request_id = "-",
 	};
 	accesslog_write(&e);
