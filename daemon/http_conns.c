@@ -105,14 +105,18 @@ static bool next_in(const struct http_conn *c)
 	return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 || unread(c);
 }
 
-/* The answer of a dispatched request is being written: what arrives next is a new request. */
+/*
+ * The answer of a dispatched request is being written: what arrives next is a new request.
+ * Bytes of it still in the kernel are asked about only when a drain looks (coming, idle), so
+ * that an answer costs no system call.
+ */
 static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct http_conn *c = arg;
 	if (info->n_added == 0 || !c->dispatched)
 		return;
 	c->dispatched = false;
-	c->arriving = next_in(c);
+	c->arriving = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
 }
 
 /* Unhooks c from its bufferevent and frees it. */
