@@ -15,12 +15,15 @@
  * picked up on the same turn of the loop, before anything is read from it (attach: evhttp
  * makes the connection the bufferevent's callback argument), and it tells us of its end
  * through its close callback (ours alone: see http_conns.h). A reference on the bufferevent
- * keeps it alive until then. That reference has one gap, on out-of-memory paths only: if
- * evhttp frees the connection before attach (it failed to make its request or to enable the
- * bufferevent), the bufferevent's read event stays registered on a descriptor evhttp has
- * closed until attach lets go of it, and a connection accepted in the same burst that gets the
- * same number is then not polled; it ends at its timeout. Connections are found by their
- * descriptor, which the kernel numbers densely.
+ * keeps it alive until then. The bufferevent closes its descriptor when it is freed
+ * (BEV_OPT_CLOSE_ON_FREE), as evhttp's own does: libevent 2.2's evhttp_connection_free leaves
+ * the closing to the bufferevent, and 2.1's closes the descriptor itself only for a
+ * bufferevent without that option. So the descriptor lives as long as the bufferevent: if
+ * evhttp frees the connection before attach (it failed to make its request), the client is
+ * closed when attach lets go of it, on the same turn. One gap is left, from libevent itself
+ * and on out-of-memory paths only: if evhttp cannot enable the bufferevent, it closes the
+ * descriptor after freeing the connection, and the bufferevent closes it again when it goes.
+ * Connections are found by their descriptor, which the kernel numbers densely.
  *
  * A draining server closes the kept-alive connections between requests (nothing unread in
  * the kernel either) and waits for the arriving requests and the answers being written as for
@@ -194,7 +197,7 @@ static void on_attach(evutil_socket_t fd, short what, void *arg)
 static struct bufferevent *make_bev(struct event_base *base, void *arg)
 {
 	struct http_conns *set = arg;
-	struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	struct http_conn *c = calloc(1, sizeof(*c));
 	if (bev == NULL || c == NULL)
 		goto fail;

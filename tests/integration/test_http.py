@@ -2,12 +2,14 @@
 import json
 import select
 import socket
+import os
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import OPENAPI, raw_answers, raw_exchange, route_file
+from conftest import OPENAPI, raw_answers, raw_exchange, route_file, wait_for
 
 APP = {"app.lua": route_file("app.lua")}
 
@@ -352,6 +354,24 @@ def test_keepalive_connection_serves_many(app):
     s = requests.Session()
     for i in range(50):
         assert s.post(app.url + "/echo", json={"i": i}).json()["body"] == {"i": i}
+
+
+def sockets(pid):
+    """The sockets process pid holds open."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+def test_connections_their_clients_closed_leave_no_socket_open(sesamed):
+    s = sesamed(routes=APP, workers=1)
+    [worker] = s.workers()
+    assert s.get("/healthz").status_code == 200
+    before = sockets(worker)
+    for _ in range(40):  # each read to the end of its answer, then closed by the client
+        status, _, _ = raw_request(s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                                   read_all=False)
+        assert status == 200
+    assert wait_for(lambda: sockets(worker) <= before), (sockets(worker), before)
 
 
 def test_idle_connection_closes_after_keepalive(sesamed):
