@@ -276,8 +276,9 @@ def route_file(name):
     return (ROUTES / name).read_text()
 
 
-def raw_exchange(s, data):
-    """Sends raw bytes to sesamed on one connection; returns all it wrote until it closed."""
+def raw_exchange(s, data, enough=None):
+    """Sends raw bytes to sesamed on one connection; returns all it wrote until it closed, or
+    until enough(what it wrote so far) is true."""
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
         c.sendall(data)
         buf = b""
@@ -286,6 +287,8 @@ def raw_exchange(s, data):
             if not chunk:
                 return buf
             buf += chunk
+            if enough is not None and enough(buf):
+                return buf
 
 
 def raw_answers(buf, methods=()):

@@ -27,20 +27,13 @@ def fail_body(r, status, error):
 
 def raw_request(s, data, read_all=True):
     """Sends raw bytes to sesamed; returns the status and the parsed JSON body."""
-    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
-        c.sendall(data)
-        buf = b""
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-            if not read_all and b"\r\n\r\n" in buf:
-                head, _, body = buf.partition(b"\r\n\r\n")
-                length = [int(l.split(b":")[1]) for l in head.split(b"\r\n")
-                          if l.lower().startswith(b"content-length:")]
-                if length and len(body) >= length[0]:
-                    break
+    def answered(buf):
+        head, sep, body = buf.partition(b"\r\n\r\n")
+        length = [int(l.split(b":")[1]) for l in head.split(b"\r\n")
+                  if l.lower().startswith(b"content-length:")]
+        return bool(sep) and bool(length) and len(body) >= length[0]
+
+    buf = raw_exchange(s, data, None if read_all else answered)
     OPENAPI.check_exchange(s.url, data, buf)
     head, _, body = buf.partition(b"\r\n\r\n")
     status = int(head.split(b" ")[1])
