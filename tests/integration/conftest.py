@@ -101,7 +101,7 @@ def metric(s, series):
 def is_zombie(pid):
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
-    except FileNotFoundError:
+    except OSError:  # gone meanwhile: ENOENT, or ESRCH while its stat is read
         return True
 
 
