@@ -56,6 +56,13 @@ static struct {
 /* A head has reached the header callback: the hook that sets it has taken. */
 static bool hooked;
 
+/*
+ * The request whose head on_headers last found sound: on_request need not scan it again. A
+ * request handed over after another's head was read (several connections) is scanned again;
+ * one made at a freed request's address had its own head checked first, which set this.
+ */
+static const struct evhttp_request *passed;
+
 static int refuse(const char **why, const char *message)
 {
 	*why = message;
@@ -188,8 +195,11 @@ static int on_headers(struct evhttp_request *req, void *arg)
 	const char *why;
 	hooked = true;
 	refusal.req = NULL;
-	if (check_request(req, &why) == 0)
+	if (check_request(req, &why) == 0) {
+		passed = req;
 		return 0;
+	}
+	passed = NULL;
 	refusal.req = req;
 	refusal.why = why;
 	/* Not chunked, no length: evhttp fails the request as malformed. */
@@ -223,6 +233,10 @@ int http_framing_verdict(struct evhttp_request *ev, const char **why)
 	warn_unhooked();
 	if (take_refusal(ev, why))
 		return 400;
+	if (passed == ev) { /* its head was checked before its body was read */
+		passed = NULL;
+		return 0;
+	}
 	return check_request(ev, why);
 }
 
