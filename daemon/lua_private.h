@@ -93,6 +93,8 @@ struct luaapi_call {
 	struct event *deadline; /* armed when the handler first waits */
 	bool shed;		/* the job queue was full: answered 503, never resumed */
 	bool shed_hash;		/* and that queue was the hashes' (server.hash_queue) */
+	bool over_budget;	/* stopped by the count hook, with a yield */
+	bool closing;		/* its pending to-be-closed variables are being closed */
 };
 
 /* Work a yielding function hands to the job threads. */

@@ -39,6 +39,9 @@
 #include "router.h"
 #include "scoreboard.h"
 
+static const char over_budget[] =
+    "handler exceeded its instruction budget (server.handler_instructions)";
+
 /* Enforces server.handler_instructions, on the main state and on coroutines. */
 void luaapi_count_hook(lua_State *L, lua_Debug *ar)
 {
@@ -53,9 +56,19 @@ void luaapi_count_hook(lua_State *L, lua_Debug *ar)
 		return;
 	}
 	call->instructions += LUAAPI_HOOK_EVERY;
-	if (call->instructions > call->api->cfg->handler_instructions)
-		luaL_error(L,
-			   "handler exceeded its instruction budget (server.handler_instructions)");
+	if (call->instructions <= call->api->cfg->handler_instructions)
+		return;
+	/*
+	 * Stopped with a yield where it can be (resume ends it): an error raised from a hook
+	 * leaves the thread's hooks off, and its to-be-closed variables would then close
+	 * unbounded.
+	 */
+	if (!call->closing && lua_isyieldable(L)) {
+		call->over_budget = true;
+		lua_yield(L, 0);
+		return;
+	}
+	luaL_error(L, "%s", over_budget);
 }
 
 static void resume(struct luaapi_call *call, int nargs);
@@ -296,14 +309,53 @@ static lua_State *take_coroutine(struct luaapi *api, int *ref)
 }
 
 /*
+ * The to-be-closed variables a handler left pending when it failed or was abandoned (its
+ * deadline passed, its client left: `local undo <close> = ...` in a route) are closed now,
+ * with the call still current and a budget of their own. Closing cannot wait (a reset is not
+ * yieldable: storage, hashing and mail refuse), but sesame.defer can start what must. An
+ * error raised there is logged with the call's name: one that is not the handler's own error,
+ * which went to the log already.
+ */
+static void close_pending(struct luaapi_call *call)
+{
+	struct luaapi *api = call->api;
+	lua_State *co = call->co;
+	int before = lua_status(co);
+	bool had_error = before != LUA_OK && before != LUA_YIELD;
+	if (had_error) {
+		lua_pushvalue(co, -1);
+		lua_xmove(co, api->L, 1);
+	}
+	call->closing = true;
+	call->instructions = 0;
+	bool enforce = api->enforce;
+	api->enforce = true;
+	int rc = lua_resetthread(co);
+	api->enforce = enforce;
+	if (had_error)
+		lua_xmove(api->L, co, 1);
+	if (rc != LUA_OK && !(had_error && lua_rawequal(co, -1, -2))) {
+		const char *msg = lua_tostring(co, had_error ? -2 : -1);
+		log_error("%s: closing the %s's to-be-closed variables failed: %s", call->name,
+			  call->task ? "task" : "handler",
+			  msg != NULL ? msg : "(error object is not a string)");
+	}
+	lua_settop(co, 0);
+}
+
+/*
  * A coroutine that ended in an error is closed and dropped, not reused: an error raised from
  * the count hook leaves the thread with hooks disabled, and a reset does not restore them.
  */
-static void give_coroutine(struct luaapi *api, lua_State *co, int ref, bool failed)
+static void give_coroutine(struct luaapi_call *call, bool failed)
 {
+	struct luaapi *api = call->api;
+	lua_State *co = call->co;
+	int ref = call->co_ref;
+	if (failed)
+		close_pending(call);
 	*(struct luaapi_call **)lua_getextraspace(co) = NULL;
 	if (failed) {
-		lua_resetthread(co);
 		luaL_unref(api->L, LUA_REGISTRYINDEX, ref);
 		return;
 	}
@@ -457,9 +509,6 @@ static void answer_error(struct luaapi_call *call)
 static void finish(struct luaapi_call *call, bool failed)
 {
 	struct luaapi *api = call->api;
-	/* The scoreboard names the route being served while any handler is in flight. */
-	if (--api->active == 0)
-		scoreboard_leave(api->slot);
 	if (call->task)
 		api->tasks--;
 	else
@@ -469,7 +518,13 @@ static void finish(struct luaapi_call *call, bool failed)
 	if (call->deadline != NULL)
 		event_free(call->deadline);
 	claims_clear(&call->claims);
-	give_coroutine(api, call->co, call->co_ref, failed);
+	/* The scoreboard names the route being served while any handler is in flight, and the
+	 * one whose variables close. */
+	if (failed)
+		scoreboard_enter(api->slot, call->name);
+	give_coroutine(call, failed);
+	if (--api->active == 0)
+		scoreboard_leave(api->slot);
 	free(call);
 }
 
@@ -507,6 +562,10 @@ static void resume(struct luaapi_call *call, int nargs)
 	int rc = lua_resume(call->co, api->L, nargs, &nres);
 	api->enforce = false;
 
+	if (rc == LUA_YIELD && call->over_budget) {
+		lua_pushstring(call->co, over_budget);
+		rc = LUA_ERRRUN;
+	}
 	if (rc == LUA_YIELD && call->shed) {
 		shed(call);
 		return;
@@ -646,7 +705,7 @@ int luaapi_spawn(lua_State *L, int nargs, const char *name)
 		return luaL_error(L, "out of memory");
 	struct luaapi_call *call = new_task(api, name);
 	if (call != NULL && !lua_checkstack(call->co, nargs + 1)) {
-		give_coroutine(api, call->co, call->co_ref, true);
+		give_coroutine(call, true);
 		free(call);
 		call = NULL;
 	}

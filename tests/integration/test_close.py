@@ -1,0 +1,104 @@
+"""To-be-closed variables of a handler that sesame abandons (its deadline passed, its client
+left, its instruction budget ran out): they are closed, with a budget of their own, where
+nothing can wait but sesame.defer can start what must; an error raised there is logged with
+the route's name and the worker goes on serving. A route's undo (`local undo <close> = ...`,
+the default registration's) relies on it."""
+import os
+import socket
+import time
+
+from conftest import wait_for
+
+SCRIPT = r'''local sesame = require "sesame"
+
+-- What the to-be-closed value does when it is closed.
+local closers = {
+  defer = function(name)
+    sesame.defer(function() sesame.log.info("closed: the task of " .. name .. " ran") end)
+  end,
+  error = function() error("the close failed on purpose") end,
+  wait = function() sesame.readfile("sesame.lua") end,
+  spin = function() while true do end end,
+}
+
+local function guard(how, name)
+  return setmetatable({}, { __close = function() closers[how](name) end })
+end
+
+sesame.route("GET", "/wait", function(req)
+  local g <close> = guard(req.query["then"], req.query.name)
+  sesame.readfile(req.query.fifo)
+  return 200, { result = "success" }
+end)
+
+sesame.route("GET", "/spin", function(req)
+  local g <close> = guard(req.query["then"], req.query.name)
+  while true do end
+end)
+'''
+ROUTES = {"closing.lua": SCRIPT}
+
+
+def wait_reader(fifo, timeout=15):
+    """The writing end of fifo, once the handler's job thread has it open."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError("the handler never opened " + str(fifo))
+
+
+def release(fd):
+    os.write(fd, b"done")
+    os.close(fd)
+
+
+def fifo_in(s, name):
+    fifo = s.dir / name  # sesame.readfile reads below the configuration folder only
+    os.mkfifo(fifo)
+    return fifo
+
+
+def test_a_handler_past_its_deadline_closes_its_variables(sesamed):
+    s = sesamed("handler_timeout = 1,", routes=ROUTES, workers=1)
+    for how in ("defer", "error", "wait"):
+        fifo = fifo_in(s, how)
+        r = s.get("/wait", params={"fifo": str(fifo), "then": how, "name": "timed-out"})
+        assert r.status_code == 503 and r.json()["error"] == "request timed out"
+        release(wait_reader(fifo))
+    s.wait_log("closed: the task of timed-out ran")
+    s.wait_log("GET /wait: closing the handler's to-be-closed variables failed: ")
+    log = s.log()
+    assert "the close failed on purpose" in log
+    assert "sesame.readfile waits for a job thread" in log
+    assert s.get("/healthz").status_code == 200
+
+
+def test_a_handler_whose_client_left_closes_its_variables(sesamed):
+    s = sesamed(routes=ROUTES, workers=1)
+    fifo = fifo_in(s, "gone")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(f"GET /wait?fifo={fifo}&then=defer&name=gone HTTP/1.1\r\n"
+                  f"Host: x\r\n\r\n".encode())
+        writer = wait_reader(fifo)
+    # The client is gone; the job still holds the call until its file read ends.
+    time.sleep(0.3)
+    assert "closed: the task of gone ran" not in s.log()
+    release(writer)
+    s.wait_log("closed: the task of gone ran")
+    assert s.get("/healthz").status_code == 200
+
+
+def test_a_handler_past_its_budget_closes_its_variables_within_a_budget(sesamed):
+    s = sesamed("handler_instructions = 1000000,", routes=ROUTES, workers=1)
+    r = s.get("/spin", params={"then": "defer", "name": "runaway"})
+    assert r.status_code == 500
+    s.wait_log("closed: the task of runaway ran")
+    # A close that runs away too is stopped by its own budget, and logged.
+    r = s.get("/spin", params={"then": "spin", "name": "twice"})
+    assert r.status_code == 500
+    s.wait_log("GET /spin: closing the handler's to-be-closed variables failed: ")
+    assert wait_for(lambda: s.log().count("instruction budget") >= 3)
+    assert s.get("/healthz").status_code == 200
