@@ -487,6 +487,12 @@ static struct config *load(const char *path, struct config_errors *errs, enum lo
 	    !plugins_storage(cfg->plugins, &(struct storage){0}))
 		config_fail(&rd, "events.store",
 			    "storing events needs a storage (storage.backend)");
+	/* A mail still under way at the handler's deadline cannot give the route its error. */
+	if (cfg->mail.configured && cfg->mail.timeout_ms >= cfg->handler_timeout * 1000L)
+		config_fail(&rd, "mail.timeout",
+			    "must be shorter than server.handler_timeout (%d s): a silent mail "
+			    "server must fail the mail before the handler is abandoned",
+			    cfg->handler_timeout);
 	if (errs->n > before)
 		goto fail;
 done:

@@ -594,6 +594,20 @@ MAIL = 'mail = { url = "smtp://127.0.0.1:25", from = "sesame@example.com" }\n'
 ROOT = 'server = { user = "root" }\n'  # the suite runs as root
 
 
+def test_a_mail_timeout_past_the_handler_timeout_is_refused(tmp_path):
+    """A silent mail server must fail the mail (the route answers 503 "mail server
+    unavailable") before the handler's deadline abandons it."""
+    slow = 'mail = { url = "smtp://127.0.0.1:25", from = "sesame@example.com", timeout = 30 }\n'
+    r = check_config(tmp_path, slow)
+    assert r.returncode == 1, r.stderr
+    assert "check.lua:4: mail.timeout: must be shorter than server.handler_timeout (30 s)" \
+        in r.stderr, r.stderr
+    r = check_config(tmp_path, MAIL + 'server = { handler_timeout = 10, user = "root" }\n')
+    assert r.returncode == 1 and "mail.timeout: must be shorter" in r.stderr, r.stderr
+    r = check_config(tmp_path, slow + 'server = { handler_timeout = 31, user = "root" }\n')
+    assert r.returncode == 0, r.stderr
+
+
 def test_the_mail_templates_are_checked_with_the_configuration(tmp_path):
     r = check_config(tmp_path, MAIL + accounts(mail_dir='"letters"'))
     assert r.returncode == 1 and "check.lua:5: accounts.mail_dir: " in r.stderr, r.stderr
