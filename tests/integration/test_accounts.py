@@ -3,6 +3,7 @@ followed as a person would: a real SMTP server on loopback (the mailbox fixture)
 mails, the test reads the link's token out of the mail and POSTs it as the front end's page
 would. SQLite, and MariaDB for the flows that matter most across nodes."""
 import shutil
+import socket
 import statistics
 import subprocess
 import threading
@@ -386,6 +387,96 @@ def test_mail_server_down_changes_nothing(app):
     assert r.status_code == 200
     token, _ = token_of(app.mailbox, "lee@example.com")
     assert app.post("/users/verify", json={"token": token}).status_code == 200
+
+
+class HangingMailServer:
+    """An SMTP address whose server first says nothing at all to whoever connects (a mail
+    server that hangs), and once relay() is called forwards each new connection to the
+    mailbox. url is what mail.url takes; accepted is set once a client is held."""
+
+    def __init__(self, mailbox):
+        self.target = mailbox.port
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"smtp://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.relaying = False
+        self.held = []
+        self.accepted = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def relay(self):
+        self.relaying = True
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if not self.relaying:
+                self.held.append(client)
+                self.accepted.set()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def hanging(mailbox):
+    server = HangingMailServer(mailbox)
+    yield server
+    server.close()
+
+
+def registered_again(s, email):
+    """Registers email anew (password "second horse") until the address is free."""
+    return wait_for(lambda: register(s, email, "second2", "second horse").status_code == 200,
+                    timeout=10)
+
+
+def test_a_registration_whose_client_leaves_while_the_mail_hangs_is_undone(sesamed, hanging):
+    s = start(sesamed, hanging)
+    body = b'{"email":"zed@example.com","username":"zedd1","password":"correct horse"}'
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(b"POST /users/register HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\n" +
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert hanging.accepted.wait(10)  # the account is made, its mail under way
+    hanging.relay()
+    s.wait_log("registration undone: its mail was not sent")
+    assert registered_again(s, "zed@example.com")
+    assert login(s, "zed@example.com").status_code == 401
+    r = login(s, "zed@example.com", "second horse")
+    assert r.status_code == 200
+    assert me(s, r.json()["access_token"]).json()["user"]["username"] == "second2"
+    assert "correct horse" not in s.log()
+
+
+def test_a_registration_whose_mail_server_hangs_answers_503_and_is_undone(sesamed, hanging):
+    s = start(sesamed, hanging, config="handler_timeout = 3,",
+              tail=f'mail = {{ url = "{hanging.url}", from = "sesame@example.com", timeout = 1 }}\n')
+    r = register(s, "yan@example.com")
+    # The mail fails within mail.timeout, before the handler's deadline: the route's answer.
+    assert r.status_code == 503 and r.json() == {"result": "fail",
+                                                 "error": "mail server unavailable"}
+    hanging.relay()
+    assert registered_again(s, "yan@example.com")
+    assert login(s, "yan@example.com").status_code == 401
+    assert login(s, "yan@example.com", "second horse").status_code == 200
 
 
 # ---- conceal_existing ----

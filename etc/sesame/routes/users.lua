@@ -55,6 +55,62 @@ local function register_concealed(email, username, password)
   return check_your_mail()
 end
 
+-- The account an unfinished registration made, deleted: found by its address and the
+-- password's hash, whose random salt no other registration shares, so that a registration
+-- that lost the race for the address to another one deletes nothing; and only while no link
+-- confirmed it.
+local function unregister(email, hash)
+  local user = sesame.users.find { email = email }
+  if user and user.password == hash and not user.verified then
+    sesame.users.delete(user.id)
+    sesame.log.info("user " .. user.id .. ": registration undone: its mail was not sent")
+  end
+end
+
+-- Undoes a registration unless the route keeps it (undo.keep = true): a to-be-closed value.
+-- A handler that sesame abandons while it waits (server.handler_timeout, or the client left)
+-- has its to-be-closed variables closed, where nothing can wait: the deletion goes to a
+-- background task (sesame.defer), which can.
+local function registration_undo(email, hash)
+  return setmetatable({}, {
+    __close = function(undo)
+      if not undo.keep and not sesame.defer(unregister, email, hash) then
+        sesame.log.warn("an unfinished registration was not undone: too many background tasks")
+      end
+    end,
+  })
+end
+
+-- A registration with the mail table: the account, then the link that confirms the address,
+-- mailed before the answer. A mail that cannot be sent (or a template that cannot be read: an
+-- error) undoes the registration: the client is told, and may try again later with the same
+-- address. So does a handler that never gets as far as the answer: until the mail is sent,
+-- undo is armed (registration_undo), from before the account is made, so that one made while
+-- the handler was abandoned goes too.
+local function register_and_mail(email, username, hash)
+  local undo <close> = registration_undo(email, hash)
+  local id = sesame.users.create { email = email, username = username, password = hash }
+  if not id then
+    undo.keep = true -- another account's address: nothing to undo
+    return fail(409, "email already registered")
+  end
+  local done, sent, why = pcall(account_mail.verification, { id = id, email = email, username = username })
+  if not (done and sent) then
+    sesame.users.delete(id)
+    undo.keep = true
+    if not done then
+      error(sent, 0)
+    end
+    return fail(503, why)
+  end
+  undo.keep = true
+  sesame.emit("registered", { user = id })
+  if sesame.accounts.require_verified then
+    return check_your_mail()
+  end
+  return tokens(id, false)
+end
+
 sesame.route("POST", "/users/register", function(req)
   -- limits.register, per client address (behind server.trusted_proxies: the client's own).
   local allowed, retry_after = sesame.limit("register", req.remote_addr)
@@ -86,29 +142,15 @@ sesame.route("POST", "/users/register", function(req)
     return register_concealed(email, username, f.password)
   end
 
-  local id = sesame.users.create { email = email, username = username, password = sesame.hash(f.password) }
+  local hash = sesame.hash(f.password)
+  if sesame.mail.enabled then
+    return register_and_mail(email, username, hash)
+  end
+  local id = sesame.users.create { email = email, username = username, password = hash }
   if not id then
     return fail(409, "email already registered")
   end
-  if not sesame.mail.enabled then
-    sesame.emit("registered", { user = id })
-    return tokens(id, false)
-  end
-  -- The address is confirmed by the link mailed to it. A mail that cannot be sent (or a
-  -- template that cannot be read: an error) undoes the registration: the client is told, and
-  -- may try again later with the same address.
-  local done, sent, why = pcall(account_mail.verification, { id = id, email = email, username = username })
-  if not (done and sent) then
-    sesame.users.delete(id)
-    if not done then
-      error(sent, 0)
-    end
-    return fail(503, why)
-  end
   sesame.emit("registered", { user = id })
-  if sesame.accounts.require_verified then
-    return check_your_mail()
-  end
   return tokens(id, false)
 end)
 
