@@ -140,11 +140,13 @@ end, account_mail.reset)))
 -- checked, not spent, until the work that can fail is done: a password the policy refuses
 -- (with the user's own address and username), a hash shed with 503 "server busy" or storage
 -- that fails leave the link working for the next try. Then it is spent (of two resets with
--- one link at once, one wins; the other gets 400), every session of the user is logged out
--- (on every worker within jwt.revocation_refresh), the password is set, and every link mailed
+-- one link at once, one wins; the other gets 400), the password is set, every session of the
+-- user is logged out (on every worker within jwt.revocation_refresh), and every link mailed
 -- before stops working (another reset's, a new address's confirmation that a stolen session
--- asked for). The address counts as confirmed: the mail reached it. A locked-out account (too
--- many wrong passwords) is unlocked.
+-- asked for). The password goes first: a log-in with the old one cannot slip a session in
+-- between. Storage that fails once the link is spent (503) may leave the work half done: the
+-- person asks for a new link. The address counts as confirmed: the mail reached it. A
+-- locked-out account (too many wrong passwords) is unlocked.
 sesame.route("POST", "/users/password/reset", function(req)
   local allowed, retry_after = replies.limit("reset", req)
   if not allowed then
@@ -168,8 +170,8 @@ sesame.route("POST", "/users/password/reset", function(req)
   if sesame.onetime.spend("reset", f.token) ~= user.id then
     return fail(400, BAD_TOKEN)
   end
-  sesame.jwt.revoke_all(user.id)
   sesame.users.update { id = user.id, password = hash }
+  sesame.jwt.revoke_all(user.id)
   sesame.onetime.revoke(user.id)
   if not user.verified and same_address(user.email, address) then
     sesame.users.update { id = user.id, verified = true }

@@ -275,9 +275,10 @@ end)
 -- Changes the password: a fresh token (from a log-in, not a refresh) and the current password,
 -- which is counted against limits.login_failures like a log-in's; the new one meets the
 -- password policy. Every other session of the user is logged out, on every worker within
--- jwt.revocation_refresh; the caller's own (its token's refresh family) goes on. The sessions
--- go first: storage that fails then (503) leaves the old password with fewer sessions, never
--- the new one with a stolen session still alive. The links mailed before (a reset, a new
+-- jwt.revocation_refresh; the caller's own (its token's refresh family) goes on. The password
+-- goes first: a log-in with the old one cannot slip a session in between. Storage that fails
+-- after it (503) leaves the new password set and the other sessions alive: the client tries
+-- again with the new password as the current one. The links mailed before (a reset, a new
 -- address's confirmation) stop working. Guessing the current password is bounded by
 -- limits.login per client address, as log-ins are.
 sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
@@ -303,10 +304,10 @@ sesame.route("POST", "/users/password", { auth = "fresh" }, function(req)
     return status, body, headers
   end
   local hash = sesame.hash(f.new_password)
-  sesame.jwt.revoke_all(user.id, { except_family = req.claims.fam })
   if not sesame.users.update { id = user.id, password = hash } then
     return refused("invalid token") -- deleted meanwhile
   end
+  sesame.jwt.revoke_all(user.id, { except_family = req.claims.fam })
   sesame.onetime.revoke(user.id)
   sesame.emit("password_changed", { user = user.id })
   return 200, { result = "success" }, { ["Cache-Control"] = "no-store" }
