@@ -112,6 +112,7 @@ function M.wrong_password(user, password)
   end
   if not sesame.verify(password, user.password) then
     sesame.users.failed(user.email)
+    sesame.emit("login_failed", { user = user.id, reason = "wrong password" })
     return M.fail(401, "invalid password")
   end
   sesame.users.succeeded(user.email)

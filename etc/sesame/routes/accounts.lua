@@ -175,6 +175,7 @@ sesame.route("POST", "/users/password/reset", function(req)
   sesame.onetime.revoke(user.id)
   if not user.verified and same_address(user.email, address) then
     sesame.users.update { id = user.id, verified = true }
+    sesame.emit("verified", { user = user.id })
   end
   sesame.users.succeeded(user.email)
   sesame.emit("password_reset", { user = user.id })
@@ -254,6 +255,9 @@ sesame.route("POST", "/users/email/confirm", function(req)
     return fail(400, BAD_TOKEN) -- deleted meanwhile
   end
   sesame.users.update { id = user.id, verified = true }
+  if not user.verified then
+    sesame.emit("verified", { user = user.id })
+  end
   sesame.onetime.revoke(user.id)
   user.email = new_email
   sesame.defer(function()
