@@ -2,6 +2,7 @@
 followed as a person would: a real SMTP server on loopback (the mailbox fixture) receives the
 mails, the test reads the link's token out of the mail and POSTs it as the front end's page
 would. SQLite, and MariaDB for the flows that matter most across nodes."""
+import re
 import shutil
 import socket
 import statistics
@@ -58,6 +59,23 @@ def app(sesamed, mailbox):
     return s
 
 
+@pytest.fixture(params=["sqlite", "mariadb"])
+def storage(request):
+    """The storage table of each backend, for the flows that must work alike on both."""
+    if request.param == "sqlite":
+        return SQLITE
+    db = request.getfixturevalue("mariadb")
+    return db.storage(db.database)
+
+
+@pytest.fixture
+def app_on(sesamed, mailbox, storage):
+    """app, on each storage backend."""
+    s = start(sesamed, mailbox, storage=storage)
+    s.mailbox = mailbox
+    return s
+
+
 def register(s, email, username="person1", password="correct horse", **kw):
     return s.post("/users/register",
                   json={"email": email, "username": username, "password": password}, **kw)
@@ -79,7 +97,8 @@ def token_of(mailbox, to, count=1):
 
 # ---- verification ----
 
-def test_register_mail_verify_and_log_in(app):
+def test_register_mail_verify_and_log_in(app_on):
+    app = app_on
     r = register(app, "ann@example.com", "annie")
     assert r.status_code == 200 and set(r.json()) == {"result", "access_token", "refresh_token"}
     access = r.json()["access_token"]
@@ -141,8 +160,9 @@ def test_a_verification_link_confirms_only_the_address_it_went_to(app):
 
 # ---- password reset ----
 
-def test_forgot_reset_and_old_sessions_refused(app):
-    register(app, "dora@example.com", "dorathy")
+def test_forgot_reset_and_old_sessions_refused(app_on):
+    app = app_on
+    registered = register(app, "dora@example.com", "dorathy").json()
     tokens = login(app, "dora@example.com").json()
     r = app.post("/users/password/forgot", json={"email": "Dora@Example.com"})
     assert r.status_code == 200 and r.json() == {"result": "success"}
@@ -158,9 +178,12 @@ def test_forgot_reset_and_old_sessions_refused(app):
     assert r.status_code == 200 and r.json() == {"result": "success"}
     assert r.headers["Cache-Control"] == "no-store"
 
-    assert wait_for(lambda: me(app, tokens["access_token"]).status_code == 401, timeout=1.5)
-    r = app.post("/token/refresh", headers=bearer(tokens["refresh_token"]))
-    assert r.status_code == 401
+    # Every session ends: the log-in's and the registration's own.
+    for session in (tokens, registered):
+        assert wait_for(lambda: me(app, session["access_token"]).status_code == 401,
+                        timeout=1.5)
+        r = app.post("/token/refresh", headers=bearer(session["refresh_token"]))
+        assert r.status_code == 401
     assert login(app, "dora@example.com").status_code == 401
     r = login(app, "dora@example.com", "new password!")
     assert r.status_code == 200
@@ -276,6 +299,32 @@ def test_expired_and_foreign_tokens_are_refused(sesamed, mailbox):
     assert login(s, "fay@example.com").status_code == 200
 
 
+def test_verify_and_address_links_expire(sesamed, mailbox):
+    s = start(sesamed, mailbox, verify_ttl=1, email_ttl=1)
+    access = register(s, "ina@example.com").json()["access_token"]
+    verify, mail = token_of(mailbox, "ina@example.com")
+    assert "1 second" in receivers.text_of(mail)
+    fresh = bearer(login(s, "ina@example.com").json()["access_token"])
+    assert s.post("/users/email", headers=fresh, json={"email": "ina2@example.com"}).status_code == 200
+    change, _ = token_of(mailbox, "ina2@example.com")
+    time.sleep(2.5)
+    for path, token in (("/users/verify", verify), ("/users/email/confirm", change)):
+        r = s.post(path, json={"token": token})
+        assert r.status_code == 400 and r.json()["error"] == "invalid or expired token", path
+    user = me(s, access).json()["user"]
+    assert user["email"] == "ina@example.com" and user["email_verified"] is False
+
+
+def test_forgot_is_limited_per_client_across_addresses(sesamed, mailbox):
+    s = start(sesamed, mailbox, rules=dict(forgot="3/hour"))
+    for i in range(3):
+        r = s.post("/users/password/forgot", json={"email": f"many{i}@example.com"})
+        assert r.status_code == 200
+    r = s.post("/users/password/forgot", json={"email": "many9@example.com"})
+    assert r.status_code == 429 and r.json()["error"] == "too many requests"
+    assert int(r.headers["Retry-After"]) > 0
+
+
 def test_forgot_answers_alike_for_known_and_unknown_addresses(app):
     register(app, "gus@example.com")
     token_of(app.mailbox, "gus@example.com")
@@ -305,7 +354,8 @@ def test_forgot_answers_alike_for_known_and_unknown_addresses(app):
 
 # ---- e-mail change ----
 
-def test_change_the_address(app):
+def test_change_the_address(app_on):
+    app = app_on
     register(app, "hal@example.com", "halbert")
     tokens = login(app, "hal@example.com").json()
     fresh = bearer(tokens["access_token"])
@@ -353,10 +403,21 @@ def test_an_address_taken_before_the_link_is_used(app):
 
 # ---- deletion ----
 
-def test_delete_the_account(app):
-    register(app, "jo@example.com")
+def test_delete_the_account(app_on):
+    app = app_on
+    registered = register(app, "jo@example.com").json()
     tokens = login(app, "jo@example.com").json()
     fresh = bearer(tokens["access_token"])
+    # Neither the registration's token nor a refreshed one is fresh: 401, and nothing goes.
+    refreshed = app.post("/token/refresh", headers=bearer(tokens["refresh_token"])).json()
+    tokens = login(app, "jo@example.com").json()
+    fresh = bearer(tokens["access_token"])
+    for stale in (registered["access_token"], refreshed["access_token"]):
+        r = app.request("DELETE", "/users/me", headers=bearer(stale),
+                        json={"password": "correct horse"})
+        assert r.status_code == 401 and r.json()["error"] == "fresh token required"
+    assert me(app, tokens["access_token"]).status_code == 200
+    assert login(app, "jo@example.com").status_code == 200
     r = app.request("DELETE", "/users/me", headers=fresh, json={"password": "wrong horse"})
     assert r.status_code == 401 and r.json()["error"] == "invalid password"
     assert me(app, tokens["access_token"]).status_code == 200
@@ -382,6 +443,17 @@ def test_mail_server_down_changes_nothing(app):
     assert login(app, "lee@example.com").status_code == 401
     r = app.post("/users/email", headers=fresh, json={"email": "kim2@example.com"})
     assert r.status_code == 503 and r.json()["error"] == "mail server unavailable"
+    assert me(app, fresh["Authorization"][7:]).json()["user"]["email"] == "kim@example.com"
+    # A forgotten password is answered as ever; the mail that could not go is logged, by
+    # the user's id only.
+    r = app.post("/users/password/forgot", json={"email": "kim@example.com"})
+    assert r.status_code == 200 and r.content == b'{"result":"success"}'
+    app.wait_log(": mail not sent: mail server unavailable")
+    lines = [x for x in app.log().splitlines() if "mail not sent" in x]
+    assert any(re.search(r"warn: .*: user \d+: mail not sent: mail server unavailable$", x)
+               for x in lines), lines
+    assert not any("kim@example.com" in x for x in lines), lines
+    assert "token=" not in app.log()
     app.mailbox.start()
     r = register(app, "lee@example.com")
     assert r.status_code == 200
@@ -489,8 +561,8 @@ def same_answer(a, b):
             {k.lower(): v for k, v in b.headers.items() if k.lower() not in skip})
 
 
-def test_conceal_existing_answers_a_taken_address_as_a_new_one(sesamed, mailbox):
-    s = start(sesamed, mailbox, conceal_existing="true")
+def test_conceal_existing_answers_a_taken_address_as_a_new_one(sesamed, mailbox, storage):
+    s = start(sesamed, mailbox, storage=storage, conceal_existing="true")
     assert register(s, "max@example.com", "maxine").status_code == 200
     token, _ = token_of(mailbox, "max@example.com")
     assert s.post("/users/verify", json={"token": token}).status_code == 200
