@@ -14,6 +14,8 @@ import pytest
 
 import receivers
 from conftest import PLUGINS, SESAMED, TOP, wait_for
+from test_deploy import Relay
+from test_limits import storage  # noqa: F401  (a fixture: each storage backend's table)
 
 SECRET = "accounts-tests-secret-0123456789abcdef"
 ROUTES = {p.name: p.read_text() for p in (TOP / "etc/sesame/routes").glob("*.lua")}
@@ -59,17 +61,8 @@ def app(sesamed, mailbox):
     return s
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def storage(request):
-    """The storage table of each backend, for the flows that must work alike on both."""
-    if request.param == "sqlite":
-        return SQLITE
-    db = request.getfixturevalue("mariadb")
-    return db.storage(db.database)
-
-
 @pytest.fixture
-def app_on(sesamed, mailbox, storage):
+def app_on(sesamed, mailbox, storage):  # noqa: F811
     """app, on each storage backend."""
     s = start(sesamed, mailbox, storage=storage)
     s.mailbox = mailbox
@@ -495,16 +488,7 @@ class HangingMailServer:
                 continue
             server = socket.create_connection(("127.0.0.1", self.target))
             for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-            b.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+                threading.Thread(target=Relay.pipe, args=(a, b), daemon=True).start()
 
 
 @pytest.fixture
