@@ -24,8 +24,9 @@
  * read after, so a revocation's time is never older than its commit by more than the writes.
  * Failed log-ins per account are one statement each, on SQLite's own clock.
  * The time is SQLite's own ('now'): the store's clock, as the MariaDB store's is its server's.
- * The functions of ABI 1.1 (one-time tokens, events, route scripts' statements) live in
- * sqlite_accounts.c, on the connections and helpers of this file (sqlite_private.h).
+ * The functions of ABI 1.1 live in sqlite_accounts.c (one-time tokens, events) and
+ * sqlite_query.c (route scripts' statements), on the connections and helpers of this file
+ * (sqlite_private.h).
  */
 #include <sesame/plugin.h>
 
