@@ -203,6 +203,8 @@ password = {
 --   -- preference, the local one first; each a socket path or host[:port] ("[::1]:3306")
 --   -- mariadb = { hosts = { "/run/mysqld/mysqld.sock", "db2:3306", "db3:3306" }, ... },
 --   -- or, on one machine: backend = "sqlite", sqlite = { path = "/var/lib/sesame/sesame.db" },
+--   --   with busy_timeout = 5000 (ms a write waits for a lock) and query_timeout = 5000 (ms a
+--   --   route script's statement, sesame.db, may run before it is stopped)
 --   users = { table = "users" },    -- and id, email, username, password: column names
 --   migrate = true,                 -- apply the schema's migrations at start and reload
 --   query_rows = 1000,              -- the most rows sesame.db.query returns (more: it raises)

@@ -169,7 +169,7 @@ static void make_sql(struct store *s)
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
 {
 	const char *path = DEFAULT_PATH;
-	long long timeout = 5000;
+	long long timeout = 5000, query_timeout = 5000;
 	if (host->users == NULL || sqlite3_threadsafe() == 0) {
 		host->log(host, SESAME_LOG_ERROR, "%s",
 			  host->users == NULL ? "sesamed gives no users table (storage.users)"
@@ -179,6 +179,7 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	if (host->config_string(cfg, "path", &path) == SESAME_CONFIG_OK && path[0] == '\0')
 		host->config_error(cfg, "path", "expected a file name");
 	host->config_integer(cfg, "busy_timeout", 0, 3600000, &timeout);
+	host->config_integer(cfg, "query_timeout", 1, 3600000, &query_timeout);
 	struct store *s = calloc(1, sizeof(*s));
 	char *full = resolve(host, path);
 	if (s == NULL || full == NULL) {
@@ -187,8 +188,11 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 		free(s);
 		return -1;
 	}
-	*s = (struct store){
-	    .host = host, .users = host->users, .path = full, .busy_timeout = (int)timeout};
+	*s = (struct store){.host = host,
+			    .users = host->users,
+			    .path = full,
+			    .busy_timeout = (int)timeout,
+			    .query_timeout = query_timeout};
 	make_sql(s);
 	*state = s;
 	return 0;

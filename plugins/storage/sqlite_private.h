@@ -86,7 +86,8 @@ struct store {
 	const struct sesame_host *host;
 	const struct sesame_users_schema *users;
 	char *path;
-	int busy_timeout; /* ms */
+	int busy_timeout;	 /* ms */
+	long long query_timeout; /* ms, a route script's statement */
 	char sql[STATEMENTS][640];
 	struct pool *pool; /* set in each worker, after fork, by worker_start */
 };

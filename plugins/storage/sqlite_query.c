@@ -7,11 +7,26 @@
  * text; the columns are read by their storage class, one row at a time, handed to the row
  * callback. It runs in autocommit: one that leaves a transaction open is rolled back and
  * refused, so that the connection goes back to the pool as it came.
+ *
+ * While it is prepared and run, and only then, a progress handler stops it once it has run
+ * longer than storage.sqlite.query_timeout, so that no statement holds a job thread (and
+ * perhaps the write lock) for ever; sesame's own statements never see it.
  */
 #include "sqlite_private.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+/* The progress handler's period: SQLite virtual machine instructions between two looks at
+ * the clock (some microseconds). */
+#define PROGRESS_STEPS 1000
+
+/* What a route script's statement runs under: its deadline. */
+struct guard {
+	long long deadline_ms, timeout_ms; /* CLOCK_MONOTONIC */
+	bool late;			   /* the progress handler stopped it */
+};
 
 /* What a route script's statement works with. */
 struct query_run {
@@ -113,6 +128,49 @@ static int run_query(sqlite3_stmt *st, struct query_run *q)
 	return rc;
 }
 
+/* ---- the guards ---- */
+
+static long long monotonic_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The progress handler: non-zero stops the statement (SQLITE_INTERRUPT). */
+static int past_deadline(void *ctx)
+{
+	struct guard *g = ctx;
+	g->late = monotonic_ms() >= g->deadline_ms;
+	return g->late;
+}
+
+static void guard_on(sqlite3 *db, struct guard *g, long long timeout_ms)
+{
+	*g = (struct guard){.deadline_ms = monotonic_ms() + timeout_ms, .timeout_ms = timeout_ms};
+	sqlite3_progress_handler(db, PROGRESS_STEPS, past_deadline, g);
+}
+
+static void guard_off(sqlite3 *db)
+{
+	sqlite3_progress_handler(db, 0, NULL, NULL);
+}
+
+/* Whether a guard stopped the statement; if so, why, into err (over SQLite's words). */
+static bool guard_stopped(const struct guard *g, char *err, size_t errlen)
+{
+	if (g->late)
+		snprintf(err, errlen,
+			 "SQLite: the statement took longer than %lld ms "
+			 "(storage.sqlite.query_timeout) and was stopped",
+			 g->timeout_ms);
+	else
+		return false;
+	return true;
+}
+
+/* ---- running it ---- */
+
 /* Why a statement that SQLite ran without error is refused anyway, into err; FAILED. */
 static enum sesame_storage_result refused(const struct query_run *q, char *err, size_t errlen)
 {
@@ -125,6 +183,44 @@ static enum sesame_storage_result refused(const struct query_run *q, char *err, 
 	return SESAME_STORAGE_FAILED;
 }
 
+/* Prepares and runs the statement on db, under the guard g. */
+static enum sesame_storage_result run(sqlite3 *db, const char *sql,
+				      const struct sesame_value *params, size_t nparams,
+				      struct query_run *q, const struct guard *g,
+				      long long *affected, long long *insert_id, char *err,
+				      size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	enum sesame_storage_result r = SESAME_STORAGE_FAILED;
+	if (prepare_one(db, sql, nparams, &st, err, errlen) != 0)
+		goto done;
+	bind_params(st, params, nparams);
+	sqlite3_int64 rowid = sqlite3_last_insert_rowid(db);
+	sqlite3_int64 changes = sqlite3_total_changes64(db);
+	int rc = run_query(st, q);
+	bool in_txn = !sqlite3_get_autocommit(db);
+	if (rc != SQLITE_DONE)
+		r = sqlite_failed(db, rc, err, errlen);
+	else if (q->stopped || in_txn)
+		r = refused(q, err, errlen);
+	else
+		r = SESAME_STORAGE_OK;
+	if (in_txn) {
+		guard_off(db); /* the rollback must run, whatever the clock says */
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	if (r == SESAME_STORAGE_OK) {
+		*affected = (long long)(sqlite3_total_changes64(db) - changes);
+		if (sqlite3_last_insert_rowid(db) != rowid)
+			*insert_id = (long long)sqlite3_last_insert_rowid(db);
+	}
+done:
+	sqlite3_finalize(st);
+	if (r != SESAME_STORAGE_OK && guard_stopped(g, err, errlen))
+		r = SESAME_STORAGE_FAILED;
+	return r;
+}
+
 enum sesame_storage_result
 sqlite_query(void *state, const char *sql, const struct sesame_value *params, size_t nparams,
 	     int (*row)(void *ctx, size_t ncols, const char *const *names,
@@ -133,7 +229,7 @@ sqlite_query(void *state, const char *sql, const struct sesame_value *params, si
 {
 	struct store *s = state;
 	struct query_run q = {row, ctx, false};
-	sqlite3_stmt *st = NULL;
+	struct guard g;
 	*affected = *insert_id = 0;
 	if (s->pool == NULL)
 		return sqlite_not_started(err, errlen);
@@ -143,29 +239,10 @@ sqlite_query(void *state, const char *sql, const struct sesame_value *params, si
 		return SESAME_STORAGE_FAILED;
 	}
 	struct conn *c = sqlite_acquire(s->pool);
-	enum sesame_storage_result r = SESAME_STORAGE_FAILED;
-	if (prepare_one(c->db, sql, nparams, &st, err, errlen) != 0)
-		goto done;
-	bind_params(st, params, nparams);
-	sqlite3_int64 rowid = sqlite3_last_insert_rowid(c->db);
-	sqlite3_int64 changes = sqlite3_total_changes64(c->db);
-	int rc = run_query(st, &q);
-	bool in_txn = !sqlite3_get_autocommit(c->db);
-	if (rc != SQLITE_DONE)
-		r = sqlite_failed(c->db, rc, err, errlen);
-	else if (q.stopped || in_txn)
-		r = refused(&q, err, errlen);
-	else
-		r = SESAME_STORAGE_OK;
-	if (in_txn)
-		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-	if (r == SESAME_STORAGE_OK) {
-		*affected = (long long)(sqlite3_total_changes64(c->db) - changes);
-		if (sqlite3_last_insert_rowid(c->db) != rowid)
-			*insert_id = (long long)sqlite3_last_insert_rowid(c->db);
-	}
-done:
-	sqlite3_finalize(st);
+	guard_on(c->db, &g, s->query_timeout);
+	enum sesame_storage_result r =
+	    run(c->db, sql, params, nparams, &q, &g, affected, insert_id, err, errlen);
+	guard_off(c->db);
 	sqlite_release(s->pool, c);
 	return r;
 }

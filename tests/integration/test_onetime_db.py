@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import SESAMED, route_file
+from conftest import SESAMED, TOP, route_file
 
 ROUTES = {"onetime_db.lua": route_file("onetime_db.lua")}
 SECRET = "onetime-db-tests-secret-0123456789abcdef"
@@ -337,6 +337,51 @@ def test_a_duplicate_key_is_exists(app):
     assert r.status_code == 409 and r.json()["error"] == "exists"
     assert query(app, "SELECT nosuchcolumn FROM roles").status_code == 500
     assert query(app, "SELECT name FROM roles WHERE name = ?").status_code == 500
+
+
+# ---- sesame.db on SQLite: a statement's deadline ----
+
+USERS = (TOP / "etc/sesame/routes/users.lua").read_text()
+RUNAWAY = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+           "SELECT count(*) AS n FROM c")
+
+
+@pytest.fixture
+def lite(sesamed):
+    """SQLite, one worker of two job threads, a short query_timeout, and the shipped
+    registration and log-in beside the test routes."""
+    storage = ('storage = { backend = "sqlite", sqlite = { path = "sesame.db", '
+               'query_timeout = 300 } }\n')
+    return sesamed(routes={**ROUTES, "users.lua": USERS}, config="threads = 2", workers=1,
+                   more=storage + JWT)
+
+
+def attempt(s, sql, *args):
+    r = s.post("/db/try", json={"sql": sql, "args": list(args)})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def register_and_log_in(s, n):
+    person = {"email": f"person{n}@example.com", "username": f"person{n}",
+              "password": "correct horse battery"}
+    r = s.post("/users/register", json=person)
+    assert r.status_code == 200, r.text
+    r = s.post("/users/login", json={"email": person["email"], "password": person["password"]})
+    assert r.status_code == 200 and r.json()["access_token"], r.text
+
+
+def test_a_runaway_statement_is_stopped(lite):
+    # More runaways than the worker has job threads: each one gives its thread back.
+    for _ in range(3):
+        assert attempt(lite, RUNAWAY) == {
+            "error": "storage: SQLite: the statement took longer than 300 ms "
+                     "(storage.sqlite.query_timeout) and was stopped"}
+    register_and_log_in(lite, 1)
+    assert attempt(lite, "SELECT COUNT(*) AS n FROM users") == {"rows": [{"n": 1}]}
+    # A statement that ends in time is not stopped.
+    assert attempt(lite, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                         "WHERE x < 1000) SELECT count(*) AS n FROM c") == {"rows": [{"n": 1000}]}
 
 
 # ---- migrations ----
