@@ -294,6 +294,8 @@ static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errle
 	}
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, s->busy_timeout);
+	/* sesame attaches nothing; a route script may not either (sqlite_query.c) */
+	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
 	if (exec(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err, errlen) != 0 ||
 	    exec(db, "PRAGMA synchronous = FULL", NULL, 0, err, errlen) != 0 ||
 	    exec(db, "PRAGMA foreign_keys = ON", NULL, 0, err, errlen) != 0)

@@ -8,9 +8,15 @@
  * callback. It runs in autocommit: one that leaves a transaction open is rolled back and
  * refused, so that the connection goes back to the pool as it came.
  *
- * While it is prepared and run, and only then, a progress handler stops it once it has run
- * longer than storage.sqlite.query_timeout, so that no statement holds a job thread (and
- * perhaps the write lock) for ever; sesame's own statements never see it.
+ * While it is prepared and run, and only then, the connection carries two guards that
+ * sesame's own statements never see. A progress handler stops it once it has run longer than
+ * storage.sqlite.query_timeout, so that no statement holds a job thread (and perhaps the
+ * write lock) for ever. An authorizer refuses what would change the pooled connection for
+ * sesame's own statements, or reach files outside the database: PRAGMA (but the few that
+ * only describe a table), ATTACH and DETACH, VACUUM (SQLite runs it, INTO a file or not, as
+ * an ATTACH), and temporary tables, indexes, views and triggers (which would stay with the
+ * connection, and could shadow or watch sesame's tables). The connections also allow no
+ * attached database at all (sqlite.c).
  */
 #include "sqlite_private.h"
 
@@ -22,10 +28,11 @@
  * the clock (some microseconds). */
 #define PROGRESS_STEPS 1000
 
-/* What a route script's statement runs under: its deadline. */
+/* What a route script's statement runs under: its deadline, and what was refused. */
 struct guard {
 	long long deadline_ms, timeout_ms; /* CLOCK_MONOTONIC */
 	bool late;			   /* the progress handler stopped it */
+	char refused[64];		   /* the kind of statement the authorizer refused */
 };
 
 /* What a route script's statement works with. */
@@ -145,21 +152,77 @@ static int past_deadline(void *ctx)
 	return g->late;
 }
 
+/* The pragmas that only describe the schema, and change nothing. */
+static bool describing(const char *pragma)
+{
+	static const char *const names[] = {"table_info",      "table_xinfo", "table_list",
+					    "index_list",      "index_info",  "index_xinfo",
+					    "foreign_key_list"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (sqlite3_stricmp(pragma, names[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool creates(int action)
+{
+	switch (action) {
+	case SQLITE_CREATE_INDEX:
+	case SQLITE_CREATE_TABLE:
+	case SQLITE_CREATE_TEMP_INDEX:
+	case SQLITE_CREATE_TEMP_TABLE:
+	case SQLITE_CREATE_TEMP_TRIGGER:
+	case SQLITE_CREATE_TEMP_VIEW:
+	case SQLITE_CREATE_TRIGGER:
+	case SQLITE_CREATE_VIEW:
+	case SQLITE_CREATE_VTABLE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The authorizer: SQLITE_DENY, with the kind refused in the guard, for what a route script's
+ * statement may not do. */
+static int authorize(void *ctx, int action, const char *a1, const char *a2, const char *db,
+		     const char *trigger)
+{
+	struct guard *g = ctx;
+	(void)a2;
+	(void)trigger;
+	if (action == SQLITE_ATTACH || action == SQLITE_DETACH)
+		snprintf(g->refused, sizeof(g->refused), "ATTACH, DETACH or VACUUM");
+	else if (action == SQLITE_PRAGMA && !describing(a1))
+		snprintf(g->refused, sizeof(g->refused), "PRAGMA %.40s", a1);
+	else if (creates(action) && db != NULL && strcmp(db, "temp") == 0)
+		snprintf(g->refused, sizeof(g->refused),
+			 "a temporary table, index, view or trigger");
+	else
+		return SQLITE_OK;
+	return SQLITE_DENY;
+}
+
 static void guard_on(sqlite3 *db, struct guard *g, long long timeout_ms)
 {
 	*g = (struct guard){.deadline_ms = monotonic_ms() + timeout_ms, .timeout_ms = timeout_ms};
 	sqlite3_progress_handler(db, PROGRESS_STEPS, past_deadline, g);
+	sqlite3_set_authorizer(db, authorize, g);
 }
 
 static void guard_off(sqlite3 *db)
 {
+	sqlite3_set_authorizer(db, NULL, NULL);
 	sqlite3_progress_handler(db, 0, NULL, NULL);
 }
 
 /* Whether a guard stopped the statement; if so, why, into err (over SQLite's words). */
 static bool guard_stopped(const struct guard *g, char *err, size_t errlen)
 {
-	if (g->late)
+	if (g->refused[0] != '\0')
+		snprintf(err, errlen, "SQLite: a route script's statement may not use %s",
+			 g->refused);
+	else if (g->late)
 		snprintf(err, errlen,
 			 "SQLite: the statement took longer than %lld ms "
 			 "(storage.sqlite.query_timeout) and was stopped",

@@ -339,7 +339,7 @@ def test_a_duplicate_key_is_exists(app):
     assert query(app, "SELECT name FROM roles WHERE name = ?").status_code == 500
 
 
-# ---- sesame.db on SQLite: a statement's deadline ----
+# ---- sesame.db on SQLite: the pooled connection stays as sesame's own statements need it ----
 
 USERS = (TOP / "etc/sesame/routes/users.lua").read_text()
 RUNAWAY = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
@@ -382,6 +382,41 @@ def test_a_runaway_statement_is_stopped(lite):
     # A statement that ends in time is not stopped.
     assert attempt(lite, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
                          "WHERE x < 1000) SELECT count(*) AS n FROM c") == {"rows": [{"n": 1000}]}
+
+
+def test_statements_that_would_change_the_connection_are_refused(lite):
+    copy = lite.dir / "copy.db"
+    refused = [
+        ("PRAGMA query_only = 1", (), "PRAGMA query_only"),
+        ("PRAGMA foreign_keys = OFF", (), "PRAGMA foreign_keys"),
+        ("PRAGMA synchronous = OFF", (), "PRAGMA synchronous"),
+        ("PRAGMA writable_schema = ON", (), "PRAGMA writable_schema"),
+        ("ATTACH ? AS other", (str(copy),), "ATTACH, DETACH or VACUUM"),
+        ("DETACH other", (), "ATTACH, DETACH or VACUUM"),
+        ("VACUUM INTO ?", (str(copy),), "ATTACH, DETACH or VACUUM"),
+        ("VACUUM", (), "ATTACH, DETACH or VACUUM"),
+        ("CREATE TEMP TABLE users (id INTEGER)", (), "a temporary table, index, view or trigger"),
+        ("CREATE TEMP TRIGGER t AFTER INSERT ON users BEGIN DELETE FROM users; END", (),
+         "a temporary table, index, view or trigger"),
+        ("CREATE VIEW temp.v AS SELECT 1", (), "a temporary table, index, view or trigger"),
+    ]
+    for sql, args, kind in refused:
+        assert attempt(lite, sql, *args) == {
+            "error": f"storage: SQLite: a route script's statement may not use {kind}"}, sql
+    assert not copy.exists()
+    # sesame's own statements run as before on the same connections: a write (query_only,
+    # the temporary table and trigger would have stopped it) and a log-in.
+    register_and_log_in(lite, 1)
+    register_and_log_in(lite, 2)
+    db = sqlite3.connect(lite.dir / "sesame.db")
+    assert db.execute("SELECT COUNT(*) FROM users").fetchone() == (2,)
+    assert db.execute("SELECT COUNT(*) FROM sesame_refresh_families").fetchone()[0] >= 2
+    # The pragmas that only describe a table, and the operator's own temporary-free DDL, work.
+    names = {row["name"] for row in attempt(lite, "PRAGMA table_info(users)")["rows"]}
+    assert {"id", "email", "password"} <= names
+    assert attempt(lite, "SELECT name FROM pragma_table_info('users') WHERE pk = 1") == {
+        "rows": [{"name": "id"}]}
+    assert attempt(lite, "CREATE TABLE roles (user_id INTEGER, role TEXT)") == {"rows": []}
 
 
 # ---- migrations ----
