@@ -1,7 +1,8 @@
 """The operator's own claims: sesame.jwt.access and .refresh's claims option, carried through
 refresh rotation by the default /token/refresh, read back in req.claims and by PyJWT (as a
-Flask service sharing the key reads them); reserved names and oversized claims refused. On
-SQLite and on MariaDB."""
+Flask service sharing the key reads them); reserved names and oversized claims refused; the
+shipped roles example (etc/sesame/examples/roles.lua). On SQLite and on MariaDB."""
+import sqlite3
 import time
 import uuid
 
@@ -41,11 +42,20 @@ SQLITE = 'storage = { backend = "sqlite", sqlite = { path = "sesame.db" } }\n'
 
 
 class Store:
-    """The storage table of sesame.lua for one backend."""
+    """The storage table of sesame.lua for one backend, and SQL run on it from outside."""
 
     def __init__(self, backend, mariadb=None):
         self.backend, self.mariadb = backend, mariadb
         self.more = SQLITE if mariadb is None else mariadb.storage(mariadb.database)
+
+    def sql(self, s, statement):
+        if self.mariadb is not None:
+            self.mariadb.sql(statement, self.mariadb.database)
+            return
+        db = sqlite3.connect(s.dir / "sesame.db")
+        with db:
+            db.execute(statement)
+        db.close()
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
@@ -157,3 +167,32 @@ def test_rotate_keeps_only_the_operators_claims_of_a_flask_refresh_token(app):
     assert decode(r.json()["access_token"])["type"] == "access"
     assert decode(r.json()["refresh_token"])["exp"] != flask["exp"]
 
+
+# ---- the shipped roles example ----
+
+def test_the_roles_example_puts_roles_in_the_tokens(sesamed, store):
+    routes = {"roles.lua": (TOP / "etc/sesame/examples/roles.lua").read_text(),
+              "users.lua": ROUTES["users.lua"]}
+    s = sesamed(routes=routes, more=store.more + JWT)
+    store.sql(s, "CREATE TABLE roles (user_id BIGINT NOT NULL, role VARCHAR(64) NOT NULL, "
+                 "PRIMARY KEY (user_id, role))")
+    registered(s)
+    # Registered before any role: the claim is there, an empty array.
+    assert decode(s.post("/users/login", json={"email": "cy@example.com", "password":
+                                               "correct horse"}).json()["access_token"])[
+        "roles"] == []
+    for role in ("editor", "admin"):
+        store.sql(s, f"INSERT INTO roles (user_id, role) VALUES ({int(s.user_id)}, '{role}')")
+    store.sql(s, "INSERT INTO roles (user_id, role) VALUES (999, 'other')")
+    r = s.post("/users/login", json={"email": "cy@example.com", "password": "correct horse"})
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+    for kind in ("access_token", "refresh_token"):
+        assert decode(tokens[kind])["roles"] == ["admin", "editor"], kind
+    for _ in range(2):
+        r = s.post("/token/refresh", headers=bearer(tokens["refresh_token"]))
+        assert r.status_code == 200, r.text
+        tokens = r.json()
+        assert decode(tokens["access_token"])["roles"] == ["admin", "editor"]
+    me = s.get("/users/me", headers=bearer(tokens["access_token"]))
+    assert me.status_code == 200 and me.json()["user"]["email"] == "cy@example.com"
