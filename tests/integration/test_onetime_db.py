@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import SESAMED, TOP, route_file
+from conftest import SESAMED, TOP, MariaDB, route_file, wait_for
 
 ROUTES = {"onetime_db.lua": route_file("onetime_db.lua")}
 SECRET = "onetime-db-tests-secret-0123456789abcdef"
@@ -35,7 +35,19 @@ def app(request, sesamed):
         storage = db.storage(db.database, "query_rows = 5")
     s = sesamed(routes=ROUTES, more=storage + JWT)
     s.backend = request.param
+    s.db = None if request.param == "sqlite" else db
     return s
+
+
+def count_rows(s, table):
+    """The rows of one of sesame's tables, read from outside sesamed."""
+    if s.db is not None:
+        return int(s.db.sql(f"SELECT COUNT(*) FROM {table}", s.db.database).stdout)
+    db = sqlite3.connect(s.dir / "sesame.db")
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        db.close()
 
 
 def new_user(s, n):
@@ -87,6 +99,23 @@ def test_an_expired_token_is_refused(app):
     token = issue(app, uid, ttl=1)
     time.sleep(2.2)
     assert spend(app, token).status_code == 404
+
+
+def test_expired_tokens_are_purged_from_storage(app):
+    uid = new_user(app, 1)
+    for purpose in ("verify", "reset", "email"):
+        issue(app, uid, purpose, ttl=2)
+    kept = issue(app, uid, "reset", ttl=3600)
+    # Not expired yet, so no purge can have taken them.
+    assert count_rows(app, "sesame_onetime_tokens") == 4
+    time.sleep(3.2)
+    # Expired: the purge deletes them. It runs every minute, and whenever a worker takes over
+    # the node's revocation lease, as the first worker of a start does.
+    assert app.stop() == 0
+    app.start()
+    assert wait_for(lambda: count_rows(app, "sesame_onetime_tokens") == 1), app.log()
+    assert spend(app, kept, "reset").json() == {"user": uid}
+    assert count_rows(app, "sesame_onetime_tokens") == 0
 
 
 def test_a_token_of_another_purpose_is_refused(app):
@@ -337,6 +366,28 @@ def test_a_duplicate_key_is_exists(app):
     assert r.status_code == 409 and r.json()["error"] == "exists"
     assert query(app, "SELECT nosuchcolumn FROM roles").status_code == 500
     assert query(app, "SELECT name FROM roles WHERE name = ?").status_code == 500
+
+
+@pytest.fixture
+def own_mariadb(tmp_path):
+    """A MariaDB server of this test's own, which it may stop."""
+    server = MariaDB(tmp_path / "mariadb")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_sesame_db_with_storage_down_is_503(sesamed, own_mariadb):
+    s = sesamed(routes=ROUTES, more=own_mariadb.storage("down") + JWT)
+    assert execute(s, ROLES["mariadb"]).status_code == 200
+    own_mariadb.stop()
+    for r in (query(s, "SELECT name FROM roles"),
+              execute(s, "INSERT INTO roles (name) VALUES (?)", "admin")):
+        assert r.status_code == 503, r.text
+        assert r.json() == {"result": "fail", "error": "storage unavailable"}
+    own_mariadb.start()
+    assert wait_for(lambda: query(s, "SELECT COUNT(*) AS n FROM roles").status_code == 200, 20)
+    assert query(s, "SELECT COUNT(*) AS n FROM roles").json()["rows"] == [{"n": 0}]
 
 
 # ---- sesame.db on SQLite: the pooled connection stays as sesame's own statements need it ----
