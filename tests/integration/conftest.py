@@ -372,6 +372,15 @@ def mariadb(mariadb_server, request):
 
 
 @pytest.fixture
+def own_mariadb(tmp_path):
+    """A MariaDB server of the test's own, which it may stop and start again."""
+    server = MariaDB(tmp_path / "mariadb")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def mailbox():
     """A real SMTP server on loopback (receivers.Mailbox), stopped at the end of the test."""
     import receivers

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import SESAMED, TOP, MariaDB, route_file, wait_for
+from conftest import SESAMED, TOP, route_file, wait_for
 
 ROUTES = {"onetime_db.lua": route_file("onetime_db.lua")}
 SECRET = "onetime-db-tests-secret-0123456789abcdef"
@@ -366,15 +366,6 @@ def test_a_duplicate_key_is_exists(app):
     assert r.status_code == 409 and r.json()["error"] == "exists"
     assert query(app, "SELECT nosuchcolumn FROM roles").status_code == 500
     assert query(app, "SELECT name FROM roles WHERE name = ?").status_code == 500
-
-
-@pytest.fixture
-def own_mariadb(tmp_path):
-    """A MariaDB server of this test's own, which it may stop."""
-    server = MariaDB(tmp_path / "mariadb")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_sesame_db_with_storage_down_is_503(sesamed, own_mariadb):
