@@ -226,6 +226,10 @@ password = {
 --                                   -- only with tls = "require" or smtps://
 --   timeout = 10,                   -- seconds for the whole transfer
 --   tls = "try",                    -- STARTTLS when offered; "require", or false for never
+--   ca_file = nil,                  -- a PEM file of the CAs to trust for the server (alone);
+--                                   -- nil: the system's. The certificate is checked but
+--                                   -- for "try" to loopback without ca_file (a local MTA's
+--                                   -- self-signed one: nobody is in the middle there)
 -- }
 
 -- The only hosts sesame.http.request may reach (an SSRF guard: docs/operations.md).
