@@ -130,8 +130,8 @@ accounts = {
   email_ttl = 86400,
   -- The mail templates (verify.txt, reset.txt, email_change.txt, email_changed.txt,
   -- exists.txt, email_taken.txt): the subject and words of each mail, yours to change.
-  -- With the mail table set, sesamed -t checks that this folder, below this file's, holds
-  -- them all.
+  -- With the mail table set (this table or not: the flows mail whenever mail is on),
+  -- sesamed -t checks that this folder, below this file's, holds them all.
   mail_dir = "mail",
 }
 

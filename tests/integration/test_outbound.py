@@ -4,6 +4,7 @@ serve no request. Every wait runs on the worker's loop: the worker answers other
 meanwhile."""
 import datetime
 import ipaddress
+import shutil
 import socket
 import ssl
 import subprocess
@@ -20,11 +21,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import receivers
-from conftest import SESAMED, route_file
+from conftest import SESAMED, TOP, route_file
 
 ROUTES = {"outbound.lua": route_file("outbound.lua")}
 FROM = "sesame@example.com"
 SMTP_PASSWORD = "smtp-secret-Zq81pW"
+
+
+@pytest.fixture
+def sesamed(sesamed):
+    """conftest's sesamed, with the shipped mail templates in its folder: with a mail table
+    set, loading the configuration checks that accounts.mail_dir holds them."""
+    def make(config="", routes=None, workers=2, start=True, more=""):
+        s = sesamed(config, routes, workers, False, more)
+        shutil.copytree(TOP / "etc/sesame/mail", s.dir / "mail")
+        return s.start() if start else s
+    return make
 
 
 def mail_config(url, extra=""):
@@ -498,6 +510,22 @@ def test_bad_settings_are_reported_with_their_line(sesamed, more, key):
                        timeout=30)
     assert r.returncode == 1
     assert f"sesame.lua:4: {key}:" in r.stderr, r.stderr
+
+
+def test_the_templates_are_checked_with_mail_set_and_no_accounts_table(sesamed):
+    s = sesamed(routes=ROUTES, start=False, more=mail_config("smtp://127.0.0.1:25"))
+    shutil.rmtree(s.dir / "mail")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert f"accounts.mail_dir: {s.dir}/mail: No such file" in r.stderr, r.stderr
+    (s.dir / "mail").mkdir()
+    (s.dir / "mail" / "verify.txt").write_text("Subject: Confirm\n\n{link}\n")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert f"accounts.mail_dir: template {s.dir}/mail/reset.txt: No such file" in r.stderr
+    assert "mail/verify.txt" not in r.stderr, r.stderr
 
 
 def check_config(sesamed, more):
