@@ -112,6 +112,7 @@ limits = {
 accounts = {
   -- The front end's URL that the mails' links start with: LINK_BASE/verify?token=...,
   -- /reset?token=..., /email/confirm?token=...; its pages POST the token to sesame.
+  -- With mail on, sesamed -t warns while this is loopback: set your public URL.
   link_base = "http://127.0.0.1:8080",
   -- true: log-in answers 403 "email not verified" until the address is confirmed, and
   -- registration hands out no tokens. Needs the mail table.

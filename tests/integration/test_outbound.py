@@ -528,6 +528,33 @@ def test_the_templates_are_checked_with_mail_set_and_no_accounts_table(sesamed):
     assert "mail/verify.txt" not in r.stderr, r.stderr
 
 
+LOOPBACK_LINKS = "accounts.link_base: the links in mails point to"
+
+
+@pytest.mark.parametrize("more,warned", [
+    (mail_config("smtp://127.0.0.1:25"), "http://127.0.0.1:8080"),  # the default link_base
+    (mail_config("smtp://127.0.0.1:25") + 'accounts = { link_base = "http://localhost:3000" }',
+     "http://localhost:3000"),
+    (mail_config("smtp://127.0.0.1:25") + 'accounts = { link_base = "https://[::1]/app" }',
+     "https://[::1]/app"),
+    (mail_config("smtp://127.0.0.1:25") + 'accounts = { link_base = "https://app.example.com" }',
+     None),
+    ('accounts = { link_base = "http://127.0.0.1:8080" }', None),  # no mail: no links
+])
+def test_links_to_loopback_in_mails_are_warned_about(sesamed, more, warned):
+    s = sesamed(routes=ROUTES, start=False, more=more + "\n")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    if warned is None:
+        assert LOOPBACK_LINKS not in r.stderr, r.stderr
+        return
+    assert f"{LOOPBACK_LINKS} {warned}, this machine's loopback" in r.stderr, r.stderr
+    s.start()
+    s.wait_log(f"{LOOPBACK_LINKS} {warned}")
+    assert s.get("/healthz").status_code == 200
+
+
 def check_config(sesamed, more):
     s = sesamed(routes=ROUTES, start=False, more=more + "\n")
     (s.dir / "smtp.pw").write_text(SMTP_PASSWORD + "\n")
