@@ -112,6 +112,7 @@ limits = {
 accounts = {
   -- The front end's URL that the mails' links start with: LINK_BASE/verify?token=...,
   -- /reset?token=..., /email/confirm?token=...; its pages POST the token to sesame.
+  -- With mail on, sesamed -t warns while this is loopback: set your public URL.
   link_base = "http://127.0.0.1:8080",
   -- true: log-in answers 403 "email not verified" until the address is confirmed, and
   -- registration hands out no tokens. Needs the mail table.
@@ -130,8 +131,8 @@ accounts = {
   email_ttl = 86400,
   -- The mail templates (verify.txt, reset.txt, email_change.txt, email_changed.txt,
   -- exists.txt, email_taken.txt): the subject and words of each mail, yours to change.
-  -- With the mail table set, sesamed -t checks that this folder, below this file's, holds
-  -- them all.
+  -- With the mail table set (this table or not: the flows mail whenever mail is on),
+  -- sesamed -t checks that this folder, below this file's, holds them all.
   mail_dir = "mail",
 }
 
@@ -228,6 +229,10 @@ password = {
 --                                   -- only with tls = "require" or smtps://
 --   timeout = 10,                   -- seconds for the whole transfer
 --   tls = "try",                    -- STARTTLS when offered; "require", or false for never
+--   ca_file = nil,                  -- a PEM file of the CAs to trust for the server (alone);
+--                                   -- nil: the system's. The certificate is checked but
+--                                   -- for "try" to loopback without ca_file (a local MTA's
+--                                   -- self-signed one: nobody is in the middle there)
 -- }
 
 -- The only hosts sesame.http.request may reach (an SSRF guard: docs/operations.md).
