@@ -13,8 +13,8 @@
  * run_handler, which marks its call (in_handler), and every task spawned from it (sesame.defer,
  * and theirs) inherits the mark: an event emitted from any of them is logged and stored but
  * runs no handlers, so that a handler cannot feed itself for ever.
- * Fields are flat (strings, numbers, booleans) and never a secret: the names of secrets are
- * refused.
+ * Fields are flat (strings, numbers, booleans) and never a secret: a field whose name contains
+ * password, token, secret or api_key (in any case) is refused, naming the field.
  */
 #include "autoconfig.h"
 
@@ -32,10 +32,10 @@
 /* Registry key: the handlers by event name. */
 static const char handlers_key;
 
-/* Names the event table sets itself, and the names of secrets: no field has them. */
+/* Names the event table sets itself: no field has them. */
 static const char *const reserved[] = {"event", "at", "request_id", "remote_addr", NULL};
-static const char *const secrets[] = {"password",      "token",	 "access_token",
-				      "refresh_token", "secret", NULL};
+/* What the name of a secret contains (new_password, reset_token, client_secret): refused. */
+static const char *const secrets[] = {"password", "token", "secret", "api_key", NULL};
 
 static bool listed(const char *const *names, const char *name)
 {
@@ -44,6 +44,20 @@ static bool listed(const char *const *names, const char *name)
 			return true;
 	}
 	return false;
+}
+
+/* The word of secrets that name contains, in any case; NULL for none. */
+static const char *secret_in(const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *const *w = secrets; *w != NULL; w++) {
+		size_t len = strlen(*w);
+		for (size_t i = 0; i + len <= n; i++) {
+			if (strncasecmp(name + i, *w, len) == 0)
+				return *w;
+		}
+	}
+	return NULL;
 }
 
 /* Pushes the handlers table, made on first use. */
@@ -250,9 +264,11 @@ static size_t check_fields(lua_State *L, int idx)
 				   luaL_typename(L, -2));
 		const char *key = lua_tostring(L, -2);
 		int t = lua_type(L, -1);
-		if (listed(secrets, key))
-			luaL_error(L, "sesame.emit: field %s: an event never carries a secret",
-				   key);
+		if (secret_in(key) != NULL)
+			luaL_error(L,
+				   "sesame.emit: field %s: an event never carries a secret (no "
+				   "field name contains %s)",
+				   key, secret_in(key));
 		if (listed(reserved, key))
 			luaL_error(L, "sesame.emit: field %s is set by sesame", key);
 		if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
