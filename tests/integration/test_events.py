@@ -387,6 +387,17 @@ def test_since_filters(stored):
         assert r.returncode == 2, bad
 
 
+def test_a_user_that_is_no_id_is_stored(stored):
+    s = stored
+    # A Flask sub is a string: the row keeps it, as the audit line does.
+    emit(s, "greeted", user="alice@flask", n=1)
+    emit(s, "greeted", user="7", n=2)
+    assert wait_for(lambda: len(listed(s)) == 2)
+    got = sorted(listed(s), key=lambda e: e["n"])
+    assert [(e["user"], e["n"]) for e in got] == [("alice@flask", 1), (7, 2)]
+    assert [e["n"] for e in listed(s, "--user", "7")] == [2]
+
+
 def test_sesamectl_disable_is_stored(stored):
     s = stored
     r = s.post("/users/register", json={"email": "fay@example.com", "username": "fayfay",
