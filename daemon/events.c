@@ -8,7 +8,8 @@
  * thread that nobody waits for: the answer of the request that emitted it is never delayed,
  * and when the job queue is full the row is dropped (and said in the log) rather than the
  * request refused. The row keeps the name and the user's id in columns and the rest of the
- * object as its details (a user that is not an id, a Flask sub, among them). The Lua side
+ * object as its details (a user that is not an id, a Flask sub, among them). Stored events
+ * are purged after events.retention whether events.store is on or not. The Lua side
  * (lua_events.c) runs the scripts' sesame.on handlers.
  */
 #include "autoconfig.h"
@@ -187,7 +188,8 @@ void events_emit(const json_t *ev)
 
 void events_purge(const struct config *cfg, const struct storage *st)
 {
-	if (!cfg->events.store || st->fn->event_purge == NULL)
+	/* Without events.store too: the rows stored before it was turned off expire as well. */
+	if (st->fn->event_purge == NULL)
 		return;
 	char err[LOG_ERR_MAX] = "";
 	long long before = clock_wall_ms() - cfg->events.retention * 1000;

@@ -2,6 +2,7 @@
 lists and events.retention purges, sesame.on handlers run after the answer, and the events
 sesame emits itself (refresh_reused, rate_limited, and sesamectl's disabled)."""
 import json
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -450,6 +451,25 @@ def test_retention_purges_old_events(sesamed, tmp_path):
     # Workers purge when they start and then every minute: a reload starts new ones.
     s.signal(1)  # SIGHUP
     assert wait_for(lambda: listed(s) == [], 20), listed(s)
+
+
+def test_retention_purges_events_stored_before_store_was_turned_off(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, events="store = true, retention = 1",
+            routes={"emit.lua": EMIT_ROUTES})
+    emit(s, "old")
+    assert wait_for(lambda: len(listed(s)) == 1)
+    db = sqlite3.connect(tmp_path / "s.db")
+    rows = lambda: db.execute('SELECT count(*) FROM "sesame_events"').fetchone()[0]
+    time.sleep(2.5)
+    workers = s.workers()
+    s.write_config(more=s.more.replace("store = true", "store = false"))
+    s.signal(1)  # SIGHUP: new workers, without events.store, purge as they start
+    assert wait_for(lambda: rows() == 0, 20), rows()
+    assert not set(s.workers()) & set(workers)
+    assert emit(s, "new").status_code == 200
+    wait_audit(s.audit, "new")
+    assert rows() == 0  # not stored: store is off
+    db.close()
 
 
 def test_without_store_sesamectl_says_so(sesamed, tmp_path):
