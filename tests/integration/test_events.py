@@ -80,9 +80,9 @@ def emit(s, name, **fields):
     return s.post("/t/emit", json={"name": name, "fields": fields})
 
 
-def ctl(s, *args, check=True):
+def ctl(s, *args, check=True, **kw):
     return subprocess.run([SESAMECTL, "-c", str(s.config), *args], capture_output=True,
-                          text=True, timeout=60, check=check)
+                          text=True, timeout=60, check=check, **kw)
 
 
 def test_an_event_is_one_json_line_in_the_audit_file(sesamed, tmp_path):
@@ -411,6 +411,22 @@ def test_sesamectl_disable_is_stored(stored):
     assert [e["event"] for e in events] == ["registered", "disabled"]
     assert events[0]["user"] == events[1]["user"] and events[1]["user"] > 0
     assert events[1]["email"] == "fay@example.com"
+
+
+def test_sesamectl_user_add_passwd_and_verify_emit(stored):
+    s = stored
+    ctl(s, "user", "add", "gus@example.com", input="correct horse\n")
+    ctl(s, "user", "passwd", "gus@example.com", input="battery staple!\n")
+    ctl(s, "user", "verify", "gus@example.com")
+    # sesamectl writes its rows itself, one after the other.
+    events = listed(s)
+    assert [e["event"] for e in events] == ["registered", "password_changed", "verified"]
+    user = events[0]["user"]
+    assert user > 0 and all(e["user"] == user for e in events)
+    assert all(e["email"] == "gus@example.com" and e["by"] == "sesamectl" for e in events)
+    assert [e["event"] for e in audit_lines(s.audit)] == [e["event"] for e in events]
+    text = s.audit.read_text()
+    assert "correct horse" not in text and "battery staple" not in text
 
 
 BURST = """
