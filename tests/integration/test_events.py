@@ -2,6 +2,7 @@
 lists and events.retention purges, sesame.on handlers run after the answer, and the events
 sesame emits itself (refresh_reused, rate_limited, and sesamectl's disabled)."""
 import json
+import os
 import sqlite3
 import subprocess
 import time
@@ -154,6 +155,27 @@ sesame.on("ordered", function(e)
                         json = { n = e.n, answered = answered[e.n] == true } }
 end)
 """
+
+
+def test_a_reload_reopens_the_audit_log_and_a_truncation_is_followed(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, routes={"emit.lua": EMIT_ROUTES})
+    assert emit(s, "before").status_code == 200
+    wait_audit(s.audit, "before")
+    # logrotate's create: the file renamed, then a reload; its new workers open a new file.
+    rotated = s.dir / "audit.log.1"
+    s.audit.rename(rotated)
+    workers = s.workers()
+    s.signal(1)  # SIGHUP
+    assert wait_for(lambda: not set(s.workers()) & set(workers), 20), s.log()
+    assert emit(s, "after").status_code == 200
+    wait_audit(s.audit, "after")
+    assert [e["event"] for e in audit_lines(s.audit)] == ["after"]
+    assert [e["event"] for e in audit_lines(rotated)] == ["before"]
+    # copytruncate: the next line goes to the start of the emptied file (O_APPEND), no hole.
+    os.truncate(s.audit, 0)
+    assert emit(s, "truncated").status_code == 200
+    wait_audit(s.audit, "truncated")
+    assert s.audit.read_bytes().startswith(b'{"event":"truncated"')
 
 
 def test_handlers_run_after_the_answer(sesamed, tmp_path, receiver):
