@@ -351,9 +351,9 @@ def test_sesamectl_user_disable_emits_disabled(sesamed, tmp_path):
 
 # ---- stored events (events.store) ----
 
-def stored_app(sesamed, tmp_path, request, events="store = true"):
+def stored_app(sesamed, tmp_path, request, backend, events="store = true"):
     storage = None
-    if request.param == "mariadb":
+    if backend == "mariadb":
         db = request.getfixturevalue("mariadb")
         storage = db.storage(db.database)
     return app(sesamed, tmp_path, events=events, storage=storage,
@@ -362,7 +362,7 @@ def stored_app(sesamed, tmp_path, request, events="store = true"):
 
 @pytest.fixture(params=["sqlite", "mariadb"])
 def stored(sesamed, tmp_path, request):
-    return stored_app(sesamed, tmp_path, request)
+    return stored_app(sesamed, tmp_path, request, request.param)
 
 
 def listed(s, *args):
@@ -480,9 +480,9 @@ def test_a_stopping_worker_writes_every_queued_row(sesamed, tmp_path, request, b
     assert sorted(e["i"] for e in rows if e["event"] == "burst") == list(range(1, 401))
 
 
-def test_retention_purges_old_events(sesamed, tmp_path):
-    s = app(sesamed, tmp_path, events="store = true, retention = 1",
-            routes={"emit.lua": EMIT_ROUTES})
+@pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
+def test_retention_purges_old_events(sesamed, tmp_path, request, backend):
+    s = stored_app(sesamed, tmp_path, request, backend, events="store = true, retention = 1")
     emit(s, "old")
     assert wait_for(lambda: len(listed(s)) == 1)
     time.sleep(2.5)
