@@ -85,7 +85,9 @@ struct luaapi_call {
 	struct luaapi_call *next_spawned;
 	lua_State *co;
 	int co_ref;
-	int req_ref; /* the request object, detached from this call when it ends */
+	int req_ref;  /* the request object, detached from this call when it ends */
+	int held_ref; /* a request's: the sesame.on handlers its events start once it ends, a
+			 registry table (0: none; lua_events.c) */
 	long instructions;
 	struct luaapi_job *job; /* the job the handler waits on, if any */
 	struct claims claims;	/* the verified token's, when the route asked for one */
@@ -93,8 +95,6 @@ struct luaapi_call {
 	struct event *deadline; /* armed when the handler first waits */
 	bool shed;		/* the job queue was full: answered 503, never resumed */
 	bool shed_hash;		/* and that queue was the hashes' (server.hash_queue) */
-	int held_ref; /* a request's: the sesame.on handlers its events start once it finishes,
-			 a registry table (0: none; lua_events.c) */
 };
 
 /* Work a yielding function hands to the job threads. */
