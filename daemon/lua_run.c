@@ -468,6 +468,7 @@ static void finish(struct luaapi_call *call, bool failed)
 		call->job->release(call->job);
 	if (call->deadline != NULL)
 		event_free(call->deadline);
+	luaapi_events_release(call);
 	claims_clear(&call->claims);
 	give_coroutine(api, call->co, call->co_ref, failed);
 	free(call);

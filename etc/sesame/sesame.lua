@@ -138,7 +138,7 @@ accounts = {
 
 -- Auth events (sesame.emit, sesame.on): each is one JSON line in audit_log ("stderr", a file
 -- appended to, or false) and, with store = true, a row in storage that `sesamectl events`
--- lists, kept retention seconds.
+-- lists, kept retention seconds (purged with store = false too).
 events = {
   audit_log = "stderr",
   store = false,
