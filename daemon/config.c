@@ -482,6 +482,7 @@ static struct config *load(const char *path, struct config_errors *errs, enum lo
 	if (part == LOAD_ALL) {
 		config_check_log(&rd, "server.access_log", cfg->access_log);
 		config_check_log(&rd, "events.audit_log", cfg->events.audit_log);
+		config_accounts_warn(&rd, &cfg->accounts, cfg->mail.configured);
 	}
 	if (cfg->events.store && cfg->plugins != NULL &&
 	    !plugins_storage(cfg->plugins, &(struct storage){0}))

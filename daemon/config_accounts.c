@@ -6,20 +6,25 @@
  * start with link_base, an http(s) URL without a query or fragment (the flows append
  * "/verify?token=..."), and the two settings that answer a client "check your mail"
  * (require_verified, conceal_existing) are refused when no mail table is configured: nobody
- * could ever confirm an address. With both the accounts and the mail tables set (the flows in
- * use), mail_dir must hold the templates (config_mail_dir.c). Route scripts read the result
- * as sesame.accounts.
+ * could ever confirm an address. With the mail table set, mail_dir must hold the templates
+ * (config_mail_dir.c), accounts table or not: the flows mail whenever mail is on. Route
+ * scripts read the result as sesame.accounts. A link_base on loopback while mail is on is
+ * warned about, not refused: it is right on a developer's machine and wrong anywhere else.
  */
 #include "autoconfig.h"
 
 #include "config_accounts.h"
 #include "config_mail_dir.h"
+#include "config_outbound.h"
 
 #include <lua.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "log.h"
 
 #define ACCOUNTS(field) offsetof(struct config_accounts, field)
 #define MAX_TTL		(30L * 86400)
@@ -67,7 +72,7 @@ static bool mail_configured(struct config_reader *rd, int top)
 	return set;
 }
 
-static void check(struct config_reader *rd, int top, struct config_accounts *a, bool set)
+static void check(struct config_reader *rd, int top, struct config_accounts *a)
 {
 	if (!link_base_ok(a->link_base))
 		config_fail(rd, "accounts.link_base",
@@ -77,7 +82,7 @@ static void check(struct config_reader *rd, int top, struct config_accounts *a, 
 		trim_slashes(a->link_base);
 	if (a->mail_dir[0] == '\0')
 		config_fail(rd, "accounts.mail_dir", "expected a folder");
-	else if (set && mail_configured(rd, top))
+	else if (mail_configured(rd, top))
 		config_mail_dir_check(rd, a->mail_dir);
 	static const char *const mailing[] = {"accounts.require_verified",
 					      "accounts.conceal_existing"};
@@ -102,10 +107,24 @@ void config_accounts_read(struct config_reader *rd, int top, const struct config
 	section.base = a;
 	if (unset || config_is_table(rd, keypath)) {
 		config_table_read(&section, -1, keypath, accounts_keys);
-		check(rd, top, a, !unset);
+		check(rd, top, a);
 	}
 	if (unset)
 		lua_pop(rd->L, 1);
+}
+
+void config_accounts_warn(const struct config_reader *rd, const struct config_accounts *a,
+			  bool mail)
+{
+	if (!mail || a->link_base == NULL || !config_outbound_loopback_url(a->link_base, NULL))
+		return;
+	int line = config_find_line(rd->src, "accounts.link_base");
+	char at[16] = "";
+	if (line > 0)
+		snprintf(at, sizeof(at), ":%d", line);
+	log_warn("%s%s: accounts.link_base: the links in mails point to %s, this machine's "
+		 "loopback: set it to the public URL of the front end's pages",
+		 rd->file, at, a->link_base);
 }
 
 void config_accounts_defaults(struct config_accounts *a)

@@ -24,6 +24,13 @@ struct config_accounts {
  */
 config_kind config_accounts_read;
 
+/*
+ * Warns (a log line, not an error) when mail is on and the links in mails would point to
+ * this machine's loopback; rd gives the file and its text for the line.
+ */
+void config_accounts_warn(const struct config_reader *rd, const struct config_accounts *a,
+			  bool mail);
+
 /* The defaults, set before the file is read; config_accounts_clear frees what was read. */
 void config_accounts_defaults(struct config_accounts *a);
 void config_accounts_clear(struct config_accounts *a);

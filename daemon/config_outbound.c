@@ -4,10 +4,13 @@
  *
  * mail: an smtp:// or smtps:// URL, a From address, optional SMTP AUTH (the password read from
  * its file now, once, wiped when the configuration is freed, never shown in a message), a
- * timeout and the STARTTLS policy; AUTH to a server off loopback must use TLS. Without a mail
- * table mail is off. http: the allow list, "HOST" or "HOST:PORT" entries (a host alone allows
- * the scheme's default port only), a timeout and the largest response body. Unset, each section is
- * read as an empty table, so that every key keeps (and lists) its default.
+ * timeout and the STARTTLS policy; AUTH to a server off loopback must use TLS. The server's
+ * certificate is checked against ca_file (read now, so a worker needs no access to it) or
+ * the system's CAs; only opportunistic STARTTLS ("try") to a loopback server skips the check,
+ * as nobody can be in the middle there and local MTAs offer self-signed certificates. Without
+ * a mail table mail is off. http: the allow list, "HOST" or "HOST:PORT" entries (a host alone
+ * allows the scheme's default port only), a timeout and the largest response body. Unset, each
+ * section is read as an empty table, so that every key keeps (and lists) its default.
  */
 #include "autoconfig.h"
 
@@ -104,6 +107,34 @@ static void read_password_file(struct config_reader *rd, int tbl, const struct c
 	free(file);
 }
 
+/* The CAs to trust for the mail server, a PEM file, read now as the password is. */
+static void read_ca_file(struct config_reader *rd, int tbl, const struct config_key *key,
+			 const char *keypath)
+{
+	struct config_mail *m = mail_of(rd);
+	char *file = NULL, *path = NULL, *text = NULL;
+	size_t len = 0;
+	config_read_string(rd, keypath, &file);
+	if (file == NULL)
+		return;
+	path = file_resolve(rd->dir, file);
+	text = path != NULL ? file_read_len(path, &len) : NULL;
+	if (text == NULL)
+		config_fail(rd, keypath, "cannot read %s: %s", path != NULL ? path : file,
+			    strerror(errno));
+	else if (strstr(text, "-----BEGIN CERTIFICATE-----") == NULL)
+		config_fail(rd, keypath, "%s holds no PEM certificate", path);
+	else {
+		free(m->ca);
+		m->ca = text;
+		m->ca_len = len;
+		text = NULL;
+	}
+	free(text);
+	free(path);
+	free(file);
+}
+
 static void read_tls(struct config_reader *rd, int tbl, const struct config_key *key,
 		     const char *keypath)
 {
@@ -130,6 +161,7 @@ static const struct config_key mail_keys[] = {
     {"password_file", read_password_file, 0, 0, 0},
     {"timeout", config_ms, 100, 600000, MAIL(timeout_ms)},
     {"tls", read_tls, 0, 0, MAIL(tls)},
+    {"ca_file", read_ca_file, 0, 0, 0},
     {NULL, NULL, 0, 0, 0},
 };
 
@@ -142,25 +174,47 @@ static bool loopback_host(const char *host)
 	return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
-/*
- * Whether SMTP AUTH over url can be read by someone in the middle: it can unless TLS is
- * required (smtps://, or STARTTLS with tls = "require"), or the server is on loopback. "try"
- * is not enough: whoever is in the middle strips the server's STARTTLS offer.
- */
-static bool auth_in_clear(const char *url, int tls)
+bool config_outbound_loopback_url(const char *url, bool *smtps)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL;
-	bool clear = true;
-	if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	bool loopback = false;
+	if (u != NULL &&
+	    curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-		clear =
-		    tls != CURLUSESSL_ALL && strcmp(scheme, "smtps") != 0 && !loopback_host(host);
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+		loopback = loopback_host(host);
+		if (smtps != NULL)
+			*smtps = strcmp(scheme, "smtps") == 0;
+	}
 	curl_free(scheme);
 	curl_free(host);
 	curl_url_cleanup(u);
-	return clear;
+	return loopback;
+}
+
+/*
+ * Whether SMTP AUTH can be read by someone in the middle: it can unless TLS is required
+ * (smtps://, or STARTTLS with tls = "require"), or the server is on loopback. "try" is not
+ * enough: whoever is in the middle strips the server's STARTTLS offer.
+ */
+static bool auth_in_clear(const struct config_mail *m)
+{
+	bool smtps = false;
+	bool loopback = config_outbound_loopback_url(m->url, &smtps);
+	return m->tls != CURLUSESSL_ALL && !smtps && !loopback;
+}
+
+/*
+ * Whether the server's certificate is checked: always, but for opportunistic STARTTLS to a
+ * loopback server with no ca_file. Nobody is in the middle on loopback, and a local MTA's
+ * certificate is usually self-signed (Debian's snakeoil): checking it would stop every mail.
+ */
+static bool verify_server(const struct config_mail *m)
+{
+	bool smtps = false;
+	bool loopback = config_outbound_loopback_url(m->url, &smtps);
+	return m->ca != NULL || m->tls != CURLUSESSL_TRY || smtps || !loopback;
 }
 
 void config_mail_read(struct config_reader *rd, int top, const struct config_key *key,
@@ -169,6 +223,7 @@ void config_mail_read(struct config_reader *rd, int top, const struct config_key
 	struct config_mail *m = config_field(rd, key);
 	m->timeout_ms = DEFAULT_TIMEOUT_MS;
 	m->tls = CURLUSESSL_TRY;
+	m->verify = true;
 	if (!config_section_read(rd, m, keypath, mail_keys))
 		return;
 	m->configured = true;
@@ -178,11 +233,13 @@ void config_mail_read(struct config_reader *rd, int top, const struct config_key
 	if ((m->username != NULL) != (m->password != NULL))
 		config_fail(rd, m->username == NULL ? "mail.username" : "mail.password_file",
 			    "SMTP AUTH needs both mail.username and mail.password_file");
-	else if (m->username != NULL && m->url != NULL && auth_in_clear(m->url, m->tls))
+	else if (m->username != NULL && m->url != NULL && auth_in_clear(m))
 		config_fail(rd, "mail.username",
 			    "SMTP AUTH to another host needs tls = \"require\" or an smtps:// "
 			    "URL: without it the password can go out in clear text (\"try\" "
 			    "lets a man in the middle strip STARTTLS)");
+	if (m->url != NULL)
+		m->verify = verify_server(m);
 }
 
 /* "HOST" or "HOST:PORT", an IPv6 address in brackets: into e, the host lower-cased. */
@@ -258,6 +315,7 @@ void config_outbound_clear(struct config_mail *mail, struct config_http *http)
 	free(mail->from);
 	free(mail->username);
 	file_free_secret(mail->password, mail->password_len);
+	free(mail->ca);
 	memset(mail, 0, sizeof(*mail));
 	for (size_t i = 0; i < http->nallow; i++)
 		free(http->allow[i].host);

@@ -7,7 +7,7 @@
 
 #include "config_table.h"
 
-/* mail = { url, from, username, password_file, timeout, tls }: absent, mail is off. */
+/* mail = { url, from, username, password_file, timeout, tls, ca_file }: absent, mail is off. */
 struct config_mail {
 	bool configured;
 	char *url;	/* smtp://HOST:PORT or smtps://HOST:PORT */
@@ -17,6 +17,9 @@ struct config_mail {
 	size_t password_len;
 	long timeout_ms; /* the whole transfer, connecting included */
 	int tls;	 /* CURLUSESSL_TRY ("try", the default), CURLUSESSL_ALL ("require"), NONE */
+	char *ca;	 /* ca_file's PEM text, the only CAs trusted; NULL: the system's */
+	size_t ca_len;
+	bool verify; /* check the server's certificate: off only for "try" on loopback */
 };
 
 /* One entry of http.allow: a host (lower case) and a port, 0 for the scheme's default. */
@@ -43,5 +46,11 @@ void config_outbound_clear(struct config_mail *mail, struct config_http *http);
  * bracket or control character, at most 254 bytes.
  */
 bool config_outbound_address(const char *s);
+
+/*
+ * Whether url's host is this machine's loopback (127.0.0.0/8, ::1, localhost); when smtps
+ * is not NULL, *smtps says whether its scheme is smtps. False for a URL that cannot be parsed.
+ */
+bool config_outbound_loopback_url(const char *url, bool *smtps);
 
 #endif

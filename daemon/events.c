@@ -7,8 +7,10 @@
  * interleave), counts it in sesame_events_total, and with events.store hands a row to a job
  * thread that nobody waits for: the answer of the request that emitted it is never delayed,
  * and when the job queue is full the row is dropped (and said in the log) rather than the
- * request refused. The row keeps the name and the user in columns and the rest of the
- * object as its details. The Lua side (lua_events.c) runs the scripts' sesame.on handlers.
+ * request refused. The row keeps the name and the user's id in columns and the rest of the
+ * object as its details (a user that is not an id, a Flask sub, among them). Stored events
+ * are purged after events.retention whether events.store is on or not. The Lua side
+ * (lua_events.c) runs the scripts' sesame.on handlers.
  */
 #include "autoconfig.h"
 
@@ -109,7 +111,7 @@ static void row_done(struct job *job)
 	row_free(rj);
 }
 
-/* The row of ev: its details are everything but the columns' (event, at, user). */
+/* The row of ev: its details are everything but the columns' (event, at, user as an id). */
 static struct row_job *row_of(const json_t *ev, const struct storage *st)
 {
 	struct row_job *rj = calloc(1, sizeof(*rj));
@@ -118,13 +120,15 @@ static struct row_job *row_of(const json_t *ev, const struct storage *st)
 		goto fail;
 	json_object_del(details, "event");
 	json_object_del(details, "at");
-	json_object_del(details, "user");
+	rj->user_id = user_id_of(ev);
+	/* A user that is no id (a Flask sub) stays in the details: the column holds ids. */
+	if (rj->user_id != 0 || !json_is_string(json_object_get(ev, "user")))
+		json_object_del(details, "user");
 	rj->data = json_dumps(details, LINE_FLAGS);
 	if (rj->data == NULL)
 		goto fail;
 	json_decref(details);
 	rj->st = *st;
-	rj->user_id = user_id_of(ev);
 	snprintf(rj->name, sizeof(rj->name), "%s", json_string_value(json_object_get(ev, "event")));
 	rj->job.run = row_run;
 	rj->job.done = row_done;
@@ -184,7 +188,8 @@ void events_emit(const json_t *ev)
 
 void events_purge(const struct config *cfg, const struct storage *st)
 {
-	if (!cfg->events.store || st->fn->event_purge == NULL)
+	/* Without events.store too: the rows stored before it was turned off expire as well. */
+	if (st->fn->event_purge == NULL)
 		return;
 	char err[LOG_ERR_MAX] = "";
 	long long before = clock_wall_ms() - cfg->events.retention * 1000;

@@ -46,8 +46,9 @@ json_t *events_new(const char *name);
 void events_emit(const json_t *ev);
 
 /*
- * Deletes the stored events older than events.retention, when events.store; on the thread
- * that purges expired token state (revocation.c), which is not the loop.
+ * Deletes the stored events older than events.retention, with events.store or without it (the
+ * rows stored while it was on); on the thread that purges expired token state (revocation.c),
+ * which is not the loop.
  */
 void events_purge(const struct config *cfg, const struct storage *st);
 

@@ -4,13 +4,17 @@
  * sesame.on records a handler while the scripts load, in a registry table by event name ("*"
  * for every event). An event, emitted by a script or by sesame itself (a reused refresh
  * token, a rate-limit refusal), goes to events.c (audit line, row, metric), then each of its
- * handlers runs as a background task (luaapi_spawn) with its own copy of the event table:
- * after the request has been answered, never delaying it. A handler runs wrapped in
+ * handlers runs as a background task (luaapi_spawn) with its own copy of the event table.
+ * The handlers of a request's event are held on its call (a registry table of {fn, event,
+ * task name}) and spawned only when the call finishes (lua_run.c's finish: answered, timed
+ * out, or its client gone), so that they never compete with the request they came from;
+ * an event of a task, or of C code serving no call, starts its handlers at once (they run at
+ * the loop's next turn). A handler runs wrapped in
  * run_handler, which marks its call (in_handler), and every task spawned from it (sesame.defer,
  * and theirs) inherits the mark: an event emitted from any of them is logged and stored but
  * runs no handlers, so that a handler cannot feed itself for ever.
- * Fields are flat (strings, numbers, booleans) and never a secret: the names of secrets are
- * refused.
+ * Fields are flat (strings, numbers, booleans) and never a secret: a field whose name contains
+ * password, token, secret or api_key (in any case) is refused, naming the field.
  */
 #include "autoconfig.h"
 
@@ -22,15 +26,16 @@
 #include "events.h"
 #include "http.h"
 #include "json.h"
+#include "log.h"
 #include "lua_private.h"
 
 /* Registry key: the handlers by event name. */
 static const char handlers_key;
 
-/* Names the event table sets itself, and the names of secrets: no field has them. */
+/* Names the event table sets itself: no field has them. */
 static const char *const reserved[] = {"event", "at", "request_id", "remote_addr", NULL};
-static const char *const secrets[] = {"password",      "token",	 "access_token",
-				      "refresh_token", "secret", NULL};
+/* What the name of a secret contains (new_password, reset_token, client_secret): refused. */
+static const char *const secrets[] = {"password", "token", "secret", "api_key", NULL};
 
 static bool listed(const char *const *names, const char *name)
 {
@@ -39,6 +44,20 @@ static bool listed(const char *const *names, const char *name)
 			return true;
 	}
 	return false;
+}
+
+/* The word of secrets that name contains, in any case; NULL for none. */
+static const char *secret_in(const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *const *w = secrets; *w != NULL; w++) {
+		size_t len = strlen(*w);
+		for (size_t i = 0; i + len <= n; i++) {
+			if (strncasecmp(name + i, *w, len) == 0)
+				return *w;
+		}
+	}
+	return NULL;
 }
 
 /* Pushes the handlers table, made on first use. */
@@ -105,8 +124,39 @@ static int run_handler(lua_State *L)
 	return handler_finish(L, status, 0);
 }
 
-/* Starts a task for each handler of list (a field of the handlers table on top), if any. */
-static void spawn_handlers(lua_State *L, const char *list, const json_t *ev, const char *task)
+/* The table of handlers held on call, made on first use, pushed. */
+static void push_held(lua_State *L, struct luaapi_call *call)
+{
+	if (call->held_ref > 0) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, call->held_ref);
+		return;
+	}
+	lua_newtable(L);
+	lua_pushvalue(L, -1);
+	call->held_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Pops a handler and its event and holds them on call, with the task's name: {fn, ev, task}. */
+static void hold(lua_State *L, struct luaapi_call *call, const char *task)
+{
+	lua_createtable(L, 3, 0);
+	lua_insert(L, -3);
+	lua_rawseti(L, -3, 2);
+	lua_rawseti(L, -2, 1);
+	lua_pushstring(L, task);
+	lua_rawseti(L, -2, 3);
+	push_held(L, call);
+	lua_insert(L, -2);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	lua_pop(L, 1);
+}
+
+/*
+ * For each handler of list (a field of the handlers table on top), if any: a task, or, when
+ * held is a request's call, an entry held on it until it finishes.
+ */
+static void spawn_handlers(lua_State *L, const char *list, const json_t *ev, const char *task,
+			   struct luaapi_call *held)
 {
 	if (lua_getfield(L, -1, list) != LUA_TTABLE) {
 		lua_pop(L, 1);
@@ -114,15 +164,57 @@ static void spawn_handlers(lua_State *L, const char *list, const json_t *ev, con
 	}
 	lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
 	for (lua_Integer i = 1; i <= n; i++) {
-		lua_pushcfunction(L, run_handler);
-		lua_rawgeti(L, -2, i);
+		lua_rawgeti(L, -1, i);
 		if (json_push(L, ev, 4) != 0) {
-			lua_pop(L, 2);
+			lua_pop(L, 1);
 			continue;
 		}
+		if (held != NULL) {
+			hold(L, held, task);
+			continue;
+		}
+		lua_pushcfunction(L, run_handler);
+		lua_insert(L, -3);
 		luaapi_spawn(L, 2, task);
 	}
 	lua_pop(L, 1);
+}
+
+/* On the main state, protected: a task for each entry of the held table (argument 1). */
+static int spawn_held(lua_State *L)
+{
+	char task[EVENTS_NAME_MAX + 8];
+	lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, 1, i);
+		lua_rawgeti(L, -1, 3);
+		snprintf(task, sizeof(task), "%s", lua_tostring(L, -1));
+		lua_pop(L, 1);
+		lua_pushcfunction(L, run_handler);
+		lua_rawgeti(L, -2, 1);
+		lua_rawgeti(L, -3, 2);
+		luaapi_spawn(L, 2, task);
+		lua_pop(L, 1);
+	}
+	return 0;
+}
+
+void luaapi_events_release(struct luaapi_call *call)
+{
+	lua_State *L = call->api->L;
+	if (call->held_ref <= 0)
+		return;
+	if (lua_checkstack(L, 2)) {
+		lua_pushcfunction(L, spawn_held);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, call->held_ref);
+		if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+			log_error("%s: the sesame.on handlers of its events cannot start: %s",
+				  call->name, lua_tostring(L, -1));
+			lua_pop(L, 1);
+		}
+	}
+	luaL_unref(L, LUA_REGISTRYINDEX, call->held_ref);
+	call->held_ref = 0;
 }
 
 json_t *luaapi_event_new(lua_State *L, const char *name)
@@ -150,10 +242,12 @@ void luaapi_event_emit(lua_State *L, json_t *ev)
 	char task[EVENTS_NAME_MAX + 8];
 	events_emit(ev);
 	if (luaapi_get(L)->base != NULL && lua_checkstack(L, 8) && !running_handler(L)) {
+		struct luaapi_call *call = luaapi_current(L);
+		struct luaapi_call *held = call != NULL && !call->task ? call : NULL;
 		snprintf(task, sizeof(task), "on %s", name);
 		push_handlers(L);
-		spawn_handlers(L, name, ev, task);
-		spawn_handlers(L, "*", ev, task);
+		spawn_handlers(L, name, ev, task, held);
+		spawn_handlers(L, "*", ev, task, held);
 		lua_pop(L, 1);
 	}
 	json_decref(ev);
@@ -170,9 +264,11 @@ static size_t check_fields(lua_State *L, int idx)
 				   luaL_typename(L, -2));
 		const char *key = lua_tostring(L, -2);
 		int t = lua_type(L, -1);
-		if (listed(secrets, key))
-			luaL_error(L, "sesame.emit: field %s: an event never carries a secret",
-				   key);
+		if (secret_in(key) != NULL)
+			luaL_error(L,
+				   "sesame.emit: field %s: an event never carries a secret (no "
+				   "field name contains %s)",
+				   key, secret_in(key));
 		if (listed(reserved, key))
 			luaL_error(L, "sesame.emit: field %s is set by sesame", key);
 		if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)

@@ -7,9 +7,10 @@
  * multipart/alternative of both). A header value holding CR, LF or NUL, or an address that is
  * not one plain address, raises: a script's mistake never reaches the server. The message is
  * then sent over SMTP by an outbound transfer (outbound.c) while the caller yields: STARTTLS as
- * mail.tls says, SMTP AUTH with mail.username and the password file, all of it bounded by
- * mail.timeout. Any failure answers nil, "mail server unavailable"; the log says which failure,
- * never the message.
+ * mail.tls says, the server's certificate checked as config_outbound.c decided (against
+ * mail.ca_file's CAs alone when set), SMTP AUTH with mail.username and the password file, all
+ * of it bounded by mail.timeout. Any failure answers nil, "mail server unavailable"; the log says
+ * which failure, never the message.
  */
 #include "autoconfig.h"
 
@@ -273,6 +274,20 @@ static void mail_release(struct luaapi_job *lj)
 	free(mj);
 }
 
+/* Whom the transfer e trusts: mail.ca_file's CAs alone, the system's, or (see cfg->verify) no
+ * check. */
+static void set_trust(CURL *e, const struct config_mail *cfg)
+{
+	if (cfg->ca != NULL) {
+		struct curl_blob ca = {
+		    .data = cfg->ca, .len = cfg->ca_len, .flags = CURL_BLOB_COPY};
+		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+		curl_easy_setopt(e, CURLOPT_CAPATH, (char *)NULL);
+	}
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, cfg->verify ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->verify ? 2L : 0L);
+}
+
 /* The transfer of the message at the top of the stack to `to`; NULL when out of memory. */
 static struct mail_job *new_mail(lua_State *L, const struct config_mail *cfg, const char *to)
 {
@@ -306,6 +321,7 @@ static struct mail_job *new_mail(lua_State *L, const struct config_mail *cfg, co
 	curl_easy_setopt(e, CURLOPT_READDATA, mj);
 	curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)mj->len);
 	curl_easy_setopt(e, CURLOPT_USE_SSL, (long)cfg->tls);
+	set_trust(e, cfg);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, cfg->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, cfg->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, mj->err);

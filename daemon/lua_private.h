@@ -85,7 +85,9 @@ struct luaapi_call {
 	struct luaapi_call *next_spawned;
 	lua_State *co;
 	int co_ref;
-	int req_ref; /* the request object, detached from this call when it ends */
+	int req_ref;  /* the request object, detached from this call when it ends */
+	int held_ref; /* a request's: the sesame.on handlers its events start once it ends, a
+			 registry table (0: none; lua_events.c) */
 	long instructions;
 	struct luaapi_job *job; /* the job the handler waits on, if any */
 	struct claims claims;	/* the verified token's, when the route asked for one */
@@ -281,8 +283,14 @@ void luaapi_events_inject(lua_State *L);
 json_t *luaapi_event_new(lua_State *L, const char *name);
 /* Sets the event's user: the identity (a sub), as a number when it is one. */
 void luaapi_event_user(json_t *ev, const char *identity);
-/* Emits ev (events_emit) and starts its sesame.on handlers as background tasks; frees ev. */
+/*
+ * Emits ev (events_emit) and starts its sesame.on handlers as background tasks; frees ev. The
+ * handlers of a request's event are held on its call until luaapi_events_release.
+ */
 void luaapi_event_emit(lua_State *L, json_t *ev);
+/* lua_run.c calls it as a call finishes (answered, timed out, client gone): its held handlers
+ * join the background tasks. */
+void luaapi_events_release(struct luaapi_call *call);
 /* accounts: the accounts settings, read-only */
 void luaapi_accounts_inject(lua_State *L);
 /* json: encode and decode */

@@ -517,6 +517,7 @@ static void finish(struct luaapi_call *call, bool failed)
 		call->job->release(call->job);
 	if (call->deadline != NULL)
 		event_free(call->deadline);
+	luaapi_events_release(call);
 	claims_clear(&call->claims);
 	/* The scoreboard names the route being served while any handler is in flight, and the
 	 * one whose variables close. */

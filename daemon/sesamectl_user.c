@@ -13,8 +13,9 @@
  * terminal, or read as one line of standard input, into a locked buffer that is wiped once
  * the password is hashed; Ctrl-C at the prompt turns the echo back on. Setting a
  * password and disabling a user log it out everywhere: every refresh family revoked, which
- * every worker learns within jwt.revocation_refresh. Disabling, enabling and deleting a user
- * are events (disabled, enabled, deleted) in the audit log and, with events.store, in storage.
+ * every worker learns within jwt.revocation_refresh. Each change is an event (registered,
+ * password_changed, disabled, enabled, deleted, verified; "by": "sesamectl") in the audit log
+ * and, with events.store, in storage.
  */
 #include "autoconfig.h"
 
@@ -364,6 +365,8 @@ static int user_add(struct user_ctx *uc, const struct user_opts *o)
 	if (r != SESAME_STORAGE_OK)
 		return storage_failed(r, err);
 	printf("sesamectl: added user %lld (%s, %s)\n", id, email, username);
+	uc->user = (struct sesame_user){.id = id, .email = email};
+	emit(uc, "registered");
 	return CTL_OK;
 }
 
@@ -382,6 +385,7 @@ static int user_passwd(struct user_ctx *uc, const struct user_opts *o)
 	if (r != SESAME_STORAGE_OK)
 		return storage_failed(r, err);
 	printf("sesamectl: new password set for user %lld (%s)\n", uc->user.id, uc->user.email);
+	emit(uc, "password_changed");
 	return log_out_everywhere(uc);
 }
 
@@ -590,18 +594,19 @@ static int user_verify(struct user_ctx *uc, const struct user_opts *o)
 	if (r != SESAME_STORAGE_OK)
 		return storage_failed(r, err);
 	printf("sesamectl: user %lld (%s) verified\n", uc->user.id, uc->user.email);
+	emit(uc, "verified");
 	return CTL_OK;
 }
 
 static const struct user_command commands[] = {
-    {"add", 1, user_add, false},
-    {"passwd", 1, user_passwd, false},
+    {"add", 1, user_add, true},
+    {"passwd", 1, user_passwd, true},
     {"disable", 1, user_disable, true},
     {"enable", 1, user_enable, true},
     {"delete", 1, user_delete, true},
     {"list", 0, user_list, false},
     {"show", 1, user_show, false},
-    {"verify", 1, user_verify, false},
+    {"verify", 1, user_verify, true},
     {NULL, 0, NULL, false},
 };
 

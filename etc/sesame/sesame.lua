@@ -112,6 +112,7 @@ limits = {
 accounts = {
   -- The front end's URL that the mails' links start with: LINK_BASE/verify?token=...,
   -- /reset?token=..., /email/confirm?token=...; its pages POST the token to sesame.
+  -- With mail on, sesamed -t warns while this is loopback: set your public URL.
   link_base = "http://127.0.0.1:8080",
   -- true: log-in answers 403 "email not verified" until the address is confirmed, and
   -- registration hands out no tokens. Needs the mail table.
@@ -130,14 +131,14 @@ accounts = {
   email_ttl = 86400,
   -- The mail templates (verify.txt, reset.txt, email_change.txt, email_changed.txt,
   -- exists.txt, email_taken.txt): the subject and words of each mail, yours to change.
-  -- With the mail table set, sesamed -t checks that this folder, below this file's, holds
-  -- them all.
+  -- With the mail table set (this table or not: the flows mail whenever mail is on),
+  -- sesamed -t checks that this folder, below this file's, holds them all.
   mail_dir = "mail",
 }
 
 -- Auth events (sesame.emit, sesame.on): each is one JSON line in audit_log ("stderr", a file
 -- appended to, or false) and, with store = true, a row in storage that `sesamectl events`
--- lists, kept retention seconds.
+-- lists, kept retention seconds (purged with store = false too).
 events = {
   audit_log = "stderr",
   store = false,
@@ -203,6 +204,8 @@ password = {
 --   -- preference, the local one first; each a socket path or host[:port] ("[::1]:3306")
 --   -- mariadb = { hosts = { "/run/mysqld/mysqld.sock", "db2:3306", "db3:3306" }, ... },
 --   -- or, on one machine: backend = "sqlite", sqlite = { path = "/var/lib/sesame/sesame.db" },
+--   --   with busy_timeout = 5000 (ms a write waits for a lock) and query_timeout = 5000 (ms a
+--   --   route script's statement, sesame.db, may run before it is stopped)
 --   users = { table = "users" },    -- and id, email, username, password: column names
 --   migrate = true,                 -- apply the schema's migrations at start and reload
 --   query_rows = 1000,              -- the most rows sesame.db.query returns (more: it raises)
@@ -226,6 +229,10 @@ password = {
 --                                   -- only with tls = "require" or smtps://
 --   timeout = 10,                   -- seconds for the whole transfer
 --   tls = "try",                    -- STARTTLS when offered; "require", or false for never
+--   ca_file = nil,                  -- a PEM file of the CAs to trust for the server (alone);
+--                                   -- nil: the system's. The certificate is checked but
+--                                   -- for "try" to loopback without ca_file (a local MTA's
+--                                   -- self-signed one: nobody is in the middle there)
 -- }
 
 -- The only hosts sesame.http.request may reach (an SSRF guard: docs/operations.md).

@@ -24,8 +24,9 @@
  * read after, so a revocation's time is never older than its commit by more than the writes.
  * Failed log-ins per account are one statement each, on SQLite's own clock.
  * The time is SQLite's own ('now'): the store's clock, as the MariaDB store's is its server's.
- * The functions of ABI 1.1 (one-time tokens, events, route scripts' statements) live in
- * sqlite_accounts.c, on the connections and helpers of this file (sqlite_private.h).
+ * The functions of ABI 1.1 live in sqlite_accounts.c (one-time tokens, events) and
+ * sqlite_query.c (route scripts' statements), on the connections and helpers of this file
+ * (sqlite_private.h).
  */
 #include <sesame/plugin.h>
 
@@ -168,7 +169,7 @@ static void make_sql(struct store *s)
 static int init(const struct sesame_host *host, struct sesame_config *cfg, void **state)
 {
 	const char *path = DEFAULT_PATH;
-	long long timeout = 5000;
+	long long timeout = 5000, query_timeout = 5000;
 	if (host->users == NULL || sqlite3_threadsafe() == 0) {
 		host->log(host, SESAME_LOG_ERROR, "%s",
 			  host->users == NULL ? "sesamed gives no users table (storage.users)"
@@ -178,6 +179,7 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 	if (host->config_string(cfg, "path", &path) == SESAME_CONFIG_OK && path[0] == '\0')
 		host->config_error(cfg, "path", "expected a file name");
 	host->config_integer(cfg, "busy_timeout", 0, 3600000, &timeout);
+	host->config_integer(cfg, "query_timeout", 1, 3600000, &query_timeout);
 	struct store *s = calloc(1, sizeof(*s));
 	char *full = resolve(host, path);
 	if (s == NULL || full == NULL) {
@@ -186,8 +188,11 @@ static int init(const struct sesame_host *host, struct sesame_config *cfg, void 
 		free(s);
 		return -1;
 	}
-	*s = (struct store){
-	    .host = host, .users = host->users, .path = full, .busy_timeout = (int)timeout};
+	*s = (struct store){.host = host,
+			    .users = host->users,
+			    .path = full,
+			    .busy_timeout = (int)timeout,
+			    .query_timeout = query_timeout};
 	make_sql(s);
 	*state = s;
 	return 0;
@@ -289,6 +294,8 @@ static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errle
 	}
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, s->busy_timeout);
+	/* sesame attaches nothing; a route script may not either (sqlite_query.c) */
+	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
 	if (exec(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err, errlen) != 0 ||
 	    exec(db, "PRAGMA synchronous = FULL", NULL, 0, err, errlen) != 0 ||
 	    exec(db, "PRAGMA foreign_keys = ON", NULL, 0, err, errlen) != 0)

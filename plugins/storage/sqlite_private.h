@@ -1,7 +1,8 @@
 /*
  * sqlite_private.h: what the SQLite store's files share (sqlite.c: connections, migrations,
- * users and token state; sqlite_accounts.c: the account flows' state, events and route
- * scripts' own statements). Not an interface of the plugin: that is <sesame/plugin.h>.
+ * users and token state; sqlite_accounts.c: the account flows' state and events;
+ * sqlite_query.c: route scripts' own statements). Not an interface of the plugin: that is
+ * <sesame/plugin.h>.
  */
 #ifndef SESAME_SQLITE_PRIVATE_H
 #define SESAME_SQLITE_PRIVATE_H
@@ -85,7 +86,8 @@ struct store {
 	const struct sesame_host *host;
 	const struct sesame_users_schema *users;
 	char *path;
-	int busy_timeout; /* ms */
+	int busy_timeout;	 /* ms */
+	long long query_timeout; /* ms, a route script's statement */
 	char sql[STATEMENTS][640];
 	struct pool *pool; /* set in each worker, after fork, by worker_start */
 };
@@ -139,6 +141,8 @@ enum sesame_storage_result sqlite_event_list(void *state, long long user_id, lon
 					     void *ctx, char *err, size_t errlen);
 enum sesame_storage_result sqlite_event_purge(void *state, long long before_ms, char *err,
 					      size_t errlen);
+
+/* sqlite_query.c: a route script's own statement (ABI 1.1). */
 enum sesame_storage_result
 sqlite_query(void *state, const char *sql, const struct sesame_value *params, size_t nparams,
 	     int (*row)(void *ctx, size_t ncols, const char *const *names,

@@ -14,7 +14,7 @@ import jwt
 import pytest
 import requests
 
-from conftest import TOP, MariaDB, wait_for
+from conftest import TOP, wait_for
 
 SECRET = "fault-tests-secret-0123456789abcdefgh!"
 ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text()
@@ -95,14 +95,6 @@ def registered(results):
 
 
 # ---- MariaDB stopped under load ----
-
-@pytest.fixture
-def own_mariadb(tmp_path):
-    server = MariaDB(tmp_path / "mariadb")
-    server.start()
-    yield server
-    server.stop()
-
 
 def test_mariadb_stopped_under_load(sesamed, own_mariadb):
     db = own_mariadb

@@ -64,6 +64,9 @@ def test_every_file_is_in_its_place(installed):
         for name in names:
             assert (conf / folder / name).read_text() == \
                 (TOP / "etc/sesame" / folder / name).read_text()
+    for name in SHIPPED["mail"]:
+        assert (conf / "mail" / f"{name}.default").read_bytes() == \
+            (conf / "mail" / name).read_bytes()
     assert (d["includedir"] / "sesame" / "plugin.h").exists()
     assert "Name: sesame-plugin" in (d["pkgconfigdir"] / "sesame-plugin.pc").read_text()
     for backend in ("mariadb", "sqlite"):
@@ -107,6 +110,7 @@ server.user = "root"
 plugins = {{ path = "{d['pkglibdir'] / 'plugins'}" }}
 jwt = {{ secret_file = "{key}" }}
 storage = {{ backend = "sqlite", sqlite = {{ path = "{tmp_path / 'sesame.db'}" }} }}
+mail = {{ url = "smtp://127.0.0.1:25", from = "sesame@example.com" }}
 """)
     try:
         r = subprocess.run([str(d["sbindir"] / "sesamed"), "-t", "-c", str(test_conf)],
@@ -115,6 +119,31 @@ storage = {{ backend = "sqlite", sqlite = {{ path = "{tmp_path / 'sesame.db'}" }
         test_conf.unlink()
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"({len(ROUTES)} route scripts)" in r.stdout
+    # Mail is on, so the installed templates went through the check; the shipped link_base
+    # is a developer's.
+    assert "accounts.link_base: the links in mails point to http://127.0.0.1:8080" in r.stderr
+
+
+def test_the_installed_templates_are_checked(installed, tmp_path):
+    root, d = installed
+    conf = d["sysconfdir"] / "sesame"
+    test_conf = conf / "test.lua"
+    test_conf.write_text(f"""server = {{ user = "root" }}
+plugins = {{ path = "{d['pkglibdir'] / 'plugins'}" }}
+routes = {{}}
+mail = {{ url = "smtp://127.0.0.1:25", from = "sesame@example.com" }}
+""")
+    reset = conf / "mail" / "reset.txt"
+    shipped = reset.read_bytes()
+    reset.write_text("Your reset link: {link}\n")  # no Subject: line
+    try:
+        r = subprocess.run([str(d["sbindir"] / "sesamed"), "-t", "-c", str(test_conf)],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        test_conf.unlink()
+        reset.write_bytes(shipped)
+    assert r.returncode == 1
+    assert f"accounts.mail_dir: template {reset}: expected a Subject: line" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("page", MAN)
@@ -143,10 +172,18 @@ def test_installing_again_keeps_the_operators_configuration(tmp_path):
     own = (conf / "sesame.lua").read_text() + 'server.workers = 1\n'
     (conf / "sesame.lua").write_text(own)
     (conf / "sesame.lua.default").write_text("-- an older release's\n")
+    wording = "Subject: Bitte bestätigen Sie Ihre Adresse\n\n{link}\n"
+    (conf / "mail/verify.txt").write_text(wording)
+    (conf / "mail/verify.txt.default").write_text("Subject: an older release's\n\n")
+    (conf / "mail/reset.txt").unlink()
     make("install", root)
     assert (conf / "sesame.lua").read_text() == own
     assert (conf / "sesame.lua.default").read_text() == \
         (TOP / "etc/sesame/sesame.lua").read_text()
+    assert (conf / "mail/verify.txt").read_text() == wording
+    for name in ("verify.txt.default", "reset.txt", "reset.txt.default"):
+        assert (conf / "mail" / name).read_text() == \
+            (TOP / "etc/sesame/mail" / name.removesuffix(".default")).read_text(), name
     make("uninstall", root)
-    left = [p for p in root.rglob("*") if p.is_file()]
-    assert left == [conf / "sesame.lua"]
+    left = sorted(p for p in root.rglob("*") if p.is_file())
+    assert left == [conf / "mail/verify.txt", conf / "sesame.lua"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import SESAMED, route_file
+from conftest import SESAMED, TOP, route_file, wait_for
 
 ROUTES = {"onetime_db.lua": route_file("onetime_db.lua")}
 SECRET = "onetime-db-tests-secret-0123456789abcdef"
@@ -35,7 +35,19 @@ def app(request, sesamed):
         storage = db.storage(db.database, "query_rows = 5")
     s = sesamed(routes=ROUTES, more=storage + JWT)
     s.backend = request.param
+    s.db = None if request.param == "sqlite" else db
     return s
+
+
+def count_rows(s, table):
+    """The rows of one of sesame's tables, read from outside sesamed."""
+    if s.db is not None:
+        return int(s.db.sql(f"SELECT COUNT(*) FROM {table}", s.db.database).stdout)
+    db = sqlite3.connect(s.dir / "sesame.db")
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        db.close()
 
 
 def new_user(s, n):
@@ -87,6 +99,23 @@ def test_an_expired_token_is_refused(app):
     token = issue(app, uid, ttl=1)
     time.sleep(2.2)
     assert spend(app, token).status_code == 404
+
+
+def test_expired_tokens_are_purged_from_storage(app):
+    uid = new_user(app, 1)
+    for purpose in ("verify", "reset", "email"):
+        issue(app, uid, purpose, ttl=2)
+    kept = issue(app, uid, "reset", ttl=3600)
+    # Not expired yet, so no purge can have taken them.
+    assert count_rows(app, "sesame_onetime_tokens") == 4
+    time.sleep(3.2)
+    # Expired: the purge deletes them. It runs every minute, and whenever a worker takes over
+    # the node's revocation lease, as the first worker of a start does.
+    assert app.stop() == 0
+    app.start()
+    assert wait_for(lambda: count_rows(app, "sesame_onetime_tokens") == 1), app.log()
+    assert spend(app, kept, "reset").json() == {"user": uid}
+    assert count_rows(app, "sesame_onetime_tokens") == 0
 
 
 def test_a_token_of_another_purpose_is_refused(app):
@@ -337,6 +366,99 @@ def test_a_duplicate_key_is_exists(app):
     assert r.status_code == 409 and r.json()["error"] == "exists"
     assert query(app, "SELECT nosuchcolumn FROM roles").status_code == 500
     assert query(app, "SELECT name FROM roles WHERE name = ?").status_code == 500
+
+
+def test_sesame_db_with_storage_down_is_503(sesamed, own_mariadb):
+    s = sesamed(routes=ROUTES, more=own_mariadb.storage("down") + JWT)
+    assert execute(s, ROLES["mariadb"]).status_code == 200
+    own_mariadb.stop()
+    for r in (query(s, "SELECT name FROM roles"),
+              execute(s, "INSERT INTO roles (name) VALUES (?)", "admin")):
+        assert r.status_code == 503, r.text
+        assert r.json() == {"result": "fail", "error": "storage unavailable"}
+    own_mariadb.start()
+    assert wait_for(lambda: query(s, "SELECT COUNT(*) AS n FROM roles").status_code == 200, 20)
+    assert query(s, "SELECT COUNT(*) AS n FROM roles").json()["rows"] == [{"n": 0}]
+
+
+# ---- sesame.db on SQLite: the pooled connection stays as sesame's own statements need it ----
+
+USERS = (TOP / "etc/sesame/routes/users.lua").read_text()
+RUNAWAY = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+           "SELECT count(*) AS n FROM c")
+
+
+@pytest.fixture
+def lite(sesamed):
+    """SQLite, one worker of two job threads, a short query_timeout, and the shipped
+    registration and log-in beside the test routes."""
+    storage = ('storage = { backend = "sqlite", sqlite = { path = "sesame.db", '
+               'query_timeout = 300 } }\n')
+    return sesamed(routes={**ROUTES, "users.lua": USERS}, config="threads = 2", workers=1,
+                   more=storage + JWT)
+
+
+def attempt(s, sql, *args):
+    r = s.post("/db/try", json={"sql": sql, "args": list(args)})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def register_and_log_in(s, n):
+    person = {"email": f"person{n}@example.com", "username": f"person{n}",
+              "password": "correct horse battery"}
+    r = s.post("/users/register", json=person)
+    assert r.status_code == 200, r.text
+    r = s.post("/users/login", json={"email": person["email"], "password": person["password"]})
+    assert r.status_code == 200 and r.json()["access_token"], r.text
+
+
+def test_a_runaway_statement_is_stopped(lite):
+    # More runaways than the worker has job threads: each one gives its thread back.
+    for _ in range(3):
+        assert attempt(lite, RUNAWAY) == {
+            "error": "storage: SQLite: the statement took longer than 300 ms "
+                     "(storage.sqlite.query_timeout) and was stopped"}
+    register_and_log_in(lite, 1)
+    assert attempt(lite, "SELECT COUNT(*) AS n FROM users") == {"rows": [{"n": 1}]}
+    # A statement that ends in time is not stopped.
+    assert attempt(lite, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                         "WHERE x < 1000) SELECT count(*) AS n FROM c") == {"rows": [{"n": 1000}]}
+
+
+def test_statements_that_would_change_the_connection_are_refused(lite):
+    copy = lite.dir / "copy.db"
+    refused = [
+        ("PRAGMA query_only = 1", (), "PRAGMA query_only"),
+        ("PRAGMA foreign_keys = OFF", (), "PRAGMA foreign_keys"),
+        ("PRAGMA synchronous = OFF", (), "PRAGMA synchronous"),
+        ("PRAGMA writable_schema = ON", (), "PRAGMA writable_schema"),
+        ("ATTACH ? AS other", (str(copy),), "ATTACH, DETACH or VACUUM"),
+        ("DETACH other", (), "ATTACH, DETACH or VACUUM"),
+        ("VACUUM INTO ?", (str(copy),), "ATTACH, DETACH or VACUUM"),
+        ("VACUUM", (), "ATTACH, DETACH or VACUUM"),
+        ("CREATE TEMP TABLE users (id INTEGER)", (), "a temporary table, index, view or trigger"),
+        ("CREATE TEMP TRIGGER t AFTER INSERT ON users BEGIN DELETE FROM users; END", (),
+         "a temporary table, index, view or trigger"),
+        ("CREATE VIEW temp.v AS SELECT 1", (), "a temporary table, index, view or trigger"),
+    ]
+    for sql, args, kind in refused:
+        assert attempt(lite, sql, *args) == {
+            "error": f"storage: SQLite: a route script's statement may not use {kind}"}, sql
+    assert not copy.exists()
+    # sesame's own statements run as before on the same connections: a write (query_only,
+    # the temporary table and trigger would have stopped it) and a log-in.
+    register_and_log_in(lite, 1)
+    register_and_log_in(lite, 2)
+    db = sqlite3.connect(lite.dir / "sesame.db")
+    assert db.execute("SELECT COUNT(*) FROM users").fetchone() == (2,)
+    assert db.execute("SELECT COUNT(*) FROM sesame_refresh_families").fetchone()[0] >= 2
+    # The pragmas that only describe a table, and the operator's own temporary-free DDL, work.
+    names = {row["name"] for row in attempt(lite, "PRAGMA table_info(users)")["rows"]}
+    assert {"id", "email", "password"} <= names
+    assert attempt(lite, "SELECT name FROM pragma_table_info('users') WHERE pk = 1") == {
+        "rows": [{"name": "id"}]}
+    assert attempt(lite, "CREATE TABLE roles (user_id INTEGER, role TEXT)") == {"rows": []}
 
 
 # ---- migrations ----

@@ -2,7 +2,11 @@
 sesame.http.request to a real HTTP receiver, and sesame.defer, the background tasks that
 serve no request. Every wait runs on the worker's loop: the worker answers other requests
 meanwhile."""
+import datetime
+import ipaddress
+import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -11,13 +15,28 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import receivers
-from conftest import SESAMED, route_file
+from conftest import SESAMED, TOP, route_file
 
 ROUTES = {"outbound.lua": route_file("outbound.lua")}
 FROM = "sesame@example.com"
 SMTP_PASSWORD = "smtp-secret-Zq81pW"
+
+
+@pytest.fixture
+def sesamed(sesamed):
+    """conftest's sesamed, with the shipped mail templates in its folder: with a mail table
+    set, loading the configuration checks that accounts.mail_dir holds them."""
+    def make(config="", routes=None, workers=2, start=True, more=""):
+        s = sesamed(config, routes, workers, False, more)
+        shutil.copytree(TOP / "etc/sesame/mail", s.dir / "mail")
+        return s.start() if start else s
+    return make
 
 
 def mail_config(url, extra=""):
@@ -179,6 +198,130 @@ def test_smtp_auth_refused_is_unavailable(sesamed, auth_mailbox, tmp_path):
     s.wait_log("mail not sent")
     assert auth_mailbox.messages == []
     assert "not-the-password" not in s.log()
+
+
+# ---- mail over TLS ----
+
+def self_signed(folder, name):
+    """A self-signed certificate for 127.0.0.1 and localhost, as a local MTA has one (Debian's
+    snakeoil): folder/name.pem and its key folder/name.key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    (folder / f"{name}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / f"{name}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return folder / f"{name}.pem"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """The mail server's self-signed certificate, and another nobody signed it with."""
+    folder = tmp_path_factory.mktemp("certs")
+    return {"server": self_signed(folder, "server"), "other": self_signed(folder, "other")}
+
+
+class _SeesTLS(receivers._Handler):
+    """Records, for each mail, whether it came over TLS."""
+
+    async def handle_DATA(self, server, session, envelope):
+        implicit = server.transport.get_extra_info("ssl_object") is not None
+        self.box.tls.append(implicit or session.ssl is not None)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def tls_mailbox(certs):
+    """Makes a mailbox with the self-signed certificate: STARTTLS offered and required before
+    MAIL FROM (smtp://), or TLS from the first byte (implicit=True, smtps://); auth as
+    auth_mailbox's, over TLS only."""
+    made = []
+
+    def make(implicit=False, auth=None):
+        box = receivers.Mailbox()
+        box.tls = []
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(certs["server"], certs["server"].with_suffix(".key"))
+        tls = {"ssl_context": ctx} if implicit else {"tls_context": ctx,
+                                                     "require_starttls": True}
+        if auth is not None:
+            tls.update(authenticator=auth, auth_required=True, auth_require_tls=True)
+        box.controller = Controller(_SeesTLS(box), hostname="127.0.0.1", port=box.port, **tls)
+        box.controller.start()
+        box.url = f"smtps://127.0.0.1:{box.port}" if implicit else box.url
+        made.append(box)
+        return box
+
+    yield make
+    for box in made:
+        box.stop()
+
+
+def send_over_tls(s, box, to):
+    r = send(s, to=to, subject="Over TLS", text="body")
+    assert r.status_code == 200, s.log()
+    return r.json()
+
+
+def test_starttls_try_on_loopback_takes_a_self_signed_certificate(sesamed, tls_mailbox):
+    box = tls_mailbox()
+    s = sesamed(routes=ROUTES, more=mail_config(box.url))
+    assert send_over_tls(s, box, "tls@example.org")["sent"] is True, s.log()
+    assert box.last("tls@example.org")["message"]["Subject"] == "Over TLS"
+    assert box.tls == [True]
+
+
+@pytest.mark.parametrize("implicit,tls", [(False, ', tls = "require"'), (False, ""),
+                                          (True, "")])
+def test_tls_with_the_ca_file_delivers(sesamed, tls_mailbox, certs, implicit, tls):
+    box = tls_mailbox(implicit)
+    s = sesamed(routes=ROUTES, more=mail_config(box.url, f'ca_file = "{certs["server"]}"{tls}'))
+    assert send_over_tls(s, box, "ca@example.org")["sent"] is True, s.log()
+    assert box.last("ca@example.org")["from"] == FROM
+    assert box.tls == [True]
+
+
+@pytest.mark.parametrize("implicit,settings", [
+    (False, 'tls = "require"'),      # the system's CAs never signed it
+    (True, ""),                      # smtps:// checks too, loopback or not
+    (False, 'ca_file = "OTHER"'),    # a ca_file is checked on loopback as well
+    (False, 'tls = "require", ca_file = "OTHER"'),
+])
+def test_a_certificate_nobody_vouches_for_is_refused(sesamed, tls_mailbox, certs, implicit,
+                                                     settings):
+    box = tls_mailbox(implicit)
+    settings = settings.replace("OTHER", str(certs["other"]))
+    s = sesamed(routes=ROUTES, more=mail_config(box.url, settings))
+    assert send_over_tls(s, box, "mitm@example.org") == {
+        "sent": False, "error": "mail server unavailable", "enabled": True}
+    s.wait_log("mail not sent")
+    why = [line for line in s.log().splitlines() if "mail not sent" in line]
+    assert "certificate" in why[0], s.log()
+    assert box.messages == [] and box.tls == []
+
+
+def test_smtp_auth_over_required_starttls(sesamed, tls_mailbox, certs, tmp_path):
+    auth = _Auth()
+    box = tls_mailbox(auth=auth)
+    secret = tmp_path / "smtp.pw"
+    secret.write_text(SMTP_PASSWORD + "\n")
+    s = sesamed(routes=ROUTES, more=mail_config(
+        box.url, f'tls = "require", ca_file = "{certs["server"]}", username = "mailer", '
+                 f'password_file = "{secret}"'))
+    assert send_over_tls(s, box, "auth@example.org")["sent"] is True, s.log()
+    assert box.last("auth@example.org")["message"]["Subject"] == "Over TLS"
+    assert auth.logins == [(b"mailer", True)] and box.tls == [True]
+    no_secret_in(s)
 
 
 def test_mail_not_configured(sesamed):
@@ -354,6 +497,10 @@ def test_graceful_stop_waits_for_tasks(sesamed, receiver):
     ('mail = { url = "smtp://127.0.0.1:25", from = "a@example.com", username = "u",'
      ' password_file = "missing.pw" }', "mail.password_file"),
     ('mail = { url = "smtp://127.0.0.1:25", from = "a@example.com", tls = "yes" }', "mail.tls"),
+    ('mail = { url = "smtp://127.0.0.1:25", from = "a@example.com", ca_file = "no.pem" }',
+     "mail.ca_file"),
+    ('mail = { url = "smtp://127.0.0.1:25", from = "a@example.com", ca_file = "sesame.lua" }',
+     "mail.ca_file"),
     ('http = { allow = { "http://example.com" } }', "http.allow"),
     ('http = { allow = { "example.com:99999" } }', "http.allow"),
 ])
@@ -363,6 +510,49 @@ def test_bad_settings_are_reported_with_their_line(sesamed, more, key):
                        timeout=30)
     assert r.returncode == 1
     assert f"sesame.lua:4: {key}:" in r.stderr, r.stderr
+
+
+def test_the_templates_are_checked_with_mail_set_and_no_accounts_table(sesamed):
+    s = sesamed(routes=ROUTES, start=False, more=mail_config("smtp://127.0.0.1:25"))
+    shutil.rmtree(s.dir / "mail")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert f"accounts.mail_dir: {s.dir}/mail: No such file" in r.stderr, r.stderr
+    (s.dir / "mail").mkdir()
+    (s.dir / "mail" / "verify.txt").write_text("Subject: Confirm\n\n{link}\n")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert f"accounts.mail_dir: template {s.dir}/mail/reset.txt: No such file" in r.stderr
+    assert "mail/verify.txt" not in r.stderr, r.stderr
+
+
+LOOPBACK_LINKS = "accounts.link_base: the links in mails point to"
+
+
+@pytest.mark.parametrize("more,warned", [
+    (mail_config("smtp://127.0.0.1:25"), "http://127.0.0.1:8080"),  # the default link_base
+    (mail_config("smtp://127.0.0.1:25") + 'accounts = { link_base = "http://localhost:3000" }',
+     "http://localhost:3000"),
+    (mail_config("smtp://127.0.0.1:25") + 'accounts = { link_base = "https://[::1]/app" }',
+     "https://[::1]/app"),
+    (mail_config("smtp://127.0.0.1:25") + 'accounts = { link_base = "https://app.example.com" }',
+     None),
+    ('accounts = { link_base = "http://127.0.0.1:8080" }', None),  # no mail: no links
+])
+def test_links_to_loopback_in_mails_are_warned_about(sesamed, more, warned):
+    s = sesamed(routes=ROUTES, start=False, more=more + "\n")
+    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    if warned is None:
+        assert LOOPBACK_LINKS not in r.stderr, r.stderr
+        return
+    assert f"{LOOPBACK_LINKS} {warned}, this machine's loopback" in r.stderr, r.stderr
+    s.start()
+    s.wait_log(f"{LOOPBACK_LINKS} {warned}")
+    assert s.get("/healthz").status_code == 200
 
 
 def check_config(sesamed, more):

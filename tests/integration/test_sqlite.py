@@ -236,6 +236,7 @@ def test_locked_database_answers_503_and_recovers(sesamed):
      "storage.sqlite.journal: unknown key (plugin sqlite does not read it)"),
     ('busy_timeout = "5s"', "storage.sqlite.busy_timeout: expected a whole number"),
     ('busy_timeout = -1', "storage.sqlite.busy_timeout: -1 is out of range"),
+    ('query_timeout = 0', "storage.sqlite.query_timeout: 0 is out of range"),
     ('path = ""', "storage.sqlite.path: expected a file name"),
     ('path = 5', "storage.sqlite.path: expected a string"),
 ])

@@ -84,6 +84,16 @@ sesame.route("POST", "/db/query", function(req)
   return 200, { rows = sesame.array(sesame.db.query(sql, table.unpack(args, 1, n))) }
 end)
 
+-- A statement whose error the route catches: 200 {rows = ...}, or 200 {error = "..."}.
+sesame.route("POST", "/db/try", function(req)
+  local sql, args, n = statement(req)
+  local ok, rows = pcall(sesame.db.query, sql, table.unpack(args, 1, n))
+  if not ok then
+    return 200, { error = rows }
+  end
+  return 200, { rows = sesame.array(rows) }
+end)
+
 sesame.route("POST", "/db/exec", function(req)
   local sql, args, n = statement(req)
   local affected, insert_id = sesame.db.exec(sql, table.unpack(args, 1, n))
