@@ -517,13 +517,14 @@ static void finish(struct luaapi_call *call, bool failed)
 		call->job->release(call->job);
 	if (call->deadline != NULL)
 		event_free(call->deadline);
-	luaapi_events_release(call);
 	claims_clear(&call->claims);
 	/* The scoreboard names the route being served while any handler is in flight, and the
 	 * one whose variables close. */
 	if (failed)
 		scoreboard_enter(api->slot, call->name);
 	give_coroutine(call, failed);
+	/* After the closing, whose events are held on the call too. */
+	luaapi_events_release(call);
 	if (--api->active == 0)
 		scoreboard_leave(api->slot);
 	free(call);

@@ -20,7 +20,10 @@ local closers = {
   error = function() error("the close failed on purpose") end,
   wait = function() sesame.readfile("sesame.lua") end,
   spin = function() while true do end end,
+  emit = function(name) sesame.emit("closed", { name = name }) end,
 }
+
+sesame.on("closed", function(e) sesame.log.info("closed: the handler of " .. e.name .. " ran") end)
 
 local function guard(how, name)
   return setmetatable({}, { __close = function() closers[how](name) end })
@@ -65,6 +68,16 @@ def test_a_handler_past_its_deadline_closes_its_variables(sesamed):
     assert any("the close failed on purpose" in x for x in lines), lines
     assert any("sesame.readfile waits for a job thread" in x for x in lines), lines
     assert s.get("/healthz").status_code == 200
+
+
+def test_the_events_of_a_closing_start_their_handlers(sesamed):
+    s = sesamed("handler_timeout = 1,", routes=ROUTES, workers=1)
+    fifo = fifo_in(s, "emit")
+    r = s.get("/wait", params={"fifo": str(fifo), "then": "emit", "name": "emitter"})
+    assert r.status_code == 503
+    release(wait_reader(fifo))
+    s.wait_log("closed: the handler of emitter ran")
+    assert '"event":"closed"' in s.log()
 
 
 def test_a_handler_whose_client_left_closes_its_variables(sesamed):
