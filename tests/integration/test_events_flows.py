@@ -25,10 +25,6 @@ NEW_PASSWORD = "battery staple!"
 # Every rule wide open but those a test tightens.
 RULES = ("register", "login", "login_failures", "verify", "forgot", "reset", "email")
 
-# The Lua emits of the account flows' last round land with the routes' own branch.
-LATER = pytest.mark.xfail(strict=True, reason="emitted by etc/sesame/routes and etc/sesame/lua "
-                                              "once the flows' part is merged")
-
 
 class Flow:
     """A sesamed with the default routes, mail to the mailbox, events in audit.log and in
@@ -252,7 +248,6 @@ def test_reset_requested_and_password_reset(flow):
     assert len(flow.named(flow.lines(), "reset_requested")) == 1
 
 
-@LATER
 def test_a_reset_that_confirms_the_address_is_verified(flow):
     # The reset link reached the address: an unconfirmed one is confirmed by it.
     user = flow.register("kay@example.com")
@@ -264,7 +259,6 @@ def test_a_reset_that_confirms_the_address_is_verified(flow):
     flow.seen("verified", user=user)
 
 
-@LATER
 def test_a_wrong_current_password_is_login_failed(flow):
     user, fresh = fresh_session(flow, "lou@example.com")
     r = flow.s.post("/users/password", headers=fresh,
@@ -274,7 +268,6 @@ def test_a_wrong_current_password_is_login_failed(flow):
     assert "wrong horse" not in flow.audit.read_text()
 
 
-@LATER
 def test_a_wrong_password_for_the_deletion_is_login_failed(flow):
     user, fresh = fresh_session(flow, "max@example.com")
     r = flow.s.request("DELETE", "/users/me", headers=fresh, json={"password": "wrong horse"})
@@ -293,7 +286,6 @@ def test_email_changed(flow):
     flow.seen("email_changed", user=user)
 
 
-@LATER
 def test_a_confirmed_new_address_is_verified(flow):
     user, fresh = fresh_session(flow, "oz@example.com")
     flow.s.post("/users/email", headers=fresh, json={"email": "oz2@example.com"})

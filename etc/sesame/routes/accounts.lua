@@ -255,9 +255,7 @@ sesame.route("POST", "/users/email/confirm", function(req)
     return fail(400, BAD_TOKEN) -- deleted meanwhile
   end
   sesame.users.update { id = user.id, verified = true }
-  if not user.verified then
-    sesame.emit("verified", { user = user.id })
-  end
+  sesame.emit("verified", { user = user.id }) -- the new address, never confirmed before
   sesame.onetime.revoke(user.id)
   user.email = new_email
   sesame.defer(function()
