@@ -751,6 +751,7 @@ def test_a_mail_timeout_past_the_handler_timeout_is_refused(tmp_path):
         in r.stderr, r.stderr
     r = check_config(tmp_path, MAIL + 'server = { handler_timeout = 10, user = "root" }\n')
     assert r.returncode == 1 and "mail.timeout: must be shorter" in r.stderr, r.stderr
+    shutil.copytree(TOP / "etc/sesame/mail", tmp_path / "mail")
     r = check_config(tmp_path, slow + 'server = { handler_timeout = 31, user = "root" }\n')
     assert r.returncode == 0, r.stderr
 
