@@ -96,6 +96,7 @@ struct luaapi_call {
 	bool shed;		/* the job queue was full: answered 503, never resumed */
 	bool shed_hash;		/* and that queue was the hashes' (server.hash_queue) */
 	bool over_budget;	/* stopped by the count hook, with a yield */
+	bool hook_raised;	/* the count hook's last check raised the budget's error */
 	bool closing;		/* its pending to-be-closed variables are being closed */
 };
 

@@ -56,6 +56,7 @@ void luaapi_count_hook(lua_State *L, lua_Debug *ar)
 		return;
 	}
 	call->instructions += LUAAPI_HOOK_EVERY;
+	call->hook_raised = false;
 	if (call->instructions <= call->api->cfg->handler_instructions)
 		return;
 	/*
@@ -67,6 +68,16 @@ void luaapi_count_hook(lua_State *L, lua_Debug *ar)
 		call->over_budget = true;
 		lua_yield(L, 0);
 		return;
+	}
+	if (!call->closing) {
+		/*
+		 * Where it cannot yield (a table.sort comparator, a gsub callback) only an error
+		 * stops it. Checked at every instruction from now on, so that a pcall catching
+		 * it lets no line of the handler run, and hook_raised still set when the
+		 * handler ends says the error came from here: hooks off (close_pending).
+		 */
+		call->hook_raised = true;
+		lua_sethook(L, luaapi_count_hook, LUA_MASKCOUNT, 1);
 	}
 	luaL_error(L, "%s", over_budget);
 }
@@ -314,7 +325,8 @@ static lua_State *take_coroutine(struct luaapi *api, int *ref)
  * with the call still current and a budget of their own. Closing cannot wait (a reset is not
  * yieldable: storage, hashing and mail refuse), but sesame.defer can start what must. An
  * error raised there is logged with the call's name: one that is not the handler's own error,
- * which went to the log already.
+ * which went to the log already. Not when its budget ran out where it could not yield: the
+ * error from the hook left the thread's hooks off, so they are left unclosed, and logged.
  */
 static void close_pending(struct luaapi_call *call)
 {
@@ -322,6 +334,14 @@ static void close_pending(struct luaapi_call *call)
 	lua_State *co = call->co;
 	int before = lua_status(co);
 	bool had_error = before != LUA_OK && before != LUA_YIELD;
+	if (had_error && call->hook_raised) {
+		log_error("%s: the %s's to-be-closed variables are not closed: its instruction "
+			  "budget ran out where it could not yield (in a function that C code "
+			  "calls back, such as a table.sort comparator)",
+			  call->name, call->task ? "task" : "handler");
+		return;
+	}
+	lua_sethook(co, luaapi_count_hook, LUA_MASKCOUNT, LUAAPI_HOOK_EVERY);
 	if (had_error) {
 		lua_pushvalue(co, -1);
 		lua_xmove(co, api->L, 1);

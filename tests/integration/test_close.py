@@ -37,6 +37,23 @@ sesame.route("GET", "/spin", function(req)
   local g <close> = guard(req.query["then"], req.query.name)
   while true do end
 end)
+
+-- Spends its budget in table.sort's comparator, which C code calls: no yield can stop it.
+sesame.route("GET", "/sort", function(req)
+  local g <close> = guard(req.query["then"], req.query.name)
+  table.sort({ 3, 2, 1 }, function(a, b) while true do end end)
+end)
+
+-- Neither pcall catches the budget's error: the lines after it never run.
+sesame.route("GET", "/pcall", function(req)
+  if req.query.sort then
+    pcall(table.sort, { 3, 2, 1 }, function(a, b) while true do end end)
+  else
+    pcall(function() while true do end end)
+  end
+  sesame.log.info("after the pcall of " .. req.query.name)
+  return 200, { result = "success" }
+end)
 '''
 ROUTES = {"closing.lua": SCRIPT}
 
@@ -107,3 +124,31 @@ def test_a_handler_past_its_budget_closes_its_variables_within_a_budget(sesamed)
     line = next(x for x in s.log().splitlines() if failed in x)
     assert "instruction budget" in line, line
     assert s.get("/healthz").status_code == 200
+
+
+def test_a_budget_spent_where_no_yield_can_stop_it_leaves_the_variables_unclosed(sesamed):
+    # Lua would close them with the thread's hooks off: a __close that loops would hang the
+    # worker until the hang reaper kills it.
+    s = sesamed("handler_instructions = 1000000,", routes=ROUTES, workers=1)
+    workers = s.workers()
+    r = s.get("/sort", params={"then": "spin", "name": "sorted"})
+    assert r.status_code == 500
+    s.wait_log("GET /sort: handler failed: ")
+    s.wait_log("GET /sort: the handler's to-be-closed variables are not closed: its "
+               "instruction budget ran out where it could not yield")
+    assert s.get("/healthz").status_code == 200
+    assert s.workers() == workers
+    # A handler spending it in a yieldable place still closes them.
+    assert s.get("/spin", params={"then": "defer", "name": "after"}).status_code == 500
+    s.wait_log("closed: the task of after ran")
+
+
+def test_no_pcall_catches_the_instruction_budget(sesamed):
+    s = sesamed("handler_instructions = 1000000,", routes=ROUTES, workers=1)
+    failed = "GET /pcall: handler failed: handler exceeded its instruction budget"
+    for n, params in enumerate(({"name": "loop"}, {"name": "sort", "sort": "1"}), 1):
+        r = s.get("/pcall", params=params)
+        assert r.status_code == 500 and r.json()["error"] == "internal server error"
+        s.wait_log(failed, count=n)
+    # The failure is logged as the handler ends: a line after the pcall would come before it.
+    assert "after the pcall" not in s.log()
