@@ -507,7 +507,7 @@ static void answer_error(struct luaapi_call *call)
 {
 	lua_State *co = call->co;
 	struct http_request *r = call->r;
-	if (r != NULL && is_client_error(co)) {
+	if (r != NULL && !call->over_budget && is_client_error(co)) {
 		lua_getfield(co, -1, "status");
 		lua_getfield(co, -2, "error");
 		int status = (int)lua_tointeger(co, -2);
@@ -517,7 +517,7 @@ static void answer_error(struct luaapi_call *call)
 		http_reply_error(r, status, lua_tostring(co, -1), NULL);
 		return;
 	}
-	const char *msg = lua_tostring(co, -1);
+	const char *msg = call->over_budget ? over_budget : lua_tostring(co, -1);
 	luaL_traceback(call->api->L, co, msg != NULL ? msg : "(error object is not a string)", 0);
 	log_error("%s: %s failed: %s", call->name, r != NULL ? "handler" : "task",
 		  lua_tostring(call->api->L, -1));
@@ -584,10 +584,10 @@ static void resume(struct luaapi_call *call, int nargs)
 	int rc = lua_resume(call->co, api->L, nargs, &nres);
 	api->enforce = false;
 
-	if (rc == LUA_YIELD && call->over_budget) {
-		lua_pushstring(call->co, over_budget);
+	/* Its error is over_budget, which answer_error takes from the call: after a hook's yield
+	 * the coroutine's stack has no free slot to push it on. */
+	if (rc == LUA_YIELD && call->over_budget)
 		rc = LUA_ERRRUN;
-	}
 	if (rc == LUA_YIELD && call->shed) {
 		shed(call);
 		return;
