@@ -526,6 +526,25 @@ static void answer_error(struct luaapi_call *call)
 		http_reply_error(r, 500, "internal server error", msg);
 }
 
+/*
+ * Gives the call's coroutine back. The scoreboard names the route being served while any
+ * handler is in flight, and a failed call's while its variables close; then again the one it
+ * named before, so that the hang reaper blames no call that is over.
+ */
+static void give_named(struct luaapi_call *call, bool failed)
+{
+	struct scoreboard_slot *slot = call->api->slot;
+	char before[sizeof(slot->route)] = "";
+	if (failed && slot != NULL) {
+		memcpy(before, slot->route, sizeof(before));
+		before[sizeof(before) - 1] = '\0';
+		scoreboard_enter(slot, call->name);
+	}
+	give_coroutine(call, failed);
+	if (failed)
+		scoreboard_enter(slot, before);
+}
+
 static void finish(struct luaapi_call *call, bool failed)
 {
 	struct luaapi *api = call->api;
@@ -538,11 +557,7 @@ static void finish(struct luaapi_call *call, bool failed)
 	if (call->deadline != NULL)
 		event_free(call->deadline);
 	claims_clear(&call->claims);
-	/* The scoreboard names the route being served while any handler is in flight, and the
-	 * one whose variables close. */
-	if (failed)
-		scoreboard_enter(api->slot, call->name);
-	give_coroutine(call, failed);
+	give_named(call, failed);
 	/* After the closing, whose events are held on the call too. */
 	luaapi_events_release(call);
 	if (--api->active == 0)
