@@ -6,8 +6,10 @@
  * token, a rate-limit refusal), goes to events.c (audit line, row, metric), then each of its
  * handlers runs as a background task (luaapi_spawn) with its own copy of the event table.
  * The handlers of a request's event are held on its call (a registry table of {fn, event,
- * task name}) and spawned only when the call finishes (lua_run.c's finish: answered, timed
- * out, or its client gone), so that they never compete with the request they came from;
+ * task name}) and spawned only once its client is done with (lua_run.c: answered, timed out,
+ * or its client gone, even while its job still runs) and again as the call finishes (for the
+ * events its to-be-closed variables emit), so that they never compete with the request they
+ * came from;
  * an event of a task, or of C code serving no call, starts its handlers at once (they run at
  * the loop's next turn). A handler runs wrapped in
  * run_handler, which marks its call (in_handler), and every task spawned from it (sesame.defer,

@@ -289,8 +289,8 @@ void luaapi_event_user(json_t *ev, const char *identity);
  * handlers of a request's event are held on its call until luaapi_events_release.
  */
 void luaapi_event_emit(lua_State *L, json_t *ev);
-/* lua_run.c calls it as a call finishes (answered, timed out, client gone): its held handlers
- * join the background tasks. */
+/* lua_run.c calls it once the call's client is done with (answered, timed out, gone) and as
+ * the call finishes: its held handlers join the background tasks. */
 void luaapi_events_release(struct luaapi_call *call);
 /* accounts: the accounts settings, read-only */
 void luaapi_accounts_inject(lua_State *L);

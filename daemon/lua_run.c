@@ -131,6 +131,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	if (call->r != NULL)
 		http_reply_error(call->r, 503, "request timed out", NULL);
 	call->r = NULL; /* the job still owns the call: job_done finishes it */
+	luaapi_events_release(call);
 }
 
 /* The client closed its connection while the handler waits: nobody will read the answer. */
@@ -142,6 +143,7 @@ static void on_gone(void *arg)
 		evtimer_del(call->deadline);
 	http_reply_gone(call->r);
 	call->r = NULL; /* the job still owns the call: job_done finishes it */
+	luaapi_events_release(call);
 }
 
 static void arm_deadline(struct luaapi_call *call)

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from conftest import SESAMED, TOP, wait_for
+from test_process import feed_fd, wait_reader
 
 SECRET = "events-tests-secret-0123456789abcdef!!"
 SESAMECTL = str(Path(SESAMED).parent / "sesamectl")
@@ -67,11 +68,12 @@ def sqlite(tmp_path):
     return f'storage = {{ backend = "sqlite", sqlite = {{ path = "{tmp_path / "s.db"}" }} }}\n'
 
 
-def app(sesamed, tmp_path, events="", routes=None, limits="", storage=None, workers=2):
+def app(sesamed, tmp_path, events="", routes=None, limits="", storage=None, workers=2,
+        server=""):
     more = ((storage if storage is not None else sqlite(tmp_path)) +
             f'jwt = {{ secret = "{SECRET}", refresh_grace = 0 }}\n' +
             f'events = {{ audit_log = "audit.log", {events} }}\n' + limits)
-    s = sesamed(routes=routes or {"emit.lua": EMIT_ROUTES, "handlers.lua": HANDLERS},
+    s = sesamed(server, routes=routes or {"emit.lua": EMIT_ROUTES, "handlers.lua": HANDLERS},
                 more=more, workers=workers)
     s.audit = s.dir / "audit.log"
     return s
@@ -201,6 +203,34 @@ def test_handlers_run_after_the_answer(sesamed, tmp_path, receiver):
     time.sleep(0.5)
     assert "star saw echoed" not in s.log()
     assert s.log().count("star saw greeted") == 1
+
+
+WAITING_ROUTE = """
+local sesame = require "sesame"
+-- Emits, then waits on a FIFO that the test holds open past server.handler_timeout.
+sesame.route("GET", "/t/emit/wait", function(req)
+  sesame.emit("greeted", { n = tonumber(req.query.n) })
+  sesame.readfile(req.query.fifo)
+  return 200, {}
+end)
+"""
+
+
+def test_the_handlers_of_a_timed_out_request_start_before_its_job_ends(sesamed, tmp_path):
+    s = app(sesamed, tmp_path, server="handler_timeout = 1,", workers=1,
+            routes={"wait.lua": WAITING_ROUTE, "handlers.lua": HANDLERS})
+    fifo = s.dir / "slow"  # sesame.readfile reads below the configuration folder only
+    os.mkfifo(fifo)
+    r = s.get("/t/emit/wait", params={"fifo": str(fifo), "n": 7})
+    assert r.status_code == 503 and r.json()["error"] == "request timed out"
+    writer = wait_reader(fifo)
+    try:
+        # The job still reads the FIFO, which stays open: the handler starts all the same.
+        s.wait_log("on greeted: user nil from 127.0.0.1 n=7 event=greeted")
+        assert s.get("/healthz").status_code == 200
+    finally:
+        feed_fd(writer, "done")
+    s.wait_log("GET /t/emit/wait: handler did not finish within server.handler_timeout")
 
 
 def test_a_failing_handler_is_logged_and_the_worker_lives(sesamed, tmp_path):
