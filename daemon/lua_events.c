@@ -15,8 +15,10 @@
  * run_handler, which marks its call (in_handler), and every task spawned from it (sesame.defer,
  * and theirs) inherits the mark: an event emitted from any of them is logged and stored but
  * runs no handlers, so that a handler cannot feed itself for ever.
- * Fields are flat (strings, numbers, booleans) and never a secret: a field whose name contains
- * password, token, secret or api_key (in any case) is refused, naming the field.
+ * Fields are flat (strings, numbers, booleans) and never a secret: a field whose name, split
+ * into words on '_', ends in the word password, token or secret, or in api then key (in any
+ * case: new_password, reset_token, API_KEY), is refused, naming the field; token_count and
+ * password_policy, which name a count and a policy, pass.
  */
 #include "autoconfig.h"
 
@@ -36,8 +38,8 @@ static const char handlers_key;
 
 /* Names the event table sets itself: no field has them. */
 static const char *const reserved[] = {"event", "at", "request_id", "remote_addr", NULL};
-/* What the name of a secret contains (new_password, reset_token, client_secret): refused. */
-static const char *const secrets[] = {"password", "token", "secret", "api_key", NULL};
+/* The words of a secret's name (new_password, reset_token, client_secret): refused. */
+static const char *const secrets[] = {"password", "token", "secret", NULL};
 
 static bool listed(const char *const *names, const char *name)
 {
@@ -48,18 +50,32 @@ static bool listed(const char *const *names, const char *name)
 	return false;
 }
 
-/* The word of secrets that name contains, in any case; NULL for none. */
+/* Whether the len bytes at w are word, in any case. */
+static bool word_is(const char *w, size_t len, const char *word)
+{
+	return strlen(word) == len && strncasecmp(w, word, len) == 0;
+}
+
+/*
+ * The secret name ends in, in any case, as the last of its words split on '_' (what the field
+ * is: new_password is a password, password_policy a policy): one of secrets, or "api_key" for
+ * api then key; NULL for none.
+ */
 static const char *secret_in(const char *name)
 {
-	size_t n = strlen(name);
-	for (const char *const *w = secrets; *w != NULL; w++) {
-		size_t len = strlen(*w);
-		for (size_t i = 0; i + len <= n; i++) {
-			if (strncasecmp(name + i, *w, len) == 0)
-				return *w;
-		}
+	const char *last = strrchr(name, '_');
+	const char *word = last != NULL ? last + 1 : name;
+	size_t len = strlen(word);
+	for (const char *const *s = secrets; *s != NULL; s++) {
+		if (word_is(word, len, *s))
+			return *s;
 	}
-	return NULL;
+	if (last == NULL || !word_is(word, len, "key"))
+		return NULL;
+	const char *before = last;
+	while (before > name && before[-1] != '_')
+		before--;
+	return word_is(before, (size_t)(last - before), "api") ? "api_key" : NULL;
 }
 
 /* Pushes the handlers table, made on first use. */
@@ -269,7 +285,7 @@ static size_t check_fields(lua_State *L, int idx)
 		if (secret_in(key) != NULL)
 			luaL_error(L,
 				   "sesame.emit: field %s: an event never carries a secret (no "
-				   "field name contains %s)",
+				   "field name ends in the word %s)",
 				   key, secret_in(key));
 		if (listed(reserved, key))
 			luaL_error(L, "sesame.emit: field %s is set by sesame", key);
