@@ -142,6 +142,14 @@ static int run_handler(lua_State *L)
 	return handler_finish(L, status, 0);
 }
 
+/* Pops a handler and its event (fn, ev on top) and spawns run_handler(fn, ev) as task. */
+static void spawn_one(lua_State *L, const char *task)
+{
+	lua_pushcfunction(L, run_handler);
+	lua_insert(L, -3);
+	luaapi_spawn(L, 2, task);
+}
+
 /* The table of handlers held on call, made on first use, pushed. */
 static void push_held(lua_State *L, struct luaapi_call *call)
 {
@@ -187,13 +195,10 @@ static void spawn_handlers(lua_State *L, const char *list, const json_t *ev, con
 			lua_pop(L, 1);
 			continue;
 		}
-		if (held != NULL) {
+		if (held != NULL)
 			hold(L, held, task);
-			continue;
-		}
-		lua_pushcfunction(L, run_handler);
-		lua_insert(L, -3);
-		luaapi_spawn(L, 2, task);
+		else
+			spawn_one(L, task);
 	}
 	lua_pop(L, 1);
 }
@@ -208,10 +213,9 @@ static int spawn_held(lua_State *L)
 		lua_rawgeti(L, -1, 3);
 		snprintf(task, sizeof(task), "%s", lua_tostring(L, -1));
 		lua_pop(L, 1);
-		lua_pushcfunction(L, run_handler);
-		lua_rawgeti(L, -2, 1);
-		lua_rawgeti(L, -3, 2);
-		luaapi_spawn(L, 2, task);
+		lua_rawgeti(L, -1, 1);
+		lua_rawgeti(L, -2, 2);
+		spawn_one(L, task);
 		lua_pop(L, 1);
 	}
 	return 0;
