@@ -367,6 +367,7 @@ static int user_add(struct user_ctx *uc, const struct user_opts *o)
 	printf("sesamectl: added user %lld (%s, %s)\n", id, email, username);
 	uc->user = (struct sesame_user){.id = id, .email = email};
 	emit(uc, "registered");
+	uc->user = (struct sesame_user){0}; /* email is this function's */
 	return CTL_OK;
 }
 
