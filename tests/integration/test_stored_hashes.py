@@ -113,6 +113,8 @@ def test_a_legacy_hash_answers_no_faster_than_an_unknown_email(sesamed, mariadb)
         legacy += cost("legacy@example.com")
         unknown += cost("nobody@example.com")
     # Without the dummy verification, the legacy log-in costs a fraction of the unknown one
-    # (a cheap PBKDF2 against a dear argon2id); with it, the PBKDF2 comes on top.
-    assert unknown > 0 and legacy >= unknown * 0.95, (legacy, unknown)
+    # (a cheap PBKDF2 against a dear argon2id, about 0.1 of it); with it, the PBKDF2 comes on
+    # top (about 1.1). The memory-bound argon2id's CPU time swings by a fifth on a machine whose
+    # caches other processes share: 0.8 keeps the two cases far apart.
+    assert unknown > 0 and legacy >= unknown * 0.8, (legacy, unknown)
     assert login(s, "legacy@example.com", "tutorial pw").status_code == 200
