@@ -5,7 +5,6 @@ meanwhile."""
 import datetime
 import ipaddress
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import receivers
-from conftest import SESAMED, TOP, route_file
+from conftest import SESAMED, TOP, free_port, route_file
 
 ROUTES = {"outbound.lua": route_file("outbound.lua")}
 FROM = "sesame@example.com"
@@ -118,19 +117,9 @@ def test_mail_server_down_answers_at_once(sesamed, mailbox):
     assert "body" not in s.log().split("mail not sent")[1].splitlines()[0]
 
 
-def silent_server():
-    """A server that accepts connections and never says a word."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    return srv
-
-
 def test_silent_mail_server_times_out_and_the_loop_keeps_turning(sesamed):
-    srv = silent_server()
-    port = srv.getsockname()[1]
-    s = sesamed(routes=ROUTES, workers=1,
-                more=mail_config(f"smtp://127.0.0.1:{port}", "timeout = 2"))
+    srv = receivers.HangingMailServer()
+    s = sesamed(routes=ROUTES, workers=1, more=mail_config(srv.url, "timeout = 2"))
     result = {}
 
     def waiting():
@@ -411,9 +400,7 @@ def test_http_timeout_and_response_too_large(sesamed, receiver):
 
 
 def test_http_connection_refused(sesamed):
-    closed = silent_server()
-    port = closed.getsockname()[1]
-    closed.close()  # nobody listens there now
+    port = free_port()  # nobody listens there
     s = sesamed(routes=ROUTES, more=f'http = {{ allow = {{ "127.0.0.1:{port}" }} }}\n')
     started = time.monotonic()
     assert s.post("/http", json={"url": f"http://127.0.0.1:{port}/"}).json() == \
