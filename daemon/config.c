@@ -488,11 +488,16 @@ static struct config *load(const char *path, struct config_errors *errs, enum lo
 	    !plugins_storage(cfg->plugins, &(struct storage){0}))
 		config_fail(&rd, "events.store",
 			    "storing events needs a storage (storage.backend)");
-	/* A mail still under way at the handler's deadline cannot give the route its error. */
-	if (cfg->mail.configured && cfg->mail.timeout_ms >= cfg->handler_timeout * 1000L)
+	/* A mail still under way at the handler's deadline cannot give the route its error. The
+	 * mail's clock starts only once the handler has done its work before it (a password
+	 * hash that may queue for a job thread, storage calls), so the mail gets half of the
+	 * handler's time at most, whatever the scale, and the rest is left for that work. */
+	if (cfg->mail.configured && cfg->mail.timeout_ms * 2 > cfg->handler_timeout * 1000L)
 		config_fail(&rd, "mail.timeout",
-			    "must be shorter than server.handler_timeout (%d s): a silent mail "
-			    "server must fail the mail before the handler is abandoned",
+			    "must be at most half of server.handler_timeout (%d s): a route mails "
+			    "after its own work (a registration hashes the password and makes the "
+			    "account first), and a silent mail server must fail the mail while the "
+			    "handler still has time to answer its error",
 			    cfg->handler_timeout);
 	if (errs->n > before)
 		goto fail;
