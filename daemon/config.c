@@ -477,7 +477,8 @@ static struct config *load(const char *path, struct config_errors *errs, enum lo
 	}
 	if (errs->n == before)
 		cfg->plugins = plugins_load(cfg->path, cfg->dir, ld.src, ld.L, 1, errs);
-	struct config_reader rd = {.L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src};
+	struct config_reader rd = {
+	    .L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src, .dir = cfg->dir};
 	config_table_check(&rd, 1, "", top_keys, names_validator, &ld);
 	if (part == LOAD_ALL) {
 		config_check_log(&rd, "server.access_log", cfg->access_log);
