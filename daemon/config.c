@@ -477,7 +477,8 @@ static struct config *load(const char *path, struct config_errors *errs, enum lo
 	}
 	if (errs->n == before)
 		cfg->plugins = plugins_load(cfg->path, cfg->dir, ld.src, ld.L, 1, errs);
-	struct config_reader rd = {.L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src};
+	struct config_reader rd = {
+	    .L = ld.L, .errs = errs, .file = cfg->path, .src = ld.src, .dir = cfg->dir};
 	config_table_check(&rd, 1, "", top_keys, names_validator, &ld);
 	if (part == LOAD_ALL) {
 		config_check_log(&rd, "server.access_log", cfg->access_log);
@@ -488,11 +489,16 @@ static struct config *load(const char *path, struct config_errors *errs, enum lo
 	    !plugins_storage(cfg->plugins, &(struct storage){0}))
 		config_fail(&rd, "events.store",
 			    "storing events needs a storage (storage.backend)");
-	/* A mail still under way at the handler's deadline cannot give the route its error. */
-	if (cfg->mail.configured && cfg->mail.timeout_ms >= cfg->handler_timeout * 1000L)
+	/* A mail still under way at the handler's deadline cannot give the route its error. The
+	 * mail's clock starts only once the handler has done its work before it (a password
+	 * hash that may queue for a job thread, storage calls), so the mail gets half of the
+	 * handler's time at most, whatever the scale, and the rest is left for that work. */
+	if (cfg->mail.configured && cfg->mail.timeout_ms * 2 > cfg->handler_timeout * 1000L)
 		config_fail(&rd, "mail.timeout",
-			    "must be shorter than server.handler_timeout (%d s): a silent mail "
-			    "server must fail the mail before the handler is abandoned",
+			    "must be at most half of server.handler_timeout (%d s): a route mails "
+			    "after its own work (a registration hashes the password and makes the "
+			    "account first), and a silent mail server must fail the mail while the "
+			    "handler still has time to answer its error",
 			    cfg->handler_timeout);
 	if (errs->n > before)
 		goto fail;

@@ -6,10 +6,12 @@
  * start with link_base, an http(s) URL without a query or fragment (the flows append
  * "/verify?token=..."), and the two settings that answer a client "check your mail"
  * (require_verified, conceal_existing) are refused when no mail table is configured: nobody
- * could ever confirm an address. With the mail table set, mail_dir must hold the templates
- * (config_mail_dir.c), accounts table or not: the flows mail whenever mail is on. Route
- * scripts read the result as sesame.accounts. A link_base on loopback while mail is on is
- * warned about, not refused: it is right on a developer's machine and wrong anywhere else.
+ * could ever confirm an address. With the mail table and the accounts table set, mail_dir
+ * must hold the templates (config_mail_dir.c); with mail and no accounts table, a problem
+ * with them is a warning: the default routes' flows would fail to mail, but an application
+ * of its own that only calls sesame.mail.send needs none. Route scripts read the result as
+ * sesame.accounts. A link_base on loopback while mail is on is warned about, not refused: it
+ * is right on a developer's machine and wrong anywhere else.
  */
 #include "autoconfig.h"
 
@@ -72,7 +74,7 @@ static bool mail_configured(struct config_reader *rd, int top)
 	return set;
 }
 
-static void check(struct config_reader *rd, int top, struct config_accounts *a)
+static void check(struct config_reader *rd, int top, struct config_accounts *a, bool table_set)
 {
 	if (!link_base_ok(a->link_base))
 		config_fail(rd, "accounts.link_base",
@@ -82,7 +84,7 @@ static void check(struct config_reader *rd, int top, struct config_accounts *a)
 		trim_slashes(a->link_base);
 	if (a->mail_dir[0] == '\0')
 		config_fail(rd, "accounts.mail_dir", "expected a folder");
-	else if (mail_configured(rd, top))
+	else if (table_set && mail_configured(rd, top))
 		config_mail_dir_check(rd, a->mail_dir);
 	static const char *const mailing[] = {"accounts.require_verified",
 					      "accounts.conceal_existing"};
@@ -105,18 +107,33 @@ void config_accounts_read(struct config_reader *rd, int top, const struct config
 	if (unset)
 		lua_newtable(rd->L);
 	section.base = a;
+	a->table_set = !unset;
 	if (unset || config_is_table(rd, keypath)) {
 		config_table_read(&section, -1, keypath, accounts_keys);
-		check(rd, top, a);
+		check(rd, top, a, !unset);
 	}
 	if (unset)
 		lua_pop(rd->L, 1);
 }
 
-void config_accounts_warn(const struct config_reader *rd, const struct config_accounts *a,
-			  bool mail)
+/* The templates' problems as warnings, with no accounts table set (see the top). */
+static void warn_templates(const struct config_reader *rd, const struct config_accounts *a)
 {
-	if (!mail || a->link_base == NULL || !config_outbound_loopback_url(a->link_base, NULL))
+	struct config_errors found = {0};
+	struct config_reader scratch = *rd;
+	scratch.errs = &found;
+	config_mail_dir_check(&scratch, a->mail_dir);
+	for (size_t i = 0; i < found.n; i++)
+		log_warn("%s (mail is on and no accounts table is set: the default routes' account "
+			 "flows cannot mail without it; a route that only calls sesame.mail.send "
+			 "needs no template)",
+			 found.msg[i]);
+	config_errors_free(&found);
+}
+
+static void warn_loopback(const struct config_reader *rd, const struct config_accounts *a)
+{
+	if (a->link_base == NULL || !config_outbound_loopback_url(a->link_base, NULL))
 		return;
 	int line = config_find_line(rd->src, "accounts.link_base");
 	char at[16] = "";
@@ -125,6 +142,16 @@ void config_accounts_warn(const struct config_reader *rd, const struct config_ac
 	log_warn("%s%s: accounts.link_base: the links in mails point to %s, this machine's "
 		 "loopback: set it to the public URL of the front end's pages",
 		 rd->file, at, a->link_base);
+}
+
+void config_accounts_warn(const struct config_reader *rd, const struct config_accounts *a,
+			  bool mail)
+{
+	if (!mail)
+		return;
+	if (!a->table_set && a->mail_dir != NULL && a->mail_dir[0] != '\0')
+		warn_templates(rd, a);
+	warn_loopback(rd, a);
 }
 
 void config_accounts_defaults(struct config_accounts *a)

@@ -15,6 +15,7 @@ struct config_accounts {
 	long reset_ttl;
 	long email_ttl;
 	char *mail_dir; /* the mail templates' folder, relative to the configuration's */
+	bool table_set; /* the file has an accounts table: the default routes' flows are meant */
 };
 
 /*
@@ -25,8 +26,9 @@ struct config_accounts {
 config_kind config_accounts_read;
 
 /*
- * Warns (a log line, not an error) when mail is on and the links in mails would point to
- * this machine's loopback; rd gives the file and its text for the line.
+ * Warns (log lines, not errors) when mail is on and the links in mails would point to this
+ * machine's loopback, or when mail is on, no accounts table is set and mail_dir lacks the
+ * templates; rd gives the file, its text for the line and its folder.
  */
 void config_accounts_warn(const struct config_reader *rd, const struct config_accounts *a,
 			  bool mail);

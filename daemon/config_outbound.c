@@ -193,16 +193,19 @@ bool config_outbound_loopback_url(const char *url, bool *smtps)
 	return loopback;
 }
 
+/* Where the mail server is, read from its URL once: on loopback, and TLS from the start. */
+struct mail_server {
+	bool loopback, smtps;
+};
+
 /*
  * Whether SMTP AUTH can be read by someone in the middle: it can unless TLS is required
  * (smtps://, or STARTTLS with tls = "require"), or the server is on loopback. "try" is not
  * enough: whoever is in the middle strips the server's STARTTLS offer.
  */
-static bool auth_in_clear(const struct config_mail *m)
+static bool auth_in_clear(const struct config_mail *m, struct mail_server at)
 {
-	bool smtps = false;
-	bool loopback = config_outbound_loopback_url(m->url, &smtps);
-	return m->tls != CURLUSESSL_ALL && !smtps && !loopback;
+	return m->tls != CURLUSESSL_ALL && !at.smtps && !at.loopback;
 }
 
 /*
@@ -210,11 +213,9 @@ static bool auth_in_clear(const struct config_mail *m)
  * loopback server with no ca_file. Nobody is in the middle on loopback, and a local MTA's
  * certificate is usually self-signed (Debian's snakeoil): checking it would stop every mail.
  */
-static bool verify_server(const struct config_mail *m)
+static bool verify_server(const struct config_mail *m, struct mail_server at)
 {
-	bool smtps = false;
-	bool loopback = config_outbound_loopback_url(m->url, &smtps);
-	return m->ca != NULL || m->tls != CURLUSESSL_TRY || smtps || !loopback;
+	return m->ca != NULL || m->tls != CURLUSESSL_TRY || at.smtps || !at.loopback;
 }
 
 void config_mail_read(struct config_reader *rd, int top, const struct config_key *key,
@@ -227,19 +228,22 @@ void config_mail_read(struct config_reader *rd, int top, const struct config_key
 	if (!config_section_read(rd, m, keypath, mail_keys))
 		return;
 	m->configured = true;
+	struct mail_server at = {0};
+	if (m->url != NULL)
+		at.loopback = config_outbound_loopback_url(m->url, &at.smtps);
 	if (m->url == NULL || m->from == NULL)
 		config_fail(rd, m->url == NULL ? "mail.url" : "mail.from",
 			    "mail needs a server (mail.url) and a sender (mail.from)");
 	if ((m->username != NULL) != (m->password != NULL))
 		config_fail(rd, m->username == NULL ? "mail.username" : "mail.password_file",
 			    "SMTP AUTH needs both mail.username and mail.password_file");
-	else if (m->username != NULL && m->url != NULL && auth_in_clear(m))
+	else if (m->username != NULL && m->url != NULL && auth_in_clear(m, at))
 		config_fail(rd, "mail.username",
 			    "SMTP AUTH to another host needs tls = \"require\" or an smtps:// "
 			    "URL: without it the password can go out in clear text (\"try\" "
 			    "lets a man in the middle strip STARTTLS)");
 	if (m->url != NULL)
-		m->verify = verify_server(m);
+		m->verify = verify_server(m, at);
 }
 
 /* "HOST" or "HOST:PORT", an IPv6 address in brackets: into e, the host lower-cased. */

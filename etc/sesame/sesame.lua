@@ -227,7 +227,8 @@ password = {
 --   from = "sesame@example.com",    -- one plain address
 --   username = nil, password_file = nil, -- SMTP AUTH: both or neither; off loopback
 --                                   -- only with tls = "require" or smtps://
---   timeout = 10,                   -- seconds for the whole transfer
+--   timeout = 10,                   -- seconds for the whole transfer; at most half of
+--                                   -- server.handler_timeout (sesamed -t checks)
 --   tls = "try",                    -- STARTTLS when offered; "require", or false for never
 --   ca_file = nil,                  -- a PEM file of the CAs to trust for the server (alone);
 --                                   -- nil: the system's. The certificate is checked but

@@ -6,7 +6,8 @@
  * the master, as server.user) opens the file, made 0600 when it is new, applies the numbered
  * migrations of scripts/schema/sqlite, compiled in, and closes it. Each worker opens a small
  * set of connections in worker_start (WAL, so readers never wait for the writer;
- * synchronous=FULL; foreign keys; a busy timeout for the other workers' writes); a job thread
+ * synchronous=FULL; foreign keys; a busy timeout for the other workers' writes; defensive, with
+ * no fts3_tokenizer and an untrusted schema: harden); a job thread
  * borrows one connection at a time, so no connection is ever used by two threads at once.
  * Statements are prepared once per connection, on first use, with the table and column names of
  * storage.users, which are checked plain identifiers and quoted: the same plugin runs on sesame's
@@ -275,6 +276,35 @@ static void create_private(const char *path)
 	close(fd);
 }
 
+/* Takes from the connection what neither sesame nor a route script needs and what would
+ * reach outside the database: attached databases (sesame attaches none; a route script may
+ * not, sqlite_query.c), fts3_tokenizer's pointers, functions run from the schema (a trigger
+ * or view someone else put there), and the statements that can corrupt the file on purpose
+ * (writable_schema, writes to shadow tables: defensive mode). 0, or -1 with the reason. */
+static int harden(sqlite3 *db, char *err, size_t errlen)
+{
+	static const struct {
+		int option, value;
+		const char *name;
+	} settings[] = {
+	    {SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0, "ENABLE_FTS3_TOKENIZER"},
+	    {SQLITE_DBCONFIG_DEFENSIVE, 1, "DEFENSIVE"},
+	    {SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, "TRUSTED_SCHEMA"},
+	};
+	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+	for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+		int now = -1;
+		if (sqlite3_db_config(db, settings[i].option, settings[i].value, &now) !=
+			SQLITE_OK ||
+		    now != settings[i].value) {
+			snprintf(err, errlen, "SQLite: cannot set %s on the connection",
+				 settings[i].name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errlen)
 {
 	sqlite3 *db = NULL;
@@ -294,8 +324,8 @@ static int open_db(const struct store *s, sqlite3 **out, char *err, size_t errle
 	}
 	sqlite3_extended_result_codes(db, 1);
 	sqlite3_busy_timeout(db, s->busy_timeout);
-	/* sesame attaches nothing; a route script may not either (sqlite_query.c) */
-	sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, 0);
+	if (harden(db, err, errlen) != 0)
+		goto fail;
 	if (exec(db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err, errlen) != 0 ||
 	    exec(db, "PRAGMA synchronous = FULL", NULL, 0, err, errlen) != 0 ||
 	    exec(db, "PRAGMA foreign_keys = ON", NULL, 0, err, errlen) != 0)

@@ -14,9 +14,11 @@
  * write lock) for ever. An authorizer refuses what would change the pooled connection for
  * sesame's own statements, or reach files outside the database: PRAGMA (but the few that
  * only describe a table), ATTACH and DETACH, VACUUM (SQLite runs it, INTO a file or not, as
- * an ATTACH), and temporary tables, indexes, views and triggers (which would stay with the
- * connection, and could shadow or watch sesame's tables). The connections also allow no
- * attached database at all (sqlite.c).
+ * an ATTACH), temporary tables and indexes (which would stay with the connection, and could
+ * shadow sesame's tables), triggers and views of any kind (they would run inside sesame's own
+ * statements, where no guard is on: operators create theirs with the sqlite3 tool), and the
+ * functions fts3_tokenizer and load_extension (pointers and libraries). The connections also
+ * allow no attached database at all, and are defensive (sqlite.c).
  */
 #include "sqlite_private.h"
 
@@ -165,6 +167,29 @@ static bool describing(const char *pragma)
 	return false;
 }
 
+/* The functions that reach outside the database: fts3_tokenizer hands out and takes
+ * function pointers (a bound blob registers one, whatever the connection's setting), and
+ * load_extension loads a library. */
+static bool reaching_out(const char *function)
+{
+	return function != NULL && (sqlite3_stricmp(function, "fts3_tokenizer") == 0 ||
+				    sqlite3_stricmp(function, "load_extension") == 0);
+}
+
+/* A trigger or view, temporary or not: it would run inside sesame's own statements. */
+static bool runs_later(int action)
+{
+	switch (action) {
+	case SQLITE_CREATE_TEMP_TRIGGER:
+	case SQLITE_CREATE_TEMP_VIEW:
+	case SQLITE_CREATE_TRIGGER:
+	case SQLITE_CREATE_VIEW:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static bool creates(int action)
 {
 	switch (action) {
@@ -172,10 +197,6 @@ static bool creates(int action)
 	case SQLITE_CREATE_TABLE:
 	case SQLITE_CREATE_TEMP_INDEX:
 	case SQLITE_CREATE_TEMP_TABLE:
-	case SQLITE_CREATE_TEMP_TRIGGER:
-	case SQLITE_CREATE_TEMP_VIEW:
-	case SQLITE_CREATE_TRIGGER:
-	case SQLITE_CREATE_VIEW:
 	case SQLITE_CREATE_VTABLE:
 		return true;
 	default:
@@ -189,15 +210,17 @@ static int authorize(void *ctx, int action, const char *a1, const char *a2, cons
 		     const char *trigger)
 {
 	struct guard *g = ctx;
-	(void)a2;
 	(void)trigger;
 	if (action == SQLITE_ATTACH || action == SQLITE_DETACH)
 		snprintf(g->refused, sizeof(g->refused), "ATTACH, DETACH or VACUUM");
 	else if (action == SQLITE_PRAGMA && !describing(a1))
 		snprintf(g->refused, sizeof(g->refused), "PRAGMA %.40s", a1);
+	else if (action == SQLITE_FUNCTION && reaching_out(a2))
+		snprintf(g->refused, sizeof(g->refused), "the function %.40s", a2);
+	else if (runs_later(action))
+		snprintf(g->refused, sizeof(g->refused), "a trigger or view");
 	else if (creates(action) && db != NULL && strcmp(db, "temp") == 0)
-		snprintf(g->refused, sizeof(g->refused),
-			 "a temporary table, index, view or trigger");
+		snprintf(g->refused, sizeof(g->refused), "a temporary table or index");
 	else
 		return SQLITE_OK;
 	return SQLITE_DENY;

@@ -313,8 +313,10 @@ def raw_answers(buf, methods=()):
 class MariaDB:
     """A private MariaDB server for the test session: its own folder, socket, no network.
     Its data folder is a copy of one that mariadb-install-db made once for the session (the
-    install takes seconds, the copy a fraction of one)."""
+    install takes seconds, the copy a fraction of one), in the session's own temporary folder
+    (home, set by the mariadb_home fixture), not in the first test's."""
 
+    home = None
     template = None
 
     def __init__(self, folder):
@@ -322,10 +324,11 @@ class MariaDB:
         self.socket = str(folder / "mysqld.sock")
         self.proc = None
         if MariaDB.template is None:
-            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={folder / 'new'}",
+            made = MariaDB.home / "mariadb-template"
+            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={made}",
                             "--auth-root-authentication-method=normal", "--skip-test-db",
                             "--user=root"], check=True, capture_output=True, timeout=120)
-            MariaDB.template = folder / "new"
+            MariaDB.template = made
         shutil.copytree(MariaDB.template, folder / "data", symlinks=True)
 
     def start(self):
@@ -359,6 +362,12 @@ class MariaDB:
         self.sql(f"CREATE DATABASE `{database}`")
         return (f'storage = {{ backend = "mariadb", mariadb = {{ socket = "{self.socket}", '
                 f'user = "root", database = "{database}", connect_timeout = 2 }}, {extra} }}\n')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mariadb_home(tmp_path_factory):
+    """Where the session's MariaDB template goes: the session's temporary folder."""
+    MariaDB.home = tmp_path_factory.getbasetemp()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ import time
 
 from aiosmtpd.controller import Controller
 
+from test_deploy import Relay
+
 
 def _free_port():
     with socket.socket() as s:
@@ -157,3 +159,43 @@ class Receiver:
                                          f"{count} awaited")
                 self.cond.wait(left)
             return list(self.requests)
+
+
+class HangingMailServer:
+    """An SMTP address whose server says nothing at all to whoever connects (a mail server
+    that hangs) and holds each connection open; once relay() is called it forwards each new
+    connection to the mailbox given (if any). url is what mail.url takes; accepted is set once
+    a client is held."""
+
+    def __init__(self, mailbox=None):
+        self.target = mailbox.port if mailbox else None
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"smtp://127.0.0.1:{self.port}"
+        self.relaying = False
+        self.held = []
+        self.accepted = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def relay(self):
+        assert self.target is not None, "no mailbox to relay to"
+        self.relaying = True
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if not self.relaying:
+                self.held.append(client)
+                self.accepted.set()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=Relay.pipe, args=(a, b), daemon=True).start()

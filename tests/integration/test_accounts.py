@@ -5,16 +5,17 @@ would. SQLite, and MariaDB for the flows that matter most across nodes."""
 import re
 import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 import receivers
 from conftest import PLUGINS, SESAMED, TOP, wait_for
-from test_deploy import Relay
 from test_limits import storage  # noqa: F401  (a fixture: each storage backend's table)
 
 SECRET = "accounts-tests-secret-0123456789abcdef"
@@ -25,6 +26,7 @@ FAST = ('password = { scheme = "pbkdf2_sha256", accept = { "pbkdf2_sha256" }, '
         'pbkdf2_sha256 = { rounds = 29000 } }\n')
 OPEN = "100000/second"
 LINK_BASE = "https://app.example.com/account"
+CTL = str(Path(SESAMED).parent / "sesamectl")
 
 
 def limits(**rules):
@@ -454,46 +456,9 @@ def test_mail_server_down_changes_nothing(app):
     assert app.post("/users/verify", json={"token": token}).status_code == 200
 
 
-class HangingMailServer:
-    """An SMTP address whose server first says nothing at all to whoever connects (a mail
-    server that hangs), and once relay() is called forwards each new connection to the
-    mailbox. url is what mail.url takes; accepted is set once a client is held."""
-
-    def __init__(self, mailbox):
-        self.target = mailbox.port
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"smtp://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.relaying = False
-        self.held = []
-        self.accepted = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def relay(self):
-        self.relaying = True
-
-    def close(self):
-        self.sock.close()
-        for c in self.held:
-            c.close()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            if not self.relaying:
-                self.held.append(client)
-                self.accepted.set()
-                continue
-            server = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=Relay.pipe, args=(a, b), daemon=True).start()
-
-
 @pytest.fixture
 def hanging(mailbox):
-    server = HangingMailServer(mailbox)
+    server = receivers.HangingMailServer(mailbox)
     yield server
     server.close()
 
@@ -522,8 +487,39 @@ def test_a_registration_whose_client_leaves_while_the_mail_hangs_is_undone(sesam
     assert "correct horse" not in s.log()
 
 
+def test_an_undo_that_fails_is_an_error_naming_the_user_and_the_remedy(sesamed, hanging):
+    s = start(sesamed, hanging)
+    # Storage refuses the deletion: an operator's trigger, made with the sqlite3 tool.
+    db = sqlite3.connect(s.dir / "sesame.db")
+    db.execute("CREATE TRIGGER keep BEFORE DELETE ON users "
+               "BEGIN SELECT RAISE(ABORT, 'kept'); END")
+    db.commit()
+    body = b'{"email":"una@example.com","username":"una01","password":"correct horse"}'
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(b"POST /users/register HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\n" +
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert hanging.accepted.wait(10)
+    s.wait_log("an unfinished registration was not undone")
+    line = next(x for x in s.log().splitlines() if "was not undone" in x)
+    uid = db.execute("SELECT id FROM users WHERE email = 'una@example.com'").fetchone()[0]
+    assert re.search(rf"error: .*: user {uid}: an unfinished registration was not undone "
+                     r"\(.*\); delete it with `sesamectl user delete ADDRESS`", line), line
+    assert "una@example.com" not in line and "correct horse" not in s.log()
+    # The address stays taken until the operator follows the remedy.
+    assert register(s, "una@example.com").status_code == 409
+    db.execute("DROP TRIGGER keep")
+    db.commit()
+    db.close()
+    ctl = subprocess.run([CTL, "-c", str(s.config), "user", "delete", "una@example.com",
+                          "--yes"], capture_output=True, text=True, timeout=60)
+    assert ctl.returncode == 0, ctl.stderr
+    hanging.relay()
+    assert register(s, "una@example.com", "una02", "second horse").status_code == 200
+
+
 def test_a_registration_whose_mail_server_hangs_answers_503_and_is_undone(sesamed, hanging):
-    s = start(sesamed, hanging, config="handler_timeout = 3,",
+    s = start(sesamed, hanging, config="handler_timeout = 6,",
               tail=f'mail = {{ url = "{hanging.url}", from = "sesame@example.com", timeout = 1 }}\n')
     r = register(s, "yan@example.com")
     # The mail fails within mail.timeout, before the handler's deadline: the route's answer.
@@ -741,18 +737,24 @@ MAIL = 'mail = { url = "smtp://127.0.0.1:25", from = "sesame@example.com" }\n'
 ROOT = 'server = { user = "root" }\n'  # the suite runs as root
 
 
-def test_a_mail_timeout_past_the_handler_timeout_is_refused(tmp_path):
+def test_a_mail_timeout_past_half_the_handler_timeout_is_refused(tmp_path):
     """A silent mail server must fail the mail (the route answers 503 "mail server
-    unavailable") before the handler's deadline abandons it."""
-    slow = 'mail = { url = "smtp://127.0.0.1:25", from = "sesame@example.com", timeout = 30 }\n'
+    unavailable") before the handler's deadline abandons it, with the handler's own work
+    before the mail (a registration's hash and account) left the other half."""
+    slow = 'mail = { url = "smtp://127.0.0.1:25", from = "sesame@example.com", timeout = 16 }\n'
     r = check_config(tmp_path, slow)
     assert r.returncode == 1, r.stderr
-    assert "check.lua:4: mail.timeout: must be shorter than server.handler_timeout (30 s)" \
-        in r.stderr, r.stderr
-    r = check_config(tmp_path, MAIL + 'server = { handler_timeout = 10, user = "root" }\n')
-    assert r.returncode == 1 and "mail.timeout: must be shorter" in r.stderr, r.stderr
+    assert ("check.lua:4: mail.timeout: must be at most half of server.handler_timeout (30 s): "
+            "a route mails after its own work (a registration hashes the password and makes "
+            "the account first), and a silent mail server must fail the mail while the "
+            "handler still has time to answer its error") in r.stderr, r.stderr
+    # The default mail.timeout (10 s) needs 20 s.
+    r = check_config(tmp_path, MAIL + 'server = { handler_timeout = 19, user = "root" }\n')
+    assert r.returncode == 1 and "mail.timeout: must be at most half" in r.stderr, r.stderr
     shutil.copytree(TOP / "etc/sesame/mail", tmp_path / "mail")
-    r = check_config(tmp_path, slow + 'server = { handler_timeout = 31, user = "root" }\n')
+    r = check_config(tmp_path, MAIL + 'server = { handler_timeout = 20, user = "root" }\n')
+    assert r.returncode == 0, r.stderr
+    r = check_config(tmp_path, slow + 'server = { handler_timeout = 32, user = "root" }\n')
     assert r.returncode == 0, r.stderr
 
 

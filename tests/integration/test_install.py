@@ -132,6 +132,7 @@ def test_the_installed_templates_are_checked(installed, tmp_path):
 plugins = {{ path = "{d['pkglibdir'] / 'plugins'}" }}
 routes = {{}}
 mail = {{ url = "smtp://127.0.0.1:25", from = "sesame@example.com" }}
+accounts = {{ link_base = "https://app.example.com/account" }}
 """)
     reset = conf / "mail" / "reset.txt"
     shipped = reset.read_bytes()

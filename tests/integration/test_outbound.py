@@ -4,8 +4,8 @@ serve no request. Every wait runs on the worker's loop: the worker answers other
 meanwhile."""
 import datetime
 import ipaddress
+import re
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 import receivers
-from conftest import SESAMED, TOP, route_file
+from conftest import SESAMED, TOP, free_port, route_file
 
 ROUTES = {"outbound.lua": route_file("outbound.lua")}
 FROM = "sesame@example.com"
@@ -31,7 +31,8 @@ SMTP_PASSWORD = "smtp-secret-Zq81pW"
 @pytest.fixture
 def sesamed(sesamed):
     """conftest's sesamed, with the shipped mail templates in its folder: with a mail table
-    set, loading the configuration checks that accounts.mail_dir holds them."""
+    set, loading the configuration checks that accounts.mail_dir holds them (warns, with no
+    accounts table)."""
     def make(config="", routes=None, workers=2, start=True, more=""):
         s = sesamed(config, routes, workers, False, more)
         shutil.copytree(TOP / "etc/sesame/mail", s.dir / "mail")
@@ -118,19 +119,9 @@ def test_mail_server_down_answers_at_once(sesamed, mailbox):
     assert "body" not in s.log().split("mail not sent")[1].splitlines()[0]
 
 
-def silent_server():
-    """A server that accepts connections and never says a word."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    return srv
-
-
 def test_silent_mail_server_times_out_and_the_loop_keeps_turning(sesamed):
-    srv = silent_server()
-    port = srv.getsockname()[1]
-    s = sesamed(routes=ROUTES, workers=1,
-                more=mail_config(f"smtp://127.0.0.1:{port}", "timeout = 2"))
+    srv = receivers.HangingMailServer()
+    s = sesamed(routes=ROUTES, workers=1, more=mail_config(srv.url, "timeout = 2"))
     result = {}
 
     def waiting():
@@ -411,9 +402,7 @@ def test_http_timeout_and_response_too_large(sesamed, receiver):
 
 
 def test_http_connection_refused(sesamed):
-    closed = silent_server()
-    port = closed.getsockname()[1]
-    closed.close()  # nobody listens there now
+    port = free_port()  # nobody listens there
     s = sesamed(routes=ROUTES, more=f'http = {{ allow = {{ "127.0.0.1:{port}" }} }}\n')
     started = time.monotonic()
     assert s.post("/http", json={"url": f"http://127.0.0.1:{port}/"}).json() == \
@@ -512,20 +501,42 @@ def test_bad_settings_are_reported_with_their_line(sesamed, more, key):
     assert f"sesame.lua:4: {key}:" in r.stderr, r.stderr
 
 
-def test_the_templates_are_checked_with_mail_set_and_no_accounts_table(sesamed):
-    s = sesamed(routes=ROUTES, start=False, more=mail_config("smtp://127.0.0.1:25"))
+def check(s):
+    return subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_the_templates_are_a_warning_with_mail_set_and_no_accounts_table(sesamed, mailbox):
+    """A route that only calls sesame.mail.send needs no templates: with no accounts table
+    their problems are warned about, at sesamed -t and at start, not refused."""
+    s = sesamed(routes=ROUTES, start=False, more=mail_config(mailbox.url))
     shutil.rmtree(s.dir / "mail")
-    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode == 1, r.stderr
-    assert f"accounts.mail_dir: {s.dir}/mail: No such file" in r.stderr, r.stderr
+    r = check(s)
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"warn: .*accounts\.mail_dir: {s.dir}/mail: No such file.* no accounts "
+                     r"table is set: the default routes' account flows cannot mail", r.stderr), \
+        r.stderr
     (s.dir / "mail").mkdir()
     (s.dir / "mail" / "verify.txt").write_text("Subject: Confirm\n\n{link}\n")
-    r = subprocess.run([SESAMED, "-t", "-c", str(s.config)], capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode == 1
+    r = check(s)
+    assert r.returncode == 0, r.stderr
     assert f"accounts.mail_dir: template {s.dir}/mail/reset.txt: No such file" in r.stderr
     assert "mail/verify.txt" not in r.stderr, r.stderr
+    s.start()
+    s.wait_log(f"accounts.mail_dir: template {s.dir}/mail/reset.txt: No such file")
+    r = send(s, to="erin@example.org", subject="Hi", text="no template needed")
+    assert r.json()["sent"] is True, r.text
+    assert receivers.text_of(mailbox.last("erin@example.org")).strip() == "no template needed"
+
+
+def test_the_templates_are_an_error_with_mail_and_an_accounts_table(sesamed):
+    s = sesamed(routes=ROUTES, start=False, more=mail_config("smtp://127.0.0.1:25") +
+                'accounts = { link_base = "https://app.example.com" }\n')
+    shutil.rmtree(s.dir / "mail")
+    r = check(s)
+    assert r.returncode == 1, r.stderr
+    assert f"accounts.mail_dir: {s.dir}/mail: No such file" in r.stderr, r.stderr
+    assert "warn:" not in r.stderr, r.stderr
 
 
 LOOPBACK_LINKS = "accounts.link_base: the links in mails point to"

@@ -67,15 +67,33 @@ local function unregister(email, hash)
   end
 end
 
--- Undoes a registration unless the route keeps it (undo.keep = true): a to-be-closed value.
--- A handler that sesame abandons while it waits (server.handler_timeout, or the client left)
--- has its to-be-closed variables closed, where nothing can wait: the deletion goes to a
--- background task (sesame.defer), which can.
+-- An unfinished registration that stays: its address answers 409 until the operator or the
+-- person ends it, so the log says how (docs/operations.md, Account flows). id is nil when the
+-- handler was abandoned before the account was made (if it was).
+local function not_undone(id, why)
+  local who = id and ("user " .. id) or "a registration abandoned while its account was made"
+  sesame.log.error(who .. ": an unfinished registration was not undone (" .. why .. "); "
+    .. "delete it with `sesamectl user delete ADDRESS` (`sesamectl user list` shows it), "
+    .. "or the person confirms it (POST /users/verify/resend, or a password reset)")
+end
+
+-- The background task of an undo: a storage failure leaves the account, and says so.
+local function unregister_task(email, hash, id)
+  local done, err = pcall(unregister, email, hash)
+  if not done then
+    not_undone(id, tostring(err))
+  end
+end
+
+-- Undoes a registration unless the route keeps it (undo.keep = true): a to-be-closed value;
+-- undo.id is the account once it is made. A handler that sesame abandons while it waits
+-- (server.handler_timeout, or the client left) has its to-be-closed variables closed, where
+-- nothing can wait: the deletion goes to a background task (sesame.defer), which can.
 local function registration_undo(email, hash)
   return setmetatable({}, {
     __close = function(undo)
-      if not undo.keep and not sesame.defer(unregister, email, hash) then
-        sesame.log.warn("an unfinished registration was not undone: too many background tasks")
+      if not undo.keep and not sesame.defer(unregister_task, email, hash, undo.id) then
+        not_undone(undo.id, "too many background tasks: server.queue")
       end
     end,
   })
@@ -94,6 +112,7 @@ local function register_and_mail(email, username, hash)
     undo.keep = true -- another account's address: nothing to undo
     return fail(409, "email already registered")
   end
+  undo.id = id
   local done, sent, why = pcall(account_mail.verification, { id = id, email = email, username = username })
   if not (done and sent) then
     sesame.users.delete(id)
