@@ -22,6 +22,7 @@
  */
 #include "autoconfig.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +39,6 @@ static const char handlers_key;
 
 /* Names the event table sets itself: no field has them. */
 static const char *const reserved[] = {"event", "at", "request_id", "remote_addr", NULL};
-/* The words of a secret's name (new_password, reset_token, client_secret): refused. */
-static const char *const secrets[] = {"password", "token", "secret", NULL};
-
 static bool listed(const char *const *names, const char *name)
 {
 	for (const char *const *n = names; *n != NULL; n++) {
@@ -50,32 +48,67 @@ static bool listed(const char *const *names, const char *name)
 	return false;
 }
 
-/* Whether the len bytes at w are word, in any case. */
-static bool word_is(const char *w, size_t len, const char *word)
+/*
+ * Secret field names. A name is split into words at every character that is not a letter or a
+ * digit, where a lower-case letter meets an upper-case one, and where letters meet digits
+ * (newPassword, reset_token, client-secret, token1, API_KEY). It is a secret's when one of its
+ * words is in secret_words, or a word of key_owners comes right before "key" (api_key,
+ * privateKey) -- unless its last word says which property of the secret it is: a count, a
+ * policy (token_count, password_policy, secret_age).
+ */
+static const char *const secret_words[] = {"password", "passwd", "passphrase", "secret",
+					   "token",    "cookie", NULL};
+static const char *const key_owners[] = {"api", "private", "secret", "access", "signing", NULL};
+static const char *const properties[] = {
+    "count",   "policy", "length", "type",   "kind",	"name",	   "id",    "ids",
+    "expires", "expiry", "age",	   "status", "changed", "expired", "valid", NULL};
+
+struct name_word {
+	const char *at;
+	size_t len;
+};
+
+static bool word_in(struct name_word w, const char *const *list)
 {
-	return strlen(word) == len && strncasecmp(w, word, len) == 0;
+	for (const char *const *n = list; *n != NULL; n++) {
+		if (strlen(*n) == w.len && strncasecmp(w.at, *n, w.len) == 0)
+			return true;
+	}
+	return false;
 }
 
-/*
- * The secret name ends in, in any case, as the last of its words split on '_' (what the field
- * is: new_password is a password, password_policy a policy): one of secrets, or "api_key" for
- * api then key; NULL for none.
- */
+/* The next word of a name from *p on (len 0 at its end), *p moved past it. */
+static struct name_word next_word(const char **p)
+{
+	const char *s = *p;
+	while (*s != '\0' && !isalnum((unsigned char)*s))
+		s++;
+	const char *e = s;
+	while (*e != '\0' && isalnum((unsigned char)*e)) {
+		unsigned char c = (unsigned char)e[0], d = (unsigned char)e[1];
+		e++;
+		if (d == '\0' || !isalnum(d) || (islower(c) && isupper(d)) ||
+		    (isdigit(c) != 0) != (isdigit(d) != 0))
+			break;
+	}
+	*p = e;
+	return (struct name_word){s, (size_t)(e - s)};
+}
+
+/* The secret word of name (see secret_words), or NULL for a name that is none. */
 static const char *secret_in(const char *name)
 {
-	const char *last = strrchr(name, '_');
-	const char *word = last != NULL ? last + 1 : name;
-	size_t len = strlen(word);
-	for (const char *const *s = secrets; *s != NULL; s++) {
-		if (word_is(word, len, *s))
-			return *s;
+	const char *found = NULL, *p = name;
+	struct name_word prev = {NULL, 0}, last = {NULL, 0};
+	for (struct name_word w = next_word(&p); w.len > 0; w = next_word(&p)) {
+		if (word_in(w, secret_words))
+			found = "a password, token or secret";
+		else if (prev.len > 0 && word_in(prev, key_owners) && w.len == 3 &&
+			 strncasecmp(w.at, "key", 3) == 0)
+			found = "a key";
+		prev = last = w;
 	}
-	if (last == NULL || !word_is(word, len, "key"))
-		return NULL;
-	const char *before = last;
-	while (before > name && before[-1] != '_')
-		before--;
-	return word_is(before, (size_t)(last - before), "api") ? "api_key" : NULL;
+	return found != NULL && !word_in(last, properties) ? found : NULL;
 }
 
 /* Pushes the handlers table, made on first use. */
@@ -127,8 +160,12 @@ static int handler_traceback(lua_State *L)
 /* After the handler: its error (with the handler's own traceback) raised on. */
 static int handler_finish(lua_State *L, int status, lua_KContext ctx)
 {
-	if (status != LUA_OK && status != LUA_YIELD)
+	if (status != LUA_OK && status != LUA_YIELD) {
+		/* The pcall's recovery turned hooks on again: the handler's variables closed
+		 * there, so none are left unclosed (lua_run.c's close_pending). */
+		luaapi_current(L)->hook_raised = false;
 		return lua_error(L);
+	}
 	return 0;
 }
 
@@ -288,8 +325,8 @@ static size_t check_fields(lua_State *L, int idx)
 		int t = lua_type(L, -1);
 		if (secret_in(key) != NULL)
 			luaL_error(L,
-				   "sesame.emit: field %s: an event never carries a secret (no "
-				   "field name ends in the word %s)",
+				   "sesame.emit: field %s: an event never carries a secret (the "
+				   "name says it holds %s)",
 				   key, secret_in(key));
 		if (listed(reserved, key))
 			luaL_error(L, "sesame.emit: field %s is set by sesame", key);

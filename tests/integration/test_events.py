@@ -104,7 +104,10 @@ def test_an_event_is_one_json_line_in_the_audit_file(sesamed, tmp_path):
 @pytest.mark.parametrize("field", ["password", "token", "access_token", "refresh_token",
                                    "secret", "Password", "new_password", "reset_token",
                                    "client_secret", "API_KEY", "stripe_api_key",
-                                   "Old_Api_Key", "_token", "access__token"])
+                                   "Old_Api_Key", "_token", "access__token", "newPassword",
+                                   "resetToken", "apiKey", "clientSecret", "password-hash",
+                                   "token1", "secret_key", "private_key", "password_plain",
+                                   "session_cookie", "signingKey"])
 def test_an_event_with_a_secret_field_raises(sesamed, tmp_path, field):
     s = app(sesamed, tmp_path)
     r = emit(s, "greeted", **{field: "hunter2-value"})
@@ -119,7 +122,8 @@ def test_an_event_with_a_secret_field_raises(sesamed, tmp_path, field):
 def test_a_field_whose_name_only_contains_a_secret_word_passes(sesamed, tmp_path):
     s = app(sesamed, tmp_path)
     fields = {"token_count": 3, "password_policy": "strict", "api_key_id": 2, "key_api": 1,
-              "secretary": "x", "passwords_tried": 1, "key": True, "Token_Expired": False}
+              "secretary": "x", "passwords_tried": 1, "key": True, "Token_Expired": False,
+              "tokenCount": 2, "secret_age": 9, "monkey": "k", "api": 1}
     assert emit(s, "greeted", **fields).status_code == 200
     e = wait_audit(s.audit, "greeted")[0]
     assert {k: e[k] for k in fields} == fields
