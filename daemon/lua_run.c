@@ -382,6 +382,8 @@ static void give_coroutine(struct luaapi_call *call, bool failed)
 		return;
 	}
 	lua_settop(co, 0);
+	/* A pooled coroutine counts at the usual pace, whatever its last handler did. */
+	lua_sethook(co, luaapi_count_hook, LUA_MASKCOUNT, LUAAPI_HOOK_EVERY);
 	if (api->npool < LUAAPI_POOL_MAX) {
 		api->pool[api->npool] = co;
 		api->pool_ref[api->npool] = ref;
@@ -605,6 +607,12 @@ static void resume(struct luaapi_call *call, int nargs)
 	 * the coroutine's stack has no free slot to push it on. */
 	if (rc == LUA_YIELD && call->over_budget)
 		rc = LUA_ERRRUN;
+	/* A pcall in a tail call (`return pcall(table.sort, t, cmp)`) caught the hook's error
+	 * and no instruction ran after it: over budget all the same, and its coroutine goes. */
+	if (rc == LUA_OK && call->hook_raised) {
+		call->over_budget = true;
+		rc = LUA_ERRRUN;
+	}
 	if (rc == LUA_YIELD && call->shed) {
 		shed(call);
 		return;

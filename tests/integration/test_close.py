@@ -54,6 +54,19 @@ sesame.route("GET", "/pcall", function(req)
   sesame.log.info("after the pcall of " .. req.query.name)
   return 200, { result = "success" }
 end)
+
+-- A task that is a pcall itself: no instruction of Lua runs after it catches the error.
+sesame.route("GET", "/deferpcall", function(req)
+  sesame.defer(pcall, table.sort, { 3, 2, 1 }, function(a, b) while true do end end)
+  return 200, { result = "success" }
+end)
+
+-- About a tenth of the budget: answered on any coroutine that counts at the usual pace.
+sesame.route("GET", "/work", function(req)
+  local n = 0
+  for i = 1, 20000 do n = n + i end
+  return 200, { n = n }
+end)
 '''
 ROUTES = {"closing.lua": SCRIPT}
 
@@ -152,3 +165,14 @@ def test_no_pcall_catches_the_instruction_budget(sesamed):
         s.wait_log(failed, count=n)
     # The failure is logged as the handler ends: a line after the pcall would come before it.
     assert "after the pcall" not in s.log()
+
+
+def test_a_task_that_is_a_pcall_does_not_catch_the_budget_either(sesamed):
+    s = sesamed("handler_instructions = 1000000,", routes=ROUTES, workers=1)
+    assert s.get("/deferpcall").status_code == 200
+    s.wait_log("sesame.defer: task failed: handler exceeded its instruction budget")
+    # Its coroutine is not pooled counting every instruction: the next handlers, on the same
+    # worker's coroutines, keep their whole budget.
+    for _ in range(20):
+        r = s.get("/work")
+        assert r.status_code == 200 and r.json()["n"] == 200010000
