@@ -81,7 +81,7 @@ end
 local function unregister_task(email, hash, id)
   local done, err = pcall(unregister, email, hash)
   if not done then
-    not_undone(id, tostring(err))
+    not_undone(id, type(err) == "table" and tostring(err.error) or tostring(err))
   end
 end
 
