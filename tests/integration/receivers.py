@@ -12,7 +12,57 @@ import time
 
 from aiosmtpd.controller import Controller
 
-from test_deploy import Relay
+
+class Relay:
+    """A Unix socket that forwards to another, for a node's link to the database: closing it
+    takes the storage away from that node alone."""
+
+    def __init__(self, path, target):
+        self.path, self.target, self.conns = path, target, []
+        self.open()
+
+    def open(self):
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(str(self.path))
+        self.srv.listen(16)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            u = socket.socket(socket.AF_UNIX)
+            u.connect(self.target)
+            self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for sock in (a, b):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.srv.shutdown(socket.SHUT_RDWR)
+        self.srv.close()
+        self.path.unlink()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        self.conns = []
 
 
 def _free_port():

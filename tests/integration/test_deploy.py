@@ -5,7 +5,6 @@ The shipped files are changed only in their ports, addresses and paths."""
 import json
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ import requests
 from passlib.hash import pbkdf2_sha256
 
 from conftest import TOP, free_port, nginx_conf, stop_process, wait_for
+from receivers import Relay
 
 SECRET = "deploy-tests-secret-0123456789abcdef"
 ROUTES = {name: (TOP / "etc/sesame/routes" / name).read_text()
@@ -184,58 +184,6 @@ def test_behind_nginx(sesamed, tmp_path, cert, nginx, app_server):
     # Plain HTTP is only a redirect.
     r = requests.get(plain + "/users/me", allow_redirects=False, timeout=10)
     assert r.status_code == 301 and r.headers["Location"].startswith("https://")
-
-
-class Relay:
-    """A Unix socket that forwards to another, for a node's link to the database: closing it
-    takes the storage away from that node alone."""
-
-    def __init__(self, path, target):
-        self.path, self.target, self.conns = path, target, []
-        self.open()
-
-    def open(self):
-        self.srv = socket.socket(socket.AF_UNIX)
-        self.srv.bind(str(self.path))
-        self.srv.listen(16)
-        threading.Thread(target=self.accept, daemon=True).start()
-
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            u = socket.socket(socket.AF_UNIX)
-            u.connect(self.target)
-            self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pipe(a, b):
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        for sock in (a, b):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.srv.shutdown(socket.SHUT_RDWR)
-        self.srv.close()
-        self.path.unlink()
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            c.close()
-        self.conns = []
 
 
 def logins(node):
