@@ -531,22 +531,16 @@ static void answer_error(struct luaapi_call *call)
 }
 
 /*
- * Gives the call's coroutine back. The scoreboard names the route being served while any
- * handler is in flight, and a failed call's while its variables close; then again the one it
- * named before, so that the hang reaper blames no call that is over.
+ * Gives the call's coroutine back. The scoreboard names the Lua that runs: resume() names each
+ * call it resumes, and a failed call is named while its variables close, so that a hang in a
+ * __close is blamed on its route. Nothing needs restoring after: no Lua runs until the next
+ * resume names its own call.
  */
 static void give_named(struct luaapi_call *call, bool failed)
 {
-	struct scoreboard_slot *slot = call->api->slot;
-	char before[sizeof(slot->route)] = "";
-	if (failed && slot != NULL) {
-		memcpy(before, slot->route, sizeof(before));
-		before[sizeof(before) - 1] = '\0';
-		scoreboard_enter(slot, call->name);
-	}
-	give_coroutine(call, failed);
 	if (failed)
-		scoreboard_enter(slot, before);
+		scoreboard_enter(call->api->slot, call->name);
+	give_coroutine(call, failed);
 }
 
 static void finish(struct luaapi_call *call, bool failed)
