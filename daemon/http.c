@@ -20,11 +20,15 @@
  * waiting work is dropped (http_watch_close).
  *
  * A draining server has given its listening sockets back (the master keeps them open, so the
- * queue survives), closes its idle connections and each other one after its current response.
- * It reports drained once nothing is in flight, no request is still arriving (http_conns.c
- * sees a request from its first byte, long before evhttp hands it over) and no request has
- * arrived or been answered for a short quiet period, so that the last replies get written. At
- * the drain's deadline, http_server_cut answers the requests still arriving 503.
+ * queue survives) and closes each connection after its current response. Its idle kept-alive
+ * connections stay open for IDLE_GRACE_MS: a client answered a moment before may be sending
+ * its next request already, and closing the connection under it would leave that request
+ * unanswered; sent within the grace, it is answered (Connection: close). It reports drained
+ * once no connection is idle within the grace, nothing is in flight, no request is still
+ * arriving (http_conns.c sees a request from its first byte, long before evhttp hands it over)
+ * and no request has arrived or been answered for a short quiet period, so that the last
+ * replies get written. At the drain's deadline, http_server_cut answers the requests still
+ * arriving 503 and closes the idle connections.
  */
 #include "autoconfig.h"
 
@@ -58,6 +62,8 @@
 #include "request.h"
 
 #define QUIET_MS 300
+/* How long a draining server keeps its idle kept-alive connections open. */
+#define IDLE_GRACE_MS 1000
 
 struct http_server {
 	struct evhttp *http;
@@ -74,6 +80,7 @@ struct http_server {
 	const struct proxies *metrics; /* server.metrics.allow; NULL when it is off */
 	size_t inflight;
 	uint64_t last_activity_ns;
+	uint64_t drain_start_ns;
 	bool draining;
 	http_drained_fn drained;
 	http_ready_fn ready;
@@ -559,9 +566,13 @@ void http_server_free(struct http_server *srv)
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *srv = arg;
-	uint64_t quiet = (clock_mono_ns() - srv->last_activity_ns) / 1000000u;
-	http_conns_close_idle(srv->conns);
-	if (srv->inflight > 0 || http_conns_arriving(srv->conns) > 0 || quiet < QUIET_MS)
+	uint64_t now = clock_mono_ns();
+	uint64_t quiet = (now - srv->last_activity_ns) / 1000000u;
+	bool grace = (now - srv->drain_start_ns) / 1000000u < IDLE_GRACE_MS;
+	if (!grace)
+		http_conns_close_idle(srv->conns);
+	if (srv->inflight > 0 || http_conns_arriving(srv->conns) > 0 || quiet < QUIET_MS ||
+	    (grace && http_conns_idle(srv->conns) > 0))
 		return;
 	event_del(srv->drain_timer);
 	srv->drained(srv->drained_arg);
@@ -578,7 +589,7 @@ void http_server_drain(struct http_server *srv, http_drained_fn drained, void *a
 	for (size_t i = 0; i < srv->nbound; i++)
 		evhttp_del_accept_socket(srv->http, srv->bound[i]);
 	srv->nbound = 0;
-	http_conns_close_idle(srv->conns);
+	srv->drain_start_ns = clock_mono_ns();
 	srv->drain_timer = event_new(srv->base, -1, EV_PERSIST, check_drained, srv);
 	struct timeval every = {.tv_usec = 50000};
 	if (srv->drain_timer != NULL)

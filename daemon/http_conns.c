@@ -26,7 +26,7 @@
  * Connections are found by their descriptor, which the kernel numbers densely.
  *
  * A draining server closes the kept-alive connections between requests (nothing unread in
- * the kernel either) and waits for the arriving requests and the answers being written as for
+ * the kernel either; http_conns_idle counts them, the caller decides when) and waits for the arriving requests and the answers being written as for
  * the dispatched ones. An answer whose next request is already coming (pipelined) keeps its
  * connection open (http_conns_pending), so that request is read to its end too. At the deadline
  * an arriving request is answered here, since evhttp cannot answer a request it has not finished
@@ -325,6 +325,15 @@ static bool idle(const struct http_conn *c)
 {
 	return c->served && !c->arriving && !c->dispatched && !c->cut && reading(c) &&
 	       evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !unread(c);
+}
+
+size_t http_conns_idle(const struct http_conns *set)
+{
+	size_t n = 0;
+	for (size_t fd = 0; fd < set->cap; fd++)
+		if (set->by_fd[fd] != NULL && idle(set->by_fd[fd]))
+			n++;
+	return n;
 }
 
 void http_conns_close_idle(struct http_conns *set)

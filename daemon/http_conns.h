@@ -33,7 +33,10 @@ bool http_conns_pending(const struct http_conns *set, struct evhttp_request *req
  */
 size_t http_conns_arriving(const struct http_conns *set);
 
-/* Closes the kept-alive connections between two requests (nothing to read or write). */
+/* How many kept-alive connections are between two requests (nothing to read or write). */
+size_t http_conns_idle(const struct http_conns *set);
+
+/* Closes those connections. */
 void http_conns_close_idle(struct http_conns *set);
 
 /*

@@ -1,6 +1,7 @@
 """A retiring worker never cuts a request mid-way: a request still arriving when the worker is
 told to stop (a reload, a stop) is finished within server.shutdown_timeout or answered 503 with
-Connection: close; idle kept-alive connections are closed at once; an answer still being
+Connection: close; idle kept-alive connections are kept for a second (a request sent on one
+then is answered) and closed; an answer still being
 written is written whole, and a request pipelined behind it is read and answered too. Raw
 sockets, real routes; the tests wait on the server's state (its log, the kernel's socket
 queues), not on the clock, except where a client must stay silent for a while."""
@@ -166,9 +167,16 @@ def test_a_stop_answers_a_request_never_finished(app):
     assert app.proc.wait(WAIT) == 0
 
 
-def test_an_idle_connection_is_closed_at_once(app):
-    idle = connect(app, b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n")
-    assert read_response(idle)[0] == 200
+def kept_alive(s):
+    """A connection that has had one answer and is kept open for the next request."""
+    c = connect(s, b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n")
+    status, headers, _, more = read_response(c)
+    assert (status, headers.get("connection"), more) == (200, None, b"")
+    return c
+
+
+def test_an_idle_connection_is_closed_while_the_worker_drains(app):
+    idle = kept_alive(app)
     with idle, start_partial(app, REQUEST[:SPLITS["body"]]) as c:
         old, _ = retire(app, signal.SIGHUP)
         # Closed while the worker still waits for the other request, not when it exits.
@@ -177,6 +185,30 @@ def test_an_idle_connection_is_closed_at_once(app):
         c.sendall(REQUEST[SPLITS["body"]:])
         assert answer(c)[0] == 401
     assert wait_for(lambda: old not in app.workers())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM], ids=["reload", "stop"])
+def test_a_request_sent_on_a_kept_alive_connection_as_the_drain_begins_is_answered(app, sig):
+    """A client answered a moment before the drain sends its next request on the same
+    connection: it gets its answer (and Connection: close), not a close without one."""
+    with kept_alive(app) as c:
+        old, _ = retire(app, sig, arriving=0)
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n")
+        status, headers, body = answer(c)
+        assert (status, headers["connection"], body) == (200, "close", {"result": "success", "status": "ok"})
+    if sig == signal.SIGTERM:
+        assert app.proc.wait(WAIT) == 0
+    else:
+        assert wait_for(lambda: old not in app.workers())
+        assert app.get("/healthz").status_code == 200
+
+
+def test_a_stop_closes_a_connection_left_idle(app):
+    with kept_alive(app) as idle:
+        app.signal(signal.SIGTERM)
+        assert idle.recv(65536) == b""
+        assert app.proc.wait(WAIT) == 0
+    assert "shutdown timeout" not in app.log()
 
 
 def test_a_request_pipelined_behind_an_answer_is_read_and_answered(app):
