@@ -322,8 +322,11 @@ static void count_hook(lua_State *L, lua_Debug *ar)
 {
 	struct loader *ld = *(struct loader **)lua_getextraspace(L);
 	ld->instructions += 1000;
-	if (ld->instructions > 100000000)
-		luaL_error(L, "the configuration runs too long (stuck in a loop?)");
+	if (ld->instructions <= 100000000)
+		return;
+	/* From every instruction on: a pcall that caught it lets no line run. */
+	lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+	luaL_error(L, "the configuration runs too long (stuck in a loop?)");
 }
 
 /* __newindex of the config's environment: only names are settings. */

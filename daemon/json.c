@@ -25,6 +25,8 @@ void json_lua_init(lua_State *L)
 	lua_newtable(L);
 	lua_pushliteral(L, "array");
 	lua_setfield(L, -2, "__name");
+	lua_pushboolean(L, 0); /* not the scripts' to change (a __gc would be a finalizer) */
+	lua_setfield(L, -2, "__metatable");
 	lua_rawsetp(L, LUA_REGISTRYINDEX, &array_key);
 }
 

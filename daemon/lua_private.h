@@ -47,6 +47,7 @@ struct luaapi {
 	struct revocation *rv; /* the revoked ids; NULL without storage */
 	bool loading;	       /* sesame.route is allowed only while the scripts load */
 	long load_instructions;
+	bool hook_raising; /* the count hook raised the error now being raised (xpcall) */
 	/* the allocator */
 	size_t used, limit;
 	bool enforce;

@@ -279,6 +279,8 @@ void luaapi_request_init(lua_State *L)
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, req_tostring);
 	lua_setfield(L, -2, "__tostring");
+	lua_pushboolean(L, 0); /* not the scripts' to change */
+	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 }
 

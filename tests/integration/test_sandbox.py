@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+from test_process import run_check
+
 PROBE = r'''local sesame = require "sesame"
 
 local function try(f, ...)
@@ -110,3 +112,115 @@ def test_readfile_refuses_every_way_out(box):
         assert r == {"data": None, "err": "outside the configuration folder"}, path
     r = box.get("/read", params={"path": "missing.txt"}).json()
     assert r == {"data": None, "err": "No such file or directory"}
+
+
+# What Lua runs with its hooks off, where no instruction budget reaches: a finalizer, and a
+# message handler called for the budget's own error. Neither may hang a worker.
+HOOKS_OFF = r'''local sesame = require "sesame"
+
+local function spin() while true do end end
+local function try(f, ...)
+  local ok, err = pcall(f, ...)
+  return { ok = ok, err = not ok and tostring(err) or sesame.null }
+end
+
+sesame.route("GET", "/metatables", function(req)
+  local plain = setmetatable({}, { __index = function(_, k) return k .. "!" end })
+  return 200, {
+    plain = plain.x,
+    finalizer = try(setmetatable, {}, { __gc = function() end }),
+    false_finalizer = try(setmetatable, {}, { __gc = false }),
+    request = tostring(getmetatable(req)),
+    array = tostring(getmetatable(sesame.array())),
+    decoded = tostring(getmetatable(sesame.json.decode("[1]"))),
+    array_changed = try(setmetatable, sesame.array(), {}),
+    empty = sesame.array(),
+  }
+end)
+
+-- The budget runs out in a comparator, where no yield can stop the handler: the message
+-- handler, which loops too, is not run for that error.
+sesame.route("GET", "/xpcall/budget", function(req)
+  xpcall(table.sort, spin, { 3, 2, 1 }, function(a, b) spin() end)
+  sesame.log.info("after the xpcall")
+  return 200, { result = "success" }
+end)
+
+-- For any other error the message handler runs, counted as the handler's own lines.
+sesame.route("GET", "/xpcall/handler", function(req)
+  if req.query.spin then
+    xpcall(error, spin, "boom")
+  end
+  local a = { xpcall(error, function(e) return "handled: " .. e end, "boom", 0) }
+  local b = { xpcall(function(x)
+    local text = sesame.readfile("sesame.lua") -- yields inside the xpcall
+    return x, #text > 0
+  end, spin, 7) }
+  local c = { xpcall(function() error({ code = 3 }) end, function(e) return e.code end) }
+  return 200, { a = a, b = b, c = c }
+end)
+'''
+
+
+@pytest.fixture
+def hooks_off(sesamed):
+    return sesamed("handler_instructions = 1000000, hang_timeout = 3,",
+                   routes={"hooks.lua": HOOKS_OFF}, workers=1)
+
+
+def test_no_finalizers_and_sesames_own_metatables_are_protected(hooks_off):
+    m = hooks_off.get("/metatables").json()
+    assert m["plain"] == "x!"
+    for key in ("finalizer", "false_finalizer"):
+        assert m[key]["ok"] is False
+        assert "route scripts have no __gc finalizers" in m[key]["err"]
+        assert "to-be-closed variable" in m[key]["err"]
+    assert m["request"] == m["array"] == m["decoded"] == "false"
+    assert m["array_changed"]["ok"] is False
+    assert "cannot change a protected metatable" in m["array_changed"]["err"]
+    assert m["empty"] == []  # still an array, encoded as one
+
+
+def test_a_message_handler_is_not_run_for_the_budgets_error(hooks_off):
+    workers = hooks_off.workers()
+    r = hooks_off.get("/xpcall/budget", timeout=15)
+    assert r.status_code == 500 and r.json()["error"] == "internal server error"
+    hooks_off.wait_log("GET /xpcall/budget: handler failed: handler exceeded its instruction "
+                       "budget")
+    assert "after the xpcall" not in hooks_off.log()
+    assert "hung" not in hooks_off.log()
+    assert hooks_off.workers() == workers
+    assert hooks_off.get("/healthz").status_code == 200
+
+
+def test_xpcall_runs_the_message_handler_for_other_errors_within_the_budget(hooks_off):
+    r = hooks_off.get("/xpcall/handler")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"a": [False, "handled: boom"], "b": [True, 7, True], "c": [False, 3]}
+    # A handler that loops on an ordinary error is counted, and stopped by the budget.
+    workers = hooks_off.workers()
+    r = hooks_off.get("/xpcall/handler", params={"spin": "1"}, timeout=15)
+    assert r.status_code == 500
+    hooks_off.wait_log("GET /xpcall/handler: handler failed: handler exceeded its "
+                       "instruction budget")
+    assert hooks_off.workers() == workers
+    assert "hung" not in hooks_off.log()
+
+
+@pytest.mark.parametrize("script", [
+    "while true do pcall(function() while true do end end) end\n",
+    "xpcall(function() while true do end end, function() while true do end end)\n",
+], ids=["pcall", "xpcall"])
+def test_a_script_that_catches_the_budget_while_it_loads_is_still_stopped(sesamed, script):
+    s = sesamed("handler_instructions = 1000000,", routes={"loop.lua": script}, start=False)
+    r = run_check(s.config)
+    assert r.returncode == 1
+    assert "exceed the instruction budget" in r.stderr, r.stderr
+
+
+def test_a_configuration_that_catches_its_budget_is_still_stopped(sesamed):
+    s = sesamed(start=False)
+    s.config.write_text("while true do pcall(function() while true do end end) end\n")
+    r = run_check(s.config)
+    assert r.returncode == 1
+    assert "the configuration runs too long" in r.stderr, r.stderr
