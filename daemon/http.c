@@ -20,14 +20,15 @@
  * waiting work is dropped (http_watch_close).
  *
  * A draining server has given its listening sockets back (the master keeps them open, so the
- * queue survives) and closes each connection after its current response. Its idle kept-alive
- * connections stay open for IDLE_GRACE_MS: a client answered a moment before may be sending
- * its next request already, and closing the connection under it would leave that request
- * unanswered; sent within the grace, it is answered (Connection: close). It reports drained
- * once no connection is idle within the grace, nothing is in flight, no request is still
- * arriving (http_conns.c sees a request from its first byte, long before evhttp hands it over)
- * and no request has arrived or been answered for a short quiet period, so that the last
- * replies get written. At the drain's deadline, http_server_cut answers the requests still
+ * queue survives) and closes each connection after its current response. The connections a
+ * request may come on any moment (kept alive between two requests, or new and silent so far)
+ * stay open for IDLE_GRACE_MS: a client answered a moment before may be sending its next
+ * request already, and closing the connection under it would leave that request unanswered;
+ * sent within the grace, it is answered (Connection: close). It reports drained once nothing
+ * is in flight, no request is still arriving and no answer is still being written (http_conns.c
+ * sees a request from its first byte, long before evhttp hands it over, and an answer until
+ * its last byte is with the kernel), and no connection waits within the grace: at once, when
+ * no client is connected. At the drain's deadline, http_server_cut answers the requests still
  * arriving 503 and closes the idle connections.
  */
 #include "autoconfig.h"
@@ -61,8 +62,7 @@
 #include "proxies.h"
 #include "request.h"
 
-#define QUIET_MS 300
-/* How long a draining server keeps its idle kept-alive connections open. */
+/* How long a draining server keeps open the connections a request may come on any moment. */
 #define IDLE_GRACE_MS 1000
 
 struct http_server {
@@ -79,7 +79,6 @@ struct http_server {
 	const struct proxies *proxies; /* server.trusted_proxies */
 	const struct proxies *metrics; /* server.metrics.allow; NULL when it is off */
 	size_t inflight;
-	uint64_t last_activity_ns;
 	uint64_t drain_start_ns;
 	bool draining;
 	http_drained_fn drained;
@@ -258,9 +257,9 @@ static void send_reply(struct http_request *r, int status, const char *ctype, co
 	}
 	struct evhttp_connection *conn = evhttp_request_get_connection(r->ev);
 	evhttp_send_reply(r->ev, status, NULL, buf);
-	/* The reply is written on a later turn of the loop: a draining worker waits for it. */
-	srv->last_activity_ns = clock_mono_ns();
-	/* Between requests, a connection waits only as long as keepalive allows. */
+	/* The reply is written on a later turn of the loop (a draining worker waits for it:
+	 * http_conns_arriving). Between requests, a connection waits only as long as keepalive
+	 * allows. */
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->keepalive);
 	if (buf != NULL)
@@ -319,7 +318,6 @@ void http_reply_gone(struct http_request *r)
 		evhttp_connection_free(conn);
 	else
 		evhttp_request_free(r->ev);
-	r->srv->last_activity_ns = clock_mono_ns();
 	request_end(r, 499);
 }
 
@@ -379,7 +377,6 @@ static void on_request(struct evhttp_request *ev, void *arg)
 		return;
 	}
 	srv->inflight++;
-	srv->last_activity_ns = r->start_ns;
 	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
 	if (conn != NULL)
 		evhttp_connection_set_timeout_tv(conn, &srv->timeout);
@@ -566,13 +563,11 @@ void http_server_free(struct http_server *srv)
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *srv = arg;
-	uint64_t now = clock_mono_ns();
-	uint64_t quiet = (now - srv->last_activity_ns) / 1000000u;
-	bool grace = (now - srv->drain_start_ns) / 1000000u < IDLE_GRACE_MS;
+	bool grace = (clock_mono_ns() - srv->drain_start_ns) / 1000000u < IDLE_GRACE_MS;
 	if (!grace)
 		http_conns_close_idle(srv->conns);
-	if (srv->inflight > 0 || http_conns_arriving(srv->conns) > 0 || quiet < QUIET_MS ||
-	    (grace && http_conns_idle(srv->conns) > 0))
+	if (srv->inflight > 0 || http_conns_arriving(srv->conns) > 0 ||
+	    (grace && http_conns_waiting(srv->conns) > 0))
 		return;
 	event_del(srv->drain_timer);
 	srv->drained(srv->drained_arg);

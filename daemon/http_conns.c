@@ -26,8 +26,9 @@
  * Connections are found by their descriptor, which the kernel numbers densely.
  *
  * A draining server closes the kept-alive connections between requests (nothing unread in
- * the kernel either; http_conns_idle counts them, the caller decides when) and waits for the arriving requests and the answers being written as for
- * the dispatched ones. An answer whose next request is already coming (pipelined) keeps its
+ * the kernel either) when its caller says (http_conns_waiting counts them, with the new
+ * connections whose request has not begun) and waits for the arriving requests and the
+ * answers being written as for the dispatched ones. An answer whose next request is already coming (pipelined) keeps its
  * connection open (http_conns_pending), so that request is read to its end too. At the deadline
  * an arriving request is answered here, since evhttp cannot answer a request it has not finished
  * reading: the connection is taken from evhttp (our callbacks on its bufferevent), a canned 503
@@ -317,21 +318,27 @@ static bool reading(const struct http_conn *c)
 	return readcb != NULL;
 }
 
+/* Nothing to read on c, nothing to write: its client may send a request any moment. */
+static bool silent(const struct http_conn *c)
+{
+	return !c->arriving && !c->dispatched && !c->cut && reading(c) &&
+	       evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !unread(c);
+}
+
 /*
  * A kept-alive connection between requests. A new one is not idle: its client connected to
  * send a request, which may be a moment behind; it is served, or closed when the worker exits.
  */
 static bool idle(const struct http_conn *c)
 {
-	return c->served && !c->arriving && !c->dispatched && !c->cut && reading(c) &&
-	       evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !unread(c);
+	return c->served && silent(c);
 }
 
-size_t http_conns_idle(const struct http_conns *set)
+size_t http_conns_waiting(const struct http_conns *set)
 {
 	size_t n = 0;
 	for (size_t fd = 0; fd < set->cap; fd++)
-		if (set->by_fd[fd] != NULL && idle(set->by_fd[fd]))
+		if (set->by_fd[fd] != NULL && silent(set->by_fd[fd]))
 			n++;
 	return n;
 }

@@ -33,10 +33,13 @@ bool http_conns_pending(const struct http_conns *set, struct evhttp_request *req
  */
 size_t http_conns_arriving(const struct http_conns *set);
 
-/* How many kept-alive connections are between two requests (nothing to read or write). */
-size_t http_conns_idle(const struct http_conns *set);
+/*
+ * How many connections have nothing to read or write: kept alive between two requests, or new
+ * and silent so far. Their clients may send a request any moment.
+ */
+size_t http_conns_waiting(const struct http_conns *set);
 
-/* Closes those connections. */
+/* Closes the kept-alive connections between two requests (nothing to read or write). */
 void http_conns_close_idle(struct http_conns *set);
 
 /*

@@ -86,20 +86,29 @@ def assert_503(c):
     assert body == SHUTTING_DOWN
 
 
-def server_read(port, c):
-    """Waits until the server's end of c has read all that c sent (its receive queue is empty)."""
+def server_end(port, c):
+    """The server's end of c in /proc/net/tcp: (its receive queue, its inode), or None."""
     me = "%04X" % c.getsockname()[1]
     server = "%04X" % port
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote, queues, inode = fields[1], fields[2], fields[4], fields[9]
+            if local.endswith(":" + server) and remote.endswith(":" + me):
+                return int(queues.split(":")[1], 16), int(inode)
+    return None
 
-    def empty():
-        with open("/proc/net/tcp") as f:
-            for line in f.readlines()[1:]:
-                local, remote, _, queues = line.split()[1:5]
-                if local.endswith(":" + server) and remote.endswith(":" + me):
-                    return int(queues.split(":")[1], 16) == 0
-        return False
 
-    assert wait_for(empty), "the server did not read the request"
+def server_read(port, c):
+    """Waits until the server's end of c has read all that c sent (its receive queue is empty)."""
+    assert wait_for(lambda: (server_end(port, c) or (1, 0))[0] == 0), \
+        "the server did not read the request"
+
+
+def server_accepted(port, c):
+    """Waits until a worker has accepted c (its end gets an inode then, 0 in the queue)."""
+    assert wait_for(lambda: (server_end(port, c) or (0, 0))[1] != 0), \
+        "no worker accepted the connection"
 
 
 def connect(s, data=b"", rcvbuf=None):
@@ -187,11 +196,21 @@ def test_an_idle_connection_is_closed_while_the_worker_drains(app):
     assert wait_for(lambda: old not in app.workers())
 
 
+def silent(s):
+    """A new connection a worker has accepted, on which nothing has been sent yet."""
+    c = connect(s)
+    server_accepted(s.port, c)
+    return c
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM], ids=["reload", "stop"])
-def test_a_request_sent_on_a_kept_alive_connection_as_the_drain_begins_is_answered(app, sig):
+@pytest.mark.parametrize("open_conn", [kept_alive, silent], ids=["kept-alive", "new"])
+def test_a_request_sent_on_an_open_connection_as_the_drain_begins_is_answered(app, open_conn,
+                                                                              sig):
     """A client answered a moment before the drain sends its next request on the same
-    connection: it gets its answer (and Connection: close), not a close without one."""
-    with kept_alive(app) as c:
+    connection, or one that has just connected sends its first: it gets its answer (and
+    Connection: close), not a close without one."""
+    with open_conn(app) as c:
         old, _ = retire(app, sig, arriving=0)
         c.sendall(b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n")
         status, headers, body = answer(c)
