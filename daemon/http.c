@@ -20,16 +20,17 @@
  * waiting work is dropped (http_watch_close).
  *
  * A draining server has given its listening sockets back (the master keeps them open, so the
- * queue survives) and closes each connection after its current response. The connections a
+ * queue survives) and closes each connection after its current response. A connection a
  * request may come on any moment (kept alive between two requests, or new and silent so far)
- * stay open for IDLE_GRACE_MS: a client answered a moment before may be sending its next
- * request already, and closing the connection under it would leave that request unanswered;
- * sent within the grace, it is answered (Connection: close). It reports drained once nothing
- * is in flight, no request is still arriving and no answer is still being written (http_conns.c
- * sees a request from its first byte, long before evhttp hands it over, and an answer until
- * its last byte is with the kernel), and no connection waits within the grace: at once, when
- * no client is connected. At the drain's deadline, http_server_cut answers the requests still
- * arriving 503 and closes the idle connections.
+ * stays open for SILENT_GRACE_MS from the drain's start or its last answer's last byte: a
+ * client answered a moment before may be sending its next request already, and closing the
+ * connection under it would leave that request unanswered; sent within the grace, it is
+ * answered (Connection: close). It reports drained once nothing is in flight, no request is
+ * still arriving and no answer is still being written (http_conns.c sees a request from its
+ * first byte, long before evhttp hands it over, and an answer until its last byte is with the
+ * kernel), and no connection is left in its grace: at once, when no client is connected. At
+ * the drain's deadline, http_server_cut answers the requests still arriving 503 and closes the
+ * silent connections.
  */
 #include "autoconfig.h"
 
@@ -62,8 +63,11 @@
 #include "proxies.h"
 #include "request.h"
 
-/* How long a draining server keeps open the connections a request may come on any moment. */
-#define IDLE_GRACE_MS 1000
+/*
+ * How long a draining server keeps open a connection a request may come on any moment (half of
+ * server.shutdown_timeout at most).
+ */
+#define SILENT_GRACE_MS 1000
 
 struct http_server {
 	struct evhttp *http;
@@ -79,7 +83,7 @@ struct http_server {
 	const struct proxies *proxies; /* server.trusted_proxies */
 	const struct proxies *metrics; /* server.metrics.allow; NULL when it is off */
 	size_t inflight;
-	uint64_t drain_start_ns;
+	uint64_t grace_ns; /* SILENT_GRACE_MS, or less with a short server.shutdown_timeout */
 	bool draining;
 	http_drained_fn drained;
 	http_ready_fn ready;
@@ -497,6 +501,9 @@ struct http_server *http_server_new(const struct config *cfg, struct event_base 
 	srv->metrics = cfg->metrics.on ? &cfg->metrics.allow : NULL;
 	srv->timeout = (struct timeval){.tv_sec = cfg->timeout};
 	srv->keepalive = (struct timeval){.tv_sec = cfg->keepalive};
+	srv->grace_ns = (uint64_t)SILENT_GRACE_MS * 1000000u;
+	if (srv->grace_ns > (uint64_t)cfg->shutdown_timeout * 500000000u)
+		srv->grace_ns = (uint64_t)cfg->shutdown_timeout * 500000000u;
 	unsigned char rnd[8];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(srv->id_prefix, sizeof(srv->id_prefix), rnd, 4);
@@ -563,13 +570,13 @@ void http_server_free(struct http_server *srv)
 static void check_drained(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *srv = arg;
-	bool grace = (clock_mono_ns() - srv->drain_start_ns) / 1000000u < IDLE_GRACE_MS;
-	if (!grace)
-		http_conns_close_idle(srv->conns);
-	if (srv->inflight > 0 || http_conns_arriving(srv->conns) > 0 ||
-	    (grace && http_conns_waiting(srv->conns) > 0))
+	uint64_t now = clock_mono_ns();
+	uint64_t before = now > srv->grace_ns ? now - srv->grace_ns : 0;
+	size_t waiting = http_conns_close_silent(srv->conns, before);
+	if (srv->inflight > 0 || http_conns_arriving(srv->conns) > 0 || waiting > 0)
 		return;
-	event_del(srv->drain_timer);
+	if (srv->drain_timer != NULL)
+		event_del(srv->drain_timer);
 	srv->drained(srv->drained_arg);
 }
 
@@ -584,11 +591,19 @@ void http_server_drain(struct http_server *srv, http_drained_fn drained, void *a
 	for (size_t i = 0; i < srv->nbound; i++)
 		evhttp_del_accept_socket(srv->http, srv->bound[i]);
 	srv->nbound = 0;
-	srv->drain_start_ns = clock_mono_ns();
+	http_conns_drain(srv->conns);
 	srv->drain_timer = event_new(srv->base, -1, EV_PERSIST, check_drained, srv);
 	struct timeval every = {.tv_usec = 50000};
-	if (srv->drain_timer != NULL)
-		event_add(srv->drain_timer, &every);
+	if (srv->drain_timer == NULL || event_add(srv->drain_timer, &every) != 0) {
+		/* Nothing would look again: no connection is left waiting for a grace. */
+		log_error("http: cannot watch the drain: closing the idle connections at once");
+		http_conns_close_silent(srv->conns, UINT64_MAX);
+		if (srv->drain_timer != NULL)
+			event_free(srv->drain_timer);
+		srv->drain_timer = NULL;
+		return;
+	}
+	check_drained(-1, 0, srv); /* nothing to wait for: drained now */
 }
 
 size_t http_server_inflight(const struct http_server *srv)

@@ -49,8 +49,11 @@ void http_server_free(struct http_server *srv);
 void http_server_set_ready(struct http_server *srv, http_ready_fn ready, void *arg);
 
 /*
- * Stops accepting; closes the idle connections; answers what is in flight, and the requests
- * still arriving once they have, with "Connection: close"; calls drained after.
+ * Stops accepting; answers what is in flight, and the requests still arriving once they have,
+ * with "Connection: close"; closes the connections with nothing to read or write once they
+ * have been so for a second (less with a short server.shutdown_timeout), so that a request a
+ * client was already sending on one is answered; calls drained once nothing is left, at once
+ * when nothing is there (drained may be called before this returns).
  */
 void http_server_drain(struct http_server *srv, http_drained_fn drained, void *arg);
 size_t http_server_inflight(const struct http_server *srv);

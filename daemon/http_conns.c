@@ -25,10 +25,11 @@
  * descriptor after freeing the connection, and the bufferevent closes it again when it goes.
  * Connections are found by their descriptor, which the kernel numbers densely.
  *
- * A draining server closes the kept-alive connections between requests (nothing unread in
- * the kernel either) when its caller says (http_conns_waiting counts them, with the new
- * connections whose request has not begun) and waits for the arriving requests and the
- * answers being written as for the dispatched ones. An answer whose next request is already coming (pipelined) keeps its
+ * A draining server closes the silent connections (kept alive between two requests, or new
+ * and their request not begun; nothing unread in the kernel either) once they have been silent
+ * for a grace its caller sets, counted from the drain's start or their last answer's last byte
+ * (http_conns_close_silent), and waits for the arriving requests and the answers being written
+ * as for the dispatched ones. An answer whose next request is already coming (pipelined) keeps its
  * connection open (http_conns_pending), so that request is read to its end too. At the deadline
  * an arriving request is answered here, since evhttp cannot answer a request it has not finished
  * reading: the connection is taken from evhttp (our callbacks on its bufferevent), a canned 503
@@ -54,6 +55,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -71,8 +73,8 @@ struct http_conn {
 	bool arriving;	 /* bytes of a request sesame has not been handed */
 	bool dispatched; /* its request is sesame's until the answer is written */
 	bool cut;	 /* answered 503 by http_conns_cut; closes once that is written */
-	bool served;	 /* has had a request answered: kept alive */
 	bool peer_done;	 /* cut, and the client has closed its side */
+	uint64_t quiet_ns; /* draining: since when nothing was read or written (monotonic) */
 	struct http_conn *next_new;
 };
 
@@ -82,6 +84,7 @@ struct http_conns {
 	struct http_conn *fresh; /* made by the bufferevent callback, not attached yet */
 	struct http_conn **by_fd;
 	size_t cap;
+	bool draining;	      /* quiet_ns is kept */
 	struct event *cut_ev; /* the deadline's pass, every CUT_PASS_MS */
 	void (*cut_done)(void *arg);
 	void *cut_arg;
@@ -117,6 +120,9 @@ static bool next_in(const struct http_conn *c)
 static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct http_conn *c = arg;
+	/* A draining server's grace for the next request counts from an answer's last byte. */
+	if (c->set->draining && info->n_deleted > 0 && evbuffer_get_length(buf) == 0)
+		c->quiet_ns = clock_mono_ns();
 	if (info->n_added == 0 || !c->dispatched)
 		return;
 	c->dispatched = false;
@@ -278,7 +284,6 @@ void http_conns_dispatched(struct http_conns *set, struct evhttp_request *req)
 		return;
 	c->arriving = false;
 	c->dispatched = true;
-	c->served = true;
 }
 
 bool http_conns_pending(const struct http_conns *set, struct evhttp_request *req)
@@ -318,38 +323,38 @@ static bool reading(const struct http_conn *c)
 	return readcb != NULL;
 }
 
-/* Nothing to read on c, nothing to write: its client may send a request any moment. */
+/*
+ * Nothing to read on c, nothing to write: kept alive between two requests, or new and its
+ * request not begun. Its client may send one any moment.
+ */
 static bool silent(const struct http_conn *c)
 {
 	return !c->arriving && !c->dispatched && !c->cut && reading(c) &&
 	       evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !unread(c);
 }
 
-/*
- * A kept-alive connection between requests. A new one is not idle: its client connected to
- * send a request, which may be a moment behind; it is served, or closed when the worker exits.
- */
-static bool idle(const struct http_conn *c)
+void http_conns_drain(struct http_conns *set)
 {
-	return c->served && silent(c);
-}
-
-size_t http_conns_waiting(const struct http_conns *set)
-{
-	size_t n = 0;
+	uint64_t now = clock_mono_ns();
+	set->draining = true;
 	for (size_t fd = 0; fd < set->cap; fd++)
-		if (set->by_fd[fd] != NULL && silent(set->by_fd[fd]))
-			n++;
-	return n;
+		if (set->by_fd[fd] != NULL)
+			set->by_fd[fd]->quiet_ns = now;
 }
 
-void http_conns_close_idle(struct http_conns *set)
+size_t http_conns_close_silent(struct http_conns *set, uint64_t before_ns)
 {
+	size_t left = 0;
 	for (size_t fd = 0; fd < set->cap; fd++) {
 		struct http_conn *c = set->by_fd[fd];
-		if (c != NULL && idle(c))
+		if (c == NULL || !silent(c))
+			continue;
+		if (c->quiet_ns <= before_ns)
 			evhttp_connection_free(c->evcon); /* on_close forgets c */
+		else
+			left++;
 	}
+	return left;
 }
 
 /* Reads and drops what a cut request's client still sends (evhttp's deferred read too). */
@@ -444,7 +449,7 @@ static void cut_one(struct http_conn *c)
 static size_t cut_pass(struct http_conns *set)
 {
 	size_t left = 0;
-	http_conns_close_idle(set);
+	http_conns_close_silent(set, UINT64_MAX);
 	for (size_t fd = 0; fd < set->cap; fd++) {
 		struct http_conn *c = set->by_fd[fd];
 		if (c != NULL && reading(c) && coming(c))

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct evhttp;
@@ -33,14 +34,15 @@ bool http_conns_pending(const struct http_conns *set, struct evhttp_request *req
  */
 size_t http_conns_arriving(const struct http_conns *set);
 
-/*
- * How many connections have nothing to read or write: kept alive between two requests, or new
- * and silent so far. Their clients may send a request any moment.
- */
-size_t http_conns_waiting(const struct http_conns *set);
+/* A drain begins: each connection is silent since now at the latest (http_conns_close_silent). */
+void http_conns_drain(struct http_conns *set);
 
-/* Closes the kept-alive connections between two requests (nothing to read or write). */
-void http_conns_close_idle(struct http_conns *set);
+/*
+ * Closes the connections that have nothing to read or write (kept alive between two requests,
+ * or new and their request not begun) and have been so since before_ns or earlier (monotonic;
+ * UINT64_MAX: all of them); returns how many such connections it left open.
+ */
+size_t http_conns_close_silent(struct http_conns *set, uint64_t before_ns);
 
 /*
  * The deadline of a drain: closes the idle connections and answers each request still

@@ -4,7 +4,8 @@ Connection: close; idle kept-alive connections are kept for a second (a request 
 then is answered) and closed; an answer still being
 written is written whole, and a request pipelined behind it is read and answered too. Raw
 sockets, real routes; the tests wait on the server's state (its log, the kernel's socket
-queues), not on the clock, except where a client must stay silent for a while."""
+queues), not on the clock, except where a client must stay silent for a while, or send within
+the second a drain leaves it."""
 import json
 import signal
 import socket
@@ -211,6 +212,7 @@ def test_a_request_sent_on_an_open_connection_as_the_drain_begins_is_answered(ap
     connection, or one that has just connected sends its first: it gets its answer (and
     Connection: close), not a close without one."""
     with open_conn(app) as c:
+        # Sent within the grace (a second from the drain's start, which the log shows at once).
         old, _ = retire(app, sig, arriving=0)
         c.sendall(b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n")
         status, headers, body = answer(c)
@@ -257,6 +259,23 @@ def test_an_answer_still_being_written_is_written_whole(app):
         status, headers, body = answer(c, first)
         # Answered before the drain: kept alive, then closed as idle once written.
         assert (status, headers.get("connection"), len(body["pad"])) == (200, None, BIG)
+    assert wait_for(lambda: old not in app.workers())
+    assert "shutdown timeout" not in app.log()
+
+
+def test_an_answer_written_after_the_drains_first_second_leaves_a_second_for_the_next(app):
+    """The connection of an answer still being written is idle only once its last byte is out:
+    its client, which sends the next request as soon as it has read the answer, gets that
+    request answered however long the answer took."""
+    with connect(app, b"GET /big HTTP/1.1\r\nHost: sesame\r\n\r\n", rcvbuf=65536) as c:
+        first = c.recv(1)
+        old, _ = retire(app, signal.SIGHUP)
+        time.sleep(1.5)  # past the grace the drain began with
+        status, headers, body, more = read_response(c, first)
+        assert (status, headers.get("connection"), more) == (200, None, b"")
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: sesame\r\n\r\n")
+        status, headers, body = answer(c)
+        assert (status, headers["connection"]) == (200, "close")
     assert wait_for(lambda: old not in app.workers())
     assert "shutdown timeout" not in app.log()
 
