@@ -31,6 +31,7 @@
 #include "file.h"
 #include "jobs.h"
 #include "listen.h"
+#include "lua_guard.h"
 #include "plugin.h"
 
 #define MAX_THREADS JOBS_MAX_THREADS
@@ -318,15 +319,18 @@ static bool names_validator(const void *loader, const char *name)
 }
 
 /* A configuration is data: one that runs this long is stuck in a loop. */
+#define CONFIG_INSTRUCTIONS 100000000
+static const char runs_too_long[] = "the configuration runs too long (stuck in a loop?)";
+
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
 	struct loader *ld = *(struct loader **)lua_getextraspace(L);
 	ld->instructions += 1000;
-	if (ld->instructions <= 100000000)
+	if (ld->instructions <= CONFIG_INSTRUCTIONS)
 		return;
 	/* From every instruction on: a pcall that caught it lets no line run. */
 	lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-	luaL_error(L, "the configuration runs too long (stuck in a loop?)");
+	luaL_error(L, "%s", runs_too_long);
 }
 
 /* __newindex of the config's environment: only names are settings. */
@@ -362,6 +366,11 @@ static int run_chunk(struct loader *ld)
 	lua_setupvalue(L, -2, 1); /* _ENV */
 	if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
 		config_errors_add(ld->errs, "%s", lua_tostring(L, -1));
+		return -1;
+	}
+	/* Over the budget all the same: it ended in a tail call of the pcall that caught it. */
+	if (ld->instructions > CONFIG_INSTRUCTIONS) {
+		config_errors_add(ld->errs, "%s: %s", path, runs_too_long);
 		return -1;
 	}
 	/* From here on the settings are read raw: __index would show the standard library. */
@@ -460,6 +469,7 @@ static struct config *load(const char *path, struct config_errors *errs, enum lo
 	if (ld.L == NULL)
 		goto fail;
 	luaL_openlibs(ld.L);
+	lua_guard_open(ld.L);
 	*(struct loader **)lua_getextraspace(ld.L) = &ld;
 	lua_sethook(ld.L, count_hook, LUA_MASKCOUNT, 1000);
 	if (run_chunk(&ld) != 0)

@@ -37,6 +37,9 @@ struct revocation;
 struct router;
 struct scoreboard_slot;
 
+/* The error of route scripts that run past server.handler_instructions while they load. */
+extern const char luaapi_load_over_budget[];
+
 struct luaapi {
 	lua_State *L;
 	const struct config *cfg;
@@ -47,7 +50,6 @@ struct luaapi {
 	struct revocation *rv; /* the revoked ids; NULL without storage */
 	bool loading;	       /* sesame.route is allowed only while the scripts load */
 	long load_instructions;
-	bool hook_raising; /* the count hook raised the error now being raised (xpcall) */
 	/* the allocator */
 	size_t used, limit;
 	bool enforce;

@@ -41,23 +41,23 @@
 
 static const char over_budget[] =
     "handler exceeded its instruction budget (server.handler_instructions)";
+const char luaapi_load_over_budget[] =
+    "the route scripts exceed the instruction budget (server.handler_instructions) while they "
+    "load";
 
 /* Enforces server.handler_instructions, on the main state and on coroutines. */
 void luaapi_count_hook(lua_State *L, lua_Debug *ar)
 {
 	struct luaapi_call *call = luaapi_current(L);
-	struct luaapi *api = luaapi_get(L);
-	api->hook_raising = false;
 	if (call == NULL) {
+		struct luaapi *api = luaapi_get(L);
 		/* The scripts are loading, on the main state: they get one handler's budget. */
 		api->load_instructions += LUAAPI_HOOK_EVERY;
 		if (api->load_instructions <= api->cfg->handler_instructions)
 			return;
 		/* From every instruction on: a pcall that caught it lets no line run. */
 		lua_sethook(L, luaapi_count_hook, LUA_MASKCOUNT, 1);
-		api->hook_raising = true;
-		luaL_error(L, "the route scripts exceed the instruction budget "
-			      "(server.handler_instructions) while they load");
+		luaL_error(L, "%s", luaapi_load_over_budget);
 	}
 	call->instructions += LUAAPI_HOOK_EVERY;
 	call->hook_raised = false;
@@ -83,7 +83,6 @@ void luaapi_count_hook(lua_State *L, lua_Debug *ar)
 		call->hook_raised = true;
 		lua_sethook(L, luaapi_count_hook, LUA_MASKCOUNT, 1);
 	}
-	api->hook_raising = true;
 	luaL_error(L, "%s", over_budget);
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "lua_guard.h"
 #include "lua_private.h"
 #include "router.h"
 
@@ -86,65 +87,6 @@ static int l_collectgarbage(lua_State *L)
 				  opt);
 	lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT) +
 			      (lua_Number)lua_gc(L, LUA_GCCOUNTB) / 1024);
-	return 1;
-}
-
-/*
- * The message handler xpcall is given in place of the script's (its upvalue): the script's,
- * except for the instruction budget's error raised by the count hook. Lua hands that one to a
- * message handler with the hooks off, where nothing counts its instructions and a handler that
- * loops would hang the worker; it goes on as it is.
- */
-static int xpcall_handler(lua_State *L)
-{
-	struct luaapi *api = luaapi_get(L);
-	if (api->hook_raising) {
-		api->hook_raising = false;
-		return 1;
-	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
-	return 1;
-}
-
-static int xpcall_done(lua_State *L, int status, lua_KContext ctx)
-{
-	return lua_gettop(L);
-}
-
-/* xpcall(f, handler, ...) with the handler behind xpcall_handler; Lua's xpcall is the upvalue. */
-static int l_xpcall(lua_State *L)
-{
-	luaL_checktype(L, 2, LUA_TFUNCTION);
-	lua_pushvalue(L, 2);
-	lua_pushcclosure(L, xpcall_handler, 1);
-	lua_replace(L, 2);
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	/* f may yield (a storage call): the results come to xpcall_done then. */
-	lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, xpcall_done);
-	return xpcall_done(L, LUA_OK, 0);
-}
-
-/*
- * setmetatable, refusing a finalizer (Lua's setmetatable is the upvalue): Lua runs __gc with the
- * hooks off whenever the collector comes round to it, outside every handler's budget and time,
- * often in another request's handler.
- */
-static int l_setmetatable(lua_State *L)
-{
-	if (lua_type(L, 2) == LUA_TTABLE) {
-		lua_pushliteral(L, "__gc");
-		if (lua_rawget(L, 2) != LUA_TNIL)
-			return luaL_error(L, "setmetatable: route scripts have no __gc finalizers (Lua "
-					     "would run them outside the instruction budget): close "
-					     "what must be closed with a to-be-closed variable");
-		lua_pop(L, 1);
-	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, lua_gettop(L) - 1, 1);
 	return 1;
 }
 
@@ -244,12 +186,7 @@ static void open_libs(lua_State *L, const struct config *cfg)
 	lua_setglobal(L, "load");
 	lua_pushcfunction(L, l_collectgarbage);
 	lua_setglobal(L, "collectgarbage");
-	lua_getglobal(L, "xpcall");
-	lua_pushcclosure(L, l_xpcall, 1);
-	lua_setglobal(L, "xpcall");
-	lua_getglobal(L, "setmetatable");
-	lua_pushcclosure(L, l_setmetatable, 1);
-	lua_setglobal(L, "setmetatable");
+	lua_guard_open(L);
 	/* Changed in place: package.loaded holds these very tables. */
 	lua_getglobal(L, "string");
 	lua_pushnil(L);
@@ -327,6 +264,10 @@ static int load_routes(struct luaapi *api, struct config_errors *errs)
 			config_errors_add(errs, "%s", lua_tostring(L, -1));
 			failures++;
 			lua_pop(L, 1);
+		} else if (api->load_instructions > api->cfg->handler_instructions) {
+			/* It ended in a tail call of the pcall that caught the budget's error. */
+			config_errors_add(errs, "%s: %s", file, luaapi_load_over_budget);
+			failures++;
 		}
 		lua_pop(L, 1);
 	}
