@@ -1,8 +1,8 @@
 """A retiring worker never cuts a request mid-way: a request still arriving when the worker is
 told to stop (a reload, a stop) is finished within server.shutdown_timeout or answered 503 with
 Connection: close; idle kept-alive connections are kept for a second (a request sent on one
-then is answered) and closed; an answer still being
-written is written whole, and a request pipelined behind it is read and answered too. Raw
+then is answered) and closed; an answer still being written is written whole, and a request
+pipelined behind it is read and answered too. Raw
 sockets, real routes; the tests wait on the server's state (its log, the kernel's socket
 queues), not on the clock, except where a client must stay silent for a while, or send within
 the second a drain leaves it."""
